@@ -1,0 +1,74 @@
+"""Execution settings for DAG tasks: the mode (TWIN_EXECUTION) and configs/execution.yaml.
+
+Read at DAG parse time, so it stays cheap: one small YAML file, cached per process.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODES = ("local", "kubernetes")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def execution_mode() -> str:
+    mode = os.environ.get("TWIN_EXECUTION", "local").strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"TWIN_EXECUTION must be one of {', '.join(MODES)} (got {mode!r})")
+    return mode
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("TWIN_EXECUTION_CONFIG")
+    if explicit:
+        return Path(explicit)
+    for candidate in (_REPO_ROOT / "configs" / "execution.yaml", Path("/opt/airflow/configs/execution.yaml")):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("configs/execution.yaml not found; set TWIN_EXECUTION_CONFIG")
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def execution_config() -> dict[str, Any]:
+    """The YAML config with env overrides applied (namespace, service account, registry, tag)."""
+    cfg = dict(_load(str(config_path())))
+    cfg["namespace"] = os.environ.get("TWIN_K8S_NAMESPACE", cfg["namespace"])
+    cfg["service_account"] = os.environ.get("TWIN_K8S_SERVICE_ACCOUNT", cfg["service_account"])
+    images = dict(cfg["images"])
+    images["registry"] = os.environ.get("TWIN_IMAGE_REGISTRY", images["registry"])
+    images["tag"] = os.environ.get("TWIN_IMAGE_TAG", images["tag"])
+    cfg["images"] = images
+    return cfg
+
+
+def profile(name: str) -> dict[str, Any]:
+    profiles = execution_config()["profiles"]
+    if name not in profiles:
+        raise ValueError(f"unknown resource profile {name!r} (known: {', '.join(profiles)})")
+    return profiles[name]
+
+
+def image_for(profile_name: str) -> str:
+    cfg = execution_config()
+    return f"{cfg['images']['registry']}/{profile(profile_name)['image']}:{cfg['images']['tag']}"
+
+
+def twin_bin() -> str:
+    """The twin_core environment's `twin` executable, for local mode."""
+    explicit = os.environ.get("TWIN_BIN")
+    if explicit:
+        return explicit
+    candidate = _REPO_ROOT / ".venv" / "bin" / "twin"
+    if candidate.exists():
+        return str(candidate)
+    return "twin"

@@ -1,0 +1,81 @@
+"""One factory builds every DAG task from a `twin …` command and a resource profile.
+
+- ``TWIN_EXECUTION=kubernetes``: a KubernetesPodOperator with the profile's image, resources,
+  GPU node pool (gpu), settings and secrets through ``envFrom``, and the result read from
+  ``/airflow/xcom/return.json``.
+- ``TWIN_EXECUTION=local``: a TwinLocalOperator running the same command as a subprocess.
+
+The DAG graph is the same in both modes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twin_ops.config import execution_config, execution_mode, image_for, profile
+
+LABELS = {"app.kubernetes.io/part-of": "llm-twin", "app.kubernetes.io/component": "task"}
+
+
+def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
+    from kubernetes.client import models as k8s
+
+    cfg = execution_config()
+    prof = profile(profile_name)
+    tolerations = [k8s.V1Toleration(**t) for t in prof.get("tolerations", [])]
+    return {
+        "name": f"twin-{task_id}".replace("_", "-")[:50],
+        "namespace": cfg["namespace"],
+        "image": image_for(profile_name),
+        "image_pull_policy": cfg.get("image_pull_policy", "IfNotPresent"),
+        "cmds": ["twin"],
+        "service_account_name": cfg["service_account"],
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={k: str(v) for k, v in prof.get("requests", {}).items()},
+            limits={k: str(v) for k, v in prof.get("limits", {}).items()},
+        ),
+        "node_selector": dict(prof.get("node_selector", {})) or None,
+        "tolerations": tolerations or None,
+        "env_from": [
+            k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=cfg["config_map"])),
+            k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=cfg["secret"], optional=True)),
+        ],
+        "env_vars": {"TWIN_EXECUTION": "kubernetes", "TWIN_PROGRESS": "0"},
+        "labels": {**LABELS, "llm-twin/profile": profile_name},
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=1000,
+            fs_group=1000,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "container_security_context": k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        "do_xcom_push": True,
+        "get_logs": True,
+        "on_finish_action": cfg.get("on_finish_action", "delete_succeeded_pod"),
+    }
+
+
+def _operator_and_kwargs(task_id: str, profile_name: str) -> tuple[type, dict[str, Any]]:
+    profile(profile_name)  # validate the profile name in both modes
+    if execution_mode() == "kubernetes":
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        return KubernetesPodOperator, _k8s_kwargs(task_id, profile_name)
+    from twin_ops.local_operator import TwinLocalOperator
+
+    return TwinLocalOperator, {"profile": profile_name}
+
+
+def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", **kwargs: Any) -> Any:
+    """A task running ``twin <arguments>`` (arguments are templated)."""
+    cls, base = _operator_and_kwargs(task_id, profile)
+    return cls(task_id=task_id, arguments=arguments, **base, **kwargs)
+
+
+def twin_step_mapped(task_id: str, *, profile: str = "cpu", **kwargs: Any) -> Any:
+    """A partial task to ``.expand(arguments=...)`` over a list of argument lists."""
+    cls, base = _operator_and_kwargs(task_id, profile)
+    return cls.partial(task_id=task_id, **base, **kwargs)

@@ -1,0 +1,1 @@
+"""The `twin` command line: one group per pipeline step (see ``main``)."""

@@ -1,0 +1,100 @@
+"""Settings from environment variables prefixed ``TWIN_`` and an optional ``.env`` file.
+
+Every store is selected here: a URI means the real backend, unset means the embedded default under
+``TWIN_HOME``. Nothing is opened or created at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twin_core.errors import ConfigError
+
+ENV_PREFIX = "TWIN_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    home: Path = Field(Path(".twin"), description="Root of every embedded store.")
+    mongodb_uri: str | None = Field(None, description="mongodb://... selects MongoDB; unset = embedded.")
+    mongodb_database: str = "twin"
+    mongodb_timeout_ms: int = Field(5000, gt=0, description="Server selection / connect timeout.")
+    qdrant_url: str | None = Field(None, description="http(s)://... selects a Qdrant server.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_timeout_s: int = Field(10, gt=0)
+    artifacts_uri: str | None = Field(None, description="s3://bucket/prefix or a local path.")
+    s3_endpoint_url: str | None = Field(None, description="For MinIO and other S3-compatible stores.")
+
+    # --- execution ---------------------------------------------------------------------------
+    execution: Literal["local", "kubernetes"] = "local"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    xcom_path: Path = Field(Path("/airflow/xcom/return.json"), description="Result file in a pod.")
+
+    # --- models ------------------------------------------------------------------------------
+    embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    llm_model_id: str = Field(
+        "smollm2-135m-instruct-gguf",
+        description="HF id, local directory, or the packaged SmolLM2 GGUF (default).",
+    )
+    hf_offline: bool = Field(True, description="Never reach the Hugging Face Hub at run time.")
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value or None
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _qdrant_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    # --- derived paths -----------------------------------------------------------------------
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.home / "qdrant"
+
+    @property
+    def artifacts_location(self) -> str:
+        return self.artifacts_uri or str(self.home / "artifacts")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def _field_env_name(loc: tuple) -> str:
+    return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "?"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one line that names the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            f"{_field_env_name(first['loc'])}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return load_settings()

@@ -1,0 +1,149 @@
+"""The vector store (feature store): Qdrant server by URL, or qdrant-client local mode on disk.
+
+Local mode keeps a lock on its folder: one process at a time may open it (a second gets a clear
+error). Collections come in two kinds, as in the reference design: ``cleaned_*`` (payload only, no
+vectors) and ``embedded_*`` (cosine vectors plus payload indexes).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from twin_core.errors import BackendUnavailable, ConfigError
+from twin_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_INDEXES = ("author_id", "category", "platform", "document_id")
+
+
+def open_qdrant(settings: Settings) -> Any:
+    """Return a connected ``QdrantClient``."""
+    from qdrant_client import QdrantClient
+
+    if settings.qdrant_url:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=settings.qdrant_timeout_s)
+        try:
+            client.get_collections()
+        except Exception as exc:  # httpx / grpc errors vary by transport
+            raise BackendUnavailable(
+                f"Qdrant at {settings.qdrant_url} unreachable (TWIN_QDRANT_URL): {type(exc).__name__}"
+            ) from None
+        return client
+    path = settings.qdrant_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"TWIN_HOME: cannot create the embedded vector store at {path}: {exc.strerror}"
+        ) from None
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
+        raise BackendUnavailable(
+            f"embedded Qdrant at {path} is in use by another process; stop it or set TWIN_QDRANT_URL ({exc})"
+        ) from None
+
+
+class VectorStore:
+    """Thin, typed helpers over ``QdrantClient`` used by the feature and inference stages."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    def has_collection(self, name: str) -> bool:
+        return self.client.collection_exists(name)
+
+    def ensure_collection(
+        self, name: str, dim: int | None, *, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Create ``name`` if missing: with cosine vectors of ``dim``, or payload-only if ``dim`` is None."""
+        from qdrant_client import models
+
+        if self.client.collection_exists(name):
+            return
+        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE) if dim else {}
+        self.client.create_collection(name, vectors_config=vectors, metadata=metadata)
+        with warnings.catch_warnings():  # local mode warns that it ignores payload indexes
+            warnings.simplefilter("ignore", UserWarning)
+            for field_name in PAYLOAD_INDEXES:
+                self.client.create_payload_index(name, field_name, models.PayloadSchemaType.KEYWORD)
+
+    def collection_metadata(self, name: str) -> dict[str, Any]:
+        info = self.client.get_collection(name)
+        return dict(getattr(info.config, "metadata", None) or {})
+
+    def upsert(self, name: str, points: Sequence[Any], *, batch_size: int = 256) -> int:
+        for start in range(0, len(points), batch_size):
+            self.client.upsert(name, points=list(points[start : start + batch_size]), wait=True)
+        return len(points)
+
+    def delete_where(self, name: str, **match: Any) -> None:
+        self.client.delete(name, points_selector=_filter(**match), wait=True)
+
+    def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if ids:
+            self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def count(self, name: str, **match: Any) -> int:
+        if not self.client.collection_exists(name):
+            return 0
+        return self.client.count(name, count_filter=_filter(**match) if match else None, exact=True).count
+
+    def scroll(
+        self, name: str, *, with_vectors: bool = False, batch_size: int = 256, **match: Any
+    ) -> Iterator[Any]:
+        """Every point of ``name`` (optionally filtered by exact payload matches)."""
+        if not self.client.collection_exists(name):
+            return
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                name,
+                scroll_filter=_filter(**match) if match else None,
+                limit=batch_size,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def search(self, name: str, vector: Sequence[float], limit: int, **match: Any) -> list[Any]:
+        res = self.client.query_points(
+            name,
+            query=list(vector),
+            query_filter=_filter(**match) if match else None,
+            limit=limit,
+            with_payload=True,
+        )
+        return list(res.points)
+
+
+def _filter(**match: Any) -> Any:
+    """A Qdrant filter requiring every ``key == value`` (a list value means "any of")."""
+    from qdrant_client import models
+
+    must = []
+    for key, value in match.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set):
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+        else:
+            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+    return models.Filter(must=must)
+
+
+def open_vector_store(settings: Settings) -> VectorStore:
+    return VectorStore(open_qdrant(settings))
