@@ -19,9 +19,7 @@ ENV_PREFIX = "TWIN_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- where things live -------------------------------------------------------------------
     home: Path = Field(Path(".twin"), description="Root of every embedded store.")
@@ -89,9 +87,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(
-            f"{_field_env_name(first['loc'])}: {first['msg']} (got {first.get('input')!r})"
-        ) from None
+        raise ConfigError(f"{_field_env_name(first['loc'])}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 @lru_cache(maxsize=1)

@@ -74,9 +74,7 @@ def _load_list(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        raise InputError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise InputError(f"{path}: expected a JSON list of objects")
     return data

@@ -14,20 +14,21 @@ from twin_core import __version__
 from twin_core.cli.logs import setup_logging
 from twin_core.cli.placeholder import PLACEHOLDER_CONTEXT, placeholder_command
 
-# (name, module holding `app`, help) — a None module is a stage not built yet.
-GROUPS: list[tuple[str, str | None, str]] = [
+# (name, module holding `app`, help). A module that does not exist yet is a stage not built yet:
+# its command says so and exits 5.
+GROUPS: list[tuple[str, str, str]] = [
     ("warehouse", "twin_core.cli.warehouse", "Import, export and inspect the data warehouse."),
-    ("etl", None, "Crawl links into the warehouse."),
-    ("validate", None, "Validate warehouse data with Great Expectations."),
-    ("features", None, "Clean, chunk and embed documents into the feature store."),
-    ("datasets", None, "Build instruction and preference datasets."),
-    ("train", None, "Fine-tune the twin (SFT with LoRA, then DPO)."),
-    ("evaluate", None, "Evaluate a candidate model against production."),
-    ("registry", None, "List and promote model versions."),
-    ("serve", None, "Serve the twin over HTTP (KServe model server)."),
-    ("rag", None, "Search the feature store and ask the twin from the command line."),
-    ("deploy", None, "Roll a model out on KServe (canary, promote, rollback)."),
-    ("monitor", None, "Drift reports and alerts with Evidently."),
+    ("etl", "twin_core.cli.etl", "Crawl links into the warehouse."),
+    ("validate", "twin_core.cli.validate", "Validate warehouse data with Great Expectations."),
+    ("features", "twin_core.cli.features", "Clean, chunk and embed documents into the feature store."),
+    ("datasets", "twin_core.cli.datasets", "Build instruction and preference datasets."),
+    ("train", "twin_core.cli.train", "Fine-tune the twin (SFT with LoRA, then DPO)."),
+    ("evaluate", "twin_core.cli.evaluate", "Evaluate a candidate model against production."),
+    ("registry", "twin_core.cli.registry", "List and promote model versions."),
+    ("serve", "twin_core.cli.serve", "Serve the twin over HTTP (KServe model server)."),
+    ("rag", "twin_core.cli.rag", "Search the feature store and ask the twin from the command line."),
+    ("deploy", "twin_core.cli.deploy", "Roll a model out on KServe (canary, promote, rollback)."),
+    ("monitor", "twin_core.cli.monitor", "Drift reports and alerts with Evidently."),
     ("demo", "twin_core.cli.demo", "Run the whole pipeline on the sample corpus and the embedded stores."),
 ]
 
@@ -49,21 +50,22 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     log_level: str = typer.Option(None, "--log-level", envvar="TWIN_LOG_LEVEL", help="DEBUG, INFO, WARNING."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     setup_logging(log_level)
 
 
 def _register() -> None:
     for name, module, help_text in GROUPS:
-        if module is None:
+        try:
+            sub = importlib.import_module(module).app
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
             app.command(name, help=f"(not yet available) {help_text}", context_settings=PLACEHOLDER_CONTEXT)(
                 placeholder_command(name)
             )
             continue
-        sub = importlib.import_module(module).app
         if isinstance(sub, typer.Typer):
             app.add_typer(sub, name=name, help=help_text)
         else:  # a single command

@@ -84,9 +84,7 @@ def step(name: str) -> Callable[[F], F]:
                 )
                 raise SystemExit(1) from None
             status = result.pop("status", "ok")
-            emit_result(
-                {"step": name, "status": status, **result, "seconds": round(time.perf_counter() - started, 3)}
-            )
+            emit_result({"step": name, "status": status, **result, "seconds": round(time.perf_counter() - started, 3)})
             if status not in ("ok", "unchanged"):
                 raise SystemExit(result.get("exit_code", 3))
 

@@ -14,9 +14,7 @@ app = typer.Typer(help="Import, export and inspect the data warehouse.", no_args
 @app.command("import")
 @step("warehouse.import")
 def import_(
-    paths: list[Path] = typer.Argument(
-        ..., help="Backup files (UserDocument.json, ...) or folders holding them."
-    ),
+    paths: list[Path] = typer.Argument(..., help="Backup files (UserDocument.json, ...) or folders holding them."),
 ) -> dict:
     """Import a warehouse backup (LLM Engineer's Handbook format, or our own export). Idempotent."""
     from twin_core.settings import get_settings

@@ -139,9 +139,7 @@ class RepositoryDocument(RawDocument):
     @property
     def text(self) -> str:
         # content maps file path -> file text; keep code intact, just label each file.
-        return "\n\n".join(
-            f"# {path}\n{code}" for path, code in sorted(self.content.items()) if isinstance(code, str)
-        )
+        return "\n\n".join(f"# {path}\n{code}" for path, code in sorted(self.content.items()) if isinstance(code, str))
 
 
 _CLASSES: dict[Category, type[RawDocument]] = {

@@ -67,9 +67,7 @@ class LocalBackend:
         if not base.exists():
             return []
         return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.endswith(".part")
+            p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.endswith(".part")
         )
 
     def uri(self, key: str) -> str:
@@ -99,9 +97,7 @@ class S3Backend:
         try:
             return fn(**kwargs)
         except NoCredentialsError:
-            raise ConfigError(
-                "AWS credentials missing for TWIN_ARTIFACTS_URI (set AWS_* or a role)"
-            ) from None
+            raise ConfigError("AWS credentials missing for TWIN_ARTIFACTS_URI (set AWS_* or a role)") from None
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404"):
@@ -197,9 +193,7 @@ class ArtifactStore:
                 found.add(rest[0])  # a version exists once its metadata (written last) exists
         return sorted(found, key=lambda v: int(v[1:]))
 
-    def put_version(
-        self, name: str, files: dict[str, bytes | Path], metadata: dict[str, Any]
-    ) -> ArtifactVersion:
+    def put_version(self, name: str, files: dict[str, bytes | Path], metadata: dict[str, Any]) -> ArtifactVersion:
         """Write a new version: files first, ``metadata.json`` last (it marks the version complete).
 
         If the newest version has identical ``metadata['content_hash']``, it is returned unchanged,
@@ -216,9 +210,7 @@ class ArtifactStore:
             payload = data.read_bytes() if isinstance(data, Path) else data
             self._b.put_bytes(f"{name}/{version}/{_clean_key(fname)}", payload)
         meta = {**metadata, "name": name, "version": version, "files": sorted(files)}
-        self._b.put_bytes(
-            f"{name}/{version}/{METADATA_FILE}", json.dumps(meta, indent=2, default=str).encode()
-        )
+        self._b.put_bytes(f"{name}/{version}/{METADATA_FILE}", json.dumps(meta, indent=2, default=str).encode())
         return ArtifactVersion(name, version, meta, self._b.uri(f"{name}/{version}"))
 
     def get_version(self, name: str, version: str = "latest") -> ArtifactVersion:

@@ -56,9 +56,7 @@ def open_database(settings: Settings) -> Any:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(
-            f"TWIN_HOME: cannot write the embedded warehouse at {path}: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"TWIN_HOME: cannot write the embedded warehouse at {path}: {exc.strerror}") from None
     client = litemongo.connect(str(path.resolve()), tz_aware=True)
     log.debug("warehouse: embedded litemongo at %s", path)
     return client[settings.mongodb_database]

@@ -38,9 +38,7 @@ def open_qdrant(settings: Settings) -> Any:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(
-            f"TWIN_HOME: cannot create the embedded vector store at {path}: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"TWIN_HOME: cannot create the embedded vector store at {path}: {exc.strerror}") from None
     try:
         return QdrantClient(path=str(path))
     except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
@@ -61,9 +59,7 @@ class VectorStore:
     def has_collection(self, name: str) -> bool:
         return self.client.collection_exists(name)
 
-    def ensure_collection(
-        self, name: str, dim: int | None, *, metadata: dict[str, Any] | None = None
-    ) -> None:
+    def ensure_collection(self, name: str, dim: int | None, *, metadata: dict[str, Any] | None = None) -> None:
         """Create ``name`` if missing: with cosine vectors of ``dim``, or payload-only if ``dim`` is None."""
         from qdrant_client import models
 
@@ -99,9 +95,7 @@ class VectorStore:
             return 0
         return self.client.count(name, count_filter=_filter(**match) if match else None, exact=True).count
 
-    def scroll(
-        self, name: str, *, with_vectors: bool = False, batch_size: int = 256, **match: Any
-    ) -> Iterator[Any]:
+    def scroll(self, name: str, *, with_vectors: bool = False, batch_size: int = 256, **match: Any) -> Iterator[Any]:
         """Every point of ``name`` (optionally filtered by exact payload matches)."""
         if not self.client.collection_exists(name):
             return

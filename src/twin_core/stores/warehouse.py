@@ -151,9 +151,7 @@ class Warehouse:
         """All matching documents, fetched page by page."""
         skip = 0
         while True:
-            page = self.find(
-                category, query, skip=skip, limit=batch_size, include_quarantined=include_quarantined
-            )
+            page = self.find(category, query, skip=skip, limit=batch_size, include_quarantined=include_quarantined)
             yield from page
             if len(page) < batch_size:
                 return
