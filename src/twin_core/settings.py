@@ -45,6 +45,38 @@ class Settings(BaseSettings):
     )
     hf_offline: bool = Field(True, description="Never reach the Hugging Face Hub at run time.")
 
+    # --- ETL: crawling (twin etl crawl) --------------------------------------------------------
+    crawl_user_agent: str = "LLMTwinBot/0.1 (+https://github.com/llm-twin/llm-twin)"
+    crawl_timeout_s: float = Field(15.0, gt=0, description="Connect and read timeout per request.")
+    crawl_max_retries: int = Field(2, ge=0, description="Retries on 5xx, timeouts and connection errors.")
+    crawl_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
+    crawl_max_bytes: int = Field(5_000_000, gt=0, description="Largest response body read (streamed).")
+    crawl_max_redirects: int = Field(5, ge=0)
+    crawl_concurrency: int = Field(4, ge=1, description="Links crawled at once in one run.")
+    crawl_per_domain_concurrency: int = Field(2, ge=1, description="Requests in flight per domain.")
+    crawl_respect_robots: bool = True
+    crawl_allow_hosts: str = Field("", description="Comma-separated hosts/IPs/CIDRs exempt from the SSRF guard.")
+    crawl_allow_private: bool = Field(False, description="Allow every private/loopback target (trusted nets).")
+    crawl_allow_local_repos: bool = Field(True, description="Allow file:// and local paths for git repos.")
+    crawl_repo_max_file_bytes: int = Field(200_000, gt=0)
+    crawl_repo_max_files: int = Field(500, gt=0)
+    crawl_repo_ignore: str = Field("", description="Extra comma-separated glob patterns to skip in repos.")
+    crawl_git_timeout_s: float = Field(120.0, gt=0)
+    medium_base_url: str = "https://medium.com"
+    linkedin_base_url: str = "https://www.linkedin.com"
+    linkedin_username: str | None = None
+    linkedin_password: SecretStr | None = None
+    linkedin_li_at: SecretStr | None = Field(None, description="li_at session cookie (instead of a password).")
+    linkedin_max_posts: int = Field(20, ge=1)
+    linkedin_max_scrolls: int = Field(5, ge=0)
+    browser_binary: str = "/usr/bin/chromium"
+    browser_driver: str = "/usr/bin/chromedriver"
+    browser_timeout_s: float = Field(30.0, gt=0)
+    # --- ETL: validation (twin validate raw) ---------------------------------------------------
+    validate_min_chars: int = Field(40, ge=0, description="Shortest acceptable document text.")
+    validate_max_chars: int = Field(2_000_000, gt=0, description="Longest acceptable document text.")
+    validate_max_failure_ratio: float = Field(0.2, ge=0, le=1, description="Fail the step above this ratio.")
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongo_scheme(cls, value: str | None) -> str | None:
