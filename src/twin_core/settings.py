@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     validate_max_chars: int = Field(2_000_000, gt=0, description="Longest acceptable document text.")
     validate_max_failure_ratio: float = Field(0.2, ge=0, le=1, description="Fail the step above this ratio.")
 
+    # --- features: clean, chunk, embed (twin features run) --------------------------------------
+    features_pii_policy: Literal["redact", "keep"] = Field(
+        "redact", description="redact = e-mails and phone numbers become [EMAIL] / [PHONE]; keep = untouched."
+    )
+    features_chunk_tokens: int = Field(
+        256, ge=16, description="Chunk size in tokens incl. special tokens; capped at the model's max_seq_length."
+    )
+    features_chunk_overlap_tokens: int = Field(32, ge=0, description="Tokens repeated between neighbour chunks.")
+    features_embed_batch_size: int = Field(64, gt=0, description="Texts per model.encode batch.")
+    features_docs_per_batch: int = Field(64, gt=0, description="Documents written (and marked done) together.")
+    features_max_file_bytes: int = Field(200_000, gt=0, description="Repository files above this are skipped.")
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongo_scheme(cls, value: str | None) -> str | None:
