@@ -89,6 +89,38 @@ class Settings(BaseSettings):
     features_docs_per_batch: int = Field(64, gt=0, description="Documents written (and marked done) together.")
     features_max_file_bytes: int = Field(200_000, gt=0, description="Repository files above this are skipped.")
 
+    # --- inference: LLM backends and RAG (twin rag query, twin serve) ---------------------------
+    llm_backend: Literal["local", "openai"] = Field(
+        "local", description="local = transformers in-process; openai = any OpenAI-compatible HTTP endpoint."
+    )
+    llm_models_dir: Path | None = Field(None, description="Converted local models (default: TWIN_HOME/models).")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
+    llm_api_key: SecretStr | None = None
+    llm_api_model: str | None = Field(None, description="Model name sent to the endpoint (default: llm_model_id).")
+    llm_model_version: str | None = Field(None, description="Reported model version (default: derived from model).")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Per HTTP call to the LLM endpoint.")
+    llm_retries: int = Field(2, ge=0, description="Retries on connection errors and 5xx/429.")
+    llm_max_new_tokens: int = Field(128, gt=0, description="Default answer length in tokens.")
+    llm_max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
+    llm_temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
+    rag_top_k: int = Field(5, gt=0, description="Chunks given to the prompt.")
+    rag_candidates: int = Field(20, gt=0, description="Candidates fetched per query before rerank.")
+    rag_expansions: int = Field(0, ge=0, description="Alternative queries from the LLM (0 = off).")
+    rag_self_query_llm: bool = Field(False, description="Ask the LLM for the author when names do not match.")
+    rag_rerank_model: str | None = Field(None, description="CrossEncoder id or folder; unset = MMR re-score.")
+    rag_mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR relevance/diversity trade-off.")
+    rag_context_tokens: int = Field(1024, gt=0, description="Token budget of the retrieved context.")
+    # --- serving: twin serve (KServe model server) ----------------------------------------------
+    serve_model_name: str = Field("twin", description="KServe model name in /v1/models/<name>:predict.")
+    serve_api_keys: SecretStr | None = Field(None, description='JSON {"api-key": "Author Full Name", ...}.')
+    serve_auth_disabled: bool = Field(False, description="Serve without API keys (local only; warns).")
+    serve_max_query_chars: int = Field(2000, gt=0)
+    serve_max_body_bytes: int = Field(64_000, gt=0)
+    serve_request_timeout_s: float = Field(120.0, gt=0)
+    serve_max_concurrency: int = Field(2, gt=0, description="Requests processed at once.")
+    serve_max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 503.")
+    serve_retry_after_s: int = Field(5, gt=0)
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongo_scheme(cls, value: str | None) -> str | None:
