@@ -26,7 +26,9 @@ def open_qdrant(settings: Settings) -> Any:
 
     if settings.qdrant_url:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=settings.qdrant_timeout_s)
+        client = QdrantClient(
+            url=settings.qdrant_url, api_key=api_key, timeout=settings.qdrant_timeout_s, check_compatibility=False
+        )
         try:
             client.get_collections()
         except Exception as exc:  # httpx / grpc errors vary by transport

@@ -1,0 +1,111 @@
+"""The `twin` CLI as a pipeline step: result protocol, exit codes, help, and a second process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
+def test_help_lists_every_group(twin) -> None:
+    run = twin("--help")
+    assert run.returncode == 0
+    for group in (
+        "warehouse",
+        "etl",
+        "validate",
+        "features",
+        "datasets",
+        "train",
+        "evaluate",
+        "registry",
+        "serve",
+        "rag",
+        "deploy",
+        "monitor",
+        "demo",
+    ):
+        assert group in run.stdout
+
+
+def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path) -> None:
+    run = twin("warehouse", "import", str(SAMPLE))
+    assert run.returncode == 0, run.stderr
+    assert run.result["status"] == "ok" and run.result["step"] == "warehouse.import"
+    assert run.result["counts"]["users"]["created"] == 1
+    again = twin("warehouse", "import", str(SAMPLE))
+    assert again.result["counts"]["posts"]["created"] == 0
+    stats = twin("warehouse", "stats")
+    assert stats.returncode == 0
+    assert stats.result["authors"]["Ada Quillfeather"]["repositories"] == 2
+    exported = twin("warehouse", "export", str(tmp_path / "out"))
+    assert exported.returncode == 0 and (tmp_path / "out" / "ArticleDocument.json").is_file()
+
+
+def test_result_is_also_written_as_xcom_file(twin, twin_home: Path, tmp_path: Path) -> None:
+    xcom = tmp_path / "xcom" / "return.json"
+    run = twin("warehouse", "stats", env={"TWIN_XCOM_PATH": str(xcom)})
+    assert run.returncode == 0
+    assert json.loads(xcom.read_text()) == run.result
+
+
+def test_errors_exit_with_their_code_and_a_json_line(twin, twin_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "PostDocument.json"
+    bad.write_text("not json")
+    run = twin("warehouse", "import", str(bad))
+    assert run.returncode == 3
+    assert run.result["status"] == "error" and run.result["kind"] == "input"
+    assert "malformed JSON" in run.result["error"]
+    cfg = twin("warehouse", "stats", env={"TWIN_EXECUTION": "docker"})
+    assert cfg.returncode == 2 and cfg.result["error"].startswith("TWIN_EXECUTION")
+    down = twin(
+        "warehouse", "stats", env={"TWIN_MONGODB_URI": "mongodb://127.0.0.1:1", "TWIN_MONGODB_TIMEOUT_MS": "300"}
+    )
+    assert down.returncode == 4 and "127.0.0.1:1" in down.result["error"]
+
+
+def test_rejected_records_make_a_partial_result(twin, twin_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "PostDocument.json").write_text(json.dumps([{"content": {"Content": "x"}, "author_full_name": "A B"}]))
+    run = twin("warehouse", "import", str(tmp_path))
+    assert run.returncode == 3 and run.result["status"] == "partial"
+    assert run.result["rejected"][0]["reason"] == "missing field 'link'"
+
+
+def test_importing_the_package_and_cli_does_no_io(tmp_path: Path) -> None:
+    """Importing twin_core and the CLI opens no store, no socket and no model file."""
+    code = (
+        "import builtins, socket, sys\n"
+        "opened = []\n"
+        "real_open = builtins.open\n"
+        "def spy(f, *a, **k):\n"
+        "    opened.append(str(f)); return real_open(f, *a, **k)\n"
+        "builtins.open = spy\n"
+        "def no_socket(*a, **k): raise AssertionError('socket at import time')\n"
+        "socket.socket.connect = no_socket\n"
+        "import twin_core, twin_core.cli.main\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'kserve', 'great_expectations',"
+        " 'evidently', 'qdrant_client', 'litemongo', 'selenium') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print(opened)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"TWIN_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert not (tmp_path / "home").exists()
+
+
+def test_twin_core_never_imports_airflow() -> None:
+    src = Path(__file__).resolve().parents[2] / "src"
+    offenders = [
+        str(p)
+        for p in src.rglob("*.py")
+        if any(line.lstrip().startswith(("import airflow", "from airflow")) for line in p.read_text().splitlines())
+    ]
+    assert offenders == []
