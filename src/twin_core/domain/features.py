@@ -9,27 +9,27 @@ from pydantic import BaseModel, Field
 from twin_core.domain.documents import Category
 
 
-class CleanedDocument(BaseModel):
-    id: str  # same id as the raw document
+class SourceRef(BaseModel):
+    """Where a feature record comes from: kept on every record so results can cite their source."""
+
     category: Category
     platform: str
     link: str
     author_id: str
     author_full_name: str
+
+
+class CleanedDocument(SourceRef):
+    id: str  # same id as the raw document
     content: str
     raw_content_hash: str  # hash of the raw content this was cleaned from
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Chunk(BaseModel):
+class Chunk(SourceRef):
     id: str  # ids.chunk_id(document_id, chunk_index, content_hash)
     document_id: str
     chunk_index: int
-    category: Category
-    platform: str
-    link: str
-    author_id: str
-    author_full_name: str
     content: str
     content_hash: str
     token_count: int = 0
