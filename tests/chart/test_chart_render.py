@@ -1,0 +1,342 @@
+"""charts/llm-twin rendered offline with the real Helm engine and validated against real schemas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
+pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env, dev extra) is not installed")
+
+import chart_render as cr  # noqa: E402  (tests/chart/conftest.py puts it on sys.path)
+
+BOTH_APIS = (cr.KSERVE_API, cr.PROMETHEUS_API)
+
+# name -> (values, api versions the simulated cluster serves)
+VARIANTS = {
+    "defaults": (None, ()),
+    "defaults+kserve+prometheus": (None, BOTH_APIS),
+    "kserve-only": (None, (cr.KSERVE_API,)),
+    "prometheus-only": (None, (cr.PROMETHEUS_API,)),
+    "kind-cpu-only": ("kind", BOTH_APIS),
+    "gpu-training": ("gpu", BOTH_APIS),
+    "external-stores": ("external", BOTH_APIS),
+    "external-mongodb-uri": ({"mongodb": {"mode": "external", "external": {"uri": "mongodb://db.example:27017"}}}, ()),
+    "all-dependencies-disabled": (
+        {
+            "airflow": {"enabled": False},
+            "qdrant": {"enabled": False},
+            "vectorStore": {"url": "http://qdrant.example:6333"},
+            "artifacts": {"devObjectStore": {"enabled": False}},
+            "mongodb": {"mode": "external", "external": {"uriFromSecret": True}},
+        },
+        BOTH_APIS,
+    ),
+}
+
+
+def _values(spec):
+    return cr.ci_values(spec) if isinstance(spec, str) else spec
+
+
+@pytest.fixture(scope="module")
+def renders():
+    return {
+        name: cr.objects(cr.render(_values(values), api_versions=apis)) for name, (values, apis) in VARIANTS.items()
+    }
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def test_lint_has_no_errors():
+    report = cr.helm().lint(cr.CHART, namespace=cr.NAMESPACE, kube_version="v1.29.0")
+    errors = [m for m in report["messages"] if m["severity"] >= 3]
+    assert errors == [], errors
+    # The only warning allowed is the documented one: dependencies are fetched by `helm dependency build`.
+    warnings = [m["error"] for m in report["messages"] if m["severity"] == 2]
+    assert all("missing these dependencies" in w for w in warnings), warnings
+
+
+def test_strict_lint_with_dependencies_present(tmp_path):
+    chart = cr.with_stub_dependencies(tmp_path)
+    for values in (None, cr.ci_values("kind"), cr.ci_values("gpu"), cr.ci_values("external")):
+        report = cr.helm().lint(chart, values, strict=True, namespace=cr.NAMESPACE, kube_version="v1.29.0")
+        assert report["errors"] == [], report
+
+
+# --------------------------------------------------------------------------- every variant validates
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_object_validates(renders, variant):
+    objs = renders[variant]
+    assert objs, "nothing rendered"
+    errors = [e for o in objs for e in cr.validate_object(o)]
+    assert errors == []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_objects_are_namespaced_and_unique(renders, variant):
+    seen = set()
+    for o in renders[variant]:
+        key = (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+        assert o["metadata"].get("namespace"), f"{key} has no namespace"
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "llm-twin"
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+def test_inferenceservice_only_with_kserve_api(renders):
+    assert cr.find(renders["defaults"], "InferenceService") == []
+    assert cr.find(renders["prometheus-only"], "InferenceService") == []
+    isvc = cr.find(renders["kserve-only"], "InferenceService")
+    assert len(isvc) == 1
+    spec = isvc[0]["spec"]
+    assert set(spec) == {"predictor", "transformer"}
+    for component in ("predictor", "transformer"):
+        (container,) = spec[component]["containers"]
+        assert container["image"] == "ghcr.io/llm-twin/twin-serving:0.1.0"
+        assert container["args"][:2] == ["--component", component]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert "canaryTrafficPercent" not in spec["predictor"]
+
+
+def test_notes_explain_missing_kserve():
+    absent = cr.notes(cr.render(None))
+    present = cr.notes(cr.render(None, api_versions=(cr.KSERVE_API,)))
+    assert "KServe (serving.kserve.io/v1beta1) is not installed" in absent
+    assert "get inferenceservice llm-twin" in present
+
+
+def test_prometheus_rule_only_with_operator_api(renders):
+    assert cr.find(renders["defaults"], "PrometheusRule") == []
+    assert cr.find(renders["kserve-only"], "PrometheusRule") == []
+    (rule,) = cr.find(renders["prometheus-only"], "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {"LLMTwinDagRunFailed", "LLMTwinDriftDetected", "LLMTwinServingErrors"}
+
+
+def test_alerts_disabled_renders_nothing():
+    objs = cr.objects(cr.render({"alerts": {"enabled": False}}, api_versions=BOTH_APIS))
+    assert cr.find(objs, "PrometheusRule") == []
+
+
+# --------------------------------------------------------------------------- GPU pool
+
+
+def _execution(objs):
+    (cm,) = cr.find(objs, "ConfigMap", "llm-twin-execution")
+    import yaml
+
+    return yaml.safe_load(cm["data"]["execution.yaml"])
+
+
+def test_gpu_training_block(renders):
+    gpu = _execution(renders["gpu-training"])["profiles"]["gpu"]
+    assert gpu["image"] == "twin-trainer"
+    assert gpu["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["node_selector"] == {"llm-twin/pool": "gpu"}
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    (isvc,) = cr.find(renders["gpu-training"], "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    assert predictor["nodeSelector"] == {"llm-twin/pool": "gpu"}
+    assert predictor["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+
+
+def test_cpu_only_cluster_has_no_gpu_requests(renders):
+    objs = renders["kind-cpu-only"]
+    gpu = _execution(objs)["profiles"]["gpu"]
+    assert "node_selector" not in gpu and "tolerations" not in gpu
+    assert "nvidia.com/gpu" not in json.dumps(objs)
+
+
+def test_gpu_count_is_configurable():
+    objs = cr.objects(cr.render({"training": {"gpu": {"count": 4}}}))
+    assert _execution(objs)["profiles"]["gpu"]["limits"]["nvidia.com/gpu"] == "4"
+
+
+# --------------------------------------------------------------------------- stores and dependencies
+
+
+def _settings(objs, namespace=cr.NAMESPACE):
+    (cm,) = [o for o in cr.find(objs, "ConfigMap", "llm-twin-settings") if o["metadata"]["namespace"] == namespace]
+    return cm["data"]
+
+
+def test_default_store_wiring(renders):
+    data = _settings(renders["defaults"])
+    assert data["TWIN_MONGODB_URI"] == "mongodb://llm-twin-mongodb.llm-twin.svc:27017"
+    assert data["TWIN_QDRANT_URL"] == "http://llm-twin-qdrant.llm-twin.svc:6333"
+    assert data["TWIN_ARTIFACTS_URI"] == "s3://llm-twin/artifacts"
+    assert data["TWIN_S3_ENDPOINT_URL"] == "http://llm-twin-object-store.llm-twin.svc:8333"
+    assert data["TWIN_EXECUTION"] == "kubernetes"
+    assert cr.find(renders["defaults"], "StatefulSet", "llm-twin-mongodb")
+    # the bucket Job targets the same endpoint and bucket the tasks use
+    (job,) = cr.find(renders["defaults"], "Job", "llm-twin-create-bucket")
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert 'endpoint_url="http://llm-twin-object-store.llm-twin.svc:8333"' in script
+    assert 'Bucket="llm-twin"' in script
+
+
+def test_external_mongodb(renders):
+    objs = renders["external-mongodb-uri"]
+    assert _settings(objs)["TWIN_MONGODB_URI"] == "mongodb://db.example:27017"
+    assert cr.find(objs, "StatefulSet", "llm-twin-mongodb") == []
+    assert "llm-twin-mongodb" not in json.dumps(objs)
+    # a URI with credentials comes from the Secret: the ConfigMap must not shadow it
+    ext = renders["external-stores"]
+    assert all("TWIN_MONGODB_URI" not in cm["data"] for cm in cr.find(ext, "ConfigMap", "llm-twin-settings"))
+
+
+def test_task_namespace_can_differ(renders):
+    objs = renders["external-stores"]
+    namespaces = {o["metadata"]["namespace"] for o in cr.find(objs, "ConfigMap", "llm-twin-settings")}
+    assert namespaces == {"llm-twin", "llm-twin-tasks"}
+    (sa,) = cr.find(objs, "ServiceAccount", "llm-twin-tasks")
+    assert sa["metadata"]["namespace"] == "llm-twin-tasks"
+    (role,) = cr.find(objs, "Role", "llm-twin-pod-launcher")
+    assert role["metadata"]["namespace"] == "llm-twin-tasks"
+    (binding,) = cr.find(objs, "RoleBinding", "llm-twin-pod-launcher")
+    assert {s["namespace"] for s in binding["subjects"]} == {"llm-twin"}
+    assert _execution(objs)["namespace"] == "llm-twin-tasks"
+
+
+@pytest.mark.parametrize(
+    "values, absent",
+    [
+        (
+            {"qdrant": {"enabled": False}, "vectorStore": {"url": "http://q.example:6333"}},
+            ["llm-twin-qdrant", '"app.kubernetes.io/name": "qdrant"'],
+        ),
+        ({"airflow": {"enabled": False}}, ["llm-twin-airflow", "airflow-scheduler", "airflow-worker"]),
+        ({"artifacts": {"devObjectStore": {"enabled": False}}}, ["object-store", "seaweedfs", "create-bucket"]),
+        ({"mongodb": {"mode": "external", "external": {"uri": "mongodb://m.example:27017"}}}, ["llm-twin-mongodb"]),
+    ],
+    ids=["qdrant", "airflow", "dev-object-store", "mongodb"],
+)
+def test_disabled_dependency_leaves_no_reference(values, absent):
+    objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))
+    text = json.dumps(objs)
+    for needle in absent:
+        assert needle not in text, f"{needle!r} still referenced with {values}"
+    assert [e for o in objs for e in cr.validate_object(o)] == []
+
+
+def test_no_launcher_binding_without_airflow(renders):
+    objs = renders["all-dependencies-disabled"]
+    assert cr.find(objs, "RoleBinding") == [] and cr.find(objs, "Role") == []
+    # an Airflow outside the release is bound explicitly
+    extra = {"airflow": {"enabled": False}, "rbac": {"extraLaunchers": [{"name": "airflow-worker", "namespace": "ops"}]}}
+    (binding,) = cr.find(cr.objects(cr.render(extra)), "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "ops"}]
+
+
+def test_dependency_conditions_switch_the_subcharts(tmp_path):
+    chart = cr.with_stub_dependencies(tmp_path)
+
+    def markers(values):
+        return {o["metadata"]["name"] for o in cr.objects(cr.render(values, chart_dir=chart)) if o["metadata"]["name"].startswith("stub-")}
+
+    assert markers(None) == {"stub-airflow", "stub-qdrant"}
+    assert markers({"airflow": {"enabled": False}}) == {"stub-qdrant"}
+    assert markers({"qdrant": {"enabled": False}, "vectorStore": {"url": "http://q.example:6333"}}) == {"stub-airflow"}
+
+
+# --------------------------------------------------------------------------- pod security and network
+
+
+@pytest.mark.parametrize("variant", ["defaults+kserve+prometheus", "gpu-training", "kind-cpu-only"])
+def test_restricted_pod_security(renders, variant):
+    specs = cr.pod_specs(renders[variant])
+    assert specs
+    for owner, spec in specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] >= 10000, owner
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, owner
+        assert spec["automountServiceAccountToken"] is False, owner
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, owner
+            assert sc["readOnlyRootFilesystem"] is True, owner
+            assert sc["capabilities"]["drop"] == ["ALL"], owner
+            assert c["resources"]["requests"] and c["resources"]["limits"], owner
+
+
+def test_network_policies(renders):
+    objs = renders["defaults+kserve+prometheus"]
+    (tasks,) = cr.find(objs, "NetworkPolicy", "llm-twin-tasks")
+    assert tasks["spec"]["podSelector"]["matchLabels"] == {"kubernetes_pod_operator": "True"}
+    assert tasks["spec"]["ingress"] == []
+    egress = json.dumps(tasks["spec"]["egress"])
+    for needle in ('"mongodb"', '"qdrant"', '"object-store"', "0.0.0.0/0", '"port": 53'):
+        assert needle in egress
+    (serving,) = cr.find(objs, "NetworkPolicy", "llm-twin-serving")
+    serving_egress = serving["spec"]["egress"]
+    assert "0.0.0.0/0" not in json.dumps(serving_egress), "serving must not reach the internet"
+    assert all("ipBlock" not in peer for rule in serving_egress for peer in rule.get("to", []))
+    # every component pod is covered by a policy
+    selectors = [np["spec"]["podSelector"]["matchLabels"] for np in cr.find(objs, "NetworkPolicy")]
+    for owner, spec in cr.pod_specs(objs):
+        if owner.startswith("InferenceService") or owner.startswith("Job"):
+            continue
+        (workload,) = [o for o in objs if f"{o['kind']}/{o['metadata']['name']}" == owner]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert any(all(labels.get(k) == v for k, v in sel.items()) for sel in selectors), owner
+
+
+def test_network_policy_can_be_disabled():
+    assert cr.find(cr.objects(cr.render({"networkPolicy": {"enabled": False}})), "NetworkPolicy") == []
+
+
+# --------------------------------------------------------------------------- bad values
+
+
+BAD_VALUES = [
+    ("negative replicas", {"serving": {"predictor": {"minReplicas": -1}}}, "/serving/predictor/minReplicas"),
+    ("zero max replicas", {"serving": {"transformer": {"maxReplicas": 0}}}, "/serving/transformer/maxReplicas"),
+    ("gpu count as string", {"training": {"gpu": {"count": "1"}}}, "/training/gpu/count"),
+    ("unknown executor", {"airflow": {"executor": "CeleryExecutr"}}, "/airflow/executor"),
+    ("missing secret name", {"secrets": {"existingSecret": ""}}, "/secrets/existingSecret"),
+    ("secret name removed", {"secrets": {"existingSecret": None}}, "existingSecret"),
+    ("unknown top-level key", {"servng": {"enabled": True}}, "servng"),
+    ("image tag as number", {"images": {"tag": 0.1}}, "/images/tag"),
+    ("canary without knative", {"serving": {"canaryTrafficPercent": 10}}, "/serving/canaryTrafficPercent"),
+    ("canary above 100", {"serving": {"deploymentMode": "Knative", "canaryTrafficPercent": 120}}, "/serving/canaryTrafficPercent"),
+    ("unknown deployment mode", {"serving": {"deploymentMode": "Serverles"}}, "/serving/deploymentMode"),
+    ("bad log level", {"settings": {"logLevel": "VERBOSE"}}, "/settings/logLevel"),
+    ("non-TWIN extra env", {"settings": {"extraEnv": {"AWS_SECRET_ACCESS_KEY": "x"}}}, "/settings/extraEnv"),
+    ("artifacts not s3", {"artifacts": {"uri": "/data/artifacts"}}, "/artifacts/uri"),
+    ("external mongodb without uri", {"mongodb": {"mode": "external"}}, "/mongodb/external"),
+    ("bad mongodb uri", {"mongodb": {"mode": "external", "external": {"uri": "postgres://x"}}}, "/mongodb/external/uri"),
+    ("qdrant off without url", {"qdrant": {"enabled": False}}, "/vectorStore/url"),
+    ("cpu quantity as number", {"tasks": {"profiles": {"cpu": {"requests": {"cpu": 1}}}}}, "/tasks/profiles/cpu/requests/cpu"),
+    ("qdrant zero replicas", {"qdrant": {"replicaCount": 0}}, "/qdrant/replicaCount"),
+]
+
+
+@pytest.mark.parametrize("values, key", [(v, k) for _, v, k in BAD_VALUES], ids=[n for n, _, _ in BAD_VALUES])
+def test_schema_rejects_bad_values(values, key):
+    h = cr.helm()
+    with h.Chart.load(cr.CHART) as chart, pytest.raises(h.HelmValuesError) as exc:
+        chart.validate_schema(values)
+    assert key in str(exc.value)
+
+
+def test_install_render_rejects_bad_values_too():
+    h = cr.helm()
+    with pytest.raises(h.HelmError, match="/training/gpu/count"):
+        cr.render({"training": {"gpu": {"count": "2"}}})
+
+
+@pytest.mark.parametrize("name", ["kind", "gpu", "external"])
+def test_ci_value_sets_are_valid(name):
+    with cr.helm().Chart.load(cr.CHART) as chart:
+        chart.validate_schema(cr.ci_values(name))
