@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from twin_core.cli.logs import progress
 from twin_core.domain.documents import Category, RawDocument, UserDocument, document_class
 from twin_core.errors import InputError
 from twin_core.stores.warehouse import Outcome, Warehouse
@@ -88,7 +89,7 @@ def import_paths(warehouse: Warehouse, paths: Iterable[Path]) -> ImportReport:
     author_names: dict[str, str] = {}  # source user _id -> full name
     for path, rows in loaded:
         category = CLASS_FILES[path.name]
-        for index, row in enumerate(rows):
+        for index, row in enumerate(progress(rows, desc=f"import {path.name}", unit="doc")):
             try:
                 if category is None:
                     user = _user_from_row(row)
