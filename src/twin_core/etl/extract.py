@@ -1,0 +1,92 @@
+"""Article extraction with newspaper4k, fed with HTML we fetched ourselves (so our etiquette applies)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from twin_core.etl.errors import CrawlError
+from twin_core.etl.language import detect_language
+
+# Page furniture removed before extraction: navigation, share buttons, subscribe widgets, comments.
+_FURNITURE_TAGS = ("nav", "header", "footer", "aside", "form", "script", "style", "noscript", "button", "svg")
+_FURNITURE_RE = re.compile(
+    r"(^|[\s_-])(nav|navbar|menu|share|sharing|social|subscribe|subscription|newsletter|signup|paywall|"
+    r"related|recommend|comments?|cookie|banner|footer|sidebar|promo|byline-share)([\s_-]|$)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    title: str
+    subtitle: str
+    text: str
+    authors: list[str]
+    published_at: datetime | None
+    language: str | None
+    html_lang: str
+
+    def content(self) -> dict[str, object]:
+        """The standardized article content (the Handbook's keys, plus authors)."""
+        return {
+            "Title": self.title,
+            "Subtitle": self.subtitle,
+            "Content": self.text,
+            "language": self.language or "",
+            "authors": self.authors,
+        }
+
+
+def strip_furniture(html: str) -> str:
+    """Drop navigation/share/subscribe/comment blocks so they never reach the article text."""
+    import lxml.html
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except Exception:  # lxml raises ParserError on empty documents
+        return html
+    for el in list(doc.iter(*_FURNITURE_TAGS)):
+        if el.getparent() is not None:
+            el.drop_tree()
+    for el in list(doc.iter()):
+        if not isinstance(el.tag, str) or el.getparent() is None or el.tag in ("html", "body", "article", "main"):
+            continue
+        marker = f"{el.get('class', '')} {el.get('id', '')} {el.get('role', '')}"
+        if marker.strip() and _FURNITURE_RE.search(marker):
+            el.drop_tree()
+    return lxml.html.tostring(doc, encoding="unicode")
+
+
+def extract_article(html: str, url: str) -> Extracted:
+    from newspaper import Article, Config
+
+    if not html.strip():
+        raise CrawlError("empty", f"{url} returned an empty page")
+    cfg = Config()
+    cfg.fetch_images = False
+    cfg.follow_meta_refresh = False  # it would fetch outside our HTTP client
+    cfg.memorize_articles = False
+    cfg.max_text = 2_000_000
+    article = Article(url, config=cfg)
+    article.download(input_html=strip_furniture(html))
+    article.parse()
+    text = (article.text or "").strip()
+    if not text:
+        raise CrawlError("empty", f"no article text found at {url}")
+    subtitle = (article.meta_description or "").strip()
+    if subtitle and text.startswith(subtitle):
+        subtitle = ""  # newspaper falls back to the first paragraph; that is not a subtitle
+    published = article.publish_date
+    if published is not None and published.tzinfo is not None:
+        published = published.replace(microsecond=0)
+    return Extracted(
+        title=(article.title or "").strip(),
+        subtitle=subtitle,
+        text=text,
+        authors=list(article.authors or []),
+        published_at=published,
+        language=detect_language(text) or (article.meta_lang or None),
+        html_lang=article.meta_lang or "",
+    )

@@ -1,0 +1,113 @@
+"""One crawl run: deduplicate the links, crawl them concurrently, upsert the documents, write the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from pathlib import Path
+
+from twin_core.domain.documents import RawDocument
+from twin_core.errors import InputError, TwinError
+from twin_core.etl.crawlers.base import CrawlContext
+from twin_core.etl.crawlers.github import _is_local, local_repo_uri
+from twin_core.etl.dispatcher import Dispatcher
+from twin_core.etl.errors import CrawlError
+from twin_core.etl.http import HttpClient
+from twin_core.etl.report import CrawlReport, LinkResult
+from twin_core.etl.safety import domain_of, normalize_link
+from twin_core.settings import Settings
+from twin_core.stores.artifacts import open_artifact_store
+from twin_core.stores.warehouse import Outcome, open_warehouse
+
+log = logging.getLogger(__name__)
+REPORTS_PREFIX = "etl/reports"
+
+
+def canonical_link(link: str) -> str:
+    link = link.strip()
+    return (
+        local_repo_uri(link)
+        if _is_local(link) and Path(link.removeprefix("file://")).exists()
+        else normalize_link(link)
+    )
+
+
+def dedupe(links: list[str]) -> tuple[list[str], list[str]]:
+    """Unique canonical links in order, and the duplicates dropped."""
+    seen: dict[str, None] = {}
+    duplicates: list[str] = []
+    for raw in links:
+        if not raw.strip():
+            continue
+        link = canonical_link(raw)
+        if link in seen:
+            duplicates.append(raw.strip())
+        else:
+            seen[link] = None
+    return list(seen), duplicates
+
+
+def _crawl_one(link: str, dispatcher: Dispatcher, ctx: CrawlContext) -> tuple[str, list[RawDocument]]:
+    ctx.started = time.perf_counter()
+    crawler = dispatcher.crawler_for(link, ctx.settings)
+    return crawler.name, crawler.crawl(link, ctx)
+
+
+def run_crawl(settings: Settings, user_full_name: str, links: list[str], *, show_progress: bool = True) -> CrawlReport:
+    from twin_core.cli.logs import progress
+
+    unique, duplicates = dedupe(links)
+    if not unique:
+        raise InputError("no links to crawl (give --link URL or a --config file with links)")
+    warehouse = open_warehouse(settings)
+    user, created = warehouse.get_or_create_user(user_full_name)
+    log.info("crawling %d link(s) for %s (user %s)", len(unique), user.full_name, "created" if created else "known")
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    report = CrawlReport(run_id=run_id, user=user.full_name, duplicates=duplicates)
+    http = HttpClient(settings)
+    dispatcher = Dispatcher.from_entry_points()
+
+    with ThreadPoolExecutor(max_workers=min(settings.crawl_concurrency, len(unique))) as pool:
+        futures: dict[Future, tuple[str, CrawlContext]] = {}
+        for link in unique:
+            ctx = CrawlContext(settings=settings, http=http, user=user)
+            futures[pool.submit(_crawl_one, link, dispatcher, ctx)] = (link, ctx)
+        bar = progress(total=len(unique), desc="crawl", unit="link") if show_progress else None
+        # Documents are written from this thread only: the embedded warehouse is not shared across threads.
+        for fut in as_completed(futures):
+            link, ctx = futures[fut]
+            result = LinkResult(link=link, domain=domain_of(link), crawler="", status="failed", notes=ctx.notes)
+            try:
+                result.crawler, docs = fut.result()
+                counts = {o.value: 0 for o in Outcome}
+                for doc in docs:
+                    counts[warehouse.upsert_document(doc).value] += 1
+                result.documents = counts
+                changed = counts["created"] + counts["updated"]
+                result.status = "succeeded" if changed else "unchanged"
+            except CrawlError as exc:
+                result.reason, result.error = exc.reason, exc.message
+            except TwinError as exc:
+                result.reason, result.error = exc.kind, str(exc)
+            except Exception as exc:  # one broken link never stops the others
+                log.exception("crawl of %s failed unexpectedly", link)
+                result.reason, result.error = "unexpected", f"{type(exc).__name__}: {exc}"
+            result.seconds = round(time.perf_counter() - (ctx.started or time.perf_counter()), 3)
+            if result.status == "failed":
+                log.warning("failed %s: %s: %s", link, result.reason, result.error)
+            else:
+                log.info("%s %s: %s", result.status, link, result.documents)
+            report.links.append(result)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    report.links.sort(key=lambda r: unique.index(r.link))
+    try:
+        open_artifact_store(settings).put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())
+    except TwinError as exc:
+        log.error("could not write the crawl report: %s", exc)
+    return report
