@@ -77,7 +77,10 @@ class MediumCrawler(BaseCrawler):
             if _same_article(entry.get("link", ""), link):
                 body = entry.content[0].value if entry.get("content") else entry.get("summary", "")
                 title = html_lib.escape(entry.get("title", ""))
-                page = f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{body}</article></body></html>"
+                page = (
+                    f"<html><head><title>{title}</title></head>"
+                    f"<body><article><h1>{title}</h1>{body}</article></body></html>"
+                )
                 return article_document(link, ctx, page, "medium")
         raise CrawlError("not_in_feed", f"{link} is not among the {len(feed.entries)} latest items of {feed_url}")
 
