@@ -1,0 +1,58 @@
+"""
+### twin_features — the feature pipeline: clean, chunk, embed into Qdrant
+
+Triggered by the Asset `twin://warehouse/raw` (emitted by `twin_etl`). One mapped task per author runs
+`twin features run --author NAME`: it cleans each new or changed raw document (NFKC, boilerplate,
+whitespace, PII), chunks it with the embedding model's own tokenizer (no chunk is ever truncated),
+embeds the chunks with sentence-transformers and loads them into Qdrant (`cleaned_*`, `embedded_*`).
+Unchanged documents are skipped by content hash; deleted or quarantined ones lose their points.
+
+A last step, `twin features run` over the whole warehouse, catches anything the per-author runs could
+not see (documents of removed authors) and emits `twin://features/cleaned` and
+`twin://features/embedded`, which trigger the dataset and inference side.
+
+**Trigger form:** `full` rebuilds every document (for instance after changing the embedding model).
+Every step is idempotent; a failed or killed run is simply run again.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+from twin_ops import dag_kwargs, twin_step, twin_step_mapped
+from twin_ops.assets import CLEANED, EMBEDDED, RAW
+from twin_ops.config import execution_mode
+
+# The embedded Qdrant (local mode) admits one process at a time: run the authors one by one there.
+AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
+
+
+@dag(
+    dag_id="twin_features",
+    schedule=[RAW],
+    params={"full": Param(False, type="boolean", title="Rebuild everything", description="Ignore the sync state.")},
+    **dag_kwargs(__doc__, tags=["features", "fti-feature-pipeline"]),
+)
+def twin_features() -> None:
+    authors = twin_step("list_authors", ["warehouse", "stats"], profile="cpu")
+
+    @task
+    def plan_authors(stats: dict | None, params: dict | None = None) -> list[list[str]]:
+        """One `twin features run --author NAME` argument list per author of the warehouse."""
+        full = ["--full"] if (params or {}).get("full") else []
+        names = sorted((stats or {}).get("authors", {}))
+        return [["features", "run", "--author", name, *full] for name in names]
+
+    featurize = twin_step_mapped(
+        "featurize_author", profile="cpu", max_active_tis_per_dagrun=AUTHORS_IN_PARALLEL
+    ).expand(arguments=plan_authors(authors.output))
+    publish = twin_step(
+        "sync_and_publish",
+        ["features", "run"],
+        profile="cpu",
+        outlets=[CLEANED, EMBEDDED],
+        trigger_rule="none_failed",  # also runs when there is no author to map over
+    )
+    featurize >> publish
+
+
+twin_features()
