@@ -76,6 +76,7 @@ class HttpClient:
         self._local = threading.local()
         self._domain_locks: dict[str, threading.BoundedSemaphore] = {}
         self._robots: dict[str, RobotFileParser | None] = {}
+        self._robots_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.requests_made = 0
 
@@ -104,11 +105,10 @@ class HttpClient:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         with self._guard:
-            known = origin in self._robots
-        if not known:
-            parser = self._load_robots(origin)
-            with self._guard:
-                self._robots[origin] = parser
+            origin_lock = self._robots_locks.setdefault(origin, threading.Lock())
+        with origin_lock:  # one robots.txt request per origin, even with many threads
+            if origin not in self._robots:
+                self._robots[origin] = self._load_robots(origin)
         parser = self._robots[origin]
         return True if parser is None else parser.can_fetch(self.settings.crawl_user_agent, url)
 

@@ -1,0 +1,87 @@
+"""Demo stage ``etl.crawl``: crawl real links on this machine, offline.
+
+- the sample repository ``data/sample/repos/tiny-pipeline``, committed into a git repository under
+  ``TWIN_HOME/demo`` (a stable path, so a re-run finds the same link and reports it unchanged) and
+  crawled as ``file://``;
+- two fixture article pages served by an ``http.server`` thread on 127.0.0.1, started and stopped here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from twin_core.errors import InputError
+
+log = logging.getLogger(__name__)
+AUTHOR = "Ada Quillfeather"
+SITE_DIR = Path(__file__).resolve().parents[3] / "tests" / "etl" / "fixtures" / "site"
+DEMO_PORT = 8754  # fixed when free, so the demo's article links (and documents) are the same on every run
+PAGES = ("substack.html", "blog.html")
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": AUTHOR,
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": AUTHOR,
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def make_git_repo(source: Path, dest: Path) -> Path:
+    """Copy ``source`` to ``dest`` and commit it (fresh each time; the content decides idempotency)."""
+    if not source.is_dir():
+        raise InputError(f"sample repository {source} not found")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(source, dest)
+    env = {**os.environ, **_GIT_ENV}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "sample"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("demo site: " + format, *args)
+
+
+def _serve(directory: Path) -> ThreadingHTTPServer:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", DEMO_PORT), handler)
+    except OSError:
+        log.warning("port %d busy: serving the demo pages on a random port (new links this run)", DEMO_PORT)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="demo-site", daemon=True).start()
+    return server
+
+
+def stage(sample: Path) -> dict[str, Any]:
+    from twin_core.etl.runner import run_crawl
+    from twin_core.settings import get_settings
+
+    settings = get_settings()
+    allow = ",".join(x for x in (settings.crawl_allow_hosts, "127.0.0.1") if x)
+    settings = settings.model_copy(update={"crawl_allow_hosts": allow})
+    repo = make_git_repo(sample / "repos" / "tiny-pipeline", settings.home / "demo" / "repos" / "tiny-pipeline")
+    if not SITE_DIR.is_dir():
+        raise InputError(f"demo pages {SITE_DIR} not found (run the demo from a source checkout)")
+    server = _serve(SITE_DIR)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        links = [f"{base}/{page}" for page in PAGES] + [repo.as_uri()]
+        report = run_crawl(settings, AUTHOR, links, show_progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return {"run_id": report.run_id, "totals": report.totals(), "domains": report.domains()}

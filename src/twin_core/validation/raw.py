@@ -1,0 +1,143 @@
+"""`twin validate raw`: run the suites over the warehouse, quarantine failures, publish Data Docs.
+
+Quarantine is a flag on the document (kept, never deleted; excluded downstream by the warehouse's
+default queries). A quarantined document that passes again is released. The step fails only when
+the share of failing documents exceeds ``TWIN_VALIDATE_MAX_FAILURE_RATIO``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twin_core.domain.documents import Category
+from twin_core.settings import Settings
+from twin_core.stores.artifacts import open_artifact_store
+from twin_core.stores.warehouse import open_warehouse
+from twin_core.validation.frames import category_frame
+from twin_core.validation.suites import build_suite
+
+log = logging.getLogger(__name__)
+ARTIFACT_PREFIX = "validation/raw"
+
+
+def _failures(result: Any) -> dict[str, list[str]]:
+    """Document id -> reasons, from one checkpoint result (COMPLETE format, indexed by id)."""
+    reasons: dict[str, list[str]] = {}
+    for run in result.run_results.values():
+        for er in run.results:
+            if er.success:
+                continue
+            reason = (er.expectation_config.meta or {}).get("reason") or er.expectation_config.type
+            for item in er.result.get("unexpected_index_list") or []:
+                doc_id = item["id"] if isinstance(item, dict) else str(item)
+                if reason not in reasons.setdefault(doc_id, []):
+                    reasons[doc_id].append(reason)
+    return reasons
+
+
+def _publish_docs(context: Any, settings: Settings, run_id: str) -> str:
+    """Build Data Docs into a temp folder, then upload every file to the artifact store."""
+    store = open_artifact_store(settings)
+    tmp = Path(tempfile.mkdtemp(prefix="twin-gx-docs-"))
+    try:
+        context.add_data_docs_site(
+            site_name="twin",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        context.build_data_docs(site_names=["twin"])
+        prefix = f"{ARTIFACT_PREFIX}/{run_id}/data_docs"
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            store.put_file(f"{prefix}/{path.relative_to(tmp).as_posix()}", path)
+        return store.uri(f"{prefix}/index.html")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def validate_raw(
+    settings: Settings, *, max_failure_ratio: float | None = None, show_progress: bool = True
+) -> dict[str, Any]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a pipeline step
+    import great_expectations as gx
+
+    from twin_core.cli.logs import progress
+
+    threshold = settings.validate_max_failure_ratio if max_failure_ratio is None else max_failure_ratio
+    warehouse = open_warehouse(settings)
+    known_authors = sorted(u.id for u in warehouse.users())
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    context = gx.get_context(mode="ephemeral")
+    if os.environ.get("TWIN_PROGRESS", "1") == "0":
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("warehouse")
+
+    summary: dict[str, Any] = {"run_id": run_id, "categories": {}, "quarantined": [], "released": []}
+    total = failed = 0
+    categories = list(Category)
+    for category in progress(categories, desc="validate", unit="category") if show_progress else categories:
+        frame = category_frame(warehouse, category)
+        if frame.empty:
+            summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
+            continue
+        asset = source.add_dataframe_asset(category.value)
+        batch = asset.add_batch_definition_whole_dataframe(f"{category.value}_all")
+        suite = context.suites.add(build_suite(category, settings, known_authors))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"raw_{category.value}", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"raw_{category.value}_checkpoint",
+                validation_definitions=[definition],
+                actions=[],
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]},
+            )
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": frame.drop(columns=["previous_reasons"])})
+        reasons = _failures(result)
+        for row in frame.itertuples(index=False):
+            new = reasons.get(row.id, [])
+            if new == list(row.previous_reasons) and bool(new) == bool(row.was_quarantined):
+                continue  # unchanged: no write, so a re-run leaves the warehouse as it was
+            warehouse.set_quarantine(category, row.id, new)
+            entry = {"category": category.value, "id": row.id, "link": row.link}
+            if new:
+                summary["quarantined"].append({**entry, "reasons": new})
+            else:
+                summary["released"].append(entry)
+        n_failed = sum(1 for doc_id in frame["id"] if reasons.get(doc_id))
+        total += len(frame)
+        failed += n_failed
+        summary["categories"][category.value] = {
+            "documents": len(frame),
+            "failed": n_failed,
+            "success": bool(result.success),
+        }
+        log.info("validate %s: %d documents, %d failing", category.value, len(frame), n_failed)
+
+    ratio = failed / total if total else 0.0
+    summary.update(
+        documents=total,
+        failed=failed,
+        failure_ratio=round(ratio, 4),
+        max_failure_ratio=threshold,
+        quarantined_total=sum(warehouse.count(c, {"quarantined": True}) for c in Category),
+    )
+    summary["data_docs"] = _publish_docs(context, settings, run_id) if total else None
+    open_artifact_store(settings).put_json(f"{ARTIFACT_PREFIX}/{run_id}/summary.json", summary)
+    if ratio > threshold:
+        summary["status"] = "failed"
+        summary["error"] = f"{failed}/{total} documents failed validation (ratio {ratio:.2f} > {threshold})"
+    return summary
