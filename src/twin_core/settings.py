@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     llm_max_new_tokens: int = Field(128, gt=0, description="Default answer length in tokens.")
     llm_max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
     llm_temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
+    llm_threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
     rag_top_k: int = Field(5, gt=0, description="Chunks given to the prompt.")
     rag_candidates: int = Field(20, gt=0, description="Candidates fetched per query before rerank.")
     rag_expansions: int = Field(0, ge=0, description="Alternative queries from the LLM (0 = off).")
