@@ -273,7 +273,10 @@ def test_restricted_pod_security(renders, variant):
 def test_network_policies(renders):
     objs = renders["defaults+kserve+prometheus"]
     (tasks,) = cr.find(objs, "NetworkPolicy", "llm-twin-tasks")
-    assert tasks["spec"]["podSelector"]["matchLabels"] == {"kubernetes_pod_operator": "True"}
+    assert tasks["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/part-of": "llm-twin",
+        "app.kubernetes.io/component": "task",
+    }
     assert tasks["spec"]["ingress"] == []
     egress = json.dumps(tasks["spec"]["egress"])
     for needle in ('"mongodb"', '"qdrant"', '"object-store"', "0.0.0.0/0", '"port": 53'):
