@@ -58,10 +58,10 @@ def scrub_pii(text: str, policy: str) -> str:
 def _is_noise_line(stripped: str) -> bool:
     if not stripped:
         return False
-    if URL_ONLY_LINE.match(stripped) or BOILERPLATE_LINE.match(stripped):
+    rest = EMOJI.sub("", stripped).strip()
+    if URL_ONLY_LINE.match(rest) or BOILERPLATE_LINE.match(rest):
         return True
     # nothing left but emoji, punctuation and separators: decoration, not content
-    rest = EMOJI.sub("", stripped)
     return not any(ch.isalnum() for ch in rest)
 
 
