@@ -1,0 +1,70 @@
+"""The polite HTTP client against the fixture site: retries, limits, redirects, robots, encodings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from twin_core.etl.errors import CrawlError
+from twin_core.etl.http import HttpClient
+
+
+@pytest.fixture
+def http(crawl_settings):
+    return HttpClient(crawl_settings)
+
+
+def _reason(http: HttpClient, url: str) -> str:
+    with pytest.raises(CrawlError) as err:
+        http.get(url)
+    return err.value.reason
+
+
+def test_retries_5xx_with_backoff_then_succeeds(http, site):
+    page = http.get(f"{site.base_url}/flaky/retry-ok")
+    assert page.status == 200 and "HNSW" in page.text
+    assert site.hits["/flaky/retry-ok"] == 3  # two 503s, then the page
+
+
+def test_500_gives_up_after_retries_and_404_is_not_retried(http, site):
+    assert _reason(http, f"{site.base_url}/status/500") == "http_500"
+    assert site.hits["/status/500"] == 3  # 1 + crawl_max_retries
+    assert _reason(http, f"{site.base_url}/status/404") == "http_404"
+    assert site.hits["/status/404"] == 1
+
+
+def test_timeout(http, site):
+    assert _reason(http, f"{site.base_url}/slow") == "timeout"
+
+
+def test_body_size_limit_is_enforced_while_streaming(http, site):
+    assert _reason(http, f"{site.base_url}/huge") == "too_large"  # 50 MB, no Content-Length
+
+
+def test_binary_content_is_refused(http, site):
+    assert _reason(http, f"{site.base_url}/binary.png") == "binary_content"
+    assert _reason(http, f"{site.base_url}/binary-as-html") == "binary_content"
+
+
+def test_redirects_followed_loops_and_private_targets_refused(http, site):
+    assert http.get(f"{site.base_url}/redirect-ok").url.endswith("/blog.html")
+    assert _reason(http, f"{site.base_url}/redirect-loop/a") == "redirect_loop"
+    assert _reason(http, f"{site.base_url}/redirect-private") == "blocked_address"
+
+
+def test_robots_txt_is_respected(http, site):
+    assert _reason(http, f"{site.base_url}/private/page.html") == "robots"
+    assert site.hits["/private/page.html"] == 0
+
+
+def test_user_agent_is_configurable(crawl_settings, site):
+    settings = crawl_settings.model_copy(update={"crawl_user_agent": "TwinTest/1.0"})
+    headers = json.loads(HttpClient(settings).get(f"{site.base_url}/headers").text)
+    assert headers["User-Agent"] == "TwinTest/1.0"
+
+
+def test_non_utf8_page_is_decoded_with_its_charset(http, site):
+    page = http.get(f"{site.base_url}/latin1.html")
+    assert page.encoding.lower().replace("_", "-") in ("iso-8859-1", "latin-1", "cp1252", "windows-1252")
+    assert "expliqués" in page.text
