@@ -1,0 +1,1 @@
+"""Inference: LLM backends, the shared prompt, and the RAG retrieval pipeline."""

@@ -1,0 +1,324 @@
+"""The RAG pipeline: author -> (expanded) queries -> filtered search -> merge/dedup -> rerank -> prompt -> LLM.
+
+Used in-process by ``twin rag query`` and split across KServe's transformer (``prepare``) and
+predictor (``LLMBackend.chat``) by ``twin serve``. Each step is timed and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin_core.domain.documents import Category, UserDocument
+from twin_core.errors import InputError
+from twin_core.inference.errors import AccessDenied, UnknownAuthor
+from twin_core.inference.expansion import expand_query
+from twin_core.inference.llm import Generation, LLMBackend
+from twin_core.inference.prompt import ContextChunk, Prompt, TokenCounter, build_messages
+from twin_core.inference.request_log import RequestLog
+from twin_core.inference.rerank import NoRerank, Reranker, make_reranker
+from twin_core.inference.search import RetrievedChunk, Retriever, merge_dedup
+from twin_core.inference.selfquery import AuthorMatch, match_name, self_query
+from twin_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RAGRequest:
+    query: str
+    author: str | None = None  # an author named by the caller
+    max_new_tokens: int | None = None
+    categories: list[Category] | None = None
+
+
+@dataclass
+class Retrieval:
+    author: UserDocument
+    author_method: str
+    queries: list[str]  # the original first, then the expansions
+    chunks: list[RetrievedChunk]
+    candidates: int
+    reranker: str
+    seconds: float
+
+
+@dataclass
+class Prepared:
+    request: RAGRequest
+    retrieval: Retrieval
+    prompt: Prompt
+    max_new_tokens: int
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class RAGAnswer:
+    answer: str
+    sources: list[dict[str, Any]]
+    model_version: str
+    author: str
+    prompt_tokens: int
+    completion_tokens: int
+    expanded_queries: list[str]
+    timings: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "sources": self.sources,
+            "model_version": self.model_version,
+            "author": self.author,
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
+            "expanded_queries": self.expanded_queries,
+            "timings": self.timings,
+        }
+
+
+def validate_request(req: RAGRequest, settings: Settings) -> int:
+    """Check the request against the limits; returns the max_new_tokens to use."""
+    if not isinstance(req.query, str) or not req.query.strip():
+        raise InputError("query is empty")
+    if len(req.query) > settings.serve_max_query_chars:
+        raise InputError(
+            f"query is {len(req.query)} characters; the limit is {settings.serve_max_query_chars} "
+            "(TWIN_SERVE_MAX_QUERY_CHARS)"
+        )
+    if req.author is not None and (not isinstance(req.author, str) or not req.author.strip()):
+        raise InputError("author must be a non-empty string when given")
+    n = settings.llm_max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"max_new_tokens must be a positive integer (got {n!r})")
+    if n > settings.llm_max_new_tokens_cap:
+        raise InputError(f"max_new_tokens={n} is above the cap {settings.llm_max_new_tokens_cap}")
+    return n
+
+
+class RAGPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        warehouse: Any,
+        retriever: Retriever,
+        tokens: TokenCounter | None,
+        llm: LLMBackend | None = None,
+        reranker: Reranker | None = None,
+        request_log: RequestLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.retriever = retriever
+        self.tokens = tokens
+        self.llm = llm
+        self.reranker = reranker or make_reranker(settings.rag_rerank_model, settings.rag_mmr_lambda)
+        self.request_log = request_log
+        self._wh_lock = threading.Lock()  # the embedded warehouse is one SQLite connection
+
+    # -- author ----------------------------------------------------------------------------------
+    def users(self) -> list[UserDocument]:
+        with self._wh_lock:
+            return self.warehouse.users()
+
+    def resolve_author(self, query: str, requested: str | None, key_author: str | None) -> AuthorMatch:
+        """Whose content may be retrieved.
+
+        With an API key, always the key's author: naming anyone else is refused (403); the query
+        text cannot widen it. Without auth: the named author, else the one the query mentions,
+        else the only author in the warehouse.
+        """
+        users = self.users()
+        if key_author is not None:
+            owner = match_name(key_author, users)
+            if owner is None:
+                raise UnknownAuthor(f"the API key's author {key_author!r} has no data in the warehouse")
+            if requested is not None:
+                asked = match_name(requested, users)
+                if asked is None or asked.user.id != owner.user.id:
+                    raise AccessDenied("this API key may only query its own author")
+            return AuthorMatch(owner.user, "api_key", 1.0)
+        if requested is not None:
+            found = match_name(requested, users)
+            if found is None:
+                raise UnknownAuthor(f"unknown author {requested!r}")
+            return found
+        llm = self.llm if self.settings.rag_self_query_llm else None
+        found = self_query(query, users, llm)
+        if found is not None:
+            return found
+        if len(users) == 1:
+            return AuthorMatch(users[0], "only_author", 1.0)
+        if not users:
+            raise UnknownAuthor("the warehouse has no authors yet: import or crawl some content first")
+        raise InputError("several authors are known: name one with 'author' (or --author)")
+
+    # -- retrieval -------------------------------------------------------------------------------
+    def retrieve(
+        self,
+        query: str,
+        author: AuthorMatch,
+        *,
+        k: int | None = None,
+        expansions: int | None = None,
+        rerank: bool = True,
+        categories: Sequence[Category] | None = None,
+    ) -> Retrieval:
+        started = time.perf_counter()
+        k = k or self.settings.rag_top_k
+        n_exp = self.settings.rag_expansions if expansions is None else expansions
+        queries = [query]
+        if n_exp > 0 and self.llm is not None:
+            queries += expand_query(self.llm, query, n_exp)
+        vectors = self.retriever.embed(queries)
+        per_query = [
+            self.retriever.search(v, self.settings.rag_candidates, author_id=author.user.id, categories=categories)
+            for v in vectors
+        ]
+        candidates = merge_dedup(per_query)
+        reranker = self.reranker if rerank else NoRerank()
+        chunks = reranker.rerank(query, vectors[0], candidates, k)
+        seconds = time.perf_counter() - started
+        log.info(
+            "retrieved %d/%d chunks for %s in %.0f ms (%d queries, rerank=%s)",
+            len(chunks),
+            len(candidates),
+            author.user.full_name,
+            seconds * 1000,
+            len(queries),
+            reranker.name,
+        )
+        return Retrieval(author.user, author.method, queries, chunks, len(candidates), reranker.name, seconds)
+
+    # -- prompt and generation -------------------------------------------------------------------
+    def prepare(self, req: RAGRequest, key_author: str | None = None) -> Prepared:
+        started = time.perf_counter()
+        max_new = validate_request(req, self.settings)
+        author = self.resolve_author(req.query, req.author, key_author)
+        retrieval = self.retrieve(req.query, author, categories=req.categories)
+        prompt = build_messages(
+            req.query,
+            [ContextChunk(c.text, c.link, c.category) for c in retrieval.chunks],
+            author=author.user.full_name,
+            tokens=self.tokens,
+            context_budget=self.settings.rag_context_tokens,
+        )
+        return Prepared(req, retrieval, prompt, max_new, started)
+
+    def generate(self, prepared: Prepared, timeout_s: float | None = None) -> Generation:
+        if self.llm is None:
+            raise InputError("this pipeline has no LLM (retrieval only)")
+        return self.llm.chat(
+            prepared.prompt.messages,
+            max_new_tokens=prepared.max_new_tokens,
+            temperature=self.settings.llm_temperature,
+            timeout_s=timeout_s,
+        )
+
+    def finish(self, prepared: Prepared, gen: Generation) -> RAGAnswer:
+        used = {c.link for c in prepared.prompt.used}
+        sources = [c.source() for c in prepared.retrieval.chunks if c.link in used]
+        total = time.perf_counter() - prepared.started
+        return RAGAnswer(
+            answer=gen.text,
+            sources=sources,
+            model_version=gen.model_version,
+            author=prepared.retrieval.author.full_name,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            expanded_queries=prepared.retrieval.queries[1:],
+            timings={
+                "retrieval_s": round(prepared.retrieval.seconds, 4),
+                "generation_s": round(gen.seconds, 4),
+                "total_s": round(total, 4),
+            },
+        )
+
+    def answer(self, req: RAGRequest, key_author: str | None = None, *, transport: str = "cli") -> RAGAnswer:
+        """The whole RAG in-process, logged to ``inference_logs`` (success or failure)."""
+        started = time.perf_counter()
+        prepared = None
+        try:
+            prepared = self.prepare(req, key_author)
+            result = self.finish(prepared, self.generate(prepared, self.settings.serve_request_timeout_s))
+        except Exception as exc:
+            self.log_request(req, prepared=prepared, status="error", error=exc, started=started, transport=transport)
+            raise
+        self.log_request(req, prepared=prepared, result=result, status="ok", started=started, transport=transport)
+        return result
+
+    # -- request log -----------------------------------------------------------------------------
+    def log_request(
+        self,
+        req: RAGRequest,
+        *,
+        prepared: Prepared | None = None,
+        result: RAGAnswer | None = None,
+        status: str,
+        error: BaseException | None = None,
+        started: float | None = None,
+        transport: str = "cli",
+        request_id: str | None = None,
+    ) -> None:
+        if self.request_log is None:
+            return
+        total = time.perf_counter() - started if started is not None else None
+        retrieval = prepared.retrieval if prepared else None
+        row: dict[str, Any] = {
+            "request_id": request_id,
+            "transport": transport,
+            "status": status,
+            "error": f"{type(error).__name__}: {error}" if error else None,
+            "query": req.query if isinstance(req.query, str) else None,
+            "author": retrieval.author.full_name if retrieval else None,
+            "author_id": retrieval.author.id if retrieval else None,
+            "author_method": retrieval.author_method if retrieval else None,
+            "expanded_queries": retrieval.queries[1:] if retrieval else [],
+            "retrieved": [
+                {"chunk_id": c.id, "score": c.score, "rerank_score": c.rerank_score, "link": c.link}
+                for c in (retrieval.chunks if retrieval else [])
+            ],
+            "reranker": retrieval.reranker if retrieval else None,
+            "prompt_tokens": result.prompt_tokens if result else None,
+            "completion_tokens": result.completion_tokens if result else None,
+            "answer": result.answer if result else None,
+            "model_version": result.model_version if result else getattr(self.llm, "model_version", None),
+            "latency_ms": {
+                "retrieval": round(retrieval.seconds * 1000, 2) if retrieval else None,
+                "generation": round(result.timings["generation_s"] * 1000, 2) if result else None,
+                "total": round(total * 1000, 2) if total is not None else None,
+            },
+        }
+        with self._wh_lock:
+            self.request_log.write(row)
+
+
+def open_pipeline(
+    settings: Settings,
+    *,
+    with_llm: bool = True,
+    store: Any = None,
+    llm: LLMBackend | None = None,
+) -> RAGPipeline:
+    """Open the stores, the embedding model and (optionally) the LLM, as configured."""
+    from twin_core.features.embedding_model import load_embedder
+    from twin_core.inference.llm import open_llm
+    from twin_core.inference.search import VectorRetriever
+    from twin_core.stores.vectors import open_vector_store
+    from twin_core.stores.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    if llm is None and with_llm:
+        llm = open_llm(settings)
+    retriever = VectorRetriever(store or open_vector_store(settings), load_embedder(settings))
+    return RAGPipeline(
+        settings,
+        warehouse=warehouse,
+        retriever=retriever,
+        tokens=llm,
+        llm=llm,
+        request_log=RequestLog(warehouse.db),
+    )
