@@ -174,10 +174,7 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
     name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
     if key in CRD_VALIDATORS:
         validator = CRD_VALIDATORS[key]()
-        return [
-            f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(obj)
-        ]
+        return [f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
     errors = []
     for version in KUBE_VERSIONS:
         try:

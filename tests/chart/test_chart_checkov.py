@@ -46,7 +46,10 @@ def run_checkov(directory: Path, framework: str) -> dict:
 
 def _failures(result: dict) -> list[str]:
     return sorted(
-        {f"{c['check_id']} {c['check_name']} [{c['resource']}] {c['file_path']}" for c in result["results"]["failed_checks"]}
+        {
+            f"{c['check_id']} {c['check_name']} [{c['resource']}] {c['file_path']}"
+            for c in result["results"]["failed_checks"]
+        }
     )
 
 
@@ -61,7 +64,12 @@ def _unjustified_skips(result: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def rendered_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("rendered")
-    variants = {"defaults": None, "kind": cr.ci_values("kind"), "gpu": cr.ci_values("gpu"), "external": cr.ci_values("external")}
+    variants = {
+        "defaults": None,
+        "kind": cr.ci_values("kind"),
+        "gpu": cr.ci_values("gpu"),
+        "external": cr.ci_values("external"),
+    }
     for name, values in variants.items():
         objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))

@@ -69,10 +69,15 @@ def test_images_match_the_factory(objs):
     for profile, key in by_runtime.items():
         assert values["images"][key] == EXECUTION["profiles"][profile]["image"]
     (isvc,) = cr.find(objs, "InferenceService")
-    expected = f"{EXECUTION['images']['registry']}/{EXECUTION['profiles']['serving']['image']}:{EXECUTION['images']['tag']}"
+    expected = (
+        f"{EXECUTION['images']['registry']}/{EXECUTION['profiles']['serving']['image']}:{EXECUTION['images']['tag']}"
+    )
     assert {c["image"] for comp in ("predictor", "transformer") for c in isvc["spec"][comp]["containers"]} == {expected}
     airflow = values["airflow"]["images"]["airflow"]
-    assert f"{airflow['repository']}:{airflow['tag']}" == f"{EXECUTION['images']['registry']}/airflow:{EXECUTION['images']['tag']}"
+    assert (
+        f"{airflow['repository']}:{airflow['tag']}"
+        == f"{EXECUTION['images']['registry']}/airflow:{EXECUTION['images']['tag']}"
+    )
 
 
 def test_every_image_has_a_dockerfile_and_build_sh_tags_them_alike():
@@ -131,7 +136,9 @@ def test_airflow_side_can_launch_task_pods(objs):
     assert needed <= verbs
     (binding,) = cr.find(objs, "RoleBinding", "llm-twin-pod-launcher")
     af = cr.chart_values()["airflow"]
-    assert {s["name"] for s in binding["subjects"]} == {af[c]["serviceAccount"]["name"] for c in ("scheduler", "triggerer", "workers")}
+    assert {s["name"] for s in binding["subjects"]} == {
+        af[c]["serviceAccount"]["name"] for c in ("scheduler", "triggerer", "workers")
+    }
     # Airflow pods find the rendered execution.yaml where TWIN_EXECUTION_CONFIG points
     env = {e["name"]: e["value"] for e in af["env"]}
     assert env["TWIN_EXECUTION"] == "kubernetes"
@@ -180,7 +187,10 @@ def test_airflow_cfg_keys_exist_in_airflow_3():
     site = next((cr.REPO / ".venv-airflow" / "lib").glob("python3*/site-packages/airflow"), None)
     if site is None:
         pytest.skip(".venv-airflow is not built (make setup)")
-    known = {s: set(v.get("options") or {}) for s, v in yaml.safe_load((site / "config_templates" / "config.yml").read_text()).items()}
+    known = {
+        s: set(v.get("options") or {})
+        for s, v in yaml.safe_load((site / "config_templates" / "config.yml").read_text()).items()
+    }
     provider = (site / "providers" / "cncf" / "kubernetes" / "get_provider_info.py").read_text()
     (ret,) = [n for n in ast.walk(ast.parse(provider)) if isinstance(n, ast.Return)]
     for section, spec in ast.literal_eval(ret.value)["config"].items():
@@ -189,7 +199,10 @@ def test_airflow_cfg_keys_exist_in_airflow_3():
     unknown = [f"[{s}] {k}" for s in cfg.sections() for k in cfg[s] if k not in known.get(s, set())]
     assert unknown == []
     chart_unknown = [
-        f"[{s}] {k}" for s, opts in cr.chart_values()["airflow"]["config"].items() for k in opts if k not in known.get(s, set())
+        f"[{s}] {k}"
+        for s, opts in cr.chart_values()["airflow"]["config"].items()
+        for k in opts
+        if k not in known.get(s, set())
     ]
     assert chart_unknown == []
 
@@ -197,6 +210,38 @@ def test_airflow_cfg_keys_exist_in_airflow_3():
 def test_values_document_every_setting_they_set():
     """values.yaml comments name the TWIN_* variable for each settings key (docs and chart stay aligned)."""
     text = (cr.CHART / "values.yaml").read_text()
-    for env in ("TWIN_LOG_LEVEL", "TWIN_MONGODB_DATABASE", "TWIN_EMBEDDING_MODEL_ID", "TWIN_LLM_MODEL_ID", "TWIN_HF_OFFLINE", "TWIN_HOME", "TWIN_ARTIFACTS_URI", "TWIN_S3_ENDPOINT_URL"):
+    for env in (
+        "TWIN_LOG_LEVEL",
+        "TWIN_MONGODB_DATABASE",
+        "TWIN_EMBEDDING_MODEL_ID",
+        "TWIN_LLM_MODEL_ID",
+        "TWIN_HF_OFFLINE",
+        "TWIN_HOME",
+        "TWIN_ARTIFACTS_URI",
+        "TWIN_S3_ENDPOINT_URL",
+    ):
         assert env in text, env
     assert json.loads((cr.CHART / "values.schema.json").read_text())["additionalProperties"] is False
+
+
+# --------------------------------------------------------------------------- CI workflow (kind)
+
+
+def test_kind_workflow_uses_what_the_repo_has():
+    """The kind e2e workflow cannot run here; check it parses and names only things that exist."""
+    path = cr.REPO / ".github" / "workflows" / "kind-e2e.yaml"
+    text = path.read_text()
+    workflow = yaml.safe_load(text)
+    steps = workflow["jobs"]["e2e"]["steps"]
+    run = "\n".join(s.get("run", "") for s in steps)
+    assert "CANNOT run on the project's development machines" in text
+    assert "images/build.sh twin-core twin-serving airflow" in run
+    assert "-f charts/llm-twin/ci/kind-values.yaml" in run
+    assert (cr.CHART / "ci" / "kind-values.yaml").exists()
+    assert "airflow dags trigger twin_etl" in run
+    assert f"secret generic {EXECUTION['secret']}" in run
+    assert "NAMESPACE: llm-twin" in text and EXECUTION["namespace"] == "llm-twin"
+    dags = cr.REPO / "dags" / "twin_etl.py"
+    if dags.exists():
+        source = dags.read_text()
+        assert 'dag_id="twin_etl"' in source and '"user_full_name"' in source and '"links"' in source

@@ -234,7 +234,10 @@ def test_no_launcher_binding_without_airflow(renders):
     objs = renders["all-dependencies-disabled"]
     assert cr.find(objs, "RoleBinding") == [] and cr.find(objs, "Role") == []
     # an Airflow outside the release is bound explicitly
-    extra = {"airflow": {"enabled": False}, "rbac": {"extraLaunchers": [{"name": "airflow-worker", "namespace": "ops"}]}}
+    extra = {
+        "airflow": {"enabled": False},
+        "rbac": {"extraLaunchers": [{"name": "airflow-worker", "namespace": "ops"}]},
+    }
     (binding,) = cr.find(cr.objects(cr.render(extra)), "RoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "ops"}]
 
@@ -243,7 +246,11 @@ def test_dependency_conditions_switch_the_subcharts(tmp_path):
     chart = cr.with_stub_dependencies(tmp_path)
 
     def markers(values):
-        return {o["metadata"]["name"] for o in cr.objects(cr.render(values, chart_dir=chart)) if o["metadata"]["name"].startswith("stub-")}
+        return {
+            o["metadata"]["name"]
+            for o in cr.objects(cr.render(values, chart_dir=chart))
+            if o["metadata"]["name"].startswith("stub-")
+        }
 
     assert markers(None) == {"stub-airflow", "stub-qdrant"}
     assert markers({"airflow": {"enabled": False}}) == {"stub-qdrant"}
@@ -287,7 +294,7 @@ def test_network_policies(renders):
     assert all("ipBlock" not in peer for rule in serving_egress for peer in rule.get("to", []))
     # every component pod is covered by a policy
     selectors = [np["spec"]["podSelector"]["matchLabels"] for np in cr.find(objs, "NetworkPolicy")]
-    for owner, spec in cr.pod_specs(objs):
+    for owner, _spec in cr.pod_specs(objs):
         if owner.startswith("InferenceService") or owner.startswith("Job"):
             continue
         (workload,) = [o for o in objs if f"{o['kind']}/{o['metadata']['name']}" == owner]
@@ -312,15 +319,27 @@ BAD_VALUES = [
     ("unknown top-level key", {"servng": {"enabled": True}}, "servng"),
     ("image tag as number", {"images": {"tag": 0.1}}, "/images/tag"),
     ("canary without knative", {"serving": {"canaryTrafficPercent": 10}}, "/serving/canaryTrafficPercent"),
-    ("canary above 100", {"serving": {"deploymentMode": "Knative", "canaryTrafficPercent": 120}}, "/serving/canaryTrafficPercent"),
+    (
+        "canary above 100",
+        {"serving": {"deploymentMode": "Knative", "canaryTrafficPercent": 120}},
+        "/serving/canaryTrafficPercent",
+    ),
     ("unknown deployment mode", {"serving": {"deploymentMode": "Serverles"}}, "/serving/deploymentMode"),
     ("bad log level", {"settings": {"logLevel": "VERBOSE"}}, "/settings/logLevel"),
     ("non-TWIN extra env", {"settings": {"extraEnv": {"AWS_SECRET_ACCESS_KEY": "x"}}}, "/settings/extraEnv"),
     ("artifacts not s3", {"artifacts": {"uri": "/data/artifacts"}}, "/artifacts/uri"),
     ("external mongodb without uri", {"mongodb": {"mode": "external"}}, "/mongodb/external"),
-    ("bad mongodb uri", {"mongodb": {"mode": "external", "external": {"uri": "postgres://x"}}}, "/mongodb/external/uri"),
+    (
+        "bad mongodb uri",
+        {"mongodb": {"mode": "external", "external": {"uri": "postgres://x"}}},
+        "/mongodb/external/uri",
+    ),
     ("qdrant off without url", {"qdrant": {"enabled": False}}, "/vectorStore/url"),
-    ("cpu quantity as number", {"tasks": {"profiles": {"cpu": {"requests": {"cpu": 1}}}}}, "/tasks/profiles/cpu/requests/cpu"),
+    (
+        "cpu quantity as number",
+        {"tasks": {"profiles": {"cpu": {"requests": {"cpu": 1}}}}},
+        "/tasks/profiles/cpu/requests/cpu",
+    ),
     ("qdrant zero replicas", {"qdrant": {"replicaCount": 0}}, "/qdrant/replicaCount"),
 ]
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-
 from importlib.metadata import version
+from pathlib import Path
 
 from kserve import models
 
@@ -64,8 +63,7 @@ def model_schema(name: str, defs: dict) -> None:
         defs[name] = {"description": f"{name}: not modelled by the KServe SDK"}
         return
     props = {
-        cls.attribute_map[attr]: type_schema(openapi_type, defs)
-        for attr, openapi_type in cls.openapi_types.items()
+        cls.attribute_map[attr]: type_schema(openapi_type, defs) for attr, openapi_type in cls.openapi_types.items()
     }
     defs[name] = {"type": "object", "properties": props, "additionalProperties": False}
 
