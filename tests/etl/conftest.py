@@ -37,6 +37,12 @@ site_server = _load_site_server()
 
 
 @pytest.fixture(scope="session")
+def site_module() -> Any:
+    """The fixture site module (credentials, posts) for assertions."""
+    return site_server
+
+
+@pytest.fixture(scope="session")
 def site() -> Iterator[Any]:
     """The fixture web site on 127.0.0.1 (``site.base_url``, ``site.hits``)."""
     server = site_server.FixtureServer().start()

@@ -1,0 +1,80 @@
+"""LinkedIn crawler driven through real headless Chromium (Debian chromium + chromium-driver)
+against a LinkedIn-like login page and infinite-scroll activity feed on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from twin_core.domain.documents import Category, UserDocument
+from twin_core.etl.crawlers.base import CrawlContext
+from twin_core.etl.crawlers.linkedin import LinkedInCrawler
+from twin_core.etl.errors import CrawlError
+from twin_core.etl.http import HttpClient
+
+pytestmark = pytest.mark.browser
+USER = UserDocument.from_full_name("Ada Quillfeather")
+
+
+@pytest.fixture(scope="module")
+def browser_ok() -> None:
+    """Skip (with the reason) when headless Chromium cannot start on this machine."""
+    from twin_core.etl.browser import headless_chrome
+    from twin_core.settings import load_settings
+
+    try:
+        with headless_chrome(load_settings()) as driver:
+            driver.get("about:blank")
+    except CrawlError as exc:
+        pytest.skip(f"headless Chromium unavailable: {exc}")
+
+
+def _crawl(settings, link: str, **update):
+    settings = settings.model_copy(update=update)
+    ctx = CrawlContext(settings=settings, http=HttpClient(settings), user=USER)
+    return LinkedInCrawler().crawl(link, ctx)
+
+
+def test_login_with_credentials_scrolls_the_feed_up_to_the_limit(browser_ok, crawl_settings, site, site_module):
+    mod = site_module
+    docs = _crawl(
+        crawl_settings,
+        f"{site.base_url}/linkedin/in/ada-quillfeather/",
+        linkedin_username=mod.LINKEDIN_USER,
+        linkedin_password=SecretStr(mod.LINKEDIN_PASSWORD),
+        linkedin_max_posts=5,
+        linkedin_max_scrolls=5,
+    )
+    assert len(docs) == 5  # 3 on load + 2 per scroll, capped at the limit
+    assert all(d.category is Category.POSTS and d.platform == "linkedin" for d in docs)
+    assert docs[0].content["Content"] == mod.LINKEDIN_POSTS[0]
+    assert len({d.link for d in docs}) == 5
+    assert docs[0].link.startswith(f"{site.base_url}/linkedin/feed/update/urn:li:activity:")
+
+
+def test_session_cookie_login_and_end_of_feed(browser_ok, crawl_settings, site, site_module):
+    mod = site_module
+    docs = _crawl(
+        crawl_settings,
+        f"{site.base_url}/linkedin/in/ada-quillfeather/",
+        linkedin_li_at=SecretStr(mod.LINKEDIN_COOKIE),
+        linkedin_max_posts=50,
+        linkedin_max_scrolls=10,
+    )
+    assert [d.content["Content"] for d in docs] == mod.LINKEDIN_POSTS  # the whole feed, in order
+
+
+def test_rejected_cookie_and_wrong_password_fail_clearly(browser_ok, crawl_settings, site):
+    link = f"{site.base_url}/linkedin/in/ada-quillfeather/"
+    with pytest.raises(CrawlError) as err:
+        _crawl(crawl_settings, link, linkedin_li_at=SecretStr("expired"))
+    assert err.value.reason == "login_failed"
+    with pytest.raises(CrawlError) as err:
+        _crawl(
+            crawl_settings,
+            link,
+            linkedin_username="ada@example.com",
+            linkedin_password=SecretStr("wrong"),
+            browser_timeout_s=2.0,
+        )
+    assert err.value.reason == "login_failed"
