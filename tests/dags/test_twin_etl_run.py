@@ -1,0 +1,138 @@
+"""twin_etl: the trigger form/config planning, and a local end-to-end run (dag.test, TWIN_EXECUTION=local)
+crawling the fixture site and a local git repository into an embedded warehouse under a tmp TWIN_HOME.
+
+Runs in the Airflow environment: twin_core is never imported here; the steps run `.venv/bin/twin`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TWIN = Path(os.environ.get("TWIN_BIN", REPO_ROOT / ".venv" / "bin" / "twin"))
+SITE_SERVER = REPO_ROOT / "tests" / "etl" / "fixtures" / "site_server.py"
+SAMPLE_REPO = REPO_ROOT / "data" / "sample" / "repos" / "tiny-pipeline"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def etl_module():
+    return _load("twin_etl_dag_under_test", REPO_ROOT / "dags" / "twin_etl.py")
+
+
+@pytest.fixture
+def dag(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TWIN_EXECUTION", "local")
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags["twin_etl"]
+
+
+def test_graph_params_and_outlet(dag) -> None:
+    assert set(dag.params) == {"user_full_name", "links", "config"}
+    assert dag.get_task("crawl").downstream_task_ids == {"validate_raw"}
+    validate = dag.get_task("validate_raw")
+    assert {a.uri for a in validate.outlets} == {"twin://warehouse/raw"}
+    assert validate.trigger_rule == "all_done"
+    assert dag.timetable.expression in ("@weekly", "0 0 * * 0")
+
+
+def test_plan_merges_form_and_config(etl_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = etl_module.plan
+    assert plan({"user_full_name": "Ada Q", "links": ["https://a.dev/x", " https://a.dev/x ", ""]}) == [
+        ["etl", "crawl", "--user", "Ada Q", "--link", "https://a.dev/x"]
+    ]
+    (tmp_path / "team.yaml").write_text(
+        "user_full_name: Zoe Ng\nlinks: [https://z.dev/1]\nsettings: {crawl_max_bytes: 1000}\n"
+    )
+    monkeypatch.setenv("TWIN_ETL_CONFIG_DIR", str(tmp_path))
+    assert etl_module.available_configs() == ["team"]
+    cmds = plan({"user_full_name": "Ada Q", "links": ["https://a.dev/x"], "config": "team"})
+    assert cmds == [
+        ["etl", "crawl", "--user", "Zoe Ng", "--link", link, "--setting", "crawl_max_bytes=1000"]
+        for link in ("https://z.dev/1", "https://a.dev/x")
+    ]
+    assert plan({"user_full_name": "Ada Q", "links": []}, default_config="team")[0][3] == "Zoe Ng"
+    assert plan({"user_full_name": "Ada Q", "links": []}) == []
+    for bad in ("../etc/passwd", "missing"):
+        with pytest.raises(ValueError):
+            plan({"user_full_name": "Ada Q", "config": bad})
+
+
+def test_repo_configs_are_valid(etl_module) -> None:
+    for name in etl_module.available_configs():
+        cfg = etl_module.load_etl_config(name)
+        assert cfg["user_full_name"] and cfg["links"], name
+
+
+def _git_repo(dest: Path) -> Path:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "T",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "T",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    if SAMPLE_REPO.is_dir():
+        import shutil
+
+        shutil.copytree(SAMPLE_REPO, dest)
+    else:
+        dest.mkdir()
+        (dest / "main.py").write_text("def main() -> None:\n    print('hello')\n")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "t"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_dag_crawls_the_fixture_site_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "twin_core" not in sys.modules
+    site = _load("twin_etl_fixture_site", SITE_SERVER).FixtureServer().start()
+    try:
+        repo = _git_repo(tmp_path / "repo")
+        home = tmp_path / "twin"
+        for key, value in {
+            "TWIN_HOME": str(home),
+            "TWIN_BIN": str(TWIN),
+            "TWIN_CRAWL_ALLOW_HOSTS": "127.0.0.1",
+            "TWIN_CRAWL_TIMEOUT_S": "2",
+            "TWIN_PROGRESS": "0",
+        }.items():
+            monkeypatch.setenv(key, value)
+        links = [f"{site.base_url}/substack.html", f"{site.base_url}/blog.html", repo.as_uri()]
+
+        from airflow.utils import db
+
+        db.initdb()
+        run = dag.test(run_conf={"user_full_name": "Ada Quillfeather", "links": links})
+    finally:
+        site.stop()
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert [states[("crawl", i)] for i in range(3)] == ["success"] * 3
+    assert states[("validate_raw", -1)] == "success"
+    assert "twin_core" not in sys.modules
+
+    env = {**os.environ, "TWIN_HOME": str(home), "TWIN_PROGRESS": "0"}
+    out = subprocess.run([str(TWIN), "warehouse", "stats"], env=env, capture_output=True, text=True, check=True)
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    assert stats["categories"]["articles"] == {"total": 2, "quarantined": 0}
+    assert stats["categories"]["repositories"] == {"total": 1, "quarantined": 0}
+    assert stats["authors"]["Ada Quillfeather"]["articles"] == 2
