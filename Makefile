@@ -50,6 +50,9 @@ test: setup test-core test-dags ## run every test suite
 test-core: ## twin_core unit, integration, chart and end-to-end tests (twin env)
 	$(VENV)/bin/python -m pytest tests --ignore=tests/dags
 
+test-chart: ## chart, images, compose and airflow.cfg tests only (twin env + .venv-tools checkov)
+	$(VENV)/bin/python -m pytest tests/chart
+
 test-dags: ## DAG tests in the Airflow env
 	$(AF_VENV)/bin/python -m pytest tests/dags
 

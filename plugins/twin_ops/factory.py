@@ -40,16 +40,26 @@ def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
             k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=cfg["config_map"])),
             k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=cfg["secret"], optional=True)),
         ],
-        "env_vars": {"TWIN_EXECUTION": "kubernetes", "TWIN_PROGRESS": "0"},
+        # Read-only root filesystem: scratch space (embedded caches, temp clones) lives on an emptyDir.
+        "env_vars": {
+            "TWIN_EXECUTION": "kubernetes",
+            "TWIN_PROGRESS": "0",
+            "TMPDIR": "/tmp",
+            "XDG_CACHE_HOME": "/tmp/.cache",
+        },
+        "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
+        "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
         "labels": {**LABELS, "llm-twin/profile": profile_name},
         "security_context": k8s.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=1000,
-            fs_group=1000,
+            run_as_non_root=True,  # uid/gid 10001 is the `twin` user of every image under images/
+            run_as_user=10001,
+            run_as_group=10001,
+            fs_group=10001,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
         "container_security_context": k8s.V1SecurityContext(
             allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
             capabilities=k8s.V1Capabilities(drop=["ALL"]),
         ),
         "do_xcom_push": True,

@@ -97,6 +97,8 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
             assert {"secretRef": {"name": EXEC_CFG["secret"], "optional": True}} in env_from
             assert spec["securityContext"]["runAsNonRoot"] is True
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
             assert op.do_xcom_push  # the result comes from /airflow/xcom/return.json
             assert op.on_finish_action.value == "delete_succeeded_pod"  # failed pods are kept
             rendered += 1
