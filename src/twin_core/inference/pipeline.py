@@ -6,12 +6,13 @@ predictor (``LLMBackend.chat``) by ``twin serve``. Each step is timed and logged
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from twin_core.domain.documents import Category, UserDocument
 from twin_core.errors import InputError
@@ -26,6 +27,7 @@ from twin_core.inference.selfquery import AuthorMatch, match_name, self_query
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -103,26 +105,32 @@ class RAGPipeline:
         self,
         settings: Settings,
         *,
-        warehouse: Any,
+        warehouse: Any,  # a Warehouse, or a factory called on the warehouse thread
         retriever: Retriever,
         tokens: TokenCounter | None,
         llm: LLMBackend | None = None,
         reranker: Reranker | None = None,
-        request_log: RequestLog | None = None,
+        request_log: RequestLog | Callable[[Any], RequestLog] | None = None,
     ) -> None:
         self.settings = settings
-        self.warehouse = warehouse
+        # The embedded warehouse is a SQLite connection usable only by the thread that opened it, and
+        # servers call us from worker threads: every warehouse access runs on one dedicated thread.
+        self._wh_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+        self.warehouse = self._on_warehouse(warehouse) if callable(warehouse) else warehouse
         self.retriever = retriever
         self.tokens = tokens
         self.llm = llm
         self.reranker = reranker or make_reranker(settings.rag_rerank_model, settings.rag_mmr_lambda)
-        self.request_log = request_log
-        self._wh_lock = threading.Lock()  # the embedded warehouse is one SQLite connection
+        self.request_log = request_log(self.warehouse) if callable(request_log) else request_log
 
     # -- author ----------------------------------------------------------------------------------
+    def _on_warehouse(self, fn: Callable[..., T], *args: Any) -> T:
+        if threading.current_thread().name.startswith("warehouse"):
+            return fn(*args)
+        return self._wh_thread.submit(fn, *args).result()
+
     def users(self) -> list[UserDocument]:
-        with self._wh_lock:
-            return self.warehouse.users()
+        return self._on_warehouse(lambda: self.warehouse.users())
 
     def resolve_author(self, query: str, requested: str | None, key_author: str | None) -> AuthorMatch:
         """Whose content may be retrieved.
@@ -292,8 +300,7 @@ class RAGPipeline:
                 "total": round(total * 1000, 2) if total is not None else None,
             },
         }
-        with self._wh_lock:
-            self.request_log.write(row)
+        self._on_warehouse(self.request_log.write, row)
 
 
 def open_pipeline(
@@ -310,15 +317,14 @@ def open_pipeline(
     from twin_core.stores.vectors import open_vector_store
     from twin_core.stores.warehouse import open_warehouse
 
-    warehouse = open_warehouse(settings)
     if llm is None and with_llm:
         llm = open_llm(settings)
     retriever = VectorRetriever(store or open_vector_store(settings), load_embedder(settings))
     return RAGPipeline(
         settings,
-        warehouse=warehouse,
+        warehouse=lambda: open_warehouse(settings),
         retriever=retriever,
         tokens=llm,
         llm=llm,
-        request_log=RequestLog(warehouse.db),
+        request_log=lambda wh: RequestLog(wh.db),
     )

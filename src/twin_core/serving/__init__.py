@@ -1,0 +1,1 @@
+"""Serving: the twin as a KServe model server (transformer = RAG, predictor = LLM)."""

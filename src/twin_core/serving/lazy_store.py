@@ -1,0 +1,43 @@
+"""The vector store as the server holds it: opened once at startup, or at the first request after an
+outage. Qdrant unreachable -> BackendUnavailable (HTTP 503 with the reason), never a crash."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from twin_core.errors import BackendUnavailable
+from twin_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LazyVectorStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    def try_open(self) -> bool:
+        try:
+            _ = self.client
+            return True
+        except BackendUnavailable as exc:
+            log.warning("vector store not available yet (requests get 503 until it is): %s", exc)
+            return False
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from twin_core.stores.vectors import open_vector_store
+
+                self._store = open_vector_store(self.settings)
+            return self._store.client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

@@ -1,0 +1,16 @@
+"""Prometheus metrics of the twin, exposed next to KServe's own on ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("twin_requests_total", "RAG requests by outcome", ["status"])
+REJECTED = Counter("twin_rejected_total", "Requests refused before the model ran", ["reason"])
+LOG_FAILURES = Counter("twin_request_log_failures_total", "inference_logs writes that failed")
+RETRIEVAL_SECONDS = Histogram("twin_retrieval_seconds", "Retrieval latency (self-query to rerank)")
+GENERATION_SECONDS = Histogram(
+    "twin_generation_seconds", "LLM generation latency", buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+)
+TOKENS = Counter("twin_tokens_total", "Tokens processed", ["kind"])
+IN_FLIGHT = Gauge("twin_requests_in_flight", "Inference requests being processed")
+QUEUED = Gauge("twin_requests_queued", "Inference requests waiting for a slot")

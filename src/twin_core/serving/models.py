@@ -1,0 +1,299 @@
+"""The two KServe models of the twin.
+
+- ``TwinTransformer`` (``kserve.Model``): preprocess = author check, retrieval and prompt building;
+  predict = the LLM (the in-process predictor locally, ``predictor_host`` over KServe v1 on a
+  cluster, or any OpenAI-compatible endpoint such as KServe's Hugging Face runtime);
+  postprocess = sources, model version, request log.
+- ``TwinPredictor`` (``kserve.Model``): chat messages in, generated text and token counts out.
+
+Transformer -> predictor wire format (KServe v1):
+``{"instances": [{"messages": [...], "max_new_tokens": N}]}`` ->
+``{"predictions": [{"text", "prompt_tokens", "completion_tokens", "model_version", "seconds"}]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin_core.errors import BackendUnavailable, InputError, TwinError
+from twin_core.inference.llm import Generation, LLMBackend
+from twin_core.inference.pipeline import Prepared, RAGAnswer, RAGPipeline, RAGRequest
+from twin_core.inference.request_log import RequestLog
+from twin_core.serving import metrics
+from twin_core.serving.kserve_import import import_kserve
+from twin_core.serving.protocol import parse_v1, parse_v2, prediction, v2_response
+from twin_core.settings import Settings
+
+kserve = import_kserve()
+log = logging.getLogger(__name__)
+
+AUTHOR_HEADER = "x-twin-author"  # set by the gateway middleware from the API key, never by clients
+
+
+@dataclass
+class _RequestState:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    requests: list[RAGRequest] = field(default_factory=list)
+    prepared: list[Prepared] = field(default_factory=list)
+    v2: bool = False
+
+
+_STATE: ContextVar[_RequestState | None] = ContextVar("twin_request_state", default=None)
+
+
+def _status_of(exc: BaseException) -> str:
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    if isinstance(exc, InputError):
+        return "rejected"
+    return "error"
+
+
+class TwinPredictor(kserve.Model):
+    """The LLM behind the twin (chat messages in, text out)."""
+
+    def __init__(self, name: str, settings: Settings, llm: LLMBackend | None = None) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.llm = llm
+
+    def load(self) -> bool:
+        if self.llm is None:
+            from twin_core.inference.llm import open_llm
+
+            self.llm = open_llm(self.settings)
+        self.ready = True
+        return self.ready
+
+    def _instances(self, payload: Any) -> list[tuple[list[dict[str, str]], int]]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:
+            raise InputError('the predictor expects {"instances": [{"messages": [...], "max_new_tokens": N}]}')
+        out = []
+        for i, inst in enumerate(payload["instances"]):
+            msgs = inst.get("messages") if isinstance(inst, dict) else None
+            if (
+                not isinstance(msgs, list)
+                or not msgs
+                or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in msgs
+                )
+            ):
+                raise InputError(f"instances[{i}].messages: expected a list of {{role, content}} strings")
+            n = inst.get("max_new_tokens", self.settings.llm_max_new_tokens)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.settings.llm_max_new_tokens_cap:
+                raise InputError(f"instances[{i}].max_new_tokens: 1..{self.settings.llm_max_new_tokens_cap}")
+            out.append(([{"role": m["role"], "content": m["content"]} for m in msgs], n))
+        return out
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
+        assert self.llm is not None
+        results = []
+        for messages, n in self._instances(payload):
+            gen = await asyncio.to_thread(
+                self.llm.chat,
+                messages,
+                max_new_tokens=n,
+                temperature=self.settings.llm_temperature,
+                timeout_s=self.settings.serve_request_timeout_s,
+            )
+            metrics.GENERATION_SECONDS.observe(gen.seconds)
+            results.append(dataclasses.asdict(gen))
+        return {"predictions": results}
+
+
+class TwinTransformer(kserve.Model):
+    """RAG around the predictor: the author's own content in, a grounded answer with sources out."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        *,
+        local_predictor: TwinPredictor | None = None,
+        remote_llm: LLMBackend | None = None,
+        auth_disabled: bool = False,
+    ) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.local_predictor = local_predictor
+        self.remote_llm = remote_llm
+        self.auth_disabled = auth_disabled
+        self.pipeline: RAGPipeline | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def load(self) -> bool:
+        from twin_core.features.embedding_model import load_embedder
+        from twin_core.inference.search import VectorRetriever
+        from twin_core.serving.lazy_store import LazyVectorStore
+        from twin_core.stores.warehouse import open_warehouse
+
+        llm = self.local_predictor.llm if self.local_predictor else self.remote_llm
+        tokens = llm if llm is not None else _tokenizer_counter(self.settings)
+        store = LazyVectorStore(self.settings)
+        store.try_open()  # opened once and kept: local Qdrant allows one process per folder
+        self.pipeline = RAGPipeline(
+            self.settings,
+            warehouse=lambda: open_warehouse(self.settings),
+            retriever=VectorRetriever(store, load_embedder(self.settings)),
+            tokens=tokens,
+            llm=llm,
+            request_log=lambda wh: RequestLog(wh.db, on_failure=metrics.LOG_FAILURES.inc),
+        )
+        self.ready = True
+        return self.ready
+
+    def authors(self) -> list[str]:
+        assert self.pipeline is not None
+        return [u.full_name for u in self.pipeline.users()]
+
+    # -- KServe handlers -------------------------------------------------------------------------
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None) -> Any:
+        headers = headers or {}
+        state = _RequestState(request_id=headers.get("x-request-id") or str(uuid.uuid4()))
+        token = _STATE.set(state)
+        metrics.IN_FLIGHT.inc()
+        try:
+            if verb is None:
+                return await super().__call__(body, headers)
+            return await super().__call__(body, headers, verb)
+        except BaseException as exc:
+            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
+            await asyncio.to_thread(self._log_failure, state, exc)
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            _STATE.reset(token)
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        assert self.pipeline is not None
+        state = _STATE.get() or _RequestState(str(uuid.uuid4()))
+        if isinstance(payload, bytes | str):  # a body sent without Content-Type: application/json
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                raise InputError("request body is not valid JSON") from None
+        state.v2 = isinstance(payload, kserve.InferRequest)
+        state.requests = parse_v2(payload) if state.v2 else parse_v1(payload)
+        key_author = None if self.auth_disabled else (headers or {}).get(AUTHOR_HEADER)
+        if not self.auth_disabled and not key_author:
+            raise InputError("no authenticated author for this request")  # the gateway always sets it
+        for req in state.requests:
+            prepared = await asyncio.to_thread(self.pipeline.prepare, req, key_author)
+            metrics.RETRIEVAL_SECONDS.observe(prepared.retrieval.seconds)
+            state.prepared.append(prepared)
+        return {
+            "instances": [{"messages": p.prompt.messages, "max_new_tokens": p.max_new_tokens} for p in state.prepared]
+        }
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
+        if self.local_predictor is not None:
+            return await self.local_predictor.predict(payload, headers)
+        if self.remote_llm is not None:
+            preds = []
+            for inst in payload["instances"]:
+                gen = await asyncio.to_thread(
+                    self.remote_llm.chat,
+                    inst["messages"],
+                    max_new_tokens=inst["max_new_tokens"],
+                    temperature=self.settings.llm_temperature,
+                    timeout_s=self.settings.llm_timeout_s,
+                )
+                preds.append(dataclasses.asdict(gen))
+            return {"predictions": preds}
+        try:  # a separate predictor container (KServe v1 over HTTP)
+            return await super().predict(payload, headers, response_headers)
+        except (NotImplementedError, InputError):
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"predictor unreachable: {type(exc).__name__}: {exc}") from None
+
+    async def postprocess(
+        self, result: Any, headers: dict[str, str] | None = None, response_headers: Any = None
+    ) -> Any:
+        assert self.pipeline is not None
+        state = _STATE.get()
+        assert state is not None
+        preds = result.get("predictions") if isinstance(result, dict) else None
+        if not isinstance(preds, list) or len(preds) != len(state.prepared):
+            raise BackendUnavailable("the predictor returned an unexpected response")
+        answers: list[RAGAnswer] = []
+        for prepared, pred in zip(state.prepared, preds, strict=True):
+            gen = Generation(**{f.name: pred[f.name] for f in dataclasses.fields(Generation)})
+            answer = self.pipeline.finish(prepared, gen)
+            answers.append(answer)
+            metrics.TOKENS.labels(kind="prompt").inc(gen.prompt_tokens)
+            metrics.TOKENS.labels(kind="completion").inc(gen.completion_tokens)
+        await asyncio.to_thread(self._log_success, state, answers)
+        metrics.REQUESTS.labels(status="ok").inc()
+        if state.v2:
+            return v2_response(answers[0], self.name, state.request_id)
+        return {"predictions": [prediction(a) for a in answers]}
+
+    # -- request log -----------------------------------------------------------------------------
+    def _log_success(self, state: _RequestState, answers: list[RAGAnswer]) -> None:
+        assert self.pipeline is not None
+        for prepared, answer in zip(state.prepared, answers, strict=True):
+            self.pipeline.log_request(
+                prepared.request,
+                prepared=prepared,
+                result=answer,
+                status="ok",
+                started=state.started,
+                transport="http",
+                request_id=state.request_id,
+            )
+
+    def _log_failure(self, state: _RequestState, exc: BaseException) -> None:
+        if self.pipeline is None:
+            return
+        error = exc if isinstance(exc, TwinError) else RuntimeError(type(exc).__name__)
+        prepared = {id(p.request): p for p in state.prepared}
+        for req in state.requests or [RAGRequest(query="")]:
+            self.pipeline.log_request(
+                req,
+                prepared=prepared.get(id(req)),
+                status=_status_of(exc),
+                error=error,
+                started=state.started,
+                transport="http",
+                request_id=state.request_id,
+            )
+
+
+def _tokenizer_counter(settings: Settings) -> Any:
+    """Only the tokenizer of the served model (a transformer container has no LLM): exact budgets."""
+    try:
+        from transformers import AutoTokenizer
+
+        from twin_core.inference.local_llm import resolve_source
+
+        source = resolve_source(settings)
+        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        tok = AutoTokenizer.from_pretrained(source.location, local_files_only=True, **kwargs)
+    except Exception as exc:
+        log.warning(
+            "no tokenizer for %s (%s): context budget uses a 4-characters-per-token estimate",
+            settings.llm_model_id,
+            type(exc).__name__,
+        )
+        return None
+
+    class _Counter:
+        def count_tokens(self, text: str) -> int:
+            return len(tok(text, add_special_tokens=False)["input_ids"])
+
+        def truncate(self, text: str, max_tokens: int) -> str:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            return text if len(ids) <= max_tokens else tok.decode(ids[:max_tokens])
+
+    return _Counter()

@@ -1,0 +1,107 @@
+"""Request parsing and response shapes of the twin's KServe endpoints (v1 JSON and v2 tensors).
+
+v1: ``{"instances": [{"query": str, "author": str?, "max_new_tokens": int?}]}`` ->
+``{"predictions": [{"answer": str, "sources": [{"link", "score", ...}], "model_version": str}]}``.
+v2: inputs ``query`` (BYTES), optional ``author`` (BYTES) and ``max_new_tokens`` (INT32/INT64), one
+element each -> outputs ``answer``, ``sources`` (JSON text) and ``model_version`` (BYTES).
+Every malformed shape is an InputError (HTTP 400), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twin_core.errors import InputError
+from twin_core.inference.pipeline import RAGAnswer, RAGRequest
+
+MAX_INSTANCES = 4
+ALLOWED_FIELDS = {"query", "author", "max_new_tokens"}
+
+
+def _instance(obj: Any, where: str) -> RAGRequest:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected an object with a 'query' string")
+    if "query" not in obj:
+        raise InputError(f"{where}: missing field 'query'")
+    query = obj["query"]
+    if not isinstance(query, str):
+        raise InputError(f"{where}.query: expected a string, got {type(query).__name__}")
+    author = obj.get("author")
+    if author is not None and not isinstance(author, str):
+        raise InputError(f"{where}.author: expected a string, got {type(author).__name__}")
+    max_new = obj.get("max_new_tokens")
+    if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int)):
+        raise InputError(f"{where}.max_new_tokens: expected an integer, got {type(max_new).__name__}")
+    # Anything else (author_id, user_id...) is ignored: identity comes from the API key only.
+    return RAGRequest(query=query, author=author, max_new_tokens=max_new)
+
+
+def parse_v1(body: Any) -> list[RAGRequest]:
+    if not isinstance(body, dict):
+        raise InputError('expected a JSON object {"instances": [{"query": "..."}]}')
+    instances = body.get("instances")
+    if instances is None:
+        raise InputError("missing field 'instances'")
+    if not isinstance(instances, list) or not instances:
+        raise InputError("'instances' must be a non-empty list")
+    if len(instances) > MAX_INSTANCES:
+        raise InputError(f"at most {MAX_INSTANCES} instances per request")
+    return [_instance(obj, f"instances[{i}]") for i, obj in enumerate(instances)]
+
+
+def _scalar(infer_request: Any, name: str, kind: type) -> Any:
+    tensor = infer_request.get_input_by_name(name)
+    if tensor is None:
+        return None
+    data = tensor.data
+    if hasattr(data, "tolist"):
+        data = data.tolist()
+    while isinstance(data, list) and len(data) == 1 and isinstance(data[0], list):
+        data = data[0]
+    if not isinstance(data, list) or len(data) != 1:
+        raise InputError(f"input '{name}': expected exactly one element")
+    value = data[0]
+    if kind is str:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        if not isinstance(value, str):
+            raise InputError(f"input '{name}': expected BYTES (a string)")
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"input '{name}': expected an integer")
+    return value
+
+
+def parse_v2(infer_request: Any) -> list[RAGRequest]:
+    query = _scalar(infer_request, "query", str)
+    if query is None:
+        raise InputError("missing input 'query'")
+    return [
+        RAGRequest(
+            query=query,
+            author=_scalar(infer_request, "author", str),
+            max_new_tokens=_scalar(infer_request, "max_new_tokens", int),
+        )
+    ]
+
+
+def prediction(answer: RAGAnswer) -> dict[str, Any]:
+    return {
+        "answer": answer.answer,
+        "sources": answer.sources,
+        "model_version": answer.model_version,
+        "author": answer.author,
+        "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens},
+        "timings": answer.timings,
+    }
+
+
+def v2_response(answer: RAGAnswer, model_name: str, response_id: str) -> Any:
+    from kserve import InferOutput, InferResponse
+
+    outputs = [
+        InferOutput("answer", [1], "BYTES", [answer.answer]),
+        InferOutput("sources", [1], "BYTES", [json.dumps(answer.sources)]),
+        InferOutput("model_version", [1], "BYTES", [answer.model_version]),
+    ]
+    return InferResponse(response_id, model_name, outputs, model_version=answer.model_version)

@@ -1,0 +1,144 @@
+"""`twin serve`: the KServe model server of the twin.
+
+Components:
+- ``all`` (local default): transformer ``twin`` + predictor ``twin-llm`` in one process; the
+  transformer calls the predictor in-process (no HTTP hop).
+- ``transformer``: RAG only; the LLM is ``--predictor-host`` (KServe v1, e.g. the predictor container
+  of the same InferenceService) or, with TWIN_LLM_BACKEND=openai, any OpenAI-compatible endpoint
+  (KServe's Hugging Face runtime / vLLM).
+- ``predictor``: the LLM only, under the same model name (KServe routes transformer -> predictor by
+  name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from twin_core.errors import ConfigError
+from twin_core.serving.kserve_import import import_kserve
+from twin_core.settings import Settings
+
+kserve = import_kserve()
+log = logging.getLogger(__name__)
+
+Component = Literal["all", "transformer", "predictor"]
+
+
+@dataclass
+class ServeReport:
+    host: str
+    port: int
+    component: str
+    models: list[str]
+
+
+class TwinModelServer(kserve.ModelServer):
+    """KServe's ModelServer (registry, DataPlane, model lifecycle), served on a chosen host."""
+
+    def __init__(self, host: str, port: int, predictor_config: Any | None = None) -> None:
+        super().__init__(http_port=port, enable_grpc=False, workers=1, predictor_config=predictor_config)
+        self.host = host
+        self._uvicorn: Any = None
+
+    def start_app(self, models: list[Any], app_factory: Any) -> None:
+        import uvicorn
+
+        self._register_and_check_atleast_one_model_is_ready(models)
+        app = app_factory(self)
+        config = uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.http_port,
+            log_config=None,
+            timeout_graceful_shutdown=self.grace_period,
+            timeout_keep_alive=self.timeout_keep_alive,
+            loop="asyncio",
+        )
+        self._uvicorn = uvicorn.Server(config)
+
+        async def serve() -> None:
+            workers = self.max_asyncio_workers or 8
+            asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(workers))
+            await self._uvicorn.serve()  # uvicorn handles SIGINT/SIGTERM: graceful shutdown
+
+        # uvicorn captures SIGINT/SIGTERM while serving, then re-raises them to the previous handlers:
+        # no-op handlers there let `twin serve` return normally and print its result line.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+        try:
+            asyncio.run(serve())
+        finally:
+            for name in list(self.registered_models.get_models()):
+                self.registered_models.unload(name)
+
+
+def build_models(
+    settings: Settings, component: Component, model_name: str, *, auth_disabled: bool
+) -> tuple[list[Any], Any | None]:
+    """Load the models of ``component``; returns (models, transformer or None)."""
+    from twin_core.serving.models import TwinPredictor, TwinTransformer
+
+    if component == "predictor":
+        predictor = TwinPredictor(model_name, settings)
+        predictor.load()
+        return [predictor], None
+    local = None
+    remote = None
+    if component == "all":
+        if settings.llm_backend == "openai":
+            from twin_core.inference.openai_llm import OpenAICompatibleLLM
+
+            remote = OpenAICompatibleLLM.from_settings(settings)
+        else:
+            local = TwinPredictor(f"{model_name}-llm", settings)
+            local.load()
+    elif settings.llm_backend == "openai":
+        from twin_core.inference.openai_llm import OpenAICompatibleLLM
+
+        remote = OpenAICompatibleLLM.from_settings(settings)
+    transformer = TwinTransformer(
+        model_name, settings, local_predictor=local, remote_llm=remote, auth_disabled=auth_disabled
+    )
+    transformer.load()
+    return ([transformer] + ([local] if local else [])), transformer
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    component: Component = "all",
+    predictor_host: str | None = None,
+    model_name: str | None = None,
+) -> ServeReport:
+    """Load the models and serve until SIGINT/SIGTERM."""
+    from kserve import PredictorConfig
+
+    from twin_core.serving.app import build_app
+    from twin_core.serving.auth import load_auth
+    from twin_core.stores.warehouse import open_warehouse
+
+    name = model_name or settings.serve_model_name
+    if component == "transformer" and not predictor_host and settings.llm_backend != "openai":
+        raise ConfigError("--predictor-host is required for --component transformer (or TWIN_LLM_BACKEND=openai)")
+    authors = [u.full_name for u in open_warehouse(settings).users()]
+    auth = load_auth(settings, authors)
+    if not auth.disabled:
+        log.info("API keys loaded for %d author(s): %s", len(auth.authors), ", ".join(auth.authors))
+    predictor_config = PredictorConfig(
+        predictor_host=predictor_host,
+        predictor_protocol="v1",
+        predictor_request_timeout_seconds=int(settings.serve_request_timeout_s),
+    )
+    server = TwinModelServer(host, port, predictor_config)
+    models, transformer = build_models(settings, component, name, auth_disabled=auth.disabled)
+    names = [m.name for m in models]
+    log.info("twin serve: %s on http://%s:%d (models: %s)", component, host, port, ", ".join(names))
+    server.start_app(models, lambda srv: build_app(srv, settings, auth, transformer))
+    return ServeReport(host, port, component, names)
