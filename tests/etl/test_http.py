@@ -69,3 +69,15 @@ def test_non_utf8_page_is_decoded_with_its_charset(http, site):
     page = http.get(f"{site.base_url}/latin1.html")
     assert page.encoding.lower().replace("_", "-") in ("iso-8859-1", "latin-1", "cp1252", "windows-1252")
     assert "expliqués" in page.text
+
+
+def test_per_domain_concurrency_limit(crawl_settings, site):
+    from concurrent.futures import ThreadPoolExecutor
+
+    http = HttpClient(crawl_settings.model_copy(update={"crawl_per_domain_concurrency": 2}))
+    site.max_inflight = 0
+    urls = [f"{site.base_url}/articles/limit-{i}.html?delay=0.3" for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pages = list(pool.map(http.get, urls))
+    assert all(p.status == 200 for p in pages)
+    assert site.max_inflight == 2  # six threads, never more than two requests at the site
