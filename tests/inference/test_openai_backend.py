@@ -1,0 +1,86 @@
+"""The OpenAI-compatible backend against a stub HTTP server started here on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from twin_core.errors import BackendUnavailable, ConfigError
+from twin_core.inference.openai_llm import OpenAICompatibleLLM
+
+
+class _Stub(BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]] = []
+    fail_first = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Stub.calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        if _Stub.fail_first > 0:
+            _Stub.fail_first -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        reply = {
+            "choices": [{"message": {"role": "assistant", "content": f"echo: {body['messages'][-1]['content']}"}}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 3},
+        }
+        raw = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_url() -> Iterator[str]:
+    _Stub.calls.clear()
+    _Stub.fail_first = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_chat_round_trip(stub_url: str) -> None:
+    llm = OpenAICompatibleLLM(stub_url, "tiny", api_key="sk-test", retries=0)
+    gen = llm.chat([{"role": "user", "content": "hello"}], max_new_tokens=7)
+    assert gen.text == "echo: hello"
+    assert (gen.prompt_tokens, gen.completion_tokens) == (11, 3)
+    call = _Stub.calls[0]
+    assert call["path"] == "/v1/chat/completions"
+    assert call["body"]["max_tokens"] == 7 and call["body"]["model"] == "tiny"
+    assert call["auth"] == "Bearer sk-test"
+
+
+def test_retries_then_succeeds(stub_url: str) -> None:
+    _Stub.fail_first = 1
+    gen = OpenAICompatibleLLM(stub_url, "tiny", retries=2).chat([{"role": "user", "content": "x"}], max_new_tokens=2)
+    assert gen.text == "echo: x" and len(_Stub.calls) == 2
+
+
+def test_endpoint_down_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "tiny", retries=1, timeout_s=2)
+    with pytest.raises(BackendUnavailable, match="unavailable after 2 attempts.*TWIN_LLM_BASE_URL"):
+        llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
+
+
+def test_missing_base_url_names_the_setting(settings: Any) -> None:
+    with pytest.raises(ConfigError, match="TWIN_LLM_BASE_URL"):
+        OpenAICompatibleLLM.from_settings(settings.model_copy(update={"llm_backend": "openai"}))

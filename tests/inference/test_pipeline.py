@@ -1,0 +1,114 @@
+"""The RAG pipeline on the sample corpus: author isolation, rerank, request log, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from twin_core.errors import InputError
+from twin_core.inference.errors import AccessDenied, UnknownAuthor
+from twin_core.inference.pipeline import RAGRequest
+from twin_core.inference.rerank import MMRReranker
+from twin_core.inference.sample_index import SECRET
+from twin_core.inference.search import RetrievedChunk, merge_dedup
+
+pytestmark = pytest.mark.slow
+
+
+def _chunk(cid: str, text: str, score: float, vec: list[float]) -> RetrievedChunk:
+    return RetrievedChunk(cid, text, f"https://x/{cid}", "articles", "a", "d", score, vec)
+
+
+def test_merge_dedup_keeps_best_score_and_unique_text() -> None:
+    a1, a2 = _chunk("a", "same text", 0.5, [1, 0]), _chunk("a", "same text", 0.9, [1, 0])
+    b = _chunk("b", "Same   TEXT", 0.4, [1, 0])
+    c = _chunk("c", "other", 0.3, [0, 1])
+    merged = merge_dedup([[a1, b], [a2, c]])
+    assert [m.id for m in merged] == ["a", "c"] and merged[0].score == 0.9
+
+
+def test_mmr_prefers_diversity() -> None:
+    near = [
+        _chunk("a", "a", 0.99, [1.0, 0.0]),
+        _chunk("b", "b", 0.98, [0.999, 0.04]),
+        _chunk("c", "c", 0.7, [0.7, 0.7]),
+    ]
+    top2 = MMRReranker(0.3).rerank("q", [1.0, 0.0], near, 2)
+    assert [c.id for c in top2] == ["a", "c"]
+
+
+def test_retrieval_is_restricted_to_the_author(rag_pipeline: Any) -> None:
+    ada = rag_pipeline.resolve_author("Bob Marlowe's secret token?", None, "Ada Quillfeather")
+    got = rag_pipeline.retrieve("Bob Marlowe's secret token? idempotency keys", ada)
+    assert got.chunks and all(SECRET not in c.text for c in got.chunks)
+    assert all(c.author_id == ada.user.id for c in got.chunks)
+    bob = rag_pipeline.resolve_author("secret", "Bob Marlowe", None)
+    assert any(SECRET in c.text for c in rag_pipeline.retrieve("secret token", bob).chunks)
+
+
+def test_author_rules(rag_pipeline: Any) -> None:
+    users_before = len(rag_pipeline.users())
+    with pytest.raises(AccessDenied):
+        rag_pipeline.resolve_author("q", "Bob Marlowe", "Ada Quillfeather")
+    with pytest.raises(UnknownAuthor):
+        rag_pipeline.resolve_author("q", "Carol Nobody", None)
+    with pytest.raises(InputError, match="several authors"):
+        rag_pipeline.resolve_author("How do I size limits?", None, None)
+    assert (
+        rag_pipeline.resolve_author("What does Ada Quilfeather say?", None, None).user.full_name == "Ada Quillfeather"
+    )
+    assert len(rag_pipeline.users()) == users_before  # self-query never creates users
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        RAGRequest(""),
+        RAGRequest("   "),
+        RAGRequest("x" * 1_000_000),
+        RAGRequest("q", max_new_tokens=0),
+        RAGRequest("q", max_new_tokens=-5),
+        RAGRequest("q", max_new_tokens=10**9),
+    ],
+)
+def test_bad_requests_are_input_errors(rag_pipeline: Any, req: RAGRequest) -> None:
+    with pytest.raises(InputError):
+        rag_pipeline.prepare(req, "Ada Quillfeather")
+
+
+def test_answer_is_logged(rag_pipeline: Any) -> None:
+    # the embedded warehouse is thread-bound: read it on the pipeline's warehouse thread
+    logs = rag_pipeline.on_warehouse(lambda: rag_pipeline.warehouse.db["inference_logs"])
+    before = rag_pipeline.on_warehouse(logs.count_documents, {})
+    answer = rag_pipeline.answer(RAGRequest("What is idempotency?", "Ada Quillfeather", max_new_tokens=4))
+    assert answer.completion_tokens <= 4 and answer.prompt_tokens > 0 and answer.sources
+    assert answer.model_version.startswith("smollm2-135m-instruct")
+    row = rag_pipeline.on_warehouse(lambda: list(logs.find({}).sort("time", -1).limit(1))[0])
+    assert rag_pipeline.on_warehouse(logs.count_documents, {}) == before + 1
+    assert row["status"] == "ok" and row["query"] == "What is idempotency?" and row["author"] == "Ada Quillfeather"
+    assert row["retrieved"] and {"chunk_id", "score"} <= set(row["retrieved"][0])
+    assert row["completion_tokens"] == answer.completion_tokens and row["answer"] == answer.answer
+    assert set(row["latency_ms"]) == {"retrieval", "generation", "total"} and row["model_version"]
+
+
+def test_failed_log_write_never_fails_the_request(rag_pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = rag_pipeline.request_log
+
+    class _Broken:
+        def __getitem__(self, name: str) -> Any:
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(log, "db", _Broken())
+    before = log.failures
+    answer = rag_pipeline.answer(RAGRequest("What is chunking?", "Ada Quillfeather", max_new_tokens=2))
+    assert answer.answer is not None and log.failures == before + 1
+
+
+def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> None:
+    from twin_core.inference.local_llm import load_local_llm
+
+    llm = load_local_llm(rag_settings.model_copy(update={"llm_model_id": "no-such-org/no-such-model-xyz"}))
+    assert llm.model_version.startswith("smollm2-135m-instruct")
+    gen = llm.chat([{"role": "user", "content": "Hi"}], max_new_tokens=2)
+    assert gen.completion_tokens <= 2 and gen.prompt_tokens > 0
