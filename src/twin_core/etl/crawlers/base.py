@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from twin_core.domain.documents import RawDocument, UserDocument
 from twin_core.etl.http import HttpClient
@@ -41,3 +42,9 @@ class BaseCrawler(ABC):
     @abstractmethod
     def crawl(self, link: str, ctx: CrawlContext) -> list[RawDocument]:
         """Documents found at ``link``; raise CrawlError for an expected failure."""
+
+
+def on_platform(link: str, domain: str, base_url: str) -> bool:
+    """True for ``domain``, its subdomains, or the configured base URL (tests point it at 127.0.0.1)."""
+    host = (urlsplit(link).hostname or "").lower()
+    return host == domain or host.endswith("." + domain) or link.startswith(base_url.rstrip("/") + "/")

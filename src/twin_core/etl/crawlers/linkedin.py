@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from twin_core.domain.documents import PostDocument, RawDocument
 from twin_core.etl.challenge import challenge_marker, login_wall_marker
-from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext
+from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.safety import check_target
 from twin_core.settings import Settings
@@ -31,9 +31,7 @@ class LinkedInCrawler(BaseCrawler):
     priority = 10
 
     def matches(self, link: str, settings: Settings) -> bool:
-        host = (urlsplit(link).hostname or "").lower()
-        base = settings.linkedin_base_url.rstrip("/")
-        return host == "linkedin.com" or host.endswith(".linkedin.com") or link.startswith(base + "/")
+        return on_platform(link, "linkedin.com", settings.linkedin_base_url)
 
     def crawl(self, link: str, ctx: CrawlContext) -> list[RawDocument]:
         s = ctx.settings

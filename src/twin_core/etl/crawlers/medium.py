@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from twin_core.domain.documents import RawDocument
 from twin_core.etl.challenge import challenge_marker
 from twin_core.etl.crawlers.article import article_document, reject_challenge
-from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext
+from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.safety import check_target
 from twin_core.settings import Settings
@@ -33,9 +33,7 @@ class MediumCrawler(BaseCrawler):
     priority = 10
 
     def matches(self, link: str, settings: Settings) -> bool:
-        host = (urlsplit(link).hostname or "").lower()
-        base = settings.medium_base_url.rstrip("/")
-        return host == "medium.com" or host.endswith(".medium.com") or link.startswith(base + "/")
+        return on_platform(link, "medium.com", settings.medium_base_url)
 
     def feed_url(self, link: str, settings: Settings) -> str | None:
         parts = urlsplit(link)
