@@ -1,0 +1,47 @@
+"""Qdrant down -> 503 with a message; an LLM endpoint down -> 503 naming it. Auth disabled explicitly."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_qdrant_down_is_503(tmp_path: Path, llm_models_dir: Path) -> None:
+    from twin_core.serving.demo import free_port, start_server, stop_server, wait_ready
+    from twin_core.settings import load_settings
+    from twin_core.stores.warehouse import open_warehouse
+
+    home = tmp_path / "twin"
+    open_warehouse(load_settings(home=home)).get_or_create_user("Ada Quillfeather")
+    down = f"http://127.0.0.1:{_closed_port()}"
+    env = {
+        "TWIN_HOME": str(home),
+        "TWIN_QDRANT_URL": down,
+        "TWIN_LLM_BACKEND": "openai",  # no local model to load: the server starts in seconds
+        "TWIN_LLM_BASE_URL": f"{down}/v1",
+        "TWIN_LLM_RETRIES": "0",
+        "TWIN_SERVE_AUTH_DISABLED": "1",
+    }
+    port = free_port()
+    proc = start_server(port, env=env, log_path=home / "server.log")
+    try:
+        wait_ready(proc, port)
+        resp = requests.post(
+            f"http://127.0.0.1:{port}/v1/models/twin:predict", json={"instances": [{"query": "hi"}]}, timeout=60
+        )
+        assert resp.status_code == 503, resp.text
+        assert "Qdrant" in resp.json()["error"] and resp.headers.get("Retry-After")
+        assert "DISABLED" in (home / "server.log").read_text()  # auth off is loud
+    finally:
+        assert stop_server(proc)["exit_code"] == 0

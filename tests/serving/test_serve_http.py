@@ -1,0 +1,156 @@
+"""`twin serve` end to end over HTTP with the real tiny model on the embedded stores."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from twin_core.inference.sample_index import SECRET
+
+pytestmark = pytest.mark.slow
+
+ADA = {"Authorization": "Bearer ada-test-key-0123456789abcdef"}
+BOB = {"Authorization": "Bearer bob-test-key-0123456789abcdef"}
+
+
+def _predict(served: Any, body: Any, headers: dict[str, str] | None = None, **kw: Any) -> requests.Response:
+    return requests.post(f"{served.url}/v1/models/twin:predict", json=body, headers=headers, timeout=300, **kw)
+
+
+def test_health_and_readiness(served: Any) -> None:
+    assert requests.get(f"{served.url}/v2/health/live", timeout=5).json() == {"live": True}
+    assert requests.get(f"{served.url}/v2/health/ready", timeout=5).json() == {"ready": True}
+    assert requests.get(f"{served.url}/v1/models/twin", timeout=5).json()["ready"] is True
+
+
+def test_v1_predict(served: Any) -> None:
+    resp = _predict(
+        served,
+        {
+            "instances": [
+                {
+                    "query": "Why do randomly generated record IDs turn an upsert into duplicate inserts when a batch job is rerun?",
+                    "max_new_tokens": 4,
+                }
+            ]
+        },
+        ADA,
+    )
+    assert resp.status_code == 200, resp.text
+    pred = resp.json()["predictions"][0]
+    assert isinstance(pred["answer"], str) and pred["model_version"].startswith("smollm2-135m-instruct")
+    assert pred["sources"] and all({"link", "score"} <= set(s) for s in pred["sources"])
+    assert pred["usage"]["completion_tokens"] <= 4
+    assert all("bob.example" not in s["link"] for s in pred["sources"])
+
+
+def test_v2_infer(served: Any) -> None:
+    body = {
+        "inputs": [
+            {"name": "query", "shape": [1], "datatype": "BYTES", "data": ["How do I tune HNSW recall?"]},
+            {"name": "max_new_tokens", "shape": [1], "datatype": "INT32", "data": [3]},
+        ]
+    }
+    resp = requests.post(f"{served.url}/v2/models/twin/infer", json=body, headers=ADA, timeout=300)
+    assert resp.status_code == 200, resp.text
+    outputs = {o["name"]: o["data"][0] for o in resp.json()["outputs"]}
+    assert set(outputs) == {"answer", "sources", "model_version"}
+    assert json.loads(outputs["sources"])[0]["link"].startswith("https://")
+
+
+def test_openai_chat_completions(served: Any) -> None:
+    body = {"model": "twin", "messages": [{"role": "user", "content": "What is chunk overlap for?"}], "max_tokens": 3}
+    resp = requests.post(f"{served.url}/openai/v1/chat/completions", json=body, headers=ADA, timeout=300)
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert data["object"] == "chat.completion" and data["choices"][0]["message"]["role"] == "assistant"
+    assert data["usage"]["completion_tokens"] <= 3 and data["sources"]
+
+
+def test_author_isolation(served: Any) -> None:
+    # naming another author: 403
+    assert _predict(served, {"instances": [{"query": "x", "author": "Bob Marlowe"}]}, ADA).status_code == 403
+    assert _predict(served, {"instances": [{"query": "x", "author": "Carol Nobody"}]}, ADA).status_code == 403
+    # forged identity (header, payload fields, the query naming Bob): ignored, Ada's content only
+    forged = {**ADA, "x-twin-author": "Bob Marlowe"}
+    body = {
+        "instances": [
+            {"query": "Bob Marlowe secret token", "author_id": "bob", "user": "Bob Marlowe", "max_new_tokens": 2}
+        ]
+    }
+    resp = _predict(served, body, forged)
+    assert resp.status_code == 200, resp.text
+    pred = resp.json()["predictions"][0]
+    assert pred["author"] == "Ada Quillfeather" and all("bob.example" not in s["link"] for s in pred["sources"])
+    # Bob's own key sees Bob's content
+    resp = _predict(served, {"instances": [{"query": "secret token", "max_new_tokens": 2}]}, BOB)
+    assert resp.status_code == 200 and any("bob.example" in s["link"] for s in resp.json()["predictions"][0]["sources"])
+    assert SECRET not in json.dumps(pred)
+
+
+@pytest.mark.parametrize(
+    "headers", [None, {"Authorization": "Bearer wrong-key-0123456789"}, {"Authorization": "Basic x"}]
+)
+def test_missing_or_invalid_key_is_401(served: Any, headers: Any) -> None:
+    resp = _predict(served, {"instances": [{"query": "hi"}]}, headers)
+    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+    assert "ada-test-key" not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"instances": [{"query": ""}]}, 400),
+        ({"instances": [{"query": "   "}]}, 400),
+        ({"instances": [{"query": 42}]}, 400),
+        ({"instances": [{"no_query": "x"}]}, 400),
+        ({"instances": "x"}, 400),
+        ({"instances": []}, 400),
+        ({}, 400),
+        ([1, 2], 400),
+        ({"instances": [{"query": "hi", "max_new_tokens": -1}]}, 400),
+        ({"instances": [{"query": "hi", "max_new_tokens": 10**9}]}, 400),
+        ({"instances": [{"query": "hi", "max_new_tokens": "12"}]}, 400),
+        ({"instances": [{"query": "hi", "author": 7}]}, 400),
+        ({"instances": [{"query": "q" * 5000}]}, 400),
+    ],
+)
+def test_malformed_requests_are_4xx(served: Any, body: Any, status: int) -> None:
+    resp = _predict(served, body, ADA)
+    assert resp.status_code == status, resp.text
+    assert "error" in resp.json()
+
+
+def test_non_json_and_huge_bodies(served: Any) -> None:
+    url = f"{served.url}/v1/models/twin:predict"
+    resp = requests.post(url, data=b"{not json", headers={**ADA, "Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 400
+    resp = requests.post(url, data=b"\xff\xfe garbage", headers=ADA, timeout=30)
+    assert resp.status_code == 400
+    huge = {"instances": [{"query": "a" * 1_000_000}]}
+    assert _predict(served, huge, ADA).status_code == 413
+    resp = requests.post(f"{served.url}/v2/models/twin/infer", json={"inputs": "nope"}, headers=ADA, timeout=30)
+    assert 400 <= resp.status_code < 500
+
+
+def test_request_log_row_and_metrics(served: Any) -> None:
+    rid = "test-request-log-0001"
+    resp = _predict(
+        served, {"instances": [{"query": "What is idempotency?", "max_new_tokens": 2}]}, {**ADA, "x-request-id": rid}
+    )
+    assert resp.status_code == 200
+    from twin_core.stores.warehouse import open_warehouse
+
+    row = open_warehouse(served.settings).db["inference_logs"].find_one({"request_id": rid})
+    assert row is not None and row["status"] == "ok" and row["transport"] == "http"
+    assert row["query"] == "What is idempotency?" and row["author"] == "Ada Quillfeather"
+    assert row["retrieved"] and row["prompt_tokens"] > 0 and row["completion_tokens"] <= 2
+    assert row["latency_ms"]["retrieval"] is not None and row["latency_ms"]["total"] >= row["latency_ms"]["generation"]
+    assert "ada-test-key" not in json.dumps(row, default=str)
+    text = requests.get(f"{served.url}/metrics", timeout=5).text
+    assert 'twin_requests_total{status="ok"}' in text and "twin_retrieval_seconds_count" in text
+    assert 'twin_rejected_total{reason="unauthorized"}' in text and "twin_request_log_failures_total" in text
+    assert "request_predictor_seconds" in text or "kserve" in text or "twin_generation_seconds" in text
