@@ -32,7 +32,7 @@ def test_v1_predict(served: Any) -> None:
         {
             "instances": [
                 {
-                    "query": "Why do randomly generated record IDs turn an upsert into duplicate inserts when a batch job is rerun?",
+                    "query": "Why do random record IDs turn an upsert into duplicate inserts when a job is rerun?",
                     "max_new_tokens": 4,
                 }
             ]
