@@ -36,7 +36,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def quality(home: Path, models: Path) -> dict[str, Any]:
+def quality(home: Path, models: Path, expansions: int = 2) -> dict[str, Any]:
     from twin_core.inference.pipeline import open_pipeline
 
     settings = _settings(home, models)
@@ -44,7 +44,10 @@ def quality(home: Path, models: Path) -> dict[str, Any]:
     queries = [json.loads(x) for x in (REPO / "data/sample/queries.jsonl").read_text().splitlines() if x.strip()]
     ada = pipeline.resolve_author("", "Ada Quillfeather", None)
     out = {}
-    for name, rerank, exp in (("similarity", False, 0), ("mmr", True, 0), ("mmr+expansion(2)", True, 2)):
+    variants = [("similarity", False, 0), ("mmr", True, 0)]
+    if expansions:
+        variants.append((f"mmr+expansion({expansions})", True, expansions))
+    for name, rerank, exp in variants:
         hits, rr, secs = 0, 0.0, []
         for q in queries:
             r = pipeline.retrieve(q["query"], ada, k=5, expansions=exp, rerank=rerank)
@@ -234,6 +237,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="quality,retrieval,overhead,load")
     ap.add_argument("--chunks", type=int, default=100_000)
+    ap.add_argument("--expansions", type=int, default=2, help="0 skips the (slow, LLM) expansion variant")
     ap.add_argument("--models-dir", default=str(REPO / ".twin" / "models"))
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
@@ -247,7 +251,7 @@ def main() -> None:
         if only & {"quality", "overhead", "load"}:
             build_rag_home(home, models, extra_author_docs=False)
         if "quality" in only:
-            results["quality"] = quality(home, models)
+            results["quality"] = quality(home, models, args.expansions)
             print(json.dumps({"quality": results["quality"]}), flush=True)
         if "retrieval" in only:
             results["retrieval"] = retrieval_latency(Path(tmp), args.chunks)
