@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ def _run(sample: Path) -> dict:
     log.info("demo: TWIN_HOME=%s", settings.home.resolve())
     results: dict[str, Any] = {}
     ran, missing = [], []
+    seconds: dict[str, float] = {}
     for name, target in STAGES:
         fn = _resolve(target)
         if fn is None:
@@ -73,12 +75,46 @@ def _run(sample: Path) -> dict:
             missing.append(name)
             continue
         log.info("demo: stage %s ...", name)
+        started = time.perf_counter()
         results[name] = fn(sample)
+        seconds[name] = time.perf_counter() - started
         ran.append(name)
         log.info("demo: stage %s done: %s", name, results[name])
+    _print_summary(settings, ran, missing, seconds, results)
     return {
         "home": str(settings.home.resolve()),
         "stages_ran": ran,
         "stages_not_available": missing,
         "results": results,
     }
+
+
+def _print_summary(
+    settings: Any, ran: list[str], missing: list[str], seconds: dict[str, float], results: dict[str, Any]
+) -> None:
+    """A human summary on stderr: which stages ran, the warehouse stats, and the twin's answer."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from twin_core.cli.warehouse import stats_table
+    from twin_core.stores.warehouse import open_warehouse
+
+    console = Console(stderr=True)
+    stages = Table(title="demo stages")
+    stages.add_column("stage")
+    stages.add_column("status")
+    stages.add_column("seconds", justify="right")
+    for name in ran:
+        stages.add_row(name, "ran", f"{seconds[name]:.1f}")
+    for name in missing:
+        stages.add_row(name, "[yellow]not yet available[/yellow]", "-")
+    console.print(stages)
+
+    console.print(stats_table(open_warehouse(settings).stats(), title=f"warehouse ({settings.home.resolve()})"))
+
+    ask = results.get("serve.ask")
+    if ask:
+        console.print(f"[bold]Q:[/bold] {ask.get('question')}")
+        console.print(f"[bold]A:[/bold] {ask.get('answer')}")
+        for link in dict.fromkeys(ask.get("sources", [])):
+            console.print(f"   source: {link}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -44,13 +45,20 @@ def export(out: Path = typer.Argument(..., help="Folder to write the backup file
 def stats() -> dict:
     """Counts per category and per author."""
     from rich.console import Console
-    from rich.table import Table
 
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
 
     data = open_warehouse(get_settings()).stats()
-    table = Table(title="warehouse")
+    Console(stderr=True).print(stats_table(data))
+    return data
+
+
+def stats_table(data: dict, title: str = "warehouse") -> Any:
+    """A rich table of ``Warehouse.stats()``: one row per author, one column per category."""
+    from rich.table import Table
+
+    table = Table(title=title)
     table.add_column("author")
     cats = list(data["categories"])
     for cat in cats:
@@ -58,5 +66,4 @@ def stats() -> dict:
     for author, counts in sorted(data["authors"].items()):
         table.add_row(author, *(str(counts[c]) for c in cats))
     table.add_row("[bold]total[/bold]", *(str(data["categories"][c]["total"]) for c in cats))
-    Console(stderr=True).print(table)
-    return data
+    return table
