@@ -15,12 +15,9 @@ from typing import Any, Protocol
 
 from twin_core.domain.documents import Category
 from twin_core.errors import BackendUnavailable, TwinError
+from twin_core.features.feature_store import check_model, embedded_collection
 
 log = logging.getLogger(__name__)
-
-
-def embedded_collection(category: Category) -> str:
-    return f"embedded_{category.value}"
 
 
 @dataclass
@@ -49,6 +46,9 @@ class RetrievedChunk:
 
 
 class Embedder(Protocol):
+    model_id: str
+    dim: int
+
     def encode(self, texts: list[str], *, batch_size: int = 64) -> Any: ...
 
 
@@ -66,7 +66,7 @@ class VectorRetriever:
     def __init__(self, store: Any, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self._existing: set[str] | None = None
+        self._checked: set[str] = set()
 
     def embed(self, queries: list[str]) -> list[list[float]]:
         return [list(map(float, v)) for v in self.embedder.encode(queries)]
@@ -74,11 +74,16 @@ class VectorRetriever:
     def _collections(self, categories: Sequence[Category] | None) -> list[str]:
         names = [embedded_collection(c) for c in (categories or list(Category))]
         try:
-            return [n for n in names if self.store.client.collection_exists(n)]
+            existing = [n for n in names if self.store.client.collection_exists(n)]
         except TwinError:
             raise
         except Exception as exc:
             raise BackendUnavailable(f"vector store unavailable: {type(exc).__name__}: {exc}") from None
+        for name in existing:  # refuse a collection embedded with another model (checked once)
+            if name not in self._checked:
+                check_model(self.store, name, self.embedder.model_id, self.embedder.dim)
+                self._checked.add(name)
+        return existing
 
     def search(
         self, vector: Sequence[float], k: int, *, author_id: str, categories: Sequence[Category] | None = None
