@@ -1,8 +1,7 @@
 """Session fixtures for the inference tests: the sample corpus in embedded stores, and the tiny LLM.
 
-The vector fixture is written here directly with qdrant-client and the embedding model (one point
-per paragraph group, the feature pipeline's payload shape), so these tests do not depend on the
-feature stage's internals. The LLM is loaded once per session; its converted copy lives in the
+The vector fixture is built by the real feature pipeline (`build_rag_home`), with a second author
+holding one secret chunk. The LLM is loaded once per session; its converted copy lives in the
 pytest cache so that later runs skip the GGUF de-quantization.
 """
 

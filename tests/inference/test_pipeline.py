@@ -112,3 +112,20 @@ def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> N
     assert llm.model_version.startswith("smollm2-135m-instruct")
     gen = llm.chat([{"role": "user", "content": "Hi"}], max_new_tokens=2)
     assert gen.completion_tokens <= 2 and gen.prompt_tokens > 0
+
+
+def test_retrieval_refuses_a_collection_embedded_with_another_model(rag_pipeline: Any) -> None:
+    from twin_core.domain.documents import Category
+    from twin_core.errors import ConfigError
+    from twin_core.inference.search import VectorRetriever
+
+    class OtherModel:
+        model_id = "sentence-transformers/other-model"
+        dim = 384
+
+        def encode(self, texts: list[str], *, batch_size: int = 64) -> Any:
+            raise AssertionError("must refuse before embedding")
+
+    store = rag_pipeline.retriever.store
+    with pytest.raises(ConfigError, match="other-model"):
+        VectorRetriever(store, OtherModel()).search([0.0] * 384, 3, author_id="x", categories=[Category.POSTS])

@@ -28,13 +28,24 @@ class LazyVectorStore:
             return False
 
     @property
-    def client(self) -> Any:
+    def store(self) -> Any:
+        """The opened ``VectorStore`` (opened now if needed)."""
         with self._lock:
             if self._store is None:
                 from twin_core.stores.vectors import open_vector_store
 
                 self._store = open_vector_store(self.settings)
-            return self._store.client
+            return self._store
+
+    @property
+    def client(self) -> Any:
+        return self.store.client
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (has_collection, collection_metadata, scroll...) is the VectorStore's.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.store, name)
 
     def close(self) -> None:
         with self._lock:
