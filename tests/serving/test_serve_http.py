@@ -153,4 +153,6 @@ def test_request_log_row_and_metrics(served: Any) -> None:
     text = requests.get(f"{served.url}/metrics", timeout=5).text
     assert 'twin_requests_total{status="ok"}' in text and "twin_retrieval_seconds_count" in text
     assert 'twin_rejected_total{reason="unauthorized"}' in text and "twin_request_log_failures_total" in text
+    # the series the chart's PrometheusRule alerts on, by HTTP code (gateway refusals included)
+    assert 'twin_serving_requests_total{code="200"}' in text and 'twin_serving_requests_total{code="401"}' in text
     assert "request_predictor_seconds" in text or "kserve" in text or "twin_generation_seconds" in text

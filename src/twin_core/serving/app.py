@@ -55,6 +55,7 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
     from twin_core.serving.gateway import TwinGateway
+    from twin_core.serving.metrics import StatusCounter
 
     app = FastAPI(title="LLM Twin", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
     app.add_api_route("/", server.dataplane.live, methods=["GET"])
@@ -75,6 +76,7 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     app.add_exception_handler(kerr.ServerNotReady, kerr.server_not_ready_handler)
     app.add_exception_handler(Exception, kerr.generic_exception_handler)
     app.add_middleware(TwinGateway, settings=settings, auth=auth)
+    app.add_middleware(StatusCounter)  # added last = outermost: counts the gateway's refusals too
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("twin_requests_total", "RAG requests by outcome", ["status"])
@@ -14,3 +16,25 @@ GENERATION_SECONDS = Histogram(
 TOKENS = Counter("twin_tokens_total", "Tokens processed", ["kind"])
 IN_FLIGHT = Gauge("twin_requests_in_flight", "Inference requests being processed")
 QUEUED = Gauge("twin_requests_queued", "Inference requests waiting for a slot")
+# Every HTTP response by status code (gateway refusals included): the PrometheusRule's 5xx ratio
+# in charts/llm-twin reads this series.
+HTTP_RESPONSES = Counter("twin_serving_requests_total", "HTTP responses by status code", ["code"])
+
+
+class StatusCounter:
+    """Pure ASGI middleware counting every HTTP response in ``HTTP_RESPONSES``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/metrics":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                HTTP_RESPONSES.labels(code=str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
