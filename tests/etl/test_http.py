@@ -81,3 +81,10 @@ def test_per_domain_concurrency_limit(crawl_settings, site):
         pages = list(pool.map(http.get, urls))
     assert all(p.status == 200 for p in pages)
     assert site.max_inflight == 2  # six threads, never more than two requests at the site
+
+
+def test_error_status_with_a_challenge_body_is_reported_as_challenge(http, site):
+    # Cloudflare-style walls answer 403 with a challenge page: the reason says so, and it is not retried.
+    before = dict(site.hits)
+    assert _reason(http, f"{site.base_url}/medium/@ada/challenged") == "challenge"
+    assert site.hits["/medium/@ada/challenged"] - before.get("/medium/@ada/challenged", 0) == 1

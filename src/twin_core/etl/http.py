@@ -180,6 +180,13 @@ class HttpClient:
                 continue
             except requests.RequestException as exc:
                 raise CrawlError("http_error", f"{url}: {exc}") from None
+            if resp.status_code >= 400:
+                # Cloudflare-style walls answer 403/503 with a challenge page: report that, never retry it.
+                marker = _challenge_in_error_body(resp)
+                if marker:
+                    raise CrawlError(
+                        "challenge", f"{url} answered {resp.status_code} with a challenge page ({marker!r})"
+                    )
             if resp.status_code >= 500:
                 resp.close()
                 last = CrawlError(f"http_{resp.status_code}", f"{url} answered {resp.status_code}")
@@ -217,3 +224,16 @@ class HttpClient:
         return Page(
             url=url, status=resp.status_code, content_type=ctype, body=body, encoding=_decode_charset(resp, body)
         )
+
+
+def _challenge_in_error_body(resp: requests.Response, limit: int = 65_536) -> str | None:
+    """The challenge phrase in the first ``limit`` bytes of an error response (the body is then closed)."""
+    from twin_core.etl.challenge import challenge_marker
+
+    try:
+        head = next(resp.iter_content(limit), b"")
+    except requests.RequestException:
+        head = b""
+    finally:
+        resp.close()
+    return challenge_marker(head.decode("utf-8", errors="ignore"))
