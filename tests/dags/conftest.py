@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
 PLUGINS_DIR = REPO_ROOT / "plugins"
@@ -24,3 +26,14 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.setdefault("TWIN_EXECUTION", "local")
 if str(PLUGINS_DIR) not in sys.path:
     sys.path.insert(0, str(PLUGINS_DIR))
+
+
+@pytest.fixture
+def local_dagbag(monkeypatch: pytest.MonkeyPatch):
+    """The repo's DagBag parsed in local mode, with no import errors."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("TWIN_EXECUTION", "local")
+    bag = DagBag(str(DAGS_DIR))
+    assert bag.import_errors == {}
+    return bag

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = Path(os.environ.get("TWIN_BIN", REPO_ROOT / ".venv" / "bin" / "twin"))
@@ -35,11 +34,8 @@ def etl_module():
 
 
 @pytest.fixture
-def dag(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TWIN_EXECUTION", "local")
-    bag = DagBag(str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["twin_etl"]
+def dag(local_dagbag):
+    return local_dagbag.dags["twin_etl"]
 
 
 def test_graph_params_and_outlet(dag) -> None:

@@ -9,18 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
 
 
 @pytest.fixture
-def dag(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TWIN_EXECUTION", "local")
-    bag = DagBag(str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["twin_features"]
+def dag(local_dagbag):
+    return local_dagbag.dags["twin_features"]
 
 
 def test_schedule_graph_and_outlets(dag) -> None:
