@@ -3,7 +3,8 @@
 - the sample repository ``data/sample/repos/tiny-pipeline``, committed into a git repository under
   ``TWIN_HOME/demo`` (a stable path, so a re-run finds the same link and reports it unchanged) and
   crawled as ``file://``;
-- two fixture article pages served by an ``http.server`` thread on 127.0.0.1, started and stopped here.
+- two article pages of the sample (``data/sample/site``) served by an ``http.server`` thread on
+  127.0.0.1, started and stopped here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from twin_core.errors import InputError
 
 log = logging.getLogger(__name__)
 AUTHOR = "Ada Quillfeather"
-SITE_DIR = Path(__file__).resolve().parents[3] / "tests" / "etl" / "fixtures" / "site"
 DEMO_PORT = 8754  # fixed when free, so the demo's article links (and documents) are the same on every run
 PAGES = ("substack.html", "blog.html")
 _GIT_ENV = {
@@ -74,9 +74,10 @@ def stage(sample: Path) -> dict[str, Any]:
     allow = ",".join(x for x in (settings.crawl_allow_hosts, "127.0.0.1") if x)
     settings = settings.model_copy(update={"crawl_allow_hosts": allow})
     repo = make_git_repo(sample / "repos" / "tiny-pipeline", settings.home / "demo" / "repos" / "tiny-pipeline")
-    if not SITE_DIR.is_dir():
-        raise InputError(f"demo pages {SITE_DIR} not found (run the demo from a source checkout)")
-    server = _serve(SITE_DIR)
+    site = sample / "site"
+    if not all((site / page).is_file() for page in PAGES):
+        raise InputError(f"demo pages {', '.join(PAGES)} not found in {site}")
+    server = _serve(site)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         links = [f"{base}/{page}" for page in PAGES] + [repo.as_uri()]
