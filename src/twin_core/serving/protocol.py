@@ -86,14 +86,10 @@ def parse_v2(infer_request: Any) -> list[RAGRequest]:
 
 
 def prediction(answer: RAGAnswer) -> dict[str, Any]:
-    return {
-        "answer": answer.answer,
-        "sources": answer.sources,
-        "model_version": answer.model_version,
-        "author": answer.author,
-        "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens},
-        "timings": answer.timings,
-    }
+    """The v1 prediction: the answer as `twin rag query` reports it, less the expanded queries."""
+    out = answer.as_dict()
+    out.pop("expanded_queries", None)
+    return out
 
 
 def v2_response(answer: RAGAnswer, model_name: str, response_id: str) -> Any:
