@@ -18,6 +18,11 @@ class SourceRef(BaseModel):
     author_id: str
     author_full_name: str
 
+    @classmethod
+    def fields_of(cls, obj: Any) -> dict[str, Any]:
+        """The source fields of any record that has them (a raw document, a cleaned document...)."""
+        return {name: getattr(obj, name) for name in SourceRef.model_fields}
+
 
 class CleanedDocument(SourceRef):
     id: str  # same id as the raw document

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twin_core.domain.documents import Category
-from twin_core.domain.features import Chunk, CleanedDocument
+from twin_core.domain.features import Chunk, CleanedDocument, SourceRef
 from twin_core.domain.ids import chunk_id
 from twin_core.domain.ids import content_hash as hash_content
 
@@ -185,11 +185,7 @@ def chunk_document(cleaned: CleanedDocument, embedder: Any, chunk_tokens: int, o
                 id=chunk_id(cleaned.id, index, digest),
                 document_id=cleaned.id,
                 chunk_index=index,
-                category=cleaned.category,
-                platform=cleaned.platform,
-                link=cleaned.link,
-                author_id=cleaned.author_id,
-                author_full_name=cleaned.author_full_name,
+                **SourceRef.fields_of(cleaned),
                 content=body,
                 content_hash=digest,
                 token_count=count,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from twin_core.domain.documents import Category, RawDocument
-from twin_core.domain.features import CleanedDocument
+from twin_core.domain.features import CleanedDocument, SourceRef
 from twin_core.errors import InputError
 from twin_core.features.text_cleaning import clean_code, clean_prose, looks_binary
 
@@ -38,11 +38,7 @@ def _text_fields(content: dict) -> list[str]:
 def _base(doc: RawDocument, content: str, metadata: dict) -> CleanedDocument:
     return CleanedDocument(
         id=doc.id,
-        category=doc.category,
-        platform=doc.platform,
-        link=doc.link,
-        author_id=doc.author_id,
-        author_full_name=doc.author_full_name,
+        **SourceRef.fields_of(doc),
         content=content,
         raw_content_hash=doc.content_hash,
         metadata=metadata,
