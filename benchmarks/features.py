@@ -127,7 +127,7 @@ def main() -> None:
 
     # (a) raw model.encode on the same chunk texts, same batch size
     t0 = time.perf_counter()
-    embedder.encode(texts, batch_size=settings.features_embed_batch_size)
+    embedder.encode(texts, batch_size=settings.features.embed_batch_size)
     raw_s = time.perf_counter() - t0
 
     # incremental re-run on the unchanged corpus (a fresh process would add ~2 s of imports, no model load)

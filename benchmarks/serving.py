@@ -122,7 +122,7 @@ def _settings(home: Path, models: Path) -> Any:
 
 
 def _serve(home: Path, models: Path) -> tuple[Any, int]:
-    from twin_core.serving.demo import free_port, start_server, wait_ready
+    from twin_core.demo.serving import free_port, start_server, wait_ready
 
     port = free_port()
     env = {
@@ -143,8 +143,8 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
     """Same messages, same token count: raw predictor route over HTTP vs LocalLLM.chat in-process."""
     import requests
 
-    from twin_core.inference.local_llm import load_local_llm
-    from twin_core.serving.demo import stop_server
+    from twin_core.llm.local import load_local_llm
+    from twin_core.demo.serving import stop_server
 
     messages = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Explain idempotency."}]
     proc, port = _serve(home, models)
@@ -192,7 +192,7 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
 def load(home: Path, models: Path, n: int = 200, concurrency: int = 8) -> dict[str, Any]:
     import requests
 
-    from twin_core.serving.demo import stop_server
+    from twin_core.demo.serving import stop_server
 
     proc, port = _serve(home, models)
     lat: list[float] = []
@@ -241,7 +241,7 @@ def main() -> None:
     ap.add_argument("--models-dir", default=str(REPO / ".twin" / "models"))
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from twin_core.inference.sample_index import build_rag_home
+    from twin_core.demo.sample_index import build_rag_home
 
     only = set(args.only.split(","))
     models = Path(args.models_dir)

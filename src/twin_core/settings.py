@@ -18,6 +18,139 @@ from twin_core.errors import ConfigError
 ENV_PREFIX = "TWIN_"
 
 
+def _group_config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class _Group(BaseSettings):
+    """A stage's settings: its own ``TWIN_<STAGE>_`` prefix, so every variable keeps its flat name."""
+
+
+class CrawlSettings(_Group):
+    """ETL crawling (twin etl crawl). Variables ``TWIN_CRAWL_*``."""
+
+    model_config = _group_config("TWIN_CRAWL_")
+
+    user_agent: str = "LLMTwinBot/0.1 (+https://github.com/llm-twin/llm-twin)"
+    timeout_s: float = Field(15.0, gt=0, description="Connect and read timeout per request.")
+    max_retries: int = Field(2, ge=0, description="Retries on 5xx, timeouts and connection errors.")
+    backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
+    max_bytes: int = Field(5_000_000, gt=0, description="Largest response body read (streamed).")
+    max_redirects: int = Field(5, ge=0)
+    concurrency: int = Field(4, ge=1, description="Links crawled at once in one run.")
+    per_domain_concurrency: int = Field(2, ge=1, description="Requests in flight per domain.")
+    respect_robots: bool = True
+    allow_hosts: str = Field("", description="Comma-separated hosts/IPs/CIDRs exempt from the SSRF guard.")
+    allow_private: bool = Field(False, description="Allow every private/loopback target (trusted nets).")
+    allow_local_repos: bool = Field(True, description="Allow file:// and local paths for git repos.")
+    repo_max_file_bytes: int = Field(200_000, gt=0)
+    repo_max_files: int = Field(500, gt=0)
+    repo_ignore: str = Field("", description="Extra comma-separated glob patterns to skip in repos.")
+    git_timeout_s: float = Field(120.0, gt=0)
+
+
+class SourceSettings(_Group):
+    """Platform endpoints, logins and the headless browser (Medium, LinkedIn). Variables ``TWIN_*``."""
+
+    model_config = _group_config("TWIN_")
+
+    medium_base_url: str = "https://medium.com"
+    linkedin_base_url: str = "https://www.linkedin.com"
+    linkedin_username: str | None = None
+    linkedin_password: SecretStr | None = None
+    linkedin_li_at: SecretStr | None = Field(None, description="li_at session cookie (instead of a password).")
+    linkedin_max_posts: int = Field(20, ge=1)
+    linkedin_max_scrolls: int = Field(5, ge=0)
+    browser_binary: str = "/usr/bin/chromium"
+    browser_driver: str = "/usr/bin/chromedriver"
+    browser_timeout_s: float = Field(30.0, gt=0)
+
+
+class ValidationSettings(_Group):
+    """Raw-data validation (twin validate raw). Variables ``TWIN_VALIDATE_*``."""
+
+    model_config = _group_config("TWIN_VALIDATE_")
+
+    min_chars: int = Field(40, ge=0, description="Shortest acceptable document text.")
+    max_chars: int = Field(2_000_000, gt=0, description="Longest acceptable document text.")
+    max_failure_ratio: float = Field(0.2, ge=0, le=1, description="Fail the step above this ratio.")
+
+
+
+class FeatureSettings(_Group):
+    """Clean, chunk, embed (twin features run). Variables ``TWIN_FEATURES_*``."""
+
+    model_config = _group_config("TWIN_FEATURES_")
+
+    pii_policy: Literal["redact", "keep"] = Field(
+        "redact", description="redact = e-mails and phone numbers become [EMAIL] / [PHONE]; keep = untouched."
+    )
+    chunk_tokens: int = Field(
+        256, ge=16, description="Chunk size in tokens incl. special tokens; capped at the model's max_seq_length."
+    )
+    chunk_overlap_tokens: int = Field(32, ge=0, description="Tokens repeated between neighbour chunks.")
+    embed_batch_size: int = Field(64, gt=0, description="Texts per model.encode batch.")
+    docs_per_batch: int = Field(64, gt=0, description="Documents written (and marked done) together.")
+    max_file_bytes: int = Field(200_000, gt=0, description="Repository files above this are skipped.")
+
+
+
+class LLMSettings(_Group):
+    """LLM backends: local transformers or an OpenAI-compatible endpoint. Variables ``TWIN_LLM_*``."""
+
+    model_config = _group_config("TWIN_LLM_")
+
+    model_id: str = Field(
+        "smollm2-135m-instruct-gguf",
+        description="HF id, local directory, or the packaged SmolLM2 GGUF (default).",
+    )
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local = transformers in-process; openai = any OpenAI-compatible HTTP endpoint."
+    )
+    models_dir: Path | None = Field(None, description="Converted local models (default: TWIN_HOME/models).")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
+    api_key: SecretStr | None = None
+    api_model: str | None = Field(None, description="Model name sent to the endpoint (default: llm_model_id).")
+    model_version: str | None = Field(None, description="Reported model version (default: derived from model).")
+    timeout_s: float = Field(60.0, gt=0, description="Per HTTP call to the LLM endpoint.")
+    retries: int = Field(2, ge=0, description="Retries on connection errors and 5xx/429.")
+    max_new_tokens: int = Field(128, gt=0, description="Default answer length in tokens.")
+    max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
+    threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
+
+
+class RAGSettings(_Group):
+    """Retrieval-augmented generation (twin rag query, twin serve). Variables ``TWIN_RAG_*``."""
+
+    model_config = _group_config("TWIN_RAG_")
+
+    top_k: int = Field(5, gt=0, description="Chunks given to the prompt.")
+    candidates: int = Field(20, gt=0, description="Candidates fetched per query before rerank.")
+    expansions: int = Field(0, ge=0, description="Alternative queries from the LLM (0 = off).")
+    self_query_llm: bool = Field(False, description="Ask the LLM for the author when names do not match.")
+    rerank_model: str | None = Field(None, description="CrossEncoder id or folder; unset = MMR re-score.")
+    mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR relevance/diversity trade-off.")
+    context_tokens: int = Field(1024, gt=0, description="Token budget of the retrieved context.")
+
+
+class ServeSettings(_Group):
+    """The KServe model server (twin serve). Variables ``TWIN_SERVE_*``."""
+
+    model_config = _group_config("TWIN_SERVE_")
+
+    model_name: str = Field("twin", description="KServe model name in /v1/models/<name>:predict.")
+    api_keys: SecretStr | None = Field(None, description='JSON {"api-key": "Author Full Name", ...}.')
+    auth_disabled: bool = Field(False, description="Serve without API keys (local only; warns).")
+    max_query_chars: int = Field(2000, gt=0)
+    max_body_bytes: int = Field(64_000, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(2, gt=0, description="Requests processed at once.")
+    max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 503.")
+    retry_after_s: int = Field(5, gt=0)
+
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -39,93 +172,19 @@ class Settings(BaseSettings):
 
     # --- models ------------------------------------------------------------------------------
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
-    llm_model_id: str = Field(
-        "smollm2-135m-instruct-gguf",
-        description="HF id, local directory, or the packaged SmolLM2 GGUF (default).",
-    )
     hf_offline: bool = Field(True, description="Never reach the Hugging Face Hub at run time.")
 
     # --- ETL: crawling (twin etl crawl) --------------------------------------------------------
-    crawl_user_agent: str = "LLMTwinBot/0.1 (+https://github.com/llm-twin/llm-twin)"
-    crawl_timeout_s: float = Field(15.0, gt=0, description="Connect and read timeout per request.")
-    crawl_max_retries: int = Field(2, ge=0, description="Retries on 5xx, timeouts and connection errors.")
-    crawl_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
-    crawl_max_bytes: int = Field(5_000_000, gt=0, description="Largest response body read (streamed).")
-    crawl_max_redirects: int = Field(5, ge=0)
-    crawl_concurrency: int = Field(4, ge=1, description="Links crawled at once in one run.")
-    crawl_per_domain_concurrency: int = Field(2, ge=1, description="Requests in flight per domain.")
-    crawl_respect_robots: bool = True
-    crawl_allow_hosts: str = Field("", description="Comma-separated hosts/IPs/CIDRs exempt from the SSRF guard.")
-    crawl_allow_private: bool = Field(False, description="Allow every private/loopback target (trusted nets).")
-    crawl_allow_local_repos: bool = Field(True, description="Allow file:// and local paths for git repos.")
-    crawl_repo_max_file_bytes: int = Field(200_000, gt=0)
-    crawl_repo_max_files: int = Field(500, gt=0)
-    crawl_repo_ignore: str = Field("", description="Extra comma-separated glob patterns to skip in repos.")
-    crawl_git_timeout_s: float = Field(120.0, gt=0)
-    medium_base_url: str = "https://medium.com"
-    linkedin_base_url: str = "https://www.linkedin.com"
-    linkedin_username: str | None = None
-    linkedin_password: SecretStr | None = None
-    linkedin_li_at: SecretStr | None = Field(None, description="li_at session cookie (instead of a password).")
-    linkedin_max_posts: int = Field(20, ge=1)
-    linkedin_max_scrolls: int = Field(5, ge=0)
-    browser_binary: str = "/usr/bin/chromium"
-    browser_driver: str = "/usr/bin/chromedriver"
-    browser_timeout_s: float = Field(30.0, gt=0)
-    # --- ETL: validation (twin validate raw) ---------------------------------------------------
-    validate_min_chars: int = Field(40, ge=0, description="Shortest acceptable document text.")
-    validate_max_chars: int = Field(2_000_000, gt=0, description="Longest acceptable document text.")
-    validate_max_failure_ratio: float = Field(0.2, ge=0, le=1, description="Fail the step above this ratio.")
+    crawl_user_agent: str = "LLMTwinBot/0.1 (+https://github.com    # --- one group per stage; each reads its own TWIN_<STAGE>_* variables ------------------
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    rag: RAGSettings = Field(default_factory=RAGSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
-    # --- features: clean, chunk, embed (twin features run) --------------------------------------
-    features_pii_policy: Literal["redact", "keep"] = Field(
-        "redact", description="redact = e-mails and phone numbers become [EMAIL] / [PHONE]; keep = untouched."
-    )
-    features_chunk_tokens: int = Field(
-        256, ge=16, description="Chunk size in tokens incl. special tokens; capped at the model's max_seq_length."
-    )
-    features_chunk_overlap_tokens: int = Field(32, ge=0, description="Tokens repeated between neighbour chunks.")
-    features_embed_batch_size: int = Field(64, gt=0, description="Texts per model.encode batch.")
-    features_docs_per_batch: int = Field(64, gt=0, description="Documents written (and marked done) together.")
-    features_max_file_bytes: int = Field(200_000, gt=0, description="Repository files above this are skipped.")
-
-    # --- inference: LLM backends and RAG (twin rag query, twin serve) ---------------------------
-    llm_backend: Literal["local", "openai"] = Field(
-        "local", description="local = transformers in-process; openai = any OpenAI-compatible HTTP endpoint."
-    )
-    llm_models_dir: Path | None = Field(None, description="Converted local models (default: TWIN_HOME/models).")
-    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
-    llm_api_key: SecretStr | None = None
-    llm_api_model: str | None = Field(None, description="Model name sent to the endpoint (default: llm_model_id).")
-    llm_model_version: str | None = Field(None, description="Reported model version (default: derived from model).")
-    llm_timeout_s: float = Field(60.0, gt=0, description="Per HTTP call to the LLM endpoint.")
-    llm_retries: int = Field(2, ge=0, description="Retries on connection errors and 5xx/429.")
-    llm_max_new_tokens: int = Field(128, gt=0, description="Default answer length in tokens.")
-    llm_max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
-    llm_temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
-    llm_threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
-    rag_top_k: int = Field(5, gt=0, description="Chunks given to the prompt.")
-    rag_candidates: int = Field(20, gt=0, description="Candidates fetched per query before rerank.")
-    rag_expansions: int = Field(0, ge=0, description="Alternative queries from the LLM (0 = off).")
-    rag_self_query_llm: bool = Field(False, description="Ask the LLM for the author when names do not match.")
-    rag_rerank_model: str | None = Field(None, description="CrossEncoder id or folder; unset = MMR re-score.")
-    rag_mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR relevance/diversity trade-off.")
-    rag_context_tokens: int = Field(1024, gt=0, description="Token budget of the retrieved context.")
-    # --- serving: twin serve (KServe model server) ----------------------------------------------
-    serve_model_name: str = Field("twin", description="KServe model name in /v1/models/<name>:predict.")
-    serve_api_keys: SecretStr | None = Field(None, description='JSON {"api-key": "Author Full Name", ...}.')
-    serve_auth_disabled: bool = Field(False, description="Serve without API keys (local only; warns).")
-    serve_max_query_chars: int = Field(2000, gt=0)
-    serve_max_body_bytes: int = Field(64_000, gt=0)
-    serve_request_timeout_s: float = Field(120.0, gt=0)
-    serve_max_concurrency: int = Field(2, gt=0, description="Requests processed at once.")
-    serve_max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 503.")
-    serve_retry_after_s: int = Field(5, gt=0)
-
-    @field_validator("mongodb_uri")
-    @classmethod
-    def _mongo_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("mongodb://", "mongodb+srv://")):
+odb://", "mongodb+srv://")):
             raise ValueError("must start with mongodb:// or mongodb+srv://")
         return value or None
 
@@ -154,17 +213,77 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
 
-def _field_env_name(loc: tuple) -> str:
-    return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "?"
+GROUPS: dict[str, type[_Group]] = {
+    name: field.default_factory  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Group)
+}
+
+
+def _group_of(flat: str) -> tuple[str, str] | None:
+    """``features_chunk_tokens`` -> ("features", "chunk_tokens"): the flat name a variable has."""
+    for group, cls in GROUPS.items():
+        prefix = cls.model_config["env_prefix"][len(ENV_PREFIX) :].lower()
+        if flat.startswith(prefix) and flat[len(prefix) :] in cls.model_fields:
+            return group, flat[len(prefix) :]
+    return None
+
+
+def flat_names() -> set[str]:
+    """Every setting by its flat name, the variable's name less ``TWIN_`` in lower case."""
+    names = {name for name in Settings.model_fields if name not in GROUPS}
+    for cls in GROUPS.values():
+        prefix = cls.model_config["env_prefix"][len(ENV_PREFIX) :].lower()
+        names |= {prefix + name for name in cls.model_fields}
+    return names
+
+
+def _split_overrides(overrides: dict[str, object]) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    root: dict[str, object] = {}
+    groups: dict[str, dict[str, object]] = {}
+    for key, value in overrides.items():
+        where = _group_of(key)
+        if where:
+            groups.setdefault(where[0], {})[where[1]] = value
+        else:
+            root[key] = value
+    return root, groups
+
+
+def _build(base: Settings | None, overrides: dict[str, object]) -> Settings:
+    root, group_overrides = _split_overrides(overrides)
+    for group, cls in GROUPS.items():
+        values = group_overrides.get(group, {})
+        if base is not None:
+            values = {**getattr(base, group).model_dump(), **values}
+        if values or base is None:
+            try:
+                root[group] = cls(**values) if base is None else cls.model_validate(values)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                env = cls.model_config["env_prefix"] + str(first["loc"][0]).upper()
+                raise ConfigError(f"{env}: {first['msg']} (got {first.get('input')!r})") from None
+    try:
+        if base is None:
+            return Settings(**root)
+        return Settings.model_validate({**base.model_dump(exclude=set(GROUPS)), **root})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        raise ConfigError(f"{ENV_PREFIX}{str(loc[0]).upper() if loc else '?'}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings, turning validation errors into one line that names the variable."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{_field_env_name(first['loc'])}: {first['msg']} (got {first.get('input')!r})") from None
+    """Build settings from the environment; ``overrides`` use the variables' flat names (``crawl_timeout_s``).
+
+    A bad value becomes one line that names the variable.
+    """
+    return _build(None, overrides)
+
+
+def updated(settings: Settings, **overrides: object) -> Settings:
+    """A validated copy of ``settings`` with flat-named overrides (``updated(s, llm_threads=1)``)."""
+    return _build(settings, overrides)
 
 
 @lru_cache(maxsize=1)

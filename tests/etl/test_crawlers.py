@@ -17,6 +17,7 @@ from twin_core.etl.crawlers.medium import MediumCrawler
 from twin_core.etl.dispatcher import Dispatcher
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
+from twin_core.settings import updated
 
 USER = UserDocument.from_full_name("Ada Quillfeather")
 
@@ -114,7 +115,7 @@ def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_se
             "package-lock.json": "{}\n",
             "logo.png": b"\x89PNG\r\n\x1a\n\x00\x00",
             "data/blob.txt": b"abc\x00def",
-            "big.txt": "x" * (crawl_settings.crawl_repo_max_file_bytes + 1),
+            "big.txt": "x" * (crawl_settings.crawl.repo_max_file_bytes + 1),
             "latin1.txt": "caf\xe9".encode("latin-1"),
         }
     )
@@ -134,7 +135,7 @@ def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_se
 
 def test_git_local_path_file_count_limit_and_missing_repo(ctx, make_repo, crawl_settings):
     repo = make_repo(from_sample=False)
-    ctx.settings = crawl_settings.model_copy(update={"crawl_repo_max_files": 1})
+    ctx.settings = updated(crawl_settings, crawl_repo_max_files=1)
     [doc] = GitHubCrawler().crawl(str(repo), ctx)  # a plain path works too
     assert len(doc.content) == 1 and doc.link == repo.as_uri()
     with pytest.raises(CrawlError) as err:
@@ -148,7 +149,7 @@ def test_git_local_path_file_count_limit_and_missing_repo(ctx, make_repo, crawl_
 
 def test_github_urls_are_checked_before_cloning(ctx):
     crawler = GitHubCrawler()
-    ctx.settings = ctx.settings.model_copy(update={"crawl_allow_hosts": "github.com"})  # no DNS offline
+    ctx.settings = updated(ctx.settings, crawl_allow_hosts="github.com")  # no DNS offline
     url, name = crawler.clone_url("https://github.com/adaquill/tiny-pipeline/tree/main/src", ctx.settings)
     assert (url, name) == ("https://github.com/adaquill/tiny-pipeline.git", "tiny-pipeline")
     with pytest.raises(CrawlError) as err:
@@ -157,7 +158,7 @@ def test_github_urls_are_checked_before_cloning(ctx):
 
 
 def test_local_repositories_can_be_disabled(ctx, make_repo, crawl_settings):
-    ctx.settings = crawl_settings.model_copy(update={"crawl_allow_local_repos": False})
+    ctx.settings = updated(crawl_settings, crawl_allow_local_repos=False)
     with pytest.raises(CrawlError) as err:
         GitHubCrawler().crawl(make_repo(from_sample=False).as_uri(), ctx)
     assert err.value.reason == "blocked_address"

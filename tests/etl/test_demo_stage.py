@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SAMPLE / "repos").is_dir
 
 
 def test_etl_demo_stage_is_idempotent_and_validates(settings):
-    from twin_core.etl.demo import stage
-    from twin_core.validation.demo import stage as validate_stage
+    from twin_core.demo.etl import stage
+    from twin_core.demo.validation import stage as validate_stage
 
     first = stage(SAMPLE)
     assert first["totals"]["failed"] == 0 and first["totals"]["documents_created"] == 3

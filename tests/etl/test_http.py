@@ -8,6 +8,7 @@ import pytest
 
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
+from twin_core.settings import updated
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_robots_txt_is_respected(http, site):
 
 
 def test_user_agent_is_configurable(crawl_settings, site):
-    settings = crawl_settings.model_copy(update={"crawl_user_agent": "TwinTest/1.0"})
+    settings = updated(crawl_settings, crawl_user_agent="TwinTest/1.0")
     headers = json.loads(HttpClient(settings).get(f"{site.base_url}/headers").text)
     assert headers["User-Agent"] == "TwinTest/1.0"
 
@@ -74,7 +75,7 @@ def test_non_utf8_page_is_decoded_with_its_charset(http, site):
 def test_per_domain_concurrency_limit(crawl_settings, site):
     from concurrent.futures import ThreadPoolExecutor
 
-    http = HttpClient(crawl_settings.model_copy(update={"crawl_per_domain_concurrency": 2}))
+    http = HttpClient(updated(crawl_settings, crawl_per_domain_concurrency=2))
     site.max_inflight = 0
     urls = [f"{site.base_url}/articles/limit-{i}.html?delay=0.3" for i in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:

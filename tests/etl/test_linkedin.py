@@ -20,7 +20,7 @@ USER = UserDocument.from_full_name("Ada Quillfeather")
 def browser_ok() -> None:
     """Skip (with the reason) when headless Chromium cannot start on this machine."""
     from twin_core.etl.browser import headless_chrome
-    from twin_core.settings import load_settings
+    from twin_core.settings import load_settings, updated
 
     try:
         with headless_chrome(load_settings()) as driver:
@@ -30,7 +30,7 @@ def browser_ok() -> None:
 
 
 def _crawl(settings, link: str, **update):
-    settings = settings.model_copy(update=update)
+    settings = updated(settings, **update)
     ctx = CrawlContext(settings=settings, http=HttpClient(settings), user=USER)
     return LinkedInCrawler().crawl(link, ctx)
 

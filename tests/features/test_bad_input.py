@@ -9,6 +9,7 @@ import pytest
 
 from twin_core.domain.documents import ArticleDocument, PostDocument, RepositoryDocument
 from twin_core.errors import BackendUnavailable, InputError
+from twin_core.settings import updated
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def test_unreachable_qdrant_fails_fast_and_the_run_resumes(
 
     from twin_core.features.pipeline import run_features
 
-    bad = settings.model_copy(update={"qdrant_url": f"http://127.0.0.1:{port}"})
+    bad = updated(settings, qdrant_url=f"http://127.0.0.1:{port}")
     with pytest.raises(BackendUnavailable):
         run_features(bad)
     result = featurize()  # the same run against the reachable store completes

@@ -8,6 +8,7 @@ import pytest
 
 from twin_core.domain.documents import Category, PostDocument
 from twin_core.errors import ConfigError
+from twin_core.settings import updated
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +140,7 @@ def test_mismatched_model_is_refused(sample_warehouse: Any, featurize: Any, sett
     from twin_core.features.retrieval import search
 
     featurize()
-    other = settings.model_copy(update={"embedding_model_id": "intfloat/e5-small-v2"})
+    other = updated(settings, embedding_model_id="intfloat/e5-small-v2")
     from twin_core.features.pipeline import run_features
 
     with pytest.raises(ConfigError, match="embedded with sentence-transformers/all-MiniLM-L6-v2"):

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from twin_core.inference.sample_index import build_rag_home
+from twin_core.demo.sample_index import build_rag_home
+from twin_core.settings import updated
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
@@ -27,12 +28,12 @@ def llm_models_dir(request: pytest.FixtureRequest) -> Path:
 def rag_settings(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Any:
     settings = build_rag_home(tmp_path_factory.mktemp("rag") / "twin", llm_models_dir)
     # small prompts and one torch thread: fast and steady on a shared 2-core machine
-    return settings.model_copy(update={"llm_threads": 1, "rag_context_tokens": 256})
+    return updated(settings, llm_threads=1, rag_context_tokens=256)
 
 
 @pytest.fixture(scope="session")
 def tiny_llm(rag_settings: Any) -> Any:
-    from twin_core.inference.local_llm import load_local_llm
+    from twin_core.llm.local import load_local_llm
 
     return load_local_llm(rag_settings)
 

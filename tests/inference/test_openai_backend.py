@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from twin_core.errors import BackendUnavailable, ConfigError
-from twin_core.inference.openai_llm import OpenAICompatibleLLM
+from twin_core.llm.openai import OpenAICompatibleLLM
+from twin_core.settings import updated
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -83,4 +84,4 @@ def test_endpoint_down_is_a_clear_error() -> None:
 
 def test_missing_base_url_names_the_setting(settings: Any) -> None:
     with pytest.raises(ConfigError, match="TWIN_LLM_BASE_URL"):
-        OpenAICompatibleLLM.from_settings(settings.model_copy(update={"llm_backend": "openai"}))
+        OpenAICompatibleLLM.from_settings(updated(settings, llm_backend="openai"))

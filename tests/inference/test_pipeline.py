@@ -10,8 +10,9 @@ from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.pipeline import RAGRequest
 from twin_core.inference.rerank import MMRReranker
-from twin_core.inference.sample_index import SECRET
+from twin_core.demo.sample_index import SECRET
 from twin_core.inference.search import RetrievedChunk, merge_dedup
+from twin_core.settings import updated
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +107,9 @@ def test_failed_log_write_never_fails_the_request(rag_pipeline: Any, monkeypatch
 
 
 def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> None:
-    from twin_core.inference.local_llm import load_local_llm
+    from twin_core.llm.local import load_local_llm
 
-    llm = load_local_llm(rag_settings.model_copy(update={"llm_model_id": "no-such-org/no-such-model-xyz"}))
+    llm = load_local_llm(updated(rag_settings, llm_model_id="no-such-org/no-such-model-xyz"))
     assert llm.model_version.startswith("smollm2-135m-instruct")
     gen = llm.chat([{"role": "user", "content": "Hi"}], max_new_tokens=2)
     assert gen.completion_tokens <= 2 and gen.prompt_tokens > 0

@@ -41,8 +41,8 @@ def server_env(home: Path, models_dir: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Iterator[Served]:
-    from twin_core.inference.sample_index import build_rag_home
-    from twin_core.serving.demo import free_port, start_server, stop_server, wait_ready
+    from twin_core.demo.sample_index import build_rag_home
+    from twin_core.demo.serving import free_port, start_server, stop_server, wait_ready
 
     home = tmp_path_factory.mktemp("serve") / "twin"
     settings = build_rag_home(home, llm_models_dir)  # closes its vector store: the server must own it

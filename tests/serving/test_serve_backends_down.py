@@ -18,7 +18,7 @@ def _closed_port() -> int:
 
 
 def test_qdrant_down_is_503(tmp_path: Path, llm_models_dir: Path) -> None:
-    from twin_core.serving.demo import free_port, start_server, stop_server, wait_ready
+    from twin_core.demo.serving import free_port, start_server, stop_server, wait_ready
     from twin_core.settings import load_settings
     from twin_core.stores.warehouse import open_warehouse
 

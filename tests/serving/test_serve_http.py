@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from twin_core.inference.sample_index import SECRET
+from twin_core.demo.sample_index import SECRET
 
 pytestmark = pytest.mark.slow
 

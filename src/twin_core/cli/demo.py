@@ -35,10 +35,14 @@ def stage_import(sample: Path) -> dict[str, Any]:
 # as not available (never faked). Each stage function takes the sample folder, returns a summary.
 STAGES: list[tuple[str, str]] = [
     ("warehouse.import", "twin_core.cli.demo:stage_import"),
-    ("etl.crawl", "twin_core.etl.demo:stage"),
-    ("validate.raw", "twin_core.validation.demo:stage"),
-    ("features.run", "twin_core.features.demo:stage"),
-    ("serve.ask", "twin_core.serving.demo:stage"),
+    ("etl.crawl", "twin_core.demo.etl:stage"),
+    ("validate.raw", "twin_core.demo.validation:stage"),
+    ("features.run", "twin_core.demo.features:stage"),
+    ("datasets.build", "twin_core.demo.datasets:stage"),
+    ("train.sft", "twin_core.demo.training:stage"),
+    ("evaluate", "twin_core.demo.evaluation:stage"),
+    ("serve.ask", "twin_core.demo.serving:stage"),
+    ("monitor.drift", "twin_core.demo.monitoring:stage"),
 ]
 
 

@@ -36,8 +36,8 @@ def headless_chrome(settings: Settings) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     for path, var in (
-        (settings.browser_binary, "TWIN_BROWSER_BINARY"),
-        (settings.browser_driver, "TWIN_BROWSER_DRIVER"),
+        (settings.sources.browser_binary, "TWIN_BROWSER_BINARY"),
+        (settings.sources.browser_driver, "TWIN_BROWSER_DRIVER"),
     ):
         if not os.access(path, os.X_OK):
             raise CrawlError(
@@ -45,19 +45,19 @@ def headless_chrome(settings: Settings) -> Iterator[Any]:
             )
     profile = tempfile.mkdtemp(prefix="twin-chrome-")
     options = webdriver.ChromeOptions()
-    options.binary_location = settings.browser_binary
+    options.binary_location = settings.sources.browser_binary
     for arg in CHROME_ARGS:
         options.add_argument(arg)
     options.add_argument(f"--user-data-dir={profile}")
-    options.add_argument(f"--user-agent={settings.crawl_user_agent}")
+    options.add_argument(f"--user-agent={settings.crawl.user_agent}")
     driver = None
     try:
         try:
-            driver = webdriver.Chrome(service=Service(settings.browser_driver), options=options)
+            driver = webdriver.Chrome(service=Service(settings.sources.browser_driver), options=options)
         except WebDriverException as exc:
             first = (exc.msg or str(exc)).strip().splitlines()[0] if (exc.msg or str(exc)).strip() else repr(exc)
             raise CrawlError("browser_unavailable", f"headless Chromium did not start: {first}") from None
-        driver.set_page_load_timeout(settings.browser_timeout_s)
+        driver.set_page_load_timeout(settings.sources.browser_timeout_s)
         yield driver
     finally:
         if driver is not None:

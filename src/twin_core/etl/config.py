@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from twin_core.errors import InputError
-from twin_core.settings import Settings
+from twin_core.settings import flat_names
 
 _KEYS = {"user_full_name", "links", "settings", "description"}
 # Secrets never live in a config file checked into a repository: they come from the environment.
@@ -36,7 +36,7 @@ def parse_setting_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def check_setting_keys(values: dict[str, Any], origin: str) -> dict[str, Any]:
-    unknown = sorted(set(values) - set(Settings.model_fields))
+    unknown = sorted(set(values) - flat_names())
     if unknown:
         raise InputError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
     secrets = sorted(set(values) & _SECRET_FIELDS)

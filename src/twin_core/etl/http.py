@@ -86,7 +86,7 @@ class HttpClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.headers["User-Agent"] = self.settings.crawl_user_agent
+            session.headers["User-Agent"] = self.settings.crawl.user_agent
             session.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.5"
             self._local.session = session
         return session
@@ -95,12 +95,12 @@ class HttpClient:
         netloc = urlsplit(url).netloc.lower()
         with self._guard:
             if netloc not in self._domain_locks:
-                self._domain_locks[netloc] = threading.BoundedSemaphore(self.settings.crawl_per_domain_concurrency)
+                self._domain_locks[netloc] = threading.BoundedSemaphore(self.settings.crawl.per_domain_concurrency)
             return self._domain_locks[netloc]
 
     # -- robots.txt ----------------------------------------------------------------------------
     def allowed_by_robots(self, url: str) -> bool:
-        if not self.settings.crawl_respect_robots:
+        if not self.settings.crawl.respect_robots:
             return True
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
@@ -110,7 +110,7 @@ class HttpClient:
             if origin not in self._robots:
                 self._robots[origin] = self._load_robots(origin)
         parser = self._robots[origin]
-        return True if parser is None else parser.can_fetch(self.settings.crawl_user_agent, url)
+        return True if parser is None else parser.can_fetch(self.settings.crawl.user_agent, url)
 
     def _load_robots(self, origin: str) -> RobotFileParser | None:
         """None means "no rules" (robots.txt missing or 4xx); an unreachable server disallows all."""
@@ -133,12 +133,12 @@ class HttpClient:
         check_target(url, self.settings)
         if robots and not self.allowed_by_robots(url):
             raise CrawlError("robots", f"robots.txt of {urlsplit(url).netloc} disallows {url}")
-        return self._fetch(url, max_bytes=max_bytes or self.settings.crawl_max_bytes, text_only=True)
+        return self._fetch(url, max_bytes=max_bytes or self.settings.crawl.max_bytes, text_only=True)
 
     def _fetch(self, url: str, *, max_bytes: int, text_only: bool) -> Page:
         seen = {url}
         current = url
-        for _hop in range(self.settings.crawl_max_redirects + 1):
+        for _hop in range(self.settings.crawl.max_redirects + 1):
             resp = self._request_with_retries(current)
             try:
                 if resp.is_redirect or resp.status_code in (301, 302, 303, 307, 308):
@@ -155,25 +155,25 @@ class HttpClient:
                 return self._read(resp, current, max_bytes=max_bytes, text_only=text_only)
             finally:
                 resp.close()
-        raise CrawlError("redirect_loop", f"more than {self.settings.crawl_max_redirects} redirects from {url}")
+        raise CrawlError("redirect_loop", f"more than {self.settings.crawl.max_redirects} redirects from {url}")
 
     def _request_with_retries(self, url: str) -> requests.Response:
         s = self.settings
-        attempts = s.crawl_max_retries + 1
+        attempts = s.crawl.max_retries + 1
         last: CrawlError | None = None
         for attempt in range(attempts):
             if attempt:
-                delay = s.crawl_backoff_s * (2 ** (attempt - 1))
+                delay = s.crawl.backoff_s * (2 ** (attempt - 1))
                 log.info("retrying %s in %.2fs (%s)", url, delay, last)
                 time.sleep(delay)
             try:
                 with self._domain_slot(url):
                     self.requests_made += 1
                     resp = self._session.get(
-                        url, timeout=(s.crawl_timeout_s, s.crawl_timeout_s), stream=True, allow_redirects=False
+                        url, timeout=(s.crawl.timeout_s, s.crawl.timeout_s), stream=True, allow_redirects=False
                     )
             except requests.Timeout:
-                last = CrawlError("timeout", f"no answer from {url} within {s.crawl_timeout_s}s")
+                last = CrawlError("timeout", f"no answer from {url} within {s.crawl.timeout_s}s")
                 continue
             except requests.ConnectionError as exc:
                 last = CrawlError("connection", f"cannot connect to {url}: {type(exc).__name__}")
@@ -205,7 +205,7 @@ class HttpClient:
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise CrawlError("too_large", f"{url} is {int(declared)} bytes (limit {max_bytes})")
-        deadline = time.monotonic() + self.settings.crawl_timeout_s * 3
+        deadline = time.monotonic() + self.settings.crawl.timeout_s * 3
         chunks: list[bytes] = []
         size = 0
         try:
@@ -214,7 +214,7 @@ class HttpClient:
                 if size > max_bytes:
                     raise CrawlError("too_large", f"{url} is larger than {max_bytes} bytes; stopped reading")
                 if time.monotonic() > deadline:
-                    raise CrawlError("timeout", f"{url} body took longer than {self.settings.crawl_timeout_s * 3}s")
+                    raise CrawlError("timeout", f"{url} body took longer than {self.settings.crawl.timeout_s * 3}s")
                 chunks.append(chunk)
         except requests.RequestException as exc:
             raise CrawlError("timeout", f"reading {url} failed: {type(exc).__name__}") from None

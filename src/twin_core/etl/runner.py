@@ -70,7 +70,7 @@ def run_crawl(settings: Settings, user_full_name: str, links: list[str], *, show
     http = HttpClient(settings)
     dispatcher = Dispatcher.from_entry_points()
 
-    with ThreadPoolExecutor(max_workers=min(settings.crawl_concurrency, len(unique))) as pool:
+    with ThreadPoolExecutor(max_workers=min(settings.crawl.concurrency, len(unique))) as pool:
         futures: dict[Future, tuple[str, CrawlContext]] = {}
         for link in unique:
             ctx = CrawlContext(settings=settings, http=http, user=user)

@@ -90,9 +90,9 @@ def check_target(link: str, settings: Settings) -> SplitResult:
     """Parse ``link`` and refuse it if its host resolves to a non-public address that is not allow-listed."""
     parts = parse_web_url(link)
     host = parts.hostname or ""
-    if settings.crawl_allow_private:
+    if settings.crawl.allow_private:
         return parts
-    names, nets = _allowed_networks(settings.crawl_allow_hosts)
+    names, nets = _allowed_networks(settings.crawl.allow_hosts)
     if host.lower() in names:
         return parts
     port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -54,9 +54,9 @@ def fingerprint(settings: Settings) -> str:
     return content_hash(
         {
             "cleaning": CLEANING_VERSION,
-            "pii": settings.features_pii_policy,
-            "chunk_tokens": settings.features_chunk_tokens,
-            "overlap": settings.features_chunk_overlap_tokens,
+            "pii": settings.features.pii_policy,
+            "chunk_tokens": settings.features.chunk_tokens,
+            "overlap": settings.features.chunk_overlap_tokens,
             "model": logical_model_id(settings.embedding_model_id),
         }
     )
@@ -158,8 +158,8 @@ class FeaturePipeline:
                     cleaned.append(
                         clean_document(
                             doc,
-                            pii_policy=self.settings.features_pii_policy,
-                            max_file_bytes=self.settings.features_max_file_bytes,
+                            pii_policy=self.settings.features.pii_policy,
+                            max_file_bytes=self.settings.features.max_file_bytes,
                         )
                     )
                 except EmptyAfterCleaning as exc:
@@ -174,8 +174,8 @@ class FeaturePipeline:
                 d.id: chunk_document(
                     d,
                     self.embedder,
-                    self.settings.features_chunk_tokens,
-                    self.settings.features_chunk_overlap_tokens,
+                    self.settings.features.chunk_tokens,
+                    self.settings.features.chunk_overlap_tokens,
                 )
                 for d in cleaned
             }
@@ -184,10 +184,10 @@ class FeaturePipeline:
         embedder = self.embedder
         out: list[EmbeddedChunk] = []
         with self.report.timed("embed"):
-            step = max(self.settings.features_embed_batch_size * 4, 1)  # encode() sorts by length inside a call
+            step = max(self.settings.features.embed_batch_size * 4, 1)  # encode() sorts by length inside a call
             for start in range(0, len(chunks), step):
                 part = chunks[start : start + step]
-                vectors = embedder.encode([c.content for c in part], batch_size=self.settings.features_embed_batch_size)
+                vectors = embedder.encode([c.content for c in part], batch_size=self.settings.features.embed_batch_size)
                 out.extend(
                     EmbeddedChunk(**c.model_dump(), embedding=v.tolist(), model_id=embedder.model_id, dim=embedder.dim)
                     for c, v in zip(part, vectors, strict=True)
@@ -233,7 +233,7 @@ class FeaturePipeline:
         todo = self.plan()
         if todo:
             fs.ensure_collections(self.store, self.embedder.model_id, self.embedder.dim, rebuild=self.full)
-            batch = self.settings.features_docs_per_batch
+            batch = self.settings.features.docs_per_batch
             clean_bar = self.progress(total=len(todo), desc="clean", unit="doc")
             embed_bar = self.progress(desc="embed", unit="chunk")
             load_bar = self.progress(total=len(todo), desc="load", unit="doc")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-from twin_core.inference.llm import LLMBackend
+from twin_core.llm.base import LLMBackend
 
 log = logging.getLogger(__name__)
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")

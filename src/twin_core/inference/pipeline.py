@@ -18,8 +18,8 @@ from twin_core.domain.documents import Category, UserDocument
 from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
-from twin_core.inference.llm import Generation, LLMBackend
-from twin_core.inference.prompt import ContextChunk, Prompt, TokenCounter, build_messages
+from twin_core.llm.base import Generation, LLMBackend
+from twin_core.llm.prompt import ContextChunk, Prompt, TokenCounter, build_messages
 from twin_core.inference.request_log import RequestLog
 from twin_core.inference.rerank import NoRerank, Reranker, make_reranker
 from twin_core.inference.search import RetrievedChunk, Retriever, merge_dedup
@@ -85,18 +85,18 @@ def validate_request(req: RAGRequest, settings: Settings) -> int:
     """Check the request against the limits; returns the max_new_tokens to use."""
     if not isinstance(req.query, str) or not req.query.strip():
         raise InputError("query is empty")
-    if len(req.query) > settings.serve_max_query_chars:
+    if len(req.query) > settings.serve.max_query_chars:
         raise InputError(
-            f"query is {len(req.query)} characters; the limit is {settings.serve_max_query_chars} "
+            f"query is {len(req.query)} characters; the limit is {settings.serve.max_query_chars} "
             "(TWIN_SERVE_MAX_QUERY_CHARS)"
         )
     if req.author is not None and (not isinstance(req.author, str) or not req.author.strip()):
         raise InputError("author must be a non-empty string when given")
-    n = settings.llm_max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
+    n = settings.llm.max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"max_new_tokens must be a positive integer (got {n!r})")
-    if n > settings.llm_max_new_tokens_cap:
-        raise InputError(f"max_new_tokens={n} is above the cap {settings.llm_max_new_tokens_cap}")
+    if n > settings.llm.max_new_tokens_cap:
+        raise InputError(f"max_new_tokens={n} is above the cap {settings.llm.max_new_tokens_cap}")
     return n
 
 
@@ -120,7 +120,7 @@ class RAGPipeline:
         self.retriever = retriever
         self.tokens = tokens
         self.llm = llm
-        self.reranker = reranker or make_reranker(settings.rag_rerank_model, settings.rag_mmr_lambda)
+        self.reranker = reranker or make_reranker(settings.rag.rerank_model, settings.rag.mmr_lambda)
         self.request_log = request_log(self.warehouse) if callable(request_log) else request_log
 
     # -- author ----------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class RAGPipeline:
             if found is None:
                 raise UnknownAuthor(f"unknown author {requested!r}")
             return found
-        llm = self.llm if self.settings.rag_self_query_llm else None
+        llm = self.llm if self.settings.rag.self_query_llm else None
         found = self_query(query, users, llm)
         if found is not None:
             return found
@@ -176,14 +176,14 @@ class RAGPipeline:
         categories: Sequence[Category] | None = None,
     ) -> Retrieval:
         started = time.perf_counter()
-        k = k or self.settings.rag_top_k
-        n_exp = self.settings.rag_expansions if expansions is None else expansions
+        k = k or self.settings.rag.top_k
+        n_exp = self.settings.rag.expansions if expansions is None else expansions
         queries = [query]
         if n_exp > 0 and self.llm is not None:
             queries += expand_query(self.llm, query, n_exp)
         vectors = self.retriever.embed(queries)
         per_query = [
-            self.retriever.search(v, self.settings.rag_candidates, author_id=author.user.id, categories=categories)
+            self.retriever.search(v, self.settings.rag.candidates, author_id=author.user.id, categories=categories)
             for v in vectors
         ]
         candidates = merge_dedup(per_query)
@@ -212,7 +212,7 @@ class RAGPipeline:
             [ContextChunk(c.text, c.link, c.category) for c in retrieval.chunks],
             author=author.user.full_name,
             tokens=self.tokens,
-            context_budget=self.settings.rag_context_tokens,
+            context_budget=self.settings.rag.context_tokens,
         )
         return Prepared(req, retrieval, prompt, max_new, started)
 
@@ -222,7 +222,7 @@ class RAGPipeline:
         return self.llm.chat(
             prepared.prompt.messages,
             max_new_tokens=prepared.max_new_tokens,
-            temperature=self.settings.llm_temperature,
+            temperature=self.settings.llm.temperature,
             timeout_s=timeout_s,
         )
 
@@ -251,7 +251,7 @@ class RAGPipeline:
         prepared = None
         try:
             prepared = self.prepare(req, key_author)
-            result = self.finish(prepared, self.generate(prepared, self.settings.serve_request_timeout_s))
+            result = self.finish(prepared, self.generate(prepared, self.settings.serve.request_timeout_s))
         except Exception as exc:
             self.log_request(req, prepared=prepared, status="error", error=exc, started=started, transport=transport)
             raise
@@ -312,7 +312,7 @@ def open_pipeline(
 ) -> RAGPipeline:
     """Open the stores, the embedding model and (optionally) the LLM, as configured."""
     from twin_core.features.embedding_model import load_embedder
-    from twin_core.inference.llm import open_llm
+    from twin_core.llm import open_llm
     from twin_core.inference.search import VectorRetriever
     from twin_core.stores.vectors import open_vector_store
     from twin_core.stores.warehouse import open_warehouse

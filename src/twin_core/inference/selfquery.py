@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from twin_core.domain.documents import UserDocument
 from twin_core.domain.ids import normalize_full_name
-from twin_core.inference.llm import LLMBackend
+from twin_core.llm.base import LLMBackend
 
 log = logging.getLogger(__name__)
 

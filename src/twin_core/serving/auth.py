@@ -74,13 +74,13 @@ def _parse(raw: str, source: str) -> dict[str, str]:
 
 def load_auth(settings: Settings, authors: list[str]) -> Auth:
     """Auth as configured; may generate the local key (see module doc)."""
-    if settings.serve_auth_disabled:
+    if settings.serve.auth_disabled:
         log.warning(
             "API keys are DISABLED (TWIN_SERVE_AUTH_DISABLED=1): anyone reaching this port can query any author"
         )
         return Auth(disabled=True)
-    if settings.serve_api_keys is not None:
-        return Auth.from_mapping(_parse(settings.serve_api_keys.get_secret_value(), "TWIN_SERVE_API_KEYS"))
+    if settings.serve.api_keys is not None:
+        return Auth.from_mapping(_parse(settings.serve.api_keys.get_secret_value(), "TWIN_SERVE_API_KEYS"))
     path = key_file(settings)
     if path.is_file():
         return Auth.from_mapping(_parse(path.read_text(), str(path)))

@@ -55,9 +55,9 @@ class TwinGateway:
         self.app = app
         self.settings = settings
         self.auth = auth
-        self.slots = asyncio.Semaphore(settings.serve_max_concurrency)
+        self.slots = asyncio.Semaphore(settings.serve.max_concurrency)
         self.waiting = 0
-        self.retry_after = str(settings.serve_retry_after_s)
+        self.retry_after = str(settings.serve.retry_after_s)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or not is_inference_path(scope["method"], scope["path"]):
@@ -80,21 +80,21 @@ class TwinGateway:
         scope = {**scope, "headers": headers}
 
         declared = dict(headers).get(b"content-length")
-        limit = self.settings.serve_max_body_bytes
+        limit = self.settings.serve.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             metrics.REJECTED.labels(reason="too_large").inc()
             await _send_json(send, 413, {"error": f"request body above {limit} bytes (TWIN_SERVE_MAX_BODY_BYTES)"})
             return
 
         # Bounded concurrency: `max_concurrency` run, `max_queue` wait, the rest are told to retry.
-        if self.slots.locked() and self.waiting >= self.settings.serve_max_queue:
+        if self.slots.locked() and self.waiting >= self.settings.serve.max_queue:
             metrics.REJECTED.labels(reason="overloaded").inc()
             await _send_json(send, 503, {"error": "server busy, retry later"}, {"Retry-After": self.retry_after})
             return
         self.waiting += 1
         metrics.QUEUED.inc()
         try:
-            await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.serve_request_timeout_s)
+            await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.serve.request_timeout_s)
         except TimeoutError:
             metrics.REJECTED.labels(reason="queue_timeout").inc()
             await _send_json(send, 503, {"error": "server busy, retry later"}, {"Retry-After": self.retry_after})
@@ -128,7 +128,7 @@ class TwinGateway:
 
         try:
             await asyncio.wait_for(
-                self.app(scope, limited_receive, tracking_send), timeout=self.settings.serve_request_timeout_s
+                self.app(scope, limited_receive, tracking_send), timeout=self.settings.serve.request_timeout_s
             )
         except _TooLarge:
             metrics.REJECTED.labels(reason="too_large").inc()

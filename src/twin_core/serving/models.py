@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.errors import BackendUnavailable, InputError, TwinError
-from twin_core.inference.llm import Generation, LLMBackend
+from twin_core.llm.base import Generation, LLMBackend
 from twin_core.inference.pipeline import Prepared, RAGAnswer, RAGPipeline, RAGRequest
 from twin_core.inference.request_log import RequestLog
 from twin_core.serving import metrics
@@ -68,7 +68,7 @@ class TwinPredictor(kserve.Model):
 
     def load(self) -> bool:
         if self.llm is None:
-            from twin_core.inference.llm import open_llm
+            from twin_core.llm import open_llm
 
             self.llm = open_llm(self.settings)
         self.ready = True
@@ -89,9 +89,9 @@ class TwinPredictor(kserve.Model):
                 )
             ):
                 raise InputError(f"instances[{i}].messages: expected a list of {{role, content}} strings")
-            n = inst.get("max_new_tokens", self.settings.llm_max_new_tokens)
-            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.settings.llm_max_new_tokens_cap:
-                raise InputError(f"instances[{i}].max_new_tokens: 1..{self.settings.llm_max_new_tokens_cap}")
+            n = inst.get("max_new_tokens", self.settings.llm.max_new_tokens)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.settings.llm.max_new_tokens_cap:
+                raise InputError(f"instances[{i}].max_new_tokens: 1..{self.settings.llm.max_new_tokens_cap}")
             out.append(([{"role": m["role"], "content": m["content"]} for m in msgs], n))
         return out
 
@@ -103,8 +103,8 @@ class TwinPredictor(kserve.Model):
                 self.llm.chat,
                 messages,
                 max_new_tokens=n,
-                temperature=self.settings.llm_temperature,
-                timeout_s=self.settings.serve_request_timeout_s,
+                temperature=self.settings.llm.temperature,
+                timeout_s=self.settings.serve.request_timeout_s,
             )
             metrics.GENERATION_SECONDS.observe(gen.seconds)
             results.append(dataclasses.asdict(gen))
@@ -205,8 +205,8 @@ class TwinTransformer(kserve.Model):
                     self.remote_llm.chat,
                     inst["messages"],
                     max_new_tokens=inst["max_new_tokens"],
-                    temperature=self.settings.llm_temperature,
-                    timeout_s=self.settings.llm_timeout_s,
+                    temperature=self.settings.llm.temperature,
+                    timeout_s=self.settings.llm.timeout_s,
                 )
                 preds.append(dataclasses.asdict(gen))
             return {"predictions": preds}
@@ -272,28 +272,14 @@ class TwinTransformer(kserve.Model):
 
 def _tokenizer_counter(settings: Settings) -> Any:
     """Only the tokenizer of the served model (a transformer container has no LLM): exact budgets."""
+    from twin_core.llm.local import load_tokenizer_counter
+
     try:
-        from transformers import AutoTokenizer
-
-        from twin_core.inference.local_llm import resolve_source
-
-        source = resolve_source(settings)
-        kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-        tok = AutoTokenizer.from_pretrained(source.location, local_files_only=True, **kwargs)
+        return load_tokenizer_counter(settings)
     except Exception as exc:
         log.warning(
             "no tokenizer for %s (%s): context budget uses a 4-characters-per-token estimate",
-            settings.llm_model_id,
+            settings.llm.model_id,
             type(exc).__name__,
         )
         return None
-
-    class _Counter:
-        def count_tokens(self, text: str) -> int:
-            return len(tok(text, add_special_tokens=False)["input_ids"])
-
-        def truncate(self, text: str, max_tokens: int) -> str:
-            ids = tok(text, add_special_tokens=False)["input_ids"]
-            return text if len(ids) <= max_tokens else tok.decode(ids[:max_tokens])
-
-    return _Counter()

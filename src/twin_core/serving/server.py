@@ -89,18 +89,13 @@ def build_models(
         return [predictor], None
     local = None
     remote = None
-    if component == "all":
-        if settings.llm_backend == "openai":
-            from twin_core.inference.openai_llm import OpenAICompatibleLLM
+    if settings.llm.backend == "openai":
+        from twin_core.llm import open_llm
 
-            remote = OpenAICompatibleLLM.from_settings(settings)
-        else:
-            local = TwinPredictor(f"{model_name}-llm", settings)
-            local.load()
-    elif settings.llm_backend == "openai":
-        from twin_core.inference.openai_llm import OpenAICompatibleLLM
-
-        remote = OpenAICompatibleLLM.from_settings(settings)
+        remote = open_llm(settings)
+    elif component == "all":
+        local = TwinPredictor(f"{model_name}-llm", settings)
+        local.load()
     transformer = TwinTransformer(
         model_name, settings, local_predictor=local, remote_llm=remote, auth_disabled=auth_disabled
     )
@@ -124,8 +119,8 @@ def serve(
     from twin_core.serving.auth import load_auth
     from twin_core.stores.warehouse import open_warehouse
 
-    name = model_name or settings.serve_model_name
-    if component == "transformer" and not predictor_host and settings.llm_backend != "openai":
+    name = model_name or settings.serve.model_name
+    if component == "transformer" and not predictor_host and settings.llm.backend != "openai":
         raise ConfigError("--predictor-host is required for --component transformer (or TWIN_LLM_BACKEND=openai)")
     authors = [u.full_name for u in open_warehouse(settings).users()]
     auth = load_auth(settings, authors)
@@ -134,7 +129,7 @@ def serve(
     predictor_config = PredictorConfig(
         predictor_host=predictor_host,
         predictor_protocol="v1",
-        predictor_request_timeout_seconds=int(settings.serve_request_timeout_s),
+        predictor_request_timeout_seconds=int(settings.serve.request_timeout_s),
     )
     server = TwinModelServer(host, port, predictor_config)
     models, transformer = build_models(settings, component, name, auth_disabled=auth.disabled)

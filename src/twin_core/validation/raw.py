@@ -72,7 +72,7 @@ def validate_raw(
 
     from twin_core.cli.logs import progress
 
-    threshold = settings.validate_max_failure_ratio if max_failure_ratio is None else max_failure_ratio
+    threshold = settings.validation.max_failure_ratio if max_failure_ratio is None else max_failure_ratio
     warehouse = open_warehouse(settings)
     known_authors = sorted(u.id for u in warehouse.users())
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]

@@ -28,9 +28,9 @@ def build_suite(category: Category, settings: Settings, known_authors: list[str]
     expectations = [
         gxe.ExpectColumnValuesToBeBetween(
             column="text_length",
-            min_value=settings.validate_min_chars,
-            max_value=settings.validate_max_chars,
-            meta=meta(f"text length outside [{settings.validate_min_chars}, {settings.validate_max_chars}]"),
+            min_value=settings.validation.min_chars,
+            max_value=settings.validation.max_chars,
+            meta=meta(f"text length outside [{settings.validation.min_chars}, {settings.validation.max_chars}]"),
         ),
         gxe.ExpectColumnValuesToNotBeNull(column="link", meta=meta("link missing")),
         gxe.ExpectColumnValuesToBeUnique(column="link", meta=meta("link not unique")),

@@ -68,7 +68,7 @@ class GitHubCrawler(BaseCrawler):
     def clone_url(self, link: str, settings: Settings) -> tuple[str, str]:
         """(URL to clone, repository name) after the safety checks."""
         if _is_local(link):
-            if not settings.crawl_allow_local_repos:
+            if not settings.crawl.allow_local_repos:
                 raise CrawlError("blocked_address", "local repositories are disabled (TWIN_CRAWL_ALLOW_LOCAL_REPOS)")
             uri = local_repo_uri(link)
             path = Path(unquote(urlsplit(uri).path))
@@ -128,13 +128,13 @@ class GitHubCrawler(BaseCrawler):
                 [*cmd, "--", url, str(dest)],
                 capture_output=True,
                 text=True,
-                timeout=settings.crawl_git_timeout_s,
+                timeout=settings.crawl.git_timeout_s,
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
             raise CrawlError(
-                "timeout", f"git clone of {url} took longer than {settings.crawl_git_timeout_s}s"
+                "timeout", f"git clone of {url} took longer than {settings.crawl.git_timeout_s}s"
             ) from None
         if proc.returncode != 0:
             lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
@@ -144,7 +144,7 @@ class GitHubCrawler(BaseCrawler):
 
 def walk_repository(root: Path, settings: Settings) -> tuple[dict[str, str], dict[str, int]]:
     """Map relative path -> exact file text, and counts of skipped files by reason."""
-    extra = [p.strip() for p in settings.crawl_repo_ignore.split(",") if p.strip()]
+    extra = [p.strip() for p in settings.crawl.repo_ignore.split(",") if p.strip()]
     content: dict[str, str] = {}
     skipped: dict[str, int] = {}
 
@@ -165,7 +165,7 @@ def walk_repository(root: Path, settings: Settings) -> tuple[dict[str, str], dic
             if path.is_symlink() or not path.is_file():
                 skip("symlink")
                 continue
-            if path.stat().st_size > settings.crawl_repo_max_file_bytes:
+            if path.stat().st_size > settings.crawl.repo_max_file_bytes:
                 skip("too_large")
                 continue
             data = path.read_bytes()
@@ -177,7 +177,7 @@ def walk_repository(root: Path, settings: Settings) -> tuple[dict[str, str], dic
             except UnicodeDecodeError:
                 skip("not_utf8")
                 continue
-            if len(content) >= settings.crawl_repo_max_files:
+            if len(content) >= settings.crawl.repo_max_files:
                 skip("over_file_limit")
                 continue
             content[rel] = text

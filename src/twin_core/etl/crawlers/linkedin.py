@@ -31,11 +31,11 @@ class LinkedInCrawler(BaseCrawler):
     priority = 10
 
     def matches(self, link: str, settings: Settings) -> bool:
-        return on_platform(link, "linkedin.com", settings.linkedin_base_url)
+        return on_platform(link, "linkedin.com", settings.sources.linkedin_base_url)
 
     def crawl(self, link: str, ctx: CrawlContext) -> list[RawDocument]:
         s = ctx.settings
-        if not s.linkedin_li_at and not (s.linkedin_username and s.linkedin_password):
+        if not s.sources.linkedin_li_at and not (s.sources.linkedin_username and s.sources.linkedin_password):
             raise CrawlError(
                 "credentials",
                 "LinkedIn needs credentials: set TWIN_LINKEDIN_LI_AT (session cookie) or "
@@ -44,7 +44,7 @@ class LinkedInCrawler(BaseCrawler):
         profile = _PROFILE.search(urlsplit(link).path)
         if not profile:
             raise CrawlError("unsupported_link", f"{link} is not a LinkedIn profile (expected /in/<name>/)")
-        base = s.linkedin_base_url.rstrip("/")
+        base = s.sources.linkedin_base_url.rstrip("/")
         check_target(base + "/", s)
         activity = f"{base}/in/{profile.group(1)}/recent-activity/all/"
 
@@ -54,7 +54,7 @@ class LinkedInCrawler(BaseCrawler):
             self._login(driver, base, s)
             driver.get(activity)
             self._check_page(driver, activity)
-            posts = self._scroll_and_collect(driver, s.linkedin_max_posts, s.linkedin_max_scrolls)
+            posts = self._scroll_and_collect(driver, s.sources.linkedin_max_posts, s.sources.linkedin_max_scrolls)
         if not posts:
             raise CrawlError("empty", f"no posts found on {activity}")
         docs: list[RawDocument] = []
@@ -77,17 +77,17 @@ class LinkedInCrawler(BaseCrawler):
     def _login(self, driver: Any, base: str, s: Settings) -> None:
         from selenium.webdriver.common.by import By
 
-        if s.linkedin_li_at:
+        if s.sources.linkedin_li_at:
             driver.get(base + "/")  # a cookie can only be set on the site's own origin
-            driver.add_cookie({"name": "li_at", "value": s.linkedin_li_at.get_secret_value(), "path": "/"})
+            driver.add_cookie({"name": "li_at", "value": s.sources.linkedin_li_at.get_secret_value(), "path": "/"})
             return
         driver.get(base + "/login")
-        driver.find_element(By.ID, "username").send_keys(s.linkedin_username or "")
+        driver.find_element(By.ID, "username").send_keys(s.sources.linkedin_username or "")
         driver.find_element(By.ID, "password").send_keys(
-            s.linkedin_password.get_secret_value() if s.linkedin_password else ""
+            s.sources.linkedin_password.get_secret_value() if s.sources.linkedin_password else ""
         )
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        deadline = time.monotonic() + s.browser_timeout_s
+        deadline = time.monotonic() + s.sources.browser_timeout_s
         while "/login" in driver.current_url and time.monotonic() < deadline:
             time.sleep(0.1)
         if "/login" in driver.current_url or "/checkpoint" in driver.current_url:

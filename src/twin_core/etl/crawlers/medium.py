@@ -33,13 +33,13 @@ class MediumCrawler(BaseCrawler):
     priority = 10
 
     def matches(self, link: str, settings: Settings) -> bool:
-        return on_platform(link, "medium.com", settings.medium_base_url)
+        return on_platform(link, "medium.com", settings.sources.medium_base_url)
 
     def feed_url(self, link: str, settings: Settings) -> str | None:
         parts = urlsplit(link)
         found = _USER_IN_PATH.search(parts.path)
         if found:
-            return f"{settings.medium_base_url.rstrip('/')}/feed/@{found.group(1)}"
+            return f"{settings.sources.medium_base_url.rstrip('/')}/feed/@{found.group(1)}"
         host = (parts.hostname or "").lower()
         if host.endswith(".medium.com") and host.count(".") == 2:
             return f"{parts.scheme}://{host}/feed"

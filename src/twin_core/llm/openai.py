@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from twin_core.errors import BackendUnavailable, ConfigError, InputError
-from twin_core.inference.llm import Generation, Messages
+from twin_core.llm.base import Generation, Messages
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,15 @@ class OpenAICompatibleLLM:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAICompatibleLLM:
-        if not settings.llm_base_url:
+        if not settings.llm.base_url:
             raise ConfigError("TWIN_LLM_BASE_URL: required when TWIN_LLM_BACKEND=openai (e.g. http://host:8000/v1)")
         return cls(
-            settings.llm_base_url,
-            settings.llm_api_model or settings.llm_model_id,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            timeout_s=settings.llm_timeout_s,
-            retries=settings.llm_retries,
-            model_version=settings.llm_model_version,
+            settings.llm.base_url,
+            settings.llm.api_model or settings.llm.model_id,
+            api_key=settings.llm.api_key.get_secret_value() if settings.llm.api_key else None,
+            timeout_s=settings.llm.timeout_s,
+            retries=settings.llm.retries,
+            model_version=settings.llm.model_version,
         )
 
     def count_tokens(self, text: str) -> int:

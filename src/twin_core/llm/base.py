@@ -1,7 +1,7 @@
 """One interface over every LLM backend: local transformers or an OpenAI-compatible HTTP endpoint.
 
 Used by RAG serving now, and by dataset generation and judging later. Messages are chat messages
-(``[{"role": "system"|"user"|"assistant", "content": str}]``), built by ``twin_core.inference.prompt``.
+(``[{"role": "system"|"user"|"assistant", "content": str}]``), built by ``twin_core.llm.prompt``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from twin_core.settings import Settings
 
 Messages = list[dict[str, str]]
 
@@ -40,14 +39,3 @@ class LLMBackend(Protocol):
     ) -> Generation:
         """Answer the conversation; raises BackendUnavailable when the model cannot be reached."""
         ...
-
-
-def open_llm(settings: Settings) -> LLMBackend:
-    """The backend the settings select (TWIN_LLM_BACKEND)."""
-    if settings.llm_backend == "openai":
-        from twin_core.inference.openai_llm import OpenAICompatibleLLM
-
-        return OpenAICompatibleLLM.from_settings(settings)
-    from twin_core.inference.local_llm import load_local_llm
-
-    return load_local_llm(settings)

@@ -68,11 +68,11 @@ def _serve(directory: Path) -> ThreadingHTTPServer:
 
 def stage(sample: Path) -> dict[str, Any]:
     from twin_core.etl.runner import run_crawl
-    from twin_core.settings import get_settings
+    from twin_core.settings import get_settings, updated
 
     settings = get_settings()
-    allow = ",".join(x for x in (settings.crawl_allow_hosts, "127.0.0.1") if x)
-    settings = settings.model_copy(update={"crawl_allow_hosts": allow})
+    allow = ",".join(x for x in (settings.crawl.allow_hosts, "127.0.0.1") if x)
+    settings = updated(settings, crawl_allow_hosts=allow)
     repo = make_git_repo(sample / "repos" / "tiny-pipeline", settings.home / "demo" / "repos" / "tiny-pipeline")
     site = sample / "site"
     if not all((site / page).is_file() for page in PAGES):

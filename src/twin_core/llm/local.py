@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.errors import ConfigError
-from twin_core.inference.llm import Generation, Messages
+from twin_core.llm.base import Generation, Messages
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,14 @@ def packaged_gguf() -> Path | None:
 
 
 def models_dir(settings: Settings) -> Path:
-    return settings.llm_models_dir or settings.home / "models"
+    return settings.llm.models_dir or settings.home / "models"
 
 
 def _packaged_source(settings: Settings) -> ModelSource:
     gguf = packaged_gguf()
     converted = models_dir(settings) / PACKAGED_DIRNAME
     version = (
-        settings.llm_model_version
+        settings.llm.model_version
         or f"{PACKAGED_DIRNAME}:{gguf.stem.rsplit('.', 1)[-1].lower() if gguf else 'converted'}"
     )
     if (converted / "config.json").is_file():
@@ -77,18 +77,18 @@ def _packaged_source(settings: Settings) -> ModelSource:
 
 def resolve_source(settings: Settings) -> ModelSource:
     """Turn TWIN_LLM_MODEL_ID into a loadable source (without loading anything)."""
-    model_id = settings.llm_model_id.strip()
+    model_id = settings.llm.model_id.strip()
     if model_id.lower() in (PACKAGED_ID, "packaged", ""):
         return _packaged_source(settings)
     path = Path(model_id).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return ModelSource(str(path.parent), path.name, settings.llm_model_version or path.stem)
+        return ModelSource(str(path.parent), path.name, settings.llm.model_version or path.stem)
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").is_file() and ggufs:
-            return ModelSource(str(path), ggufs[0].name, settings.llm_model_version or path.name)
-        return ModelSource(str(path), None, settings.llm_model_version or path.name)
-    return ModelSource(model_id, None, settings.llm_model_version or model_id)
+            return ModelSource(str(path), ggufs[0].name, settings.llm.model_version or path.name)
+        return ModelSource(str(path), None, settings.llm.model_version or path.name)
+    return ModelSource(model_id, None, settings.llm.model_version or model_id)
 
 
 def _offline(settings: Settings) -> bool:
@@ -128,14 +128,11 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
         raise
 
 
-class LocalLLM:
-    """A causal LM and its tokenizer, generating with the model's own chat template."""
+class TokenizerCounter:
+    """Exact token counts and truncation with a model's own tokenizer."""
 
-    def __init__(self, model: Any, tokenizer: Any, model_version: str) -> None:
-        self.model = model
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.model_version = model_version
-        self._lock = threading.Lock()  # one generate at a time per model: 2 CPU cores, no gain from more
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -143,6 +140,25 @@ class LocalLLM:
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+
+def load_tokenizer_counter(settings: Settings) -> TokenizerCounter:
+    """Only the tokenizer of the configured model (no weights): for a container that has no LLM."""
+    from transformers import AutoTokenizer
+
+    source = resolve_source(settings)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    return TokenizerCounter(AutoTokenizer.from_pretrained(source.location, local_files_only=True, **kwargs))
+
+
+class LocalLLM(TokenizerCounter):
+    """A causal LM and its tokenizer, generating with the model's own chat template."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_version: str) -> None:
+        super().__init__(tokenizer)
+        self.model = model
+        self.model_version = model_version
+        self._lock = threading.Lock()  # one generate at a time per model: 2 CPU cores, no gain from more
 
     def render(self, messages: Messages) -> str:
         """The exact prompt string the model sees (its chat template, with the generation prompt)."""
@@ -193,26 +209,26 @@ def load_local_llm(settings: Settings) -> LocalLLM:
         if key in _cache:
             return _cache[key]
         offline = _offline(settings)
-        if settings.llm_threads:
+        if settings.llm.threads:
             import torch
 
-            torch.set_num_threads(settings.llm_threads)  # fewer threads win on a busy, shared CPU
+            torch.set_num_threads(settings.llm.threads)  # fewer threads win on a busy, shared CPU
         started = time.perf_counter()
         try:
             model, tokenizer = _load_pretrained(source, offline)
         except Exception as exc:
-            if source.gguf_file or settings.llm_model_id.strip().lower() == PACKAGED_ID:
+            if source.gguf_file or settings.llm.model_id.strip().lower() == PACKAGED_ID:
                 raise ConfigError(f"TWIN_LLM_MODEL_ID: cannot load {source.location}: {exc}") from None
             log.warning(
                 "LLM %s could not be loaded (%s: %s); falling back to the packaged SmolLM2-135M-Instruct",
-                settings.llm_model_id,
+                settings.llm.model_id,
                 type(exc).__name__,
                 str(exc).splitlines()[0][:200],
             )
             source = _packaged_source(settings)
             key = f"{source.location}|{source.gguf_file}"
             model, tokenizer = _load_pretrained(source, offline=True)
-        if source.gguf_file and settings.llm_model_id.strip().lower() in (PACKAGED_ID, "packaged", ""):
+        if source.gguf_file and settings.llm.model_id.strip().lower() in (PACKAGED_ID, "packaged", ""):
             target = models_dir(settings) / PACKAGED_DIRNAME
             log.info("saving a de-quantized safetensors copy of %s to %s", source.gguf_file, target)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -97,18 +97,18 @@ def stage(sample: Path) -> dict[str, Any]:
         wait_ready(proc, port)
         key = (
             None
-            if settings.serve_auth_disabled
-            else (settings.serve_api_keys and next(iter(json.loads(settings.serve_api_keys.get_secret_value()))))
+            if settings.serve.auth_disabled
+            else (settings.serve.api_keys and next(iter(json.loads(settings.serve.api_keys.get_secret_value()))))
             or read_local_key(settings)
         )
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         question = _question(sample)
         started = time.perf_counter()
         resp = requests.post(
-            f"http://127.0.0.1:{port}/v1/models/{settings.serve_model_name}:predict",
+            f"http://127.0.0.1:{port}/v1/models/{settings.serve.model_name}:predict",
             json={"instances": [{"query": question, "max_new_tokens": 48}]},
             headers=headers,
-            timeout=settings.serve_request_timeout_s + 10,
+            timeout=settings.serve.request_timeout_s + 10,
         )
         seconds = time.perf_counter() - started
         if resp.status_code != 200:
