@@ -76,7 +76,6 @@ class ValidationSettings(_Group):
     max_failure_ratio: float = Field(0.2, ge=0, le=1, description="Fail the step above this ratio.")
 
 
-
 class FeatureSettings(_Group):
     """Clean, chunk, embed (twin features run). Variables ``TWIN_FEATURES_*``."""
 
@@ -92,7 +91,6 @@ class FeatureSettings(_Group):
     embed_batch_size: int = Field(64, gt=0, description="Texts per model.encode batch.")
     docs_per_batch: int = Field(64, gt=0, description="Documents written (and marked done) together.")
     max_file_bytes: int = Field(200_000, gt=0, description="Repository files above this are skipped.")
-
 
 
 class LLMSettings(_Group):
@@ -150,7 +148,6 @@ class ServeSettings(_Group):
     retry_after_s: int = Field(5, gt=0)
 
 
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -174,8 +171,7 @@ class Settings(BaseSettings):
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     hf_offline: bool = Field(True, description="Never reach the Hugging Face Hub at run time.")
 
-    # --- ETL: crawling (twin etl crawl) --------------------------------------------------------
-    crawl_user_agent: str = "LLMTwinBot/0.1 (+https://github.com    # --- one group per stage; each reads its own TWIN_<STAGE>_* variables ------------------
+    # --- one group per stage; each reads its own TWIN_<STAGE>_* variables ------------------
     crawl: CrawlSettings = Field(default_factory=CrawlSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
@@ -184,7 +180,10 @@ class Settings(BaseSettings):
     rag: RAGSettings = Field(default_factory=RAGSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
 
-odb://", "mongodb+srv://")):
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("must start with mongodb:// or mongodb+srv://")
         return value or None
 
@@ -270,7 +269,9 @@ def _build(base: Settings | None, overrides: dict[str, object]) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = first["loc"]
-        raise ConfigError(f"{ENV_PREFIX}{str(loc[0]).upper() if loc else '?'}: {first['msg']} (got {first.get('input')!r})") from None
+        raise ConfigError(
+            f"{ENV_PREFIX}{str(loc[0]).upper() if loc else '?'}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.errors import BackendUnavailable, InputError, TwinError
-from twin_core.llm.base import Generation, LLMBackend
 from twin_core.inference.pipeline import Prepared, RAGAnswer, RAGPipeline, RAGRequest
 from twin_core.inference.request_log import RequestLog
+from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.protocol import parse_v1, parse_v2, prediction, v2_response
