@@ -143,8 +143,8 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
     """Same messages, same token count: raw predictor route over HTTP vs LocalLLM.chat in-process."""
     import requests
 
-    from twin_core.llm.local import load_local_llm
     from twin_core.demo.serving import stop_server
+    from twin_core.llm.local import load_local_llm
 
     messages = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Explain idempotency."}]
     proc, port = _serve(home, models)

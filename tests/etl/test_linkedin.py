@@ -11,6 +11,7 @@ from twin_core.etl.crawlers.base import CrawlContext
 from twin_core.etl.crawlers.linkedin import LinkedInCrawler
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
+from twin_core.settings import updated
 
 pytestmark = pytest.mark.browser
 USER = UserDocument.from_full_name("Ada Quillfeather")
@@ -20,7 +21,7 @@ USER = UserDocument.from_full_name("Ada Quillfeather")
 def browser_ok() -> None:
     """Skip (with the reason) when headless Chromium cannot start on this machine."""
     from twin_core.etl.browser import headless_chrome
-    from twin_core.settings import load_settings, updated
+    from twin_core.settings import load_settings
 
     try:
         with headless_chrome(load_settings()) as driver:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from twin_core.demo.sample_index import SECRET
 from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.pipeline import RAGRequest
 from twin_core.inference.rerank import MMRReranker
-from twin_core.demo.sample_index import SECRET
 from twin_core.inference.search import RetrievedChunk, merge_dedup
 from twin_core.settings import updated
 

@@ -18,12 +18,12 @@ from twin_core.domain.documents import Category, UserDocument
 from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
-from twin_core.llm.base import Generation, LLMBackend
-from twin_core.llm.prompt import ContextChunk, Prompt, TokenCounter, build_messages
 from twin_core.inference.request_log import RequestLog
 from twin_core.inference.rerank import NoRerank, Reranker, make_reranker
 from twin_core.inference.search import RetrievedChunk, Retriever, merge_dedup
 from twin_core.inference.selfquery import AuthorMatch, match_name, self_query
+from twin_core.llm.base import Generation, LLMBackend
+from twin_core.llm.prompt import ContextChunk, Prompt, TokenCounter, build_messages
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -312,8 +312,8 @@ def open_pipeline(
 ) -> RAGPipeline:
     """Open the stores, the embedding model and (optionally) the LLM, as configured."""
     from twin_core.features.embedding_model import load_embedder
-    from twin_core.llm import open_llm
     from twin_core.inference.search import VectorRetriever
+    from twin_core.llm import open_llm
     from twin_core.stores.vectors import open_vector_store
     from twin_core.stores.warehouse import open_warehouse
 
