@@ -10,7 +10,7 @@ from twin_core.domain.documents import (
     document_class,
 )
 from twin_core.domain.features import Chunk, CleanedDocument, EmbeddedChunk
-from twin_core.domain.ids import content_hash, document_id, user_id
+from twin_core.domain.ids import content_hash, document_id, slugify, user_id
 
 __all__ = [
     "ArticleDocument",
@@ -25,5 +25,6 @@ __all__ = [
     "content_hash",
     "document_class",
     "document_id",
+    "slugify",
     "user_id",
 ]

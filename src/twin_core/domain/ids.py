@@ -19,6 +19,18 @@ def normalize_full_name(full_name: str) -> str:
     return " ".join(full_name.split()).strip()
 
 
+def slugify(full_name: str) -> str:
+    """The author's slug in artifact paths and model refs: ``"Paul Iusztin"`` -> ``"paul-iusztin"``.
+
+    Accents are folded to ASCII; anything else that is not a letter or digit becomes one ``-``.
+    """
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", normalize_full_name(full_name)).encode("ascii", "ignore").decode()
+    slug = "-".join("".join(c if c.isalnum() else " " for c in folded.casefold()).split())
+    return slug or "author"
+
+
 def user_id(full_name: str) -> str:
     """Id of a user, from the case-folded, whitespace-normalized full name."""
     return _uuid("user", normalize_full_name(full_name).casefold())
