@@ -244,8 +244,10 @@ def _split_overrides(overrides: dict[str, object]) -> tuple[dict[str, object], d
         where = _group_of(key)
         if where:
             groups.setdefault(where[0], {})[where[1]] = value
-        else:
+        elif key in Settings.model_fields and key not in GROUPS:
             root[key] = value
+        else:
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()}: no such setting")
     return root, groups
 
 

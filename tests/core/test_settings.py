@@ -3,13 +3,14 @@ from pathlib import Path
 import pytest
 
 from twin_core.errors import ConfigError
-from twin_core.settings import load_settings
+from twin_core.settings import load_settings, updated
 
 
 def test_defaults_select_embedded_stores(twin_home: Path) -> None:
     s = load_settings()
     assert s.home == twin_home
-    assert s.mongodb_uri is None and s.qdrant_url is None
+    assert s.mongodb_uri is None
+    assert s.qdrant_url is None
     assert s.artifacts_location == str(twin_home / "artifacts")
     assert s.warehouse_path == twin_home / "warehouse"
     assert s.execution == "local"
@@ -39,6 +40,59 @@ def test_invalid_setting_names_the_variable(
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as err:
         load_settings()
+    message = str(err.value)
+    assert message.startswith(fragment)
+    assert "\n" not in message
+
+
+def test_group_reads_its_own_variable(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_RAG_TOP_K", "7")
+    monkeypatch.setenv("TWIN_CRAWL_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("TWIN_LINKEDIN_MAX_POSTS", "3")
+    s = load_settings()
+    assert s.rag.top_k == 7
+    assert s.crawl.timeout_s == 2.5
+    assert s.sources.linkedin_max_posts == 3
+    assert s.llm.threads == 0
+
+
+def test_invalid_group_variable_names_the_variable(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_RAG_TOP_K", "0")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    message = str(err.value)
+    assert message.startswith("TWIN_RAG_TOP_K: ")
+    assert "\n" not in message
+
+
+def test_overrides_take_flat_names(twin_home: Path) -> None:
+    s = load_settings(llm_threads=1, home=twin_home / "x")
+    assert s.llm.threads == 1
+    assert s.home == twin_home / "x"
+
+
+def test_updated_is_a_validated_copy(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = load_settings()
+    monkeypatch.setenv("TWIN_RAG_CANDIDATES", "99")  # set after loading: a copy does not re-read the environment
+    copy = updated(base, rag_top_k=3, qdrant_url="http://q:6333")
+    assert copy.rag.top_k == 3
+    assert copy.rag.candidates == base.rag.candidates == 20
+    assert copy.qdrant_url == "http://q:6333"
+    assert base.rag.top_k == 5
+    assert base.qdrant_url is None
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"rag_top_k": 0}, "TWIN_RAG_TOP_K: "),
+        ({"qdrant_url": "qdrant:6333"}, "TWIN_QDRANT_URL: "),
+        ({"rag_topk": 3}, "TWIN_RAG_TOPK: no such setting"),
+    ],
+)
+def test_updated_refuses_a_bad_value_or_name(twin_home: Path, override: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        updated(load_settings(), **override)
     message = str(err.value)
     assert message.startswith(fragment)
     assert "\n" not in message
