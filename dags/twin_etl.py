@@ -12,73 +12,28 @@ with Great Expectations, and emits the Asset `twin://warehouse/raw`, which trigg
   `user_full_name`, `links` and crawl `settings`; its links are added to the form's, its author wins.
 
 Scheduled (weekly) and backfill runs have no form: they use the config named by the Airflow Variable
-`twin_etl_default_config`, if set. Backfill with
-`airflow backfill create --dag-id twin_etl --from-date ... --to-date ...`.
+`twin_etl_default_config`, if set; with no config and no links a run crawls nothing and emits nothing.
+Backfill (one run per week, oldest first):
+`airflow backfill create --dag-id twin_etl --from-date 2026-01-01 --to-date 2026-01-31`.
 
 Every task runs `twin …` as a Kubernetes pod (`TWIN_EXECUTION=kubernetes`) or a local subprocess. A
-failing link fails only its own mapped task (its reason is in the task's XCom result); validation
-runs anyway and quarantines bad documents instead of failing, up to the configured failure ratio.
+failing link fails only its own mapped task, with its reason in the task log and failure message; a
+link that can never succeed (bad input, exit code 3) is not retried, an unavailable store (exit code 4)
+is. `check_changes` lets validation run when at least one crawl created or updated a document:
+validation quarantines bad documents instead of failing (up to the configured failure ratio) and emits
+the raw Asset. A run that changed nothing emits nothing, so `twin_features` does not start.
 """
 
 from __future__ import annotations
-
-import os
-import re
-from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import RAW
 from twin_ops.config import execution_mode
+from twin_ops.etl_config import available_configs
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The embedded warehouse is one file: local runs crawl one link at a time; pods crawl in parallel.
 CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
-
-
-def config_dirs() -> list[Path]:
-    explicit = os.environ.get("TWIN_ETL_CONFIG_DIR")
-    return [Path(explicit)] if explicit else [_REPO_ROOT / "configs" / "etl", Path("/opt/airflow/configs/etl")]
-
-
-def available_configs() -> list[str]:
-    """Config names offered in the form (a directory listing: cheap at parse time)."""
-    names = {p.stem for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")}
-    return sorted(names)
-
-
-def load_etl_config(name: str) -> dict:
-    import yaml
-
-    if not _CONFIG_NAME.match(name):
-        raise ValueError(f"invalid config name {name!r} (a file name from configs/etl/, no path)")
-    stem = name.removesuffix(".yaml")
-    for folder in config_dirs():
-        path = folder / f"{stem}.yaml"
-        if path.is_file():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: expected a mapping")
-            return data
-    raise ValueError(f"ETL config {name!r} not found in {', '.join(map(str, config_dirs()))}")
-
-
-def plan(params: dict, default_config: str | None = None) -> list[list[str]]:
-    """One `twin etl crawl` argument list per unique link (XCom carries only the links)."""
-    config_name = (params.get("config") or "").strip() or None
-    form_links = [str(x).strip() for x in params.get("links") or [] if str(x).strip()]
-    if not config_name and not form_links:
-        config_name = default_config
-    cfg = load_etl_config(config_name) if config_name else {}
-    user = (cfg.get("user_full_name") or params.get("user_full_name") or "").strip()
-    if not user:
-        raise ValueError("no author: set user_full_name in the form or the config")
-    links = list(dict.fromkeys([*(str(x).strip() for x in cfg.get("links") or []), *form_links]))
-    extra: list[str] = []
-    for key, value in sorted((cfg.get("settings") or {}).items()):
-        extra += ["--setting", f"{key}={value}"]
-    return [["etl", "crawl", "--user", user, "--link", link, *extra] for link in links if link]
 
 
 @dag(
@@ -108,14 +63,24 @@ def twin_etl() -> None:
     def plan_crawls(params: dict | None = None) -> list[list[str]]:
         """Merge the form with the optional config into one crawl command per link."""
         from airflow.sdk import Variable
+        from twin_ops.etl_config import plan
 
         return plan(params or {}, Variable.get("twin_etl_default_config", default=None))
+
+    @task.short_circuit(trigger_rule="all_done")
+    def check_changes(results: list[dict] | None) -> bool:
+        """Go on to validation (and the raw Asset) only if a crawl created or updated a document."""
+        from twin_ops.etl_config import documents_changed
+
+        changed = documents_changed(list(results or []))
+        print(f"documents created or updated: {changed}")
+        return changed > 0
 
     crawl = twin_step_mapped("crawl", profile="cpu", max_active_tis_per_dagrun=CRAWLS_IN_PARALLEL).expand(
         arguments=plan_crawls()
     )
-    validate = twin_step("validate_raw", ["validate", "raw"], profile="cpu", outlets=[RAW], trigger_rule="all_done")
-    crawl >> validate
+    validate = twin_step("validate_raw", ["validate", "raw"], profile="cpu", outlets=[RAW])
+    check_changes(crawl.output) >> validate
 
 
 twin_etl()

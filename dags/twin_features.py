@@ -33,13 +33,13 @@ AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
     **dag_kwargs(__doc__, tags=["features", "fti-feature-pipeline"]),
 )
 def twin_features() -> None:
-    authors = twin_step("list_authors", ["warehouse", "stats"], profile="cpu")
+    authors = twin_step("list_authors", ["warehouse", "authors"], profile="cpu")
 
     @task
-    def plan_authors(stats: dict | None, params: dict | None = None) -> list[list[str]]:
-        """One `twin features run --author NAME` argument list per author of the warehouse."""
+    def plan_authors(listed: dict | None, params: dict | None = None) -> list[list[str]]:
+        """One `twin features run --author NAME` argument list per author (`twin warehouse authors`)."""
         full = ["--full"] if (params or {}).get("full") else []
-        names = sorted((stats or {}).get("authors", {}))
+        names = sorted((listed or {}).get("authors") or [])
         return [["features", "run", "--author", name, *full] for name in names]
 
     featurize = twin_step_mapped(

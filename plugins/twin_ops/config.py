@@ -23,14 +23,27 @@ def execution_mode() -> str:
     return mode
 
 
-def config_path() -> Path:
-    explicit = os.environ.get("TWIN_EXECUTION_CONFIG")
+# Where the repo's configs/ folder is: next to plugins/ in a checkout, /opt/airflow/configs in the images.
+CONFIG_ROOTS = (_REPO_ROOT / "configs", Path("/opt/airflow/configs"))
+
+
+def find_config(relative: str, env_var: str) -> Path:
+    """The one path search for every config the DAGs read: ``$env_var`` if set, else the first of
+    ``CONFIG_ROOTS`` holding ``relative`` (a file or a folder), else the first root's path (absent)."""
+    explicit = os.environ.get(env_var)
     if explicit:
         return Path(explicit)
-    for candidate in (_REPO_ROOT / "configs" / "execution.yaml", Path("/opt/airflow/configs/execution.yaml")):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("configs/execution.yaml not found; set TWIN_EXECUTION_CONFIG")
+    for root in CONFIG_ROOTS:
+        if (root / relative).exists():
+            return root / relative
+    return CONFIG_ROOTS[0] / relative
+
+
+def config_path() -> Path:
+    path = find_config("execution.yaml", "TWIN_EXECUTION_CONFIG")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; set TWIN_EXECUTION_CONFIG")
+    return path
 
 
 @lru_cache(maxsize=4)

@@ -30,7 +30,9 @@ def _load(name: str, path: Path):
 
 @pytest.fixture(scope="module")
 def etl_module():
-    return _load("twin_etl_dag_under_test", REPO_ROOT / "dags" / "twin_etl.py")
+    from twin_ops import etl_config
+
+    return etl_config
 
 
 @pytest.fixture
@@ -40,10 +42,11 @@ def dag(local_dagbag):
 
 def test_graph_params_and_outlet(dag) -> None:
     assert set(dag.params) == {"user_full_name", "links", "config"}
-    assert dag.get_task("crawl").downstream_task_ids == {"validate_raw"}
+    assert dag.get_task("crawl").downstream_task_ids == {"check_changes"}
+    assert dag.get_task("check_changes").downstream_task_ids == {"validate_raw"}
+    assert dag.get_task("check_changes").trigger_rule == "all_done"  # failed links do not stop the rest
     validate = dag.get_task("validate_raw")
     assert {a.uri for a in validate.outlets} == {"twin://warehouse/raw"}
-    assert validate.trigger_rule == "all_done"
     assert dag.timetable.expression in ("@weekly", "0 0 * * 0")
 
 
@@ -67,6 +70,24 @@ def test_plan_merges_form_and_config(etl_module, tmp_path: Path, monkeypatch: py
     for bad in ("../etc/passwd", "missing"):
         with pytest.raises(ValueError):
             plan({"user_full_name": "Ada Q", "config": bad})
+
+
+def test_only_created_or_updated_documents_count_as_a_change(etl_module) -> None:
+    def result(created: int, updated: int, unchanged: int) -> dict:
+        totals = {"documents_created": created, "documents_updated": updated, "documents_unchanged": unchanged}
+        return {"step": "etl.crawl", "status": "ok", "totals": totals}
+
+    changed = etl_module.documents_changed
+    assert changed([]) == 0
+    assert changed(None) == 0
+    assert changed([result(0, 0, 4), None]) == 0  # unchanged links, and a failed one (no XCom)
+    assert changed([result(2, 0, 0), result(0, 1, 3)]) == 3
+
+
+def test_a_run_without_links_skips_validation_and_emits_nothing(dag) -> None:
+    check = dag.get_task("check_changes")
+    assert check.python_callable([]) is False
+    assert check.python_callable([{"totals": {"documents_created": 1}}]) is True
 
 
 def test_repo_configs_are_valid(etl_module) -> None:

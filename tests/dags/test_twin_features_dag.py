@@ -38,12 +38,12 @@ def test_schedule_graph_and_outlets(dag) -> None:
 
 def test_plan_authors_builds_one_command_per_author(dag) -> None:
     plan = dag.get_task("plan_authors").python_callable
-    stats = {"authors": {"Zoe Ng": {}, "Ada Quillfeather": {}}}
-    assert plan(stats, {"full": False}) == [
+    listed = {"step": "warehouse.authors", "authors": ["Zoe Ng", "Ada Quillfeather"], "count": 2}
+    assert plan(listed, {"full": False}) == [
         ["features", "run", "--author", "Ada Quillfeather"],
         ["features", "run", "--author", "Zoe Ng"],
     ]
-    assert plan(stats, {"full": True})[0][-1] == "--full"
+    assert plan(listed, {"full": True})[0][-1] == "--full"
     assert plan(None, {}) == []
 
 

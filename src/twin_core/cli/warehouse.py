@@ -54,6 +54,17 @@ def stats() -> dict:
     return data
 
 
+@app.command("authors")
+@step("warehouse.authors")
+def authors() -> dict:
+    """The authors' full names, sorted (what the feature pipeline maps over)."""
+    from twin_core.settings import get_settings
+    from twin_core.stores.warehouse import open_warehouse
+
+    names = sorted(u.full_name for u in open_warehouse(get_settings()).users())
+    return {"authors": names, "count": len(names)}
+
+
 def stats_table(data: dict, title: str = "warehouse") -> Any:
     """A rich table of ``Warehouse.stats()``: one row per author, one column per category."""
     from rich.table import Table
