@@ -1,0 +1,185 @@
+"""Model registry: versions on the artifact store, stages, history, rollback, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from twin_core.errors import InputError
+from twin_core.settings import load_settings
+from twin_core.stores.registry import ModelRegistry, open_registry, parse_ref
+
+AUTHOR = "Ada Quillfeather"
+
+
+def make_model(root: Path, tag: str) -> Path:
+    """A small model folder in the layout training writes (merged/, adapter/, comet/)."""
+    folder = root / f"model-{tag}"
+    (folder / "merged").mkdir(parents=True)
+    (folder / "merged" / "config.json").write_text(json.dumps({"model_type": "llama", "tag": tag}))
+    (folder / "merged" / "model.safetensors").write_bytes(tag.encode() * 1000)
+    (folder / "adapter").mkdir()
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    (folder / "comet").mkdir()
+    (folder / "comet" / "offline.zip").write_bytes(b"PK")
+    return folder
+
+
+@pytest.fixture(params=["local", "s3"])
+def registry(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    if request.param == "local":
+        return open_registry(load_settings(home=tmp_path / "home"))
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    request.addfinalizer(server.stop)
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="twin")
+    prefix = tmp_path.name  # moto keeps one in-memory S3 per process: a prefix per test
+    return open_registry(
+        load_settings(home=tmp_path / "home", artifacts_uri=f"s3://twin/{prefix}", s3_endpoint_url=endpoint)
+    )
+
+
+def test_register_is_a_complete_candidate_and_idempotent(registry: ModelRegistry, tmp_path: Path) -> None:
+    meta = {"base_model": "smollm2", "dataset_versions": ["instruct/ada-quillfeather/v0001"], "metrics": {"ppl": 9.5}}
+    mv = registry.register(AUTHOR, make_model(tmp_path, "a"), meta)
+    assert (mv.ref, mv.version, mv.author_slug, mv.stage) == (
+        "ada-quillfeather/v0001",
+        "v0001",
+        "ada-quillfeather",
+        "candidate",
+    )
+    assert mv.metadata["base_model"] == "smollm2" and len(mv.metadata["content_hash"]) == 64
+    assert mv.storage_uri.endswith("models/ada-quillfeather/v0001/merged")
+    assert mv.adapter_uri.endswith("models/ada-quillfeather/v0001/adapter")
+    assert "merged/model.safetensors" in mv.files and "comet/offline.zip" in mv.files
+    assert [(h.from_stage, h.to_stage, h.reason) for h in mv.history] == [(None, "candidate", "registered")]
+    assert mv.history[0].numbers == {"ppl": 9.5}
+    again = registry.register(AUTHOR, make_model(tmp_path / "copy", "a"), meta)
+    assert again.ref == mv.ref  # same content -> the same version
+    other = registry.register(AUTHOR, make_model(tmp_path, "b"), meta)
+    assert other.version == "v0002"
+    assert [m.ref for m in registry.list()] == ["ada-quillfeather/v0001", "ada-quillfeather/v0002"]
+    assert registry.list("Someone Else") == []
+    weights = registry.local_weights(mv.ref)
+    assert json.loads((weights / "config.json").read_text())["tag"] == "a"
+    assert (weights / "model.safetensors").read_bytes() == b"a" * 1000
+
+
+def test_promote_archives_previous_production_and_rollback(registry: ModelRegistry, tmp_path: Path) -> None:
+    v1 = registry.register(AUTHOR, make_model(tmp_path, "1"), {}).ref
+    v2 = registry.register(AUTHOR, make_model(tmp_path, "2"), {}).ref
+    v3 = registry.register(AUTHOR, make_model(tmp_path, "3"), {}).ref
+    assert registry.production(AUTHOR) is None
+    registry.set_stage(v1, "production", "first", numbers={"win_rate": 0.6})
+    registry.set_stage(v2, "canary", "try v2", canary_percent=25)
+    assert registry.canary(AUTHOR).ref == v2 and registry.canary(AUTHOR).canary_percent == 25
+    registry.set_stage(v2, "production", "canary passed")
+    assert registry.production(AUTHOR).ref == v2 and registry.canary(AUTHOR) is None
+    old = registry.get(v1)
+    assert old.stage == "archived"
+    assert [(h.from_stage, h.to_stage) for h in old.history] == [
+        (None, "candidate"),
+        ("candidate", "production"),
+        ("production", "archived"),
+    ]
+    assert old.history[1].numbers == {"win_rate": 0.6} and old.history[2].reason.startswith(f"replaced by {v2}")
+    registry.set_stage(v3, "production", "v3")
+    back = registry.rollback(AUTHOR, "latency regression")
+    assert back.ref == v2 and registry.production(AUTHOR).ref == v2
+    assert registry.get(v3).stage == "archived"
+    assert back.history[-1].reason == "rollback: latency regression"
+    assert registry.rollback(AUTHOR, "again").ref == v1  # the stack goes further back
+    with pytest.raises(InputError, match="no previous production"):
+        registry.rollback(AUTHOR, "nothing left")
+
+
+def test_bad_requests_change_nothing(registry: ModelRegistry, tmp_path: Path) -> None:
+    ref = registry.register(AUTHOR, make_model(tmp_path, "1"), {}).ref
+    state_before = registry.store.get_bytes("models/ada-quillfeather/registry.json")
+    for bad in ("ada-quillfeather/v0009", "nobody/v0001", "v0001", "../x/v0001"):
+        with pytest.raises(InputError):
+            registry.set_stage(bad, "production", "x")
+    with pytest.raises(InputError, match="unknown stage"):
+        registry.set_stage(ref, "prod", "x")
+    with pytest.raises(InputError, match="between 1 and 99"):
+        registry.set_stage(ref, "canary", "x", canary_percent=0)
+    with pytest.raises(InputError, match="no previous production"):
+        registry.rollback(AUTHOR, "x")
+    assert registry.store.get_bytes("models/ada-quillfeather/registry.json") == state_before
+    with pytest.raises(InputError, match="merged/config.json"):
+        registry.register(AUTHOR, tmp_path, {})
+    same = registry.set_stage(ref, "candidate", "no-op")
+    assert len(same.history) == 1
+
+
+def test_a_version_without_metadata_does_not_exist(tmp_path: Path) -> None:
+    """A registration killed before metadata.json leaves no version; one killed before registry.json is a candidate."""
+    reg = open_registry(load_settings(home=tmp_path / "home"))
+    reg.store.put_bytes("models/ada-quillfeather/v0001/merged/config.json", b"{}")  # half upload
+    assert reg.list() == []
+    with pytest.raises(InputError):
+        reg.get("ada-quillfeather/v0001")
+    reg.store.put_json("models/ada-quillfeather/v0002/metadata.json", {"author": AUTHOR, "files": []})
+    mv = reg.get("ada-quillfeather/v0002")
+    assert mv.stage == "candidate" and mv.author == AUTHOR
+
+
+def test_parse_ref() -> None:
+    assert parse_ref("ada-quillfeather/v0012") == ("ada-quillfeather", "v0012")
+    with pytest.raises(InputError, match="expected <author_slug>/vNNNN"):
+        parse_ref("Ada Quillfeather/v1")
+
+
+def test_cli_list_show_promote_rollback_archive(twin, settings, tmp_path: Path) -> None:
+    reg = open_registry(settings)
+    v1 = reg.register(AUTHOR, make_model(tmp_path, "1"), {"base_model": "smollm2", "kind": "sft"}).ref
+    v2 = reg.register(AUTHOR, make_model(tmp_path, "2"), {"base_model": "smollm2", "kind": "dpo"}).ref
+
+    listed = twin("registry", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [v["ref"] for v in listed.result["versions"]] == [v1, v2]
+    assert twin("registry", "promote", v1, "--stage", "production", "--reason", "first").returncode == 0
+    run = twin("registry", "promote", v2, "--stage", "canary", "--percent", "20")
+    assert run.returncode == 0 and run.result["model"]["canary_percent"] == 20
+    run = twin("registry", "promote", v2, "--stage", "production")
+    assert run.result["from_stage"] == "canary" and run.result["model"]["stage"] == "production"
+    again = twin("registry", "promote", v2, "--stage", "production")
+    assert again.returncode == 0 and again.result["status"] == "unchanged"
+
+    shown = twin("registry", "show", v1)
+    history = shown.result["model"]["history"]
+    assert [(h["from_stage"], h["to_stage"], h["reason"]) for h in history] == [
+        (None, "candidate", "registered"),
+        ("candidate", "production", "first"),
+        ("production", "archived", f"replaced by {v2}: manual promotion"),
+    ]
+    assert all(h["at"] for h in history)
+
+    back = twin("registry", "rollback", "--author", AUTHOR, "--reason", "bad answers")
+    assert back.returncode == 0 and back.result["model"]["ref"] == v1 and back.result["replaced"] == v2
+    assert reg.production(AUTHOR).ref == v1
+
+    state = (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes()
+    unknown = twin("registry", "promote", "ada-quillfeather/v0042", "--stage", "production")
+    assert unknown.returncode == 3 and "unknown model version" in unknown.result["error"]
+    assert twin("registry", "show", "nope").returncode == 3
+    assert twin("registry", "promote", v2, "--stage", "best").returncode == 3
+    assert (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes() == state
+
+    archived = twin("registry", "archive", v1, "--reason", "retired")
+    assert archived.returncode == 0 and archived.result["model"]["stage"] == "archived"
+    assert reg.production(AUTHOR) is None
