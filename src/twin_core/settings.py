@@ -148,6 +148,24 @@ class ServeSettings(_Group):
     retry_after_s: int = Field(5, gt=0)
 
 
+class MonitorSettings(_Group):
+    """Drift monitoring over the inference log (twin monitor drift). Variables ``TWIN_MONITOR_*``."""
+
+    model_config = _group_config("TWIN_MONITOR_")
+
+    window: str = Field("1h", description="Default window length (30m, 1h, 1d...).")
+    reference: Literal["training", "previous"] = Field(
+        "training",
+        description="training = latest instruct dataset (falls back to previous); previous = the window before.",
+    )
+    previous_windows: int = Field(
+        1, ge=1, description="Windows before the current one that form the 'previous' reference."
+    )
+    min_rows: int = Field(20, ge=2, description="Fewer requests (or reference rows) than this = not enough data.")
+    embedding_sample: int = Field(500, ge=20, description="Rows per side embedded for the query embedding drift.")
+    config: Path | None = Field(None, description="Signal methods/thresholds YAML (default: configs/monitoring.yaml).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -179,6 +197,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     rag: RAGSettings = Field(default_factory=RAGSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("mongodb_uri")
     @classmethod
