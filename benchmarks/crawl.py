@@ -40,7 +40,7 @@ def measure(base_url: str, pages: int, concurrency: int, delay: float = 0.0) -> 
         )
         links = [f"{base_url}/articles/c{concurrency}-{i}.html?delay={delay}" for i in range(pages)]
         started = time.perf_counter()
-        report = run_crawl(settings, "Bench Author", links, show_progress=False)
+        report = run_crawl(settings, "Bench Author", links)
         elapsed = time.perf_counter() - started
     totals = report.totals()
     assert totals["succeeded"] == pages, totals

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from twin_core.cli.logs import progress
 from twin_core.domain.documents import Category, RawDocument, UserDocument, document_class
 from twin_core.errors import InputError
+from twin_core.progress import ProgressFactory, silent
 from twin_core.stores.warehouse import Outcome, Warehouse
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _load_list(path: Path) -> list[dict[str, Any]]:
     return data
 
 
-def import_paths(warehouse: Warehouse, paths: Iterable[Path]) -> ImportReport:
+def import_paths(warehouse: Warehouse, paths: Iterable[Path], *, progress: ProgressFactory = silent) -> ImportReport:
     """Import every file; a malformed file fails before anything is written."""
     files = resolve_import_files(paths)
     loaded = [(f, _load_list(f)) for f in files]  # parse all first: a bad file writes nothing

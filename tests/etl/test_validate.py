@@ -56,7 +56,7 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
     from twin_core.validation.raw import validate_raw
 
     good, bad = planted
-    result = validate_raw(settings, max_failure_ratio=0.5, show_progress=False)
+    result = validate_raw(settings, max_failure_ratio=0.5)
     assert result.get("status", "ok") == "ok"
     assert result["documents"] == len(good) + len(bad) and result["failed"] == len(bad)
     reasons = {q["link"]: q["reasons"] for q in result["quarantined"]}
@@ -83,11 +83,11 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
     assert store.get_json(f"validation/raw/{result['run_id']}/summary.json")["failed"] == len(bad)
 
     # re-run: same verdicts, nothing rewritten; a fixed document is released
-    again = validate_raw(settings, max_failure_ratio=0.5, show_progress=False)
+    again = validate_raw(settings, max_failure_ratio=0.5)
     assert again["quarantined"] == [] and again["released"] == [] and again["failed"] == len(bad)
     user = warehouse.find_user("Ada Quillfeather")
     warehouse.upsert_document(_article(user, bad["short"].link, GOOD_TEXT))
-    fixed = validate_raw(settings, max_failure_ratio=0.5, show_progress=False)
+    fixed = validate_raw(settings, max_failure_ratio=0.5)
     assert fixed["released"] == [] and fixed["failed"] == len(bad) - 1  # new content resets the flag itself
     assert not warehouse.get_document(Category.ARTICLES, bad["short"].id).quarantined
 
@@ -95,7 +95,7 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
 def test_step_fails_above_the_failure_ratio(settings, planted):
     from twin_core.validation.raw import validate_raw
 
-    result = validate_raw(settings, max_failure_ratio=0.1, show_progress=False)
+    result = validate_raw(settings, max_failure_ratio=0.1)
     assert result["status"] == "failed" and "ratio" in result["error"]
 
 
@@ -114,5 +114,5 @@ def test_cli_writes_data_docs_and_quarantines(twin, warehouse, settings, planted
 def test_empty_warehouse_is_valid(settings):
     from twin_core.validation.raw import validate_raw
 
-    result = validate_raw(settings, show_progress=False)
+    result = validate_raw(settings)
     assert result["documents"] == 0 and result.get("status", "ok") == "ok" and result["data_docs"] is None

@@ -23,6 +23,7 @@ def crawl(
     from twin_core.errors import InputError
     from twin_core.etl.config import EtlConfig, load_config, parse_setting_overrides
     from twin_core.etl.runner import run_crawl
+    from twin_core.progress import progress
     from twin_core.settings import get_settings, load_settings
 
     cfg = load_config(config) if config else EtlConfig()
@@ -32,7 +33,7 @@ def crawl(
     if not full_name or not full_name.strip():
         raise InputError('no author: give --user "First Last" or user_full_name in the --config file')
     links = [*cfg.links, *(link or [])]
-    report = run_crawl(settings, full_name, links).as_dict()
+    report = run_crawl(settings, full_name, links, progress=progress).as_dict()
     totals = report["totals"]
     if totals["failed"]:
         report["status"] = "failed" if totals["failed"] == totals["links"] else "partial"

@@ -16,8 +16,8 @@ def run(
     author: str = typer.Option(None, "--author", help="Only this author's documents (full name)."),
 ) -> dict:
     """Featurize new and changed documents; remove the features of deleted or quarantined ones."""
-    from twin_core.cli.logs import progress
     from twin_core.features.pipeline import run_features
+    from twin_core.progress import progress
     from twin_core.settings import get_settings
 
     result = run_features(get_settings(), full=full, author=author, progress=progress)

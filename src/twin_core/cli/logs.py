@@ -1,4 +1,7 @@
-"""Readable logs on stderr (rich when attached to a terminal, plain lines in pods and CI)."""
+"""Readable logs on stderr (rich when attached to a terminal, plain lines in pods and CI).
+
+Progress bars are not here: they sit at the floor, in ``twin_core.progress``.
+"""
 
 from __future__ import annotations
 
@@ -27,20 +30,3 @@ def setup_logging(level: str | None = None) -> None:
     # Quiet chatty libraries unless debugging.
     for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "botocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it"):  # noqa: ANN001, ANN201
-    """A tqdm progress bar on stderr; silent when TWIN_PROGRESS=0."""
-    from tqdm.auto import tqdm
-
-    disable = os.environ.get("TWIN_PROGRESS", "1") == "0"
-    return tqdm(
-        iterable,
-        total=total,
-        desc=desc,
-        unit=unit,
-        file=sys.stderr,
-        disable=disable,
-        dynamic_ncols=True,
-        mininterval=0.5,
-    )

@@ -17,7 +17,8 @@ def raw(
     ),
 ) -> dict:
     """Validate raw documents per category; quarantine failures; write Data Docs to the artifact store."""
+    from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.validation.raw import validate_raw
 
-    return validate_raw(get_settings(), max_failure_ratio=max_failure_ratio)
+    return validate_raw(get_settings(), max_failure_ratio=max_failure_ratio, progress=progress)

@@ -18,11 +18,12 @@ def import_(
     paths: list[Path] = typer.Argument(..., help="Backup files (UserDocument.json, ...) or folders holding them."),
 ) -> dict:
     """Import a warehouse backup (LLM Engineer's Handbook format, or our own export). Idempotent."""
+    from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
     from twin_core.warehouse_io import import_paths
 
-    report = import_paths(open_warehouse(get_settings()), paths).as_dict()
+    report = import_paths(open_warehouse(get_settings()), paths, progress=progress).as_dict()
     if report["rejected"]:
         report["status"] = "partial"
     return report

@@ -81,7 +81,7 @@ def stage(sample: Path) -> dict[str, Any]:
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         links = [f"{base}/{page}" for page in PAGES] + [repo.as_uri()]
-        report = run_crawl(settings, AUTHOR, links, show_progress=False)
+        report = run_crawl(settings, AUTHOR, links)
     finally:
         server.shutdown()
         server.server_close()

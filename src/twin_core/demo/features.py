@@ -8,9 +8,9 @@ from typing import Any
 
 
 def stage(sample: Path) -> dict[str, Any]:
-    from twin_core.cli.logs import progress
     from twin_core.features.pipeline import run_features
     from twin_core.features.retrieval import search
+    from twin_core.progress import progress
     from twin_core.settings import get_settings
 
     settings = get_settings()

@@ -7,10 +7,11 @@ from typing import Any
 
 
 def stage(sample: Path) -> dict[str, Any]:
+    from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.validation.raw import validate_raw
 
-    result = validate_raw(get_settings())
+    result = validate_raw(get_settings(), progress=progress)
     return {
         "documents": result["documents"],
         "failed": result["failed"],

@@ -18,6 +18,7 @@ from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
 from twin_core.etl.report import CrawlReport, LinkResult
 from twin_core.etl.safety import domain_of, normalize_link
+from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
 from twin_core.stores.warehouse import Outcome, open_warehouse
@@ -56,9 +57,9 @@ def _crawl_one(link: str, dispatcher: Dispatcher, ctx: CrawlContext) -> tuple[st
     return crawler.name, crawler.crawl(link, ctx)
 
 
-def run_crawl(settings: Settings, user_full_name: str, links: list[str], *, show_progress: bool = True) -> CrawlReport:
-    from twin_core.cli.logs import progress
-
+def run_crawl(
+    settings: Settings, user_full_name: str, links: list[str], *, progress: ProgressFactory = silent
+) -> CrawlReport:
     unique, duplicates = dedupe(links)
     if not unique:
         raise InputError("no links to crawl (give --link URL or a --config file with links)")
@@ -75,7 +76,7 @@ def run_crawl(settings: Settings, user_full_name: str, links: list[str], *, show
         for link in unique:
             ctx = CrawlContext(settings=settings, http=http, user=user)
             futures[pool.submit(_crawl_one, link, dispatcher, ctx)] = (link, ctx)
-        bar = progress(total=len(unique), desc="crawl", unit="link") if show_progress else None
+        bar = progress(total=len(unique), desc="crawl", unit="link")
         # Documents are written from this thread only: the embedded warehouse is not shared across threads.
         for fut in as_completed(futures):
             link, ctx = futures[fut]
@@ -101,10 +102,8 @@ def run_crawl(settings: Settings, user_full_name: str, links: list[str], *, show
             else:
                 log.info("%s %s: %s", result.status, link, result.documents)
             report.links.append(result)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+        bar.close()
     report.links.sort(key=lambda r: unique.index(r.link))
     try:
         open_artifact_store(settings).put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())

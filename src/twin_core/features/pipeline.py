@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from twin_core.domain.documents import Category, RawDocument, document_class
+from twin_core.domain.documents import Category, RawDocument
 from twin_core.domain.features import Chunk, CleanedDocument, EmbeddedChunk
 from twin_core.domain.ids import content_hash
 from twin_core.errors import InputError
@@ -23,6 +23,7 @@ from twin_core.features import feature_store as fs
 from twin_core.features.chunking import chunk_document
 from twin_core.features.cleaning import CLEANING_VERSION, EmptyAfterCleaning, clean_document
 from twin_core.features.embedding_model import Embedder, load_embedder, logical_model_id
+from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.stores.vectors import VectorStore, open_vector_store
 from twin_core.stores.warehouse import Warehouse, open_warehouse
@@ -64,23 +65,13 @@ def fingerprint(settings: Settings) -> str:
 
 def live_documents(warehouse: Warehouse, author_id: str | None) -> dict[str, tuple[Category, str]]:
     """id -> (category, raw content hash) of every non-quarantined document (only ids and hashes are read)."""
-    live: dict[str, tuple[Category, str]] = {}
-    query: dict[str, Any] = {"quarantined": {"$ne": True}}
-    if author_id:
-        query["author_id"] = author_id
-    for cat in Category:
-        for row in warehouse.db[cat.collection].find(query, {"content_hash": 1}):
-            live[str(row["_id"])] = (cat, row.get("content_hash", ""))
-    return live
+    return warehouse.content_hashes(author_id)
 
 
 def _load_raw(warehouse: Warehouse, todo: list[tuple[str, Category]]) -> list[RawDocument]:
     docs: list[RawDocument] = []
     for cat in Category:
-        ids = [i for i, c in todo if c == cat]
-        if ids:
-            cls = document_class(cat)
-            docs.extend(cls.from_mongo(r) for r in warehouse.db[cat.collection].find({"_id": {"$in": ids}}))
+        docs.extend(warehouse.documents_by_id(cat, [i for i, c in todo if c == cat]))
     return docs
 
 
@@ -96,7 +87,7 @@ class FeaturePipeline:
         full: bool = False,
         author_id: str | None = None,
         embedder: Embedder | None = None,
-        progress: Any = None,
+        progress: ProgressFactory = silent,
     ) -> None:
         self.settings = settings
         self.warehouse = warehouse
@@ -104,7 +95,7 @@ class FeaturePipeline:
         self.full = full
         self.author_id = author_id
         self._embedder = embedder
-        self.progress = progress or (lambda it=None, **kw: _Silent(it))
+        self.progress = progress
         self.fingerprint = fingerprint(settings)
         self.model_id = logical_model_id(settings.embedding_model_id)
         self.report = RunReport()
@@ -264,17 +255,6 @@ class FeaturePipeline:
         }
 
 
-class _Silent:
-    def __init__(self, it: Any = None) -> None:
-        self.it = it
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def resolve_author(warehouse: Warehouse, author: str | None) -> str | None:
     if not author:
         return None
@@ -291,7 +271,7 @@ def run_features(
     full: bool = False,
     author: str | None = None,
     embedder: Embedder | None = None,
-    progress: Any = None,
+    progress: ProgressFactory = silent,
 ) -> dict[str, Any]:
     """Open the stores, run the pipeline, close the vector store; return the step result."""
     warehouse = open_warehouse(settings)

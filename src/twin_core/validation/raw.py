@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.domain.documents import Category
+from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
 from twin_core.stores.warehouse import open_warehouse
@@ -65,12 +66,10 @@ def _publish_docs(context: Any, settings: Settings, run_id: str) -> str:
 
 
 def validate_raw(
-    settings: Settings, *, max_failure_ratio: float | None = None, show_progress: bool = True
+    settings: Settings, *, max_failure_ratio: float | None = None, progress: ProgressFactory = silent
 ) -> dict[str, Any]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a pipeline step
     import great_expectations as gx
-
-    from twin_core.cli.logs import progress
 
     threshold = settings.validation.max_failure_ratio if max_failure_ratio is None else max_failure_ratio
     warehouse = open_warehouse(settings)
@@ -86,7 +85,7 @@ def validate_raw(
     summary: dict[str, Any] = {"run_id": run_id, "categories": {}, "quarantined": [], "released": []}
     total = failed = 0
     categories = list(Category)
-    for category in progress(categories, desc="validate", unit="category") if show_progress else categories:
+    for category in progress(categories, desc="validate", unit="category"):
         frame = category_frame(warehouse, category)
         if frame.empty:
             summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
