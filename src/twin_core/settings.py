@@ -42,7 +42,11 @@ class CrawlSettings(_Group):
     respect_robots: bool = True
     allow_hosts: str = Field("", description="Comma-separated hosts/IPs/CIDRs exempt from the SSRF guard.")
     allow_private: bool = Field(False, description="Allow every private/loopback target (trusted nets).")
-    allow_local_repos: bool = Field(True, description="Allow file:// and local paths for git repos.")
+    allow_local_repos: bool | None = Field(
+        None,
+        description="Allow file:// and local paths for git repos. Unset: on in local mode, off in kubernetes "
+        "mode (Settings.local_repos_allowed).",
+    )
     repo_max_file_bytes: int = Field(200_000, gt=0)
     repo_max_files: int = Field(500, gt=0)
     repo_ignore: str = Field("", description="Extra comma-separated glob patterns to skip in repos.")
@@ -229,6 +233,12 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def local_repos_allowed(self) -> bool:
+        """TWIN_CRAWL_ALLOW_LOCAL_REPOS if set, else only in local mode (a pod's files are not the user's)."""
+        explicit = self.crawl.allow_local_repos
+        return self.execution == "local" if explicit is None else explicit
 
 
 GROUPS: dict[str, type[_Group]] = {

@@ -144,7 +144,11 @@ def test_git_local_path_file_count_limit_and_missing_repo(ctx, make_repo, crawl_
     (repo.parent / "not-git").mkdir()
     with pytest.raises(CrawlError) as err:
         GitHubCrawler().crawl(str(repo.parent / "not-git"), ctx)
-    assert err.value.reason == "git"
+    assert err.value.reason == "not_a_repository"
+    assert str(err.value) == (
+        f"not_a_repository: {repo.parent / 'not-git'} is a folder but not a git repository (no .git inside); "
+        "run `git init` and commit, or link the repository itself"
+    )
 
 
 def test_github_urls_are_checked_before_cloning(ctx):
@@ -162,6 +166,19 @@ def test_local_repositories_can_be_disabled(ctx, make_repo, crawl_settings):
     with pytest.raises(CrawlError) as err:
         GitHubCrawler().crawl(make_repo(from_sample=False).as_uri(), ctx)
     assert err.value.reason == "blocked_address"
+
+
+def test_local_repositories_are_off_by_default_only_in_kubernetes_mode(ctx, make_repo, crawl_settings):
+    repo = make_repo(from_sample=False)
+    assert updated(crawl_settings, crawl_allow_local_repos=None).local_repos_allowed is True
+    ctx.settings = updated(crawl_settings, crawl_allow_local_repos=None, execution="kubernetes")
+    assert ctx.settings.local_repos_allowed is False
+    with pytest.raises(CrawlError) as err:
+        GitHubCrawler().crawl(repo.as_uri(), ctx)
+    assert err.value.reason == "blocked_address"
+    ctx.settings = updated(crawl_settings, crawl_allow_local_repos=True, execution="kubernetes")
+    [doc] = GitHubCrawler().crawl(repo.as_uri(), ctx)
+    assert doc.link == repo.as_uri()
 
 
 def test_sample_repository_is_crawled_whole(ctx, make_repo):

@@ -55,6 +55,11 @@ def local_repo_uri(link: str) -> str:
     return path.resolve().as_uri()
 
 
+def is_git_repository(path: Path) -> bool:
+    """A work tree (``.git`` folder or file) or a bare repository (``HEAD`` and ``objects/``)."""
+    return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+
+
 class GitHubCrawler(BaseCrawler):
     name = "github"
     priority = 10
@@ -68,12 +73,21 @@ class GitHubCrawler(BaseCrawler):
     def clone_url(self, link: str, settings: Settings) -> tuple[str, str]:
         """(URL to clone, repository name) after the safety checks."""
         if _is_local(link):
-            if not settings.crawl.allow_local_repos:
-                raise CrawlError("blocked_address", "local repositories are disabled (TWIN_CRAWL_ALLOW_LOCAL_REPOS)")
+            if not settings.local_repos_allowed:
+                raise CrawlError(
+                    "blocked_address",
+                    "local repositories are disabled (TWIN_CRAWL_ALLOW_LOCAL_REPOS; off by default in kubernetes mode)",
+                )
             uri = local_repo_uri(link)
             path = Path(unquote(urlsplit(uri).path))
             if not path.is_dir():
                 raise CrawlError("git", f"repository {path} does not exist")
+            if not is_git_repository(path):
+                raise CrawlError(
+                    "not_a_repository",
+                    f"{path} is a folder but not a git repository (no .git inside); run `git init` and commit, "
+                    "or link the repository itself",
+                )
             return uri, path.name.removesuffix(".git")
         parts = check_target(link, settings)
         segments = [p for p in parts.path.split("/") if p]
@@ -138,7 +152,8 @@ class GitHubCrawler(BaseCrawler):
             ) from None
         if proc.returncode != 0:
             lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-            detail = lines[-1] if lines else f"exit code {proc.returncode}"
+            fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]  # the reason, not the hint after it
+            detail = (fatal or lines or [f"exit code {proc.returncode}"])[0]
             raise CrawlError("git", f"git clone of {url} failed: {detail}")
 
 
