@@ -170,6 +170,19 @@ class MonitorSettings(_Group):
     config: Path | None = Field(None, description="Signal methods/thresholds YAML (default: configs/monitoring.yaml).")
 
 
+class TrainingSettings(_Group):
+    """Fine-tuning (twin train sft|dpo). Variables ``TWIN_TRAINING_*``; the hyperparameters live in profiles."""
+
+    model_config = _group_config("TWIN_TRAINING_")
+
+    profile: str = Field("cpu-tiny", description="Default profile: configs/training/<name>.yaml.")
+    profiles_dir: Path | None = Field(None, description="Profile folder (default: the repo's configs/training).")
+    max_steps: int = Field(0, ge=0, description="Cap the optimizer steps of every run (0 = the profile's).")
+    checkpoint_steps: int = Field(0, ge=0, description="Checkpoint to the artifact store every N steps (0 = profile).")
+    comet_project: str = Field("llm-twin", description="Comet project (online with COMET_API_KEY, else offline).")
+    comet_workspace: str | None = Field(None, description="Comet workspace (online only).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -202,6 +215,7 @@ class Settings(BaseSettings):
     rag: RAGSettings = Field(default_factory=RAGSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @field_validator("mongodb_uri")
     @classmethod
