@@ -22,7 +22,8 @@ from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import CLEANED, EMBEDDED, RAW
 from twin_ops.config import execution_mode
 
-# The embedded Qdrant (local mode) admits one process at a time: run the authors one by one there.
+# The embedded Qdrant (local mode) admits one process at a time: run the authors one by one there, and
+# every Qdrant step (qdrant=True) in the one-slot pool twin_embedded_qdrant, across DAG runs.
 AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
 
 
@@ -43,12 +44,13 @@ def twin_features() -> None:
         return [["features", "run", "--author", name, *full] for name in names]
 
     featurize = twin_step_mapped(
-        "featurize_author", profile="cpu", max_active_tis_per_dagrun=AUTHORS_IN_PARALLEL
+        "featurize_author", profile="cpu", qdrant=True, max_active_tis_per_dagrun=AUTHORS_IN_PARALLEL
     ).expand(arguments=plan_authors(authors.output))
     publish = twin_step(
         "sync_and_publish",
         ["features", "run"],
         profile="cpu",
+        qdrant=True,
         outlets=[CLEANED, EMBEDDED],
         trigger_rule="none_failed",  # also runs when there is no author to map over
     )

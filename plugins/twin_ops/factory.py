@@ -15,6 +15,11 @@ from typing import Any
 from twin_ops.config import execution_config, execution_mode, image_for, profile
 
 LABELS = {"app.kubernetes.io/part-of": "llm-twin", "app.kubernetes.io/component": "task"}
+# Local mode: the embedded Qdrant (TWIN_HOME/qdrant) admits one process at a time. Every step that opens
+# it runs in this one-slot Airflow pool, so two DAG runs never collide on its lock. `make airflow` and
+# the tests create it (scripts/airflow_local.py); in kubernetes mode steps use a Qdrant server, no pool.
+EMBEDDED_QDRANT_POOL = "twin_embedded_qdrant"
+EMBEDDED_QDRANT_POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
 
 
 def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
     }
 
 
-def _operator_and_kwargs(task_id: str, profile_name: str) -> tuple[type, dict[str, Any]]:
+def _operator_and_kwargs(task_id: str, profile_name: str, qdrant: bool) -> tuple[type, dict[str, Any]]:
     profile(profile_name)  # validate the profile name in both modes
     if execution_mode() == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -76,16 +81,19 @@ def _operator_and_kwargs(task_id: str, profile_name: str) -> tuple[type, dict[st
         return KubernetesPodOperator, _k8s_kwargs(task_id, profile_name)
     from twin_ops.local_operator import TwinLocalOperator
 
-    return TwinLocalOperator, {"profile": profile_name}
+    return TwinLocalOperator, {"profile": profile_name, **({"pool": EMBEDDED_QDRANT_POOL} if qdrant else {})}
 
 
-def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", **kwargs: Any) -> Any:
-    """A task running ``twin <arguments>`` (arguments are templated)."""
-    cls, base = _operator_and_kwargs(task_id, profile)
+def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", qdrant: bool = False, **kwargs: Any) -> Any:
+    """A task running ``twin <arguments>`` (arguments are templated).
+
+    ``qdrant=True`` marks a step that opens the feature store: in local mode it runs in the one-slot
+    pool ``EMBEDDED_QDRANT_POOL``."""
+    cls, base = _operator_and_kwargs(task_id, profile, qdrant)
     return cls(task_id=task_id, arguments=arguments, **base, **kwargs)
 
 
-def twin_step_mapped(task_id: str, *, profile: str = "cpu", **kwargs: Any) -> Any:
-    """A partial task to ``.expand(arguments=...)`` over a list of argument lists."""
-    cls, base = _operator_and_kwargs(task_id, profile)
+def twin_step_mapped(task_id: str, *, profile: str = "cpu", qdrant: bool = False, **kwargs: Any) -> Any:
+    """A partial task to ``.expand(arguments=...)`` over a list of argument lists (``qdrant`` as above)."""
+    cls, base = _operator_and_kwargs(task_id, profile, qdrant)
     return cls.partial(task_id=task_id, **base, **kwargs)

@@ -1,10 +1,34 @@
-"""Local mode runs the twin_core environment's `twin` as a subprocess; its JSON line is the XCom."""
+"""Local mode runs the twin_core environment's `twin` as a subprocess; its JSON line is the XCom.
+
+A failure names its reason (the step's JSON error, its failed links, or its last WARNING/ERROR lines
+even when a progress bar shared their line); bad input (exit 3) and config errors (2) fail without
+retry, an unavailable backend (4) keeps the task's retries."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from airflow.sdk import DAG
-from twin_ops.local_operator import TwinLocalOperator, TwinStepFailed, parse_result
+from airflow.sdk.exceptions import AirflowFailException
+from twin_ops.local_operator import (
+    StderrLines,
+    TwinLocalOperator,
+    TwinStepFailed,
+    TwinStepRejected,
+    failure_reason,
+    parse_result,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
+needs_twin = pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+BAR_THEN_WARNING = (
+    "crawl:   0%|          | 0/1 [00:00<?, ?link/s]\r"
+    "2026-01-01 10:00:00,000 WARNING twin_core.etl.runner: failed file:///x: git: /x is not a git repository\n"
+    "crawl: 100%|##########| 1/1 [00:00<00:00, 9.1link/s]\rcrawl: 100%|##########| 1/1 [00:00<00:00, 9.0link/s]\n"
+)
 
 
 def _op(args: list[str]) -> TwinLocalOperator:
@@ -12,17 +36,94 @@ def _op(args: list[str]) -> TwinLocalOperator:
         return TwinLocalOperator(task_id="probe", arguments=args)
 
 
+def _fake_twin(tmp_path: Path, stderr: str, stdout: str, code: int) -> Path:
+    script = tmp_path / "fake-twin"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stderr.write({stderr!r})\nsys.stderr.flush()\n"
+        f"sys.stdout.write({stdout!r})\nsys.exit({code})\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@needs_twin
 def test_result_line_becomes_the_return_value(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWIN_HOME", str(tmp_path / "home"))
     result = _op(["warehouse", "stats"]).execute(context={})
-    assert result["step"] == "warehouse.stats" and result["status"] == "ok"
+    assert result["step"] == "warehouse.stats"
+    assert result["status"] == "ok"
     assert result["users"] == 0
 
 
-def test_failed_step_raises_with_its_error(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+@needs_twin
+def test_bad_input_fails_without_retry_and_names_the_reason(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWIN_HOME", str(tmp_path / "home"))
-    with pytest.raises(TwinStepFailed, match="malformed JSON|no such file"):
-        _op(["warehouse", "import", str(tmp_path / "missing")]).execute(context={})
+    bad = tmp_path / "PostDocument.json"
+    bad.write_text("not json")
+    with pytest.raises(TwinStepRejected, match=r"bad input, exit code 3, not retried\): .*PostDocument\.json") as exc:
+        _op(["warehouse", "import", str(bad)]).execute(context={})
+    assert isinstance(exc.value, AirflowFailException)  # Airflow fails the task at once, no retry
+
+
+@needs_twin
+def test_a_folder_that_is_not_a_repository_fails_at_once_with_its_reason(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWIN_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("not code\n")
+    with pytest.raises(TwinStepRejected) as exc:
+        _op(["etl", "crawl", "--user", "Ada Q", "--link", folder.as_uri()]).execute(context={})
+    assert str(exc.value).endswith(
+        f"(bad input, exit code 3, not retried): {folder.as_uri()}: not_a_repository: {folder} is a folder but "
+        "not a git repository (no .git inside); run `git init` and commit, or link the repository itself"
+    )
+
+
+@needs_twin
+def test_unavailable_backend_keeps_its_retries(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TWIN_MONGODB_URI", "mongodb://127.0.0.1:1")
+    monkeypatch.setenv("TWIN_MONGODB_TIMEOUT_MS", "300")
+    with pytest.raises(TwinStepFailed, match=r"exit code 4, retryable\): .*127\.0\.0\.1:1") as exc:
+        _op(["warehouse", "stats"]).execute(context={})
+    assert not isinstance(exc.value, AirflowFailException)
+
+
+def test_warning_after_a_progress_bar_reaches_the_failure_message(tmp_path, monkeypatch) -> None:
+    fake = _fake_twin(tmp_path, BAR_THEN_WARNING, "progress\n", 3)
+    monkeypatch.setenv("TWIN_BIN", str(fake))
+    with pytest.raises(TwinStepRejected) as exc:
+        _op(["etl", "crawl"]).execute(context={})
+    assert str(exc.value) == (
+        "`twin etl crawl` failed (bad input, exit code 3, not retried): 2026-01-01 10:00:00,000 WARNING "
+        "twin_core.etl.runner: failed file:///x: git: /x is not a git repository"
+    )
+
+
+def test_unexpected_exit_is_retryable(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TWIN_BIN", str(_fake_twin(tmp_path, "", "", 1)))
+    with pytest.raises(TwinStepFailed, match=r"exit code 1, retryable\): exit code 1 and no error message"):
+        _op(["x"]).execute(context={})
+
+
+def test_stderr_is_split_on_carriage_returns_and_bars_collapse() -> None:
+    lines = StderrLines()
+    out = [*lines.feed(BAR_THEN_WARNING[:50]), *lines.feed(BAR_THEN_WARNING[50:]), *lines.close()]
+    assert out == [
+        "crawl:   0%|          | 0/1 [00:00<?, ?link/s]",
+        "2026-01-01 10:00:00,000 WARNING twin_core.etl.runner: failed file:///x: git: /x is not a git repository",
+        "crawl: 100%|##########| 1/1 [00:00<00:00, 9.0link/s]",
+    ]
+    assert list(lines.problems) == [out[1]]
+
+
+def test_failure_reason_prefers_the_json_error_then_the_failed_links() -> None:
+    assert failure_reason({"error": "boom"}, ["WARNING x"], 3) == "boom"
+    crawl = {"links": [{"link": "https://a", "status": "failed", "reason": "challenge", "error": "Just a moment"}]}
+    assert failure_reason(crawl, ["WARNING x"], 3) == "https://a: challenge: Just a moment"
+    assert failure_reason(None, ["WARNING x", "ERROR y"], 3) == "WARNING x | ERROR y"
 
 
 def test_parse_result_takes_the_last_json_line() -> None:

@@ -32,8 +32,11 @@ def test_schedule_graph_and_outlets(dag) -> None:
     publish = dag.get_task("sync_and_publish")
     assert {a.uri for a in publish.outlets} == {"twin://features/cleaned", "twin://features/embedded"}
     assert publish.arguments == ["features", "run"]
-    # local Qdrant admits one process: authors run one at a time in local mode
+    # local Qdrant admits one process: authors run one at a time in local mode, in the one-slot pool
     assert dag.get_task("featurize_author").max_active_tis_per_dagrun == 1
+    assert dag.get_task("featurize_author").pool == "twin_embedded_qdrant"
+    assert publish.pool == "twin_embedded_qdrant"
+    assert dag.get_task("list_authors").pool == "default_pool"
 
 
 def test_plan_authors_builds_one_command_per_author(dag) -> None:
