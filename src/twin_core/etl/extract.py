@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from twin_core.domain.language import detect_language
 from twin_core.etl.errors import CrawlError
-from twin_core.etl.language import detect_language
 
 # Page furniture removed before extraction: navigation, share buttons, subscribe widgets, comments.
 _FURNITURE_TAGS = ("nav", "header", "footer", "aside", "form", "script", "style", "noscript", "button", "svg")

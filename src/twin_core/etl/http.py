@@ -228,7 +228,7 @@ class HttpClient:
 
 def _challenge_in_error_body(resp: requests.Response, limit: int = 65_536) -> str | None:
     """The challenge phrase in the first ``limit`` bytes of an error response (the body is then closed)."""
-    from twin_core.etl.challenge import challenge_marker
+    from twin_core.domain.challenge import challenge_marker
 
     try:
         head = next(resp.iter_content(limit), b"")

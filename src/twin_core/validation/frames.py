@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from twin_core.domain.documents import Category, RawDocument
-from twin_core.etl.language import detect_language
+from twin_core.domain.language import detect_language
 from twin_core.stores.warehouse import Warehouse
 
 

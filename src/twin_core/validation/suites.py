@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twin_core.domain.challenge import BLOCKED_TEXT_PATTERNS
 from twin_core.domain.documents import Category
-from twin_core.etl.challenge import BLOCKED_TEXT_PATTERNS
 from twin_core.settings import Settings
 
 KNOWN_PLATFORMS = ["medium", "substack", "blog", "linkedin", "github", "git"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from twin_core.domain.challenge import challenge_marker, login_wall_marker
 from twin_core.domain.documents import ArticleDocument, RawDocument
-from twin_core.etl.challenge import challenge_marker, login_wall_marker
 from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.extract import extract_article

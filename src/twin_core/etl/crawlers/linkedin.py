@@ -13,8 +13,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from twin_core.domain.challenge import challenge_marker, login_wall_marker
 from twin_core.domain.documents import PostDocument, RawDocument
-from twin_core.etl.challenge import challenge_marker, login_wall_marker
 from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.safety import check_target

@@ -11,8 +11,8 @@ import logging
 import re
 from urllib.parse import urlsplit
 
+from twin_core.domain.challenge import challenge_marker
 from twin_core.domain.documents import RawDocument
-from twin_core.etl.challenge import challenge_marker
 from twin_core.etl.crawlers.article import article_document, reject_challenge
 from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
