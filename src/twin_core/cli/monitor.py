@@ -1,0 +1,79 @@
+"""`twin monitor`: Evidently drift reports over the inference log, and the alerts they raise."""
+
+from __future__ import annotations
+
+import typer
+
+from twin_core.cli.protocol import step
+
+app = typer.Typer(help="Drift reports and alerts with Evidently.", no_args_is_help=True)
+
+
+def text_tools(settings: object) -> object:
+    """The feature pipeline's embedder, the domain language detector and the embedder's word vocabulary."""
+    from twin_core.domain.language import detect_language
+    from twin_core.features.embedding_model import load_embedder
+    from twin_core.monitoring import TextTools
+
+    embedder = load_embedder(settings)
+    vocab = frozenset(w for w in embedder.tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 1)
+    return TextTools(
+        embed=lambda texts: embedder.encode(list(texts)),
+        language=detect_language,
+        vocabulary=vocab,
+        model_id=embedder.model_id,
+    )
+
+
+@app.command("drift")
+@step("monitor.drift")
+def drift(
+    window: str = typer.Option(None, "--window", help="Window length: 30m, 1h, 1d (default TWIN_MONITOR_WINDOW)."),
+    end: str = typer.Option(None, "--end", help="Window end, ISO 8601 UTC (default: now)."),
+    reference: str = typer.Option(
+        None, "--reference", help="training (latest instruct dataset) or previous (the window before)."
+    ),
+    author: str = typer.Option(None, "--author", help="Only this author's requests (full name)."),
+    alert: bool = typer.Option(
+        False, "--alert", help="Record new drifted signals as alerted and list them under 'alerts' (the DAG does)."
+    ),
+) -> dict:
+    """Compare one window of the inference log with a reference; write HTML + JSON reports."""
+    from twin_core.monitoring import parse_window, run_drift_check
+    from twin_core.settings import get_settings
+    from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.stores.warehouse import open_warehouse
+
+    settings = get_settings()
+    if reference not in (None, "training", "previous"):
+        from twin_core.errors import InputError
+
+        raise InputError(f"--reference {reference!r}: expected training or previous")
+    win = parse_window(window or settings.monitor.window, end)
+    warehouse = open_warehouse(settings)
+    artifacts = open_artifact_store(settings)
+    return run_drift_check(
+        settings,
+        win,
+        tools=_LazyTools(settings),
+        warehouse=warehouse,
+        artifacts=artifacts,
+        author=author,
+        reference=reference,
+        alert=alert,
+    )
+
+
+class _LazyTools:
+    """Loads the embedder only when a signal needs it (an empty window never loads a model)."""
+
+    def __init__(self, settings: object) -> None:
+        self._settings = settings
+        self._tools: object | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._tools is None:
+            self._tools = text_tools(self._settings)
+        return getattr(self._tools, name)
