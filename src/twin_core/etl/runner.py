@@ -12,7 +12,7 @@ from pathlib import Path
 from twin_core.domain.documents import RawDocument
 from twin_core.errors import InputError, TwinError
 from twin_core.etl.crawlers.base import CrawlContext
-from twin_core.etl.crawlers.github import _is_local, local_repo_uri
+from twin_core.etl.crawlers.github import is_local_link, local_repo_uri
 from twin_core.etl.dispatcher import Dispatcher
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
@@ -31,7 +31,7 @@ def canonical_link(link: str) -> str:
     link = link.strip()
     return (
         local_repo_uri(link)
-        if _is_local(link) and Path(link.removeprefix("file://")).exists()
+        if is_local_link(link) and Path(link.removeprefix("file://")).exists()
         else normalize_link(link)
     )
 

@@ -40,7 +40,7 @@ IGNORE_FILES = (
 )  # fmt: skip
 
 
-def _is_local(link: str) -> bool:
+def is_local_link(link: str) -> bool:
     """A file:// URL or something that is clearly a filesystem path (not a bare word)."""
     if link.startswith("file://"):
         return True
@@ -65,14 +65,14 @@ class GitHubCrawler(BaseCrawler):
     priority = 10
 
     def matches(self, link: str, settings: Settings) -> bool:
-        if _is_local(link):
+        if is_local_link(link):
             return True
         host = (urlsplit(link).hostname or "").lower()
         return host in ("github.com", "www.github.com") or urlsplit(link).path.endswith(".git")
 
     def clone_url(self, link: str, settings: Settings) -> tuple[str, str]:
         """(URL to clone, repository name) after the safety checks."""
-        if _is_local(link):
+        if is_local_link(link):
             if not settings.local_repos_allowed:
                 raise CrawlError(
                     "blocked_address",
@@ -116,7 +116,7 @@ class GitHubCrawler(BaseCrawler):
         if not content:
             raise CrawlError("empty", f"{link}: no text files left after filtering")
         platform = "github" if "github.com" in url else "git"
-        doc_link = local_repo_uri(link) if _is_local(link) else link
+        doc_link = local_repo_uri(link) if is_local_link(link) else link
         return [
             RepositoryDocument(
                 link=doc_link,
