@@ -9,5 +9,21 @@ INSTRUCT = Asset("twin://datasets/instruct")
 PREFERENCE = Asset("twin://datasets/preference")
 CANDIDATE_MODEL = Asset("twin://models/candidate")
 PRODUCTION_MODEL = Asset("twin://models/production")
+DRIFT = Asset("twin://monitoring/drift")  # twin_monitoring: a signal drifted in a window (retrains the twin)
 
-ASSETS = {a.uri: a for a in (RAW, CLEANED, EMBEDDED, INSTRUCT, PREFERENCE, CANDIDATE_MODEL, PRODUCTION_MODEL)}
+ASSETS = {a.uri: a for a in (RAW, CLEANED, EMBEDDED, INSTRUCT, PREFERENCE, CANDIDATE_MODEL, PRODUCTION_MODEL, DRIFT)}
+
+
+def retrain_on_drift() -> bool:
+    """The closed loop's switch: TWIN_RETRAIN_ON_DRIFT (default true) lets drift trigger a rebuild."""
+    import os
+
+    value = os.environ.get("TWIN_RETRAIN_ON_DRIFT", "true").strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"TWIN_RETRAIN_ON_DRIFT must be true or false (got {value!r})")
+    return value in ("1", "true", "yes", "on")
+
+
+def or_drift(asset: Asset):  # noqa: ANN201 - an Asset or an AssetAny expression
+    """``asset | DRIFT`` (new data or drift) while the closed loop is on; ``asset`` alone when it is off."""
+    return (asset | DRIFT) if retrain_on_drift() else asset

@@ -1,14 +1,28 @@
-"""Defaults every LLM Twin DAG shares: owner, retries with backoff, failure alerts, tags."""
+"""Defaults every LLM Twin DAG shares: owner, retries with backoff, failure alerts, a deadline, tags."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from twin_ops.notifiers import TwinAlertNotifier
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+from twin_ops.notifiers import TwinAlertNotifier, deadline_missed
 
 OWNER = "llm-twin"
 START_DATE = datetime(2026, 1, 1)
+DEFAULT_DEADLINE = timedelta(hours=2)
+
+
+def deadline_alert(after: timedelta = DEFAULT_DEADLINE) -> DeadlineAlert:
+    """Alert (``deadline_missed``, in the triggerer) when a run is still going ``after`` it was queued."""
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=after,
+        callback=AsyncCallback(deadline_missed, kwargs={"interval": str(after)}),
+        name="run-took-too-long",
+    )
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
@@ -24,9 +38,12 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     return args
 
 
-def dag_kwargs(doc_md: str, *, tags: list[str], **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for ``@dag`` shared by all pipelines."""
+def dag_kwargs(
+    doc_md: str, *, tags: list[str], deadline: timedelta = DEFAULT_DEADLINE, **overrides: Any
+) -> dict[str, Any]:
+    """Keyword arguments for ``@dag`` shared by all pipelines (``deadline``: how long a run may take)."""
     kwargs: dict[str, Any] = {
+        "deadline": deadline_alert(deadline),
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,

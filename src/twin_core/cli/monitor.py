@@ -45,6 +45,8 @@ def drift(
     from twin_core.stores.warehouse import open_warehouse
 
     settings = get_settings()
+    author = (author or "").strip() or None  # the DAG passes "" for every author
+    reference = (reference or "").strip() or None
     if reference not in (None, "training", "previous"):
         from twin_core.errors import InputError
 

@@ -1,0 +1,83 @@
+"""
+### twin_monitoring — hourly drift reports on what the twin is asked and how it answers
+
+Every hour, `twin monitor drift --alert` checks **its own data interval** (`--end` = the run's
+`data_interval_end`, `--window 1h`): a backfill (`airflow backfill create --dag-id twin_monitoring
+--from-date … --to-date …`) gives one report per past hour. Evidently 0.7 compares the window's requests
+in the inference log with the training instructions of the latest instruct dataset (or the previous
+window): query embeddings (explicit embeddings-drift method), query and answer length,
+out-of-vocabulary share and language, retrieval scores, latency, error rate, and newly collected raw
+documents against the training corpus. HTML + JSON reports land in the artifact store under
+`monitoring/<author>/<window>/`. A window with too few requests is "not enough data", never an alert.
+
+`check_drift` sends one alert per newly drifted signal and window (log; the JSON webhook
+`TWIN_ALERT_WEBHOOK_URL`; Slack through the Airflow connection named by `TWIN_ALERT_SLACK_CONN_ID`),
+increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule), and emits
+`twin://monitoring/drift`, which schedules `twin_datasets` and `twin_training` again (the closed loop;
+`TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a window sends nothing new and emits nothing.
+
+**Trigger form:** `author` (empty = every author's requests together), `reference` (training or previous).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, task
+from twin_ops import dag_kwargs, twin_step
+from twin_ops.assets import DRIFT
+
+WINDOW = "1h"  # the schedule's data interval
+
+
+@dag(
+    dag_id="twin_monitoring",
+    schedule="@hourly",
+    params={
+        "author": Param("", type="string", title="Author", description="Full name; empty = every author."),
+        "reference": Param(
+            "training",
+            enum=["training", "previous"],
+            title="Reference",
+            description="training = latest instruct dataset (falls back to previous, and says so).",
+        ),
+    },
+    **dag_kwargs(__doc__, tags=["monitoring", "drift"], deadline=timedelta(minutes=50)),
+)
+def twin_monitoring() -> None:
+    report = twin_step(
+        "drift_report",
+        [
+            "monitor",
+            "drift",
+            "--window",
+            WINDOW,
+            "--end",
+            "{{ (data_interval_end or dag_run.run_after).isoformat() }}",
+            "--reference",
+            "{{ params.reference }}",
+            "--author",
+            "{{ params.author }}",
+            "--alert",
+        ],
+        profile="cpu",
+    )
+
+    @task(outlets=[DRIFT])
+    def check_drift(result: dict | None, **context) -> dict:
+        """Alert on each newly drifted signal; emit the drift Asset only then (else skipped)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from twin_ops.notifiers import send_drift_alerts
+
+        alerts = send_drift_alerts(result, context)
+        print(f"verdict: {(result or {}).get('verdict')}; new alerts: {[a['signal'] for a in alerts]}")
+        if not alerts:
+            raise AirflowSkipException("no new drift in this window")
+        extra = {"window": result["window"], "signals": [a["signal"] for a in alerts], "report": result["report"]}
+        context["outlet_events"][DRIFT].extra = extra
+        return extra
+
+    check_drift(report.output)
+
+
+twin_monitoring()
