@@ -15,7 +15,7 @@ from kubernetes.client import ApiClient
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXEC_CFG = yaml.safe_load((REPO_ROOT / "configs" / "execution.yaml").read_text())
 K8S_VERSION = "1.33.0"
-EXPECTED_DAGS = {"twin_etl"}
+EXPECTED_DAGS = {"twin_etl", "twin_monitoring"}
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, mode: str) -> DagBag:
