@@ -1,0 +1,83 @@
+"""`twin train`: fine-tune the twin on a dataset version (SFT with LoRA, then DPO), register a candidate."""
+
+from __future__ import annotations
+
+import typer
+
+from twin_core.cli.protocol import step
+
+app = typer.Typer(help="Fine-tune the twin (SFT with LoRA, then DPO).", no_args_is_help=True)
+
+_PROFILE_HELP = (
+    "Training profile: configs/training/<name>.yaml (cpu-tiny, gpu-8b, gpu-70b). Default TWIN_TRAINING_PROFILE."
+)
+_RESUME_HELP = "Continue from the newest checkpoint of the same run in the artifact store (none: start)."
+
+
+def _report(result: dict) -> None:
+    import sys
+
+    m = result["metrics"]
+    print(
+        f"{result['model']} ({result['stage']}): loss {m['first_loss']} -> {m['last_loss']} "
+        f"in {m['global_step']} steps; "
+        f"held-out perplexity base {m['perplexity_base']} -> trained {m['perplexity_trained']}; "
+        f"{m['tokens_per_s']} tokens/s",
+        file=sys.stderr,
+    )
+
+
+def _run(kind: str, dataset: str, profile: str | None, resume: bool, from_ref: str | None = None) -> dict:
+    from twin_core.settings import get_settings
+    from twin_core.training.launch import maybe_relaunch, publish_result
+    from twin_core.training.run import run_training
+
+    settings = get_settings()
+    relaunched = maybe_relaunch(settings, profile)
+    if relaunched is not None:
+        return relaunched
+    result = run_training(settings, kind, dataset, profile_name=profile, from_ref=from_ref, resume=resume)  # type: ignore[arg-type]
+    if "model" in result:  # rank 0 (or a single process)
+        _report(result)
+        publish_result(result)
+    return result
+
+
+@app.command("sft")
+@step("train.sft")
+def sft(
+    dataset: str = typer.Option(..., "--dataset", help="Instruct dataset version: instruct/<author_slug>/vNNNN."),
+    profile: str = typer.Option(None, "--profile", help=_PROFILE_HELP),
+    resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
+) -> dict:
+    """Supervised fine-tuning with LoRA (QLoRA on GPU profiles); registers a candidate model version."""
+    return _run("sft", dataset, profile, resume)
+
+
+@app.command("dpo")
+@step("train.dpo")
+def dpo(
+    dataset: str = typer.Option(..., "--dataset", help="Preference dataset version: preference/<author_slug>/vNNNN."),
+    from_ref: str = typer.Option(
+        ..., "--from", help="The SFT model version (<author_slug>/vNNNN): start and reference."
+    ),
+    profile: str = typer.Option(None, "--profile", help=_PROFILE_HELP),
+    resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
+) -> dict:
+    """Direct preference optimization from an SFT model version; registers a candidate model version."""
+    return _run("dpo", dataset, profile, resume, from_ref)
+
+
+@app.command("profiles")
+@step("train.profiles")
+def profiles() -> dict:
+    """The training profiles available (name, device, base model)."""
+    from twin_core.settings import get_settings
+    from twin_core.training.profiles import available_profiles, load_profile
+
+    settings = get_settings()
+    out = []
+    for name in available_profiles(settings):
+        p = load_profile(settings, name)
+        out.append({"name": p.name, "device": p.device, "base_model": p.base_model, "description": p.description})
+    return {"profiles": out}

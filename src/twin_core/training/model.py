@@ -1,0 +1,169 @@
+"""Base models for training: resolution (offline), loading (LoRA / QLoRA), chat template, merging.
+
+Trainer refuses GGUF-quantized weights, so the packaged SmolLM2 GGUF is trained from the
+safetensors copy ``twin_core.llm.local`` converts once (``models_dir/smollm2-135m-instruct``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from twin_core.errors import ConfigError
+from twin_core.settings import Settings, updated
+from twin_core.training.profiles import TrainingProfile
+
+log = logging.getLogger(__name__)
+
+# A ChatML template for base models that have none (same layout as SmolLM2 / Qwen instruct models).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Pad tokens the families of the Handbook reserve for it (never the EOS: padding with EOS would mask
+# the EOS label of every example, and the model would not learn to stop).
+_PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|fim_pad|>", "<|endoftext|>", "<pad>", "<unk>")
+
+
+def _offline(settings: Settings) -> bool:
+    return settings.hf_offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+
+
+def resolve_base(settings: Settings, base_model: str) -> str:
+    """A loadable location for ``base_model``: a local safetensors folder or a cached Hub id.
+
+    The packaged SmolLM2 GGUF is converted once (through ``load_local_llm``); a model that cannot be
+    loaded offline is a ConfigError naming it.
+    """
+    from twin_core.llm.local import PACKAGED_ID, load_local_llm, resolve_source
+
+    name = base_model.strip()
+    if name.lower() in (PACKAGED_ID, "packaged", ""):
+        packaged = updated(settings, llm_model_id=PACKAGED_ID, llm_model_version=None)
+        source = resolve_source(packaged)
+        if source.gguf_file:
+            log.info("converting the packaged SmolLM2 GGUF to safetensors once (training needs plain weights)")
+            load_local_llm(packaged)
+            source = resolve_source(packaged)
+        return source.location
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"base model {name}: no config.json (a GGUF or partial folder cannot be trained)")
+        return str(path)
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(name, local_files_only=_offline(settings))
+    except Exception as exc:  # noqa: BLE001 - any failure means: cannot load it here
+        raise ConfigError(
+            f"base model {name!r} cannot be loaded offline (not in the Hugging Face cache; "
+            f"download it first or set HF_HUB_OFFLINE=0): {type(exc).__name__}"
+        ) from None
+    return name
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Pad token and chat template for Llama, Mistral, Qwen and SmolLM tokenizers."""
+    if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        vocab = tokenizer.get_vocab()
+        pad = next((t for t in _PAD_CANDIDATES if t in vocab and t != tokenizer.eos_token), None)
+        if pad is not None:
+            tokenizer.pad_token = pad
+        elif tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def check_device(profile: TrainingProfile) -> None:
+    """A GPU profile on a machine without a GPU is refused (never a silent CPU run of an 8B model)."""
+    if profile.device != "gpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"training profile {profile.name!r} needs a CUDA GPU and none is visible on this machine; "
+            "use --profile cpu-tiny here, or run the twin_training DAG in kubernetes mode on the GPU pool"
+        )
+
+
+def _dtype(profile: TrainingProfile) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[profile.precision]
+
+
+def load_for_training(settings: Settings, profile: TrainingProfile, location: str) -> tuple[Any, Any]:
+    """Model (4-bit when the profile says so) and prepared tokenizer from a resolved location."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    offline = _offline(settings)
+    kwargs: dict[str, Any] = {"local_files_only": offline, "dtype": _dtype(profile)}
+    if profile.quantization:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        q = profile.quantization
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=q.bits == 4,
+            load_in_8bit=q.bits == 8,
+            bnb_4bit_quant_type=q.quant_type,
+            bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+            bnb_4bit_quant_storage=getattr(torch, q.quant_storage) if q.quant_storage else torch.uint8,
+        )
+        if not profile.accelerate:  # FSDP places the shards itself
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"base model {location!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    model.config.use_cache = False
+    return model, prepare_tokenizer(tokenizer)
+
+
+def lora_config(profile: TrainingProfile) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=profile.lora.r,
+        lora_alpha=profile.lora.alpha,
+        lora_dropout=profile.lora.dropout,
+        target_modules=profile.lora.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_model_folder(
+    trained: Any, tokenizer: Any, out: Path, profile: TrainingProfile, base_location: str, settings: Settings
+) -> None:
+    """Write ``out/adapter`` (LoRA) and ``out/merged`` (base + adapter merged, with the tokenizer).
+
+    QLoRA adapters are merged into a bf16 reload of the base, never into the 4-bit weights.
+    """
+    adapter_dir, merged_dir = out / "adapter", out / "merged"
+    trained.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    if profile.quantization:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(
+            base_location, dtype=_dtype(profile), local_files_only=_offline(settings)
+        )
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    else:
+        merged = trained.merge_and_unload()
+    merged.config.use_cache = True
+    merged.save_pretrained(merged_dir, safe_serialization=True)
+    tokenizer.padding_side = "left"  # what batched generation wants at serving time
+    tokenizer.save_pretrained(merged_dir)

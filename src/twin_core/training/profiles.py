@@ -1,0 +1,101 @@
+"""Training profiles: ``configs/training/<name>.yaml``, validated, chosen by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twin_core.errors import ConfigError
+from twin_core.settings import Settings
+
+_REPO_PROFILES = Path(__file__).resolve().parents[3] / "configs" / "training"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSpec(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class QuantizationSpec(_Strict):
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    quant_storage: Literal["bfloat16", "float16", "float32", "uint8"] | None = None
+
+
+class StageSpec(_Strict):
+    max_steps: int = Field(0, ge=0, description="0 = run the epochs")
+    epochs: float = Field(1, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(2, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler: str = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    beta: float | None = Field(None, gt=0, description="DPO only: deviation from the reference model")
+
+
+class AccelerateSpec(_Strict):
+    config_file: str
+    num_processes: int = Field(..., gt=0)
+
+
+class TrainingProfile(_Strict):
+    name: str
+    description: str = ""
+    base_model: str
+    device: Literal["cpu", "gpu"]
+    execution_profile: str = "cpu"
+    max_length: int = Field(512, gt=16)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gradient_checkpointing: bool = False
+    packing: bool = False
+    seed: int = 42
+    checkpoint_steps: int = Field(50, gt=0)
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    quantization: QuantizationSpec | None = None
+    accelerate: AccelerateSpec | None = None
+    sft: StageSpec = Field(default_factory=StageSpec)
+    dpo: StageSpec = Field(default_factory=lambda: StageSpec(learning_rate=5e-6, beta=0.1))
+    source: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"source"})
+
+
+def profiles_dir(settings: Settings) -> Path:
+    return settings.training.profiles_dir or _REPO_PROFILES
+
+
+def available_profiles(settings: Settings) -> list[str]:
+    folder = profiles_dir(settings)
+    return (
+        sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("accelerate")) if folder.is_dir() else []
+    )
+
+
+def load_profile(settings: Settings, name: str | None = None) -> TrainingProfile:
+    """The profile ``name`` (default TWIN_TRAINING_PROFILE); a name can also be a path to a YAML file."""
+    name = (name or settings.training.profile).strip()
+    path = Path(name) if name.endswith((".yaml", ".yml")) else profiles_dir(settings) / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_profiles(settings)) or "none found"
+        raise ConfigError(f"TWIN_TRAINING_PROFILE: unknown training profile {name!r} (known: {known}; {path} missing)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        profile = TrainingProfile.model_validate({**raw, "source": str(path)})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"training profile {path}: {str(exc).splitlines()[0]} {exc}") from None
+    if profile.accelerate and not Path(profile.accelerate.config_file).is_absolute():
+        profile.accelerate.config_file = str(path.parent / profile.accelerate.config_file)
+    return profile

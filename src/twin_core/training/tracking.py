@@ -1,0 +1,95 @@
+"""Comet experiment tracking: online with COMET_API_KEY, otherwise an offline archive kept with the model.
+
+Hyperparameters, the dataset version, the loss curve (every logged step) and Comet's own system
+metrics (CPU, memory, GPU) are recorded. The offline archive (``<key>.zip``, uploadable later with
+``comet upload``) is copied into the model folder's ``comet/`` and so stored with the model version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from twin_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    def __init__(
+        self, settings: Settings, offline_dir: Path, name: str, params: dict[str, Any], tags: list[str]
+    ) -> None:
+        import comet_ml
+
+        self.offline_dir = offline_dir
+        self.online = bool(os.environ.get("COMET_API_KEY"))
+        offline_dir.mkdir(parents=True, exist_ok=True)
+        config = comet_ml.ExperimentConfig(
+            name=name,
+            tags=tags,
+            offline_directory=str(offline_dir),
+            auto_metric_logging=False,  # we log the Trainer's metrics ourselves (report_to="none")
+            auto_param_logging=False,
+            log_code=False,
+            log_git_metadata=False,
+            log_git_patch=False,
+            display_summary_level=0,
+        )
+        self.experiment = comet_ml.start(
+            project_name=settings.training.comet_project,
+            workspace=settings.training.comet_workspace if self.online else None,
+            online=self.online,
+            experiment_config=config,
+        )
+        self.key = self.experiment.get_key()
+        self.experiment.log_parameters(_flatten(params))
+        self.metrics_logged = 0
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numbers:
+            self.experiment.log_metrics(numbers, step=step)
+            self.metrics_logged += len(numbers)
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        tracker = self
+
+        class CometLog(TrainerCallback):
+            def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> Any:
+                if state.is_world_process_zero and logs:
+                    tracker.log_metrics(logs, state.global_step)
+                return control
+
+        return CometLog()
+
+    def end(self, dest: Path) -> Path | None:
+        """Finish the experiment; the offline archive is copied into ``dest`` (None when online)."""
+        self.experiment.end()
+        if self.online:
+            return None
+        archives = sorted(self.offline_dir.glob(f"{self.key}*.zip")) or sorted(self.offline_dir.glob("*.zip"))
+        if not archives:
+            log.warning("Comet offline archive missing in %s", self.offline_dir)
+            return None
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / archives[-1].name
+        shutil.copy2(archives[-1], target)
+        return target
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(map(str, value))
+        else:
+            flat[name] = value
+    return flat
