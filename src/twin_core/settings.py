@@ -183,6 +183,33 @@ class TrainingSettings(_Group):
     comet_workspace: str | None = Field(None, description="Comet workspace (online only).")
 
 
+class EvaluationSettings(_Group):
+    """Evaluation and gate (twin evaluate). Variables ``TWIN_EVAL_*``; thresholds live in configs/evaluation.yaml."""
+
+    model_config = _group_config("TWIN_EVAL_")
+
+    config: Path | None = Field(None, description="Metrics/gate YAML (default: configs/evaluation.yaml).")
+    judge: Literal["auto", "off"] = Field("auto", description="auto = judge scores on; off = skip the judge.")
+    judge_base_url: str | None = Field(None, description="OpenAI-compatible judge endpoint; unset = the local LLM.")
+    judge_model: str | None = Field(None, description="Model name sent to the judge endpoint.")
+    judge_api_key: SecretStr | None = None
+    comet_project: str = Field("llm-twin-eval", description="Comet project of evaluation reports.")
+
+
+class DeploySettings(_Group):
+    """Rollouts (twin deploy). Variables ``TWIN_DEPLOY_*``."""
+
+    model_config = _group_config("TWIN_DEPLOY_")
+
+    target: Literal["auto", "local", "kubernetes"] = Field(
+        "auto",
+        description="local = registry stages; kubernetes = also patch the InferenceService; auto = TWIN_EXECUTION.",
+    )
+    isvc_name: str = Field("llm-twin", description="The twin's InferenceService (chart: serving.name).")
+    namespace: str = Field("llm-twin", description="Its namespace.")
+    kubeconfig: Path | None = Field(None, description="Kubeconfig file (default: in-cluster, then ~/.kube/config).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -216,6 +243,8 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    eval: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @field_validator("mongodb_uri")
     @classmethod
