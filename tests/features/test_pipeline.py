@@ -80,7 +80,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(
     import shutil
 
     shutil.rmtree(settings.qdrant_path)
-    monkeypatch.setattr(settings, "features_docs_per_batch", 8)
+    monkeypatch.setattr(settings.features, "docs_per_batch", 8)
     real_write_cleaned = feature_store.write_cleaned
     calls = {"n": 0}
 
