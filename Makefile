@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-core test-dags test-chart lint format bench clean help
+.PHONY: setup demo airflow test test-core test-dags test-chart lint format bench clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -44,6 +44,9 @@ $(TOOLS_VENV)/.stamp: requirements/tools.txt
 
 demo: setup ## run the whole pipeline on the embedded stores (data/sample)
 	$(VENV)/bin/twin demo
+
+airflow: setup ## Airflow 3 UI + scheduler on 127.0.0.1:8080 (AIRFLOW_PORT) over dags/, local mode, the demo's stores; Ctrl-C stops it
+	$(AF_VENV)/bin/python scripts/airflow_local.py
 
 test: setup test-core test-dags ## run every test suite
 

@@ -1,0 +1,259 @@
+"""`make airflow`: Airflow 3 on this machine, over the repo's dags/ and plugins/, with the embedded stores.
+
+Starts the API server (UI + REST API + task execution API), scheduler, DAG processor and triggerer from
+.venv-airflow, all bound to 127.0.0.1, with:
+
+- a project-local AIRFLOW_HOME (``airflow-home/``, ignored by git): SQLite metadata DB, logs, a login
+  password and the JWT/session secrets the components share, all kept for the next start;
+- TWIN_EXECUTION=local (each task runs `.venv/bin/twin …` as a subprocess) and the same TWIN_HOME as
+  ``make demo`` (``.twin/``), so the UI's runs read and write the demo's stores;
+- ``parallelism`` capped (LocalExecutor would otherwise start 32 workers) and the one-slot pool
+  ``twin_embedded_qdrant`` that serialises every step opening the embedded Qdrant.
+
+Every process started here stays in the launcher's process group (none is daemonized). Ctrl-C in the
+terminal reaches the whole group; on Ctrl-C or SIGTERM the launcher also terminates every descendant
+(components, executor workers, `twin` task subprocesses) and, when it leads its own group (started with
+``setsid``, as the tests do), the group. A second start reuses the metadata DB and the login.
+
+Run with the Airflow environment's Python: ``.venv-airflow/bin/python scripts/airflow_local.py``.
+The end-to-end test (tests/dags/test_airflow_e2e.py) starts this very script on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+AF_BIN = Path(sys.executable).parent  # .venv-airflow/bin
+POOL = "twin_embedded_qdrant"  # twin_ops.factory.EMBEDDED_QDRANT_POOL
+POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
+USER = "admin"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _secrets(home: Path) -> dict[str, str]:
+    """The admin password and the secrets every component must share; created once, then reused."""
+    path = home / "twin-local-secrets.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    values = {
+        "password": secrets.token_urlsafe(12),
+        "jwt_secret": secrets.token_urlsafe(32),
+        "secret_key": secrets.token_urlsafe(32),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> dict[str, str]:
+    passwords = home / "simple_auth_manager_passwords.json"
+    if not passwords.is_file() or json.loads(passwords.read_text()).get(USER) != creds["password"]:
+        passwords.touch(mode=0o600)
+        passwords.write_text(json.dumps({USER: creds["password"]}))
+    url = f"http://127.0.0.1:{args.port}"
+    env = {
+        **os.environ,
+        "PATH": f"{AF_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        # Not the repo's airflow.cfg (it describes the compose/cluster images): an empty one in AIRFLOW_HOME.
+        "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(args.parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(args.parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(args.paused),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(args.port),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": creds["secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(args.log_port or _free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # A busy 2-core laptop answers the task execution API slowly; the default timeout fails tasks.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(args.refresh_interval),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(args.refresh_interval),
+        # The project's side: tasks run the twin_core environment's `twin` on the embedded stores.
+        "TWIN_EXECUTION": "local",
+        "TWIN_HOME": str(args.twin_home),
+        "TWIN_BIN": str(REPO / ".venv" / "bin" / "twin"),
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        "TRANSFORMERS_OFFLINE": os.environ.get("TRANSFORMERS_OFFLINE", "1"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    return env
+
+
+def write_env_file(home: Path, env: dict[str, str]) -> Path:
+    """``AIRFLOW_HOME/env.sh``: source it to run `airflow …` commands (backfill, dags test) on this instance."""
+    import shlex
+
+    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "TWIN_")) or k in ("PATH", "HF_HUB_OFFLINE"))
+    path = home / "env.sh"
+    path.touch(mode=0o600)
+    path.write_text("".join(f"export {k}={shlex.quote(env[k])}\n" for k in keys))
+    return path
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("a") as out:
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); end of {log}:\n{tail}")
+
+
+def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the API server did not answer on {url} within {timeout:.0f}s")
+
+
+def _stop_group(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM the whole process group (components, executor workers, `twin` tasks), then SIGKILL."""
+    import psutil  # an Airflow dependency
+
+    me = psutil.Process()
+    everyone = me.children(recursive=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getpgrp() == os.getpid():  # started with its own group (setsid, a test): the whole group
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+    for p in everyone:  # every descendant, also those that left the group (setsid)
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(everyone, timeout=grace)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.wait(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("TWIN_AIRFLOW_HOME", REPO / "airflow-home")))
+    parser.add_argument("--twin-home", type=Path, default=Path(os.environ.get("TWIN_HOME", REPO / ".twin")))
+    parser.add_argument("--parallelism", type=int, default=int(os.environ.get("AIRFLOW_PARALLELISM", "4")))
+    parser.add_argument("--log-port", type=int, default=8793, help="worker log server port (0: a free one)")
+    parser.add_argument("--refresh-interval", type=int, default=30, help="seconds between DAG folder scans")
+    parser.add_argument(
+        "--paused", action="store_true", help="new DAGs start paused (default: active, so Assets chain at once)"
+    )
+    args = parser.parse_args(argv)
+    args.home = args.home.resolve()
+    args.twin_home = args.twin_home.resolve()
+    if _port_in_use(args.port):
+        print(
+            f"port {args.port} on 127.0.0.1 is in use: stop what runs there or pass --port / AIRFLOW_PORT",
+            file=sys.stderr,
+        )
+        return 2
+    if args.log_port and _port_in_use(args.log_port):
+        args.log_port = 0
+    if not (REPO / ".venv" / "bin" / "twin").exists():
+        print("the twin_core environment is missing: run `make setup` first", file=sys.stderr)
+        return 2
+    args.home.mkdir(parents=True, exist_ok=True)
+    args.twin_home.mkdir(parents=True, exist_ok=True)
+    logs = args.home / "logs"
+    logs.mkdir(exist_ok=True)
+    (args.home / "airflow.cfg").touch()
+    creds = _secrets(args.home)
+    env = airflow_env(args, args.home, creds)
+    env_file = write_env_file(args.home, env)
+    airflow = str(AF_BIN / "airflow")
+    url = f"http://127.0.0.1:{args.port}"
+
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        print(f"AIRFLOW_HOME={args.home}  TWIN_HOME={args.twin_home}  (logs in {logs})", flush=True)
+        first = not (args.home / "airflow.db").exists()
+        print("creating the metadata DB…" if first else "reusing the metadata DB…", flush=True)
+        _run([airflow, "db", "migrate"], env, logs / "setup.log")
+        _run([airflow, "pools", "set", POOL, "1", POOL_DESCRIPTION], env, logs / "setup.log")
+        for name in COMPONENTS:
+            out = (logs / f"{name}.log").open("a")
+            procs[name] = subprocess.Popen(
+                [airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            if name == "api-server":  # tasks call its execution API: it must answer before any is queued
+                _wait_healthy(url, procs, timeout=180)
+        print(
+            f"\nAirflow is up: {url}\n  login: {USER} / {creds['password']}\n"
+            f"  trigger twin_etl from its form ({url}/dags/twin_etl), watch twin_features start from the Asset.\n"
+            f"  CLI on this instance: . {env_file} && airflow dags list\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping (see {logs / (name + '.log')})")
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping Airflow…", flush=True)
+        return 0
+    finally:
+        _stop_group(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
