@@ -37,8 +37,31 @@ def test_unique_index_on_link(warehouse) -> None:
     warehouse.upsert_document(_post(warehouse, 1))
     row = _post(warehouse, 1).to_mongo()
     row["_id"] = "another-id"
-    with pytest.raises(DuplicateKeyError):
-        warehouse.db["posts"].insert_one(row)
+    with pytest.raises(DuplicateKeyError):  # the raw backend, on the thread that owns it
+        warehouse._owner.run(lambda: warehouse._db["posts"].insert_one(row))
+
+
+def test_embedded_warehouse_is_usable_from_any_thread(warehouse) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda n: warehouse.upsert_document(_post(warehouse, n)), range(8)))
+    assert outcomes == [Outcome.CREATED] * 8
+    assert warehouse.count(Category.POSTS) == 8
+
+
+def test_content_hashes_and_documents_by_id(warehouse) -> None:
+    docs = [_post(warehouse, n) for n in range(3)]
+    warehouse.upsert_documents(docs)
+    warehouse.set_quarantine(Category.POSTS, docs[0].id, ["too short"])
+    live = warehouse.content_hashes()
+    assert live == {d.id: (Category.POSTS, d.content_hash) for d in docs[1:]}
+    assert set(warehouse.content_hashes(include_quarantined=True)) == {d.id for d in docs}
+    assert warehouse.content_hashes(author_id="nobody") == {}
+    got = warehouse.documents_by_id(Category.POSTS, [docs[2].id, "missing", docs[1].id])
+    assert [d.id for d in got] == sorted([docs[1].id, docs[2].id])
+    assert got[0].content_hash in {docs[1].content_hash, docs[2].content_hash}
+    assert warehouse.documents_by_id(Category.ARTICLES, [docs[1].id]) == []
 
 
 def test_get_or_create_user_is_idempotent(warehouse) -> None:

@@ -15,11 +15,13 @@ def _snapshot(settings) -> dict:
     """Every warehouse row, minus the crawl timestamps that a re-run may touch."""
     from twin_core.stores.warehouse import open_warehouse
 
-    db = open_warehouse(settings).db
-    out = {}
-    for name in ("users", *(c.collection for c in Category)):
-        rows = [{k: v for k, v in r.items() if k not in ("crawled_at", "checked_at")} for r in db[name].find({})]
-        out[name] = sorted(rows, key=lambda r: r["_id"])
+    warehouse = open_warehouse(settings)
+    out = {"users": [u.to_mongo() for u in warehouse.users()]}
+    for cat in Category:
+        docs = warehouse.iter_documents(cat, include_quarantined=True)
+        out[cat.collection] = [
+            {k: v for k, v in d.to_mongo().items() if k not in ("crawled_at", "checked_at")} for d in docs
+        ]
     return out
 
 

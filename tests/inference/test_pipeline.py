@@ -79,31 +79,44 @@ def test_bad_requests_are_input_errors(rag_pipeline: Any, req: RAGRequest) -> No
 
 
 def test_answer_is_logged(rag_pipeline: Any) -> None:
-    # the embedded warehouse is thread-bound: read it on the pipeline's warehouse thread
-    logs = rag_pipeline.on_warehouse(lambda: rag_pipeline.warehouse.db["inference_logs"])
-    before = rag_pipeline.on_warehouse(logs.count_documents, {})
+    warehouse = rag_pipeline.warehouse
+    before = len(list(warehouse.inference_logs()))
     answer = rag_pipeline.answer(RAGRequest("What is idempotency?", "Ada Quillfeather", max_new_tokens=4))
-    assert answer.completion_tokens <= 4 and answer.prompt_tokens > 0 and answer.sources
+    assert answer.completion_tokens <= 4
+    assert answer.prompt_tokens > 0
+    assert answer.sources
     assert answer.model_version.startswith("smollm2-135m-instruct")
-    row = rag_pipeline.on_warehouse(lambda: list(logs.find({}).sort("time", -1).limit(1))[0])
-    assert rag_pipeline.on_warehouse(logs.count_documents, {}) == before + 1
-    assert row["status"] == "ok" and row["query"] == "What is idempotency?" and row["author"] == "Ada Quillfeather"
-    assert row["retrieved"] and {"chunk_id", "score"} <= set(row["retrieved"][0])
-    assert row["completion_tokens"] == answer.completion_tokens and row["answer"] == answer.answer
-    assert set(row["latency_ms"]) == {"retrieval", "generation", "total"} and row["model_version"]
+    rows = list(warehouse.inference_logs())
+    assert len(rows) == before + 1
+    row = rows[-1]  # time-ordered: the newest is last
+    assert row.status == "ok"
+    assert row.query == "What is idempotency?"
+    assert row.author == "Ada Quillfeather"
+    assert row.retrieved
+    assert row.retrieved[0].chunk_id
+    assert row.retrieved[0].score is not None
+    assert row.completion_tokens == answer.completion_tokens
+    assert row.answer == answer.answer
+    assert row.latency_ms.total is not None
+    assert row.latency_ms.generation is not None
+    assert row.model_version == answer.model_version
+    assert [r.id for r in warehouse.inference_logs(author="ada quillfeather", model_version=answer.model_version)][
+        -1
+    ] == row.id
 
 
 def test_failed_log_write_never_fails_the_request(rag_pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     log = rag_pipeline.request_log
 
     class _Broken:
-        def __getitem__(self, name: str) -> Any:
+        def append_inference_log(self, row: Any) -> None:
             raise RuntimeError("disk full")
 
-    monkeypatch.setattr(log, "db", _Broken())
+    monkeypatch.setattr(log, "warehouse", _Broken())
     before = log.failures
     answer = rag_pipeline.answer(RAGRequest("What is chunking?", "Ada Quillfeather", max_new_tokens=2))
-    assert answer.answer is not None and log.failures == before + 1
+    assert answer.answer is not None
+    assert log.failures == before + 1
 
 
 def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> None:

@@ -144,12 +144,19 @@ def test_request_log_row_and_metrics(served: Any) -> None:
     assert resp.status_code == 200
     from twin_core.stores.warehouse import open_warehouse
 
-    row = open_warehouse(served.settings).db["inference_logs"].find_one({"request_id": rid})
-    assert row is not None and row["status"] == "ok" and row["transport"] == "http"
-    assert row["query"] == "What is idempotency?" and row["author"] == "Ada Quillfeather"
-    assert row["retrieved"] and row["prompt_tokens"] > 0 and row["completion_tokens"] <= 2
-    assert row["latency_ms"]["retrieval"] is not None and row["latency_ms"]["total"] >= row["latency_ms"]["generation"]
-    assert "ada-test-key" not in json.dumps(row, default=str)
+    rows = [r for r in open_warehouse(served.settings).inference_logs() if r.request_id == rid]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.status == "ok"
+    assert row.transport == "http"
+    assert row.query == "What is idempotency?"
+    assert row.author == "Ada Quillfeather"
+    assert row.retrieved
+    assert row.prompt_tokens > 0
+    assert row.completion_tokens <= 2
+    assert row.latency_ms.retrieval is not None
+    assert row.latency_ms.total >= row.latency_ms.generation
+    assert "ada-test-key" not in row.model_dump_json()
     text = requests.get(f"{served.url}/metrics", timeout=5).text
     assert 'twin_requests_total{status="ok"}' in text and "twin_retrieval_seconds_count" in text
     assert 'twin_rejected_total{reason="unauthorized"}' in text and "twin_request_log_failures_total" in text

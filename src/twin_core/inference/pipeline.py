@@ -6,15 +6,14 @@ predictor (``LLMBackend.chat``) by ``twin serve``. Each step is timed and logged
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from twin_core.domain.documents import Category, UserDocument
+from twin_core.domain.inference import InferenceLog, LatencyMs, RetrievedRef
 from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
@@ -27,7 +26,6 @@ from twin_core.llm.prompt import ContextChunk, Prompt, TokenCounter, build_messa
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -105,7 +103,7 @@ class RAGPipeline:
         self,
         settings: Settings,
         *,
-        warehouse: Any,  # a Warehouse, or a factory called on the warehouse thread
+        warehouse: Any,  # a Warehouse, or a factory of one
         retriever: Retriever,
         tokens: TokenCounter | None,
         llm: LLMBackend | None = None,
@@ -113,10 +111,7 @@ class RAGPipeline:
         request_log: RequestLog | Callable[[Any], RequestLog] | None = None,
     ) -> None:
         self.settings = settings
-        # The embedded warehouse is a SQLite connection usable only by the thread that opened it, and
-        # servers call us from worker threads: every warehouse access runs on one dedicated thread.
-        self._wh_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
-        self.warehouse = self.on_warehouse(warehouse) if callable(warehouse) else warehouse
+        self.warehouse = warehouse() if callable(warehouse) else warehouse
         self.retriever = retriever
         self.tokens = tokens
         self.llm = llm
@@ -124,13 +119,8 @@ class RAGPipeline:
         self.request_log = request_log(self.warehouse) if callable(request_log) else request_log
 
     # -- author ----------------------------------------------------------------------------------
-    def on_warehouse(self, fn: Callable[..., T], *args: Any) -> T:
-        if threading.current_thread().name.startswith("warehouse"):
-            return fn(*args)
-        return self._wh_thread.submit(fn, *args).result()
-
     def users(self) -> list[UserDocument]:
-        return self.on_warehouse(lambda: self.warehouse.users())
+        return self.warehouse.users()
 
     def resolve_author(self, query: str, requested: str | None, key_author: str | None) -> AuthorMatch:
         """Whose content may be retrieved.
@@ -275,32 +265,32 @@ class RAGPipeline:
             return
         total = time.perf_counter() - started if started is not None else None
         retrieval = prepared.retrieval if prepared else None
-        row: dict[str, Any] = {
-            "request_id": request_id,
-            "transport": transport,
-            "status": status,
-            "error": f"{type(error).__name__}: {error}" if error else None,
-            "query": req.query if isinstance(req.query, str) else None,
-            "author": retrieval.author.full_name if retrieval else None,
-            "author_id": retrieval.author.id if retrieval else None,
-            "author_method": retrieval.author_method if retrieval else None,
-            "expanded_queries": retrieval.queries[1:] if retrieval else [],
-            "retrieved": [
-                {"chunk_id": c.id, "score": c.score, "rerank_score": c.rerank_score, "link": c.link}
+        row = InferenceLog(
+            request_id=request_id,
+            transport=transport,
+            status=status,
+            error=f"{type(error).__name__}: {error}" if error else None,
+            query=req.query if isinstance(req.query, str) else None,
+            author=retrieval.author.full_name if retrieval else None,
+            author_id=retrieval.author.id if retrieval else None,
+            author_method=retrieval.author_method if retrieval else None,
+            expanded_queries=retrieval.queries[1:] if retrieval else [],
+            retrieved=[
+                RetrievedRef(chunk_id=c.id, score=c.score, rerank_score=c.rerank_score, link=c.link)
                 for c in (retrieval.chunks if retrieval else [])
             ],
-            "reranker": retrieval.reranker if retrieval else None,
-            "prompt_tokens": result.prompt_tokens if result else None,
-            "completion_tokens": result.completion_tokens if result else None,
-            "answer": result.answer if result else None,
-            "model_version": result.model_version if result else getattr(self.llm, "model_version", None),
-            "latency_ms": {
-                "retrieval": round(retrieval.seconds * 1000, 2) if retrieval else None,
-                "generation": round(result.timings["generation_s"] * 1000, 2) if result else None,
-                "total": round(total * 1000, 2) if total is not None else None,
-            },
-        }
-        self.on_warehouse(self.request_log.write, row)
+            reranker=retrieval.reranker if retrieval else None,
+            prompt_tokens=result.prompt_tokens if result else None,
+            completion_tokens=result.completion_tokens if result else None,
+            answer=result.answer if result else None,
+            model_version=result.model_version if result else getattr(self.llm, "model_version", None),
+            latency_ms=LatencyMs(
+                retrieval=round(retrieval.seconds * 1000, 2) if retrieval else None,
+                generation=round(result.timings["generation_s"] * 1000, 2) if result else None,
+                total=round(total * 1000, 2) if total is not None else None,
+            ),
+        )
+        self.request_log.write(row)
 
 
 def open_pipeline(
@@ -326,5 +316,5 @@ def open_pipeline(
         retriever=retriever,
         tokens=llm,
         llm=llm,
-        request_log=lambda wh: RequestLog(wh.db),
+        request_log=lambda wh: RequestLog(wh),
     )

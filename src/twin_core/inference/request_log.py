@@ -1,5 +1,5 @@
-"""The inference request log: one append-only row per request in the warehouse collection
-``inference_logs`` (read by the monitoring stage for drift reports).
+"""The inference request log: one append-only ``InferenceLog`` row per request, written through the
+warehouse (``Warehouse.append_inference_log``; read back with ``Warehouse.inference_logs``).
 
 A failed write never fails the request: it is logged and counted (``failures``, and the Prometheus
 counter ``twin_request_log_failures_total`` when serving).
@@ -8,30 +8,29 @@ counter ``twin_request_log_failures_total`` when serving).
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+from twin_core.domain.inference import InferenceLog
 
 log = logging.getLogger(__name__)
 
-COLLECTION = "inference_logs"
+
+class LogSink(Protocol):
+    def append_inference_log(self, row: InferenceLog) -> None: ...
 
 
 class RequestLog:
-    def __init__(self, db: Any, on_failure: Callable[[], None] | None = None) -> None:
-        self.db = db
+    def __init__(self, warehouse: LogSink, on_failure: Callable[[], None] | None = None) -> None:
+        self.warehouse = warehouse
         self.failures = 0
         self._on_failure = on_failure
-        self._lock = threading.Lock()
 
-    def write(self, row: dict[str, Any]) -> bool:
-        """Insert ``row`` (adds ``_id`` and ``time`` when missing). Returns False if the write failed."""
-        doc = {"_id": str(uuid.uuid4()), "time": datetime.now(UTC), **row}
+    def write(self, row: InferenceLog | dict[str, Any]) -> bool:
+        """Append ``row`` (a dict gets a fresh ``id`` and ``time``). Returns False if the write failed."""
         try:
-            with self._lock:  # the embedded warehouse (SQLite) prefers one writer at a time
-                self.db[COLLECTION].insert_one(doc)
+            entry = row if isinstance(row, InferenceLog) else InferenceLog.model_validate(row)
+            self.warehouse.append_inference_log(entry)
             return True
         except Exception as exc:
             self.failures += 1

@@ -147,7 +147,7 @@ class TwinTransformer(kserve.Model):
             retriever=VectorRetriever(store, load_embedder(self.settings)),
             tokens=tokens,
             llm=llm,
-            request_log=lambda wh: RequestLog(wh.db, on_failure=metrics.LOG_FAILURES.inc),
+            request_log=lambda wh: RequestLog(wh, on_failure=metrics.LOG_FAILURES.inc),
         )
         self.ready = True
         return self.ready

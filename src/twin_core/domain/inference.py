@@ -1,0 +1,75 @@
+"""One row of the inference request log (warehouse collection ``inference_logs``).
+
+Written by the RAG pipeline for every request, successful or not; read by monitoring (drift),
+evaluation/deploy (watch windows by ``model_version``) and serving. Everything is optional except
+``id``, ``time`` and ``status``; keys this model does not know are ignored on read, so rows written
+by an older or newer version stay readable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+INFERENCE_LOGS_COLLECTION = "inference_logs"
+
+
+class RetrievedRef(BaseModel):
+    """A chunk the request retrieved (and, after reranking, kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    chunk_id: str | None = None
+    score: float | None = None
+    rerank_score: float | None = None
+    link: str | None = None
+
+
+class LatencyMs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    retrieval: float | None = None
+    generation: float | None = None
+    total: float | None = None
+
+
+class InferenceLog(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))  # stored as ``_id``
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    status: str  # "ok" | "error" | "rejected" | "unavailable"
+    request_id: str | None = None
+    transport: str | None = None  # "cli" | "http"
+    error: str | None = None
+    query: str | None = None
+    author: str | None = None  # full name
+    author_id: str | None = None
+    author_method: str | None = None  # how the author was chosen (api_key, named, only_author, ...)
+    expanded_queries: list[str] = Field(default_factory=list)
+    retrieved: list[RetrievedRef] = Field(default_factory=list)
+    reranker: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    answer: str | None = None
+    model_version: str | None = None
+    latency_ms: LatencyMs = Field(default_factory=LatencyMs)
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # a store without tz support hands back naive datetimes: they were written in UTC
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def to_mongo(self) -> dict[str, Any]:
+        row = self.model_dump(mode="python", exclude={"id"})
+        return {"_id": self.id, **row}
+
+    @classmethod
+    def from_mongo(cls, row: dict[str, Any]) -> InferenceLog:
+        data = {k: v for k, v in row.items() if k != "_id"}
+        data["id"] = str(row["_id"])
+        return cls.model_validate(data)
