@@ -167,6 +167,9 @@ def run_training(
         settings, work / "comet", f"{kind}-{td.author_slug}-{rid}", params, [kind, td.author_slug, profile.name]
     )
     callbacks = [checkpoints.make_callback(store, rid), tracker.callback()]
+    from transformers import set_seed
+
+    set_seed(profile.seed)  # the LoRA init too: a run is reproducible step for step
     if kind == "sft":
         from trl import SFTTrainer
 
@@ -265,7 +268,6 @@ def run_training(
 def _tracker(settings: Settings, folder: Path, name: str, params: dict[str, Any], tags: list[str]) -> Any:
     from twin_core.training.tracking import Tracker
 
-    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
     return Tracker(settings, folder, name, params, tags)
 
 

@@ -1,0 +1,102 @@
+"""Profiles, and bad input refused before any training: exit codes, clear messages, nothing registered."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from twin_core.errors import ConfigError
+from twin_core.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repo_profiles_load() -> None:
+    from twin_core.training.profiles import available_profiles, load_profile
+
+    settings = load_settings()
+    assert {"cpu-tiny", "gpu-8b", "gpu-70b"} <= set(available_profiles(settings))
+    tiny = load_profile(settings, "cpu-tiny")
+    assert (tiny.device, tiny.quantization, tiny.precision) == ("cpu", None, "fp32")
+    gpu = load_profile(settings, "gpu-8b")
+    assert gpu.device == "gpu" and gpu.quantization.bits == 4 and gpu.quantization.quant_type == "nf4"
+    assert gpu.precision == "bf16" and gpu.packing and gpu.gradient_checkpointing
+    big = load_profile(settings, "gpu-70b")
+    assert big.accelerate.num_processes == 4 and big.execution_profile == "gpu-multi"
+    assert Path(big.accelerate.config_file).is_file() and big.quantization.quant_storage == "bfloat16"
+    assert tiny.dpo.beta == 0.1 and gpu.dpo.beta == 0.5
+    with pytest.raises(ConfigError, match="unknown training profile 'nope'"):
+        load_profile(settings, "nope")
+
+
+def test_accelerate_launch_command() -> None:
+    from twin_core.training.launch import launch_command
+    from twin_core.training.profiles import load_profile
+
+    big = load_profile(load_settings(), "gpu-70b")
+    cmd = launch_command(big, ["train", "sft", "--dataset", "instruct/a/v0001", "--profile", "gpu-70b"])
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[cmd.index("--config_file") + 1].endswith("configs/training/accelerate-fsdp.yaml")
+    assert cmd[-7:] == ["twin_core.cli.main", "train", "sft", "--dataset", "instruct/a/v0001", "--profile", "gpu-70b"]
+
+
+def _registered(settings) -> list:
+    from twin_core.stores.registry import open_registry
+
+    return open_registry(settings).list()
+
+
+def test_gpu_profile_without_gpu_is_refused(twin, train_env, tsettings, instruct_version: str) -> None:
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", "gpu-8b", env=train_env)
+    assert run.returncode == 2, run.stderr
+    assert "needs a CUDA GPU and none is visible" in run.result["error"] and "gpu-8b" in run.result["error"]
+    assert _registered(tsettings) == []
+
+
+def test_missing_and_empty_datasets_exit_3(twin, train_env, tsettings) -> None:
+    from training_fixtures import write_dataset
+
+    run = twin("train", "sft", "--dataset", "instruct/ada-quillfeather/v0042", "--profile", "tiny-test", env=train_env)
+    assert run.returncode == 3 and "v0042" in run.result["error"]
+    empty = write_dataset(tsettings, "instruct", [], [])
+    run = twin("train", "sft", "--dataset", empty, "--profile", "tiny-test", env=train_env)
+    assert run.returncode == 3 and "no usable training rows" in run.result["error"]
+    pref = write_dataset(tsettings, "preference", [], [])
+    run = twin("train", "sft", "--dataset", pref, "--profile", "tiny-test", env=train_env)
+    assert run.returncode == 3 and "is a preference dataset" in run.result["error"]
+    assert _registered(tsettings) == []
+
+
+def test_dpo_needs_a_known_sft_model(twin, train_env, tsettings, preference_version: str) -> None:
+    run = twin(
+        "train", "dpo", "--dataset", preference_version, "--from", "ada-quillfeather/v0007",
+        "--profile", "tiny-test", env=train_env,
+    )  # fmt: skip
+    assert run.returncode == 3 and "unknown model version ada-quillfeather/v0007" in run.result["error"]
+
+
+def test_base_model_not_available_offline_names_it(twin, train_env, tsettings, instruct_version: str, tmp_path) -> None:
+    profile = tmp_path / "offline.yaml"
+    text = (Path(__file__).parent / "profiles" / "tiny-test.yaml").read_text()
+    profile.write_text(text.replace("base_model: smollm2-135m-instruct-gguf", "base_model: acme/not-cached-8b"))
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
+    assert run.returncode == 2
+    assert "base model 'acme/not-cached-8b' cannot be loaded offline" in run.result["error"]
+    assert _registered(tsettings) == []
+
+
+def test_parquet_fixture_layout(tsettings, instruct_version: str) -> None:
+    """The fixture writes the CONTRACTS §2 layout (guards the tests against drifting from it)."""
+    import pyarrow.parquet as pq
+
+    from twin_core.stores.artifacts import open_artifact_store
+
+    store = open_artifact_store(tsettings)
+    kind, slug, version = instruct_version.split("/")
+    av = store.get_version(f"datasets/{kind}/{slug}", version)
+    assert {"train.parquet", "test.parquet"} <= set(av.metadata["files"])
+    table = pq.read_table(io.BytesIO(store.read_version_file(f"datasets/{kind}/{slug}", version, "train.parquet")))
+    assert table.column_names == ["id", "instruction", "answer", "document_id", "category", "link", "split"]

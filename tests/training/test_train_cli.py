@@ -1,0 +1,135 @@
+"""`twin train sft` then `twin train dpo` end to end (tiny profile), a killed run resumed, Comet archives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from training_fixtures import AUTHOR, TWIN_BIN_PATH
+
+pytestmark = pytest.mark.slow
+
+
+def _comet_metrics(zip_path: Path) -> dict[str, list[float]]:
+    """metric name -> values, read from a Comet offline archive."""
+    found: dict[str, list[float]] = {}
+    with zipfile.ZipFile(zip_path) as zf:
+        for name in zf.namelist():
+            if not name.endswith(".json"):
+                continue
+            for line in zf.read(name).decode("utf-8", "replace").splitlines():
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                metric = (msg.get("payload") or {}).get("metric") if isinstance(msg, dict) else None
+                if metric and "metricName" in metric:
+                    found.setdefault(metric["metricName"], []).append(float(metric["metricValue"]))
+    return found
+
+
+def test_sft_then_dpo_registers_candidates(twin, train_env, tsettings, instruct_version, preference_version) -> None:
+    from twin_core.stores.registry import open_registry
+
+    sft = twin("train", "sft", "--dataset", instruct_version, "--profile", "tiny-test", env=train_env)
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    r = sft.result
+    assert (r["model"], r["stage"], r["steps"], r["resumed_from_step"]) == (
+        "ada-quillfeather/v0001",
+        "candidate",
+        4,
+        None,
+    )
+    m = r["metrics"]
+    assert m["last_loss"] < m["first_loss"]
+    assert m["perplexity_trained"] < m["perplexity_base"]  # moved toward the author's held-out text
+    assert "held-out perplexity base" in sft.stderr
+
+    reg = open_registry(tsettings)
+    mv = reg.get(r["model"])
+    assert mv.author == AUTHOR and mv.metadata["dataset_versions"] == [instruct_version]
+    assert mv.metadata["comet_experiment_key"] == r["comet_experiment_key"] and not mv.metadata["comet_online"]
+    assert mv.metadata["config"]["profile"]["name"] == "tiny-test" and mv.metadata["metrics"] == m
+    for needed in (
+        "merged/config.json",
+        "merged/model.safetensors",
+        "merged/tokenizer.json",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        mv.metadata["comet_archive"],
+    ):
+        assert needed in mv.files, needed  # fmt: skip
+    archive = Path(mv.storage_uri).parent / mv.metadata["comet_archive"]
+    losses = _comet_metrics(archive)["loss"]
+    assert len(losses) == 4 and losses[0] == pytest.approx(m["first_loss"])
+
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(reg.local_weights(mv.ref)).config.model_type == "llama"
+
+    dpo = twin(
+        "train", "dpo", "--dataset", preference_version, "--from", mv.ref, "--profile", "tiny-test", env=train_env
+    )
+    assert dpo.returncode == 0, dpo.stderr[-3000:]
+    d = open_registry(tsettings).get(dpo.result["model"])
+    assert d.version == "v0002" and d.stage == "candidate" and d.metadata["kind"] == "dpo"
+    assert d.metadata["parent"] == mv.ref
+    assert d.metadata["dataset_versions"] == [preference_version, instruct_version]
+    assert "rewards_margins" in d.metadata["metrics"] and d.metadata["comet_archive"] in d.files
+    assert "loss" in _comet_metrics(Path(d.storage_uri).parent / d.metadata["comet_archive"])
+
+
+def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_version, tmp_path) -> None:
+    """SIGKILL after the first checkpoint (step 2 of 4); --resume continues at step 3 and registers once."""
+    from training_fixtures import run_json
+
+    from twin_core.stores.registry import open_registry
+
+    cmd = [TWIN_BIN_PATH, "train", "sft", "--dataset", instruct_version, "--profile", "tiny-test"]
+    env = {**os.environ, **train_env}
+    ckpt_glob = "training/*/checkpoints/v0001/metadata.json"
+    artifacts = Path(tsettings.artifacts_location)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(artifacts.glob(ckpt_glob)):
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)  # a spot node going away: no cleanup runs
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert open_registry(tsettings).list() == []
+
+    resumed = run_json([*cmd, "--resume"], env)
+    assert resumed["status"] == "ok", resumed
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
+    again = run_json([*cmd, "--resume"], env)  # a retried task: same model, still one version
+    assert again["model"] == resumed["model"]
+    versions = open_registry(tsettings).list()
+    assert [v.ref for v in versions] == ["ada-quillfeather/v0001"]
+    curve = versions[0].metadata["loss_curve"]
+    assert [step for step, _ in curve] == [3, 4]  # the step counter did not restart
+
+    # same data order: the resumed steps are the steps of an uninterrupted run
+    fresh_env = {**env, "TWIN_HOME": str(tmp_path / "fresh")}
+    from training_fixtures import sample_rows, write_dataset
+
+    from twin_core.settings import load_settings
+
+    train, test = sample_rows()
+    write_dataset(load_settings(home=tmp_path / "fresh"), "instruct", train, test)
+    full = run_json(cmd, fresh_env)
+    full_curve = json.loads(
+        (tmp_path / "fresh" / "artifacts" / "models" / "ada-quillfeather" / "v0001" / "metadata.json").read_text()
+    )["loss_curve"]
+    assert full["steps"] == 4
+    assert [round(loss, 3) for _, loss in full_curve[2:]] == [round(loss, 3) for _, loss in curve]
