@@ -147,9 +147,13 @@ class ServeSettings(_Group):
     max_query_chars: int = Field(2000, gt=0)
     max_body_bytes: int = Field(64_000, gt=0)
     request_timeout_s: float = Field(120.0, gt=0)
-    max_concurrency: int = Field(2, gt=0, description="Requests processed at once.")
+    max_concurrency: int = Field(8, gt=0, description="Requests processed at once (>= batch_max_size to fill batches).")
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 503.")
     retry_after_s: int = Field(5, gt=0)
+    batching: bool = Field(True, description="Batch concurrent generations (local predictor); off = one at a time.")
+    batch_max_size: int = Field(8, gt=0, description="Most requests in one batched generate.")
+    batch_window_ms: float = Field(10.0, ge=0, description="How long the first request waits for others to join.")
+    registry_poll_s: float = Field(5.0, ge=0, description="Registry poll period in seconds (0 = no polling).")
 
 
 class MonitorSettings(_Group):
