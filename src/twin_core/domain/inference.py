@@ -56,6 +56,7 @@ class InferenceLog(BaseModel):
     completion_tokens: int | None = None
     answer: str | None = None
     model_version: str | None = None
+    served_stage: str | None = None  # "base" | "production" | "canary": which registry stage answered (serving)
     latency_ms: LatencyMs = Field(default_factory=LatencyMs)
 
     @field_validator("time")

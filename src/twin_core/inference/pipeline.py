@@ -260,6 +260,7 @@ class RAGPipeline:
         started: float | None = None,
         transport: str = "cli",
         request_id: str | None = None,
+        served_stage: str | None = None,
     ) -> None:
         if self.request_log is None:
             return
@@ -284,6 +285,7 @@ class RAGPipeline:
             completion_tokens=result.completion_tokens if result else None,
             answer=result.answer if result else None,
             model_version=result.model_version if result else getattr(self.llm, "model_version", None),
+            served_stage=served_stage,
             latency_ms=LatencyMs(
                 retrieval=round(retrieval.seconds * 1000, 2) if retrieval else None,
                 generation=round(result.timings["generation_s"] * 1000, 2) if result else None,
