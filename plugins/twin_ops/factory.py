@@ -22,6 +22,35 @@ EMBEDDED_QDRANT_POOL = "twin_embedded_qdrant"
 EMBEDDED_QDRANT_POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
 
 
+def _volumes(prof: dict[str, Any]) -> dict[str, Any]:
+    """/tmp always; for training profiles a memory-backed /dev/shm (``shm_size``: PyTorch dataloaders and
+    NCCL outgrow the runtime's 64 MiB) and a per-pod ephemeral volume (``scratch``: checkpoints and model
+    downloads, created and deleted with the pod)."""
+    from kubernetes.client import models as k8s
+
+    volumes = [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())]
+    mounts = [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")]
+    if prof.get("shm_size"):
+        shm = k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(prof["shm_size"]))
+        volumes.append(k8s.V1Volume(name="dshm", empty_dir=shm))
+        mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
+    scratch = prof.get("scratch")
+    if scratch:
+        claim = k8s.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=scratch.get("storage_class"),
+            resources=k8s.V1VolumeResourceRequirements(requests={"storage": str(scratch["size"])}),
+        )
+        template = k8s.V1PersistentVolumeClaimTemplate(
+            metadata=k8s.V1ObjectMeta(labels={"app.kubernetes.io/part-of": "llm-twin"}), spec=claim
+        )
+        volumes.append(
+            k8s.V1Volume(name="scratch", ephemeral=k8s.V1EphemeralVolumeSource(volume_claim_template=template))
+        )
+        mounts.append(k8s.V1VolumeMount(name="scratch", mount_path=scratch.get("mount_path", "/scratch")))
+    return {"volumes": volumes, "volume_mounts": mounts}
+
+
 def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
     from kubernetes.client import models as k8s
 
@@ -51,9 +80,9 @@ def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
             "TWIN_PROGRESS": "0",
             "TMPDIR": "/tmp",
             "XDG_CACHE_HOME": "/tmp/.cache",
+            **{k: str(v) for k, v in prof.get("env", {}).items()},
         },
-        "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
-        "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        **_volumes(prof),
         "labels": {**LABELS, "llm-twin/profile": profile_name},
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True,  # uid/gid 10001 is the `twin` user of every image under images/
