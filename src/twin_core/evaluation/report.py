@@ -1,0 +1,189 @@
+"""The evaluation report: JSON and a readable HTML page in the artifact store, logged to Comet.
+
+Artifact ``evaluations/<author_slug>/<model_version>/vNNNN/``: ``report.json``, ``report.html`` and,
+offline, ``comet/<key>.zip`` (the Comet archive, uploadable later with ``comet upload``);
+``metadata.json`` last. Comet runs online when COMET_API_KEY is set, offline otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twin_core.settings import Settings
+from twin_core.stores.artifacts import open_artifact_store
+
+log = logging.getLogger(__name__)
+
+LABELS = {
+    "perplexity": ("Perplexity (held-out author text)", "lower"),
+    "style_similarity": ("Style similarity (cosine vs the author's answer)", "higher"),
+    "rouge_l": ("ROUGE-L F1 vs the author's answer", "higher"),
+    "judge_accuracy": ("Judge: accuracy (1-3)", "higher"),
+    "judge_style": ("Judge: style (1-3)", "higher"),
+    "groundedness": ("Groundedness in the retrieved context", "higher"),
+}
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Evaluation {{ r.candidate.ref }} vs {{ r.baseline.ref }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:1rem 0;width:100%}td,th{border:1px solid #ccc;padding:.35rem .6rem;
+text-align:left;vertical-align:top}th{background:#f4f4f4}.pass{color:#0a7d29;font-weight:600}
+.fail{color:#b00020;font-weight:600}.missing{color:#8a6d00;font-weight:600}.num{text-align:right;
+font-variant-numeric:tabular-nums}.banner{padding:.8rem 1rem;border-radius:6px;font-size:1.2rem}
+.banner.pass{background:#e6f4ea}.banner.fail{background:#fde7e9}details{margin:.4rem 0}
+pre{white-space:pre-wrap;margin:0}
+</style></head><body>
+<h1>Evaluation: {{ r.candidate.ref }}</h1>
+<p>Author <b>{{ r.author }}</b> &middot; dataset <code>{{ r.dataset_version }}</code> (test split,
+{{ r.rows }} rows) &middot; baseline <code>{{ r.baseline.ref }}</code>{% if r.baseline.note %}
+({{ r.baseline.note }}){% endif %} &middot; {{ created }}</p>
+<div class="banner {{ r.gate.decision }}">Gate: <b>{{ r.gate.decision | upper }}</b>
+{% if r.gate.failing %}&mdash; failing: {{ r.gate.failing | join(", ") }}{% endif %}
+{% if r.gate.missing %}&mdash; missing: {{ r.gate.missing | join(", ") }}
+{% if r.gate.fail_closed %}(fail closed){% else %}(skipped){% endif %}{% endif %}</div>
+<h2>Metrics</h2>
+<table><tr><th>metric</th><th>better</th><th class="num">candidate</th><th class="num">baseline</th>
+<th>gate rule</th><th>outcome</th></tr>
+{% for name, (label, better) in labels.items() %}{% set c = checks.get(name) %}
+<tr><td>{{ label }}</td><td>{{ better }}</td><td class="num">{{ fmt(r.metrics.candidate[name]) }}</td>
+<td class="num">{{ fmt(r.metrics.baseline[name]) }}</td><td>{{ c.rule if c else "(not gated)" }}</td>
+<td class="{{ c.outcome if c else '' }}">{{ c.outcome if c else "" }}
+{%- if c and c.reason %}: {{ c.reason }}{% endif %}</td></tr>
+{% endfor %}</table>
+<h2>RAG retrieval</h2>
+<p>{% if r.rag.status == "ok" %}hit@{{ r.rag.k }} <b>{{ fmt(r.rag.hit_at_k) }}</b>, MRR@{{ r.rag.k }}
+<b>{{ fmt(r.rag.mrr) }}</b> over {{ r.rag.queries }} held-out instructions (a hit: a chunk of the
+document the instruction was written from).{% else %}<span class="missing">missing</span>:
+{{ r.rag.reason }}{% endif %}</p>
+<h2>Judge</h2>
+<p>{{ r.judge.name }}: <span class="{{ 'pass' if r.judge.status == 'ok' else 'missing' }}">{{ r.judge.status }}</span>
+({{ r.judge.calls }} calls, {{ r.judge.failures }} failed)
+{%- if r.judge.reason %} &mdash; {{ r.judge.reason }}{% endif %}</p>
+<h2>Samples</h2>
+{% for s in r.samples %}<details><summary>{{ s.instruction[:140] }}</summary>
+<table><tr><th>author's answer</th><td><pre>{{ s.reference }}</pre></td></tr>
+{% for role in ("candidate", "baseline") %}<tr><th>{{ role }}</th><td><pre>{{ s[role].answer or "(no answer)" }}</pre>
+<small>ROUGE-L {{ fmt(s[role].rouge_l) }} &middot; style {{ fmt(s[role].style_similarity) }} &middot;
+grounded {{ fmt(s[role].groundedness) }} &middot;
+judge {{ s[role].judge_accuracy or "-" }}/{{ s[role].judge_style or "-" }}</small>
+</td></tr>{% endfor %}
+<tr><th>source</th><td>{{ s.source or "" }} (retrieval rank {{ s.retrieval_rank or "-" }})</td></tr></table>
+</details>{% endfor %}
+<h2>Timing</h2><table>{% for k, v in r.seconds.items() %}
+<tr><td>{{ k }}</td><td class="num">{{ v }} s</td></tr>{% endfor %}</table>
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    checks = {c["metric"]: c for c in report["gate"]["checks"]}
+    return env.from_string(TEMPLATE).render(
+        r=report, labels=LABELS, checks=checks, fmt=_fmt, created=report.get("created_at", "")
+    )
+
+
+def _comet(settings: Settings, report: dict[str, Any], html: str, folder: Path) -> dict[str, Any]:
+    """Log params, both metric columns, the gate and the HTML page; returns key/mode/archive path."""
+    import comet_ml
+
+    online = bool(os.environ.get("COMET_API_KEY"))
+    config = comet_ml.ExperimentConfig(
+        name=f"eval-{report['candidate']['ref'].replace('/', '-')}",
+        tags=["evaluation", report["author_slug"], report["gate"]["decision"]],
+        offline_directory=str(folder),
+        auto_metric_logging=False,
+        auto_param_logging=False,
+        log_code=False,
+        log_git_metadata=False,
+        log_git_patch=False,
+        display_summary_level=0,
+    )
+    exp = comet_ml.start(
+        project_name=settings.eval.comet_project,
+        workspace=settings.training.comet_workspace if online else None,
+        online=online,
+        experiment_config=config,
+    )
+    exp.log_parameters(
+        {
+            "candidate": report["candidate"]["ref"],
+            "baseline": report["baseline"]["ref"],
+            "dataset_version": report["dataset_version"],
+            "rows": report["rows"],
+        }
+    )
+    for role in ("candidate", "baseline"):
+        numbers = {f"{role}.{k}": v for k, v in report["metrics"][role].items() if isinstance(v, (int, float))}
+        exp.log_metrics(numbers)
+    rag = {f"rag.{k}": report["rag"][k] for k in ("hit_at_k", "mrr") if report["rag"].get(k) is not None}
+    exp.log_metrics({**rag, "gate.passed": int(report["gate"]["passed"])})
+    exp.log_html(html)
+    key = exp.get_key()
+    exp.end()
+    archive = None
+    if not online:
+        zips = sorted(folder.glob(f"{key}*.zip")) or sorted(folder.glob("*.zip"))
+        archive = zips[-1] if zips else None
+    return {"key": key, "mode": "online" if online else "offline", "archive": archive}
+
+
+def write_report(settings: Settings, report: dict[str, Any], *, comet: bool = True) -> dict[str, Any]:
+    """Store report.json + report.html (+ the Comet archive) as a new artifact version; returns locations."""
+    from datetime import UTC, datetime
+
+    report = {**report, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    html = render_html(report)
+    store = open_artifact_store(settings)
+    name = f"evaluations/{report['author_slug']}/{report['candidate']['ref'].split('/')[-1]}"
+    files: dict[str, bytes | Path] = {}
+    comet_info: dict[str, Any] = {"mode": "off"}
+    with tempfile.TemporaryDirectory(prefix="twin-eval-") as tmp:
+        if comet:
+            try:
+                comet_info = _comet(settings, report, html, Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - tracking is best effort; the report itself is stored
+                log.warning("Comet logging failed: %s: %s", type(exc).__name__, exc)
+                comet_info = {"mode": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            if comet_info.get("archive"):
+                archive = Path(comet_info["archive"])
+                files[f"comet/{archive.name}"] = archive.read_bytes()
+        tracked = {k: (str(v) if isinstance(v, Path) else v) for k, v in comet_info.items() if k != "archive"}
+        if comet_info.get("archive"):
+            tracked["archive"] = f"comet/{Path(comet_info['archive']).name}"
+        report["comet"] = tracked
+        files["report.json"] = json.dumps(report, indent=2, default=str, ensure_ascii=False).encode()
+        files["report.html"] = render_html(report).encode()
+        meta = {
+            "candidate": report["candidate"]["ref"],
+            "baseline": report["baseline"]["ref"],
+            "dataset_version": report["dataset_version"],
+            "gate": report["gate"]["decision"],
+            "failing": report["gate"]["failing"],
+            "metrics": report["metrics"],
+            "comet": tracked,
+        }
+        av = store.put_version(name, files, meta)
+    return {
+        "artifact": f"{name}/{av.version}",
+        "json": store.uri(f"{name}/{av.version}/report.json"),
+        "html": store.uri(f"{name}/{av.version}/report.html"),
+        "comet": report["comet"],
+    }

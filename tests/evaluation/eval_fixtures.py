@@ -1,0 +1,122 @@
+"""Evaluation/deploy test helpers: a tiny dataset version and registered model versions (CONTRACTS §2/§3)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+AUTHOR = "Ada Quillfeather"
+SLUG = "ada-quillfeather"
+
+ROWS = [
+    (
+        "r1",
+        "How do you keep a Kafka consumer from falling behind?",
+        "Batch the polls, commit offsets late, and watch the consumer lag metric before it pages you.",
+        "doc-kafka",
+        "https://ada.example/kafka",
+    ),
+    (
+        "r2",
+        "Why do you prefer Postgres for queues?",
+        "Postgres gives me SKIP LOCKED, transactions and one "
+        "less system to run, which beats a dedicated broker for small teams.",
+        "doc-pg",
+        "https://ada.example/pg",
+    ),
+    (
+        "r3",
+        "What is your advice on feature stores?",
+        "Start with a table and a cron job; a feature store "
+        "earns its place only when several models share the same features.",
+        "doc-fs",
+        "https://ada.example/fs",
+    ),
+]
+
+
+def _parquet(rows: list[dict[str, Any]]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    return buf.getvalue()
+
+
+def write_dataset(settings: Any, *, empty_test: bool = False) -> str:
+    from twin_core.stores.artifacts import open_artifact_store
+
+    rows = [
+        {
+            "id": i,
+            "instruction": q,
+            "answer": a,
+            "document_id": d,
+            "category": "articles",
+            "link": link,
+            "split": "test",
+        }
+        for i, q, a, d, link in ROWS
+    ]
+    train = [{**r, "id": "t" + r["id"], "split": "train"} for r in rows]
+    files = {"train.parquet": _parquet(train)}
+    if not empty_test:
+        files["test.parquet"] = _parquet(rows)
+    av = open_artifact_store(settings).put_version(
+        f"datasets/instruct/{SLUG}",
+        files,
+        {
+            "author": AUTHOR,
+            "author_slug": SLUG,
+            "kind": "instruct",
+            "counts": {"train": 3, "test": 0 if empty_test else 3},
+        },
+    )
+    return f"instruct/{SLUG}/{av.version}"
+
+
+def fake_model_folder(root: Path, name: str) -> Path:
+    """A model folder the registry accepts (merged/config.json); tests inject their own loader."""
+    folder = root / name
+    (folder / "merged").mkdir(parents=True, exist_ok=True)
+    (folder / "merged" / "config.json").write_text(json.dumps({"name": name}))
+    return folder
+
+
+def register(settings: Any, folder: Path, dataset: str, base_model: str) -> Any:
+    from twin_core.stores.registry import open_registry
+
+    return open_registry(settings).register(
+        AUTHOR, folder, {"base_model": base_model, "dataset_versions": [dataset], "kind": "sft"}
+    )
+
+
+class FakeLLM:
+    """Answers with a fixed text per model; counts calls. ``fail`` raises like a dead endpoint."""
+
+    def __init__(self, version: str, answers: dict[str, str] | None = None, default: str = "", fail: bool = False):
+        self.model_version = version
+        self.answers = answers or {}
+        self.default = default
+        self.fail = fail
+        self.calls = 0
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return text[: max_tokens * 4]
+
+    def chat(self, messages: list[dict[str, str]], *, max_new_tokens: int, temperature: float = 0.0, timeout_s=None):
+        from twin_core.errors import BackendUnavailable
+        from twin_core.llm.base import Generation
+
+        self.calls += 1
+        if self.fail:
+            raise BackendUnavailable("judge endpoint: connection refused")
+        user = messages[-1]["content"]
+        text = next((a for q, a in self.answers.items() if q in user), self.default)
+        return Generation(text, 10, 10, self.model_version, 0.0)

@@ -1,0 +1,212 @@
+"""Evaluation: metrics, judge parsing, the gate, and evaluate() end to end with injected models."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eval_fixtures import AUTHOR, ROWS, FakeLLM, fake_model_folder, register, write_dataset
+
+REFERENCES = {q: a for _, q, a, _, _ in ROWS}
+
+
+def bow_embed(texts: list[str]) -> list[list[float]]:
+    """Unit-normalized bag of words over a hashed vocabulary (deterministic, no model)."""
+    out = []
+    for text in texts:
+        vec = [0.0] * 64
+        for word in text.lower().split():
+            vec[sum(map(ord, word)) % 64] += 1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        out.append([v / norm for v in vec])
+    return out
+
+
+def retrieve(query: str, author: str, k: int) -> list[dict[str, Any]]:
+    """The right document at rank 1 for r1, rank 2 for r2, absent for r3."""
+    docs = {r[1]: r for r in ROWS}
+    row = docs[query]
+    other = {"document_id": "doc-other", "link": "https://ada.example/other", "text": "unrelated text about cats"}
+    right = {"document_id": row[3], "link": row[4], "text": row[2]}
+    if row[0] == "r1":
+        return [right, other][:k]
+    if row[0] == "r2":
+        return [other, right][:k]
+    return [other][:k]
+
+
+@pytest.fixture
+def setup(settings: Any, tmp_path: Path) -> dict[str, Any]:
+    dataset = write_dataset(settings)
+    base_folder = fake_model_folder(tmp_path, "base")  # resolve_base accepts a folder with config.json
+    cand = register(settings, fake_model_folder(tmp_path, "cand"), dataset, str(base_folder / "merged"))
+    models = {
+        # the candidate answers like the author; the base model does not
+        cand.ref: FakeLLM(cand.ref, answers=REFERENCES),
+        "base": FakeLLM("base", default="As an AI, I think databases are a complex and multifaceted topic."),
+    }
+
+    def load_model(_settings: Any, location: str, version: str) -> Any:
+        return models[version] if version in models else models["base"]
+
+    return {"dataset": dataset, "cand": cand, "models": models, "load_model": load_model}
+
+
+def _tools(setup: dict[str, Any], judge: Any = None) -> Any:
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import Tools
+
+    return Tools(embed=bow_embed, retrieve=retrieve, judge=judge or Judge(None, "off"), load_model=setup["load_model"])
+
+
+def test_metrics_exact_values() -> None:
+    from twin_core.evaluation import metrics as m
+
+    assert m.rouge_l(["the cat sat on the mat", None], ["the cat sat on the mat", "x"]) == [1.0, None]
+    ranks = [1, 2, None, 6]
+    assert m.hit_at_k(ranks, 5) == 0.5
+    assert m.mrr(ranks, 5) == pytest.approx((1 + 0.5) / 4)
+    assert m.groundedness("Kafka streams events to consumers", ["Kafka is a log that streams events"]) == 0.75
+    assert m.groundedness("anything", []) is None
+    assert m.mean([None, 1.0, 3.0]) == 2.0 and m.mean([None]) is None
+    hits = [{"document_id": "a", "link": "x"}, {"document_id": "b", "link": "y"}]
+    assert m.first_relevant_rank(hits, "b", None) == 2 and m.first_relevant_rank(hits, "z", "x") == 1
+
+
+def test_judge_parsing() -> None:
+    from twin_core.evaluation.judge import parse_scores
+
+    reply = 'Sure. {"accuracy": {"analysis": "ok", "score": 2}, "style": {"analysis": "fine", "score": 3}}'
+    assert parse_scores(reply) == {"accuracy": 2, "style": 3}
+    assert parse_scores("Accuracy: 2/3. Style: 1") == {"accuracy": 2, "style": 1}
+    assert parse_scores('{"accuracy": {"score": 7}}') == {"accuracy": None, "style": None}
+    assert parse_scores("no idea") == {"accuracy": None, "style": None}
+
+
+def test_gate_rules(settings: Any) -> None:
+    from twin_core.evaluation.config import load_eval_config
+    from twin_core.evaluation.gate import apply_gate
+
+    cfg = load_eval_config(settings)
+    base = {
+        "perplexity": 10.0,
+        "style_similarity": 0.5,
+        "rouge_l": 0.3,
+        "judge_accuracy": 2.0,
+        "judge_style": 2.0,
+        "groundedness": 0.6,
+    }
+    ok = apply_gate({**base, "perplexity": 10.2}, base, cfg)
+    assert ok.passed and ok.failing == []
+    bad = apply_gate({**base, "perplexity": 10.3, "style_similarity": 0.4}, base, cfg)
+    assert not bad.passed and bad.failing == ["perplexity", "style_similarity"]
+    check = next(c for c in bad.checks if c.metric == "perplexity")
+    assert check.bound == pytest.approx(10.2) and check.outcome == "fail"
+    no_judge = {**base, "judge_accuracy": None, "judge_style": None}
+    open_ = apply_gate(no_judge, base, cfg)
+    assert open_.passed and open_.missing == ["judge_accuracy", "judge_style"]
+    closed = apply_gate(no_judge, base, dataclasses.replace(cfg, fail_closed=True))
+    assert not closed.passed and closed.failing == ["judge_accuracy", "judge_style"]
+
+
+def test_bad_gate_config_is_a_config_error(settings: Any, tmp_path: Path) -> None:
+    from twin_core.errors import ConfigError
+    from twin_core.evaluation.config import load_eval_config
+
+    bad = tmp_path / "eval.yaml"
+    bad.write_text("gate:\n  metrics:\n    rouge_l: {better: sideways, min: 0}\n")
+    with pytest.raises(ConfigError, match="better must be higher or lower"):
+        load_eval_config(settings, bad)
+
+
+def test_evaluate_against_base(settings: Any, setup: dict[str, Any]) -> None:
+    from twin_core.evaluation.run import evaluate
+
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup))
+    assert res.baseline.ref.startswith("base:") and res.rows == 3 and res.author == AUTHOR
+    cand, base = res.metrics["candidate"], res.metrics["baseline"]
+    assert cand["rouge_l"] == pytest.approx(1.0) and base["rouge_l"] < 0.2
+    assert cand["style_similarity"] == pytest.approx(1.0) and base["style_similarity"] < cand["style_similarity"]
+    assert cand["perplexity"] is None  # fake models have no logits
+    assert res.rag["status"] == "ok" and res.rag["hit_at_k"] == pytest.approx(2 / 3)
+    assert res.rag["mrr"] == pytest.approx((1 + 0.5) / 3)
+    # r1/r2 retrieve their own document: the author's answer is fully grounded; r3 retrieved cat text
+    assert res.samples[0]["candidate"]["groundedness"] == 1.0
+    assert res.judge["status"] == "off" and cand["judge_accuracy"] is None
+    assert res.gate["passed"] is True
+    assert res.gate["missing"] == ["perplexity", "judge_accuracy", "judge_style"]
+
+
+def test_evaluate_production_baseline_falls_back_to_base(settings: Any, setup: dict[str, Any]) -> None:
+    from twin_core.evaluation.run import evaluate
+
+    res = evaluate(settings, setup["cand"].ref, "production", tools=_tools(setup))
+    assert res.baseline.ref.startswith("base:") and "no production version" in res.baseline.note
+
+
+def test_judge_down_is_missing_and_gate_uses_the_rest(settings: Any, setup: dict[str, Any]) -> None:
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import evaluate
+
+    dead = FakeLLM("judge", fail=True)
+    judge = Judge(dead, "dead endpoint", max_failures=2)
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge))
+    assert res.judge["status"] == "unavailable" and dead.calls == 2  # then no more calls
+    assert res.metrics["candidate"]["judge_accuracy"] is None  # missing, never 0
+    assert res.gate["passed"] is True and "judge_style" in res.gate["missing"]
+
+
+def test_judge_down_fail_closed(settings: Any, setup: dict[str, Any]) -> None:
+    from twin_core.evaluation.config import load_eval_config
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import evaluate
+
+    cfg = dataclasses.replace(load_eval_config(settings), fail_closed=True)
+    judge = Judge(FakeLLM("judge", fail=True), "dead endpoint")
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=cfg)
+    assert res.gate["passed"] is False
+    assert res.gate["failing"] == ["perplexity", "judge_accuracy", "judge_style"]
+
+
+def test_working_judge_scores(settings: Any, setup: dict[str, Any]) -> None:
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import evaluate
+
+    reply = '{"accuracy": {"analysis": "", "score": 3}, "style": {"analysis": "", "score": 2}}'
+    judge = Judge(FakeLLM("judge", default=reply), "fake judge")
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge))
+    assert res.metrics["candidate"]["judge_accuracy"] == 3.0 and res.metrics["baseline"]["judge_style"] == 2.0
+    assert res.judge["status"] == "ok" and res.judge["calls"] == 6
+
+
+def test_report_json_html_and_comet_offline(settings: Any, setup: dict[str, Any], monkeypatch: Any) -> None:
+    import json
+
+    from twin_core.evaluation.report import write_report
+    from twin_core.evaluation.run import evaluate
+
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup))
+    stored = write_report(settings, res.as_dict())
+    assert stored["artifact"] == "evaluations/ada-quillfeather/v0001/v0001"
+    report = json.loads(Path(stored["json"]).read_text())
+    assert report["gate"]["decision"] == "pass" and report["comet"]["mode"] == "offline"
+    html = Path(stored["html"]).read_text()
+    assert "Gate: <b>PASS</b>" in html and "ROUGE-L F1" in html and "&lt;" not in REFERENCES[ROWS[0][1]]
+    archive = Path(stored["json"]).parent / report["comet"]["archive"]
+    assert archive.is_file() and archive.suffix == ".zip"
+
+
+def test_unknown_version_and_empty_split(settings: Any, tmp_path: Path) -> None:
+    from twin_core.errors import InputError
+    from twin_core.evaluation.run import check_inputs
+
+    with pytest.raises(InputError, match="unknown model version"):
+        check_inputs(settings, "ada-quillfeather/v0042")
+    dataset = write_dataset(settings, empty_test=True)
+    mv = register(settings, fake_model_folder(tmp_path, "c"), dataset, "x")
+    with pytest.raises(InputError, match="empty test split"):
+        check_inputs(settings, mv.ref)
