@@ -11,6 +11,7 @@ app = typer.Typer(help="Fine-tune the twin (SFT with LoRA, then DPO).", no_args_
 _PROFILE_HELP = (
     "Training profile: configs/training/<name>.yaml (cpu-tiny, gpu-8b, gpu-70b). Default TWIN_TRAINING_PROFILE."
 )
+_STEPS_HELP = "Cap the optimizer steps (0 = the profile's; TWIN_TRAINING_MAX_STEPS)."
 _RESUME_HELP = "Continue from the newest checkpoint of the same run in the artifact store (none: start)."
 
 
@@ -27,12 +28,16 @@ def _report(result: dict) -> None:
     )
 
 
-def _run(kind: str, dataset: str, profile: str | None, resume: bool, from_ref: str | None = None) -> dict:
-    from twin_core.settings import get_settings
+def _run(
+    kind: str, dataset: str, profile: str | None, resume: bool, max_steps: int | None, from_ref: str | None = None
+) -> dict:
+    from twin_core.settings import get_settings, updated
     from twin_core.training.launch import maybe_relaunch, publish_result
     from twin_core.training.run import run_training
 
     settings = get_settings()
+    if max_steps:
+        settings = updated(settings, training_max_steps=max_steps)
     relaunched = maybe_relaunch(settings, profile)
     if relaunched is not None:
         return relaunched
@@ -49,9 +54,10 @@ def sft(
     dataset: str = typer.Option(..., "--dataset", help="Instruct dataset version: instruct/<author_slug>/vNNNN."),
     profile: str = typer.Option(None, "--profile", help=_PROFILE_HELP),
     resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
+    max_steps: int = typer.Option(0, "--max-steps", min=0, help=_STEPS_HELP),
 ) -> dict:
     """Supervised fine-tuning with LoRA (QLoRA on GPU profiles); registers a candidate model version."""
-    return _run("sft", dataset, profile, resume)
+    return _run("sft", dataset, profile, resume, max_steps)
 
 
 @app.command("dpo")
@@ -63,9 +69,10 @@ def dpo(
     ),
     profile: str = typer.Option(None, "--profile", help=_PROFILE_HELP),
     resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
+    max_steps: int = typer.Option(0, "--max-steps", min=0, help=_STEPS_HELP),
 ) -> dict:
     """Direct preference optimization from an SFT model version; registers a candidate model version."""
-    return _run("dpo", dataset, profile, resume, from_ref)
+    return _run("dpo", dataset, profile, resume, max_steps, from_ref)
 
 
 @app.command("profiles")

@@ -1,0 +1,170 @@
+"""twin_training: scheduled on the instruct Asset, SFT then DPO as GPU-profile pods (node pool, toleration,
+nvidia.com/gpu, memory-backed /dev/shm, ephemeral scratch volume), emits the candidate Asset; and it runs
+locally end to end with dag.test (TWIN_EXECUTION=local, a tiny profile, 2 steps).
+
+Runs in the Airflow environment: twin_core is never imported here; the steps run `.venv/bin/twin`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes_validate
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from kubernetes.client import ApiClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
+TWIN_PY = REPO_ROOT / ".venv" / "bin" / "python"
+TRAINING_TESTS = REPO_ROOT / "tests" / "training"
+
+
+@pytest.fixture
+def dag(local_dagbag):
+    return local_dagbag.dags["twin_training"]
+
+
+def test_schedule_graph_and_outlet(dag) -> None:
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert "twin://datasets/instruct" in str(dag.timetable.asset_condition)
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "plan_training": ["plan_dpo", "plan_sft"],
+        "plan_sft": ["train_sft"],
+        "train_sft": ["check_candidate", "plan_dpo"],
+        "plan_dpo": ["train_dpo"],
+        "train_dpo": ["check_candidate"],
+        "check_candidate": [],
+    }
+    assert {a.uri for a in dag.get_task("check_candidate").outlets} == {"twin://models/candidate"}
+    assert dag.params["profile"] == "cpu-tiny"  # local mode
+    assert dag.get_task("train_sft").partial_kwargs["profile"] == "cpu"  # cpu-tiny's execution_profile
+
+
+def test_plans_from_asset_events_and_form(dag) -> None:
+    plan = dag.get_task("plan_training").python_callable
+    event = SimpleNamespace(
+        extra={
+            "versions": {
+                "ada-q": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"},
+                "bo": {"instruct": "instruct/bo/v0001", "preference": None},
+            }
+        }
+    )
+    runs = plan({"profile": "cpu-tiny", "max_steps": 0}, triggering_asset_events={"twin://datasets/instruct": [event]})
+    assert [(r["slug"], r["instruct"], r["preference"]) for r in runs] == [
+        ("ada-q", "instruct/ada-q/v0002", "preference/ada-q/v0001"),
+        ("bo", "instruct/bo/v0001", None),
+    ]
+    assert runs[0]["args"] == ["--profile", "cpu-tiny", "--resume"]
+    sft = dag.get_task("plan_sft").python_callable(runs)
+    assert sft[0] == ["train", "sft", "--dataset", "instruct/ada-q/v0002", "--profile", "cpu-tiny", "--resume"]
+    dpo = dag.get_task("plan_dpo").python_callable(runs, [{"model": "ada-q/v0003"}, {"model": "bo/v0001"}])
+    assert dpo == [
+        ["train", "dpo", "--dataset", "preference/ada-q/v0001", "--from", "ada-q/v0003", "--profile", "cpu-tiny",
+         "--resume"],
+    ]  # fmt: skip
+    form = plan({"instruct": "instruct/ada-q/v0009", "preference": "", "profile": "tiny", "max_steps": 2})
+    assert form == [
+        {"slug": "ada-q", "instruct": "instruct/ada-q/v0009", "preference": None,
+         "args": ["--profile", "tiny", "--resume", "--max-steps", "2"]},
+    ]  # fmt: skip
+    assert plan({"profile": "x", "max_steps": 0}) == []
+
+
+def _validate(pod) -> dict:
+    manifest = ApiClient().sanitize_for_serialization(pod)
+    manifest.setdefault("apiVersion", "v1")
+    manifest.setdefault("kind", "Pod")
+    kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+    return manifest
+
+
+@pytest.mark.parametrize(("profile", "gpus", "pod_profile"), [("gpu-8b", "1", "gpu"), ("gpu-70b", "4", "gpu-multi")])
+def test_kubernetes_pods_are_gpu_pods(monkeypatch: pytest.MonkeyPatch, profile: str, gpus: str, pod_profile) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
+    if profile != "gpu-8b":
+        monkeypatch.setenv("TWIN_TRAINING_PROFILE", profile)
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["twin_training"]
+    assert dag.params["profile"] == profile
+    for task_id in ("train_sft", "train_dpo"):
+        task = dag.get_task(task_id)
+        kwargs = {k: v for k, v in task.partial_kwargs.items() if k != "task_id"}
+        op = KubernetesPodOperator(task_id=task_id, arguments=["train", "sft", "--profile", profile], **kwargs)
+        manifest = _validate(op.build_pod_request_obj(dry_run=True))
+        spec, container = manifest["spec"], manifest["spec"]["containers"][0]
+        assert manifest["metadata"]["labels"]["llm-twin/profile"] == pod_profile
+        assert container["image"].split("/")[-1].startswith("twin-trainer:")
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == gpus
+        assert spec["nodeSelector"] == {"llm-twin/pool": "gpu"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["dshm"]["emptyDir"]["medium"] == "Memory" and volumes["dshm"]["emptyDir"]["sizeLimit"]
+        claim = volumes["scratch"]["ephemeral"]["volumeClaimTemplate"]["spec"]
+        assert claim["accessModes"] == ["ReadWriteOnce"] and claim["resources"]["requests"]["storage"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert {"tmp": "/tmp", "dshm": "/dev/shm", "scratch": "/scratch"}.items() <= mounts.items()
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["TWIN_HOME"] == "/scratch/twin" and env["HF_HOME"] == "/scratch/hf"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _make_datasets(home: Path, env: dict[str, str]) -> tuple[str, str]:
+    """Tiny instruct and preference versions written by the twin_core environment (its pyarrow)."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from training_fixtures import sample_rows, write_dataset;"
+        "from twin_core.settings import load_settings;"
+        "s = load_settings(); tr, te = sample_rows(4, 2);"
+        "print(write_dataset(s, 'instruct', tr, te)); print(write_dataset(s, 'preference', tr, te))"
+    )
+    out = subprocess.run(
+        [str(TWIN_PY), "-c", code, str(TRAINING_TESTS)], env=env, capture_output=True, text=True, check=True
+    )
+    instruct, preference = out.stdout.split()
+    return instruct, preference
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
+    home = tmp_path / "twin"
+    models_dir = REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"  # the converted SmolLM2 (if cached)
+    env = {
+        "TWIN_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "TWIN_PROGRESS": "0",
+        "TWIN_LLM_THREADS": "1",
+        "TWIN_LLM_MODELS_DIR": str(models_dir),
+        "TWIN_TRAINING_PROFILES_DIR": str(TRAINING_TESTS / "profiles"),
+        "TWIN_TRAINING_CHECKPOINT_STEPS": "1",
+        "COMET_API_KEY": "",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    instruct, preference = _make_datasets(home, {**os.environ, **env})
+
+    from airflow.utils import db
+
+    db.initdb()
+    run = dag.test(run_conf={"instruct": instruct, "preference": preference, "profile": "tiny-test", "max_steps": 2})
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states[("train_sft", 0)] == "success" and states[("train_dpo", 0)] == "success"
+    assert states[("check_candidate", -1)] == "success"
+    listed = subprocess.run([str(TWIN), "registry", "list"], env={**os.environ, **env}, capture_output=True, text=True)
+    versions = json.loads(listed.stdout.strip().splitlines()[-1])["versions"]
+    assert [(v["ref"], v["stage"], v["kind"]) for v in versions] == [
+        ("ada-quillfeather/v0001", "candidate", "sft"),
+        ("ada-quillfeather/v0002", "candidate", "dpo"),
+    ]
+    check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_candidate")
+    assert check.xcom_pull(task_ids="check_candidate") == {"models": ["ada-quillfeather/v0002"]}
