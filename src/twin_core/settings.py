@@ -212,6 +212,7 @@ class DeploySettings(_Group):
     isvc_name: str = Field("llm-twin", description="The twin's InferenceService (chart: serving.name).")
     namespace: str = Field("llm-twin", description="Its namespace.")
     kubeconfig: Path | None = Field(None, description="Kubeconfig file (default: in-cluster, then ~/.kube/config).")
+    config: Path | None = Field(None, description="Watch-window YAML (default: configs/deploy.yaml).")
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,110 @@
+"""`twin deploy canary REF [--percent P] | promote | rollback | status | watch`.
+
+Local target (TWIN_DEPLOY_TARGET=local, or auto with TWIN_EXECUTION=local): registry stages only;
+`twin serve` follows them without a restart. Kubernetes target: the InferenceService is patched too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from twin_core.cli.protocol import step
+
+app = typer.Typer(help="Roll a model out: canary, promote, rollback, status, watch.", no_args_is_help=True)
+
+AUTHOR = typer.Option(None, "--author", help="Author full name (default: the only author with a canary).")
+
+
+def _settings() -> Any:
+    from twin_core.settings import get_settings
+
+    return get_settings()
+
+
+@app.command("canary")
+@step("deploy.canary")
+def canary(
+    ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
+    percent: int = typer.Option(None, "--percent", help="Share of the author's traffic, 1-99 (default 10)."),
+    reason: str = typer.Option("manual canary", "--reason", help="Why (kept in the registry history)."),
+) -> dict:
+    """Start (or re-weight) a canary: the version serves PERCENT % of its author's traffic."""
+    from twin_core.deploy.rollout import start_canary
+
+    return start_canary(_settings(), ref, percent, reason=reason)
+
+
+@app.command("promote")
+@step("deploy.promote")
+def promote(
+    ref: str = typer.Argument(None, help="The canary to promote (default: the author's canary)."),
+    author: str = AUTHOR,
+    reason: str = typer.Option("manual promotion", "--reason", help="Why (kept in the registry history)."),
+) -> dict:
+    """The canary becomes production (the previous production is archived). No canary: exit 3."""
+    from twin_core.deploy.rollout import promote as do_promote
+
+    return do_promote(_settings(), author=author, ref=ref, reason=reason)
+
+
+@app.command("rollback")
+@step("deploy.rollback")
+def rollback(
+    ref: str = typer.Argument(None, help="The canary to roll back (default: the author's canary)."),
+    author: str = AUTHOR,
+    reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the registry history)."),
+) -> dict:
+    """Archive the canary (production keeps all traffic); with --author and no canary, restore the
+    previous production version."""
+    from twin_core.deploy.rollout import rollback as do_rollback
+
+    return do_rollback(_settings(), author=author, ref=ref, reason=reason)
+
+
+@app.command("status")
+@step("deploy.status")
+def status(author: str = typer.Option(None, "--author", help="Only this author.")) -> dict:
+    """Production and canary per author (and the InferenceService on Kubernetes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from twin_core.deploy.rollout import status as do_status
+
+    result = do_status(_settings(), author)
+    table = Table("author", "production", "canary", "canary %")
+    for entry in result["authors"].values():
+        prod, can = entry["production"], entry["canary"]
+        table.add_row(
+            entry["author"],
+            prod["ref"] if prod else "(base model)",
+            can["ref"] if can else "-",
+            str(can["canary_percent"]) if can else "-",
+        )
+    Console(stderr=True).print(table)
+    return result
+
+
+@app.command("watch")
+@step("deploy.watch")
+def watch(
+    ref: str = typer.Argument(None, help="The canary to watch (default: the author's canary)."),
+    author: str = AUTHOR,
+    window: str = typer.Option(None, "--window", help="Healthy this long -> promote (e.g. 30m; configs/deploy.yaml)."),
+    min_requests: int = typer.Option(None, "--min-requests", help="Canary requests needed before deciding."),
+    follow: bool = typer.Option(False, "--follow", help="Keep reading the log until a decision (or --timeout)."),
+    timeout: str = typer.Option(None, "--timeout", help="With --follow: give up after this long (e.g. 2h)."),
+) -> dict:
+    """Compare the canary with production (error rate, latency) and promote or roll back.
+
+    Without --follow: one look; the decision may be "wait". The action and its numbers are recorded
+    in the registry history.
+    """
+    from twin_core.deploy.watch import load_watch_config, parse_duration
+    from twin_core.deploy.watch import watch as do_watch
+
+    settings = _settings()
+    cfg = load_watch_config(settings, window=window, min_requests=min_requests)
+    timeout_s = parse_duration(timeout) if timeout else None
+    return do_watch(settings, author=author, ref=ref, cfg=cfg, follow=follow, timeout_s=timeout_s)

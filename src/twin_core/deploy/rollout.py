@@ -1,0 +1,173 @@
+"""canary / promote / rollback / status: registry stages, and the InferenceService on Kubernetes.
+
+Local target: the registry is the whole state; ``twin serve`` polls it and follows (production +
+canary side by side, sticky split). Kubernetes target: the InferenceService is patched first (a
+refused patch changes nothing), then the registry records the stage with its reason and numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twin_core.deploy import kserve
+from twin_core.domain import slugify
+from twin_core.errors import InputError
+from twin_core.settings import Settings
+from twin_core.stores.registry import DEFAULT_CANARY_PERCENT, ModelVersion, open_registry
+
+
+def deploy_target(settings: Settings) -> str:
+    """ "local" or "kubernetes" (TWIN_DEPLOY_TARGET; auto follows TWIN_EXECUTION)."""
+    return settings.execution if settings.deploy.target == "auto" else settings.deploy.target
+
+
+def _summary(mv: ModelVersion | None) -> dict[str, Any] | None:
+    if mv is None:
+        return None
+    return {"ref": mv.ref, "stage": mv.stage, "canary_percent": mv.canary_percent, "storage_uri": mv.storage_uri}
+
+
+def _isvc(settings: Settings, client: Any) -> kserve.InferenceServiceClient | None:
+    if deploy_target(settings) != "kubernetes":
+        return None
+    return client if isinstance(client, kserve.InferenceServiceClient) else kserve.InferenceServiceClient(settings)
+
+
+def find_canary(settings: Settings, author: str | None = None, ref: str | None = None) -> ModelVersion:
+    """The canary to act on: of ``ref``'s author, of ``author``, or the only one in the registry."""
+    reg = open_registry(settings)
+    if ref:
+        mv = reg.get(ref)
+        if mv.stage != "canary":
+            raise InputError(f"{mv.ref} is not a canary (stage {mv.stage}): nothing to do")
+        return mv
+    if author:
+        mv = reg.canary(author)
+        if mv is None:
+            raise InputError(f"{author} has no canary: nothing to do (start one with twin deploy canary REF)")
+        return mv
+    canaries = [mv for mv in reg.list() if mv.stage == "canary"]
+    if not canaries:
+        raise InputError("no canary in the registry: nothing to do (start one with twin deploy canary REF)")
+    if len(canaries) > 1:
+        raise InputError(f"several canaries ({', '.join(c.ref for c in canaries)}): name one with --author or REF")
+    return canaries[0]
+
+
+def start_canary(
+    settings: Settings,
+    ref: str,
+    percent: int | None = None,
+    *,
+    reason: str = "manual canary",
+    numbers: dict[str, Any] | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    reg = open_registry(settings)
+    mv = reg.get(ref)  # unknown -> InputError
+    percent = DEFAULT_CANARY_PERCENT if percent is None else percent
+    if not 1 <= percent <= 99:
+        raise InputError(f"canary percent must be between 1 and 99 (got {percent})")
+    if mv.stage == "production":
+        raise InputError(f"{mv.ref} is already the production version")
+    isvc = _isvc(settings, client)
+    cluster = None
+    if isvc is not None:
+        cluster = kserve.describe(isvc.patch(kserve.canary_patch(isvc.get(), mv.ref, mv.storage_uri, percent)))
+    after = reg.set_stage(mv.ref, "canary", reason, numbers, canary_percent=percent)
+    return {
+        "action": "canary",
+        "target": deploy_target(settings),
+        "model": _summary(after),
+        "production": _summary(reg.production(mv.author)),
+        "kubernetes": cluster,
+    }
+
+
+def promote(
+    settings: Settings,
+    *,
+    author: str | None = None,
+    ref: str | None = None,
+    reason: str = "manual promotion",
+    numbers: dict[str, Any] | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    mv = find_canary(settings, author, ref)  # none -> InputError, nothing changed
+    reg = open_registry(settings)
+    previous = reg.production(mv.author)
+    isvc = _isvc(settings, client)
+    cluster = kserve.describe(isvc.patch(kserve.promote_patch(isvc.get()))) if isvc is not None else None
+    after = reg.set_stage(mv.ref, "production", reason, numbers)
+    return {
+        "action": "promote",
+        "target": deploy_target(settings),
+        "model": _summary(after),
+        "replaced": previous.ref if previous else None,
+        "kubernetes": cluster,
+    }
+
+
+def rollback(
+    settings: Settings,
+    *,
+    author: str | None = None,
+    ref: str | None = None,
+    reason: str = "manual rollback",
+    numbers: dict[str, Any] | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Roll back the canary (archived; production keeps 100 %), or, with no canary, the production."""
+    reg = open_registry(settings)
+    isvc = _isvc(settings, client)
+    canary = None
+    try:
+        canary = find_canary(settings, author, ref)
+    except InputError:
+        if ref or not author:
+            raise
+    if canary is not None:
+        cluster = kserve.describe(isvc.patch(kserve.rollback_patch(isvc.get()))) if isvc is not None else None
+        after = reg.set_stage(canary.ref, "archived", f"canary rolled back: {reason}", numbers)
+        return {
+            "action": "rollback",
+            "scope": "canary",
+            "target": deploy_target(settings),
+            "model": _summary(after),
+            "production": _summary(reg.production(canary.author)),
+            "kubernetes": cluster,
+        }
+    assert author is not None
+    current = reg.production(author)
+    restored = reg.rollback(author, reason)  # no previous production -> InputError, nothing changed
+    cluster = None
+    if isvc is not None:
+        cluster = kserve.describe(isvc.patch(kserve.pin_patch(isvc.get(), restored.ref, restored.storage_uri)))
+    return {
+        "action": "rollback",
+        "scope": "production",
+        "target": deploy_target(settings),
+        "model": _summary(restored),
+        "replaced": current.ref if current else None,
+        "kubernetes": cluster,
+    }
+
+
+def status(settings: Settings, author: str | None = None, *, client: Any = None) -> dict[str, Any]:
+    reg = open_registry(settings)
+    versions = reg.list(author)
+    authors: dict[str, dict[str, Any]] = {}
+    for mv in versions:
+        entry = authors.setdefault(mv.author_slug, {"author": mv.author, "production": None, "canary": None})
+        if mv.stage in ("production", "canary"):
+            entry[mv.stage] = _summary(mv)
+            changes = mv.history[-3:]
+            entry[f"{mv.stage}_history"] = [c.model_dump(mode="json") for c in changes]
+    if author and slugify(author) not in authors:
+        authors[slugify(author)] = {"author": author, "production": None, "canary": None}
+    isvc = _isvc(settings, client)
+    return {
+        "target": deploy_target(settings),
+        "authors": authors,
+        "kubernetes": kserve.describe(isvc.get()) if isvc is not None else None,
+    }
