@@ -56,6 +56,23 @@ def load_training_data(settings: Settings, version_id: str, kind: str) -> Traini
     )
 
 
+def dataset_versions(settings: Settings, kind: str) -> list[str]:
+    """The newest ``kind`` dataset version of every author (``<kind>/<slug>/vNNNN``)."""
+    try:
+        from twin_core.datasets.versions import latest_version, list_versions
+    except ModuleNotFoundError as exc:  # TEMPORARY until twin_core.datasets lands: list the §2 layout
+        if not (exc.name or "").startswith("twin_core.datasets"):
+            raise
+        from twin_core.stores.artifacts import open_artifact_store
+
+        store = open_artifact_store(settings)
+        slugs = sorted({k.split("/")[2] for k in store.list(f"datasets/{kind}") if k.count("/") >= 4})
+        found = [(slug, store.versions(f"datasets/{kind}/{slug}")) for slug in slugs]
+        return [f"{kind}/{slug}/{versions[-1]}" for slug, versions in found if versions]
+    slugs = sorted({v.split("/")[1] for v in list_versions(settings, kind)})
+    return [v for v in (latest_version(settings, kind, slug) for slug in slugs) if v]
+
+
 def _contexts(row: dict[str, Any]) -> list[ContextChunk]:
     ctx = row.get("context")
     if not ctx:
