@@ -80,47 +80,156 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     return app
 
 
-def _add_openai_route(app: FastAPI, transformer: Any) -> None:
-    """``POST /openai/v1/chat/completions``: the last user message is the RAG query.
-
-    KServe's own OpenAI route needs vLLM's protocol types (not installable here, and not needed on
-    CPU); this route is plain JSON in OpenAI's shape, on top of the same transformer, so auth,
-    limits, request log and metrics are identical. No streaming. Extra field ``sources``.
-    """
+def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
+    """OpenAI chat body -> (twin v1 instance, stream, include_usage); malformed -> InvalidInput (400)."""
     from kserve.errors import InvalidInput
 
-    async def chat_completions(request: Request) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise InvalidInput("expected {'messages': [{'role': 'user', 'content': '...'}]}")
+    users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+    if not users or not isinstance(users[-1].get("content"), str):
+        raise InvalidInput("no user message with text content")
+    instance: dict[str, Any] = {"query": users[-1]["content"]}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        instance["max_new_tokens"] = max_tokens
+    if body.get("author") is not None:
+        instance["author"] = body["author"]
+    options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    return instance, bool(body.get("stream")), bool(options.get("include_usage"))
+
+
+def _add_openai_route(app: FastAPI, transformer: Any) -> None:
+    """The OpenAI-compatible API on top of the transformer (auth, limits, log and metrics as ``:predict``).
+
+    - ``GET /openai/v1/models``: the served models: ``twin`` (routes per author) and every model
+      version being served (base, production, canary);
+    - ``POST /openai/v1/chat/completions``: the last user message is the RAG query; ``max_tokens``
+      (or ``max_completion_tokens``) maps to ``max_new_tokens``; extra fields ``sources``,
+      ``served_stage``; ``stream: true`` answers server-sent events, one chunk per new piece of text,
+      produced inside the shared batch.
+
+    KServe's own OpenAI route needs vLLM's protocol types (not installable here, and not needed on CPU).
+    """
+    from fastapi.responses import StreamingResponse
+    from kserve.errors import InvalidInput
+
+    created = int(time.time())
+
+    async def list_models() -> dict[str, Any]:
+        data = [{"id": transformer.name, "object": "model", "created": created, "owned_by": "llm-twin"}]
+        predictor = transformer.local_predictor
+        pool = predictor.pool if predictor is not None else None
+        if pool is not None:
+            for model in pool.served():
+                data.append(
+                    {
+                        "id": model.version,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "llm-twin",
+                        "stage": model.stage,
+                    }
+                )
+        return {"object": "list", "data": data}
+
+    async def chat_completions(request: Request) -> Any:
         try:
             body = await request.json()
         except Exception:
             raise InvalidInput("request body is not valid JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise InvalidInput("expected {'messages': [{'role': 'user', 'content': '...'}]}")
-        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-        if not users or not isinstance(users[-1].get("content"), str):
-            raise InvalidInput("no user message with text content")
-        if body.get("stream"):
-            raise InvalidInput("stream=true is not supported by this endpoint")
-        instance: dict[str, Any] = {"query": users[-1]["content"]}
-        if body.get("max_tokens") is not None:
-            instance["max_new_tokens"] = body["max_tokens"]
-        if body.get("author") is not None:
-            instance["author"] = body["author"]
+        instance, stream, include_usage = _openai_instance(body)
         headers = dict(request.headers.items())
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if stream:
+            state = await transformer.open_stream({"instances": [instance]}, headers)
+            return StreamingResponse(
+                _sse(transformer, state, headers, completion_id, instance, include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         response, _ = await transformer({"instances": [instance]}, headers)
         pred = response["predictions"][0]
         usage = pred["usage"]
-        finish = "length" if usage["completion_tokens"] >= instance.get("max_new_tokens", 10**9) else "stop"
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "id": completion_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": pred["model_version"],
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": pred["answer"]}, "finish_reason": finish}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": pred["answer"]},
+                    "finish_reason": _finish_reason(usage, instance),
+                }
             ],
             "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
             "sources": pred["sources"],
+            "served_stage": pred.get("served_stage"),
         }
 
+    app.add_api_route("/openai/v1/models", list_models, methods=["GET"])
     app.add_api_route("/openai/v1/chat/completions", chat_completions, methods=["POST"])
+
+
+def _finish_reason(usage: dict[str, Any], instance: dict[str, Any]) -> str:
+    return "length" if usage["completion_tokens"] >= instance.get("max_new_tokens", 10**9) else "stop"
+
+
+async def _sse(
+    transformer: Any,
+    state: Any,
+    headers: dict[str, str],
+    completion_id: str,
+    instance: dict[str, Any],
+    include_usage: bool,
+) -> Any:
+    """OpenAI ``chat.completion.chunk`` events: role, text deltas, finish reason (+ usage), [DONE]."""
+    import json
+
+    created = int(time.time())
+    model = (
+        transformer.local_predictor.choose(state.payload["instances"][0]).version
+        if (transformer.local_predictor is not None and transformer.local_predictor.pool is not None)
+        else transformer.name
+    )
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for piece in transformer.stream(state, headers):
+            if isinstance(piece, str):
+                yield chunk({"content": piece})
+                continue
+            usage = piece["usage"]
+            model = piece["model_version"]
+            yield chunk(
+                {},
+                _finish_reason(usage, instance),
+                sources=piece["sources"],
+                served_stage=piece.get("served_stage"),
+            )
+            if include_usage:
+                total = usage["prompt_tokens"] + usage["completion_tokens"]
+                body = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": {**usage, "total_tokens": total},
+                }
+                yield f"data: {json.dumps(body)}\n\n"
+    except TwinError as exc:  # after the headers went out: an error event, as OpenAI streams do
+        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': exc.kind}})}\n\n"
+    yield "data: [DONE]\n\n"

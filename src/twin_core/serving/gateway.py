@@ -8,6 +8,7 @@ always rewritten here: a client cannot forge it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,11 +18,13 @@ from kserve.errors import InvalidInput
 
 from twin_core.serving import metrics
 from twin_core.serving.auth import Auth
-from twin_core.serving.models import AUTHOR_HEADER
+from twin_core.serving.models import AUTHOR_HEADER, CLIENT_HEADER
+from twin_core.serving.routing import client_id_of
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CLIENT_ID_HEADER = "x-twin-client-id"  # optional, from clients: sticky canary assignment per end user
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
 
@@ -63,10 +66,12 @@ class TwinGateway:
         if scope["type"] != "http" or not is_inference_path(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != AUTHOR_HEADER.encode()]
+        trusted = (AUTHOR_HEADER.encode(), CLIENT_HEADER.encode())
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in trusted]
+        raw = dict(headers).get(b"authorization")
+        key = raw.decode("latin-1") if raw else None
         if not self.auth.disabled:
-            raw = dict(headers).get(b"authorization")
-            author = self.auth.author_for(raw.decode("latin-1") if raw else None)
+            author = self.auth.author_for(key)
             if author is None:
                 metrics.REJECTED.labels(reason="unauthorized").inc()
                 await _send_json(
@@ -77,6 +82,13 @@ class TwinGateway:
                 )
                 return
             headers.append((AUTHOR_HEADER.encode(), author.encode("utf-8")))
+        client_hdr = dict(headers).get(CLIENT_ID_HEADER.encode())
+        client = client_id_of(
+            key.removeprefix("Bearer ").strip() if key else None,
+            client_hdr.decode("latin-1") if client_hdr else None,
+            (scope.get("client") or ("unknown",))[0],
+        )
+        headers.append((CLIENT_HEADER.encode(), client.encode("latin-1", errors="replace")))
         scope = {**scope, "headers": headers}
 
         declared = dict(headers).get(b"content-length")
@@ -108,33 +120,69 @@ class TwinGateway:
             self.slots.release()
 
     async def _run(self, scope: dict, receive: Callable, send: Callable, limit: int) -> None:
-        received = 0
+        """Run the app with the body limit and the timeout; a client that disconnects before its
+        response is complete cancels its request (its batch row stops, its slot is freed)."""
         started = False
+        finished = False
+        inbox: asyncio.Queue[dict] = asyncio.Queue()
+        gone = asyncio.Event()
 
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
+        async def pump() -> None:  # the only reader of the real `receive`: sees the disconnect
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        await inbox.put({"type": "twin.too_large"})
+                        return
+                await inbox.put(message)
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        async def app_receive() -> dict:
+            message = await inbox.get()
+            if message["type"] == "twin.too_large":
+                raise _TooLarge
             return message
 
         async def tracking_send(message: dict) -> None:
-            nonlocal started
+            nonlocal started, finished
             if message["type"] == "http.response.start":
                 started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
             await send(message)
 
+        app_task = asyncio.ensure_future(self.app(scope, app_receive, tracking_send))
+        pump_task = asyncio.ensure_future(pump())
+        gone_task = asyncio.ensure_future(gone.wait())
         try:
-            await asyncio.wait_for(
-                self.app(scope, limited_receive, tracking_send), timeout=self.settings.serve.request_timeout_s
+            done, _ = await asyncio.wait(
+                {app_task, gone_task},
+                timeout=self.settings.serve.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
+            if app_task in done:
+                app_task.result()
+                return
+            app_task.cancel()
+            with contextlib.suppress(BaseException):
+                await app_task
+            if gone.is_set():
+                if not finished:
+                    metrics.REJECTED.labels(reason="disconnected").inc()
+                    log.info("client went away: request %s %s cancelled", scope["method"], scope["path"])
+                return
+            metrics.REJECTED.labels(reason="timeout").inc()
+            if not started:
+                await _send_json(send, 504, {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"})
         except _TooLarge:
             metrics.REJECTED.labels(reason="too_large").inc()
             if not started:
                 await _send_json(send, 413, {"error": f"request body above {limit} bytes"})
-        except TimeoutError:
-            metrics.REJECTED.labels(reason="timeout").inc()
-            if not started:
-                await _send_json(send, 504, {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"})
+        finally:
+            for task in (pump_task, gone_task, app_task):
+                if not task.done():
+                    task.cancel()

@@ -21,7 +21,7 @@ class LazyVectorStore:
 
     def try_open(self) -> bool:
         try:
-            _ = self.client
+            _ = self.store
             return True
         except BackendUnavailable as exc:
             log.warning("vector store not available yet (requests get 503 until it is): %s", exc)
@@ -36,10 +36,6 @@ class LazyVectorStore:
 
                 self._store = open_vector_store(self.settings)
             return self._store
-
-    @property
-    def client(self) -> Any:
-        return self.store.client
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (has_collection, collection_metadata, scroll...) is the VectorStore's.

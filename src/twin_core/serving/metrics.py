@@ -38,3 +38,25 @@ class StatusCounter:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+# Batched generation (serving/batching.py), per served model version.
+BATCH_SIZE = Histogram(
+    "twin_batch_size", "Requests per batched generate", ["model_version"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32)
+)
+BATCH_QUEUE_SECONDS = Histogram(
+    "twin_batch_queue_seconds",
+    "Time a generation waited before its batch started",
+    ["model_version"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+BATCH_PENDING = Gauge("twin_batch_pending", "Generations waiting for a batch", ["model_version"])
+BATCH_ACTIVE = Gauge("twin_batch_active", "Generations in the running batch", ["model_version"])
+BATCH_CANCELLED = Counter(
+    "twin_batch_cancelled_total", "Generations dropped because their client went away", ["model_version"]
+)
+MODEL_REQUESTS = Counter(
+    "twin_model_requests_total",
+    "Generations by served model version, stage and outcome",
+    ["model_version", "stage", "status"],
+)

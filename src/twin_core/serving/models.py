@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ kserve = import_kserve()
 log = logging.getLogger(__name__)
 
 AUTHOR_HEADER = "x-twin-author"  # set by the gateway middleware from the API key, never by clients
+CLIENT_HEADER = "x-twin-client"  # set by the gateway: sticky client identity for the canary split
 
 
 @dataclass
@@ -45,12 +47,17 @@ class _RequestState:
     requests: list[RAGRequest] = field(default_factory=list)
     prepared: list[Prepared] = field(default_factory=list)
     v2: bool = False
+    client: str = ""
+    stages: list[str] = field(default_factory=list)
+    payload: Any = None
 
 
 _STATE: ContextVar[_RequestState | None] = ContextVar("twin_request_state", default=None)
 
 
 def _status_of(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"  # the client went away
     if isinstance(exc, BackendUnavailable):
         return "unavailable"
     if isinstance(exc, InputError):
@@ -59,22 +66,61 @@ def _status_of(exc: BaseException) -> str:
 
 
 class TwinPredictor(kserve.Model):
-    """The LLM behind the twin (chat messages in, text out)."""
+    """The LLM behind the twin (chat messages in, text out).
 
-    def __init__(self, name: str, settings: Settings, llm: LLMBackend | None = None) -> None:
+    With the local transformers backend, generations are batched (``serving/batching.py``) and, when
+    ``authors`` are given (``twin serve``), each author's registry production/canary version is served
+    next to the base model (``serving/pool.py``), re-read every ``TWIN_SERVE_REGISTRY_POLL_S``.
+    An instance may carry ``author`` and ``client`` (routing) next to ``messages``/``max_new_tokens``.
+    """
+
+    def __init__(
+        self, name: str, settings: Settings, llm: LLMBackend | None = None, authors: list[str] | None = None
+    ) -> None:
         super().__init__(name)
         self.settings = settings
         self.llm = llm
+        self.authors = list(authors or [])
+        self.pool: Any = None
+        self._poller: asyncio.Task | None = None
 
     def load(self) -> bool:
         if self.llm is None:
             from twin_core.llm import open_llm
 
             self.llm = open_llm(self.settings)
+        if hasattr(self.llm, "generate_batch"):
+            from twin_core.serving.pool import ModelPool
+
+            self.pool = ModelPool(self.settings, self.llm)
+            if self.authors:
+                self.pool.refresh(self.authors)
         self.ready = True
         return self.ready
 
-    def _instances(self, payload: Any) -> list[tuple[list[dict[str, str]], int]]:
+    # -- registry polling ------------------------------------------------------------------------
+    def start_background(self) -> None:
+        """Called on the server's event loop: poll the registry for stage changes."""
+        if self.pool is not None and self.authors and self.settings.serve.registry_poll_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="registry-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.serve.registry_poll_s)
+            try:
+                await asyncio.to_thread(self.pool.refresh, self.authors)
+                for model in self.pool.take_retired():
+                    model.batcher.close()  # its worker ends once its queue is empty
+            except Exception:
+                log.exception("registry poll failed")
+
+    def choose(self, instance: dict[str, Any]) -> Any:
+        """The served model (pool entry) for one instance, or None without a pool."""
+        if self.pool is None:
+            return None
+        return self.pool.choose(instance.get("author"), str(instance.get("client") or ""))
+
+    def _instances(self, payload: Any) -> list[tuple[list[dict[str, str]], int, dict[str, Any]]]:
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:
             raise InputError('the predictor expects {"instances": [{"messages": [...], "max_new_tokens": N}]}')
         out = []
@@ -92,13 +138,13 @@ class TwinPredictor(kserve.Model):
             n = inst.get("max_new_tokens", self.settings.llm.max_new_tokens)
             if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.settings.llm.max_new_tokens_cap:
                 raise InputError(f"instances[{i}].max_new_tokens: 1..{self.settings.llm.max_new_tokens_cap}")
-            out.append(([{"role": m["role"], "content": m["content"]} for m in msgs], n))
+            out.append(([{"role": m["role"], "content": m["content"]} for m in msgs], n, inst))
         return out
 
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
+    async def _one(self, messages: list[dict[str, str]], n: int, inst: dict[str, Any]) -> dict[str, Any]:
         assert self.llm is not None
-        results = []
-        for messages, n in self._instances(payload):
+        served = self.choose(inst)
+        if served is None:  # a remote (OpenAI-compatible) backend: no batching here
             gen = await asyncio.to_thread(
                 self.llm.chat,
                 messages,
@@ -106,9 +152,27 @@ class TwinPredictor(kserve.Model):
                 temperature=self.settings.llm.temperature,
                 timeout_s=self.settings.serve.request_timeout_s,
             )
-            metrics.GENERATION_SECONDS.observe(gen.seconds)
-            results.append(dataclasses.asdict(gen))
-        return {"predictions": results}
+            stage = "base"
+        else:
+            stage = served.stage
+            try:
+                gen = await served.batcher.generate(
+                    messages, max_new_tokens=n, temperature=self.settings.llm.temperature
+                )
+            except asyncio.CancelledError:
+                metrics.MODEL_REQUESTS.labels(served.version, stage, "cancelled").inc()
+                raise
+            except Exception:
+                metrics.MODEL_REQUESTS.labels(served.version, stage, "error").inc()
+                raise
+            metrics.MODEL_REQUESTS.labels(served.version, stage, "ok").inc()
+        metrics.GENERATION_SECONDS.observe(gen.seconds)
+        return {**dataclasses.asdict(gen), "stage": stage}
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
+        # the instances of one request join the same batch; one failing fails the request (KServe v1)
+        results = await asyncio.gather(*(self._one(m, n, inst) for m, n, inst in self._instances(payload)))
+        return {"predictions": list(results)}
 
 
 class TwinTransformer(kserve.Model):
@@ -159,7 +223,9 @@ class TwinTransformer(kserve.Model):
     # -- KServe handlers -------------------------------------------------------------------------
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None) -> Any:
         headers = headers or {}
-        state = _RequestState(request_id=headers.get("x-request-id") or str(uuid.uuid4()))
+        state = _RequestState(
+            request_id=headers.get("x-request-id") or str(uuid.uuid4()), client=headers.get(CLIENT_HEADER, "")
+        )
         token = _STATE.set(state)
         metrics.IN_FLIGHT.inc()
         try:
@@ -192,7 +258,15 @@ class TwinTransformer(kserve.Model):
             metrics.RETRIEVAL_SECONDS.observe(prepared.retrieval.seconds)
             state.prepared.append(prepared)
         return {
-            "instances": [{"messages": p.prompt.messages, "max_new_tokens": p.max_new_tokens} for p in state.prepared]
+            "instances": [
+                {
+                    "messages": p.prompt.messages,
+                    "max_new_tokens": p.max_new_tokens,
+                    "author": p.retrieval.author.full_name,
+                    "client": state.client,
+                }
+                for p in state.prepared
+            ]
         }
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
@@ -220,31 +294,93 @@ class TwinTransformer(kserve.Model):
     async def postprocess(
         self, result: Any, headers: dict[str, str] | None = None, response_headers: Any = None
     ) -> Any:
-        assert self.pipeline is not None
         state = _STATE.get()
         assert state is not None
+        return await self.finish(state, result)
+
+    async def finish(self, state: _RequestState, result: Any) -> Any:
+        """Predictions -> answers with sources, model version and stage; request log; metrics."""
+        assert self.pipeline is not None
         preds = result.get("predictions") if isinstance(result, dict) else None
         if not isinstance(preds, list) or len(preds) != len(state.prepared):
             raise BackendUnavailable("the predictor returned an unexpected response")
         answers: list[RAGAnswer] = []
+        state.stages = []
         for prepared, pred in zip(state.prepared, preds, strict=True):
             gen = Generation(**{f.name: pred[f.name] for f in dataclasses.fields(Generation)})
             answer = self.pipeline.finish(prepared, gen)
             answers.append(answer)
+            state.stages.append(str(pred.get("stage") or "base"))
             metrics.TOKENS.labels(kind="prompt").inc(gen.prompt_tokens)
             metrics.TOKENS.labels(kind="completion").inc(gen.completion_tokens)
         await asyncio.to_thread(self._log_success, state, answers)
         metrics.REQUESTS.labels(status="ok").inc()
         if state.v2:
             return v2_response(answers[0], self.name, state.request_id)
-        return {"predictions": [prediction(a) for a in answers]}
+        return {
+            "predictions": [
+                {**prediction(a), "served_stage": stage} for a, stage in zip(answers, state.stages, strict=True)
+            ]
+        }
+
+    # -- streaming (OpenAI route) ----------------------------------------------------------------
+    async def open_stream(self, body: Any, headers: dict[str, str]) -> _RequestState:
+        """Authorize, retrieve and build the prompt of a streamed request (errors here are HTTP errors)."""
+        state = _RequestState(
+            request_id=headers.get("x-request-id") or str(uuid.uuid4()), client=headers.get(CLIENT_HEADER, "")
+        )
+        token = _STATE.set(state)
+        try:
+            state.payload = await self.preprocess(body, headers)
+        except BaseException as exc:
+            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
+            await asyncio.to_thread(self._log_failure, state, exc)
+            raise
+        finally:
+            _STATE.reset(token)
+        return state
+
+    async def stream(self, state: _RequestState, headers: dict[str, str]) -> AsyncIterator[str | dict[str, Any]]:
+        """Text pieces as the model produces them (batched with other requests), then the final
+        prediction dict (answer, sources, model_version, served_stage, usage)."""
+        metrics.IN_FLIGHT.inc()
+        try:
+            inst = state.payload["instances"][0]
+            served = self.local_predictor.choose(inst) if self.local_predictor is not None else None
+            if served is None:  # no in-process batcher (remote LLM/predictor): the whole answer at once
+                result = await self.predict(state.payload, headers)
+            else:
+                gen = None
+                async for piece in served.batcher.stream(
+                    inst["messages"], max_new_tokens=inst["max_new_tokens"], temperature=self.settings.llm.temperature
+                ):
+                    if isinstance(piece, Generation):
+                        gen = piece
+                    else:
+                        yield piece
+                assert gen is not None
+                metrics.MODEL_REQUESTS.labels(served.version, served.stage, "ok").inc()
+                metrics.GENERATION_SECONDS.observe(gen.seconds)
+                result = {"predictions": [{**dataclasses.asdict(gen), "stage": served.stage}]}
+            final = await self.finish(state, result)
+            pred = final["predictions"][0]
+            if served is None:
+                yield pred["answer"]
+            yield pred
+        except BaseException as exc:
+            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
+            await asyncio.to_thread(self._log_failure, state, exc)
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
 
     # -- request log -----------------------------------------------------------------------------
     def _log_success(self, state: _RequestState, answers: list[RAGAnswer]) -> None:
         assert self.pipeline is not None
-        for prepared, answer in zip(state.prepared, answers, strict=True):
+        for prepared, answer, stage in zip(state.prepared, answers, state.stages, strict=True):
             self.pipeline.log_request(
                 prepared.request,
+                served_stage=stage,
                 prepared=prepared,
                 result=answer,
                 status="ok",

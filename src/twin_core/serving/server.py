@@ -64,6 +64,9 @@ class TwinModelServer(kserve.ModelServer):
         async def serve() -> None:
             workers = self.max_asyncio_workers or 8
             asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(workers))
+            for model in models:  # e.g. the predictor's registry poll
+                if hasattr(model, "start_background"):
+                    model.start_background()
             await self._uvicorn.serve()  # uvicorn handles SIGINT/SIGTERM: graceful shutdown
 
         # uvicorn captures SIGINT/SIGTERM while serving, then re-raises them to the previous handlers:
@@ -78,9 +81,19 @@ class TwinModelServer(kserve.ModelServer):
 
 
 def build_models(
-    settings: Settings, component: Component, model_name: str, *, auth_disabled: bool
+    settings: Settings,
+    component: Component,
+    model_name: str,
+    *,
+    auth_disabled: bool,
+    authors: list[str] | None = None,
 ) -> tuple[list[Any], Any | None]:
-    """Load the models of ``component``; returns (models, transformer or None)."""
+    """Load the models of ``component``; returns (models, transformer or None).
+
+    In one process (``all``) the predictor serves per author the registry's production version
+    (and canary) of ``authors``, else the base model. A ``predictor`` container serves the model it
+    was given (on a cluster, KServe's storageUri and canaryTrafficPercent choose the version).
+    """
     from twin_core.serving.models import TwinPredictor, TwinTransformer
 
     if component == "predictor":
@@ -94,8 +107,20 @@ def build_models(
 
         remote = open_llm(settings)
     elif component == "all":
-        local = TwinPredictor(f"{model_name}-llm", settings)
+        local = TwinPredictor(f"{model_name}-llm", settings, authors=authors)
         local.load()
+        if local.pool is not None:
+            serve = settings.serve
+            log.info(
+                "generation: %s (max batch %d, window %.0f ms); registry poll every %s s",
+                "batched" if serve.batching else "one at a time (TWIN_SERVE_BATCHING=false)",
+                serve.batch_max_size if serve.batching else 1,
+                serve.batch_window_ms if serve.batching else 0,
+                serve.registry_poll_s or "never",
+            )
+            for author in authors or []:
+                if author not in local.pool.routes:
+                    log.info("%s: serving the base model %s", author, local.pool.base.version)
     transformer = TwinTransformer(
         model_name, settings, local_predictor=local, remote_llm=remote, auth_disabled=auth_disabled
     )
@@ -132,7 +157,7 @@ def serve(
         predictor_request_timeout_seconds=int(settings.serve.request_timeout_s),
     )
     server = TwinModelServer(host, port, predictor_config)
-    models, transformer = build_models(settings, component, name, auth_disabled=auth.disabled)
+    models, transformer = build_models(settings, component, name, auth_disabled=auth.disabled, authors=authors)
     names = [m.name for m in models]
     log.info("twin serve: %s on http://%s:%d (models: %s)", component, host, port, ", ".join(names))
     server.start_app(models, lambda srv: build_app(srv, settings, auth, transformer))

@@ -1,0 +1,125 @@
+"""Batched generation with the real tiny model: same text as alone, isolated failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twin_core.errors import InputError
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    ("What is idempotency?", 10),
+    ("Explain HNSW recall tuning with ef and M in one paragraph.", 16),
+    ("Hi", 4),
+    ("Why do random IDs break upserts when a job is rerun?", 12),
+]
+
+
+@pytest.fixture(scope="module")
+def llm(llm_models_dir: Path) -> Any:
+    from twin_core.llm.local import load_local_llm
+    from twin_core.settings import load_settings
+
+    return load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))
+
+
+def _messages(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_batch_gives_each_request_its_own_answer_as_alone(llm: Any) -> None:
+    from twin_core.serving.batching import Batcher
+
+    alone = [llm.chat(_messages(p), max_new_tokens=n) for p, n in PROMPTS]
+
+    async def together() -> list[Any]:
+        batcher = Batcher(llm, max_batch=8, window_ms=200)
+        return await asyncio.gather(*(batcher.generate(_messages(p), max_new_tokens=n) for p, n in PROMPTS))
+
+    from twin_core.serving import metrics
+
+    before = metrics.BATCH_SIZE.labels(llm.model_version)._sum.get()
+    batched = asyncio.run(together())
+    assert metrics.BATCH_SIZE.labels(llm.model_version)._sum.get() - before == len(PROMPTS)  # one batch of 4
+    for (_, n), a, b in zip(PROMPTS, alone, batched, strict=True):
+        assert b.text == a.text  # greedy: identical
+        assert b.completion_tokens == a.completion_tokens <= n
+        assert b.prompt_tokens == a.prompt_tokens
+        assert b.model_version == llm.model_version
+    assert len({b.text for b in batched}) == len(PROMPTS)  # really different answers
+
+
+def test_one_failing_request_does_not_fail_its_batch(llm: Any) -> None:
+    from twin_core.serving.batching import Batcher
+
+    ok_alone = llm.chat(_messages("Hi"), max_new_tokens=4)
+
+    async def together() -> list[Any]:
+        batcher = Batcher(llm, max_batch=8, window_ms=200)
+        return await asyncio.gather(
+            batcher.generate(_messages("Hi"), max_new_tokens=4),
+            batcher.generate(_messages("word " * 9000), max_new_tokens=4),  # longer than the context
+            batcher.generate([{"role": "nobody", "content": 1}], max_new_tokens=4),  # type: ignore[list-item]
+            return_exceptions=True,
+        )
+
+    ok, too_long, bad = asyncio.run(together())
+    assert ok.text == ok_alone.text and ok.completion_tokens == ok_alone.completion_tokens
+    assert isinstance(too_long, InputError) and "exceeds the model's context of 8192 tokens" in str(too_long)
+    assert isinstance(bad, InputError)
+
+
+def test_stop_strings_and_stream_pieces(llm: Any) -> None:
+    from twin_core.llm.base import Generation
+    from twin_core.serving.batching import Batcher
+
+    full = llm.chat(_messages("What is idempotency?"), max_new_tokens=12).text
+    stop = full.split()[3]
+
+    async def run() -> tuple[list[str], Any, Any]:
+        batcher = Batcher(llm, max_batch=8, window_ms=200)
+        pieces: list[str] = []
+        final = None
+
+        async def streamed() -> None:
+            nonlocal final
+            async for piece in batcher.stream(_messages("What is idempotency?"), max_new_tokens=12):
+                if isinstance(piece, Generation):
+                    final = piece
+                else:
+                    pieces.append(piece)
+
+        _, stopped = await asyncio.gather(
+            streamed(), batcher.generate(_messages("What is idempotency?"), max_new_tokens=12, stop=(stop,))
+        )
+        return pieces, final, stopped
+
+    pieces, final, stopped = asyncio.run(run())
+    assert len(pieces) > 1 and "".join(pieces) == final.text == full
+    assert stopped.text == full[: full.index(stop)].rstrip() and stop not in stopped.text
+
+
+def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any) -> None:
+    from twin_core.serving import metrics
+    from twin_core.serving.batching import Batcher
+
+    async def run() -> Any:
+        batcher = Batcher(llm, max_batch=8, window_ms=50)
+        long = asyncio.ensure_future(batcher.generate(_messages("Tell me a long story."), max_new_tokens=400))
+        short = asyncio.ensure_future(batcher.generate(_messages("Hi"), max_new_tokens=4))
+        await asyncio.sleep(1.0)  # both are generating in one batch
+        long.cancel()  # what the gateway does when the client disconnects
+        done = await short
+        # the batch ends as soon as the long row sees its cancel flag: the next request runs right away
+        after = await batcher.generate(_messages("Hi"), max_new_tokens=2)
+        return done, after, long
+
+    cancelled_before = metrics.BATCH_CANCELLED.labels(llm.model_version)._value.get()
+    done, after, long = asyncio.run(run())
+    assert long.cancelled() and done.completion_tokens <= 4 and after.completion_tokens <= 2
+    assert metrics.BATCH_CANCELLED.labels(llm.model_version)._value.get() == cancelled_before + 1
