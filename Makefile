@@ -42,7 +42,7 @@ $(TOOLS_VENV)/.stamp: requirements/tools.txt
 	$(TOOLS_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/tools.txt
 	touch $@
 
-demo: setup ## run the whole pipeline on the embedded stores (data/sample)
+demo: setup ## run the whole pipeline on the embedded stores (sample corpus in src/twin_core/demo/sample)
 	$(VENV)/bin/twin demo
 
 airflow: setup ## Airflow 3 UI + scheduler on 127.0.0.1:8080 (AIRFLOW_PORT) over dags/, local mode, the demo's stores; Ctrl-C stops it

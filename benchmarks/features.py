@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twin_core.demo import sample_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TWIN_PROGRESS", "0")
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE = sample_dir()
 SWAPS = [("pipeline", "workflow"), ("data", "records"), ("model", "network"), ("test", "check"), ("run", "execute")]
 
 

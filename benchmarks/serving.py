@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serving.py [--only quality,retrieval,overhead,load] [--chunks 100000]
 
-- quality: hit@5 and MRR on data/sample/queries.jsonl, with/without rerank (MMR) and expansion;
+- quality: hit@5 and MRR on the sample corpus's queries.jsonl, with/without rerank (MMR) and expansion;
 - retrieval: p50/p95 of one filtered search (embedding excluded) on a synthetic collection of
   random unit vectors (goal p95 <= 50 ms at 100k chunks);
 - overhead: HTTP end to end (`twin serve`, v1 predict of the tiny model) against bare in-process
@@ -23,11 +23,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # tests/support: the server harness and the sample RAG home
+from support import SAMPLE_DIR  # noqa: E402
+from support.server import running_server  # noqa: E402
+
 KEY = "bench-key-0123456789abcdef"
 
 
@@ -41,7 +46,7 @@ def quality(home: Path, models: Path, expansions: int = 2) -> dict[str, Any]:
 
     settings = _settings(home, models)
     pipeline = open_pipeline(settings, with_llm=True)
-    queries = [json.loads(x) for x in (REPO / "data/sample/queries.jsonl").read_text().splitlines() if x.strip()]
+    queries = [json.loads(x) for x in (SAMPLE_DIR / "queries.jsonl").read_text().splitlines() if x.strip()]
     ada = pipeline.resolve_author("", "Ada Quillfeather", None)
     out = {}
     variants = [("similarity", False, 0), ("mmr", True, 0)]
@@ -78,7 +83,7 @@ def retrieval_latency(home: Path, n: int, searches: int = 200) -> dict[str, Any]
     from twin_core.stores.vectors import open_vector_store
 
     store = open_vector_store(load_settings(home=home / "synthetic"))
-    store.ensure_collection("embedded_articles", 384)
+    store.ensure_collection("embedded_articles", 384, metadata={"model_id": "synthetic", "dim": 384})
     rng = np.random.default_rng(0)
     authors = [str(uuid.uuid4()) for _ in range(10)]
     started = time.perf_counter()
@@ -93,9 +98,9 @@ def retrieval_latency(home: Path, n: int, searches: int = 200) -> dict[str, Any]
             )
             for i, v in enumerate(vecs)
         ]
-        store.client.upsert("embedded_articles", points=points, wait=True)
+        store.upsert("embedded_articles", points, batch_size=5000)
     load_s = time.perf_counter() - started
-    retriever = VectorRetriever(store, embedder=None)  # type: ignore[arg-type]
+    retriever = VectorRetriever(store, SimpleNamespace(model_id="synthetic", dim=384))  # type: ignore[arg-type]
     times = []
     for _ in range(searches):
         q = rng.standard_normal(384).astype(np.float32)
@@ -121,10 +126,8 @@ def _settings(home: Path, models: Path) -> Any:
     return load_settings(home=home, llm_models_dir=models, llm_threads=1, rag_context_tokens=256)
 
 
-def _serve(home: Path, models: Path) -> tuple[Any, int]:
-    from twin_core.demo.serving import free_port, start_server, wait_ready
-
-    port = free_port()
+def _serve(home: Path, models: Path) -> Any:
+    """`twin serve` on the bench home: a context manager yielding the running server."""
     env = {
         "TWIN_HOME": str(home),
         "TWIN_LLM_MODELS_DIR": str(models),
@@ -134,21 +137,18 @@ def _serve(home: Path, models: Path) -> tuple[Any, int]:
         "TWIN_SERVE_MAX_QUEUE": "16",
         "TWIN_SERVE_API_KEYS": json.dumps({KEY: "Ada Quillfeather"}),
     }
-    proc = start_server(port, env=env, log_path=home / "bench-server.log")
-    wait_ready(proc, port)
-    return proc, port
+    return running_server(env, home / "bench-server.log")
 
 
 def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[str, Any]:
     """Same messages, same token count: raw predictor route over HTTP vs LocalLLM.chat in-process."""
     import requests
 
-    from twin_core.demo.serving import stop_server
     from twin_core.llm.local import load_local_llm
 
     messages = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Explain idempotency."}]
-    proc, port = _serve(home, models)
-    try:
+    with _serve(home, models) as server:
+        port = server.port
         http = []
         for _ in range(runs + 1):
             t = time.perf_counter()
@@ -170,8 +170,6 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
                 timeout=300,
             ).raise_for_status()
             rag.append(time.perf_counter() - t)
-    finally:
-        stop_server(proc)
     llm = load_local_llm(_settings(home, models))
     bare = []
     for _ in range(runs + 1):
@@ -192,9 +190,7 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
 def load(home: Path, models: Path, n: int = 200, concurrency: int = 8) -> dict[str, Any]:
     import requests
 
-    from twin_core.demo.serving import stop_server
-
-    proc, port = _serve(home, models)
+    port = 0  # set once the server runs
     lat: list[float] = []
     codes: dict[int, int] = {}
 
@@ -213,13 +209,12 @@ def load(home: Path, models: Path, n: int = 200, concurrency: int = 8) -> dict[s
         lat.append(time.perf_counter() - t)
         codes[code] = codes.get(code, 0) + 1
 
-    try:
+    with _serve(home, models) as server:
+        port = server.port
         t0 = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
-    finally:
-        stop_server(proc)
     return {
         "requests": n,
         "concurrency": concurrency,
@@ -240,8 +235,7 @@ def main() -> None:
     ap.add_argument("--expansions", type=int, default=2, help="0 skips the (slow, LLM) expansion variant")
     ap.add_argument("--models-dir", default=str(REPO / ".twin" / "models"))
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "src"))
-    from twin_core.demo.sample_index import build_rag_home
+    from support.rag_home import build_rag_home
 
     only = set(args.only.split(","))
     models = Path(args.models_dir)

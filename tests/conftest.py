@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SAMPLE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 TWIN_BIN = Path(sys.prefix) / "bin" / "twin"
 
 # Offline, quiet defaults for every test process and every `twin` subprocess.
@@ -25,6 +24,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["TWIN_PROGRESS"] = "0"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The sample corpus (read only: copy it before changing anything)."""
+    return SAMPLE_DIR
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-
 
 def test_help_lists_every_group(twin) -> None:
     run = twin("--help")
@@ -29,12 +27,12 @@ def test_help_lists_every_group(twin) -> None:
         assert group in run.stdout
 
 
-def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path) -> None:
-    run = twin("warehouse", "import", str(SAMPLE))
+def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path, sample_dir: Path) -> None:
+    run = twin("warehouse", "import", str(sample_dir))
     assert run.returncode == 0, run.stderr
     assert run.result["status"] == "ok" and run.result["step"] == "warehouse.import"
     assert run.result["counts"]["users"]["created"] == 1
-    again = twin("warehouse", "import", str(SAMPLE))
+    again = twin("warehouse", "import", str(sample_dir))
     assert again.result["counts"]["posts"]["created"] == 0
     stats = twin("warehouse", "stats")
     assert stats.returncode == 0

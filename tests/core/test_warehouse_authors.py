@@ -2,15 +2,13 @@
 
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
-
-def test_authors_lists_full_names_sorted(twin, twin_home: Path) -> None:
+def test_authors_lists_full_names_sorted(twin, twin_home: Path, sample_dir: Path) -> None:
     empty = twin("warehouse", "authors")
     assert empty.returncode == 0, empty.stderr
     assert empty.result["authors"] == []
     assert empty.result["count"] == 0
-    assert twin("warehouse", "import", str(SAMPLE)).returncode == 0
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
     listed = twin("warehouse", "authors")
     assert listed.result["step"] == "warehouse.authors"
     assert listed.result["status"] == "ok"

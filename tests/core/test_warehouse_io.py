@@ -8,30 +8,28 @@ from twin_core.domain import Category
 from twin_core.errors import InputError
 from twin_core.warehouse_io import export_dir, import_paths
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-
 
 def _rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
-def test_import_sample_then_reimport_changes_nothing(warehouse) -> None:
-    report = import_paths(warehouse, [SAMPLE])
-    n_articles = len(_rows(SAMPLE / "ArticleDocument.json"))
+def test_import_sample_then_reimport_changes_nothing(warehouse, sample_dir: Path) -> None:
+    report = import_paths(warehouse, [sample_dir])
+    n_articles = len(_rows(sample_dir / "ArticleDocument.json"))
     assert report.counts["articles"]["created"] == n_articles
     assert report.counts["users"]["created"] == 1
     assert not report.rejected
     snapshot = {c: [d.model_dump() for d in warehouse.iter_documents(c)] for c in Category}
-    again = import_paths(warehouse, [SAMPLE])
+    again = import_paths(warehouse, [sample_dir])
     assert again.counts["articles"] == {"created": 0, "updated": 0, "unchanged": n_articles}
     assert {c: [d.model_dump() for d in warehouse.iter_documents(c)] for c in Category} == snapshot
 
 
-def test_export_round_trip(warehouse, tmp_path: Path) -> None:
-    import_paths(warehouse, [SAMPLE])
+def test_export_round_trip(warehouse, tmp_path: Path, sample_dir: Path) -> None:
+    import_paths(warehouse, [sample_dir])
     out = tmp_path / "export"
     counts = export_dir(warehouse, out)
-    assert counts["posts"] == len(_rows(SAMPLE / "PostDocument.json"))
+    assert counts["posts"] == len(_rows(sample_dir / "PostDocument.json"))
     first = {f.name: f.read_text() for f in out.iterdir()}
     # Our export re-imports as a no-op, and a second export is byte-identical.
     report = import_paths(warehouse, [out])
@@ -40,8 +38,8 @@ def test_export_round_trip(warehouse, tmp_path: Path) -> None:
     assert {f.name: f.read_text() for f in (tmp_path / "export2").iterdir()} == first
 
 
-def test_export_imports_into_an_empty_warehouse(warehouse, tmp_path: Path, twin_home: Path) -> None:
-    import_paths(warehouse, [SAMPLE])
+def test_export_imports_into_an_empty_warehouse(warehouse, tmp_path: Path, twin_home: Path, sample_dir: Path) -> None:
+    import_paths(warehouse, [sample_dir])
     export_dir(warehouse, tmp_path / "e")
     from twin_core.settings import load_settings
     from twin_core.stores.warehouse import open_warehouse
@@ -51,8 +49,8 @@ def test_export_imports_into_an_empty_warehouse(warehouse, tmp_path: Path, twin_
     assert fresh.stats() == warehouse.stats()
 
 
-def test_malformed_file_writes_nothing(warehouse, tmp_path: Path) -> None:
-    shutil.copy(SAMPLE / "UserDocument.json", tmp_path / "UserDocument.json")
+def test_malformed_file_writes_nothing(warehouse, tmp_path: Path, sample_dir: Path) -> None:
+    shutil.copy(sample_dir / "UserDocument.json", tmp_path / "UserDocument.json")
     (tmp_path / "PostDocument.json").write_text('[{"_id": "x", "content": ')
     with pytest.raises(InputError, match=r"PostDocument.json: malformed JSON at line 1"):
         import_paths(warehouse, [tmp_path])

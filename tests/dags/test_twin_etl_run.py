@@ -8,16 +8,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import SAMPLE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = Path(os.environ.get("TWIN_BIN", REPO_ROOT / ".venv" / "bin" / "twin"))
 SITE_SERVER = REPO_ROOT / "tests" / "etl" / "fixtures" / "site_server.py"
-SAMPLE_REPO = REPO_ROOT / "data" / "sample" / "repos" / "tiny-pipeline"
+SAMPLE_REPO = SAMPLE_DIR / "repos" / "tiny-pipeline"
 
 
 def _load(name: str, path: Path):
@@ -105,13 +107,7 @@ def _git_repo(dest: Path) -> Path:
         "GIT_COMMITTER_EMAIL": "t@example.com",
         "GIT_CONFIG_GLOBAL": os.devnull,
     }
-    if SAMPLE_REPO.is_dir():
-        import shutil
-
-        shutil.copytree(SAMPLE_REPO, dest)
-    else:
-        dest.mkdir()
-        (dest / "main.py").write_text("def main() -> None:\n    print('hello')\n")
+    shutil.copytree(SAMPLE_REPO, dest)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "t"]):
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
     return dest

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SAMPLE_DIR
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SAMPLE_REPO = Path(__file__).resolve().parents[2] / "data" / "sample" / "repos" / "tiny-pipeline"
+SAMPLE_REPO = SAMPLE_DIR / "repos" / "tiny-pipeline"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -85,7 +86,7 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
 
     def _make(files: dict[str, bytes | str] | None = None, *, from_sample: bool = True, name: str = "repo") -> Path:
         root = tmp_path / name
-        if from_sample and SAMPLE_REPO.is_dir():
+        if from_sample:
             shutil.copytree(SAMPLE_REPO, root)
         else:
             root.mkdir(parents=True)

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pytest
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SAMPLE / "repos").is_dir(), reason="no sample corpus")]
+pytestmark = pytest.mark.slow
 
 
-def test_etl_demo_stage_is_idempotent_and_validates(settings):
+def test_etl_demo_stage_is_idempotent_and_validates(settings, sample_dir: Path) -> None:
     from twin_core.demo.etl import stage
     from twin_core.demo.validation import stage as validate_stage
 
-    first = stage(SAMPLE)
+    first = stage(sample_dir)
     assert first["totals"]["failed"] == 0 and first["totals"]["documents_created"] == 3
-    second = stage(SAMPLE)
+    second = stage(sample_dir)
     assert second["totals"]["documents_unchanged"] == 3 and second["totals"]["documents_created"] == 0
-    checked = validate_stage(SAMPLE)
+    checked = validate_stage(sample_dir)
     assert checked["status"] == "ok" and checked["documents"] == 3 and checked["quarantined"] == []

@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
-
 
 @pytest.fixture(scope="session")
 def embedder() -> Any:
@@ -19,11 +17,11 @@ def embedder() -> Any:
 
 
 @pytest.fixture
-def sample_warehouse(warehouse: Any) -> Any:
+def sample_warehouse(warehouse: Any, sample_dir: Path) -> Any:
     """The warehouse of a fresh TWIN_HOME, filled with the sample corpus."""
     from twin_core.warehouse_io import import_paths
 
-    import_paths(warehouse, [SAMPLE_DIR])
+    import_paths(warehouse, [sample_dir])
     return warehouse
 
 

@@ -14,14 +14,13 @@ from twin_core.features.chunking import chunk_document
 from twin_core.features.cleaning import clean_document
 
 pytestmark = pytest.mark.slow
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 FILES = {"ArticleDocument.json": "articles", "PostDocument.json": "posts", "RepositoryDocument.json": "repositories"}
 
 
-def _sample_cleaned() -> list[CleanedDocument]:
+def _sample_cleaned(sample_dir: Path) -> list[CleanedDocument]:
     docs = []
     for name, cat in FILES.items():
-        for row in json.loads((SAMPLE_DIR / name).read_text()):
+        for row in json.loads((sample_dir / name).read_text()):
             row = {k: v for k, v in row.items() if k != "_id"}
             docs.append(clean_document(document_class(cat)(**row)))
     return docs
@@ -53,15 +52,15 @@ def _assert_fit_and_cover(doc: CleanedDocument, chunks: list, embedder: Any, lim
     assert missing == [], "every non-space character lands in a chunk"
 
 
-def test_sample_chunks_fit_and_cover_everything(embedder: Any) -> None:
-    for doc in _sample_cleaned():
+def test_sample_chunks_fit_and_cover_everything(embedder: Any, sample_dir: Path) -> None:
+    for doc in _sample_cleaned(sample_dir):
         chunks = chunk_document(doc, embedder, 256, 32)
         _assert_fit_and_cover(doc, chunks, embedder, 256)
         assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
 
 
-def test_small_budget_still_fits(embedder: Any) -> None:
-    for doc in _sample_cleaned()[:6]:
+def test_small_budget_still_fits(embedder: Any, sample_dir: Path) -> None:
+    for doc in _sample_cleaned(sample_dir)[:6]:
         _assert_fit_and_cover(doc, chunk_document(doc, embedder, 48, 8), embedder, 48)
 
 
@@ -80,8 +79,8 @@ def test_one_giant_word_and_repo_line(embedder: Any) -> None:
     _assert_fit_and_cover(doc, chunks, embedder, 256)
 
 
-def test_overlap_is_configurable(embedder: Any) -> None:
-    doc = next(d for d in _sample_cleaned() if d.category == Category.ARTICLES)
+def test_overlap_is_configurable(embedder: Any, sample_dir: Path) -> None:
+    doc = next(d for d in _sample_cleaned(sample_dir) if d.category == Category.ARTICLES)
     with_overlap = chunk_document(doc, embedder, 128, 40)
     without = chunk_document(doc, embedder, 128, 0)
     shared = [a.metadata["end"] > b.metadata["start"] for a, b in zip(with_overlap, with_overlap[1:], strict=False)]

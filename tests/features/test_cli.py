@@ -7,12 +7,10 @@ from typing import Any
 
 import pytest
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
-
 
 @pytest.mark.slow
-def test_features_run_and_rag_search(twin_home: Path, twin: Any) -> None:
-    assert twin("warehouse", "import", str(SAMPLE_DIR)).returncode == 0
+def test_features_run_and_rag_search(twin_home: Path, twin: Any, sample_dir: Path) -> None:
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
     run = twin("features", "run")
     assert run.returncode == 0, run.stderr
     r = run.result

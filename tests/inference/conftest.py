@@ -11,12 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.rag_home import build_rag_home
 
-from twin_core.demo.sample_index import build_rag_home
 from twin_core.settings import updated
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "data" / "sample"
 
 
 @pytest.fixture(scope="session")

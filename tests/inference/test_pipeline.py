@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.rag_home import SECRET
 
-from twin_core.demo.sample_index import SECRET
 from twin_core.errors import InputError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.pipeline import RAGRequest

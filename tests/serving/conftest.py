@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.rag_home import build_rag_home
+from support.server import running_server
 
 ADA_KEY = "ada-test-key-0123456789abcdef"
 BOB_KEY = "bob-test-key-0123456789abcdef"
@@ -41,20 +43,9 @@ def server_env(home: Path, models_dir: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Iterator[Served]:
-    from twin_core.demo.sample_index import build_rag_home
-    from twin_core.demo.serving import free_port, start_server, stop_server, wait_ready
-
     home = tmp_path_factory.mktemp("serve") / "twin"
     settings = build_rag_home(home, llm_models_dir)  # closes its vector store: the server must own it
-    port = free_port()
     env = server_env(home, llm_models_dir)
-    proc = start_server(port, env=env, log_path=home / "server.log")
-    try:
-        wait_ready(proc, port)
-    except Exception:
-        stop_server(proc)
-        raise AssertionError((home / "server.log").read_text()[-3000:]) from None
-    s = Served(f"http://127.0.0.1:{port}", settings, proc, env)
-    yield s
-    stopped = stop_server(proc)
-    assert stopped["exit_code"] == 0, (home / "server.log").read_text()[-3000:]
+    with running_server(env, home / "server.log") as server:
+        yield Served(server.url, settings, server.proc, env)
+    assert server.stopped["exit_code"] == 0, server.log_tail()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,6 @@ def _closed_port() -> int:
 
 
 def test_qdrant_down_is_503(tmp_path: Path, llm_models_dir: Path) -> None:
-    from twin_core.demo.serving import free_port, start_server, stop_server, wait_ready
     from twin_core.settings import load_settings
     from twin_core.stores.warehouse import open_warehouse
 
@@ -33,15 +33,10 @@ def test_qdrant_down_is_503(tmp_path: Path, llm_models_dir: Path) -> None:
         "TWIN_LLM_RETRIES": "0",
         "TWIN_SERVE_AUTH_DISABLED": "1",
     }
-    port = free_port()
-    proc = start_server(port, env=env, log_path=home / "server.log")
-    try:
-        wait_ready(proc, port)
-        resp = requests.post(
-            f"http://127.0.0.1:{port}/v1/models/twin:predict", json={"instances": [{"query": "hi"}]}, timeout=60
-        )
+    with running_server(env, home / "server.log") as server:
+        resp = requests.post(f"{server.url}/v1/models/twin:predict", json={"instances": [{"query": "hi"}]}, timeout=60)
         assert resp.status_code == 503, resp.text
-        assert "Qdrant" in resp.json()["error"] and resp.headers.get("Retry-After")
-        assert "DISABLED" in (home / "server.log").read_text()  # auth off is loud
-    finally:
-        assert stop_server(proc)["exit_code"] == 0
+        assert "Qdrant" in resp.json()["error"]
+        assert resp.headers.get("Retry-After")
+        assert "DISABLED" in server.log_tail(100_000)  # auth off is loud
+    assert server.stopped["exit_code"] == 0, server.log_tail()

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-
-from twin_core.demo.sample_index import SECRET
+from support.rag_home import SECRET
 
 pytestmark = pytest.mark.slow
 

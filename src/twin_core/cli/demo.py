@@ -16,9 +16,9 @@ from typing import Any
 import typer
 
 from twin_core.cli.protocol import step
+from twin_core.demo import sample_dir
 
 log = logging.getLogger(__name__)
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "data" / "sample"
 
 
 def stage_import(sample: Path) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def _resolve(target: str) -> Callable[[Path], dict[str, Any]] | None:
 
 
 def app(
-    sample: Path = typer.Option(SAMPLE_DIR, "--sample", help="Sample corpus folder (Handbook backup format)."),
+    sample: Path = typer.Option(sample_dir(), "--sample", help="Sample corpus folder (Handbook backup format)."),
 ) -> None:
     """Run the main job on the sample corpus and the embedded stores, printing what each stage did."""
     _run(sample)

@@ -1,9 +1,9 @@
 """Demo stage ``etl.crawl``: crawl real links on this machine, offline.
 
-- the sample repository ``data/sample/repos/tiny-pipeline``, committed into a git repository under
+- the sample repository ``repos/tiny-pipeline``, committed into a git repository under
   ``TWIN_HOME/demo`` (a stable path, so a re-run finds the same link and reports it unchanged) and
   crawled as ``file://``;
-- two article pages of the sample (``data/sample/site``) served by an ``http.server`` thread on
+- two article pages of the sample (``site/``) served by an ``http.server`` thread on
   127.0.0.1, started and stopped here.
 """
 

@@ -1,4 +1,4 @@
-"""A RAG-ready TWIN_HOME from a sample corpus, built by the real feature pipeline: for tests and benchmarks.
+"""A RAG-ready TWIN_HOME from the sample corpus, built by the real feature pipeline: for tests and benchmarks.
 
 Imports a Handbook-format backup into the warehouse, optionally adds a second author, Bob Marlowe, with
 one secret article (to check that retrieval never crosses authors), then runs `twin features run`'s
@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
-SECRET = "SECRET-BOB-TOKEN"
+from support import SAMPLE_DIR
+
+SECRET = "SECRET-BOB-TOKEN"  # only in Bob's article: retrieval for Ada must never return it
 
 
-def build_rag_home(home: Path, models_dir: Path, extra_author_docs: bool = True, sample: Path = SAMPLE) -> Any:
+def build_rag_home(home: Path, models_dir: Path, extra_author_docs: bool = True, sample: Path = SAMPLE_DIR) -> Any:
     """Import the sample corpus and featurize it into ``embedded_*`` collections; returns the settings."""
     from twin_core.domain.documents import ArticleDocument
     from twin_core.features.pipeline import run_features
