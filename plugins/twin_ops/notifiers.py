@@ -54,7 +54,8 @@ def drift_message(alert: dict[str, Any]) -> str:
     window = alert.get("window") or {}
     who = f" for {alert['author']}" if alert.get("author") else ""
     return (
-        f"LLM Twin drift{who}: {alert['signal']} = {alert['value']} above threshold {alert['threshold']} "
+        f"LLM Twin drift{who}: {alert['signal']} = {alert['value']} {alert.get('drift_when', 'above')} "
+        f"threshold {alert['threshold']} "
         f"({alert.get('method', '?')}), window {window.get('start')} .. {window.get('end')}; "
         f"report: {alert.get('report')}"
     )

@@ -13,6 +13,10 @@ from twin_core.settings import Settings
 
 SCOPES = ("queries", "answers", "operations", "documents")
 KINDS = ("embedding", "length", "oov", "language", "numeric", "category")
+# Evidently drift methods whose score is a p-value: drift when the score is BELOW the threshold.
+PVALUE_METHODS = frozenset(
+    {"ks", "chisquare", "z", "t_test", "mannw", "fisher_exact", "cramer_von_mises", "anderson", "g_test", "es"}
+)
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "monitoring.yaml"
 
 
@@ -25,6 +29,13 @@ class Signal:
     method: str
     threshold: float
     dist: str = "cosine"  # embeddings, method "distance"
+
+    @property
+    def pvalue(self) -> bool:
+        return self.kind != "embedding" and self.method in PVALUE_METHODS
+
+    def drifted(self, score: float) -> bool:
+        return score < self.threshold if self.pvalue else score > self.threshold
 
     @property
     def feature(self) -> str:
@@ -47,8 +58,8 @@ _DEFAULT_ROWS = [
     ("retrieval_score", "operations", "retrieval_score", "numeric", "wasserstein", 0.5),
     ("latency_ms", "operations", "latency_ms", "numeric", "wasserstein", 1.0),
     ("error_rate", "operations", "outcome", "category", "jensenshannon", 0.2),
-    ("document_embedding", "documents", "text", "embedding", "distance", 0.1),
-    ("document_length", "documents", "text", "length", "wasserstein", 0.5),
+    ("document_embedding", "documents", "text", "embedding", "distance", 0.5),
+    ("document_length", "documents", "text", "length", "ks", 0.05),
 ]
 DEFAULTS: dict[str, dict[str, Any]] = {
     row[0]: dict(zip(("scope", "column", "kind", "method", "threshold"), row[1:], strict=True)) for row in _DEFAULT_ROWS

@@ -3,8 +3,8 @@
 Per scope (queries, answers, operations, documents) one Evidently ``Report`` of ``ValueDrift``
 metrics over text descriptors (``TextLength``, out-of-vocabulary share, language) and numeric or
 categorical columns, plus one ``EmbeddingsDrift`` report with an explicit embeddings-drift method on
-a deterministic sample of rows. Every method is a distance: a signal drifts when its score is above
-its threshold.
+a deterministic sample of rows. Most methods are distances: a signal drifts when its score is above
+its threshold, except for p-value methods (ks, chisquare...), where it drifts below its threshold.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 MIN_DOCUMENTS = 5
+TSNE_MIN_ROWS = 30
 DOCUMENT_CHARS = 2000
 _WORD = re.compile(r"[a-z]+")
 
@@ -141,8 +142,9 @@ def _sample(texts: list[str], n: int) -> list[str]:
     return [texts[i] for i in idx]
 
 
-def _embedding_report(signal: Signal, data: ScopeData, tools: TextTools, sample: int) -> tuple[Any, float]:
-    """Evidently EmbeddingsDrift with the signal's explicit method on a deterministic sample."""
+def _embedding_report(signal: Signal, data: ScopeData, tools: TextTools, sample: int) -> tuple[Any | None, float]:
+    """Evidently EmbeddingsDrift with the signal's explicit method on a deterministic sample (no report
+    below ``TSNE_MIN_ROWS`` rows, where Evidently cannot draw its plot: the score comes from the method)."""
     import numpy as np
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
@@ -161,6 +163,10 @@ def _embedding_report(signal: Signal, data: ScopeData, tools: TextTools, sample:
         method: Any = ModelDriftMethod(threshold=signal.threshold)
     else:
         method = DistanceDriftMethod(dist=signal.dist, threshold=signal.threshold)
+    if len(cur) + len(ref) <= TSNE_MIN_ROWS:
+        # Evidently's report plots a t-SNE (perplexity 30) and needs more rows: same method, no report
+        score, _, _ = method(cur.copy(), ref.copy())
+        return None, float(score)
     report = Report([EmbeddingsDrift(embeddings_name=signal.name, drift_method=method)])
     snapshot = report.run(
         Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition)
@@ -294,7 +300,8 @@ def run_drift_check(
             scores.update(found)
         for s in (s for s in scoped if s.kind == "embedding"):
             snapshot, scores[s.name] = _embedding_report(s, data, tools, settings.monitor.embedding_sample)
-            reports[s.name] = writer.write_snapshot(s.name, snapshot)
+            if snapshot is not None:
+                reports[s.name] = writer.write_snapshot(s.name, snapshot)
         for s in scoped:
             score = scores.get(s.name)
             usable = score is not None and not (isinstance(score, float) and math.isnan(score))
@@ -304,14 +311,21 @@ def run_drift_check(
                 "method": s.method + (f"/{s.dist}" if s.kind == "embedding" and s.method == "distance" else ""),
                 "threshold": s.threshold,
                 "score": round(float(score), 6) if usable else None,
-                "drifted": bool(usable and float(score) > s.threshold),
+                "drifted": bool(usable and s.drifted(float(score))),
+                "drift_when": "below" if s.pvalue else "above",
                 "rows": len(data.current),
                 "reference_rows": len(data.reference),
             }
             result["signals"][s.name] = entry
             if entry["drifted"]:
                 result["drifted"].append(
-                    {"signal": s.name, "score": entry["score"], "threshold": s.threshold, "method": entry["method"]}
+                    {
+                        "signal": s.name,
+                        "score": entry["score"],
+                        "threshold": s.threshold,
+                        "method": entry["method"],
+                        "drift_when": entry["drift_when"],
+                    }
                 )
     result["reports"] = reports
     result["verdict"] = "drift" if result["drifted"] else "no_drift"

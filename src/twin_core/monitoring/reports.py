@@ -56,6 +56,7 @@ class ReportWriter:
                 "threshold": d["threshold"],
                 "value": d["score"],
                 "method": d["method"],
+                "drift_when": d.get("drift_when", "above"),
                 "window": self.window.as_dict(),
                 "report": self.location,
             }
