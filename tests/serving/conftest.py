@@ -45,7 +45,7 @@ def server_env(home: Path, models_dir: Path, **extra: str) -> dict[str, str]:
 def served(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("serve") / "twin"
     settings = build_rag_home(home, llm_models_dir)  # closes its vector store: the server must own it
-    env = server_env(home, llm_models_dir)
+    env = server_env(home, llm_models_dir, TWIN_SERVE_REGISTRY_POLL_S="0.5")  # registry changes: fast pick-up
     with running_server(env, home / "server.log") as server:
         yield Served(server.url, settings, server.proc, env)
     assert server.stopped["exit_code"] == 0, server.log_tail()
