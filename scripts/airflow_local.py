@@ -152,6 +152,18 @@ def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], timeout: float) 
     raise SystemExit(f"the API server did not answer on {url} within {timeout:.0f}s")
 
 
+def _warm_up_execution_api(url: str, timeout: float = 600) -> None:
+    """The API server builds its task execution API on the first request, blocking every other request
+    meanwhile (over a minute on a busy 2-core machine): a task starting then times out. Pay it here."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(f"{url}/execution/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"the task execution API on {url}/execution/ did not answer: {exc}") from None
+    print(f"execution API ready ({time.monotonic() - started:.0f}s)", flush=True)
+
+
 def _stop_group(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
     """SIGTERM the whole process group (components, executor workers, `twin` tasks), then SIGKILL."""
     import psutil  # an Airflow dependency
@@ -235,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if name == "api-server":  # tasks call its execution API: it must answer before any is queued
                 _wait_healthy(url, procs, timeout=180)
+                _warm_up_execution_api(url)
         print(
             f"\nAirflow is up: {url}\n  login: {USER} / {creds['password']}\n"
             f"  trigger twin_etl from its form ({url}/dags/twin_etl), watch twin_features start from the Asset.\n"

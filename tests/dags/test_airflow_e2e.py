@@ -30,13 +30,14 @@ from typing import Any
 
 import httpx
 import pytest
+from support import SAMPLE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO_ROOT / "scripts" / "airflow_local.py"
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
 TWIN_PY = REPO_ROOT / ".venv" / "bin" / "python"
 SITE_SERVER = REPO_ROOT / "tests" / "etl" / "fixtures" / "site_server.py"
-SAMPLE_REPO = REPO_ROOT / "data" / "sample" / "repos" / "tiny-pipeline"
+SAMPLE_REPO = SAMPLE_DIR / "repos" / "tiny-pipeline"
 UI_CHECK = Path(__file__).with_name("ui_check.py")
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "twin_etl_graph.png"
 AUTHOR = "Ada Quillfeather"
@@ -89,7 +90,13 @@ class Airflow:
     env_file: Path
 
     def get(self, path: str, **params: Any) -> Any:
-        resp = self.client.get(f"/api/v2{path}", params=params)
+        for attempt in range(3):  # a busy 2-core machine can stall the single API worker for a while
+            try:
+                resp = self.client.get(f"/api/v2{path}", params=params)
+                break
+            except httpx.TimeoutException:
+                if attempt == 2:
+                    raise
         resp.raise_for_status()
         return resp.json()
 
@@ -146,7 +153,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
     cmd = [sys.executable, str(LAUNCHER), "--port", str(port), "--home", str(home), "--twin-home", str(twin_home)]
     cmd += ["--paused", "--parallelism", "3", "--log-port", "0", "--refresh-interval", "5"]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
         deadline = time.monotonic() + 300
         while "Airflow is up" not in (base / "launcher.log").read_text():
