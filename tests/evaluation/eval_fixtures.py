@@ -120,3 +120,52 @@ class FakeLLM:
         user = messages[-1]["content"]
         text = next((a for q, a in self.answers.items() if q in user), self.default)
         return Generation(text, 10, 10, self.model_version, 0.0)
+
+
+def tiny_model_folder(root: Path, name: str, settings: Any, seed: int = 0) -> Path:
+    """A real, tiny causal LM (Llama architecture, 2 layers, width 32) with SmolLM2's tokenizer and
+    chat template: loads and generates in well under a second, so model code paths run for real."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from twin_core.llm.local import resolve_source
+
+    folder = root / name
+    merged = folder / "merged"
+    if (merged / "config.json").is_file():
+        return folder
+    source = resolve_source(settings)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=True, **kwargs)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(merged)
+    tokenizer.save_pretrained(merged)
+    return folder
+
+
+def setup_tiny_candidate(settings: Any, root: Path) -> str:
+    """A dataset version and a registered candidate (tiny real model) whose base is another tiny model."""
+    dataset = write_dataset(settings)
+    base = tiny_model_folder(root, "tiny-base", settings, seed=1)
+    cand = tiny_model_folder(root, "tiny-cand", settings, seed=2)
+    return register(settings, cand, dataset, str(base / "merged")).ref
+
+
+if __name__ == "__main__":  # used by the DAG tests (Airflow env): python eval_fixtures.py ROOT -> the ref
+    import sys
+
+    from twin_core.settings import load_settings
+
+    print(setup_tiny_candidate(load_settings(), Path(sys.argv[1])))

@@ -1,0 +1,152 @@
+"""
+### twin_evaluation — gate a candidate model, roll it out as a canary, promote or roll back
+
+Triggered by `twin://models/candidate` (emitted by `twin_training` with `{"models": ["<slug>/vNNNN"]}`).
+Per candidate:
+
+1. `evaluate` — `twin evaluate --model REF --baseline production` on the held-out split of the
+   candidate's dataset: perplexity, style similarity, ROUGE-L, judge scores, RAG hit@k/MRR and
+   groundedness, candidate and baseline side by side; the report (JSON + HTML) goes to the artifact
+   store and Comet.
+2. `gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
+   names every failing metric. No candidate passes: the rest of the run is skipped.
+3. `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
+   `approval` param is on; a rejection skips the rollout. Off: `no_approval` passes straight through.
+4. `canary` — `twin deploy canary REF --percent P`: the registry stage (local serving follows it) and,
+   on Kubernetes, the InferenceService (`canaryTrafficPercent` in Knative mode, `spec.canary` in
+   Standard mode).
+5. `watch` — `twin deploy watch REF --follow`: canary vs production error rate and latency from the
+   inference log; promoted when healthy for the window, rolled back when worse than the thresholds
+   (`configs/deploy.yaml`), the decision and its numbers in the registry history.
+6. `publish` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
+
+**Trigger form:** `models` (manual: comma-separated refs), `baseline`, `approval`, `canary_percent`,
+`watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag, task
+from twin_ops import dag_kwargs, twin_step_mapped
+from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
+
+
+@dag(
+    dag_id="twin_evaluation",
+    schedule=[CANDIDATE_MODEL],
+    params={
+        "models": Param("", type="string", title="Models", description="Manual runs: <slug>/vNNNN, comma-separated."),
+        "baseline": Param("production", type="string", title="Baseline", description="production, base or a ref."),
+        "approval": Param(False, type="boolean", title="Human approval", description="Ask before the canary."),
+        "canary_percent": Param(10, type="integer", minimum=1, maximum=99, title="Canary traffic %"),
+        "watch_window": Param("30m", type="string", title="Watch window", description="Healthy this long: promote."),
+        "min_requests": Param(50, type="integer", minimum=0, title="Min canary requests", description="To decide."),
+        "watch_timeout": Param(
+            "2h", type="string", title="Watch timeout", description="No decision by then: roll back."
+        ),
+        "judge": Param(True, type="boolean", title="Judge scores", description="LLM judge (endpoint or local)."),
+        "max_rows": Param(0, type="integer", minimum=0, title="Held-out rows", description="0 = configs/evaluation."),
+    },
+    **dag_kwargs(__doc__, tags=["evaluation", "deploy", "fti-inference-pipeline"], deadline=timedelta(hours=6)),
+)
+def twin_evaluation() -> None:
+    @task
+    def plan_evaluation(params: dict | None = None, **context) -> list[list[str]]:
+        """One `twin evaluate` per candidate: from the triggering Asset events, or the trigger form."""
+        params = params or {}
+        models: list[str] = []
+        for events in (context.get("triggering_asset_events") or {}).values():
+            for event in events:
+                models += list((event.extra or {}).get("models") or [])
+        models += [m.strip() for m in str(params.get("models") or "").split(",") if m.strip()]
+        args = ["--baseline", params.get("baseline") or "production"]
+        if not params.get("judge", True):
+            args.append("--no-judge")
+        if params.get("max_rows"):
+            args += ["--max-rows", str(params["max_rows"])]
+        return [["evaluate", "--model", ref, *args] for ref in sorted(set(models))]
+
+    @task
+    def gate(results: list[dict] | None) -> list[str]:
+        """The candidates that passed the gate (one per author: the newest); failing metrics are logged."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        passed: dict[str, str] = {}
+        for r in results or []:
+            if not r:
+                continue
+            if r.get("passed"):
+                passed[r["model"].split("/")[0]] = max(passed.get(r["model"].split("/")[0], ""), r["model"])
+                print(f"{r['model']}: gate PASSED vs {r.get('baseline')} (missing: {r.get('missing') or 'none'})")
+            else:
+                print(f"{r.get('model')}: gate FAILED vs {r.get('baseline')}: {', '.join(r.get('failing') or [])}")
+        if not passed:
+            raise AirflowSkipException("no candidate passed the evaluation gate: nothing to roll out")
+        return sorted(passed.values())
+
+    @task.branch
+    def approval_switch(params: dict | None = None) -> str:
+        return "approve" if (params or {}).get("approval") else "no_approval"
+
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="Roll out the twin candidates {{ ti.xcom_pull(task_ids='gate') }} as canaries?",
+        body="The evaluation gate passed. Reports: the `evaluate` task results (artifact store, Comet).",
+        response_timeout=timedelta(hours=24),
+    )
+    no_approval = EmptyOperator(task_id="no_approval")
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def plan_canary(models: list[str], params: dict | None = None) -> list[list[str]]:
+        percent = str((params or {}).get("canary_percent") or 10)
+        return [
+            ["deploy", "canary", ref, "--percent", percent, "--reason", "passed the evaluation gate"] for ref in models
+        ]
+
+    @task
+    def plan_watch(canaries: list[dict] | None, params: dict | None = None) -> list[list[str]]:
+        params = params or {}
+        refs = [c["model"]["ref"] for c in canaries or [] if c and c.get("model")]
+        return [
+            [
+                "deploy", "watch", ref, "--follow",
+                "--window", str(params.get("watch_window") or "30m"),
+                "--min-requests", str(params.get("min_requests", 50)),
+                "--timeout", str(params.get("watch_timeout") or "2h"),
+            ]
+            for ref in refs
+        ]  # fmt: skip
+
+    @task(outlets=[PRODUCTION_MODEL], trigger_rule="none_failed")
+    def publish(watched: list[dict] | None, **context) -> dict:
+        """Emit the production Asset for the promoted canaries (none promoted: skipped, no event)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        promoted = sorted(w["canary"] for w in watched or [] if w and w.get("decision") == "promote")
+        for w in watched or []:
+            if w:
+                print(f"{w.get('canary')}: {w.get('decision')} ({'; '.join(w.get('reasons') or [])})")
+        if not promoted:
+            raise AirflowSkipException("no canary was promoted")
+        extra = {"production": promoted}
+        context["outlet_events"][PRODUCTION_MODEL].extra = extra
+        return extra
+
+    evaluate = twin_step_mapped("evaluate", profile="cpu", qdrant=True).expand(arguments=plan_evaluation())
+    passed = gate(evaluate.output)
+    switch = approval_switch()
+    passed >> switch >> [approve, no_approval]
+    canary_plan = plan_canary(passed)
+    [approve, no_approval] >> canary_plan
+    canary = twin_step_mapped("canary", profile="cpu").expand(arguments=canary_plan)
+    watch = twin_step_mapped("watch", profile="cpu", execution_timeout=timedelta(hours=5)).expand(
+        arguments=plan_watch(canary.output)
+    )
+    publish(watch.output)
+
+
+twin_evaluation()

@@ -1,0 +1,61 @@
+"""`twin evaluate` as a pipeline step: real (tiny) models, the report in the artifact store, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eval_fixtures import fake_model_folder, register, setup_tiny_candidate, write_dataset
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / ".pytest_cache" / "d" / "twin-llm-models"
+
+
+@pytest.fixture
+def env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"TWIN_LLM_THREADS": "1", "COMET_API_KEY": "", "TWIN_LLM_MODELS_DIR": str(MODELS_DIR)}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_unknown_version_exit_3(twin: Any, env: dict[str, str]) -> None:
+    run = twin("evaluate", "--model", "ada-quillfeather/v0042", env=env)
+    assert run.returncode == 3 and run.result["error"] == "unknown model version ada-quillfeather/v0042"
+    run = twin("evaluate", "--model", "not a ref", env=env)
+    assert run.returncode == 3 and "expected <author_slug>/vNNNN" in run.result["error"]
+
+
+def test_empty_test_split_is_a_clear_error(settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]) -> None:
+    dataset = write_dataset(settings, empty_test=True)
+    mv = register(settings, fake_model_folder(tmp_path, "c"), dataset, "x")
+    run = twin("evaluate", "--model", mv.ref, env=env)
+    assert run.returncode == 3
+    assert run.result["error"].startswith(f"dataset {dataset} has an empty test split")
+    store = Path(settings.artifacts_location)
+    assert not (store / "evaluations").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_evaluate_tiny_models_judge_down(settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]) -> None:
+    """Real generation, perplexity and embeddings; the judge endpoint is down: missing, not zero."""
+    ref = setup_tiny_candidate(settings, tmp_path)
+    down = {**env, "TWIN_EVAL_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "TWIN_EVAL_JUDGE_MODEL": "judge"}
+    run = twin("evaluate", "--model", ref, "--baseline", "base", "--max-rows", "2", env=down)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = run.result
+    assert res["rows"] == 2 and res["baseline"].startswith("base:")
+    for role in ("candidate", "baseline"):
+        m = res["metrics"][role]
+        assert m["perplexity"] > 1000  # untrained tiny models: a real, huge perplexity
+        assert -1 <= m["style_similarity"] <= 1 and 0 <= m["rouge_l"] <= 1
+        assert m["judge_accuracy"] is None and m["judge_style"] is None
+    assert res["judge"]["status"] == "unavailable" and "BackendUnavailable" in res["judge"]["reason"]
+    assert res["rag"]["status"] == "missing"  # no vector store in this home
+    assert {"judge_accuracy", "judge_style", "groundedness"} <= set(res["missing"])
+    assert res["gate"] in ("pass", "fail") and res["passed"] == (res["failing"] == [])
+    report = json.loads(Path(res["report"]["json"]).read_text())
+    assert report["metrics"] == res["metrics"] and report["comet"]["mode"] == "offline"
+    html = Path(res["report"]["html"]).read_text()
+    assert "Judge: accuracy (1-3)" in html and "unavailable" in html
