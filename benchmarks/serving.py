@@ -7,7 +7,10 @@
   random unit vectors (goal p95 <= 50 ms at 100k chunks);
 - overhead: HTTP end to end (`twin serve`, v1 predict of the tiny model) against bare in-process
   generate for the same prompt and token count (goal <= 10 %);
-- load: 200 requests at concurrency 8 with max_new_tokens=4 (0 errors, throughput, p95).
+- load: 200 requests at concurrency 8 with max_new_tokens=4 (0 errors, throughput, p95);
+- batching (issue 15): 1 and 8 concurrent clients x 64 new tokens on the RAG route, batching on vs
+  off in one run: total completion tokens/s, p50/p95 latency (goal at 8 clients: >= 3x tokens/s, p95
+  no worse).
 Everything runs on a temporary TWIN_HOME and stops by itself.
 """
 
@@ -126,16 +129,17 @@ def _settings(home: Path, models: Path) -> Any:
     return load_settings(home=home, llm_models_dir=models, llm_threads=1, rag_context_tokens=256)
 
 
-def _serve(home: Path, models: Path) -> Any:
+def _serve(home: Path, models: Path, **extra: str) -> Any:
     """`twin serve` on the bench home: a context manager yielding the running server."""
     env = {
         "TWIN_HOME": str(home),
         "TWIN_LLM_MODELS_DIR": str(models),
         "TWIN_LLM_THREADS": "1",
         "TWIN_RAG_CONTEXT_TOKENS": "256",
-        "TWIN_SERVE_MAX_CONCURRENCY": "2",
+        "TWIN_SERVE_MAX_CONCURRENCY": "8",
         "TWIN_SERVE_MAX_QUEUE": "16",
         "TWIN_SERVE_API_KEYS": json.dumps({KEY: "Ada Quillfeather"}),
+        **extra,
     }
     return running_server(env, home / "bench-server.log")
 
@@ -228,9 +232,94 @@ def load(home: Path, models: Path, n: int = 200, concurrency: int = 8) -> dict[s
     }
 
 
+QUESTIONS = [
+    "Why do random record IDs turn an upsert into duplicate inserts when a job is rerun?",
+    "How do I tune HNSW recall with ef and M?",
+    "What is chunk overlap for?",
+    "What is idempotency in a data pipeline?",
+    "How should retries be handled when a crawler fails?",
+    "Why keep the metadata file last when writing a version?",
+    "What does a reranker add on top of vector search?",
+    "How do you keep an embedding model and its index in sync?",
+]
+
+
+def _clients(port: int, clients: int, per_client: int, tokens: int) -> dict[str, Any]:
+    """`clients` threads, each sending `per_client` requests back to back; latency per request."""
+    import requests
+
+    lat: list[float] = []
+    completion = 0
+    errors = 0
+
+    def client(c: int) -> None:
+        nonlocal completion, errors
+        for r in range(per_client):
+            q = QUESTIONS[(c * per_client + r) % len(QUESTIONS)]
+            t = time.perf_counter()
+            resp = requests.post(
+                f"http://127.0.0.1:{port}/v1/models/twin:predict",
+                json={"instances": [{"query": q, "max_new_tokens": tokens}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=600,
+            )
+            lat.append(time.perf_counter() - t)
+            if resp.status_code != 200:
+                errors += 1
+                continue
+            completion += resp.json()["predictions"][0]["usage"]["completion_tokens"]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    wall = time.perf_counter() - t0
+    return {
+        "clients": clients,
+        "requests": clients * per_client,
+        "errors": errors,
+        "completion_tokens": completion,
+        "tokens_per_s": round(completion / wall, 1),
+        "p50_s": round(pct(lat, 50), 2),
+        "p95_s": round(pct(lat, 95), 2),
+        "wall_s": round(wall, 1),
+    }
+
+
+def _batch_metrics(port: int) -> dict[str, float]:
+    import requests
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("twin_batch_size_sum", "twin_batch_size_count", "twin_batch_queue_seconds_sum"):
+            if line.startswith(name + "{"):
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def batching(home: Path, models: Path, tokens: int = 64, per_client_8: int = 2, runs_1: int = 4) -> dict[str, Any]:
+    """Batching on vs off: 1 client and 8 concurrent clients, `tokens` new tokens each."""
+    out: dict[str, Any] = {"max_new_tokens": tokens}
+    for label, flag in (("off", "false"), ("on", "true")):
+        with _serve(home, models, TWIN_SERVE_BATCHING=flag) as server:
+            _clients(server.port, 1, 1, 4)  # warm-up (first-call costs)
+            one = _clients(server.port, 1, runs_1, tokens)
+            eight = _clients(server.port, 8, per_client_8, tokens)
+            m = _batch_metrics(server.port)
+        mean = m.get("twin_batch_size_sum", 0) / max(1.0, m.get("twin_batch_size_count", 0))
+        out[label] = {"c1": one, "c8": eight, "mean_batch_size": round(mean, 2)}
+        print(json.dumps({"batching": {label: out[label]}}), flush=True)
+    on, off = out["on"]["c8"], out["off"]["c8"]
+    out["c8_tokens_per_s_ratio"] = round(on["tokens_per_s"] / max(off["tokens_per_s"], 1e-9), 2)
+    out["c8_p95_on_vs_off"] = round(on["p95_s"] / max(off["p95_s"], 1e-9), 2)
+    c1_on, c1_off = out["on"]["c1"], out["off"]["c1"]
+    out["c1_tokens_per_s_ratio"] = round(c1_on["tokens_per_s"] / max(c1_off["tokens_per_s"], 1e-9), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="quality,retrieval,overhead,load")
+    ap.add_argument("--only", default="quality,retrieval,overhead,load,batching")
     ap.add_argument("--chunks", type=int, default=100_000)
     ap.add_argument("--expansions", type=int, default=2, help="0 skips the (slow, LLM) expansion variant")
     ap.add_argument("--models-dir", default=str(REPO / ".twin" / "models"))
@@ -242,7 +331,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp:
         home = Path(tmp) / "twin"
-        if only & {"quality", "overhead", "load"}:
+        if only & {"quality", "overhead", "load", "batching"}:
             build_rag_home(home, models, extra_author_docs=False)
         if "quality" in only:
             results["quality"] = quality(home, models, args.expansions)
@@ -250,7 +339,7 @@ def main() -> None:
         if "retrieval" in only:
             results["retrieval"] = retrieval_latency(Path(tmp), args.chunks)
             print(json.dumps({"retrieval": results["retrieval"]}), flush=True)
-        if "quality" in only and only & {"overhead", "load"}:
+        if "quality" in only and only & {"overhead", "load", "batching"}:
             import gc
 
             gc.collect()  # release the local Qdrant folder held by the quality pipeline
@@ -260,6 +349,9 @@ def main() -> None:
         if "load" in only:
             results["load"] = load(home, models)
             print(json.dumps({"load": results["load"]}), flush=True)
+        if "batching" in only:
+            results["batching"] = batching(home, models)
+            print(json.dumps({"batching": results["batching"]}), flush=True)
     print(json.dumps(results))
 
 
