@@ -9,6 +9,8 @@ its threshold, except for p-value methods (ks, chisquare...), where it drifts be
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import math
 import re
@@ -27,6 +29,8 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 MIN_DOCUMENTS = 5
+READ_BATCH = 100_000  # one query per window: paging with skip re-reads the embedded store per page
+CACHE_PREFIX = "monitoring/_cache/embeddings"
 TSNE_MIN_ROWS = 30
 DOCUMENT_CHARS = 2000
 _WORD = re.compile(r"[a-z]+")
@@ -68,6 +72,10 @@ def log_frame(rows: Sequence[InferenceLog]) -> Any:
             }
         )
     return pd.DataFrame(data, columns=["query", "answer", "retrieval_score", "latency_ms", "outcome"])
+
+
+def _read_logs(warehouse: Any, window: Window, author: str | None) -> list[InferenceLog]:
+    return list(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
 
 
 def _text_frame(column: str, texts: Sequence[str]) -> Any:
@@ -142,7 +150,9 @@ def _sample(texts: list[str], n: int) -> list[str]:
     return [texts[i] for i in idx]
 
 
-def _embedding_report(signal: Signal, data: ScopeData, tools: TextTools, sample: int) -> tuple[Any | None, float]:
+def _embedding_report(
+    signal: Signal, data: ScopeData, tools: TextTools, sample: int, artifacts: Any = None
+) -> tuple[Any | None, float]:
     """Evidently EmbeddingsDrift with the signal's explicit method on a deterministic sample (no report
     below ``TSNE_MIN_ROWS`` rows, where Evidently cannot draw its plot: the score comes from the method)."""
     import numpy as np
@@ -151,12 +161,24 @@ def _embedding_report(signal: Signal, data: ScopeData, tools: TextTools, sample:
     from evidently.metrics import EmbeddingsDrift
     from evidently.metrics.embeddings import DistanceDriftMethod, ModelDriftMethod
 
-    def frame(texts: list[str]) -> Any:
-        vectors = np.asarray(tools.embed(_sample(texts, sample)), dtype="float32")
+    def frame(texts: list[str], cached: bool = False) -> Any:
+        texts = _sample(texts, sample)
+        key = None
+        if cached and artifacts is not None:  # a training reference is the same every hour: embed it once
+            digest = hashlib.sha256("\n".join([tools.model_id, *texts]).encode()).hexdigest()[:32]
+            key = f"{CACHE_PREFIX}/{digest}.npy"
+            if artifacts.exists(key):
+                vectors = np.load(io.BytesIO(artifacts.get_bytes(key)))
+                return pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
+        vectors = np.asarray(tools.embed(texts), dtype="float32")
+        if key is not None:
+            buf = io.BytesIO()
+            np.save(buf, vectors)
+            artifacts.put_bytes(key, buf.getvalue())
         return pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
 
     cur = frame([str(t) for t in data.current[signal.column].dropna()])
-    ref = frame([str(t) for t in data.reference[signal.column].dropna()])
+    ref = frame([str(t) for t in data.reference[signal.column].dropna()], cached=data.reference_kind != "previous")
     names = list(cur.columns)
     definition = DataDefinition(numerical_columns=names, embeddings={signal.name: names})
     if signal.method == "model":
@@ -188,7 +210,7 @@ def _scopes(
     current = log_frame(current_rows)
     ok = current[current["outcome"] == "ok"]
     previous_window = window.previous(cfg.previous_windows)
-    previous = log_frame(list(warehouse.inference_logs(previous_window.start, previous_window.end, author)))
+    previous = log_frame(_read_logs(warehouse, previous_window, author))
     info: dict[str, Any] = {"requested": reference, "previous_window": previous_window.as_dict()}
 
     training = training_reference(artifacts, author)
@@ -261,7 +283,7 @@ def run_drift_check(
         raise InputError(f"--reference {reference!r}: expected training or previous")
     signals = load_signals(settings)
     writer = ReportWriter(artifacts, author, window)
-    current_rows = list(warehouse.inference_logs(window.start, window.end, author))
+    current_rows = _read_logs(warehouse, window, author)
     result: dict[str, Any] = {
         "window": window.as_dict(),
         "author": author,
@@ -299,7 +321,7 @@ def run_drift_check(
             reports[scope] = writer.write_snapshot(scope, snapshot)
             scores.update(found)
         for s in (s for s in scoped if s.kind == "embedding"):
-            snapshot, scores[s.name] = _embedding_report(s, data, tools, settings.monitor.embedding_sample)
+            snapshot, scores[s.name] = _embedding_report(s, data, tools, settings.monitor.embedding_sample, artifacts)
             if snapshot is not None:
                 reports[s.name] = writer.write_snapshot(s.name, snapshot)
         for s in scoped:
