@@ -25,6 +25,7 @@ mode. The pod profile is the training profile's `execution_profile`, read when t
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import yaml
 from airflow.sdk import Param, dag, task
@@ -58,7 +59,7 @@ POD_PROFILE = _execution_profile(DEFAULT_PROFILE)
         "profile": Param(DEFAULT_PROFILE, type="string", title="Training profile", description="configs/training."),
         "max_steps": Param(0, type="integer", minimum=0, title="Max steps", description="0 = the profile's."),
     },
-    **dag_kwargs(__doc__, tags=["training", "fti-training-pipeline", "gpu"]),
+    **dag_kwargs(__doc__, tags=["training", "fti-training-pipeline", "gpu"], deadline=timedelta(hours=24)),
 )
 def twin_training() -> None:
     @task

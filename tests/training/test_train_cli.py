@@ -117,7 +117,9 @@ def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_v
     versions = open_registry(tsettings).list()
     assert [v.ref for v in versions] == ["ada-quillfeather/v0001"]
     curve = versions[0].metadata["loss_curve"]
-    assert [step for step, _ in curve] == [3, 4]  # the step counter did not restart
+    assert [step for step, _ in curve] == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's state, then 3-4
+    archive = Path(versions[0].storage_uri).parent / versions[0].metadata["comet_archive"]
+    assert len(_comet_metrics(archive)["loss"]) == 2  # the resumed process trained steps 3 and 4 only
 
     # same data order: the resumed steps are the steps of an uninterrupted run
     fresh_env = {**env, "TWIN_HOME": str(tmp_path / "fresh")}
@@ -132,4 +134,4 @@ def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_v
         (tmp_path / "fresh" / "artifacts" / "models" / "ada-quillfeather" / "v0001" / "metadata.json").read_text()
     )["loss_curve"]
     assert full["steps"] == 4
-    assert [round(loss, 3) for _, loss in full_curve[2:]] == [round(loss, 3) for _, loss in curve]
+    assert [round(loss, 3) for _, loss in full_curve] == [round(loss, 3) for _, loss in curve]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from twin_core.domain import content_hash
 from twin_core.errors import InputError
 from twin_core.settings import Settings
 from twin_core.training import checkpoints, data
@@ -103,7 +104,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train, register a candidate, and return the step result (see the module doc)."""
     from twin_core.stores.artifacts import open_artifact_store
-    from twin_core.stores.registry import open_registry
+    from twin_core.stores.registry import ADAPTER_DIR, MERGED_DIR, folder_content_hash, open_registry
 
     profile = load_profile(settings, profile_name)
     models.check_device(profile)
@@ -243,6 +244,9 @@ def run_training(
         "resumed_from_step": resume_from[1] if resume_from else None,
         "prompt_version": _prompt_version(),
     }
+    # identity = the weights (not the Comet archive): a retried run that ends with the same model
+    # returns the version already registered
+    metadata["content_hash"] = content_hash({d: folder_content_hash(out / d) for d in (MERGED_DIR, ADAPTER_DIR)})
     mv = registry.register(td.author, out, metadata)
     shutil.rmtree(work, ignore_errors=True)
     return {
