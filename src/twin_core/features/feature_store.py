@@ -9,18 +9,23 @@
 
 Write order per document (what makes a killed run resumable with no duplicate and no missing point):
 upsert new chunks -> delete that document's other chunks -> upsert the cleaned doc -> mark state done.
+
+Reading: ``search_chunks()`` is THE retrieval over the ``embedded_*`` collections (used by
+``twin rag search`` and by the RAG pipeline): model check, server-side author filter re-checked on
+every hit, payload -> ``ScoredChunk`` in one place, vectors returned when asked (for MMR).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument, EmbeddedChunk
-from twin_core.errors import ConfigError
+from twin_core.errors import BackendUnavailable, ConfigError, TwinError
 from twin_core.stores.vectors import VectorStore
 
 STATE_COLLECTION = "feature_state"
@@ -63,7 +68,7 @@ def ensure_collections(store: VectorStore, model_id: str, dim: int, *, rebuild: 
         except ConfigError:
             if not rebuild:
                 raise
-            store.client.delete_collection(name)
+            store.drop_collection(name)
         store.ensure_collection(name, dim, metadata={"model_id": model_id, "dim": dim, "kind": "embedded"})
         store.ensure_collection(cleaned_collection(cat), None, metadata={"kind": "cleaned"})
     store.ensure_collection(STATE_COLLECTION, None, metadata={"kind": "feature_state"})
@@ -104,14 +109,7 @@ def write_chunks(store: VectorStore, chunks: Sequence[EmbeddedChunk]) -> int:
 
 def delete_other_chunks(store: VectorStore, category: Category, document_id: str, keep: Iterable[str]) -> None:
     """Remove the chunks of ``document_id`` that are not in ``keep`` (older versions, leftovers of a killed run)."""
-    from qdrant_client import models
-
-    keep = list(keep)
-    selector = models.Filter(
-        must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))],
-        must_not=[models.HasIdCondition(has_id=keep)] if keep else None,
-    )
-    store.client.delete(embedded_collection(category), points_selector=selector, wait=True)
+    store.delete_where(embedded_collection(category), keep_ids=list(keep), document_id=document_id)
 
 
 def write_cleaned(store: VectorStore, docs: Sequence[CleanedDocument]) -> None:
@@ -131,26 +129,114 @@ def mark_done(store: VectorStore, states: dict[str, dict[str, Any]]) -> None:
 
 def remove_documents(store: VectorStore, doc_ids: Sequence[str]) -> None:
     """Drop every feature of these documents: chunks, cleaned doc, then (last) their state."""
-    from qdrant_client import models
-
     if not doc_ids:
         return
     for cat in Category:
         for name in (embedded_collection(cat), cleaned_collection(cat)):
-            condition = models.FieldCondition(key="document_id", match=models.MatchAny(any=list(doc_ids)))
-            selector = models.Filter(must=[condition])
-            store.client.delete(name, points_selector=selector, wait=True)
+            store.delete_where(name, document_id=list(doc_ids))
     store.delete_ids(STATE_COLLECTION, list(doc_ids))
 
 
 def remove_orphans(store: VectorStore, live_ids: Sequence[str], author_id: str | None = None) -> None:
     """Drop features of documents neither live nor in the state (e.g. a killed run, then the doc was deleted)."""
-    from qdrant_client import models
-
-    must = [models.FieldCondition(key="author_id", match=models.MatchValue(value=author_id))] if author_id else []
-    must_not = [models.FieldCondition(key="document_id", match=models.MatchAny(any=list(live_ids)))] if live_ids else []
+    exclude = {"document_id": list(live_ids)} if live_ids else None
     for cat in Category:
         for name in (embedded_collection(cat), cleaned_collection(cat)):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                store.client.delete(name, points_selector=models.Filter(must=must, must_not=must_not), wait=True)
+            store.delete_where(name, exclude=exclude, author_id=author_id)
+
+
+# -- retrieval -----------------------------------------------------------------------------------
+class ScoredChunk(BaseModel):
+    """One search hit: a chunk of the author's text with its cosine similarity to the query."""
+
+    score: float  # cosine similarity, higher is closer
+    text: str
+    link: str
+    category: Category
+    platform: str
+    author_id: str
+    author_full_name: str
+    document_id: str
+    chunk_id: str
+    chunk_index: int
+    token_count: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)  # start/end offsets in the cleaned doc, file
+    vector: list[float] | None = Field(default=None, exclude=True, repr=False)  # only when asked
+
+
+def embedded_collections(store: VectorStore, categories: Iterable[Category] | None = None) -> list[str]:
+    """The ``embedded_*`` collections of these categories (default all) that exist."""
+    names = [embedded_collection(c) for c in (categories or list(Category))]
+    try:
+        return [n for n in names if store.has_collection(n)]
+    except TwinError:
+        raise
+    except Exception as exc:
+        raise BackendUnavailable(f"vector store unavailable: {type(exc).__name__}: {exc}") from None
+
+
+def check_models(
+    store: VectorStore, names: Iterable[str], model_id: str, dim: int | None, checked: set[str] | None = None
+) -> None:
+    """``check_model`` on each collection not yet in ``checked`` (which records the ones that passed)."""
+    for name in names:
+        if checked is None or name not in checked:
+            check_model(store, name, model_id, dim)
+            if checked is not None:
+                checked.add(name)
+
+
+def search_chunks(
+    store: VectorStore,
+    vector: Sequence[float],
+    k: int,
+    *,
+    model_id: str,
+    dim: int | None = None,
+    author_id: str | None = None,
+    categories: Iterable[Category] | None = None,
+    with_vectors: bool = False,
+    checked: set[str] | None = None,
+) -> list[ScoredChunk]:
+    """The ``k`` chunks closest to ``vector`` (a query embedded with ``model_id``), best first.
+
+    With ``author_id`` only that author's chunks: filtered by the store, then re-checked on every hit
+    (defence in depth). A collection embedded with another model or dimension is refused
+    (ConfigError); ``checked`` caches the collections already checked by a long-lived caller.
+    A store failure is BackendUnavailable.
+    """
+    names = embedded_collections(store, categories)
+    check_models(store, names, model_id, dim, checked)
+    match = {"author_id": author_id} if author_id else {}
+    hits: list[ScoredChunk] = []
+    for name in names:
+        try:
+            points = store.search(name, vector, k, with_vectors=with_vectors, **match)
+        except TwinError:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"vector search on {name} failed: {type(exc).__name__}: {exc}") from None
+        for point in points:
+            p = point.payload or {}
+            if author_id and p.get("author_id") != author_id:  # the filter must have held
+                continue
+            vec = point.vector if with_vectors and isinstance(point.vector, list) else None
+            hits.append(
+                ScoredChunk(
+                    score=float(point.score),
+                    text=str(p.get("content", "")),
+                    link=str(p.get("link", "")),
+                    category=p.get("category", name.removeprefix("embedded_")),
+                    platform=str(p.get("platform", "")),
+                    author_id=str(p.get("author_id", "")),
+                    author_full_name=str(p.get("author_full_name", "")),
+                    document_id=str(p.get("document_id", "")),
+                    chunk_id=str(p.get("chunk_id") or point.id),
+                    chunk_index=int(p.get("chunk_index", 0)),
+                    token_count=int(p.get("token_count", 0)),
+                    metadata=p.get("metadata") or {},
+                    vector=vec,
+                )
+            )
+    hits.sort(key=lambda h: h.score, reverse=True)
+    return hits[:k]

@@ -11,31 +11,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from twin_core.domain.documents import Category
 from twin_core.domain.ids import user_id
 from twin_core.errors import InputError
+from twin_core.features.feature_store import ScoredChunk
 from twin_core.settings import Settings, get_settings
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
-
-
-class ScoredChunk(BaseModel):
-    """One search hit: a chunk of the author's text with its cosine similarity to the query."""
-
-    score: float  # cosine similarity, higher is closer
-    text: str
-    link: str
-    category: Category
-    platform: str
-    author_id: str
-    author_full_name: str
-    document_id: str
-    chunk_id: str
-    chunk_index: int
-    token_count: int = 0
-    metadata: dict[str, Any] = Field(default_factory=dict)  # start/end offsets in the cleaned doc, file
 
 
 def author_key(author: str) -> str:
@@ -74,39 +56,27 @@ def search(
         raise InputError(f"k must be at least 1 (got {k})")
     settings = settings or get_settings()
     cats = _categories(categories)
-    match = {"author_id": author_key(author)} if author else {}
+    author_id = author_key(author) if author else None
     own_store = store is None
     store = store or open_vector_store(settings)
     try:
-        names = [fs.embedded_collection(c) for c in cats if store.has_collection(fs.embedded_collection(c))]
+        names = fs.embedded_collections(store, cats)
         if not names:
-            return []
+            return []  # nothing embedded yet: no need to load the model
         embedder = embedder or load_embedder(settings)
-        for name in names:
-            fs.check_model(store, name, embedder.model_id, embedder.dim)
+        checked: set[str] = set()
+        fs.check_models(store, names, embedder.model_id, embedder.dim, checked)  # refuse before embedding
         vector = embedder.encode([query.strip()])[0].tolist()
-        hits: list[ScoredChunk] = []
-        for name in names:
-            for point in store.search(name, vector, k, **match):
-                p = point.payload or {}
-                hits.append(
-                    ScoredChunk(
-                        score=float(point.score),
-                        text=p.get("content", ""),
-                        link=p.get("link", ""),
-                        category=p.get("category", name.removeprefix("embedded_")),
-                        platform=p.get("platform", ""),
-                        author_id=p.get("author_id", ""),
-                        author_full_name=p.get("author_full_name", ""),
-                        document_id=p.get("document_id", ""),
-                        chunk_id=str(point.id),
-                        chunk_index=int(p.get("chunk_index", 0)),
-                        token_count=int(p.get("token_count", 0)),
-                        metadata=p.get("metadata") or {},
-                    )
-                )
+        return fs.search_chunks(
+            store,
+            vector,
+            k,
+            model_id=embedder.model_id,
+            dim=embedder.dim,
+            author_id=author_id,
+            categories=cats,
+            checked=checked,
+        )
     finally:
         if own_store:
             store.close()
-    hits.sort(key=lambda h: h.score, reverse=True)
-    return hits[:k]

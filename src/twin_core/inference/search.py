@@ -1,9 +1,6 @@
-"""Filtered vector search over the feature store's ``embedded_*`` collections.
-
-The collections and their payload are the feature pipeline's (one point per chunk: content, link,
-category, author_id, document_id, chunk_id...). Every search is filtered server-side by author id:
-retrieval never sees another author's chunks. Vectors come back with the hits so the reranker can
-re-score without embedding the chunks again.
+"""The RAG pipeline's view of retrieval: ``VectorRetriever`` over the feature store's one search
+(``features.feature_store.search_chunks``: model check, author filter re-checked on every hit).
+Vectors come back with the hits so the reranker can re-score without embedding the chunks again.
 """
 
 from __future__ import annotations
@@ -14,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twin_core.domain.documents import Category
-from twin_core.errors import BackendUnavailable, TwinError
-from twin_core.features.feature_store import check_model, embedded_collection
+from twin_core.features.feature_store import ScoredChunk, search_chunks
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +27,19 @@ class RetrievedChunk:
     score: float  # cosine similarity to the best-matching query
     vector: list[float] | None = field(default=None, repr=False)
     rerank_score: float | None = None
+
+    @classmethod
+    def from_hit(cls, hit: ScoredChunk) -> RetrievedChunk:
+        return cls(
+            id=hit.chunk_id,
+            text=hit.text,
+            link=hit.link,
+            category=hit.category.value,
+            author_id=hit.author_id,
+            document_id=hit.document_id,
+            score=hit.score,
+            vector=hit.vector,
+        )
 
     def source(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,53 +80,21 @@ class VectorRetriever:
     def embed(self, queries: list[str]) -> list[list[float]]:
         return [list(map(float, v)) for v in self.embedder.encode(queries)]
 
-    def _collections(self, categories: Sequence[Category] | None) -> list[str]:
-        names = [embedded_collection(c) for c in (categories or list(Category))]
-        try:
-            existing = [n for n in names if self.store.client.collection_exists(n)]
-        except TwinError:
-            raise
-        except Exception as exc:
-            raise BackendUnavailable(f"vector store unavailable: {type(exc).__name__}: {exc}") from None
-        for name in existing:  # refuse a collection embedded with another model (checked once)
-            if name not in self._checked:
-                check_model(self.store, name, self.embedder.model_id, self.embedder.dim)
-                self._checked.add(name)
-        return existing
-
     def search(
         self, vector: Sequence[float], k: int, *, author_id: str, categories: Sequence[Category] | None = None
     ) -> list[RetrievedChunk]:
-        from qdrant_client import models
-
-        flt = models.Filter(must=[models.FieldCondition(key="author_id", match=models.MatchValue(value=author_id))])
-        hits: list[RetrievedChunk] = []
-        for name in self._collections(categories):
-            try:
-                res = self.store.client.query_points(
-                    name, query=list(vector), query_filter=flt, limit=k, with_payload=True, with_vectors=True
-                )
-            except Exception as exc:
-                raise BackendUnavailable(f"vector search on {name} failed: {type(exc).__name__}: {exc}") from None
-            for p in res.points:
-                payload = p.payload or {}
-                if payload.get("author_id") != author_id:  # defence in depth: the filter must have held
-                    continue
-                vec = p.vector if isinstance(p.vector, list) else None
-                hits.append(
-                    RetrievedChunk(
-                        id=str(payload.get("chunk_id") or p.id),
-                        text=str(payload.get("content", "")),
-                        link=str(payload.get("link", "")),
-                        category=str(payload.get("category", name.removeprefix("embedded_"))),
-                        author_id=author_id,
-                        document_id=str(payload.get("document_id", "")),
-                        score=float(p.score),
-                        vector=vec,
-                    )
-                )
-        hits.sort(key=lambda h: h.score, reverse=True)
-        return hits[:k]
+        hits = search_chunks(
+            self.store,
+            vector,
+            k,
+            model_id=self.embedder.model_id,
+            dim=self.embedder.dim,
+            author_id=author_id,
+            categories=categories,
+            with_vectors=True,  # the reranker (MMR) re-scores without embedding the chunks again
+            checked=self._checked,
+        )
+        return [RetrievedChunk.from_hit(h) for h in hits]
 
 
 def merge_dedup(result_lists: Sequence[Sequence[RetrievedChunk]]) -> list[RetrievedChunk]:

@@ -83,8 +83,28 @@ class VectorStore:
             self.client.upsert(name, points=list(points[start : start + batch_size]), wait=True)
         return len(points)
 
-    def delete_where(self, name: str, **match: Any) -> None:
-        self.client.delete(name, points_selector=_filter(**match), wait=True)
+    def drop_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def delete_where(
+        self,
+        name: str,
+        *,
+        keep_ids: Sequence[str] | None = None,
+        exclude: dict[str, Any] | None = None,
+        **match: Any,
+    ) -> None:
+        """Delete the points matching every ``key=value`` of ``match`` (a list value means "any of"),
+        except those in ``keep_ids`` and those matching any ``key=value`` of ``exclude``.
+        No condition at all deletes every point."""
+        from qdrant_client import models
+
+        must_not: list[Any] = [models.HasIdCondition(has_id=list(keep_ids))] if keep_ids else []
+        must_not += _conditions(**(exclude or {}))
+        selector = models.Filter(must=_conditions(**match), must_not=must_not or None)
+        with warnings.catch_warnings():  # local mode warns about unindexed payload fields
+            warnings.simplefilter("ignore", UserWarning)
+            self.client.delete(name, points_selector=selector, wait=True)
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
         from qdrant_client import models
@@ -115,30 +135,41 @@ class VectorStore:
             if offset is None:
                 return
 
-    def search(self, name: str, vector: Sequence[float], limit: int, **match: Any) -> list[Any]:
+    def search(
+        self, name: str, vector: Sequence[float], limit: int, *, with_vectors: bool = False, **match: Any
+    ) -> list[Any]:
+        """The ``limit`` points closest to ``vector`` (scored, with payload), filtered by exact matches."""
         res = self.client.query_points(
             name,
             query=list(vector),
             query_filter=_filter(**match) if match else None,
             limit=limit,
             with_payload=True,
+            with_vectors=with_vectors,
         )
         return list(res.points)
+
+
+def _conditions(**match: Any) -> list[Any]:
+    """One Qdrant condition per ``key == value`` (a list value means "any of"; None is skipped)."""
+    from qdrant_client import models
+
+    out: list[Any] = []
+    for key, value in match.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set):
+            out.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+        else:
+            out.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+    return out
 
 
 def _filter(**match: Any) -> Any:
     """A Qdrant filter requiring every ``key == value`` (a list value means "any of")."""
     from qdrant_client import models
 
-    must = []
-    for key, value in match.items():
-        if value is None:
-            continue
-        if isinstance(value, list | tuple | set):
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
-        else:
-            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-    return models.Filter(must=must)
+    return models.Filter(must=_conditions(**match))
 
 
 def open_vector_store(settings: Settings) -> VectorStore:
