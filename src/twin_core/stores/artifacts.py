@@ -1,24 +1,62 @@
 """Artifact store: datasets, models, reports. S3 (``s3://bucket/prefix``) or a local directory.
 
 Versioned artifacts live at ``<name>/v<NNNN>/`` with a ``metadata.json`` beside their files, so a
-reader can always ask for ``latest(name)`` or a pinned version.
+reader can always ask for ``latest(name)`` or a pinned version. Files are streamed (boto3's managed,
+multipart transfer on S3; file copies locally), never read whole into memory, so model weights fit.
+
+API (``store = open_artifact_store(settings)``):
+
+- plain objects: ``put_bytes/get_bytes``, ``put_json/get_json``, ``put_text``, ``exists``, ``list``,
+  ``uri``; files by streaming: ``put_file(key, path)``, ``get_file(key, dest)``,
+  ``open_file(key)`` (a binary file object, use as a context manager), ``local_path(key)`` (the file
+  itself on a local store, None on S3).
+- versions: ``put_version(name, files: {relative name: bytes | Path}, metadata)``,
+  ``put_version_dir(name, folder, metadata)`` (every file under ``folder``),
+  ``versions(name)``, ``get_version(name, version="latest") -> ArtifactVersion``,
+  ``iter_versions(name)``, ``read_version_file(name, version, fname) -> bytes`` (small files),
+  ``open_version_file(name, version, fname)`` (streamed), ``download_version(name, version, dest)``
+  (streams every file into ``dest/vNNNN``, which appears complete or not at all),
+  ``version_local_path(name, version)`` (the version folder on a local store, None on S3).
+
+Guarantees:
+
+- metadata last: a version exists for readers once its ``metadata.json`` (written after every file)
+  exists; a killed writer leaves no half version.
+- idempotent: if the newest version has the same ``metadata['content_hash']``, ``put_version`` returns
+  it instead of writing a new one.
+- no two writers ever get the same version number, across threads, processes and machines: a writer
+  takes number N by creating the claim object ``.claims/<name>/vNNNN.claim`` atomically, "only if
+  absent" (locally ``os.open(O_CREAT | O_EXCL)``; on S3 a conditional ``PutObject`` with
+  ``If-None-Match: *``), and moves to N+1 when that fails. For S3-compatible servers without
+  conditional writes (they answer 501 NotImplemented) the fallback is "write, then look": the writer
+  puts ``vNNNN.claim.<random token>`` and keeps N only if its own token is the only claim listed for N
+  (S3 lists are strongly consistent, so two writers can both lose, never both win). Numbers increase
+  but may have gaps (a killed writer's claimed number is never reused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from twin_core.errors import BackendUnavailable, ConfigError, InputError
 from twin_core.settings import Settings
 
 METADATA_FILE = "metadata.json"
+CLAIMS_PREFIX = ".claims"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+_CLAIM_RE = re.compile(r"^v(\d{4,})\.claim(?:\.[0-9a-f]+)?$")
+_MAX_CLAIM_ATTEMPTS = 1000
 
 
 def _clean_key(key: str) -> str:
@@ -28,12 +66,22 @@ def _clean_key(key: str) -> str:
     return "/".join(parts)
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary sibling of ``path``, unique per writer (never listed: it ends in ``.part``)."""
+    return path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
+
+
 class _Backend(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def put_file(self, key: str, path: Path) -> None: ...
+    def get_file(self, key: str, dest: Path) -> None: ...
+    def open_read(self, key: str) -> IO[bytes]: ...
+    def create_exclusive(self, key: str, data: bytes) -> bool: ...
     def exists(self, key: str) -> bool: ...
     def list_keys(self, prefix: str) -> list[str]: ...
     def uri(self, key: str) -> str: ...
+    def local_path(self, key: str) -> Path | None: ...
 
 
 class LocalBackend:
@@ -43,21 +91,60 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         return self.root / _clean_key(key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+    def _write_via_tmp(self, path: Path, write: Any) -> None:
+        """``write(tmp)`` then rename onto ``path``: a killed writer never leaves a half file under the key."""
+        tmp = _tmp_name(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)  # atomic: a killed writer never leaves a half file under the real key
+            write(tmp)
+            tmp.replace(path)
         except PermissionError as exc:
             raise ConfigError(f"TWIN_ARTIFACTS_URI: cannot write {path}: {exc.strerror}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write_via_tmp(self._path(key), lambda tmp: tmp.write_bytes(data))
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise InputError(f"artifact not found: {self.uri(key)}") from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._write_via_tmp(self._path(key), lambda tmp: shutil.copyfile(path, tmp))
+
+    def get_file(self, key: str, dest: Path) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise InputError(f"artifact not found: {self.uri(key)}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(dest)
+        try:
+            shutil.copyfile(src, tmp)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open_read(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise InputError(f"artifact not found: {self.uri(key)}") from None
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        except PermissionError as exc:
+            raise ConfigError(f"TWIN_ARTIFACTS_URI: cannot write {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -73,38 +160,61 @@ class LocalBackend:
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
 
 class S3Backend:
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None = None,
+        *,
+        conditional_writes: bool | None = None,  # None: use them, fall back if the server has none
+    ) -> None:
         import boto3  # boto3 is light enough, but keep imports lazy like every store
+        from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.conditional_writes = conditional_writes
         self._client = boto3.client(
             "s3",
             endpoint_url=endpoint_url,
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
+        )
+        # managed transfer: multipart above 64 MiB, a few parts in flight, constant memory
+        self._transfer = TransferConfig(
+            multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20, max_concurrency=4
         )
 
     def _key(self, key: str) -> str:
         key = _clean_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise self._mapped(exc, kwargs.get("Key", "")) from None
+
+    def _mapped(self, exc: Exception, key: str = "") -> Exception:
+        """The twin error for a boto3/botocore failure (other exceptions unchanged)."""
+        from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-        try:
-            return fn(**kwargs)
-        except NoCredentialsError:
-            raise ConfigError("AWS credentials missing for TWIN_ARTIFACTS_URI (set AWS_* or a role)") from None
-        except ClientError as exc:
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError("AWS credentials missing for TWIN_ARTIFACTS_URI (set AWS_* or a role)")
+        if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404"):
-                raise InputError(f"artifact not found: s3://{self.bucket}/{kwargs.get('Key')}") from None
-            raise BackendUnavailable(f"S3 s3://{self.bucket}: {code or exc}") from None
-        except BotoCoreError as exc:
-            raise BackendUnavailable(f"S3 s3://{self.bucket}: {exc}") from None
+                return InputError(f"artifact not found: s3://{self.bucket}/{key}")
+            return BackendUnavailable(f"S3 s3://{self.bucket}: {code or exc}")
+        if isinstance(exc, BotoCoreError | S3UploadFailedError | S3TransferFailedError):
+            return BackendUnavailable(f"S3 s3://{self.bucket}: {exc}")
+        return exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -112,6 +222,55 @@ class S3Backend:
     def get_bytes(self, key: str) -> bytes:
         resp = self._call(self._client.get_object, Bucket=self.bucket, Key=self._key(key))
         return resp["Body"].read()
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._call(
+            self._client.upload_file, Filename=str(path), Bucket=self.bucket, Key=self._key(key), Config=self._transfer
+        )
+
+    def get_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(dest)
+        try:
+            self._call(
+                self._client.download_file,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Filename=str(tmp),
+                Config=self._transfer,
+            )
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open_read(self, key: str) -> IO[bytes]:
+        return self._call(self._client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"]
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        if self.conditional_writes is not False:
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+                self.conditional_writes = True
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "PreconditionFailed" or status == 412:
+                    return False  # someone else holds it
+                if code == "ConditionalRequestConflict" or status == 409:
+                    return False  # a concurrent conditional write of the same key is in flight
+                if code not in ("NotImplemented", "501") and status != 501:
+                    raise self._mapped(exc, key) from None
+                self.conditional_writes = False  # this server has no conditional writes: fall back
+            except Exception as exc:
+                raise self._mapped(exc, key) from None
+        # write, then look: keep the key only if our token is the only claim on it
+        mine = f"{key}.{uuid.uuid4().hex}"
+        self.put_bytes(mine, data)
+        rivals = [k for k in self.list_keys(key.rsplit("/", 1)[0]) if k == key or k.startswith(key + ".")]
+        return rivals == [mine]
 
     def exists(self, key: str) -> bool:
         try:
@@ -133,6 +292,9 @@ class S3Backend:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -175,13 +337,32 @@ class ArtifactStore:
     def uri(self, key: str) -> str:
         return self._b.uri(key)
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's file on a local store (read it in place); None on S3."""
+        return self._b.local_path(key)
+
     def put_file(self, key: str, path: Path) -> str:
-        return self.put_bytes(key, Path(path).read_bytes())
+        """Upload a file by streaming it (any size)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: not a file")
+        self._b.put_file(key, path)
+        return self._b.uri(key)
 
     def get_file(self, key: str, dest: Path) -> Path:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(self.get_bytes(key))
+        """Download an object to ``dest`` by streaming (written to a temporary name, then renamed)."""
+        dest = Path(dest)
+        self._b.get_file(key, dest)
         return dest
+
+    @contextlib.contextmanager
+    def open_file(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary file object reading the object as a stream."""
+        fh = self._b.open_read(key)
+        try:
+            yield fh
+        finally:
+            fh.close()
 
     # -- versioned artifacts -------------------------------------------------------------------
     def versions(self, name: str) -> list[str]:
@@ -193,25 +374,66 @@ class ArtifactStore:
                 found.add(rest[0])  # a version exists once its metadata (written last) exists
         return sorted(found, key=lambda v: int(v[1:]))
 
+    def _claimed(self, name: str) -> list[int]:
+        out = []
+        for key in self._b.list_keys(f"{CLAIMS_PREFIX}/{name}"):
+            rest = key[len(CLAIMS_PREFIX) + len(name) + 2 :]
+            m = _CLAIM_RE.match(rest)
+            if m and "/" not in rest:
+                out.append(int(m.group(1)))
+        return out
+
+    def _claim_version(self, name: str, existing: list[str]) -> str:
+        """Take the next free version number of ``name`` (atomically: see the module docstring)."""
+        n = max([int(v[1:]) for v in existing] + self._claimed(name), default=0) + 1
+        claim = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "at": datetime.now(UTC).isoformat()}
+        ).encode()
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            version = f"v{n:04d}"
+            if self._b.create_exclusive(f"{CLAIMS_PREFIX}/{name}/{version}.claim", claim):
+                return version
+            n += 1
+        raise BackendUnavailable(f"could not claim a version of {name!r} after {_MAX_CLAIM_ATTEMPTS} attempts")
+
     def put_version(self, name: str, files: dict[str, bytes | Path], metadata: dict[str, Any]) -> ArtifactVersion:
-        """Write a new version: files first, ``metadata.json`` last (it marks the version complete).
+        """Write a new version: files first (``Path`` values are streamed), ``metadata.json`` last (it
+        marks the version complete).
 
         If the newest version has identical ``metadata['content_hash']``, it is returned unchanged,
         so re-running a step does not create a duplicate version.
         """
         name = _clean_key(name)
+        clean = {_clean_key(fname): data for fname, data in files.items()}
+        if METADATA_FILE in clean:
+            raise InputError(f"{name}: a version file may not be called {METADATA_FILE} (it is the store's)")
         existing = self.versions(name)
         if existing and metadata.get("content_hash"):
             last = self.get_version(name, existing[-1])
             if last.metadata.get("content_hash") == metadata["content_hash"]:
                 return last
-        version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-        for fname, data in sorted(files.items()):
-            payload = data.read_bytes() if isinstance(data, Path) else data
-            self._b.put_bytes(f"{name}/{version}/{_clean_key(fname)}", payload)
-        meta = {**metadata, "name": name, "version": version, "files": sorted(files)}
+        version = self._claim_version(name, existing)
+        for fname, data in sorted(clean.items()):
+            key = f"{name}/{version}/{fname}"
+            if isinstance(data, Path):
+                self.put_file(key, data)
+            else:
+                self._b.put_bytes(key, data)
+        meta = {**metadata, "name": name, "version": version, "files": sorted(clean)}
         self._b.put_bytes(f"{name}/{version}/{METADATA_FILE}", json.dumps(meta, indent=2, default=str).encode())
         return ArtifactVersion(name, version, meta, self._b.uri(f"{name}/{version}"))
+
+    def put_version_dir(self, name: str, folder: Path, metadata: dict[str, Any]) -> ArtifactVersion:
+        """``put_version`` of every file under ``folder`` (relative paths kept), streamed."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder")
+        files: dict[str, bytes | Path] = {
+            p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()
+        }
+        if not files:
+            raise InputError(f"{folder}: no files to store")
+        return self.put_version(name, files, metadata)
 
     def get_version(self, name: str, version: str = "latest") -> ArtifactVersion:
         name = _clean_key(name)
@@ -224,15 +446,34 @@ class ArtifactStore:
         return ArtifactVersion(name, version, meta, self._b.uri(f"{name}/{version}"))
 
     def read_version_file(self, name: str, version: str, fname: str) -> bytes:
+        """A (small) version file, whole. Stream big ones with ``open_version_file``."""
         return self._b.get_bytes(f"{_clean_key(name)}/{version}/{_clean_key(fname)}")
 
+    def open_version_file(self, name: str, version: str, fname: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        return self.open_file(f"{_clean_key(name)}/{version}/{_clean_key(fname)}")
+
+    def version_local_path(self, name: str, version: str) -> Path | None:
+        """The version's folder on a local store (its files can be used in place); None on S3."""
+        return self._b.local_path(f"{_clean_key(name)}/{version}")
+
     def download_version(self, name: str, version: str, dest: Path) -> Path:
+        """Stream every file of a version into ``dest/<version>`` (replaced if present) and return it.
+
+        Files go to a temporary sibling folder renamed at the end, so ``dest/<version>`` is either
+        complete or absent, even if the download is killed."""
         av = self.get_version(name, version)
+        dest = Path(dest)
         target = dest / av.version
-        if target.exists():
-            shutil.rmtree(target)
-        for fname in av.metadata.get("files", []):
-            self.get_file(f"{av.name}/{av.version}/{fname}", target / fname)
+        staging = _tmp_name(target)
+        try:
+            for fname in av.metadata.get("files", []):
+                self.get_file(f"{av.name}/{av.version}/{fname}", staging / fname)
+            staging.mkdir(parents=True, exist_ok=True)  # a version without files is an empty folder
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def iter_versions(self, name: str) -> Iterator[ArtifactVersion]:
