@@ -200,6 +200,24 @@ class EvaluationSettings(_Group):
     comet_project: str = Field("llm-twin-eval", description="Comet project of evaluation reports.")
 
 
+class DatasetSettings(_Group):
+    """Instruction and preference datasets (twin datasets build). Variables ``TWIN_DATASETS_*``."""
+
+    model_config = _group_config("TWIN_DATASETS_")
+
+    strategy: Literal["extractive", "llm"] = Field("extractive", description="extractive = no LLM, no key.")
+    seed: int = Field(42, description="Instruction forms and extract sampling.")
+    test_percent: int = Field(10, ge=0, le=50, description="Share of documents (by id hash) in the test split.")
+    min_answer_chars: int = Field(100, ge=1, description="Shorter answers are filtered out.")
+    max_answer_chars: int = Field(4000, gt=0, description="Longer answers are filtered out.")
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="5-gram Jaccard at which two answers are one.")
+    decontamination_ngram: int = Field(8, ge=3, description="Train rows sharing this n-gram with test are dropped.")
+    max_extracts: int = Field(0, ge=0, description="Extracts per author (0 = all); bounds LLM calls.")
+    max_rejected: int = Field(32, ge=0, description="Preference pairs generated per author (model calls).")
+    rejected_max_new_tokens: int = Field(96, gt=0, description="Length of the model's (rejected) answers.")
+    language: str = Field("en", description="Prose in another language is filtered out.")
+
+
 class DeploySettings(_Group):
     """Rollouts (twin deploy). Variables ``TWIN_DEPLOY_*``."""
 
@@ -250,6 +268,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     eval: EvaluationSettings = Field(default_factory=EvaluationSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
 
     @field_validator("mongodb_uri")
     @classmethod
