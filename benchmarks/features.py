@@ -100,7 +100,7 @@ def main() -> None:
     from twin_core.settings import get_settings
     from twin_core.stores.vectors import open_vector_store
     from twin_core.stores.warehouse import open_warehouse
-    from twin_core.warehouse_io import import_paths
+    from twin_core.stores.warehouse_io import import_paths
 
     settings = get_settings()
     docs = build_corpus(home / "corpus", args.replicas)

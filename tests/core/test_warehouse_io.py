@@ -6,7 +6,7 @@ import pytest
 
 from twin_core.domain import Category
 from twin_core.errors import InputError
-from twin_core.warehouse_io import export_dir, import_paths
+from twin_core.stores.warehouse_io import export_dir, import_paths
 
 
 def _rows(path: Path) -> list[dict]:

@@ -19,7 +19,7 @@ def embedder() -> Any:
 @pytest.fixture
 def sample_warehouse(warehouse: Any, sample_dir: Path) -> Any:
     """The warehouse of a fresh TWIN_HOME, filled with the sample corpus."""
-    from twin_core.warehouse_io import import_paths
+    from twin_core.stores.warehouse_io import import_paths
 
     import_paths(warehouse, [sample_dir])
     return warehouse

@@ -21,7 +21,7 @@ def build_rag_home(home: Path, models_dir: Path, extra_author_docs: bool = True,
     from twin_core.features.pipeline import run_features
     from twin_core.settings import load_settings
     from twin_core.stores.warehouse import open_warehouse
-    from twin_core.warehouse_io import import_paths
+    from twin_core.stores.warehouse_io import import_paths
 
     settings = load_settings(home=home, llm_models_dir=models_dir)
     wh = open_warehouse(settings)

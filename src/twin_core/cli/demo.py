@@ -25,7 +25,7 @@ def stage_import(sample: Path) -> dict[str, Any]:
     from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
-    from twin_core.warehouse_io import import_paths
+    from twin_core.stores.warehouse_io import import_paths
 
     wh = open_warehouse(get_settings())
     report = import_paths(wh, [sample], progress=progress)

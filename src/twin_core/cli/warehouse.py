@@ -21,7 +21,7 @@ def import_(
     from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
-    from twin_core.warehouse_io import import_paths
+    from twin_core.stores.warehouse_io import import_paths
 
     report = import_paths(open_warehouse(get_settings()), paths, progress=progress).as_dict()
     if report["rejected"]:
@@ -35,7 +35,7 @@ def export(out: Path = typer.Argument(..., help="Folder to write the backup file
     """Export the warehouse as backup files (re-importable)."""
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
-    from twin_core.warehouse_io import export_dir
+    from twin_core.stores.warehouse_io import export_dir
 
     counts = export_dir(open_warehouse(get_settings()), out)
     return {"out": str(out), "counts": counts}
