@@ -67,3 +67,17 @@ def test_windows_and_oov() -> None:
     assert w.previous(2).as_dict()["start"] == "2026-11-22T06:30:00+00:00"
     assert oov_share("Kafka lag, zzqx!", frozenset({"kafka", "lag"})) == pytest.approx(1 / 3)
     assert oov_share("", frozenset()) == 0.0
+
+
+def test_demo_stage_checks_the_demo_requests(settings) -> None:
+    from twin_core.demo.monitoring import stage
+    from twin_core.monitoring import synthetic
+    from twin_core.stores.warehouse import open_warehouse
+
+    now = datetime.now(UTC)
+    wh = open_warehouse(settings)
+    for row in synthetic.request_logs(now - timedelta(minutes=10), now - timedelta(minutes=5), 2):
+        wh.append_inference_log(row)
+    summary = stage(Path("."))
+    assert summary["requests"] == 2 and summary["verdict"] == "not_enough_data"
+    assert summary["window"]["length"] == "1d" and "2 requests in the window" in summary["reason"]

@@ -57,7 +57,7 @@ def drift(
     return run_drift_check(
         settings,
         win,
-        tools=_LazyTools(settings),
+        tools=lazy_text_tools(settings),
         warehouse=warehouse,
         artifacts=artifacts,
         author=author,
@@ -66,9 +66,12 @@ def drift(
     )
 
 
-class _LazyTools:
-    """Loads the embedder only when a signal needs it (an empty window never loads a model)."""
+def lazy_text_tools(settings: object) -> object:
+    """``text_tools`` loaded on first use: an empty or tiny window never loads a model."""
+    return _LazyTools(settings)
 
+
+class _LazyTools:
     def __init__(self, settings: object) -> None:
         self._settings = settings
         self._tools: object | None = None
