@@ -14,26 +14,6 @@ from twin_core.settings import load_settings
 from twin_core.stores.artifacts import ArtifactStore, LocalBackend, S3Backend, open_artifact_store
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Any:
-    """A real S3 API on 127.0.0.1 (moto's server), exercised through boto3 like AWS or MinIO."""
-    from moto.server import ThreadedMotoServer
-
-    mp = pytest.MonkeyPatch()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        mp.setenv(key, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    mp.undo()
-
-
 def _s3_store(endpoint: str, bucket: str, *, conditional_writes: bool | None = None) -> ArtifactStore:
     import boto3
 
