@@ -81,6 +81,9 @@ def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> 
         "AIRFLOW_HOME": str(home),
         # Not the repo's airflow.cfg (it describes the compose/cluster images): an empty one in AIRFLOW_HOME.
         "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+        # SQLite: one writer at a time; wait up to 60 s for the lock (default 5 s: "database is locked"
+        # for a CLI command such as `airflow backfill create` while the scheduler writes).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

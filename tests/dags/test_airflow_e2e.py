@@ -241,7 +241,10 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
 def test_weekly_backfill_runs_and_emits_nothing_without_links(airflow: Airflow) -> None:
     """The documented backfill command, on this instance (. airflow-home/env.sh)."""
     cmd = "airflow backfill create --dag-id twin_etl --from-date 2026-01-04 --to-date 2026-01-11"
-    out = subprocess.run(["bash", "-c", f". {airflow.env_file} && {cmd}"], capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}  # only what env.sh sets
+    out = subprocess.run(
+        ["bash", "-c", f". {airflow.env_file} && {cmd}"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
     def backfill_runs() -> list[dict] | None:
@@ -257,6 +260,7 @@ def test_weekly_backfill_runs_and_emits_nothing_without_links(airflow: Airflow) 
     assert len(airflow.runs("twin_features")) == 1
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="apt-get install chromium chromium-driver"
 )
