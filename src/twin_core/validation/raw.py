@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from twin_core.domain.documents import Category
@@ -22,47 +19,11 @@ from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
 from twin_core.stores.warehouse import open_warehouse
 from twin_core.validation.frames import category_frame
+from twin_core.validation.gx_results import failing_rows, publish_data_docs
 from twin_core.validation.suites import build_suite
 
 log = logging.getLogger(__name__)
 ARTIFACT_PREFIX = "validation/raw"
-
-
-def _failures(result: Any) -> dict[str, list[str]]:
-    """Document id -> reasons, from one checkpoint result (COMPLETE format, indexed by id)."""
-    reasons: dict[str, list[str]] = {}
-    for run in result.run_results.values():
-        for er in run.results:
-            if er.success:
-                continue
-            reason = (er.expectation_config.meta or {}).get("reason") or er.expectation_config.type
-            for item in er.result.get("unexpected_index_list") or []:
-                doc_id = item["id"] if isinstance(item, dict) else str(item)
-                if reason not in reasons.setdefault(doc_id, []):
-                    reasons[doc_id].append(reason)
-    return reasons
-
-
-def _publish_docs(context: Any, settings: Settings, run_id: str) -> str:
-    """Build Data Docs into a temp folder, then upload every file to the artifact store."""
-    store = open_artifact_store(settings)
-    tmp = Path(tempfile.mkdtemp(prefix="twin-gx-docs-"))
-    try:
-        context.add_data_docs_site(
-            site_name="twin",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        context.build_data_docs(site_names=["twin"])
-        prefix = f"{ARTIFACT_PREFIX}/{run_id}/data_docs"
-        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            store.put_file(f"{prefix}/{path.relative_to(tmp).as_posix()}", path)
-        return store.uri(f"{prefix}/index.html")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def validate_raw(
@@ -105,7 +66,7 @@ def validate_raw(
             )
         )
         result = checkpoint.run(batch_parameters={"dataframe": frame.drop(columns=["previous_reasons"])})
-        reasons = _failures(result)
+        reasons = failing_rows(result)
         for row in frame.itertuples(index=False):
             new = reasons.get(row.id, [])
             if new == list(row.previous_reasons) and bool(new) == bool(row.was_quarantined):
@@ -134,8 +95,9 @@ def validate_raw(
         max_failure_ratio=threshold,
         quarantined_total=sum(warehouse.count(c, {"quarantined": True}) for c in Category),
     )
-    summary["data_docs"] = _publish_docs(context, settings, run_id) if total else None
-    open_artifact_store(settings).put_json(f"{ARTIFACT_PREFIX}/{run_id}/summary.json", summary)
+    store = open_artifact_store(settings)
+    summary["data_docs"] = publish_data_docs(context, store, f"{ARTIFACT_PREFIX}/{run_id}/data_docs") if total else None
+    store.put_json(f"{ARTIFACT_PREFIX}/{run_id}/summary.json", summary)
     if ratio > threshold:
         summary["status"] = "failed"
         summary["error"] = f"{failed}/{total} documents failed validation (ratio {ratio:.2f} > {threshold})"

@@ -1,0 +1,95 @@
+"""`twin datasets`: build, list, show and export instruction and preference datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from twin_core.cli.protocol import step
+
+app = typer.Typer(help="Build instruction and preference datasets.", no_args_is_help=True)
+
+
+@app.command("build")
+@step("datasets.build")
+def build(
+    author: str = typer.Option(None, "--author", help="Only this author (full name); default: every author."),
+    strategy: str = typer.Option(None, "--strategy", help="extractive (default, no LLM) or llm."),
+    seed: int = typer.Option(None, "--seed", help="Seed of instruction forms and sampling (TWIN_DATASETS_SEED)."),
+    max_extracts: int = typer.Option(None, "--max-extracts", help="Extracts per author (0 = all)."),
+    max_rejected: int = typer.Option(None, "--max-rejected", help="Preference pairs per author (model calls)."),
+) -> dict:
+    """Build both datasets per author; an unchanged corpus gives the existing versions (no model call)."""
+    from twin_core.datasets.build import BuildOptions, build_author
+    from twin_core.datasets.models import GenerationModel
+    from twin_core.errors import InputError
+    from twin_core.progress import progress
+    from twin_core.settings import get_settings
+    from twin_core.stores.warehouse import open_warehouse
+
+    settings = get_settings()
+    ds = settings.datasets
+    opts = BuildOptions(
+        strategy=strategy or ds.strategy,
+        seed=ds.seed if seed is None else seed,
+        max_extracts=ds.max_extracts if max_extracts is None else max_extracts,
+        max_rejected=ds.max_rejected if max_rejected is None else max_rejected,
+    )
+    if opts.strategy not in ("extractive", "llm"):
+        raise InputError(f"--strategy {opts.strategy!r}: expected extractive or llm")
+    authors = [author] if author else [u.full_name for u in open_warehouse(settings).users()]
+    if not authors:
+        raise InputError("no author in the warehouse: crawl or import documents first")
+    results = [
+        build_author(settings, name, opts, open_model=GenerationModel(settings, name), progress=progress).as_dict()
+        for name in authors
+    ]
+    created = any(any(r["created"].values()) for r in results)
+    return {
+        "status": "ok" if created else "unchanged",
+        "strategy": opts.strategy,
+        "authors": results,
+        "versions": {r["author_slug"]: r["versions"] for r in results},
+    }
+
+
+@app.command("list")
+@step("datasets.list")
+def list_(kind: str = typer.Option(None, "--kind", help="instruct or preference.")) -> dict:
+    """Every dataset version id."""
+    from twin_core.datasets.versions import list_versions
+    from twin_core.settings import get_settings
+
+    versions = list_versions(get_settings(), kind)
+    for v in versions:
+        typer.echo(v, err=True)
+    return {"versions": versions}
+
+
+@app.command("show")
+@step("datasets.show")
+def show(version: str = typer.Argument(..., help="instruct|preference/<author_slug>/vNNNN")) -> dict:
+    """A version's stats and lineage."""
+    from twin_core.datasets.versions import load_dataset_version
+    from twin_core.settings import get_settings
+
+    v = load_dataset_version(get_settings(), version)
+    meta = dict(v.metadata)
+    lineage = meta.pop("lineage", {})
+    meta["lineage"] = {"documents": len(lineage.get("documents", [])), "snapshot_hash": lineage.get("snapshot_hash")}
+    meta["lineage_documents"] = lineage.get("documents", [])
+    return {"version": v.version_id, "metadata": meta}
+
+
+@app.command("export")
+@step("datasets.export")
+def export(
+    version: str = typer.Argument(..., help="instruct|preference/<author_slug>/vNNNN"),
+    dest: Path = typer.Argument(..., help="Folder to write (Hugging Face datasets layout)."),
+) -> dict:
+    """Write parquet per split + a dataset card (README.md), loadable with `datasets.load_dataset(DIR)`."""
+    from twin_core.datasets.export import export_version
+    from twin_core.settings import get_settings
+
+    return export_version(get_settings(), version, dest)

@@ -1,0 +1,105 @@
+"""LLM calls of the dataset build, each cached in the artifact store so a re-run makes none.
+
+- The LLM strategy asks any ``LLMBackend`` for instruction/answer pairs per extract, as JSON checked
+  with a pydantic schema; a malformed reply drops that extract only (counted).
+- Rejected answers for preference pairs come from the production model (the base model until one is
+  registered) through THE prompt (``twin_core.llm.prompt.build_messages``) that serving and training use.
+
+Cache keys: (extract hash | instruction, prompt version, model version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from twin_core.datasets.extracts import Extract
+from twin_core.llm.base import LLMBackend
+from twin_core.llm.prompt import PROMPT_VERSION, build_messages
+
+log = logging.getLogger(__name__)
+
+GENERATION_PROMPT_VERSION = "twin-datasets-llm-v1"
+CACHE_PREFIX = "datasets/cache"
+PAIRS_PER_EXTRACT = 3
+SYSTEM = (
+    "You turn a passage written by an author into training data. Reply with JSON only, exactly "
+    '{"pairs": [{"instruction": "...", "answer": "..."}]}: up to %d pairs. Each instruction is a request a '
+    "reader could make; each answer is written in the author's voice and uses the passage's own sentences."
+)
+
+
+class Pair(BaseModel):
+    instruction: str = Field(min_length=10, max_length=500)
+    answer: str = Field(min_length=20)
+
+
+class Reply(BaseModel):
+    pairs: list[Pair] = Field(min_length=1, max_length=10)
+
+
+def _key(kind: str, *parts: str) -> str:
+    return f"{CACHE_PREFIX}/{kind}/" + hashlib.sha256("|".join(parts).encode()).hexdigest() + ".json"
+
+
+def parse_reply(text: str) -> Reply:
+    """The JSON object in ``text`` (code fences tolerated) validated; ValueError when malformed."""
+    m = re.search(r"\{.*\}", text, re.S)
+    if not m:
+        raise ValueError("no JSON object in the reply")
+    try:
+        return Reply.model_validate(json.loads(m.group(0)))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ValueError(f"malformed reply: {str(exc).splitlines()[0]}") from None
+
+
+class CachedLLM:
+    """An LLM backend whose answers are kept in the artifact store by key."""
+
+    def __init__(self, llm: LLMBackend, store: Any) -> None:
+        self.llm = llm
+        self.store = store
+        self.calls = 0
+        self.hits = 0
+
+    def cached(self, key: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if self.store.exists(key):
+            self.hits += 1
+            return self.store.get_json(key)
+        self.calls += 1
+        value = call()
+        self.store.put_json(key, value)
+        return value
+
+    def pairs(self, extract: Extract, max_new_tokens: int = 512) -> list[Pair]:
+        """Instruction/answer pairs for ``extract``; ValueError if the (cached) reply is malformed."""
+        key = _key("llm", extract.hash, GENERATION_PROMPT_VERSION, self.llm.model_version)
+
+        def call() -> dict[str, Any]:
+            messages = [
+                {"role": "system", "content": SYSTEM % PAIRS_PER_EXTRACT},
+                {"role": "user", "content": f"Title: {extract.title}\n\nPassage:\n{extract.text}"},
+            ]
+            return {"text": self.llm.chat(messages, max_new_tokens=max_new_tokens, temperature=0.0).text}
+
+        return parse_reply(self.cached(key, call)["text"]).pairs
+
+    def rejected(self, instructions: Iterable[str], author: str, max_new_tokens: int) -> dict[str, str]:
+        """What the current model answers to each instruction, through the serving prompt."""
+        out: dict[str, str] = {}
+        for instruction in instructions:
+            key = _key("rejected", instruction, author, PROMPT_VERSION, self.llm.model_version, str(max_new_tokens))
+
+            def call(instruction: str = instruction) -> dict[str, Any]:
+                prompt = build_messages(instruction, [], author=author, tokens=self.llm)
+                gen = self.llm.chat(prompt.messages, max_new_tokens=max_new_tokens, temperature=0.0)
+                return {"text": gen.text}
+
+            out[instruction] = self.cached(key, call)["text"]
+        return out

@@ -1,0 +1,121 @@
+"""Quality steps of a dataset build; each reports what it removed.
+
+Exact and near-duplicate removal, length/language/boilerplate filters, a split by *document* (a
+deterministic hash of the document id, so no document's text is in both splits) and decontamination
+(train rows sharing an n-gram with the test split are dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from typing import Any
+
+from twin_core.domain.language import detect_language
+
+Row = dict[str, Any]
+_BOILERPLATE = re.compile(
+    r"(?i)\b(subscribe|sign up|follow me|clap|newsletter|all rights reserved|cookie|share this|read more|"
+    r"min read|click here|buy me a coffee)\b"
+)
+_WS = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text.lower()).strip()
+
+
+def _ngrams(text: str, n: int) -> set[str]:
+    words = _norm(text).split()
+    return {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 0))}
+
+
+def filter_rows(
+    rows: list[Row], *, text_key: str, min_chars: int, max_chars: int, language: str
+) -> tuple[list[Row], Counter]:
+    """Length, language (prose only) and boilerplate filters."""
+    kept: list[Row] = []
+    removed: Counter = Counter()
+    for row in rows:
+        text = row[text_key]
+        if len(text) < min_chars:
+            removed["too_short"] += 1
+        elif len(text) > max_chars:
+            removed["too_long"] += 1
+        elif row.get("category") != "repositories" and language and detect_language(text) not in (language, None):
+            removed["language"] += 1
+        elif len(_BOILERPLATE.findall(text)) >= 3 or (
+            len(text) < 400 and _BOILERPLATE.search(text) and len(_BOILERPLATE.findall(text)) * 60 > len(text) / 4
+        ):
+            removed["boilerplate"] += 1
+        else:
+            kept.append(row)
+    return kept, removed
+
+
+def deduplicate(rows: list[Row], *, text_key: str, jaccard: float) -> tuple[list[Row], Counter]:
+    """Exact duplicates (normalised text), then near duplicates (word 5-gram Jaccard ≥ ``jaccard``)."""
+    removed: Counter = Counter()
+    seen: set[str] = set()
+    exact: list[Row] = []
+    for row in rows:
+        h = hashlib.sha256(_norm(row[text_key]).encode()).hexdigest()
+        if h in seen:
+            removed["exact_duplicate"] += 1
+            continue
+        seen.add(h)
+        exact.append(row)
+    kept: list[Row] = []
+    grams: list[set[str]] = []
+    for row in exact:
+        g = _ngrams(row[text_key], 5)
+        if g and any(len(g & o) / len(g | o) >= jaccard for o in grams if o):
+            removed["near_duplicate"] += 1
+            continue
+        kept.append(row)
+        grams.append(g)
+    return kept, removed
+
+
+def split_of(document_id: str, test_percent: int) -> str:
+    h = int(hashlib.sha256(document_id.encode()).hexdigest()[:8], 16) % 100
+    return "test" if h < test_percent else "train"
+
+
+def assign_splits(rows: list[Row], test_percent: int) -> None:
+    """Set ``row['split']`` by document; with ≥ 2 documents and none in test, the lowest-hash one is."""
+    docs = sorted({r["document_id"] for r in rows})
+    test = {d for d in docs if split_of(d, test_percent) == "test"} if test_percent else set()
+    if test_percent and not test and len(docs) >= 2:
+        test = {min(docs, key=lambda d: hashlib.sha256(d.encode()).hexdigest())}
+    if test_percent and test == set(docs) and len(docs) >= 2:
+        test.discard(max(docs, key=lambda d: hashlib.sha256(d.encode()).hexdigest()))
+    for r in rows:
+        r["split"] = "test" if r["document_id"] in test else "train"
+
+
+def decontaminate(rows: list[Row], *, text_keys: tuple[str, ...], n: int) -> tuple[list[Row], Counter]:
+    """Drop train rows that share any word ``n``-gram with a test row."""
+    test_grams: set[str] = set()
+    for r in rows:
+        if r["split"] == "test":
+            for k in text_keys:
+                test_grams |= _ngrams(r[k], n)
+    kept: list[Row] = []
+    removed: Counter = Counter()
+    for r in rows:
+        if r["split"] == "train" and any(_ngrams(r[k], n) & test_grams for k in text_keys):
+            removed["contaminated"] += 1
+            continue
+        kept.append(r)
+    return kept, removed
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` cut after its last full sentence (code and text without sentence ends are kept whole)."""
+    stripped = text.strip()
+    if stripped.endswith((".", "!", "?", '"', "”", ")")):
+        return stripped
+    m = list(re.finditer(r"[.!?][\"”)]?(?=\s|$)", stripped))
+    return stripped[: m[-1].end()] if m else stripped
