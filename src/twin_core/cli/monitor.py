@@ -10,19 +10,18 @@ app = typer.Typer(help="Drift reports and alerts with Evidently.", no_args_is_he
 
 
 def text_tools(settings: object) -> object:
-    """The feature pipeline's embedder, the domain language detector and the embedder's word vocabulary."""
-    from twin_core.domain.language import detect_language
+    """The monitoring text tools over the feature pipeline's embedder (loaded now)."""
     from twin_core.features.embedding_model import load_embedder
     from twin_core.monitoring import TextTools
 
-    embedder = load_embedder(settings)
-    vocab = frozenset(w for w in embedder.tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 1)
-    return TextTools(
-        embed=lambda texts: embedder.encode(list(texts)),
-        language=detect_language,
-        vocabulary=vocab,
-        model_id=embedder.model_id,
-    )
+    return TextTools.from_embedder(load_embedder(settings))
+
+
+def lazy_text_tools(settings: object) -> object:
+    """``text_tools`` loaded on first use: an empty or tiny window never loads a model."""
+    from twin_core.monitoring import LazyTextTools
+
+    return LazyTextTools(lambda: text_tools(settings))
 
 
 @app.command("drift")
@@ -64,21 +63,3 @@ def drift(
         reference=reference,
         alert=alert,
     )
-
-
-def lazy_text_tools(settings: object) -> object:
-    """``text_tools`` loaded on first use: an empty or tiny window never loads a model."""
-    return _LazyTools(settings)
-
-
-class _LazyTools:
-    def __init__(self, settings: object) -> None:
-        self._settings = settings
-        self._tools: object | None = None
-
-    def __getattr__(self, name: str) -> object:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._tools is None:
-            self._tools = text_tools(self._settings)
-        return getattr(self._tools, name)

@@ -14,8 +14,8 @@ from typing import Any
 
 
 def stage(sample: Path) -> dict[str, Any]:
-    from twin_core.cli.monitor import lazy_text_tools
-    from twin_core.monitoring import parse_window, run_drift_check
+    from twin_core.features.embedding_model import load_embedder
+    from twin_core.monitoring import LazyTextTools, TextTools, parse_window, run_drift_check
     from twin_core.settings import get_settings
     from twin_core.stores.artifacts import open_artifact_store
     from twin_core.stores.warehouse import open_warehouse
@@ -25,7 +25,7 @@ def stage(sample: Path) -> dict[str, Any]:
     result = run_drift_check(
         settings,
         window,
-        tools=lazy_text_tools(settings),
+        tools=LazyTextTools(lambda: TextTools.from_embedder(load_embedder(settings))),
         warehouse=open_warehouse(settings),
         artifacts=open_artifact_store(settings),
     )

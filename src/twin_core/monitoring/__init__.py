@@ -10,7 +10,7 @@ Imports only stores, domain, settings and errors. The text tools (embedder, lang
 vocabulary) are injected by the caller (the CLI), so this package never loads a model by itself.
 """
 
-from twin_core.monitoring.drift import TextTools, run_drift_check
+from twin_core.monitoring.drift import LazyTextTools, TextTools, run_drift_check
 from twin_core.monitoring.windows import Window, parse_window
 
-__all__ = ["TextTools", "Window", "parse_window", "run_drift_check"]
+__all__ = ["LazyTextTools", "TextTools", "Window", "parse_window", "run_drift_check"]

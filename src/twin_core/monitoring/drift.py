@@ -45,6 +45,35 @@ class TextTools:
     vocabulary: frozenset[str]  # lower-case known words
     model_id: str = ""
 
+    @classmethod
+    def from_embedder(cls, embedder: Any) -> TextTools:
+        """From the feature pipeline's ``Embedder``: its vectors, its tokenizer's whole-word vocabulary,
+        and the domain's stop-word language detector."""
+        from twin_core.domain.language import detect_language
+
+        vocab = frozenset(w for w in embedder.tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 1)
+        return cls(
+            embed=lambda texts: embedder.encode(list(texts)),
+            language=detect_language,
+            vocabulary=vocab,
+            model_id=embedder.model_id,
+        )
+
+
+class LazyTextTools:
+    """``TextTools`` built on first use: an empty or tiny window never loads a model."""
+
+    def __init__(self, load: Callable[[], TextTools]) -> None:
+        self._load = load
+        self._tools: TextTools | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._tools is None:
+            self._tools = self._load()
+        return getattr(self._tools, name)
+
 
 @dataclass
 class ScopeData:
