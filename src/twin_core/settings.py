@@ -170,7 +170,9 @@ class MonitorSettings(_Group):
         1, ge=1, description="Windows before the current one that form the 'previous' reference."
     )
     min_rows: int = Field(20, ge=2, description="Fewer requests (or reference rows) than this = not enough data.")
-    embedding_sample: int = Field(300, ge=20, description="Rows per side embedded for the query embedding drift.")
+    embedding_sample: int = Field(
+        150, ge=20, description="Rows per side embedded for the embedding drift (Evidently plots them with t-SNE)."
+    )
     config: Path | None = Field(None, description="Signal methods/thresholds YAML (default: configs/monitoring.yaml).")
 
 
