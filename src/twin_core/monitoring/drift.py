@@ -29,6 +29,7 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 MIN_DOCUMENTS = 5
+TEXT_SAMPLE = 2000  # rows per side for the text descriptors (queries, answers)
 READ_BATCH = 100_000  # one query per window: paging with skip re-reads the embedded store per page
 CACHE_PREFIX = "monitoring/_cache/embeddings"
 TSNE_MIN_ROWS = 30
@@ -103,6 +104,13 @@ def log_frame(rows: Sequence[InferenceLog]) -> Any:
     return pd.DataFrame(data, columns=["query", "answer", "retrieval_score", "latency_ms", "outcome"])
 
 
+def _rows(frame: Any, n: int | None = None) -> Any:
+    """At most ``n`` (TEXT_SAMPLE) rows, a seeded sample: text descriptors cost per row, and a few
+    thousand rows per side already pin a distribution down."""
+    n = n or TEXT_SAMPLE
+    return frame if len(frame) <= n else frame.sample(n=n, random_state=0).sort_index()
+
+
 def _read_logs(warehouse: Any, window: Window, author: str | None) -> list[InferenceLog]:
     return list(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
 
@@ -129,10 +137,16 @@ def _descriptors(signals: list[Signal], tools: TextTools) -> list[Any]:
     def oov(col: Any) -> Any:
         return DatasetColumn(type=ColumnType.Numerical, data=col.data.apply(lambda t: oov_share(t, tools.vocabulary)))
 
+    seen: dict[str, str] = {}  # repeated texts (the same question asked again) are detected once
+
+    def detect(text: Any) -> str:
+        text = str(text or "")
+        if text not in seen:
+            seen[text] = tools.language(text) or "none"
+        return seen[text]
+
     def language(col: Any) -> Any:
-        return DatasetColumn(
-            type=ColumnType.Categorical, data=col.data.apply(lambda t: tools.language(str(t or "")) or "none")
-        )
+        return DatasetColumn(type=ColumnType.Categorical, data=col.data.apply(detect))
 
     out = []
     for s in signals:
@@ -263,8 +277,8 @@ def _scopes(
     info["kind"] = kind
 
     scopes = {
-        "queries": ScopeData("queries", kind, current[["query"]].dropna(), ref_queries.dropna()),
-        "answers": ScopeData("answers", kind, ok[["answer"]].dropna(), ref_answers.dropna()),
+        "queries": ScopeData("queries", kind, _rows(current[["query"]].dropna()), _rows(ref_queries.dropna())),
+        "answers": ScopeData("answers", kind, _rows(ok[["answer"]].dropna()), _rows(ref_answers.dropna())),
         "operations": ScopeData("operations", "previous", current, previous),
     }
     for data in scopes.values():
