@@ -8,9 +8,9 @@ Per candidate:
    candidate's dataset: perplexity, style similarity, ROUGE-L, judge scores, RAG hit@k/MRR and
    groundedness, candidate and baseline side by side; the report (JSON + HTML) goes to the artifact
    store and Comet.
-2. `gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
+2. `check_gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
    names every failing metric. No candidate passes: the rest of the run is skipped.
-3. `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
+3. `plan_approval` / `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
    `approval` param is on; a rejection skips the rollout. Off: `no_approval` passes straight through.
 4. `canary` — `twin deploy canary REF --percent P`: the registry stage (local serving follows it) and,
    on Kubernetes, the InferenceService (`canaryTrafficPercent` in Knative mode, `spec.canary` in
@@ -18,7 +18,7 @@ Per candidate:
 5. `watch` — `twin deploy watch REF --follow`: canary vs production error rate and latency from the
    inference log; promoted when healthy for the window, rolled back when worse than the thresholds
    (`configs/deploy.yaml`), the decision and its numbers in the registry history.
-6. `publish` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
+6. `check_promoted` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
 
 **Trigger form:** `models` (manual: comma-separated refs), `baseline`, `approval`, `canary_percent`,
 `watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`.
@@ -71,7 +71,7 @@ def twin_evaluation() -> None:
         return [["evaluate", "--model", ref, *args] for ref in sorted(set(models))]
 
     @task
-    def gate(results: list[dict] | None) -> list[str]:
+    def check_gate(results: list[dict] | None) -> list[str]:
         """The candidates that passed the gate (one per author: the newest); failing metrics are logged."""
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -89,12 +89,12 @@ def twin_evaluation() -> None:
         return sorted(passed.values())
 
     @task.branch
-    def approval_switch(params: dict | None = None) -> str:
+    def plan_approval(params: dict | None = None) -> str:
         return "approve" if (params or {}).get("approval") else "no_approval"
 
     approve = ApprovalOperator(
         task_id="approve",
-        subject="Roll out the twin candidates {{ ti.xcom_pull(task_ids='gate') }} as canaries?",
+        subject="Roll out the twin candidates {{ ti.xcom_pull(task_ids='check_gate') }} as canaries?",
         body="The evaluation gate passed. Reports: the `evaluate` task results (artifact store, Comet).",
         response_timeout=timedelta(hours=24),
     )
@@ -122,14 +122,14 @@ def twin_evaluation() -> None:
         ]  # fmt: skip
 
     @task(outlets=[PRODUCTION_MODEL], trigger_rule="none_failed")
-    def publish(watched: list[dict] | None, **context) -> dict:
+    def check_promoted(watched: list[dict] | None, **context) -> dict:
         """Emit the production Asset for the promoted canaries (none promoted: skipped, no event)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        promoted = sorted(w["canary"] for w in watched or [] if w and w.get("decision") == "promote")
+        promoted = sorted(w["model"] for w in watched or [] if w and w.get("decision") == "promote")
         for w in watched or []:
             if w:
-                print(f"{w.get('canary')}: {w.get('decision')} ({'; '.join(w.get('reasons') or [])})")
+                print(f"{w.get('model')}: {w.get('decision')} ({'; '.join(w.get('reasons') or [])})")
         if not promoted:
             raise AirflowSkipException("no canary was promoted")
         extra = {"production": promoted}
@@ -137,8 +137,8 @@ def twin_evaluation() -> None:
         return extra
 
     evaluate = twin_step_mapped("evaluate", profile="cpu", qdrant=True).expand(arguments=plan_evaluation())
-    passed = gate(evaluate.output)
-    switch = approval_switch()
+    passed = check_gate(evaluate.output)
+    switch = plan_approval()
     passed >> switch >> [approve, no_approval]
     canary_plan = plan_canary(passed)
     [approve, no_approval] >> canary_plan
@@ -146,7 +146,7 @@ def twin_evaluation() -> None:
     watch = twin_step_mapped("watch", profile="cpu", execution_timeout=timedelta(hours=5)).expand(
         arguments=plan_watch(canary.output)
     )
-    publish(watch.output)
+    check_promoted(watch.output)
 
 
 twin_evaluation()

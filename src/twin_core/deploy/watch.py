@@ -233,7 +233,7 @@ def watch(
         )
     numbers = decision.numbers()
     reason = "; ".join(decision.reasons)
-    result: dict[str, Any] = {"canary": mv.ref, "decision": decision.action, "reasons": decision.reasons, **numbers}
+    result: dict[str, Any] = {"model": mv.ref, "decision": decision.action, "reasons": decision.reasons, **numbers}
     if decision.action == "promote":
         result["rollout"] = rollout.promote(
             settings, ref=mv.ref, reason=f"watch: {reason}", numbers=numbers, client=client
