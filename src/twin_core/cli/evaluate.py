@@ -11,29 +11,16 @@ from twin_core.cli.protocol import step
 
 def build_tools(settings: Any, *, judge: bool = True, show_progress: bool = True) -> Any:
     """Evaluation's tools from the layers above it: the embedder, the feature-store search, the judge."""
+    from twin_core.demo.evaluation import retriever
     from twin_core.evaluation.config import load_eval_config
     from twin_core.evaluation.judge import Judge, open_judge
     from twin_core.evaluation.run import Tools
-    from twin_core.features import feature_store as fs
     from twin_core.features.embedding_model import load_embedder
-    from twin_core.features.retrieval import search
     from twin_core.progress import progress, silent
-    from twin_core.stores.vectors import open_vector_store
 
     cfg = load_eval_config(settings)
     embedder = load_embedder(settings)
-    store = open_vector_store(settings)
-    retrieve = None
-    if any(store.has_collection(fs.embedded_collection(c)) for c in fs.Category):
-
-        def retrieve(query: str, author: str, k: int) -> list[dict[str, Any]]:
-            hits = search(query, k=k, author=author, settings=settings, store=store, embedder=embedder)
-            hits = sorted(hits, key=lambda h: h.score, reverse=True)[:k]
-            return [
-                {"document_id": h.document_id, "link": h.link, "text": h.text, "category": str(h.category)}
-                for h in hits
-            ]
-
+    retrieve = retriever(settings)
     return Tools(
         embed=embedder.encode,
         retrieve=retrieve,
