@@ -24,7 +24,7 @@ from twin_core.datasets.versions import artifact_name, to_parquet
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument
 from twin_core.domain.ids import content_hash, slugify, user_id
-from twin_core.errors import InputError
+from twin_core.errors import ConfigError, InputError
 from twin_core.llm.base import LLMBackend
 from twin_core.llm.prompt import PROMPT_VERSION
 from twin_core.progress import ProgressFactory, silent
@@ -116,7 +116,8 @@ def _instruct_rows(
     for ex in progress(extracts, desc=f"instructions ({opts.strategy})", unit="extract"):
         base = {"document_id": ex.document_id, "category": ex.category, "link": ex.link}
         if opts.strategy == "llm":
-            assert gen is not None
+            if gen is None:
+                raise ConfigError("the llm strategy needs a model (TWIN_LLM_BACKEND / TWIN_LLM_BASE_URL)")
             try:
                 pairs = gen.pairs(ex)
             except ValueError as exc:
@@ -314,9 +315,7 @@ def _preference_rows(
         if len(chosen) >= 100:
             candidates.append((r, chosen))
     candidates = candidates[: opts.max_rejected]
-    answers = gen.rejected(
-        progress([r["instruction"] for r, _ in candidates], desc="rejected answers", unit="gen"), author, max_new_tokens
-    )
+    answers = gen.rejected([r["instruction"] for r, _ in candidates], author, max_new_tokens, progress=progress)
     out = []
     for r, chosen in candidates:
         rejected = answers[r["instruction"]].strip()

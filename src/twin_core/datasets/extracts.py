@@ -36,64 +36,87 @@ class Extract:
         return content_hash(self.text)
 
 
-def _pack(units: list[str], joiner: str, min_chars: int, max_chars: int) -> list[str]:
-    """Greedy packing of units into pieces ≤ max_chars; a short tail joins the previous piece if it fits."""
-    pieces: list[str] = []
-    cur: list[str] = []
-    size = 0
-    for unit in units:
-        add = len(unit) + (len(joiner) if cur else 0)
-        if cur and size + add > max_chars:
-            pieces.append(joiner.join(cur))
-            cur, size = [], 0
-            add = len(unit)
-        cur.append(unit)
-        size += add
+Span = tuple[int, int]  # [start, end) in the cleaned text: extracts are always slices, never re-joined
+
+
+def _pack(units: list[Span], min_chars: int, max_chars: int) -> list[Span]:
+    """Greedy packing of consecutive units into spans ≤ max_chars; a short tail joins the previous one."""
+    pieces: list[Span] = []
+    cur: Span | None = None
+    for start, end in units:
+        if cur and end - cur[0] > max_chars:
+            pieces.append(cur)
+            cur = None
+        cur = (cur[0], end) if cur else (start, end)
     if cur:
-        tail = joiner.join(cur)
-        if pieces and len(tail) < min_chars // 2 and len(pieces[-1]) + len(joiner) + len(tail) <= max_chars * 1.25:
-            pieces[-1] = pieces[-1] + joiner + tail
+        if pieces and cur[1] - cur[0] < min_chars // 2 and cur[1] - pieces[-1][0] <= max_chars * 1.25:
+            pieces[-1] = (pieces[-1][0], cur[1])
         else:
-            pieces.append(tail)
+            pieces.append(cur)
     return pieces
 
 
-def _prose_units(text: str, max_chars: int) -> list[str]:
-    units: list[str] = []
-    for para in (p.strip() for p in re.split(r"\n\s*\n", text)):
-        if not para:
-            continue
-        if len(para) <= max_chars:
-            units.append(para)
+def _matches(pattern: re.Pattern[str], text: str, start: int, end: int) -> list[Span]:
+    """Spans of the non-blank pieces of text[start:end] between ``pattern`` separators."""
+    out: list[Span] = []
+    pos = start
+    for m in pattern.finditer(text, start, end):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, end))
+    return [_strip(text, a, b) for a, b in out if text[a:b].strip()]
+
+
+def _strip(text: str, start: int, end: int) -> Span:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _prose_units(text: str, max_chars: int) -> list[Span]:
+    units: list[Span] = []
+    for start, end in _matches(_PARAGRAPH_BREAK, text, 0, len(text)):
+        if end - start <= max_chars:
+            units.append((start, end))
         else:
-            units += _pack(_SENTENCE_END.split(para), " ", max_chars // 2, max_chars)
+            units += _pack(_matches(_SENTENCE_END, text, start, end), max_chars // 2, max_chars)
     return units
 
 
-def _code_files(text: str) -> list[tuple[str, str]]:
-    """``# path`` sections of a cleaned repository -> (path, body) with the body's lines untouched."""
-    files: list[tuple[str, list[str]]] = []
-    for line in text.split("\n"):
-        m = _FILE_HEADER.match(line)
+def _code_files(text: str) -> list[tuple[str, Span]]:
+    """``# path`` sections of a cleaned repository -> (path, span of the body) with lines untouched."""
+    files: list[tuple[str, int, int]] = []
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        m = _FILE_HEADER.match(line.rstrip("\n"))
         if m and ("/" in m.group(1) or "." in m.group(1)) and " " not in m.group(1).strip():
-            files.append((m.group(1).strip(), []))
+            files.append((m.group(1).strip(), pos + len(line), pos + len(line)))
         elif files:
-            files[-1][1].append(line)
+            files[-1] = (files[-1][0], files[-1][1], pos + len(line))
         else:
-            files.append(("", [line]))
-    return [(path, "\n".join(lines).strip("\n")) for path, lines in files if "\n".join(lines).strip()]
+            files.append(("", pos, pos + len(line)))
+        pos += len(line)
+    return [(path, (a, b)) for path, a, b in files if text[a:b].strip()]
 
 
-def _code_units(body: str) -> list[str]:
+def _code_units(text: str, start: int, end: int) -> list[Span]:
     """Blocks that start at a top-level definition (decorators stay with what they decorate)."""
-    blocks: list[list[str]] = [[]]
-    for line in body.split("\n"):
-        starts = bool(_TOP_LEVEL.match(line))
-        prev_is_decorator = bool(blocks[-1]) and blocks[-1][-1].startswith("@")
-        if starts and blocks[-1] and not prev_is_decorator and any(x.strip() for x in blocks[-1]):
-            blocks.append([])
-        blocks[-1].append(line)
-    return ["\n".join(b).strip("\n") for b in blocks if any(x.strip() for x in b)]
+    starts = [start]
+    pos = start
+    prev = ""
+    for line in text[start:end].splitlines(keepends=True):
+        if _TOP_LEVEL.match(line) and not prev.startswith("@") and text[starts[-1] : pos].strip():
+            starts.append(pos)
+        if line.strip():
+            prev = line
+        pos += len(line)
+    bounds = [*starts, end]
+    return [_strip(text, a, b) for a, b in zip(bounds, bounds[1:], strict=False) if text[a:b].strip()]
 
 
 def _title(doc: CleanedDocument) -> str:
@@ -113,17 +136,20 @@ def _heading(text: str) -> str | None:
 
 
 def cut(doc: CleanedDocument, *, min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS) -> list[Extract]:
-    is_code = doc.category.value == "repositories" if hasattr(doc.category, "value") else doc.category == "repositories"
-    pieces: list[tuple[str, str | None]] = []
-    if is_code:
-        for path, body in _code_files(doc.content):
-            pieces += [(p, path or None) for p in _pack(_code_units(body), "\n\n", min_chars, max_chars)]
-    else:
-        pieces = [(p, _heading(p)) for p in _pack(_prose_units(doc.content, max_chars), "\n\n", min_chars, max_chars)]
     category = doc.category.value if hasattr(doc.category, "value") else str(doc.category)
+    text = doc.content
+    pieces: list[tuple[Span, str | None]] = []
+    if category == "repositories":
+        for path, (a, b) in _code_files(text):
+            pieces += [(span, path or None) for span in _pack(_code_units(text, a, b), min_chars, max_chars)]
+    else:
+        pieces = [
+            (span, _heading(text[span[0] : span[1]]))
+            for span in _pack(_prose_units(text, max_chars), min_chars, max_chars)
+        ]
     title = _title(doc)
     return [
-        Extract(doc.id, i, text, title, heading, category, doc.link, is_code)
-        for i, (text, heading) in enumerate(pieces)
-        if text.strip()
+        Extract(doc.id, i, text[a:b], title, heading, category, doc.link, category == "repositories")
+        for i, ((a, b), heading) in enumerate(pieces)
+        if text[a:b].strip()
     ]

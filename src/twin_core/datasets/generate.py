@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from twin_core.datasets.extracts import Extract
 from twin_core.llm.base import LLMBackend
 from twin_core.llm.prompt import PROMPT_VERSION, build_messages
+from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,45 @@ class CachedLLM:
 
         return parse_reply(self.cached(key, call)["text"]).pairs
 
-    def rejected(self, instructions: Iterable[str], author: str, max_new_tokens: int) -> dict[str, str]:
-        """What the current model answers to each instruction, through the serving prompt."""
+    def rejected(
+        self,
+        instructions: Iterable[str],
+        author: str,
+        max_new_tokens: int,
+        *,
+        batch_size: int = 8,
+        progress: ProgressFactory = silent,
+    ) -> dict[str, str]:
+        """What the current model answers to each instruction, through the serving prompt; misses are
+        generated in batches when the backend batches (the local model), one by one otherwise."""
+        keys = {
+            i: _key("rejected", i, author, PROMPT_VERSION, self.llm.model_version, str(max_new_tokens))
+            for i in instructions
+        }
         out: dict[str, str] = {}
-        for instruction in instructions:
-            key = _key("rejected", instruction, author, PROMPT_VERSION, self.llm.model_version, str(max_new_tokens))
+        missing: list[str] = []
+        for instruction, key in keys.items():
+            if self.store.exists(key):
+                self.hits += 1
+                out[instruction] = self.store.get_json(key)["text"]
+            else:
+                missing.append(instruction)
+        batch_fn = getattr(self.llm, "generate_batch", None)
+        step = batch_size if batch_fn else 1
+        for start in progress(range(0, len(missing), step), desc="rejected answers", unit="batch"):
+            group = missing[start : start + step]
+            messages = [build_messages(i, [], author=author, tokens=self.llm).messages for i in group]
+            if batch_fn:
+                from twin_core.llm.local import GenRequest
 
-            def call(instruction: str = instruction) -> dict[str, Any]:
-                prompt = build_messages(instruction, [], author=author, tokens=self.llm)
-                gen = self.llm.chat(prompt.messages, max_new_tokens=max_new_tokens, temperature=0.0)
-                return {"text": gen.text}
-
-            out[instruction] = self.cached(key, call)["text"]
+                gens = batch_fn([GenRequest(m, max_new_tokens) for m in messages])
+                for g in gens:
+                    if isinstance(g, BaseException):
+                        raise g
+            else:
+                gens = [self.llm.chat(m, max_new_tokens=max_new_tokens, temperature=0.0) for m in messages]
+            for instruction, gen in zip(group, gens, strict=True):
+                self.calls += 1
+                self.store.put_json(keys[instruction], {"text": gen.text})
+                out[instruction] = gen.text
         return out
