@@ -77,6 +77,7 @@ def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     from airflow.utils import db
 
     db.initdb()
+    monkeypatch.setattr(dag, "deadline", None)  # Airflow 3.3.2: dag.test() + deadline crashes (#73428)
     run = dag.test()
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
