@@ -103,8 +103,11 @@ def run_training(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, register a candidate, and return the step result (see the module doc)."""
+    from twin_core.training.tracking import quiet_comet
+
+    quiet_comet()  # before transformers imports comet_ml (its integrations probe for it)
     from twin_core.stores.artifacts import open_artifact_store
-    from twin_core.stores.registry import ADAPTER_DIR, MERGED_DIR, folder_content_hash, open_registry
+    from twin_core.stores.registry import open_registry
 
     profile = load_profile(settings, profile_name)
     models.check_device(profile)
@@ -202,7 +205,15 @@ def run_training(
         state = json.loads((resume_from[0] / "trainer_state.json").read_text())
         tokens_before = int(state.get("num_input_tokens_seen") or 0)
         log.info("resuming run %s from step %d", rid, resume_from[1])
-    output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
+    if resume_from and resume_from[1] >= steps:
+        # the run had finished (killed while saving or registering): take its last checkpoint as is;
+        # Trainer.train would run one step past max_steps here
+        _load_finished(trainer, resume_from[0])
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        train_loss = sum(losses) / len(losses) if losses else None  # what Trainer reports: the mean
+    else:
+        output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
+        train_loss = float(output.training_loss)
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen or 0) - tokens_before
     curve = _loss_curve(trainer.state.log_history)
@@ -210,7 +221,7 @@ def run_training(
     ppl_trained = perplexity(trained, tokenizer, heldout, max_length=profile.max_length) if heldout else None
 
     metrics: dict[str, Any] = {
-        "train_loss": round(float(output.training_loss), 4),
+        "train_loss": round(train_loss, 4) if train_loss is not None else None,
         "first_loss": curve[0][1] if curve else None,
         "last_loss": curve[-1][1] if curve else None,
         "perplexity_base": round(ppl_base, 3) if ppl_base else None,
@@ -246,7 +257,7 @@ def run_training(
     }
     # identity = the weights (not the Comet archive): a retried run that ends with the same model
     # returns the version already registered
-    metadata["content_hash"] = content_hash({d: folder_content_hash(out / d) for d in (MERGED_DIR, ADAPTER_DIR)})
+    metadata["content_hash"] = content_hash({p.relative_to(out).as_posix(): _file_hash(p) for p in _weight_files(out)})
     mv = registry.register(td.author, out, metadata)
     shutil.rmtree(work, ignore_errors=True)
     return {
@@ -263,10 +274,38 @@ def run_training(
         "train_rows": len(td.train),
         "test_rows": len(td.test),
         "metrics": metrics,
-        "comet_experiment_key": tracker.key,
-        "comet_archive": metadata["comet_archive"],
+        "comet_experiment_key": mv.metadata.get("comet_experiment_key"),  # the registered run's (a retry
+        "comet_archive": mv.metadata.get("comet_archive"),  # that ends with the same weights keeps it)
         "seconds": round(seconds, 1),
     }
+
+
+def _weight_files(out: Path) -> list[Path]:
+    """The files that make a model (adapter_config.json lists target modules in set order: left out)."""
+    from twin_core.stores.registry import ADAPTER_DIR, MERGED_DIR
+
+    return sorted([*(out / MERGED_DIR).glob("*.safetensors"), out / MERGED_DIR / "config.json",
+                   *(out / ADAPTER_DIR).glob("*.safetensors")])  # fmt: skip
+
+
+def _file_hash(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_finished(trainer: Any, checkpoint: Path) -> None:
+    """Adapter weights and trainer state of a checkpoint at the last step, without training."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
 def _tracker(settings: Settings, folder: Path, name: str, params: dict[str, Any], tags: list[str]) -> Any:
