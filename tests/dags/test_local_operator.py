@@ -6,6 +6,7 @@ retry, an unavailable backend (4) keeps the task's retries."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,6 +90,27 @@ def test_unavailable_backend_keeps_its_retries(tmp_path, monkeypatch: pytest.Mon
     with pytest.raises(TwinStepFailed, match=r"exit code 4, retryable\): .*127\.0\.0\.1:1") as exc:
         _op(["warehouse", "stats"]).execute(context={})
     assert not isinstance(exc.value, AirflowFailException)
+
+
+@needs_twin
+def test_embedded_qdrant_lock_collision_is_a_clear_retryable_error(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the twin_embedded_qdrant pool prevents, should it happen anyway (a `twin` run by hand)."""
+    home = tmp_path / "home"
+    (home / "qdrant").mkdir(parents=True)
+    monkeypatch.setenv("TWIN_HOME", str(home))
+    hold = "from qdrant_client import QdrantClient; import sys, time; c = QdrantClient(path=sys.argv[1]); "
+    hold += "print('held', flush=True); time.sleep(120)"
+    holder = subprocess.Popen(
+        [str(TWIN.parent / "python"), "-c", hold, str(home / "qdrant")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        locked = r"exit code 4, retryable\): embedded Qdrant at .* is in use by another process"
+        with pytest.raises(TwinStepFailed, match=locked):
+            _op(["features", "run"]).execute(context={})
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_warning_after_a_progress_bar_reaches_the_failure_message(tmp_path, monkeypatch) -> None:
