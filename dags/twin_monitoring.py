@@ -13,8 +13,9 @@ documents against the training corpus. HTML + JSON reports land in the artifact 
 `check_drift` sends one alert per newly drifted signal and window (log; the JSON webhook
 `TWIN_ALERT_WEBHOOK_URL`; Slack through the Airflow connection named by `TWIN_ALERT_SLACK_CONN_ID`),
 increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule), and emits
-`twin://monitoring/drift`, which schedules `twin_datasets` and `twin_training` again (the closed loop;
-`TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a window sends nothing new and emits nothing.
+`twin://monitoring/drift`, which schedules `twin_datasets` again, whose new dataset versions retrain the
+twin in `twin_training` (the closed loop; `TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a
+window sends nothing new and emits nothing.
 
 **Trigger form:** `author` (empty = every author's requests together), `reference` (training or previous).
 """
