@@ -105,9 +105,9 @@ def _load_model(settings: Settings, location: str, version: str) -> Any:
 
 
 def _test_rows(settings: Settings, dataset_version: str, cfg: EvalConfig) -> tuple[Any, list[dict[str, Any]], str]:
-    from twin_core.training.data import _load_version
+    from twin_core.datasets.versions import load_dataset_version
 
-    version = _load_version(settings, dataset_version)  # unknown -> InputError
+    version = load_dataset_version(settings, dataset_version)  # unknown -> InputError
     ref_key = "answer" if version.kind == "instruct" else "chosen"
     rows = sorted(version.rows("test"), key=lambda r: str(r.get("id", "")))
     rows = [r for r in rows if str(r.get("instruction") or "").strip() and str(r.get(ref_key) or "").strip()]
