@@ -37,7 +37,8 @@ def test_put_get_json_and_list(store: ArtifactStore) -> None:
     store.put_text("reports/etl/run2.html", "<p>hi</p>")
     assert store.get_json("reports/etl/run1.json") == {"ok": 1}
     assert store.list("reports/etl") == ["reports/etl/run1.json", "reports/etl/run2.html"]
-    assert store.exists("reports/etl/run1.json") and not store.exists("reports/etl/none.json")
+    assert store.exists("reports/etl/run1.json")
+    assert not store.exists("reports/etl/none.json")
     with pytest.raises(InputError, match="not found"):
         store.get_bytes("reports/etl/none.json")
 
@@ -49,7 +50,8 @@ def test_versions_are_sequential_and_idempotent_by_hash(store: ArtifactStore) ->
     assert (v1.version, again.version, v2.version) == ("v0001", "v0001", "v0002")
     assert store.versions("datasets/instruct") == ["v0001", "v0002"]
     latest = store.get_version("datasets/instruct")
-    assert latest.version == "v0002" and latest.metadata["files"] == ["train.jsonl"]
+    assert latest.version == "v0002"
+    assert latest.metadata["files"] == ["train.jsonl"]
     assert store.read_version_file("datasets/instruct", "v0001", "train.jsonl") == b"a\n"
 
 

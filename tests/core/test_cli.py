@@ -30,7 +30,8 @@ def test_help_lists_every_group(twin) -> None:
 def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path, sample_dir: Path) -> None:
     run = twin("warehouse", "import", str(sample_dir))
     assert run.returncode == 0, run.stderr
-    assert run.result["status"] == "ok" and run.result["step"] == "warehouse.import"
+    assert run.result["status"] == "ok"
+    assert run.result["step"] == "warehouse.import"
     assert run.result["counts"]["users"]["created"] == 1
     again = twin("warehouse", "import", str(sample_dir))
     assert again.result["counts"]["posts"]["created"] == 0
@@ -38,7 +39,8 @@ def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path, sam
     assert stats.returncode == 0
     assert stats.result["authors"]["Ada Quillfeather"]["repositories"] == 2
     exported = twin("warehouse", "export", str(tmp_path / "out"))
-    assert exported.returncode == 0 and (tmp_path / "out" / "ArticleDocument.json").is_file()
+    assert exported.returncode == 0
+    assert (tmp_path / "out" / "ArticleDocument.json").is_file()
 
 
 def test_result_is_also_written_as_xcom_file(twin, twin_home: Path, tmp_path: Path) -> None:
@@ -53,20 +55,24 @@ def test_errors_exit_with_their_code_and_a_json_line(twin, twin_home: Path, tmp_
     bad.write_text("not json")
     run = twin("warehouse", "import", str(bad))
     assert run.returncode == 3
-    assert run.result["status"] == "error" and run.result["kind"] == "input"
+    assert run.result["status"] == "error"
+    assert run.result["kind"] == "input"
     assert "malformed JSON" in run.result["error"]
     cfg = twin("warehouse", "stats", env={"TWIN_EXECUTION": "docker"})
-    assert cfg.returncode == 2 and cfg.result["error"].startswith("TWIN_EXECUTION")
+    assert cfg.returncode == 2
+    assert cfg.result["error"].startswith("TWIN_EXECUTION")
     down = twin(
         "warehouse", "stats", env={"TWIN_MONGODB_URI": "mongodb://127.0.0.1:1", "TWIN_MONGODB_TIMEOUT_MS": "300"}
     )
-    assert down.returncode == 4 and "127.0.0.1:1" in down.result["error"]
+    assert down.returncode == 4
+    assert "127.0.0.1:1" in down.result["error"]
 
 
 def test_rejected_records_make_a_partial_result(twin, twin_home: Path, tmp_path: Path) -> None:
     (tmp_path / "PostDocument.json").write_text(json.dumps([{"content": {"Content": "x"}, "author_full_name": "A B"}]))
     run = twin("warehouse", "import", str(tmp_path))
-    assert run.returncode == 3 and run.result["status"] == "partial"
+    assert run.returncode == 3
+    assert run.result["status"] == "partial"
     assert run.result["rejected"][0]["reason"] == "missing field 'link'"
 
 

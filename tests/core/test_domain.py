@@ -40,7 +40,8 @@ def test_document_derives_id_and_hash() -> None:
 def test_document_round_trips_through_mongo_row() -> None:
     doc = _article()
     row = doc.to_mongo()
-    assert row["_id"] == doc.id and row["category"] == "articles"
+    assert row["_id"] == doc.id
+    assert row["category"] == "articles"
     assert ArticleDocument.from_mongo(row) == doc
 
 

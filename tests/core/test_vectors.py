@@ -22,7 +22,8 @@ def test_embedded_collection_filter_and_idempotent_upsert(settings) -> None:
     vs.upsert("embedded_posts", points)
     assert vs.count("embedded_posts") == 3
     hits = vs.search("embedded_posts", [1, 0, 0], 5, author_id="a")
-    assert {h.payload["author_id"] for h in hits} == {"a"} and len(hits) == 2
+    assert {h.payload["author_id"] for h in hits} == {"a"}
+    assert len(hits) == 2
     assert vs.collection_metadata("embedded_posts") == {"model_id": "m", "dim": 3}
     vs.delete_where("embedded_posts", author_id="b")
     assert vs.count("embedded_posts") == 2

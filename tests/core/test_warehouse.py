@@ -67,7 +67,9 @@ def test_content_hashes_and_documents_by_id(warehouse) -> None:
 def test_get_or_create_user_is_idempotent(warehouse) -> None:
     a, created_a = warehouse.get_or_create_user("Ada Quillfeather")
     b, created_b = warehouse.get_or_create_user("ada  quillfeather")
-    assert created_a and not created_b and a.id == b.id
+    assert created_a
+    assert not created_b
+    assert a.id == b.id
     assert warehouse.find_user("ADA QUILLFEATHER").id == a.id
     assert len(warehouse.users()) == 1
 
@@ -78,7 +80,8 @@ def test_pagination_and_quarantine(warehouse) -> None:
     pages = [warehouse.find(Category.POSTS, skip=s, limit=3) for s in (0, 3, 6)]
     assert [len(p) for p in pages] == [3, 3, 1]
     ids = [d.id for p in pages for d in p]
-    assert len(set(ids)) == 7 and ids == sorted(ids)
+    assert len(set(ids)) == 7
+    assert ids == sorted(ids)
     victim = ids[0]
     warehouse.set_quarantine(Category.POSTS, victim, ["too short"])
     assert victim not in {d.id for d in warehouse.iter_documents(Category.POSTS, batch_size=2)}

@@ -86,4 +86,6 @@ def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # the data really landed: a second, incremental run has nothing to do
     out = subprocess.run([str(TWIN), "features", "run"], env=env, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["points"] == 3 and result["processed"] == 0 and result["unchanged"] == 3
+    assert result["points"] == 3
+    assert result["processed"] == 0
+    assert result["unchanged"] == 3

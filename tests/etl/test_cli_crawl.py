@@ -34,14 +34,19 @@ def test_article_and_repository_then_unchanged(twin, crawl_settings, site, make_
     assert first.result["status"] == "ok"
     assert first.result["totals"]["documents_created"] == 2
     snap = _snapshot(crawl_settings)
-    assert len(snap["articles"]) == 1 and len(snap["repositories"]) == 1 and len(snap["users"]) == 1
+    assert len(snap["articles"]) == 1
+    assert len(snap["repositories"]) == 1
+    assert len(snap["users"]) == 1
 
     second = twin(*args)
     assert second.returncode == 0, second.stderr[-2000:]
     totals = second.result["totals"]
-    assert totals["unchanged"] == 2 and totals["documents_unchanged"] == 2 and totals["documents_created"] == 0
+    assert totals["unchanged"] == 2
+    assert totals["documents_unchanged"] == 2
+    assert totals["documents_created"] == 0
     domains = second.result["domains"]
-    assert domains["file"]["unchanged"] == 1 and domains[site.base_url.removeprefix("http://")]["unchanged"] == 1
+    assert domains["file"]["unchanged"] == 1
+    assert domains[site.base_url.removeprefix("http://")]["unchanged"] == 1
     assert _snapshot(crawl_settings) == snap  # byte-identical apart from crawled_at/checked_at
 
     from twin_core.stores.artifacts import open_artifact_store
@@ -72,15 +77,18 @@ def test_bad_links_fail_alone_and_the_rest_completes(twin, crawl_settings, site,
     for link in bad:
         args += ["--link", link]
     run = twin(*args)
-    assert run.returncode == 3 and run.result["status"] == "partial"
+    assert run.returncode == 3
+    assert run.result["status"] == "partial"
     assert run.result["duplicates"] == [f"{b}/blog.html#dup"]
     by_link = {r["link"]: r for r in run.result["links"]}
     assert by_link[f"{b}/blog.html"]["status"] == "succeeded"
     for link, reason in bad.items():
         key = next(k for k in by_link if k == link or k.rstrip("/") == link.rstrip("/"))
-        assert by_link[key]["status"] == "failed" and by_link[key]["reason"] == reason, by_link[key]
+        assert by_link[key]["status"] == "failed", by_link[key]
+        assert by_link[key]["reason"] == reason, by_link[key]
     local = run.result["domains"][b.removeprefix("http://")]
-    assert local["succeeded"] == 1 and local["failed"] == len(local["failures"]) > 5
+    assert local["succeeded"] == 1
+    assert local["failed"] == len(local["failures"]) > 5
     from twin_core.stores.warehouse import open_warehouse
 
     wh = open_warehouse(crawl_settings)
@@ -99,12 +107,16 @@ def test_config_file_and_setting_overrides(twin, crawl_settings, site, tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("links: [1, 2]\n")
     run = twin("etl", "crawl", "--config", str(bad), "--user", "Ada Quillfeather")
-    assert run.returncode == 3 and "links must be a list of strings" in run.result["error"]
+    assert run.returncode == 3
+    assert "links must be a list of strings" in run.result["error"]
     secret = tmp_path / "secret.yaml"
     secret.write_text("links: []\nsettings: {linkedin_password: hunter2}\n")
     run = twin("etl", "crawl", "--config", str(secret))
-    assert run.returncode == 3 and "must come from the environment" in run.result["error"]
+    assert run.returncode == 3
+    assert "must come from the environment" in run.result["error"]
     run = twin("etl", "crawl", "--link", f"{site.base_url}/blog.html")
-    assert run.returncode == 3 and "no author" in run.result["error"]
+    assert run.returncode == 3
+    assert "no author" in run.result["error"]
     run = twin("etl", "crawl", "--user", "Ada Quillfeather", "--config", str(Path(tmp_path / "missing.yaml")))
-    assert run.returncode == 3 and "does not exist" in run.result["error"]
+    assert run.returncode == 3
+    assert "does not exist" in run.result["error"]

@@ -47,22 +47,26 @@ def test_dispatcher_loads_builtins_from_entry_points(crawl_settings, site):
 
 def test_substack_article_is_extracted_without_page_furniture(ctx, site):
     [doc] = ArticleCrawler().crawl(f"{site.base_url}/substack.html", ctx)
-    assert doc.category is Category.ARTICLES and doc.platform == "substack"
+    assert doc.category is Category.ARTICLES
+    assert doc.platform == "substack"
     assert doc.content["Title"] == "Chunking Is Not a Detail"
     assert doc.content["Subtitle"].startswith("Why the size of your chunks")
     assert doc.content["language"] == "en"
     assert doc.content["authors"] == ["Ada Quillfeather"]
-    assert doc.published_at is not None and doc.published_at.year == 2024
+    assert doc.published_at is not None
+    assert doc.published_at.year == 2024
     text = doc.content["Content"]
     assert text.startswith("When people build their first retrieval system")
     for furniture in ("Subscribe", "Share this post", "comments", "Archive", "Privacy"):
         assert furniture not in text
-    assert doc.author_id == USER.id and doc.link == f"{site.base_url}/substack.html"
+    assert doc.author_id == USER.id
+    assert doc.link == f"{site.base_url}/substack.html"
 
 
 def test_blog_and_non_utf8_articles(ctx, site):
     [blog] = ArticleCrawler().crawl(f"{site.base_url}/blog.html", ctx)
-    assert blog.platform == "blog" and "Popular posts" not in blog.content["Content"]
+    assert blog.platform == "blog"
+    assert "Popular posts" not in blog.content["Content"]
     [latin] = ArticleCrawler().crawl(f"{site.base_url}/latin1.html", ctx)
     assert latin.content["language"] == "fr"
     assert "résultat" in latin.content["Content"]
@@ -82,7 +86,8 @@ def test_challenge_page_served_as_200_is_never_content(ctx, site):
 
 def test_medium_article_page(ctx, site):
     [doc] = MediumCrawler().crawl(f"{site.base_url}/medium/@ada/pipelines-lie", ctx)
-    assert doc.platform == "medium" and "idempotent" in doc.content["Content"]
+    assert doc.platform == "medium"
+    assert "idempotent" in doc.content["Content"]
 
 
 def test_medium_falls_back_to_the_rss_feed(ctx, site):
@@ -123,7 +128,9 @@ def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_se
     [doc] = GitHubCrawler().crawl(repo.as_uri(), ctx)
     after = set(os.listdir(tempfile.gettempdir()))
     assert not {n for n in after - before if n.startswith("twin-git-")}  # clone removed
-    assert doc.category is Category.REPOSITORIES and doc.platform == "git" and doc.name == "repo"
+    assert doc.category is Category.REPOSITORIES
+    assert doc.platform == "git"
+    assert doc.name == "repo"
     assert doc.content["src/exact.py"] == exact
     for rel, text in doc.content.items():
         assert (repo / rel).read_bytes() == text.encode("utf-8")
@@ -137,7 +144,8 @@ def test_git_local_path_file_count_limit_and_missing_repo(ctx, make_repo, crawl_
     repo = make_repo(from_sample=False)
     ctx.settings = updated(crawl_settings, crawl_repo_max_files=1)
     [doc] = GitHubCrawler().crawl(str(repo), ctx)  # a plain path works too
-    assert len(doc.content) == 1 and doc.link == repo.as_uri()
+    assert len(doc.content) == 1
+    assert doc.link == repo.as_uri()
     with pytest.raises(CrawlError) as err:
         GitHubCrawler().crawl((repo.parent / "missing").as_uri(), ctx)
     assert err.value.reason == "git"

@@ -14,8 +14,12 @@ def test_etl_demo_stage_is_idempotent_and_validates(settings, sample_dir: Path) 
     from twin_core.demo.validation import stage as validate_stage
 
     first = stage(sample_dir)
-    assert first["totals"]["failed"] == 0 and first["totals"]["documents_created"] == 3
+    assert first["totals"]["failed"] == 0
+    assert first["totals"]["documents_created"] == 3
     second = stage(sample_dir)
-    assert second["totals"]["documents_unchanged"] == 3 and second["totals"]["documents_created"] == 0
+    assert second["totals"]["documents_unchanged"] == 3
+    assert second["totals"]["documents_created"] == 0
     checked = validate_stage(sample_dir)
-    assert checked["status"] == "ok" and checked["documents"] == 3 and checked["quarantined"] == []
+    assert checked["status"] == "ok"
+    assert checked["documents"] == 3
+    assert checked["quarantined"] == []

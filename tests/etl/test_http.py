@@ -24,7 +24,8 @@ def _reason(http: HttpClient, url: str) -> str:
 
 def test_retries_5xx_with_backoff_then_succeeds(http, site):
     page = http.get(f"{site.base_url}/flaky/retry-ok")
-    assert page.status == 200 and "HNSW" in page.text
+    assert page.status == 200
+    assert "HNSW" in page.text
     assert site.hits["/flaky/retry-ok"] == 3  # two 503s, then the page
 
 
@@ -68,7 +69,7 @@ def test_user_agent_is_configurable(crawl_settings, site):
 
 def test_non_utf8_page_is_decoded_with_its_charset(http, site):
     page = http.get(f"{site.base_url}/latin1.html")
-    assert page.encoding.lower().replace("_", "-") in ("iso-8859-1", "latin-1", "cp1252", "windows-1252")
+    assert page.encoding == "iso-8859-1"  # the charset of the Content-Type header
     assert "expliqués" in page.text
 
 

@@ -44,12 +44,14 @@ def test_bad_documents_are_reported_and_good_ones_kept(warehouse: Any, featurize
     ]
     got = points()
     huge = [p for p in got.values() if p["link"] == "https://b/huge"]
-    assert len(huge) > 20 and all(p["token_count"] <= 256 for p in huge)
+    assert len(huge) > 20
+    assert all(p["token_count"] <= 256 for p in huge)
     assert [p["content"] for p in got.values() if p["link"] == "https://github.com/a/bin"] == [
         "# ok.py\ndef ok():\n    return True"
     ]
     again = featurize()  # skipped documents are remembered, not retried until they change
-    assert again["processed"] == 0 and again["unchanged"] == 5
+    assert again["processed"] == 0
+    assert again["unchanged"] == 5
 
 
 def test_unknown_author_is_an_input_error(warehouse: Any, featurize: Any) -> None:
@@ -69,7 +71,8 @@ def test_unreachable_qdrant_fails_fast_and_the_run_resumes(
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     run = twin("features", "run", env={"TWIN_QDRANT_URL": f"http://127.0.0.1:{port}"})
     assert run.returncode == 4, run.stderr
-    assert run.result["kind"] == "unavailable" and "TWIN_QDRANT_URL" in run.result["error"]
+    assert run.result["kind"] == "unavailable"
+    assert "TWIN_QDRANT_URL" in run.result["error"]
     assert "loading embedding model" not in run.stderr  # failed before any heavy work
 
     from twin_core.features.pipeline import run_features
@@ -78,4 +81,5 @@ def test_unreachable_qdrant_fails_fast_and_the_run_resumes(
     with pytest.raises(BackendUnavailable):
         run_features(bad)
     result = featurize()  # the same run against the reachable store completes
-    assert result["processed"] == 1 and result["points"] == 1
+    assert result["processed"] == 1
+    assert result["points"] == 1

@@ -91,14 +91,16 @@ def test_overlap_is_configurable(embedder: Any, sample_dir: Path) -> None:
 def test_short_post_stays_whole_and_ids_are_deterministic(embedder: Any) -> None:
     doc = _doc("A short post.\n\nTwo paragraphs.", Category.POSTS)
     first, again = chunk_document(doc, embedder, 256, 32), chunk_document(doc, embedder, 256, 32)
-    assert len(first) == 1 and first[0].content == doc.content
+    assert len(first) == 1
+    assert first[0].content == doc.content
     assert [c.id for c in first] == [c.id for c in again]
 
 
-def test_code_is_chunked_per_file(embedder: Any) -> None:
-    repo = next(d for d in _sample_cleaned() if d.category == Category.REPOSITORIES)
+def test_code_is_chunked_per_file(embedder: Any, sample_dir: Path) -> None:
+    repo = next(d for d in _sample_cleaned(sample_dir) if d.category == Category.REPOSITORIES)
     chunks = chunk_document(repo, embedder, 128, 16)
     files = {path: (s, e) for path, s, e in repo.metadata["files"]}
     for c in chunks:
         s, e = files[c.metadata["file"]]
-        assert s <= c.metadata["start"] and c.metadata["end"] <= e
+        assert s <= c.metadata["start"]
+        assert c.metadata["end"] <= e

@@ -14,12 +14,16 @@ def test_features_run_and_rag_search(twin_home: Path, twin: Any, sample_dir: Pat
     run = twin("features", "run")
     assert run.returncode == 0, run.stderr
     r = run.result
-    assert r["step"] == "features.run" and r["status"] == "ok"
-    assert r["processed"] == 30 and r["points"] == r["chunks"] > 0
+    assert r["step"] == "features.run"
+    assert r["status"] == "ok"
+    assert r["processed"] == 30
+    assert r["points"] == r["chunks"] > 0
     assert {"clean", "chunk", "embed", "load", "total"} <= r["timings"].keys()
 
     again = twin("features", "run", "--author", "Ada Quillfeather")
-    assert again.returncode == 0 and again.result["status"] == "unchanged" and again.result["unchanged"] == 30
+    assert again.returncode == 0
+    assert again.result["status"] == "unchanged"
+    assert again.result["unchanged"] == 30
 
     hits = twin("rag", "search", "overwrite partitions instead of appending", "--author", "Ada Quillfeather", "-k", "3")
     assert hits.returncode == 0, hits.stderr
@@ -27,4 +31,5 @@ def test_features_run_and_rag_search(twin_home: Path, twin: Any, sample_dir: Pat
     assert all(h["author_full_name"] == "Ada Quillfeather" and h["link"] for h in hits.result["hits"])
 
     empty = twin("rag", "search", "  ")
-    assert empty.returncode == 3 and "empty" in empty.result["error"]
+    assert empty.returncode == 3
+    assert "empty" in empty.result["error"]

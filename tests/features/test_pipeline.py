@@ -19,7 +19,9 @@ def _doc_ids(points: dict[str, dict], document_id: str) -> set[str]:
 
 def test_full_run_then_idempotent_rerun(sample_warehouse: Any, featurize: Any, points: Any) -> None:
     first = featurize()
-    assert first["processed"] == 30 and first["unchanged"] == 0 and first["skipped"] == 0
+    assert first["processed"] == 30
+    assert first["unchanged"] == 0
+    assert first["skipped"] == 0
     assert first["points"] == first["chunks"] == len(points()) > 30
     assert first["cleaned"] == 30
     before = points()
@@ -30,7 +32,8 @@ def test_full_run_then_idempotent_rerun(sample_warehouse: Any, featurize: Any, p
     assert "model_load" not in again["timings"]  # nothing to embed: the model is not even needed
     assert points().keys() == before.keys()
     full = featurize(full=True)
-    assert full["processed"] == 30 and points().keys() == before.keys()
+    assert full["processed"] == 30
+    assert points().keys() == before.keys()
 
 
 def test_changed_document_reembeds_only_its_chunks(sample_warehouse: Any, featurize: Any, points: Any) -> None:
@@ -43,7 +46,9 @@ def test_changed_document_reembeds_only_its_chunks(sample_warehouse: Any, featur
     assert (result["processed"], result["unchanged"]) == (1, 29)
     after = points()
     old, new = _doc_ids(before, post.id), _doc_ids(after, post.id)
-    assert old and new and not (old & new)
+    assert old
+    assert new
+    assert not (old & new)
     assert before.keys() - old == after.keys() - new  # every other point untouched
     assert after[next(iter(new))]["content"] == "A brand new text about sourdough starters."
 
@@ -57,9 +62,12 @@ def test_deleted_and_quarantined_documents_lose_their_points(
     sample_warehouse.delete_document(Category.ARTICLES, a.id)
     sample_warehouse.set_quarantine(Category.ARTICLES, b.id, ["too short"])
     result = featurize()
-    assert result["deleted"] == 2 and result["processed"] == 0 and result["cleaned"] == 28
+    assert result["deleted"] == 2
+    assert result["processed"] == 0
+    assert result["cleaned"] == 28
     after = points()
-    assert not _doc_ids(after, a.id) and not _doc_ids(after, b.id)
+    assert not _doc_ids(after, a.id)
+    assert not _doc_ids(after, b.id)
     assert after.keys() == before.keys() - _doc_ids(before, a.id) - _doc_ids(before, b.id)
     sample_warehouse.set_quarantine(Category.ARTICLES, b.id, [])  # released: featurized again
     assert featurize()["processed"] == 1
@@ -95,10 +103,12 @@ def test_killed_run_resumes_without_duplicates_or_gaps(
         featurize()
     monkeypatch.setattr(feature_store, "write_cleaned", real_write_cleaned)
     partial = points()
-    assert 0 < len(partial) < len(expected) and partial.keys() <= expected.keys()
+    assert 0 < len(partial) < len(expected)
+    assert partial.keys() <= expected.keys()
 
     resumed = featurize()
-    assert resumed["processed"] == 30 - 8 and resumed["unchanged"] == 8
+    assert resumed["processed"] == 30 - 8
+    assert resumed["unchanged"] == 8
     assert points().keys() == expected.keys()
     assert resumed["points"] == len(expected)
 
@@ -122,18 +132,25 @@ def test_author_filter_never_returns_another_author(sample_warehouse: Any, featu
     query = "why should a batch job overwrite partitions instead of appending?"
     ada_hits = search(query, k=20, author="Ada Quillfeather", settings=settings)
     bob_hits = search(query, k=20, author="Bob Other", settings=settings)
-    assert ada_hits and all(h.author_full_name == "Ada Quillfeather" for h in ada_hits)
-    assert len(bob_hits) == 3 and all(h.author_id == bob.id for h in bob_hits)
+    assert ada_hits
+    assert all(h.author_full_name == "Ada Quillfeather" for h in ada_hits)
+    assert len(bob_hits) == 3
+    assert all(h.author_id == bob.id for h in bob_hits)
     anyone = search(query, k=5, settings=settings)
     assert [h.score for h in anyone] == sorted((h.score for h in anyone), reverse=True)
     only_posts = search(query, k=5, categories=["posts"], settings=settings)
-    assert only_posts and {h.category for h in only_posts} == {Category.POSTS}
+    assert only_posts
+    assert {h.category for h in only_posts} == {Category.POSTS}
     first = anyone[0]
-    assert first.text and first.link.startswith("https://") and first.document_id and first.chunk_id
+    assert first.text
+    assert first.link.startswith("https://")
+    assert first.document_id
+    assert first.chunk_id
 
     # an author-scoped run touches only that author
     bob_run = featurize(author="Bob Other", full=True)
-    assert bob_run["processed"] == 3 and bob_run["points"] == 3
+    assert bob_run["processed"] == 3
+    assert bob_run["points"] == 3
 
 
 def test_mismatched_model_is_refused(sample_warehouse: Any, featurize: Any, settings: Any, embedder: Any) -> None:

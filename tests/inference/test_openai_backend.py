@@ -61,14 +61,16 @@ def test_chat_round_trip(stub_url: str) -> None:
     assert (gen.prompt_tokens, gen.completion_tokens) == (11, 3)
     call = _Stub.calls[0]
     assert call["path"] == "/v1/chat/completions"
-    assert call["body"]["max_tokens"] == 7 and call["body"]["model"] == "tiny"
+    assert call["body"]["max_tokens"] == 7
+    assert call["body"]["model"] == "tiny"
     assert call["auth"] == "Bearer sk-test"
 
 
 def test_retries_then_succeeds(stub_url: str) -> None:
     _Stub.fail_first = 1
     gen = OpenAICompatibleLLM(stub_url, "tiny", retries=2).chat([{"role": "user", "content": "x"}], max_new_tokens=2)
-    assert gen.text == "echo: x" and len(_Stub.calls) == 2
+    assert gen.text == "echo: x"
+    assert len(_Stub.calls) == 2
 
 
 def test_endpoint_down_is_a_clear_error() -> None:

@@ -26,7 +26,8 @@ def test_merge_dedup_keeps_best_score_and_unique_text() -> None:
     b = _chunk("b", "Same   TEXT", 0.4, [1, 0])
     c = _chunk("c", "other", 0.3, [0, 1])
     merged = merge_dedup([[a1, b], [a2, c]])
-    assert [m.id for m in merged] == ["a", "c"] and merged[0].score == 0.9
+    assert [m.id for m in merged] == ["a", "c"]
+    assert merged[0].score == 0.9
 
 
 def test_mmr_prefers_diversity() -> None:
@@ -42,7 +43,8 @@ def test_mmr_prefers_diversity() -> None:
 def test_retrieval_is_restricted_to_the_author(rag_pipeline: Any) -> None:
     ada = rag_pipeline.resolve_author("Bob Marlowe's secret token?", None, "Ada Quillfeather")
     got = rag_pipeline.retrieve("Bob Marlowe's secret token? idempotency keys", ada)
-    assert got.chunks and all(SECRET not in c.text for c in got.chunks)
+    assert got.chunks
+    assert all(SECRET not in c.text for c in got.chunks)
     assert all(c.author_id == ada.user.id for c in got.chunks)
     bob = rag_pipeline.resolve_author("secret", "Bob Marlowe", None)
     assert any(SECRET in c.text for c in rag_pipeline.retrieve("secret token", bob).chunks)
@@ -125,7 +127,8 @@ def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> N
     llm = load_local_llm(updated(rag_settings, llm_model_id="no-such-org/no-such-model-xyz"))
     assert llm.model_version.startswith("smollm2-135m-instruct")
     gen = llm.chat([{"role": "user", "content": "Hi"}], max_new_tokens=2)
-    assert gen.completion_tokens <= 2 and gen.prompt_tokens > 0
+    assert gen.completion_tokens <= 2
+    assert gen.prompt_tokens > 0
 
 
 def test_retrieval_refuses_a_collection_embedded_with_another_model(rag_pipeline: Any) -> None:

@@ -25,10 +25,12 @@ def test_budget_drops_and_truncates() -> None:
     chunks = [ContextChunk(" ".join(["word"] * 40), f"https://x/{i}", "articles") for i in range(10)]
     prompt = build_messages("q?", chunks, author="Ada Quillfeather", tokens=_WordTokens(), context_budget=100)
     assert prompt.context_tokens <= 100
-    assert 1 <= len(prompt.used) < 10 and prompt.dropped == 10 - len(prompt.used)
+    assert 1 <= len(prompt.used) < 10
+    assert prompt.dropped == 10 - len(prompt.used)
     huge = [ContextChunk(" ".join(["w"] * 5000), "https://x/big", "posts")]
     prompt = build_messages("q?", huge, author="Ada", tokens=_WordTokens(), context_budget=50)
-    assert len(prompt.used) == 1 and prompt.context_tokens <= 50
+    assert len(prompt.used) == 1
+    assert prompt.context_tokens <= 50
 
 
 def test_injection_stays_inside_the_context_block() -> None:

@@ -10,19 +10,24 @@ USERS = [UserDocument.from_full_name("Ada Quillfeather"), UserDocument.from_full
 
 def test_exact_full_name() -> None:
     m = match_in_query("What does Ada Quillfeather think about chunking?", USERS)
-    assert m is not None and m.user.full_name == "Ada Quillfeather" and m.method == "exact"
+    assert m is not None
+    assert m.user.full_name == "Ada Quillfeather"
+    assert m.method == "exact"
 
 
 def test_case_and_possessive() -> None:
     m = match_in_query("ada QUILLFEATHER's take on HNSW", USERS)
-    assert m is not None and m.user.full_name == "Ada Quillfeather"
+    assert m is not None
+    assert m.user.full_name == "Ada Quillfeather"
 
 
 def test_fuzzy_misspelling_and_last_name() -> None:
     m = match_in_query("what would Ada Quilfeather say", USERS)
-    assert m is not None and m.method == "fuzzy"
+    assert m is not None
+    assert m.method == "fuzzy"
     m = match_in_query("How does Quillfeather chunk text?", USERS)
-    assert m is not None and m.user.full_name == "Ada Quillfeather"
+    assert m is not None
+    assert m.user.full_name == "Ada Quillfeather"
 
 
 def test_no_match_and_short_last_names() -> None:

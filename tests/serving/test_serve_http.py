@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -40,8 +41,10 @@ def test_v1_predict(served: Any) -> None:
     )
     assert resp.status_code == 200, resp.text
     pred = resp.json()["predictions"][0]
-    assert isinstance(pred["answer"], str) and pred["model_version"].startswith("smollm2-135m-instruct")
-    assert pred["sources"] and all({"link", "score"} <= set(s) for s in pred["sources"])
+    assert isinstance(pred["answer"], str)
+    assert pred["model_version"].startswith("smollm2-135m-instruct")
+    assert pred["sources"]
+    assert all({"link", "score"} <= set(s) for s in pred["sources"])
     assert pred["usage"]["completion_tokens"] <= 4
     assert all("bob.example" not in s["link"] for s in pred["sources"])
 
@@ -65,8 +68,10 @@ def test_openai_chat_completions(served: Any) -> None:
     resp = requests.post(f"{served.url}/openai/v1/chat/completions", json=body, headers=ADA, timeout=300)
     assert resp.status_code == 200, resp.text
     data = resp.json()
-    assert data["object"] == "chat.completion" and data["choices"][0]["message"]["role"] == "assistant"
-    assert data["usage"]["completion_tokens"] <= 3 and data["sources"]
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"]["role"] == "assistant"
+    assert data["usage"]["completion_tokens"] <= 3
+    assert data["sources"]
 
 
 def test_author_isolation(served: Any) -> None:
@@ -83,10 +88,12 @@ def test_author_isolation(served: Any) -> None:
     resp = _predict(served, body, forged)
     assert resp.status_code == 200, resp.text
     pred = resp.json()["predictions"][0]
-    assert pred["author"] == "Ada Quillfeather" and all("bob.example" not in s["link"] for s in pred["sources"])
+    assert pred["author"] == "Ada Quillfeather"
+    assert all("bob.example" not in s["link"] for s in pred["sources"])
     # Bob's own key sees Bob's content
     resp = _predict(served, {"instances": [{"query": "secret token", "max_new_tokens": 2}]}, BOB)
-    assert resp.status_code == 200 and any("bob.example" in s["link"] for s in resp.json()["predictions"][0]["sources"])
+    assert resp.status_code == 200
+    assert any("bob.example" in s["link"] for s in resp.json()["predictions"][0]["sources"])
     assert SECRET not in json.dumps(pred)
 
 
@@ -95,7 +102,8 @@ def test_author_isolation(served: Any) -> None:
 )
 def test_missing_or_invalid_key_is_401(served: Any, headers: Any) -> None:
     resp = _predict(served, {"instances": [{"query": "hi"}]}, headers)
-    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
     assert "ada-test-key" not in resp.text
 
 
@@ -132,7 +140,7 @@ def test_non_json_and_huge_bodies(served: Any) -> None:
     huge = {"instances": [{"query": "a" * 1_000_000}]}
     assert _predict(served, huge, ADA).status_code == 413
     resp = requests.post(f"{served.url}/v2/models/twin/infer", json={"inputs": "nope"}, headers=ADA, timeout=30)
-    assert 400 <= resp.status_code < 500
+    assert resp.status_code == 422  # the v2 body does not validate (inputs must be a list)
 
 
 def test_request_log_row_and_metrics(served: Any) -> None:
@@ -157,8 +165,13 @@ def test_request_log_row_and_metrics(served: Any) -> None:
     assert row.latency_ms.total >= row.latency_ms.generation
     assert "ada-test-key" not in row.model_dump_json()
     text = requests.get(f"{served.url}/metrics", timeout=5).text
-    assert 'twin_requests_total{status="ok"}' in text and "twin_retrieval_seconds_count" in text
-    assert 'twin_rejected_total{reason="unauthorized"}' in text and "twin_request_log_failures_total" in text
+    assert 'twin_requests_total{status="ok"}' in text
+    assert "twin_retrieval_seconds_count" in text
+    assert 'twin_rejected_total{reason="unauthorized"}' in text
+    assert "twin_request_log_failures_total" in text
     # the series the chart's PrometheusRule alerts on, by HTTP code (gateway refusals included)
-    assert 'twin_serving_requests_total{code="200"}' in text and 'twin_serving_requests_total{code="401"}' in text
-    assert "request_predictor_seconds" in text or "kserve" in text or "twin_generation_seconds" in text
+    assert 'twin_serving_requests_total{code="200"}' in text
+    assert 'twin_serving_requests_total{code="401"}' in text
+    generations = re.search(r"^twin_generation_seconds_count (\S+)$", text, re.MULTILINE)
+    assert generations is not None
+    assert float(generations.group(1)) >= 1  # this test's own request at least

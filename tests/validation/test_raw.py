@@ -58,7 +58,8 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
     good, bad = planted
     result = validate_raw(settings, max_failure_ratio=0.5)
     assert result.get("status", "ok") == "ok"
-    assert result["documents"] == len(good) + len(bad) and result["failed"] == len(bad)
+    assert result["documents"] == len(good) + len(bad)
+    assert result["failed"] == len(bad)
     reasons = {q["link"]: q["reasons"] for q in result["quarantined"]}
     assert set(reasons) == {d.link for d in bad.values()}
     assert reasons[bad["challenge"].link] == ["challenge or login-wall text"]
@@ -74,7 +75,8 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
         d.link for d in good if d.category.value == "articles"
     }
     kept = warehouse.get_document(Category.ARTICLES, bad["short"].id)
-    assert kept.quarantined and kept.quarantine_reasons
+    assert kept.quarantined
+    assert kept.quarantine_reasons
 
     store = open_artifact_store(settings)
     keys = store.list(f"validation/raw/{result['run_id']}")
@@ -84,11 +86,14 @@ def test_suites_quarantine_the_bad_documents(settings, warehouse, planted):
 
     # re-run: same verdicts, nothing rewritten; a fixed document is released
     again = validate_raw(settings, max_failure_ratio=0.5)
-    assert again["quarantined"] == [] and again["released"] == [] and again["failed"] == len(bad)
+    assert again["quarantined"] == []
+    assert again["released"] == []
+    assert again["failed"] == len(bad)
     user = warehouse.find_user("Ada Quillfeather")
     warehouse.upsert_document(_article(user, bad["short"].link, GOOD_TEXT))
     fixed = validate_raw(settings, max_failure_ratio=0.5)
-    assert fixed["released"] == [] and fixed["failed"] == len(bad) - 1  # new content resets the flag itself
+    assert fixed["released"] == []
+    assert fixed["failed"] == len(bad) - 1  # new content resets the flag itself
     assert not warehouse.get_document(Category.ARTICLES, bad["short"].id).quarantined
 
 
@@ -96,23 +101,28 @@ def test_step_fails_above_the_failure_ratio(settings, planted):
     from twin_core.validation.raw import validate_raw
 
     result = validate_raw(settings, max_failure_ratio=0.1)
-    assert result["status"] == "failed" and "ratio" in result["error"]
+    assert result["status"] == "failed"
+    assert "ratio" in result["error"]
 
 
 def test_cli_writes_data_docs_and_quarantines(twin, warehouse, settings, planted):
     run = twin("validate", "raw", "--max-failure-ratio", "0.5")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.result["status"] == "ok" and len(run.result["quarantined"]) == 6
+    assert run.result["status"] == "ok"
+    assert len(run.result["quarantined"]) == 6
     assert run.result["data_docs"].endswith("data_docs/index.html")
     from pathlib import Path
 
     assert Path(run.result["data_docs"]).is_file()
     run = twin("validate", "raw", "--max-failure-ratio", "0.1")
-    assert run.returncode == 3 and run.result["status"] == "failed"
+    assert run.returncode == 3
+    assert run.result["status"] == "failed"
 
 
 def test_empty_warehouse_is_valid(settings):
     from twin_core.validation.raw import validate_raw
 
     result = validate_raw(settings)
-    assert result["documents"] == 0 and result.get("status", "ok") == "ok" and result["data_docs"] is None
+    assert result["documents"] == 0
+    assert result.get("status", "ok") == "ok"
+    assert result["data_docs"] is None
