@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXEC_CFG = yaml.safe_load((REPO_ROOT / "configs" / "execution.yaml").read_text())
 K8S_VERSION = "1.33.0"
 # THE set of DAG ids in dags/: a new pipeline adds its id here (the test below wants exactly this set).
-EXPECTED_DAGS = {"twin_etl", "twin_evaluation", "twin_features", "twin_monitoring", "twin_training"}
+EXPECTED_DAGS = {"twin_datasets", "twin_etl", "twin_evaluation", "twin_features", "twin_monitoring", "twin_training"}
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, mode: str) -> DagBag:

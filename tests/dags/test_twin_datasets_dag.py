@@ -1,0 +1,138 @@
+"""twin_datasets: scheduled on the cleaned Asset (or drift), one mapped build per author, emits both
+dataset Assets with the version ids only when a version was created; runs locally with dag.test().
+
+Runs in the Airflow environment: twin_core is never imported here; the steps run `.venv/bin/twin`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
+TWIN_PY = REPO_ROOT / ".venv" / "bin" / "python"
+
+# Cleaned documents written straight into the feature store by the twin_core environment: the build
+# reads only cleaned_* (no embedding model needed).
+WRITE_CLEANED = """
+import sys
+from pathlib import Path
+from twin_core.domain.documents import Category
+from twin_core.features.cleaning import clean_document
+from twin_core.features.feature_store import ensure_collections, write_cleaned
+from twin_core.settings import load_settings
+from twin_core.stores.vectors import open_vector_store
+from twin_core.stores.warehouse import open_warehouse
+from twin_core.stores.warehouse_io import import_paths
+
+s = load_settings()
+wh = open_warehouse(s)
+import_paths(wh, [Path(sys.argv[1])])
+store = open_vector_store(s)
+ensure_collections(store, s.embedding_model_id, 384)
+write_cleaned(store, [clean_document(d) for c in Category for d in wh.iter_documents(c)])
+store.close()
+"""
+
+
+@pytest.fixture
+def dag(local_dagbag):
+    return local_dagbag.dags["twin_datasets"]
+
+
+def test_schedule_graph_and_outlets(dag) -> None:
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    condition = str(dag.timetable.asset_condition)
+    assert "twin://features/cleaned" in condition
+    assert "twin://monitoring/drift" in condition  # the closed loop (TWIN_RETRAIN_ON_DRIFT defaults on)
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "list_authors": ["plan_builds"],
+        "plan_builds": ["build_author"],
+        "build_author": ["check_versions"],
+        "check_versions": [],
+    }
+    assert {a.uri for a in dag.get_task("check_versions").outlets} == {
+        "twin://datasets/instruct",
+        "twin://datasets/preference",
+    }
+
+
+def test_plan_and_publish(dag) -> None:
+    plan = dag.get_task("plan_builds").python_callable
+    assert plan({"authors": ["Bo", "Ada Q"]}, {"strategy": "llm", "max_extracts": 5, "max_rejected": 0}) == [
+        ["datasets", "build", "--author", "Ada Q", "--strategy", "llm", "--max-extracts", "5", "--max-rejected", "0"],
+        ["datasets", "build", "--author", "Bo", "--strategy", "llm", "--max-extracts", "5", "--max-rejected", "0"],
+    ]
+    check = dag.get_task("check_versions").python_callable
+    unchanged = {
+        "authors": [
+            {"author_slug": "ada-q", "versions": {"instruct": "instruct/ada-q/v0001"}, "created": {"instruct": False}}
+        ]
+    }
+    with pytest.raises(AirflowSkipException):
+        check([unchanged], outlet_events={})
+    created = {
+        "authors": [
+            {
+                "author_slug": "ada-q",
+                "versions": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"},
+                "created": {"instruct": True, "preference": True},
+            }
+        ]
+    }
+    events = {uri: SimpleNamespace(extra=None) for uri in ("i", "p")}
+    outlets = {a: events["i" if "instruct" in a.uri else "p"] for a in dag.get_task("check_versions").outlets}
+    extra = check([unchanged, created], outlet_events=outlets)
+    assert extra == {
+        "versions": {"ada-q": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"}}
+    }
+    assert events["i"].extra == extra
+    assert events["p"].extra == extra
+
+
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "twin"
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    author = {"_id": "u1", "first_name": "Ada", "last_name": "Quillfeather"}
+    text = "Idempotent batch jobs overwrite whole partitions and never append, so a re-run is always safe. "
+    posts = [
+        {
+            "content": {"Content": f"Lesson {i} on topic{i}: " + text * 3 + f"Today it was about topic{i} again."},
+            "platform": "linkedin",
+            "author_id": "u1",
+            "author_full_name": "Ada Quillfeather",
+            "link": f"https://www.linkedin.com/feed/update/urn:li:activity:{i}/",
+        }
+        for i in range(4)
+    ]
+    (backup / "UserDocument.json").write_text(json.dumps([author]))
+    (backup / "PostDocument.json").write_text(json.dumps(posts))
+    env = {**os.environ, "TWIN_HOME": str(home), "HF_HUB_OFFLINE": "1", "TWIN_PROGRESS": "0"}
+    subprocess.run([str(TWIN_PY), "-c", WRITE_CLEANED, str(backup)], check=True, env=env, capture_output=True)
+    monkeypatch.setenv("TWIN_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    from airflow.utils import db
+
+    db.initdb()
+    monkeypatch.setattr(dag, "deadline", None)  # dag.test cannot resolve DeadlineAlert ids (see twin_training)
+    run = dag.test(run_conf={"strategy": "extractive", "max_extracts": 0, "max_rejected": 0})
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states[("build_author", 0)] == "success"
+    assert states[("check_versions", -1)] == "success"
+    publish = next(ti for ti in run.get_task_instances() if ti.task_id == "check_versions")
+    assert publish.xcom_pull(task_ids="check_versions") == {
+        "versions": {"ada-quillfeather": {"instruct": "instruct/ada-quillfeather/v0001"}}
+    }
+    listed = subprocess.run([str(TWIN), "datasets", "list"], env=env, capture_output=True, text=True)
+    assert json.loads(listed.stdout.strip().splitlines()[-1])["versions"] == ["instruct/ada-quillfeather/v0001"]
