@@ -59,6 +59,30 @@ def strip_furniture(html: str) -> str:
     return lxml.html.tostring(doc, encoding="unicode")
 
 
+def code_blocks(html: str) -> list[str]:
+    """The text of every ``<pre>`` block, line breaks and indentation as written."""
+    import lxml.html
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except Exception:
+        return []
+    return [code.strip("\n") for code in (el.text_content() for el in doc.iter("pre")) if code.strip()]
+
+
+def restore_code(text: str, blocks: list[str]) -> str:
+    """Put each code block back, as a fenced block with its lines, where newspaper4k flattened it.
+
+    newspaper joins a ``<pre>``'s lines into one; the block is found by its tokens in order (whatever
+    whitespace newspaper left between them), so prose is never touched."""
+    for code in blocks:
+        tokens = code.split()
+        match = re.search(r"\s*".join(re.escape(t) for t in tokens), text) if tokens else None
+        if match:
+            text = text[: match.start()] + f"```\n{code}\n```" + text[match.end() :]
+    return text
+
+
 def extract_article(html: str, url: str) -> Extracted:
     from newspaper import Article, Config
 
@@ -70,9 +94,10 @@ def extract_article(html: str, url: str) -> Extracted:
     cfg.memorize_articles = False
     cfg.max_text = 2_000_000
     article = Article(url, config=cfg)
-    article.download(input_html=strip_furniture(html))
+    cleaned_html = strip_furniture(html)
+    article.download(input_html=cleaned_html)
     article.parse()
-    text = (article.text or "").strip()
+    text = restore_code((article.text or "").strip(), code_blocks(cleaned_html))
     if not text:
         raise CrawlError("empty", f"no article text found at {url}")
     subtitle = (article.meta_description or "").strip()
