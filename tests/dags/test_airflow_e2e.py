@@ -44,6 +44,7 @@ AUTHOR = "Ada Quillfeather"
 OUR_DAGS = ("twin_etl", "twin_features")
 CHROMIUM = Path(os.environ.get("TWIN_BROWSER_BINARY", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("TWIN_BROWSER_DRIVER", "/usr/bin/chromedriver"))
+RUNS: dict[str, str] = {}  # the triggered twin_etl run, whose graph the UI test photographs
 
 pytestmark = [
     pytest.mark.slow,
@@ -207,6 +208,7 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
         )
         assert created.status_code == 200, created.text
         run_id = created.json()["dag_run_id"]
+        RUNS["twin_etl"] = run_id
         airflow.wait_run("twin_etl", run_id, timeout=600)
     finally:
         site.stop()
@@ -268,7 +270,7 @@ def test_weekly_backfill_runs_and_emits_nothing_without_links(airflow: Airflow) 
 def test_ui_login_trigger_form_docs_and_graph(airflow: Airflow, tmp_path: Path) -> None:
     shot = tmp_path / "graph.png"
     out = subprocess.run(
-        [str(TWIN_PY), str(UI_CHECK), airflow.url, "admin", airflow.password, str(shot)],
+        [str(TWIN_PY), str(UI_CHECK), airflow.url, "admin", airflow.password, str(shot), RUNS.get("twin_etl", "")],
         capture_output=True,
         text=True,
         timeout=300,

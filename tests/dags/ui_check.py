@@ -1,10 +1,11 @@
 """Drive the Airflow 3 UI in headless Chromium (Selenium, run with the twin_core environment's Python,
 which has Selenium; the Airflow environment does not). Used by tests/dags/test_airflow_e2e.py.
 
-    .venv/bin/python tests/dags/ui_check.py URL USER PASSWORD SCREENSHOT.png
+    .venv/bin/python tests/dags/ui_check.py URL USER PASSWORD SCREENSHOT.png [RUN_ID]
 
 Logs in, opens twin_etl, reads its docs (the "Dag Docs" dialog), opens the trigger form and lists
-its run-parameter fields, then saves a screenshot of the DAG's graph. Prints one JSON line.
+its run-parameter fields, then saves a screenshot of the DAG's graph (of RUN_ID's run, if given, with
+its task states). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.parse
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -31,7 +33,7 @@ def _button(wait: WebDriverWait, label: str):  # noqa: ANN202
     return wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"button[aria-label='{label}']")))
 
 
-def main(url: str, user: str, password: str, screenshot: str) -> dict:
+def main(url: str, user: str, password: str, screenshot: str, run_id: str = "") -> dict:
     profile = tempfile.mkdtemp(prefix="twin-ui-")
     options = webdriver.ChromeOptions()
     options.binary_location = BROWSER
@@ -68,6 +70,8 @@ def main(url: str, user: str, password: str, screenshot: str) -> dict:
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         wait.until(ec.invisibility_of_element_located((By.ID, "element_links")))
 
+        if run_id:  # the graph of that run, with its task states
+            driver.get(f"{url}/dags/twin_etl/runs/{urllib.parse.quote(run_id, safe='')}")
         _button(wait, "Show Graph (Press g)").click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".react-flow__node")))
         for label in ("Collapse Details Panel", "fit view"):  # a wider graph, fitted to the pane
@@ -85,4 +89,4 @@ def main(url: str, user: str, password: str, screenshot: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:5])))
+    print(json.dumps(main(*sys.argv[1:6])))
