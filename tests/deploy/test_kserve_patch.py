@@ -171,3 +171,16 @@ def test_status_reads_the_inference_service(k8s: Any, versions: tuple[Any, Any])
         "ready": None,
     }
     assert json.dumps(out)
+
+
+def test_chart_lets_the_task_account_patch_only_the_twin() -> None:
+    objs = cr.objects(cr.render(None, api_versions=(cr.KSERVE_API,)))
+    (role,) = cr.find(objs, "Role", "llm-twin-deployer")
+    assert role["rules"] == [
+        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "resourceNames": ["llm-twin"],
+         "verbs": ["get", "patch"]}
+    ]  # fmt: skip
+    (binding,) = cr.find(objs, "RoleBinding", "llm-twin-deployer")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-twin-tasks", "namespace": "llm-twin"}]
+    assert all(cr.validate_object(o) == [] for o in (role, binding))
+    assert cr.find(cr.objects(cr.render(None)), "Role", "llm-twin-deployer") == []  # no KServe: nothing to patch
