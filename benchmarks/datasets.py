@@ -1,0 +1,167 @@
+"""Dataset build benchmark: extracts/s for both strategies and the build time of a Handbook-sized corpus.
+
+    .venv/bin/python benchmarks/datasets.py [--articles 76] [--llm-extracts 40]
+
+A Handbook-sized corpus (76 articles, as in the LLM Engineer's Handbook's backup) is written in the
+Handbook backup format from the sample articles (paragraphs drawn with a fixed seed and reworded, ~6,000
+characters each), imported with `twin warehouse import`'s code, cleaned into a fresh embedded feature store, then:
+(a) the extractive build of the whole corpus (no model: goal ≤ 60 s) and an unchanged re-run;
+(b) the LLM strategy against an OpenAI-compatible endpoint on 127.0.0.1 that answers at once, i.e.
+the pipeline's own cost per extract (a real LLM adds its generation time), first run and cached re-run.
+Prints one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TWIN_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from twin_core.demo import sample_dir  # noqa: E402
+
+AUTHOR = "Ada Quillfeather"
+
+
+def handbook_corpus(dest: Path, articles: int, seed: int = 0) -> None:
+    sample = json.loads((sample_dir() / "ArticleDocument.json").read_text())
+    users = json.loads((sample_dir() / "UserDocument.json").read_text())
+    paragraphs = [p for a in sample for p in a["content"]["Content"].split("\n\n") if len(p) > 80]
+    rng = random.Random(seed)
+    docs = []
+    for i in range(articles):
+        body = [f"Note {i}: this article revisits topic {i} from a new angle."]
+        body += [_reword(p, rng) for p in rng.sample(paragraphs, 14)]
+        docs.append(
+            {
+                "_id": f"bench-{i}",
+                "content": {"Title": f"Benchmark article {i}", "Subtitle": "", "Content": "\n\n".join(body)},
+                "platform": "blog",
+                "author_id": users[0]["_id"],
+                "author_full_name": AUTHOR,
+                "link": f"https://blog.example.org/bench/{i}",
+            }
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "UserDocument.json").write_text(json.dumps(users))
+    (dest / "ArticleDocument.json").write_text(json.dumps(docs))
+
+
+def _reword(paragraph: str, rng: random.Random) -> str:
+    """The paragraph with each sentence's words shuffled: the same English words and length, but text
+    of its own (a corpus of copies would be mostly removed as near duplicates)."""
+    sentences = []
+    for sentence in paragraph.split(". "):
+        words = sentence.split()
+        rng.shuffle(words)
+        sentences.append(" ".join(words))
+    return ". ".join(sentences)
+
+
+class _Instant(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        passage = body["messages"][-1]["content"].split("Passage:\n", 1)[-1]
+        pairs = [{"instruction": f"Explain this passage ({len(passage)} characters).", "answer": passage}]
+        raw = json.dumps({"choices": [{"message": {"content": json.dumps({"pairs": pairs})}}], "usage": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--articles", type=int, default=76)
+    ap.add_argument("--llm-extracts", type=int, default=40)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="twin-bench-datasets-"))
+    os.environ["TWIN_HOME"] = str(home)
+    from support.datasets import write_cleaned_docs
+
+    from twin_core.datasets.build import BuildOptions, build_author
+    from twin_core.datasets.extracts import cut
+    from twin_core.datasets.models import GenerationModel
+    from twin_core.domain.documents import Category
+    from twin_core.settings import get_settings, updated
+    from twin_core.stores.warehouse import open_warehouse
+    from twin_core.stores.warehouse_io import import_paths
+
+    try:
+        handbook_corpus(home / "backup", args.articles)
+        settings = get_settings()
+        wh = open_warehouse(settings)
+        import_paths(wh, [home / "backup"])
+        write_cleaned_docs(settings, [d for c in Category for d in wh.iter_documents(c)])
+
+        extractive = BuildOptions(strategy="extractive", seed=1, max_rejected=0)
+        t0 = time.perf_counter()
+        built = build_author(settings, AUTHOR, extractive)
+        extractive_s = time.perf_counter() - t0
+        from twin_core.datasets.build import read_cleaned
+
+        n_extracts = sum(len(cut(d)) for d in read_cleaned(settings, AUTHOR))
+        t0 = time.perf_counter()
+        again = build_author(settings, AUTHOR, extractive)
+        rerun_s = time.perf_counter() - t0
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        llm_settings = updated(
+            settings, llm_backend="openai", llm_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1"
+        )
+        opts = BuildOptions(strategy="llm", seed=1, max_extracts=args.llm_extracts, max_rejected=0)
+        t0 = time.perf_counter()
+        build_author(llm_settings, AUTHOR, opts, open_model=GenerationModel(llm_settings, AUTHOR))
+        llm_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cached = build_author(
+            updated(llm_settings, datasets_near_duplicate_jaccard=0.85),
+            AUTHOR,
+            opts,
+            open_model=GenerationModel(llm_settings, AUTHOR),
+        )
+        llm_cached_s = time.perf_counter() - t0
+        server.shutdown()
+        result = {
+            "articles": args.articles,
+            "extracts": n_extracts,
+            "rows": built.stats["instruct"]["rows"],
+            "extractive_build_s": round(extractive_s, 1),
+            "extractive_extracts_per_s": round(n_extracts / extractive_s, 1),
+            "extractive_goal_s": 60,
+            "unchanged_rerun_s": round(rerun_s, 1),
+            "rerun_created": again.created,
+            "llm_extracts": args.llm_extracts,
+            "llm_build_s": round(llm_s, 1),
+            "llm_extracts_per_s": round(args.llm_extracts / llm_s, 2),
+            "llm_cached_build_s": round(llm_cached_s, 1),
+            "llm_cached_calls": cached.stats["llm_calls"],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+        print(json.dumps(result))
+    finally:
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
