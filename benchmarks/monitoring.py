@@ -18,10 +18,14 @@ import json
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+# benchmarks/datasets.py would shadow Hugging Face `datasets` (sentence-transformers imports it)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TWIN_PROGRESS", "0")
