@@ -1,6 +1,6 @@
 """A feature store holding cleaned documents, written with the real cleaning code and the embedded
 Qdrant (no embedding model: the dataset build reads only the cleaned_* collections). Used by the
-dataset tests and benchmarks/datasets.py."""
+dataset tests and benchmarks/dataset_build.py."""
 
 from __future__ import annotations
 

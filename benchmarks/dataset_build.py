@@ -1,4 +1,6 @@
 """Dataset build benchmark: extracts/s for both strategies and the build time of a Handbook-sized corpus.
+(Named dataset_build.py, not datasets.py: a script's folder is first on sys.path, and a benchmarks/datasets.py
+shadows Hugging Face `datasets` for every other benchmark that imports TRL.)
 
     .venv/bin/python benchmarks/datasets.py [--articles 76] [--llm-extracts 40]
 
