@@ -2,7 +2,7 @@
 (Named dataset_build.py, not datasets.py: a script's folder is first on sys.path, and a benchmarks/datasets.py
 shadows Hugging Face `datasets` for every other benchmark that imports TRL.)
 
-    .venv/bin/python benchmarks/datasets.py [--articles 76] [--llm-extracts 40]
+    .venv/bin/python benchmarks/dataset_build.py [--articles 76] [--llm-extracts 40]
 
 A Handbook-sized corpus (76 articles, as in the LLM Engineer's Handbook's backup) is written in the
 Handbook backup format from the sample articles (paragraphs drawn with a fixed seed and reworded, ~6,000
