@@ -32,6 +32,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
+# benchmarks/ is sys.path[0] when run as a script: its datasets.py would shadow the `datasets` package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO / "tests"))  # tests/support: the server harness and the sample RAG home
 from support import SAMPLE_DIR  # noqa: E402
 from support.server import running_server  # noqa: E402
