@@ -48,7 +48,7 @@ class Signal:
 # The same values as configs/monitoring.yaml: used when no file is found (an image without configs/).
 _DEFAULT_ROWS = [
     # name, scope, column, kind, method, threshold
-    ("query_embedding", "queries", "query", "embedding", "distance", 0.1),
+    ("query_embedding", "queries", "query", "embedding", "distance", 0.2),
     ("query_length", "queries", "query", "length", "wasserstein", 0.5),
     ("query_oov_share", "queries", "query", "oov", "wasserstein", 0.5),
     ("query_language", "queries", "query", "language", "jensenshannon", 0.2),
