@@ -152,7 +152,7 @@ class ServeSettings(_Group):
     retry_after_s: int = Field(5, gt=0)
     batching: bool = Field(True, description="Batch concurrent generations (local predictor); off = one at a time.")
     batch_max_size: int = Field(8, gt=0, description="Most requests in one batched generate.")
-    batch_window_ms: float = Field(10.0, ge=0, description="How long the first request waits for others to join.")
+    batch_window_ms: float = Field(50.0, ge=0, description="How long a batch waits for more requests to join.")
     registry_poll_s: float = Field(5.0, ge=0, description="Registry poll period in seconds (0 = no polling).")
 
 
