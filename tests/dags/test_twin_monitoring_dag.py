@@ -201,7 +201,8 @@ def _asset_events(session: Any, uri: str) -> list[Any]:
     from airflow.models.asset import AssetEvent, AssetModel
     from sqlalchemy import select
 
-    return list(session.scalars(select(AssetEvent).join(AssetModel).where(AssetModel.uri == uri)))
+    query = select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+    return list(session.scalars(query))
 
 
 @pytest.mark.slow
