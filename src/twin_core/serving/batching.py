@@ -1,6 +1,7 @@
 """Batching of concurrent generations for the local predictor.
 
-Requests that arrive within ``TWIN_SERVE_BATCH_WINDOW_MS`` of the oldest waiting one (up to
+Requests that arrive within ``TWIN_SERVE_BATCH_WINDOW_MS`` of the oldest waiting one, or of the end of the
+previous batch (so the clients it answered can rejoin), up to
 ``TWIN_SERVE_BATCH_MAX_SIZE``) are generated together by ``LocalLLM.generate_batch`` (left padding,
 attention mask, per-request ``max_new_tokens``, stop strings and stream). Each caller gets its own
 ``Generation`` (own token counts) or its own exception: a request that fails does not fail the others.
@@ -55,6 +56,7 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._closed = False
+        self._last_end = 0.0  # perf_counter() when the previous batch finished
 
     # -- public ----------------------------------------------------------------------------------
     async def generate(
@@ -139,9 +141,11 @@ class Batcher:
                 return []
             self._wake.clear()
             await self._wake.wait()
-        # wait for company: until the oldest has waited `window`, or the batch is full
+        # wait for company: until `window` after the oldest arrived - or after the previous batch ended,
+        # so the clients it just answered can come back in time to join - or until the batch is full
         while len(self._pending) < self.max_batch:
-            left = self._pending[0].enqueued + self.window_s - time.perf_counter() if self._pending else 0
+            start = max(self._pending[0].enqueued, self._last_end) if self._pending else 0
+            left = start + self.window_s - time.perf_counter() if self._pending else 0
             if left <= 0:
                 break
             self._wake.clear()
@@ -176,6 +180,7 @@ class Batcher:
                 results = [exc] * len(batch)
             finally:
                 metrics.BATCH_ACTIVE.labels(self.version).set(0)
+                self._last_end = time.perf_counter()
             for item, result in zip(batch, results, strict=True):
                 if item.future.done():
                     continue
