@@ -2,7 +2,7 @@
 
 Requests that arrive within ``TWIN_SERVE_BATCH_WINDOW_MS`` of the oldest waiting one, or of the end of the
 previous batch (so the clients it answered can rejoin), up to
-``TWIN_SERVE_BATCH_MAX_SIZE``) are generated together by ``LocalLLM.generate_batch`` (left padding,
+``TWIN_SERVE_BATCH_MAX_SIZE``, are generated together by ``LocalLLM.generate_batch`` (left padding,
 attention mask, per-request ``max_new_tokens``, stop strings and stream). Each caller gets its own
 ``Generation`` (own token counts) or its own exception: a request that fails does not fail the others.
 A caller that is cancelled (client disconnected) leaves the queue, or stops its row of the running
