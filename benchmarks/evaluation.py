@@ -1,0 +1,162 @@
+"""Evaluation benchmark: evaluation time per 100 held-out samples (no judge), and the canary routing overhead.
+
+    .venv/bin/python benchmarks/evaluation.py [--rows 10] [--max-new-tokens 64] [--threads 1]
+
+(1) ``evaluate`` (the real code: perplexity, an answer per row from candidate AND baseline, ROUGE-L,
+    style similarity with all-MiniLM-L6-v2, groundedness) on ``--rows`` held-out rows of an instruct
+    dataset built from the sample corpus, both models being the converted SmolLM2-135M-Instruct, judge
+    off; the time is scaled to 100 samples and broken down by phase.
+(2) canary routing: the per-request cost of the sticky split (client id digest + bucket) over 2,000
+    clients at 10 %, against the p50 latency of one answer measured in (1); plus the share the canary got
+    and whether a second pass sends every client to the same side.
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TWIN_PROGRESS", "0")
+os.environ["COMET_API_KEY"] = ""
+
+
+def build_dataset(settings: Any, rows: int) -> str:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from twin_core.demo import sample_dir
+    from twin_core.stores.artifacts import open_artifact_store
+
+    docs = []
+    for fname, category in (("ArticleDocument.json", "articles"), ("PostDocument.json", "posts")):
+        for doc in json.loads((sample_dir() / fname).read_text()):
+            content = doc["content"]
+            text = " ".join(str(content.get("Content") or content.get("text") or "").split())
+            title = content.get("Title") or text.split(".")[0][:80]
+            if text:
+                docs.append((doc["_id"], category, doc.get("link", ""), title, text[:600]))
+    docs.sort()
+    out = [
+        {"id": f"r{i:03d}", "instruction": f"Write a short piece about: {title}", "answer": text,
+         "document_id": doc_id, "category": cat, "link": link, "split": "test"}
+        for i, (doc_id, cat, link, title, text) in enumerate((docs * (rows // len(docs) + 1))[:rows])
+    ]  # fmt: skip
+
+    def parquet(r: list[dict]) -> bytes:
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(r), buf)
+        return buf.getvalue()
+
+    train = [{**r, "id": "t" + r["id"], "split": "train"} for r in out[:2]]
+    av = open_artifact_store(settings).put_version(
+        "datasets/instruct/bench-author",
+        {"train.parquet": parquet(train), "test.parquet": parquet(out)},
+        {"author": "Bench Author", "author_slug": "bench-author", "kind": "instruct"},
+    )
+    return f"instruct/bench-author/{av.version}"
+
+
+def routing(p50_ms: float) -> dict[str, Any]:
+    from twin_core.serving.routing import client_id_of, goes_to_canary
+
+    keys = [f"api-key-{i:05d}" for i in range(2000)]
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        first = [goes_to_canary(client_id_of(k, None, None), "bench-author", "bench-author/v0002", 10) for k in keys]
+        best = min(best, time.perf_counter() - started)
+    second = [goes_to_canary(client_id_of(k, None, None), "bench-author", "bench-author/v0002", 10) for k in keys]
+    per_request_us = best / len(keys) * 1e6
+    return {
+        "requests": len(keys),
+        "canary_share": round(sum(first) / len(first), 4),
+        "sticky": first == second,
+        "per_request_us": round(per_request_us, 2),
+        "p50_answer_ms": round(p50_ms, 1),
+        "overhead_pct_of_p50": round(per_request_us / 1000 / p50_ms * 100, 5),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    from twin_core.evaluation.config import load_eval_config
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import Tools, evaluate
+    from twin_core.features.embedding_model import load_embedder
+    from twin_core.llm.local import load_local_llm, resolve_source
+    from twin_core.settings import load_settings, updated
+    from twin_core.stores.registry import open_registry
+
+    with tempfile.TemporaryDirectory(prefix="twin-bench-eval-") as tmp:
+        settings = load_settings(home=Path(tmp) / "twin", llm_threads=args.threads)
+        if os.environ.get("TWIN_LLM_MODELS_DIR"):
+            settings = updated(settings, llm_models_dir=os.environ["TWIN_LLM_MODELS_DIR"])
+        load_local_llm(settings)  # converts the packaged GGUF once
+        smol = resolve_source(settings).location
+        dataset = build_dataset(settings, args.rows)
+        folder = Path(tmp) / "cand"
+        (folder / "merged").mkdir(parents=True)
+        (folder / "merged" / "config.json").write_text("{}")
+        ref = (
+            open_registry(settings)
+            .register("Bench Author", folder, {"base_model": smol, "dataset_versions": [dataset]})
+            .ref
+        )
+        answer_times: list[float] = []
+
+        class Timed:
+            def __init__(self, llm: Any) -> None:
+                self.llm, self.model, self.tokenizer = llm, llm.model, llm.tokenizer
+                self.count_tokens, self.truncate = llm.count_tokens, llm.truncate
+
+            def chat(self, messages: Any, **kw: Any) -> Any:
+                started = time.perf_counter()
+                gen = self.llm.chat(messages, **kw)
+                answer_times.append((time.perf_counter() - started) * 1000)
+                return gen
+
+        def load_model(s: Any, location: str, version: str) -> Any:  # both sides: SmolLM2-135M
+            return Timed(load_local_llm(updated(s, llm_model_id=smol, llm_model_version=version)))
+
+        embedder = load_embedder(settings)
+        cfg = load_eval_config(settings)
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, max_rows=args.rows, max_new_tokens=args.max_new_tokens)
+        tools = Tools(embed=embedder.encode, judge=Judge(None, "off"), load_model=load_model)
+        started = time.perf_counter()
+        result = evaluate(settings, ref, "base", tools=tools, config=cfg)
+        total = time.perf_counter() - started
+    per100 = total / result.rows * 100
+    phases = {k: round(v / result.rows * 100, 1) for k, v in result.seconds.items() if k != "total"}
+    out = {
+        "rows": result.rows,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
+        "eval_seconds": round(total, 1),
+        "eval_seconds_per_100_samples": round(per100, 1),
+        "per_100_by_phase_s": phases,
+        "routing": routing(statistics.median(answer_times)),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
