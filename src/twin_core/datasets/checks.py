@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from twin_core.errors import InputError
-from twin_core.validation.gx_results import failing_rows
+from twin_core.validation.gx_results import failing_rows, run_suite
 
 PII_PATTERNS = [
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",  # e-mail
@@ -63,23 +63,7 @@ def validate(kind: str, rows: list[dict[str, Any]], *, min_answer_chars: int) ->
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("datasets")
-        .add_dataframe_asset(kind)
-        .add_batch_definition_whole_dataframe("all")
-    )
-    suite = context.suites.add(_suite(kind, min_answer_chars))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"dataset_{kind}", data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"dataset_{kind}_checkpoint",
-            validation_definitions=[definition],
-            actions=[],
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]},
-        )
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    source = context.data_sources.add_pandas("datasets")
+    result = run_suite(context, source, f"dataset_{kind}", _suite(kind, min_answer_chars), frame)
     reasons = failing_rows(result)
     return reasons, context, bool(result.success)

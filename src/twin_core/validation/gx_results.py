@@ -11,6 +11,26 @@ from pathlib import Path
 from typing import Any
 
 
+def run_suite(context: Any, source: Any, name: str, suite: Any, frame: Any, id_column: str = "id") -> Any:
+    """Validate ``frame`` with ``suite`` through a checkpoint on the pandas ``source`` (COMPLETE results
+    indexed by ``id_column``, as ``failing_rows`` reads them); returns the checkpoint result."""
+    import great_expectations as gx
+
+    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_all")
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch, suite=context.suites.add(suite))
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [id_column]},
+        )
+    )
+    return checkpoint.run(batch_parameters={"dataframe": frame})
+
+
 def failing_rows(result: Any, id_column: str = "id") -> dict[str, list[str]]:
     """Row id -> reasons, from one checkpoint result (COMPLETE format, indexed by ``id_column``)."""
     reasons: dict[str, list[str]] = {}

@@ -19,7 +19,7 @@ from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
 from twin_core.stores.warehouse import open_warehouse
 from twin_core.validation.frames import category_frame
-from twin_core.validation.gx_results import failing_rows, publish_data_docs
+from twin_core.validation.gx_results import failing_rows, publish_data_docs, run_suite
 from twin_core.validation.suites import build_suite
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,9 @@ def validate_raw(
         if frame.empty:
             summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
             continue
-        asset = source.add_dataframe_asset(category.value)
-        batch = asset.add_batch_definition_whole_dataframe(f"{category.value}_all")
-        suite = context.suites.add(build_suite(category, settings, known_authors))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"raw_{category.value}", data=batch, suite=suite)
-        )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"raw_{category.value}_checkpoint",
-                validation_definitions=[definition],
-                actions=[],
-                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]},
-            )
-        )
-        result = checkpoint.run(batch_parameters={"dataframe": frame.drop(columns=["previous_reasons"])})
+        suite = build_suite(category, settings, known_authors)
+        frame_in = frame.drop(columns=["previous_reasons"])
+        result = run_suite(context, source, category.value, suite, frame_in)
         reasons = failing_rows(result)
         for row in frame.itertuples(index=False):
             new = reasons.get(row.id, [])
