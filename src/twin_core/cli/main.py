@@ -7,6 +7,7 @@ Group modules import only typer at module level; heavy libraries load inside the
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -76,6 +77,9 @@ _register()
 
 
 def main() -> None:
+    # transformers' Trainer imports comet_ml (its integration) before our tracking code runs; comet_ml
+    # reads this on import: never send crash reports to Comet's Sentry from a pipeline step.
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
     app()
 
 
