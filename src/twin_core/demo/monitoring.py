@@ -9,6 +9,7 @@ pretend a distribution; with enough requests it writes the Evidently reports lik
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,16 @@ from typing import Any
 def stage(sample: Path) -> dict[str, Any]:
     from twin_core.features.embedding_model import load_embedder
     from twin_core.monitoring import LazyTextTools, TextTools, parse_window, run_drift_check
-    from twin_core.settings import get_settings
+    from twin_core.settings import get_settings, updated
     from twin_core.stores.artifacts import open_artifact_store
     from twin_core.stores.warehouse import open_warehouse
 
-    settings = get_settings()
-    window = parse_window("1d", None)
+    # The demo sends a handful of requests: check them against the training data rather than stop at
+    # "not enough data" (a scheduled check keeps TWIN_MONITOR_MIN_ROWS, 20).
+    settings = updated(get_settings(), monitor_min_rows=2)
+    # The window ends after the current minute: parse_time rounds "now" down, which would leave out the
+    # request serve.ask logged seconds ago.
+    window = parse_window("1d", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1))
     result = run_drift_check(
         settings,
         window,

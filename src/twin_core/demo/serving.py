@@ -1,5 +1,6 @@
-"""Demo stage ``serve.ask``: start `twin serve` on 127.0.0.1, ask one question over HTTP, print the
-answer with its sources, stop the server cleanly (SIGTERM, graceful shutdown)."""
+"""Demo stage ``serve.ask``: start `twin serve` on 127.0.0.1, ask a question over HTTP (and a few more at
+once, as other users would), print the answer with its sources, stop the server cleanly (SIGTERM,
+graceful shutdown)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +76,16 @@ def stop_server(proc: subprocess.Popen, timeout_s: float = 30) -> dict[str, Any]
     return {"exit_code": proc.returncode, "result": result}
 
 
-def _question(sample: Path) -> str:
+MORE_USERS = 5  # further questions asked at once (batched by the server), so monitoring has traffic to check
+
+
+def _questions(sample: Path) -> list[str]:
     queries = sample / "queries.jsonl"
     if queries.is_file():
-        for line in queries.read_text().splitlines():
-            if line.strip():
-                return json.loads(line)["query"]
-    return DEFAULT_QUESTION
+        found = [json.loads(line)["query"] for line in queries.read_text().splitlines() if line.strip()]
+        if found:
+            return found
+    return [DEFAULT_QUESTION]
 
 
 def stage(sample: Path) -> dict[str, Any]:
@@ -102,18 +107,21 @@ def stage(sample: Path) -> dict[str, Any]:
             or read_local_key(settings)
         )
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        question = _question(sample)
+        url = f"http://127.0.0.1:{port}/v1/models/{settings.serve.model_name}:predict"
+
+        def ask(query: str, max_new_tokens: int) -> requests.Response:
+            body = {"instances": [{"query": query, "max_new_tokens": max_new_tokens}]}
+            return requests.post(url, json=body, headers=headers, timeout=settings.serve.request_timeout_s + 10)
+
+        question, *others = _questions(sample)
         started = time.perf_counter()
-        resp = requests.post(
-            f"http://127.0.0.1:{port}/v1/models/{settings.serve.model_name}:predict",
-            json={"instances": [{"query": question, "max_new_tokens": 48}]},
-            headers=headers,
-            timeout=settings.serve.request_timeout_s + 10,
-        )
+        resp = ask(question, 48)
         seconds = time.perf_counter() - started
         if resp.status_code != 200:
             raise BackendUnavailable(f"twin serve answered HTTP {resp.status_code}: {resp.text[:300]}")
         pred = resp.json()["predictions"][0]
+        with ThreadPoolExecutor(MORE_USERS) as pool:
+            more = list(pool.map(lambda q: ask(q, 16).status_code, others[:MORE_USERS]))
     finally:
         stopped = stop_server(proc)
     print(f"\nQ: {question}\nA: {pred['answer']}\nSources:", flush=True)
@@ -125,6 +133,7 @@ def stage(sample: Path) -> dict[str, Any]:
         "sources": [s["link"] for s in pred["sources"]],
         "model_version": pred["model_version"],
         "http_seconds": round(seconds, 2),
+        "more_requests": {"sent": len(more), "ok": more.count(200)},
         "server_exit_code": stopped["exit_code"],
         "server_log": str(log_path),
     }
