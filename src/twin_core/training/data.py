@@ -35,7 +35,9 @@ class TrainingData:
 
 def load_training_data(settings: Settings, version_id: str, kind: str) -> TrainingData:
     """Rows of a dataset version (CONTRACTS §2), sorted by id so every run sees the same data order."""
-    version = _load_version(settings, version_id)  # unknown -> InputError
+    from twin_core.datasets.versions import load_dataset_version
+
+    version = load_dataset_version(settings, version_id)  # unknown -> InputError
     if version.kind != kind:
         raise InputError(f"dataset {version_id} is a {version.kind} dataset; this step needs a {kind} dataset")
     train = sorted(version.rows("train"), key=lambda r: str(r.get("id", "")))
@@ -58,17 +60,8 @@ def load_training_data(settings: Settings, version_id: str, kind: str) -> Traini
 
 def dataset_versions(settings: Settings, kind: str) -> list[str]:
     """The newest ``kind`` dataset version of every author (``<kind>/<slug>/vNNNN``)."""
-    try:
-        from twin_core.datasets.versions import latest_version, list_versions
-    except ModuleNotFoundError as exc:  # TEMPORARY until twin_core.datasets lands: list the §2 layout
-        if not (exc.name or "").startswith("twin_core.datasets"):
-            raise
-        from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.datasets.versions import latest_version, list_versions
 
-        store = open_artifact_store(settings)
-        slugs = sorted({k.split("/")[2] for k in store.list(f"datasets/{kind}") if k.count("/") >= 4})
-        found = [(slug, store.versions(f"datasets/{kind}/{slug}")) for slug in slugs]
-        return [f"{kind}/{slug}/{versions[-1]}" for slug, versions in found if versions]
     slugs = sorted({v.split("/")[1] for v in list_versions(settings, kind)})
     return [v for v in (latest_version(settings, kind, slug) for slug in slugs) if v]
 
@@ -113,41 +106,3 @@ def prompt_and_answer_text(
     if not full.startswith(prompt):
         raise InputError("the chat template renders the prompt differently with and without the answer")
     return prompt, full[len(prompt) :]
-
-
-def _load_version(settings: Settings, version_id: str) -> Any:
-    try:
-        from twin_core.datasets.versions import load_dataset_version
-    except ModuleNotFoundError as exc:  # TEMPORARY until twin_core.datasets lands: read the §2 layout
-        if not (exc.name or "").startswith("twin_core.datasets"):
-            raise
-        return _LayoutVersion(settings, version_id)
-    return load_dataset_version(settings, version_id)
-
-
-class _LayoutVersion:
-    """A dataset version read straight from ``datasets/<kind>/<slug>/vNNNN/`` (CONTRACTS §2)."""
-
-    def __init__(self, settings: Settings, version_id: str) -> None:
-        from twin_core.stores.artifacts import open_artifact_store
-
-        parts = version_id.strip("/").split("/")
-        if len(parts) != 3 or parts[0] not in ("instruct", "preference"):
-            raise InputError(f"dataset version {version_id!r}: expected instruct|preference/<author_slug>/vNNNN")
-        self.store = open_artifact_store(settings)
-        self.name = f"datasets/{parts[0]}/{parts[1]}"
-        if parts[2] not in self.store.versions(self.name):
-            raise InputError(f"unknown dataset version {version_id}")
-        self.version_id, self.kind, self.author_slug, self.version = version_id.strip("/"), parts[0], parts[1], parts[2]
-        self.metadata = self.store.get_version(self.name, self.version).metadata
-        self.author = self.metadata.get("author") or self.author_slug
-
-    def rows(self, split: str) -> list[dict[str, Any]]:
-        import io
-
-        import pyarrow.parquet as pq
-
-        fname = f"{split}.parquet"
-        if fname not in self.metadata.get("files", []):
-            return []
-        return pq.read_table(io.BytesIO(self.store.read_version_file(self.name, self.version, fname))).to_pylist()
