@@ -85,6 +85,7 @@ def test_sft_then_dpo_registers_candidates(twin, train_env, tsettings, instruct_
     assert "loss" in _comet_metrics(Path(d.storage_uri).parent / d.metadata["comet_archive"])
 
 
+@pytest.mark.timeout(2400)  # three tiny runs; the shared 2-core CPU made one take 5+ min
 def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_version, tmp_path) -> None:
     """SIGKILL after the first checkpoint (step 2 of 4); --resume continues at step 3 and registers once."""
     from training_fixtures import run_json
