@@ -23,15 +23,15 @@ import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TWIN_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.openai_stub import ChatHandler, serve  # noqa: E402
 
 from twin_core.demo import sample_dir  # noqa: E402
 
@@ -73,20 +73,11 @@ def _reword(paragraph: str, rng: random.Random) -> str:
     return ". ".join(sentences)
 
 
-class _Instant(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+class _Instant(ChatHandler):
+    def reply(self, body: dict[str, Any]) -> str:
         passage = body["messages"][-1]["content"].split("Passage:\n", 1)[-1]
         pairs = [{"instruction": f"Explain this passage ({len(passage)} characters).", "answer": passage}]
-        raw = json.dumps({"choices": [{"message": {"content": json.dumps({"pairs": pairs})}}], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        return json.dumps({"pairs": pairs})
 
 
 def main() -> None:
@@ -125,24 +116,20 @@ def main() -> None:
         again = build_author(settings, AUTHOR, extractive)
         rerun_s = time.perf_counter() - t0
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        llm_settings = updated(
-            settings, llm_backend="openai", llm_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1"
-        )
-        opts = BuildOptions(strategy="llm", seed=1, max_extracts=args.llm_extracts, max_rejected=0)
-        t0 = time.perf_counter()
-        build_author(llm_settings, AUTHOR, opts, open_model=GenerationModel(llm_settings, AUTHOR))
-        llm_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cached = build_author(
-            updated(llm_settings, datasets_near_duplicate_jaccard=0.85),
-            AUTHOR,
-            opts,
-            open_model=GenerationModel(llm_settings, AUTHOR),
-        )
-        llm_cached_s = time.perf_counter() - t0
-        server.shutdown()
+        with serve(_Instant) as url:
+            llm_settings = updated(settings, llm_backend="openai", llm_base_url=url)
+            opts = BuildOptions(strategy="llm", seed=1, max_extracts=args.llm_extracts, max_rejected=0)
+            t0 = time.perf_counter()
+            build_author(llm_settings, AUTHOR, opts, open_model=GenerationModel(llm_settings, AUTHOR))
+            llm_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cached = build_author(
+                updated(llm_settings, datasets_near_duplicate_jaccard=0.85),
+                AUTHOR,
+                opts,
+                open_model=GenerationModel(llm_settings, AUTHOR),
+            )
+            llm_cached_s = time.perf_counter() - t0
         result = {
             "articles": args.articles,
             "extracts": n_extracts,

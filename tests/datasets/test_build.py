@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.openai_stub import ChatHandler, serve
 
 from twin_core.datasets.build import BuildOptions, build_author, read_cleaned
 from twin_core.datasets.versions import list_versions, load_dataset_version
@@ -115,40 +114,27 @@ def test_unreachable_llm_endpoint_exits_4_naming_the_url(cleaned_home: Any, twin
     assert list_versions(cleaned_home) == []
 
 
-class _FakeLLM(BaseHTTPRequestHandler):
+class _FakeLLM(ChatHandler):
     """An OpenAI-compatible endpoint: valid JSON pairs, except malformed JSON for some passages."""
 
     replies: list[str] = []
 
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def reply(self, body: dict[str, Any]) -> str:
         passage = body["messages"][-1]["content"]
         tag = hashlib.sha256(passage.encode()).hexdigest()[:8]
         if tag[0] in "01234":
-            content, kind = '{"pairs": [{"instruction": "unterminated', "malformed"
-        else:
-            pair = {"instruction": f"Tell me about passage {tag}.", "answer": passage.split("Passage:\n", 1)[1]}
-            content, kind = json.dumps({"pairs": [pair]}), "ok"
-        _FakeLLM.replies.append(kind)
-        raw = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            _FakeLLM.replies.append("malformed")
+            return '{"pairs": [{"instruction": "unterminated'
+        _FakeLLM.replies.append("ok")
+        pair = {"instruction": f"Tell me about passage {tag}.", "answer": passage.split("Passage:\n", 1)[1]}
+        return json.dumps({"pairs": [pair]})
 
 
 @pytest.fixture
 def fake_llm() -> Iterator[str]:
     _FakeLLM.replies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve(_FakeLLM) as url:
+        yield url
 
 
 def test_llm_strategy_drops_malformed_replies_and_caches_every_call(cleaned_home: Any, fake_llm: str) -> None:

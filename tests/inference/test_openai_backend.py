@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from support.openai_stub import ChatHandler
 
 from twin_core.errors import BackendUnavailable, ConfigError
 from twin_core.llm.openai import OpenAICompatibleLLM
 from twin_core.settings import updated
 
 
-class _Stub(BaseHTTPRequestHandler):
+class _Stub(ChatHandler):
     calls: list[dict[str, Any]] = []
     fail_first = 0
 
     def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_body()
         _Stub.calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         if _Stub.fail_first > 0:
             _Stub.fail_first -= 1
@@ -31,15 +31,7 @@ class _Stub(BaseHTTPRequestHandler):
             "choices": [{"message": {"role": "assistant", "content": f"echo: {body['messages'][-1]['content']}"}}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 3},
         }
-        raw = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(reply)
 
 
 @pytest.fixture
