@@ -1,4 +1,5 @@
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -9,27 +10,18 @@ from twin_core.stores.artifacts import ArtifactStore, LocalBackend, open_artifac
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ArtifactStore:
+def store(request, tmp_path: Path) -> ArtifactStore:
     if request.param == "local":
         return open_artifact_store(load_settings(home=tmp_path / "home"))
-    # A real S3 API on 127.0.0.1 (moto's server), exercised through boto3 like AWS or MinIO.
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    request.addfinalizer(server.stop)
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    # A real S3 API on 127.0.0.1 (moto's server, tests/core/conftest.py), through boto3 like AWS or MinIO.
+    endpoint = request.getfixturevalue("s3_endpoint")
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="twin")
-    return open_artifact_store(load_settings(home=tmp_path, artifacts_uri="s3://twin/runs", s3_endpoint_url=endpoint))
+    bucket = f"twin-{uuid.uuid4().hex[:12]}"  # one server per module: a bucket per test
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return open_artifact_store(
+        load_settings(home=tmp_path, artifacts_uri=f"s3://{bucket}/runs", s3_endpoint_url=endpoint)
+    )
 
 
 def test_put_get_json_and_list(store: ArtifactStore) -> None:

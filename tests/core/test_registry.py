@@ -28,25 +28,13 @@ def make_model(root: Path, tag: str) -> Path:
 
 
 @pytest.fixture(params=["local", "s3"])
-def registry(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+def registry(request, tmp_path: Path) -> ModelRegistry:
     if request.param == "local":
         return open_registry(load_settings(home=tmp_path / "home"))
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    request.addfinalizer(server.stop)
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    endpoint = request.getfixturevalue("s3_endpoint")  # moto's S3 server on 127.0.0.1 (tests/core/conftest.py)
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="twin")
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="twin")  # us-east-1: re-creating is a no-op
     prefix = tmp_path.name  # moto keeps one in-memory S3 per process: a prefix per test
     return open_registry(
         load_settings(home=tmp_path / "home", artifacts_uri=f"s3://twin/{prefix}", s3_endpoint_url=endpoint)
