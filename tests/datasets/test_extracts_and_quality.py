@@ -63,19 +63,6 @@ def test_instructions_are_deterministic_for_a_seed_and_vary_in_form() -> None:
     assert len({form for form, _ in first}) >= 4
 
 
-def test_split_is_by_document_and_deterministic() -> None:
-    rows = [{"document_id": f"doc-{i % 20}", "id": str(i)} for i in range(100)]
-    quality.assign_splits(rows, test_percent=25)
-    splits_by_doc: dict[str, set[str]] = {}
-    for r in rows:
-        splits_by_doc.setdefault(r["document_id"], set()).add(r["split"])
-    assert all(len(s) == 1 for s in splits_by_doc.values())
-    assert {"train", "test"} == {r["split"] for r in rows}
-    again = [{"document_id": r["document_id"], "id": r["id"]} for r in rows]
-    quality.assign_splits(again, test_percent=25)
-    assert [r["split"] for r in again] == [r["split"] for r in rows]
-
-
 def test_decontamination_drops_train_rows_overlapping_the_test_split() -> None:
     shared = "the quick brown fox jumps over the lazy dog near the river bank"
     rows = [

@@ -20,6 +20,7 @@ from twin_core.datasets import checks, quality
 from twin_core.datasets.extracts import Extract, cut
 from twin_core.datasets.generate import GENERATION_PROMPT_VERSION, CachedLLM
 from twin_core.datasets.instructions import write_instruction
+from twin_core.datasets.splits import assign_splits, link_key
 from twin_core.datasets.versions import artifact_name, to_parquet
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument
@@ -31,7 +32,7 @@ from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = "datasets-v1"  # bump when the build logic changes what a version contains
+BUILD_VERSION = "datasets-v2"  # bump when the build logic changes what a version contains
 
 
 @dataclass
@@ -61,7 +62,8 @@ class AuthorBuild:
 
 
 def read_cleaned(settings: Settings, author: str) -> list[CleanedDocument]:
-    """The author's cleaned documents from the feature store, in id order."""
+    """The author's cleaned documents from the feature store, in link order (the link key, not the id:
+    the order decides which copy of a duplicate text is kept)."""
     from twin_core.features.feature_store import cleaned_collection
     from twin_core.stores.vectors import open_vector_store
 
@@ -73,7 +75,7 @@ def read_cleaned(settings: Settings, author: str) -> list[CleanedDocument]:
                 payload = dict(point.payload)
                 payload["id"] = payload.pop("document_id", str(point.id))
                 docs.append(CleanedDocument.model_validate(payload))
-        return sorted(docs, key=lambda d: d.id)
+        return sorted(docs, key=lambda d: (link_key(d.link), d.id))
     finally:
         store.close()
 
@@ -220,7 +222,7 @@ def build_author(
     report["filters"] = dict(removed)
     rows, removed = quality.deduplicate(rows, text_key="answer", jaccard=ds.near_duplicate_jaccard)
     report["deduplication"] = dict(removed)
-    quality.assign_splits(rows, ds.test_percent)
+    assign_splits(rows, ds.test_percent, ds.min_test_rows)
     rows, removed = quality.decontaminate(rows, text_keys=("instruction", "answer"), n=ds.decontamination_ngram)
     report["decontamination"] = dict(removed)
     if not rows:

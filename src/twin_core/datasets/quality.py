@@ -1,8 +1,7 @@
 """Quality steps of a dataset build; each reports what it removed.
 
-Exact and near-duplicate removal, length/language/boilerplate filters, a split by *document* (a
-deterministic hash of the document id, so no document's text is in both splits) and decontamination
-(train rows sharing an n-gram with the test split are dropped).
+Exact and near-duplicate removal, length/language/boilerplate filters and decontamination (train rows
+sharing an n-gram with the test split are dropped). The split by document is ``splits.py``.
 """
 
 from __future__ import annotations
@@ -76,23 +75,6 @@ def deduplicate(rows: list[Row], *, text_key: str, jaccard: float) -> tuple[list
         kept.append(row)
         grams.append(g)
     return kept, removed
-
-
-def split_of(document_id: str, test_percent: int) -> str:
-    h = int(hashlib.sha256(document_id.encode()).hexdigest()[:8], 16) % 100
-    return "test" if h < test_percent else "train"
-
-
-def assign_splits(rows: list[Row], test_percent: int) -> None:
-    """Set ``row['split']`` by document; with ≥ 2 documents and none in test, the lowest-hash one is."""
-    docs = sorted({r["document_id"] for r in rows})
-    test = {d for d in docs if split_of(d, test_percent) == "test"} if test_percent else set()
-    if test_percent and not test and len(docs) >= 2:
-        test = {min(docs, key=lambda d: hashlib.sha256(d.encode()).hexdigest())}
-    if test_percent and test == set(docs) and len(docs) >= 2:
-        test.discard(max(docs, key=lambda d: hashlib.sha256(d.encode()).hexdigest()))
-    for r in rows:
-        r["split"] = "test" if r["document_id"] in test else "train"
 
 
 def decontaminate(rows: list[Row], *, text_keys: tuple[str, ...], n: int) -> tuple[list[Row], Counter]:
