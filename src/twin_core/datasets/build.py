@@ -311,12 +311,7 @@ def _preference_rows(
     """chosen = the author's verbatim text (≥ 100 chars, whole sentences); rejected = the model's answer."""
     if gen is None or not opts.max_rejected:
         return []
-    candidates = []
-    for r in rows:
-        chosen = r["answer"] if r["category"] == "repositories" else quality.whole_sentences(r["answer"])
-        if len(chosen) >= 100:
-            candidates.append((r, chosen))
-    candidates = candidates[: opts.max_rejected]
+    candidates = _pair_candidates(rows, opts.max_rejected)
     answers = gen.rejected([r["instruction"] for r, _ in candidates], author, max_new_tokens, progress=progress)
     out = []
     for r, chosen in candidates:
@@ -336,3 +331,19 @@ def _preference_rows(
             }
         )
     return out
+
+
+def _pair_candidates(rows: list[dict[str, Any]], limit: int) -> list[tuple[dict[str, Any], str]]:
+    """Up to ``limit`` (row, chosen text) with ≥ 100 characters, both splits represented in proportion
+    (at least one held-out pair when there is one), so a preference version never has an empty test split."""
+    usable: dict[str, list[tuple[dict[str, Any], str]]] = {"train": [], "test": []}
+    for r in rows:
+        chosen = r["answer"] if r["category"] == "repositories" else quality.whole_sentences(r["answer"])
+        if len(chosen) >= 100:
+            usable[r["split"]].append((r, chosen))
+    total = len(usable["train"]) + len(usable["test"])
+    if total <= limit:
+        return usable["train"] + usable["test"]
+    n_test = min(len(usable["test"]), max(1, round(limit * len(usable["test"]) / total))) if limit > 1 else 0
+    train = usable["train"][: limit - n_test]
+    return train + usable["test"][: limit - len(train)]
