@@ -92,7 +92,7 @@ def main() -> None:
 
     from twin_core.datasets.build import BuildOptions, build_author
     from twin_core.datasets.extracts import cut
-    from twin_core.datasets.models import GenerationModel
+    from twin_core.datasets.rejected_answers import GenerationModel
     from twin_core.domain.documents import Category
     from twin_core.settings import get_settings, updated
     from twin_core.stores.warehouse import open_warehouse

@@ -58,9 +58,9 @@ def test_extractive_build_is_versioned_deterministic_and_split_by_document(clean
 
 
 def test_a_killed_build_leaves_no_half_version(cleaned_home: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import twin_core.datasets.build as build
+    import twin_core.datasets.record as record
 
-    real = build.to_parquet
+    real = record.to_parquet
     calls = {"n": 0}
 
     def dies_on_second_file(rows: list[dict]) -> bytes:
@@ -69,11 +69,11 @@ def test_a_killed_build_leaves_no_half_version(cleaned_home: Any, monkeypatch: p
             raise KeyboardInterrupt  # the process is stopped while writing the version's files
         return real(rows)
 
-    monkeypatch.setattr(build, "to_parquet", dies_on_second_file)
+    monkeypatch.setattr(record, "to_parquet", dies_on_second_file)
     with pytest.raises(KeyboardInterrupt):
         build_author(cleaned_home, AUTHOR, EXTRACTIVE)
     assert list_versions(cleaned_home) == []
-    monkeypatch.setattr(build, "to_parquet", real)
+    monkeypatch.setattr(record, "to_parquet", real)
     assert build_author(cleaned_home, AUTHOR, EXTRACTIVE).created == {"instruct": True}
 
 
@@ -138,7 +138,7 @@ def fake_llm() -> Iterator[str]:
 
 
 def test_llm_strategy_drops_malformed_replies_and_caches_every_call(cleaned_home: Any, fake_llm: str) -> None:
-    from twin_core.datasets.models import GenerationModel
+    from twin_core.datasets.rejected_answers import GenerationModel
 
     settings = updated(cleaned_home, llm_backend="openai", llm_base_url=fake_llm, llm_retries=0)
     opts = BuildOptions(strategy="llm", seed=1, max_extracts=12, max_rejected=0)
@@ -171,7 +171,7 @@ def _instruction_tags(rows: list[dict]) -> set[str]:
 
 @pytest.mark.slow
 def test_preference_pairs_come_from_the_base_model_through_the_serving_prompt(cleaned_home: Any) -> None:
-    from twin_core.datasets.models import GenerationModel
+    from twin_core.datasets.rejected_answers import GenerationModel
 
     settings = updated(cleaned_home, datasets_rejected_max_new_tokens=6, llm_threads=1)
     opts = BuildOptions(strategy="extractive", seed=7, max_rejected=2)

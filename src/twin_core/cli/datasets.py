@@ -22,7 +22,7 @@ def build(
 ) -> dict:
     """Build both datasets per author; an unchanged corpus gives the existing versions (no model call)."""
     from twin_core.datasets.build import BuildOptions, build_author
-    from twin_core.datasets.models import GenerationModel
+    from twin_core.datasets.rejected_answers import GenerationModel
     from twin_core.errors import InputError
     from twin_core.progress import progress
     from twin_core.settings import get_settings

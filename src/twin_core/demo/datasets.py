@@ -15,7 +15,7 @@ DEMO_REJECTED_TOKENS = 32
 
 def stage(sample: Path) -> dict[str, Any]:
     from twin_core.datasets.build import BuildOptions, build_author
-    from twin_core.datasets.models import GenerationModel
+    from twin_core.datasets.rejected_answers import GenerationModel
     from twin_core.progress import progress
     from twin_core.settings import get_settings, updated
     from twin_core.stores.warehouse import open_warehouse

@@ -1,0 +1,138 @@
+"""The record phase of a dataset build: validate each dataset (GX), then write it as one artifact version
+(parquet per split, ``rejected.parquet`` for rows the checks kept apart, ``metadata.json`` last)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from twin_core.datasets import checks
+from twin_core.datasets.generate import GENERATION_PROMPT_VERSION
+from twin_core.datasets.versions import artifact_name, to_parquet
+from twin_core.llm.prompt import PROMPT_VERSION
+
+if TYPE_CHECKING:
+    from twin_core.datasets.build import AuthorBuild, BuildPlan, BuiltRows
+
+Row = dict[str, Any]
+SUMMARY_KEYS = ("forms_used", "largest_form_share", "distinct_instruction_share")
+
+
+def existing_versions(store: Any, slug: str, snapshot: str, want_preference: bool) -> dict[str, str]:
+    """The newest versions if they were built from this very snapshot (the preference one only if wanted)."""
+    found: dict[str, str] = {}
+    for kind in ("instruct", "preference") if want_preference else ("instruct",):
+        name = artifact_name(kind, slug)
+        versions = store.versions(name)
+        if not versions or store.get_version(name, versions[-1]).metadata.get("content_hash") != snapshot:
+            return {}
+        found[kind] = f"{kind}/{slug}/{versions[-1]}"
+    return found
+
+
+def token_stats(rows: list[Row], key: str) -> dict[str, Any]:
+    lengths = sorted(max(1, len(r[key]) // 4) for r in rows)  # ~4 characters per token (no tokenizer needed)
+    if not lengths:
+        return {"count": 0}
+    return {
+        "count": len(lengths),
+        "total": sum(lengths),
+        "mean": round(sum(lengths) / len(lengths), 1),
+        "max": lengths[-1],
+        "estimate": "chars/4",
+    }
+
+
+def split_counts(rows: list[Row]) -> dict[str, Any]:
+    return {
+        "splits": dict(Counter(r["split"] for r in rows)),
+        "categories": {s: dict(Counter(r["category"] for r in rows if r["split"] == s)) for s in ("train", "test")},
+    }
+
+
+def instruct_stats(built: BuiltRows) -> dict[str, Any]:
+    rows, forms = built.instruct, built.forms
+    total_forms = sum(forms.values())
+    return {
+        "filters": built.report,
+        "instruction_forms": dict(forms),
+        "forms_used": len(forms),
+        "largest_form_share": round(max(forms.values()) / total_forms, 4) if total_forms else 0.0,
+        "distinct_instruction_share": round(len({r["instruction"] for r in rows}) / len(rows), 4),
+        "tokens": {"instruction": token_stats(rows, "instruction"), "answer": token_stats(rows, "answer")},
+    }
+
+
+def common_metadata(plan: BuildPlan, built: BuiltRows) -> dict[str, Any]:
+    return {
+        "author": plan.author,
+        "author_slug": plan.slug,
+        "content_hash": plan.snapshot,
+        "strategy": plan.opts.strategy,
+        "seed": plan.opts.seed,
+        "model": built.model_version,
+        "prompt_version": PROMPT_VERSION,
+        "generation_prompt_version": GENERATION_PROMPT_VERSION,
+        "build_version": plan.build_version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lineage": {"documents": plan.documents, "snapshot_hash": plan.snapshot},
+        "extracts": len(plan.extracts),
+        "llm_calls": built.llm_calls,
+        "llm_cache_hits": built.llm_cache_hits,
+    }
+
+
+def validated(kind: str, rows: list[Row], min_answer_chars: int, store: Any, prefix: str) -> tuple[list, list, str]:
+    """(rows kept, rows kept apart with their reasons, Data Docs URI)."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines drown the task log
+    reasons, context, _ = checks.validate(kind, rows, min_answer_chars=min_answer_chars)
+    from twin_core.validation.gx_results import publish_data_docs
+
+    docs = publish_data_docs(context, store, prefix)
+    kept = [r for r in rows if r["id"] not in reasons]
+    rejected = [{**r, "reasons": reasons[r["id"]]} for r in rows if r["id"] in reasons]
+    return kept, rejected, docs
+
+
+def write_version(store: Any, plan: BuildPlan, kind: str, rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
+    """Validate and store one dataset; returns its version id, whether it is new, and its counts."""
+    name = artifact_name(kind, plan.slug)
+    prefix = f"{name}/data_docs/{plan.snapshot[:16]}"
+    kept, rejected, docs_uri = validated(kind, rows, plan.datasets.min_answer_chars, store, prefix)
+    files = {f"{s}.parquet": to_parquet([r for r in kept if r["split"] == s]) for s in ("train", "test")}
+    if rejected:
+        files["rejected.parquet"] = to_parquet(rejected)
+    meta = {
+        **meta,
+        "kind": kind,
+        **split_counts(kept),
+        "validation": {"rejected": len(rejected), "data_docs": docs_uri},
+    }
+    before = store.versions(name)
+    version = store.put_version(name, files, meta).version
+    return {
+        "version": f"{kind}/{plan.slug}/{version}",
+        "created": version not in before,
+        "stats": {"rows": len(kept), **split_counts(kept), "rejected_by_validation": len(rejected)},
+    }
+
+
+def record_build(plan: BuildPlan, built: BuiltRows, store: Any, result: AuthorBuild) -> AuthorBuild:
+    """Write both datasets (a kind without rows is skipped) and fill ``result``."""
+    common = common_metadata(plan, built)
+    stats = instruct_stats(built)
+    extras = {"instruct": stats, "preference": built.report.get("pairs", {})}
+    for kind, kind_rows in (("instruct", built.instruct), ("preference", built.preference)):
+        if not kind_rows:
+            result.stats[kind] = {"skipped": "no rows"}
+            continue
+        written = write_version(store, plan, kind, kind_rows, {**common, **extras[kind]})
+        result.versions[kind] = written["version"]
+        result.created[kind] = written["created"]
+        result.stats[kind] = written["stats"]
+    result.stats["filters"] = built.report
+    result.stats.update({k: stats[k] for k in SUMMARY_KEYS})
+    result.stats["llm_calls"] = built.llm_calls
+    return result
