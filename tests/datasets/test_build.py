@@ -173,7 +173,7 @@ def _instruction_tags(rows: list[dict]) -> set[str]:
 def test_preference_pairs_come_from_the_base_model_through_the_serving_prompt(cleaned_home: Any) -> None:
     from twin_core.datasets.rejected_answers import GenerationModel
 
-    settings = updated(cleaned_home, datasets_rejected_max_new_tokens=6, llm_threads=1)
+    settings = updated(cleaned_home, datasets_rejected_max_new_tokens=40, llm_threads=1)
     opts = BuildOptions(strategy="extractive", seed=7, max_rejected=2)
     result = build_author(settings, AUTHOR, opts, open_model=GenerationModel(settings, AUTHOR))
     assert set(result.versions) == {"instruct", "preference"}

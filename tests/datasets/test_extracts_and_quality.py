@@ -89,3 +89,18 @@ def test_duplicates_and_filters_report_what_they_removed() -> None:
     kept, removed = quality.deduplicate(kept, text_key="answer", jaccard=0.8)
     assert [r["id"] for r in kept] == ["1"]
     assert removed == {"exact_duplicate": 1, "near_duplicate": 1}
+
+
+def test_decontamination_ignores_lines_recurring_across_documents() -> None:
+    footer = "Thanks for reading my weekly newsletter about data pipelines and other small disasters"
+    docs = [f"Post {i} body about topic {i}.\n{footer}" for i in range(4)]
+    boilerplate = quality.recurring_lines(docs, min_documents=3)
+    assert boilerplate == {quality._norm(footer)}
+    rows = [
+        {"id": "t", "split": "test", "instruction": "q1", "answer": f"Held-out text on soup.\n{footer}"},
+        {"id": "x", "split": "train", "instruction": "q2", "answer": f"Training text on bread.\n{footer}"},
+    ]
+    kept, removed = quality.decontaminate(rows, text_keys=("instruction", "answer"), n=8)
+    assert [r["id"] for r in kept] == ["t"] and removed == {"contaminated": 1}  # the footer alone matched
+    kept, removed = quality.decontaminate(rows, text_keys=("instruction", "answer"), n=8, ignore_lines=boilerplate)
+    assert [r["id"] for r in kept] == ["t", "x"] and not removed

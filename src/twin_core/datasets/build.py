@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from twin_core.datasets import quality, rows
+from twin_core.datasets import pairs, quality, rows
 from twin_core.datasets.extracts import Extract, cut
 from twin_core.datasets.generate import GENERATION_PROMPT_VERSION, CachedLLM
 from twin_core.datasets.splits import assign_splits, link_key
@@ -28,7 +28,7 @@ from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import DatasetSettings, Settings
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = "datasets-v2"  # bump when the build logic changes what a version contains
+BUILD_VERSION = "datasets-v3"  # bump when the build logic changes what a version contains
 Row = dict[str, Any]
 
 
@@ -70,6 +70,7 @@ class BuildPlan:
     extracts: list[Extract]
     documents: list[dict[str, str]]  # lineage: id, content hash, link
     needs_model: bool
+    boilerplate: frozenset[str] = frozenset()  # lines recurring across the author's documents
     build_version: str = BUILD_VERSION
 
 
@@ -81,18 +82,20 @@ class BuiltRows:
     preference: list[Row]
     forms: Counter
     report: dict[str, Any]
+    pairs: dict[str, Any] = field(default_factory=dict)
     model_version: str | None = None
     llm_calls: int = 0
     llm_cache_hits: int = 0
 
 
-def read_cleaned(settings: Settings, author: str) -> list[CleanedDocument]:
+def read_cleaned(settings: Settings, author: str, store: Any = None) -> list[CleanedDocument]:
     """The author's cleaned documents from the feature store, in link order (the link key, not the id:
-    the order decides which copy of a duplicate text is kept)."""
+    the order decides which copy of a duplicate text is kept). Opens (and closes) a store if none is given."""
     from twin_core.features.feature_store import cleaned_collection
     from twin_core.stores.vectors import open_vector_store
 
-    store = open_vector_store(settings)
+    own = store is None
+    store = store or open_vector_store(settings)
     try:
         docs = []
         for category in Category:
@@ -102,13 +105,17 @@ def read_cleaned(settings: Settings, author: str) -> list[CleanedDocument]:
                 docs.append(CleanedDocument.model_validate(payload))
         return sorted(docs, key=lambda d: (link_key(d.link), d.id))
     finally:
-        store.close()
+        if own:
+            store.close()
 
 
-def snapshot_hash(docs: list[CleanedDocument], ds: DatasetSettings, opts: BuildOptions, model: str | None) -> str:
+def snapshot_hash(
+    docs: list[CleanedDocument], ds: DatasetSettings, opts: BuildOptions, model: str | None, features: Any = None
+) -> str:
     """Content hash of every input of a build: same hash, same versions."""
     return content_hash(
         {
+            "features": features,
             "documents": [[d.id, content_hash(d.content)] for d in docs],
             "build": BUILD_VERSION,
             "strategy": opts.strategy,
@@ -131,9 +138,15 @@ def _sample(extracts: list[Extract], seed: int, limit: int) -> list[Extract]:
 
 
 def plan_build(
-    author: str, docs: list[CleanedDocument], ds: DatasetSettings, opts: BuildOptions, model_label: str | None
+    author: str,
+    docs: list[CleanedDocument],
+    ds: DatasetSettings,
+    opts: BuildOptions,
+    model_label: str | None,
+    features: Any = None,
 ) -> BuildPlan:
-    """Pure: the extracts to turn into rows, the snapshot hash and whether a model will be needed."""
+    """Pure: the extracts to turn into rows, the snapshot hash and whether a model will be needed.
+    ``features`` describes what the feature store adds (``neighbours.snapshot_label``)."""
     if not docs:
         raise InputError(f"author {author!r} has no cleaned documents in the feature store (run `twin features run`)")
     extracts = _sample([e for d in docs for e in cut(d)], opts.seed, opts.max_extracts)
@@ -144,14 +157,17 @@ def plan_build(
         slug=slugify(author),
         opts=opts,
         datasets=ds,
-        snapshot=snapshot_hash(docs, ds, opts, model_label),
+        snapshot=snapshot_hash(docs, ds, opts, model_label, features),
         extracts=extracts,
         documents=[{"id": d.id, "content_hash": content_hash(d.content), "link": d.link} for d in docs],
         needs_model=opts.strategy == "llm" or bool(opts.max_rejected),
+        boilerplate=quality.recurring_lines([d.content for d in docs]),
     )
 
 
-def clean_rows(raw: list[Row], ds: DatasetSettings) -> tuple[list[Row], dict[str, Any]]:
+def clean_rows(
+    raw: list[Row], ds: DatasetSettings, boilerplate: frozenset[str] = frozenset()
+) -> tuple[list[Row], dict[str, Any]]:
     """Filters, duplicates, the split by document, decontamination; each step's removals reported."""
     kept, removed = quality.filter_rows(
         raw, text_key="answer", min_chars=ds.min_answer_chars, max_chars=ds.max_answer_chars, language=ds.language
@@ -160,29 +176,55 @@ def clean_rows(raw: list[Row], ds: DatasetSettings) -> tuple[list[Row], dict[str
     kept, removed = quality.deduplicate(kept, text_key="answer", jaccard=ds.near_duplicate_jaccard)
     report["deduplication"] = dict(removed)
     assign_splits(kept, ds.test_percent, ds.min_test_rows)
-    kept, removed = quality.decontaminate(kept, text_keys=("instruction", "answer"), n=ds.decontamination_ngram)
+    n = ds.decontamination_ngram
+    kept, removed = quality.decontaminate(kept, text_keys=("instruction", "answer"), n=n, ignore_lines=boilerplate)
     report["decontamination"] = dict(removed)
+    report["boilerplate_lines_ignored"] = len(boilerplate)
     return kept, report
 
 
-def run_build(plan: BuildPlan, store: Any, open_model: Any = None, progress: ProgressFactory = silent) -> BuiltRows:
-    """Rows of both datasets (a model is opened only when the plan needs one)."""
+def _pairs(
+    plan: BuildPlan, instruct: list[Row], gen: CachedLLM | None, neighbours: Any, progress: ProgressFactory
+) -> tuple[list[Row], dict[str, Any]]:
+    """Both kinds of preference pairs on the same candidates (``pairs.py``) and what each adds."""
+    if not plan.opts.max_rejected or (gen is None and not (neighbours and neighbours.available)):
+        return [], {}
+    tokens = gen.llm if gen is not None else pairs.CharTokens()
+    budget = plan.datasets.rejected_max_new_tokens
+    candidates = pairs.pair_candidates(instruct, plan.opts.max_rejected, budget, tokens)
+    made = pairs.model_pairs(candidates, plan.author, gen, tokens, progress) if gen is not None else []
+    if neighbours is not None and neighbours.available:
+        made += pairs.contrast_pairs(candidates, plan.author, neighbours, tokens)
+    return made, pairs.pairs_report(made, len(candidates), tokens)
+
+
+def run_build(
+    plan: BuildPlan,
+    store: Any,
+    open_model: Any = None,
+    progress: ProgressFactory = silent,
+    neighbours: Any = None,
+) -> BuiltRows:
+    """Rows of both datasets (a model is opened only when the plan needs one); ``neighbours`` gives the
+    rows their retrieved context and the contrast pairs their other-author passages."""
     llm = open_model() if plan.needs_model and open_model else None
     gen = CachedLLM(llm, store) if llm else None
     raw, forms, dropped = rows.instruct_rows(plan.extracts, plan.opts.strategy, plan.opts.seed, gen, progress)
-    instruct, report = clean_rows(raw, plan.datasets)
+    instruct, report = clean_rows(raw, plan.datasets, plan.boilerplate)
     report = {"dropped": dict(dropped), **report}
     if not instruct:
         raise InputError(f"author {plan.author!r}: every sample was filtered out ({report})")
-    preference: list[Row] = []
-    if gen is not None and plan.opts.max_rejected:
-        tokens = plan.datasets.rejected_max_new_tokens
-        preference = rows.model_pairs(instruct, plan.author, plan.opts.max_rejected, gen, tokens, progress)
+    if neighbours is not None and neighbours.available:
+        report["context"] = neighbours.attach_contexts(instruct, plan.author)
+    else:
+        report["context"] = {"rows_with_context": 0, "reason": "no embedded chunks (run `twin features run`)"}
+    preference, pairs_stats = _pairs(plan, instruct, gen, neighbours, progress)
     return BuiltRows(
         instruct=instruct,
         preference=preference,
         forms=forms,
         report=report,
+        pairs=pairs_stats,
         model_version=llm.model_version if llm else None,
         llm_calls=gen.calls if gen else 0,
         llm_cache_hits=gen.hits if gen else 0,
@@ -196,18 +238,27 @@ def build_author(
     *,
     open_model: Any = None,
     progress: ProgressFactory = silent,
+    embedder: Any = None,
 ) -> AuthorBuild:
     """Build (or find) both dataset versions of ``author``. ``open_model()`` -> LLMBackend is called only
-    when a model is needed (LLM strategy, rejected answers); its ``label`` enters the snapshot hash."""
+    when a model is needed (LLM strategy, rejected answers); its ``label`` enters the snapshot hash.
+    ``embedder`` replaces the configured embedding model (tests)."""
+    from twin_core.datasets.neighbours import Neighbours, snapshot_label
     from twin_core.datasets.record import existing_versions, record_build
     from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.stores.vectors import open_vector_store
 
-    plan = plan_build(
-        author, read_cleaned(settings, author), settings.datasets, opts, getattr(open_model, "label", None)
-    )
-    store = open_artifact_store(settings)
-    existing = existing_versions(store, plan.slug, plan.snapshot, want_preference=bool(opts.max_rejected))
-    if existing:
-        return AuthorBuild(author, plan.slug, existing, {k: False for k in existing}, {"unchanged": True})
-    built = run_build(plan, store, open_model, progress)
+    vectors = open_vector_store(settings)
+    try:
+        neighbours = Neighbours.open(settings, vectors, embedder)
+        docs = read_cleaned(settings, author, vectors)
+        label = getattr(open_model, "label", None)
+        plan = plan_build(author, docs, settings.datasets, opts, label, snapshot_label(settings, neighbours))
+        store = open_artifact_store(settings)
+        existing = existing_versions(store, plan.slug, plan.snapshot, want_preference=bool(opts.max_rejected))
+        if existing:
+            return AuthorBuild(author, plan.slug, existing, {k: False for k in existing}, {"unchanged": True})
+        built = run_build(plan, store, open_model, progress, neighbours)
+    finally:
+        vectors.close()
     return record_build(plan, built, store, AuthorBuild(author, plan.slug))

@@ -59,6 +59,8 @@ def validate(kind: str, rows: list[dict[str, Any]], *, min_answer_chars: int) ->
     frame["document_in_both_splits"] = frame["document_id"].map(splits_of_doc) > 1
     answer = "answer" if kind == "instruct" else "chosen"
     frame["instruction_answer"] = frame["instruction"] + "\x00" + frame[answer]
+    if kind == "preference":  # one prompt and chosen text may be paired with several rejected answers
+        frame["instruction_answer"] += "\x00" + frame["rejected"]
     context = gx.get_context(mode="ephemeral")
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

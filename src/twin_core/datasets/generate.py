@@ -14,14 +14,15 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from twin_core.datasets.extracts import Extract
 from twin_core.llm.base import LLMBackend
-from twin_core.llm.prompt import PROMPT_VERSION, build_messages
+from twin_core.llm.prompt import PROMPT_VERSION, ContextChunk, build_messages
 from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,27 @@ def parse_reply(text: str) -> Reply:
         raise ValueError(f"malformed reply: {str(exc).splitlines()[0]}") from None
 
 
+@dataclass(frozen=True)
+class RejectedRequest:
+    """One rejected answer to write: the instruction, the row's retrieved context, the token budget."""
+
+    instruction: str
+    context: tuple[str, ...] = ()
+    context_links: tuple[str, ...] = ()
+    max_new_tokens: int = 96
+
+    def messages(self, author: str, tokens: Any) -> list[dict[str, str]]:
+        links = self.context_links or ("",) * len(self.context)
+        chunks = [ContextChunk(text=t, link=link) for t, link in zip(self.context, links, strict=False)]
+        return build_messages(self.instruction, chunks, author=author, tokens=tokens).messages
+
+    def cache_key(self, author: str, model_version: str) -> str:
+        parts = [self.instruction, author, PROMPT_VERSION, model_version, str(self.max_new_tokens)]
+        if self.context:  # rows without context keep the keys (and cached answers) they always had
+            parts.append(hashlib.sha256("\x1f".join(self.context).encode()).hexdigest())
+        return _key("rejected", *parts)
+
+
 class CachedLLM:
     """An LLM backend whose answers are kept in the artifact store by key."""
 
@@ -92,44 +114,44 @@ class CachedLLM:
         return parse_reply(self.cached(key, call)["text"]).pairs
 
     def rejected(
-        self,
-        instructions: Iterable[str],
-        author: str,
-        max_new_tokens: int,
-        *,
-        batch_size: int = 8,
-        progress: ProgressFactory = silent,
-    ) -> dict[str, str]:
-        """What the current model answers to each instruction, through the serving prompt; misses are
-        generated in batches when the backend batches (the local model), one by one otherwise."""
-        keys = {
-            i: _key("rejected", i, author, PROMPT_VERSION, self.llm.model_version, str(max_new_tokens))
-            for i in instructions
-        }
+        self, requests: list[RejectedRequest], author: str, *, batch_size: int = 8, progress: ProgressFactory = silent
+    ) -> list[str]:
+        """What the current model answers to each request, through the serving prompt (with the row's
+        context); misses are generated in batches when the backend batches (the local model), one by
+        one otherwise. One answer per request, in order."""
+        keys = [r.cache_key(author, self.llm.model_version) for r in requests]
         out: dict[str, str] = {}
-        missing: list[str] = []
-        for instruction, key in keys.items():
+        missing: dict[str, int] = {}  # key -> first request index (a repeated request is generated once)
+        for i, key in enumerate(keys):
+            if key in out or key in missing:
+                continue
             if self.store.exists(key):
                 self.hits += 1
-                out[instruction] = self.store.get_json(key)["text"]
+                out[key] = self.store.get_json(key)["text"]
             else:
-                missing.append(instruction)
-        batch_fn = getattr(self.llm, "generate_batch", None)
-        step = batch_size if batch_fn else 1
-        for start in progress(range(0, len(missing), step), desc="rejected answers", unit="batch"):
-            group = missing[start : start + step]
-            messages = [build_messages(i, [], author=author, tokens=self.llm).messages for i in group]
-            if batch_fn:
-                from twin_core.llm.local import GenRequest
-
-                gens = batch_fn([GenRequest(m, max_new_tokens) for m in messages])
-                for g in gens:
-                    if isinstance(g, BaseException):
-                        raise g
-            else:
-                gens = [self.llm.chat(m, max_new_tokens=max_new_tokens, temperature=0.0) for m in messages]
-            for instruction, gen in zip(group, gens, strict=True):
+                missing[key] = i
+        todo = list(missing.values())
+        step = batch_size if hasattr(self.llm, "generate_batch") else 1
+        for start in progress(range(0, len(todo), step), desc="rejected answers", unit="batch"):
+            group = [requests[i] for i in todo[start : start + step]]
+            for i, text in zip(todo[start : start + step], self._generate(group, author), strict=True):
                 self.calls += 1
-                self.store.put_json(keys[instruction], {"text": gen.text})
-                out[instruction] = gen.text
-        return out
+                self.store.put_json(keys[i], {"text": text})
+                out[keys[i]] = text
+        return [out[k] for k in keys]
+
+    def _generate(self, group: list[RejectedRequest], author: str) -> list[str]:
+        messages = [r.messages(author, self.llm) for r in group]
+        batch_fn = getattr(self.llm, "generate_batch", None)
+        if batch_fn is None:
+            return [
+                self.llm.chat(m, max_new_tokens=r.max_new_tokens, temperature=0.0).text
+                for m, r in zip(messages, group, strict=True)
+            ]
+        from twin_core.llm.local import GenRequest
+
+        gens = batch_fn([GenRequest(m, r.max_new_tokens) for m, r in zip(messages, group, strict=True)])
+        for g in gens:
+            if isinstance(g, BaseException):
+                raise g
+        return [g.text for g in gens]

@@ -19,6 +19,16 @@ _BOILERPLATE = re.compile(
     r"min read|click here|buy me a coffee)\b"
 )
 _WS = re.compile(r"\s+")
+WHY = {  # what each removal reason means, for the dataset report
+    "malformed_reply": "the LLM's reply for the extract was not the JSON asked for",
+    "too_short": "answer shorter than TWIN_DATASETS_MIN_ANSWER_CHARS",
+    "too_long": "answer longer than TWIN_DATASETS_MAX_ANSWER_CHARS",
+    "language": "prose not in TWIN_DATASETS_LANGUAGE",
+    "boilerplate": "mostly subscribe/share/cookie furniture",
+    "exact_duplicate": "same normalised answer as an earlier row",
+    "near_duplicate": "answer's word 5-grams overlap an earlier row's ≥ TWIN_DATASETS_NEAR_DUPLICATE_JACCARD",
+    "contaminated": "a train row sharing a word n-gram with a held-out row (lines recurring in ≥ 3 documents ignored)",
+}
 
 
 def _norm(text: str) -> str:
@@ -77,17 +87,33 @@ def deduplicate(rows: list[Row], *, text_key: str, jaccard: float) -> tuple[list
     return kept, removed
 
 
-def decontaminate(rows: list[Row], *, text_keys: tuple[str, ...], n: int) -> tuple[list[Row], Counter]:
-    """Drop train rows that share any word ``n``-gram with a test row."""
+def recurring_lines(texts: list[str], min_documents: int = 3) -> frozenset[str]:
+    """Normalised lines found in ≥ ``min_documents`` of an author's documents: headers, footers,
+    sign-offs, newsletter furniture. They are the author's, but not evidence that two texts overlap."""
+    seen: Counter = Counter()
+    for text in texts:
+        seen.update({_norm(line) for line in text.splitlines() if _norm(line)})
+    return frozenset(line for line, n in seen.items() if n >= min_documents)
+
+
+def _content_ngrams(text: str, n: int, ignore_lines: frozenset[str]) -> set[str]:
+    kept = [line for line in text.splitlines() if _norm(line) not in ignore_lines]
+    return _ngrams("\n".join(kept), n)
+
+
+def decontaminate(
+    rows: list[Row], *, text_keys: tuple[str, ...], n: int, ignore_lines: frozenset[str] = frozenset()
+) -> tuple[list[Row], Counter]:
+    """Drop train rows that share a word ``n``-gram with a test row, ``ignore_lines`` left out of both."""
     test_grams: set[str] = set()
     for r in rows:
         if r["split"] == "test":
             for k in text_keys:
-                test_grams |= _ngrams(r[k], n)
+                test_grams |= _content_ngrams(r[k], n, ignore_lines)
     kept: list[Row] = []
     removed: Counter = Counter()
     for r in rows:
-        if r["split"] == "train" and any(_ngrams(r[k], n) & test_grams for k in text_keys):
+        if r["split"] == "train" and any(_content_ngrams(r[k], n, ignore_lines) & test_grams for k in text_keys):
             removed["contaminated"] += 1
             continue
         kept.append(r)

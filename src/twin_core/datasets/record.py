@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from twin_core.datasets import checks
+from twin_core.datasets import checks, quality
 from twin_core.datasets.generate import GENERATION_PROMPT_VERSION
 from twin_core.datasets.versions import artifact_name, to_parquet
 from twin_core.llm.prompt import PROMPT_VERSION
@@ -52,11 +52,22 @@ def split_counts(rows: list[Row]) -> dict[str, Any]:
     }
 
 
+def removals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every removal of the build as (step, reason, rows, why), in pipeline order."""
+    steps = ("dropped", "filters", "deduplication", "decontamination")
+    return [
+        {"step": step, "reason": reason, "rows": n, "why": quality.WHY.get(reason, reason)}
+        for step in steps
+        for reason, n in sorted(report.get(step, {}).items())
+    ]
+
+
 def instruct_stats(built: BuiltRows) -> dict[str, Any]:
     rows, forms = built.instruct, built.forms
     total_forms = sum(forms.values())
     return {
         "filters": built.report,
+        "removed": removals(built.report),
         "instruction_forms": dict(forms),
         "forms_used": len(forms),
         "largest_form_share": round(max(forms.values()) / total_forms, 4) if total_forms else 0.0,
@@ -123,7 +134,7 @@ def record_build(plan: BuildPlan, built: BuiltRows, store: Any, result: AuthorBu
     """Write both datasets (a kind without rows is skipped) and fill ``result``."""
     common = common_metadata(plan, built)
     stats = instruct_stats(built)
-    extras = {"instruct": stats, "preference": built.report.get("pairs", {})}
+    extras = {"instruct": stats, "preference": {"filters": built.report, **built.pairs}}
     for kind, kind_rows in (("instruct", built.instruct), ("preference", built.preference)):
         if not kind_rows:
             result.stats[kind] = {"skipped": "no rows"}
@@ -133,6 +144,7 @@ def record_build(plan: BuildPlan, built: BuiltRows, store: Any, result: AuthorBu
         result.created[kind] = written["created"]
         result.stats[kind] = written["stats"]
     result.stats["filters"] = built.report
+    result.stats.update(built.pairs)
     result.stats.update({k: stats[k] for k in SUMMARY_KEYS})
     result.stats["llm_calls"] = built.llm_calls
     return result

@@ -1,4 +1,4 @@
-"""Rows of the two datasets: instruction rows (extractive or LLM-written) and preference pairs.
+"""Instruction rows, extractive or LLM-written (preference pairs are ``pairs.py``).
 
 Row ids are sha256 of the kind and the row's content (extract hash, instruction), never of a random
 or run-dependent value, so the same corpus gives the same ids on every machine.
@@ -11,7 +11,6 @@ import logging
 from collections import Counter
 from typing import Any
 
-from twin_core.datasets import quality
 from twin_core.datasets.extracts import Extract
 from twin_core.datasets.generate import CachedLLM
 from twin_core.datasets.instructions import write_instruction
@@ -20,7 +19,6 @@ from twin_core.progress import ProgressFactory
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-MIN_CHOSEN_CHARS = 100
 
 
 def row_id(kind: str, *parts: str) -> str:
@@ -66,54 +64,3 @@ def instruct_rows(
             {"id": row_id("i", ex.hash, instruction), "instruction": instruction, "answer": ex.text} | _base(ex)
         )
     return rows, forms, dropped
-
-
-def chosen_text(row: Row) -> str:
-    """The author's text of a pair: code whole, prose cut after its last full sentence."""
-    return row["answer"] if row["category"] == "repositories" else quality.whole_sentences(row["answer"])
-
-
-def pair_candidates(rows: list[Row], limit: int) -> list[tuple[Row, str]]:
-    """Up to ``limit`` (row, chosen text) with ≥ 100 characters, both splits represented in proportion
-    (at least one held-out pair when there is one), so a preference version never has an empty test split."""
-    usable: dict[str, list[tuple[Row, str]]] = {"train": [], "test": []}
-    for r in rows:
-        chosen = chosen_text(r)
-        if len(chosen) >= MIN_CHOSEN_CHARS:
-            usable[r["split"]].append((r, chosen))
-    total = len(usable["train"]) + len(usable["test"])
-    if total <= limit:
-        return usable["train"] + usable["test"]
-    n_test = min(len(usable["test"]), max(1, round(limit * len(usable["test"]) / total))) if limit > 1 else 0
-    train = usable["train"][: limit - n_test]
-    return train + usable["test"][: limit - len(train)]
-
-
-def preference_row(row: Row, chosen: str, rejected: str, kind: str) -> Row:
-    """A pair on ``row``'s instruction; ``kind`` says where the rejected side comes from."""
-    return {
-        "id": row_id("p", row["id"]) if kind == "model" else row_id("p", row["id"], kind),
-        "instruction": row["instruction"],
-        "chosen": chosen,
-        "rejected": rejected,
-        "rejected_kind": kind,
-        "document_id": row["document_id"],
-        "category": row["category"],
-        "link": row["link"],
-        "split": row["split"],
-        **({"context": row["context"]} if "context" in row else {}),
-    }
-
-
-def model_pairs(
-    rows: list[Row], author: str, limit: int, gen: CachedLLM, max_new_tokens: int, progress: ProgressFactory
-) -> list[Row]:
-    """chosen = the author's verbatim text; rejected = the current model's answer to the same prompt."""
-    candidates = pair_candidates(rows, limit)
-    answers = gen.rejected([r["instruction"] for r, _ in candidates], author, max_new_tokens, progress=progress)
-    out = []
-    for r, chosen in candidates:
-        rejected = answers[r["instruction"]].strip()
-        if rejected and rejected != chosen:
-            out.append(preference_row(r, chosen, rejected, "model"))
-    return out

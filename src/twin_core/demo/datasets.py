@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 DEMO_REJECTED = 4
-DEMO_REJECTED_TOKENS = 32
+DEMO_REJECTED_TOKENS = 48  # the chosen text is cut to the same budget: ≥ 100 characters needs ~30 tokens
 
 
 def stage(sample: Path) -> dict[str, Any]:
