@@ -211,6 +211,9 @@ class DatasetSettings(_Group):
     seed: int = Field(42, description="Instruction forms and extract sampling.")
     test_percent: int = Field(17, ge=0, le=50, description="Share of documents held out (≈1 in 6, by link hash).")
     min_test_rows: int = Field(20, ge=0, description="Held-out rows wanted (the evaluation's sample), ≤ 40 % of rows.")
+    context_tokens: int = Field(
+        0, ge=0, description="Budget of each row's retrieved context (~4 chars a token); 0 = TWIN_RAG_CONTEXT_TOKENS."
+    )
     min_answer_chars: int = Field(100, ge=1, description="Shorter answers are filtered out.")
     max_answer_chars: int = Field(4000, gt=0, description="Longer answers are filtered out.")
     near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="5-gram Jaccard at which two answers are one.")

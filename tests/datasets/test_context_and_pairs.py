@@ -73,12 +73,26 @@ def test_rows_carry_context_from_other_documents_never_their_own_nor_a_held_out_
     for row in train:
         assert not held_out_links & set(row["context_links"])  # the test split never leaks into training
     context = version.metadata["filters"]["context"]
-    assert context == {"k": embedded_home.rag.top_k, "rows_with_context": len(train + test), "rows_without_context": 0}
+    budget = embedded_home.rag.context_tokens
+    assert context == {"k": 5, "max_tokens": budget, "rows_with_context": len(train + test), "rows_without_context": 0}
+    assert all(sum(len(t) for t in r["context"]) <= budget * 4 for r in train + test)
+
     assert all(r["why"] for r in version.metadata["removed"])
     filters = version.metadata["filters"]
     steps = ("dropped", "filters", "deduplication", "decontamination")
     counts = {(step, reason): n for step in steps for reason, n in filters[step].items()}
     assert {(r["step"], r["reason"]): r["rows"] for r in version.metadata["removed"]} == counts
+
+
+def test_a_small_context_budget_keeps_the_best_chunk_cut_to_whole_sentences(embedded_home: Any) -> None:
+    from twin_core.settings import updated
+
+    settings = updated(embedded_home, datasets_context_tokens=20)
+    embedder = HashEmbedder(settings.embedding_model_id)
+    built = build_author(settings, AUTHOR, BuildOptions(seed=3, max_rejected=0), embedder=embedder)
+    rows = _all(settings, built.versions["instruct"])
+    assert all(len(r["context"]) <= 1 and sum(len(t) for t in r["context"]) <= 80 for r in rows)
+    assert sum(1 for r in rows if r["context"]) > len(rows) // 2
 
 
 def test_model_pairs_are_length_matched_and_prompted_with_the_rows_context(embedded_home: Any) -> None:
@@ -124,4 +138,3 @@ def test_contrast_pairs_reject_another_authors_nearest_passage(embedded_home: An
     assert meta["pairs"]["kinds"]["other_author"]["pairs"] == len(pairs)
     assert sum(meta["pairs"]["kinds"]["other_author"]["authors"].values()) == len(pairs)
     assert meta["pairs"]["kinds"]["model"] == {"pairs": 0}
-

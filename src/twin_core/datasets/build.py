@@ -71,6 +71,7 @@ class BuildPlan:
     documents: list[dict[str, str]]  # lineage: id, content hash, link
     needs_model: bool
     boilerplate: frozenset[str] = frozenset()  # lines recurring across the author's documents
+    context_tokens: int = 1024  # budget of each row's retrieved context
     build_version: str = BUILD_VERSION
 
 
@@ -144,6 +145,7 @@ def plan_build(
     opts: BuildOptions,
     model_label: str | None,
     features: Any = None,
+    context_tokens: int = 1024,
 ) -> BuildPlan:
     """Pure: the extracts to turn into rows, the snapshot hash and whether a model will be needed.
     ``features`` describes what the feature store adds (``neighbours.snapshot_label``)."""
@@ -162,6 +164,7 @@ def plan_build(
         documents=[{"id": d.id, "content_hash": content_hash(d.content), "link": d.link} for d in docs],
         needs_model=opts.strategy == "llm" or bool(opts.max_rejected),
         boilerplate=quality.recurring_lines([d.content for d in docs]),
+        context_tokens=ds.context_tokens or context_tokens,
     )
 
 
@@ -215,7 +218,7 @@ def run_build(
     if not instruct:
         raise InputError(f"author {plan.author!r}: every sample was filtered out ({report})")
     if neighbours is not None and neighbours.available:
-        report["context"] = neighbours.attach_contexts(instruct, plan.author)
+        report["context"] = neighbours.attach_contexts(instruct, plan.author, plan.context_tokens)
     else:
         report["context"] = {"rows_with_context": 0, "reason": "no embedded chunks (run `twin features run`)"}
     preference, pairs_stats = _pairs(plan, instruct, gen, neighbours, progress)
@@ -253,7 +256,8 @@ def build_author(
         neighbours = Neighbours.open(settings, vectors, embedder)
         docs = read_cleaned(settings, author, vectors)
         label = getattr(open_model, "label", None)
-        plan = plan_build(author, docs, settings.datasets, opts, label, snapshot_label(settings, neighbours))
+        features = {**snapshot_label(settings, neighbours), "context_tokens": settings.rag.context_tokens}
+        plan = plan_build(author, docs, settings.datasets, opts, label, features, settings.rag.context_tokens)
         store = open_artifact_store(settings)
         existing = existing_versions(store, plan.slug, plan.snapshot, want_preference=bool(opts.max_rejected))
         if existing:

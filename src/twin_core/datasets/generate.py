@@ -70,6 +70,11 @@ class RejectedRequest:
     context_links: tuple[str, ...] = ()
     max_new_tokens: int = 96
 
+    @property
+    def size(self) -> int:
+        """The prompt's length in characters (what differs between rows of one author)."""
+        return len(self.instruction) + sum(len(t) for t in self.context)
+
     def messages(self, author: str, tokens: Any) -> list[dict[str, str]]:
         links = self.context_links or ("",) * len(self.context)
         chunks = [ContextChunk(text=t, link=link) for t, link in zip(self.context, links, strict=False)]
@@ -114,7 +119,7 @@ class CachedLLM:
         return parse_reply(self.cached(key, call)["text"]).pairs
 
     def rejected(
-        self, requests: list[RejectedRequest], author: str, *, batch_size: int = 8, progress: ProgressFactory = silent
+        self, requests: list[RejectedRequest], author: str, *, batch_size: int = 16, progress: ProgressFactory = silent
     ) -> list[str]:
         """What the current model answers to each request, through the serving prompt (with the row's
         context); misses are generated in batches when the backend batches (the local model), one by
@@ -130,7 +135,8 @@ class CachedLLM:
                 out[key] = self.store.get_json(key)["text"]
             else:
                 missing[key] = i
-        todo = list(missing.values())
+        # Similar prompt lengths share a batch: less padding, and a batch ends with its longest answer.
+        todo = sorted(missing.values(), key=lambda i: (requests[i].size, requests[i].max_new_tokens))
         step = batch_size if hasattr(self.llm, "generate_batch") else 1
         for start in progress(range(0, len(todo), step), desc="rejected answers", unit="batch"):
             group = [requests[i] for i in todo[start : start + step]]

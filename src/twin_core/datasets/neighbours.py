@@ -61,17 +61,24 @@ class Neighbours:
             for v in vectors
         ]
 
-    def attach_contexts(self, rows: list[Row], author: str) -> dict[str, Any]:
-        """Set ``context`` (texts, best first) and ``context_links`` on every row; returns the counts."""
+    def attach_contexts(self, rows: list[Row], author: str, max_tokens: int) -> dict[str, Any]:
+        """Set ``context`` (texts, best first, within ``max_tokens``) and ``context_links`` on every row;
+        returns the counts."""
         held_out = {r["document_id"] for r in rows if r["split"] == "test"}
         results = self._search([r["instruction"] for r in rows], user_id(author))
         for row, hits in zip(rows, results, strict=True):
             banned = {row["document_id"]} | (held_out if row["split"] == "train" else set())
             hits = sorted((h for h in hits if h.document_id not in banned), key=lambda h: -h.score)[: self.k]
-            row["context"] = [h.text for h in hits]
-            row["context_links"] = [h.link for h in hits]
+            texts = within_budget([h.text for h in hits], max_tokens)
+            row["context"] = texts
+            row["context_links"] = [h.link for h in hits][: len(texts)]
         with_context = sum(1 for r in rows if r["context"])
-        return {"k": self.k, "rows_with_context": with_context, "rows_without_context": len(rows) - with_context}
+        return {
+            "k": self.k,
+            "max_tokens": max_tokens,
+            "rows_with_context": with_context,
+            "rows_without_context": len(rows) - with_context,
+        }
 
     def other_author_passages(self, texts: list[str], author: str) -> list[Passage | None]:
         """For each text, the nearest passage written by any other author (None when there is none)."""
@@ -81,6 +88,22 @@ class Neighbours:
             best = max((h for h in hits if h.author_id != own), key=lambda h: h.score, default=None)
             out.append(Passage(best.text, best.link, best.author_full_name, best.document_id) if best else None)
         return out
+
+
+def within_budget(texts: list[str], max_tokens: int) -> list[str]:
+    """The texts (best first) that fit ``max_tokens`` (~4 characters a token), as the serving prompt
+    keeps them; the first one is cut to whole sentences when it alone is over, so a row has some context."""
+    from twin_core.datasets.quality import whole_sentences
+
+    left, kept = max_tokens * 4, []
+    for text in texts:
+        if len(text) <= left:
+            kept.append(text)
+            left -= len(text)
+        elif not kept:
+            cut = whole_sentences(text[:left])
+            return [cut] if cut else []
+    return kept
 
 
 def _has_chunks(store: Any) -> bool:

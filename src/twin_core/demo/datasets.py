@@ -1,7 +1,9 @@
 """Demo stage ``datasets.build``: both datasets of every author from the features just built.
 
-Extractive instructions over the whole corpus (no LLM, no key) and a handful of preference pairs whose
-rejected answers the base model writes (kept few and short so the demo stays within minutes).
+Extractive instructions over the whole corpus (no LLM, no key), each with a short retrieved context (the
+demo trains cpu-tiny on 384 tokens), and a handful of preference pairs whose rejected answers the base
+model writes (kept few and short so the demo stays within minutes), plus the other-author contrast pairs
+when the warehouse holds a second author.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DEMO_REJECTED = 4
+DEMO_CONTEXT_TOKENS = 64  # cpu-tiny trains on 384 tokens: the served prompt must leave room for the answer
 DEMO_REJECTED_TOKENS = 48  # the chosen text is cut to the same budget: ≥ 100 characters needs ~30 tokens
 
 
@@ -20,7 +23,11 @@ def stage(sample: Path) -> dict[str, Any]:
     from twin_core.settings import get_settings, updated
     from twin_core.stores.warehouse import open_warehouse
 
-    settings = updated(get_settings(), datasets_rejected_max_new_tokens=DEMO_REJECTED_TOKENS)
+    settings = updated(
+        get_settings(),
+        datasets_rejected_max_new_tokens=DEMO_REJECTED_TOKENS,
+        datasets_context_tokens=DEMO_CONTEXT_TOKENS,
+    )
     opts = BuildOptions(strategy="extractive", seed=settings.datasets.seed, max_rejected=DEMO_REJECTED)
     out: dict[str, Any] = {}
     for user in open_warehouse(settings).users():
