@@ -46,7 +46,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "demo": _STAGES,
     "serving": ("inference", "features", "llm", "stores"),
     "inference": ("features", "llm", "stores"),
-    "evaluation": ("training", "datasets", "llm", "stores"),
+    "evaluation": ("training", "datasets", "features", "llm", "stores"),
     "deploy": ("training", "llm", "stores"),
     "training": ("datasets", "llm", "stores"),
     "datasets": ("validation", "features", "llm", "stores"),

@@ -86,30 +86,43 @@ def test_judge_parsing() -> None:
     assert parse_scores("no idea") == {"accuracy": None, "style": None}
 
 
-def test_gate_rules(settings: Any) -> None:
+def _cfg(settings: Any, **changes: Any) -> Any:
     from twin_core.evaluation.config import load_eval_config
+
+    return dataclasses.replace(load_eval_config(settings), min_rows=3, **changes)
+
+
+def test_gate_paired_intervals(settings: Any) -> None:
+    from twin_core.evaluation.config import Rule
     from twin_core.evaluation.gate import apply_gate
 
-    cfg = load_eval_config(settings)
-    base = {
-        "perplexity": 10.0,
-        "style_similarity": 0.5,
-        "rouge_l": 0.3,
-        "judge_accuracy": 2.0,
-        "judge_style": 2.0,
-        "groundedness": 0.6,
-    }
-    ok = apply_gate({**base, "perplexity": 10.2}, base, cfg)
-    assert ok.passed and ok.failing == []
-    bad = apply_gate({**base, "perplexity": 10.3, "style_similarity": 0.4}, base, cfg)
-    assert not bad.passed and bad.failing == ["perplexity", "style_similarity"]
-    check = next(c for c in bad.checks if c.metric == "perplexity")
-    assert check.bound == pytest.approx(10.2) and check.outcome == "fail"
-    no_judge = {**base, "judge_accuracy": None, "judge_style": None}
-    open_ = apply_gate(no_judge, base, cfg)
-    assert open_.passed and open_.missing == ["judge_accuracy", "judge_style"]
-    closed = apply_gate(no_judge, base, dataclasses.replace(cfg, fail_closed=True))
-    assert not closed.passed and closed.failing == ["judge_accuracy", "judge_style"]
+    rules = (
+        Rule("perplexity", "lower", max_ratio=1.02),
+        Rule("rouge_l", "higher", min_delta=-0.02),
+        Rule("judge_style", "higher", min_delta=0.0, required=False),
+    )
+    cfg = _cfg(settings, rules=rules)
+    base = {"perplexity": [10.0, 12.0, 8.0, 11.0], "rouge_l": [0.3, 0.5, 0.1, 0.4], "judge_style": [None] * 4}
+    same = apply_gate(base, base, cfg)  # the baseline against itself: not worse, every interval [0, 0]
+    assert same.passed and same.failing == [] and same.missing == ["judge_style"]
+    rouge = next(c for c in same.checks if c.metric == "rouge_l")
+    assert (rouge.rows, rouge.diff, rouge.low, rouge.high) == (4, 0.0, 0.0, 0.0)
+    better = apply_gate(base, base, dataclasses.replace(cfg, rules=(Rule("rouge_l", "higher", decide="better"),)))
+    assert not better.passed and better.failing == ["rouge_l"]  # never "better" than itself
+    worse = {**base, "perplexity": [11.0, 13.0, 9.0, 12.0]}  # every row worse by ~10 %
+    bad = apply_gate(worse, base, cfg)
+    assert not bad.passed and bad.failing == ["perplexity"]
+    ppl = next(c for c in bad.checks if c.metric == "perplexity")
+    assert ppl.high < 0 and ppl.bound == pytest.approx(-math.log(1.02))
+    # a row missing for one model drops out of both (paired); lower-is-better honoured on a plain delta
+    lower = dataclasses.replace(cfg, rules=(Rule("perplexity", "lower", min_delta=0.0, decide="better"),))
+    gain = apply_gate({"perplexity": [9.0, 11.0, None, 10.0]}, base, lower)
+    assert gain.passed and gain.checks[0].rows == 3 and gain.checks[0].low == pytest.approx(1.0)
+    required_missing = apply_gate({**base, "rouge_l": [None] * 4}, base, cfg)
+    assert not required_missing.passed and required_missing.failing == ["rouge_l"]
+    nothing = {"perplexity": [None] * 4, "rouge_l": [None] * 4, "judge_style": [None] * 4}
+    none_cfg = dataclasses.replace(cfg, rules=(rules[2],))
+    assert apply_gate(nothing, base, none_cfg).passed is False  # every metric missing: fail
 
 
 def test_bad_gate_config_is_a_config_error(settings: Any, tmp_path: Path) -> None:
@@ -125,25 +138,30 @@ def test_bad_gate_config_is_a_config_error(settings: Any, tmp_path: Path) -> Non
 def test_evaluate_against_base(settings: Any, setup: dict[str, Any]) -> None:
     from twin_core.evaluation.run import evaluate
 
-    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup))
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup), config=_cfg(settings))
     assert res.baseline.ref.startswith("base:") and res.rows == 3 and res.author == AUTHOR
     cand, base = res.metrics["candidate"], res.metrics["baseline"]
     assert cand["rouge_l"] == pytest.approx(1.0) and base["rouge_l"] < 0.2
-    assert cand["style_similarity"] == pytest.approx(1.0) and base["style_similarity"] < cand["style_similarity"]
+    assert cand["topic_similarity"] == pytest.approx(1.0) and base["topic_similarity"] < cand["topic_similarity"]
+    assert res.stylometry["distance"]["candidate"] < res.stylometry["distance"]["baseline"]
+    assert res.stylometry["attribution_share"] is None  # one author
     assert cand["perplexity"] is None  # fake models have no logits
     assert res.rag["status"] == "ok" and res.rag["hit_at_k"] == pytest.approx(2 / 3)
     assert res.rag["mrr"] == pytest.approx((1 + 0.5) / 3)
     # r1/r2 retrieve their own document: the author's answer is fully grounded; r3 retrieved cat text
     assert res.samples[0]["candidate"]["groundedness"] == 1.0
     assert res.judge["status"] == "off" and cand["judge_accuracy"] is None
-    assert res.gate["passed"] is True
-    assert res.gate["missing"] == ["perplexity", "judge_accuracy", "judge_style"]
+    # perplexity is required: fake models have none, so the gate fails closed on it
+    assert res.gate["passed"] is False and res.gate["failing"] == ["perplexity"]
+    assert res.gate["missing"] == ["perplexity", "attribution", "judge_accuracy", "judge_style"]
+    rouge = next(c for c in res.gate["checks"] if c["metric"] == "rouge_l")
+    assert rouge["rows"] == 3 and rouge["outcome"] == "pass" and rouge["low"] > 0
 
 
 def test_evaluate_production_baseline_falls_back_to_base(settings: Any, setup: dict[str, Any]) -> None:
     from twin_core.evaluation.run import evaluate
 
-    res = evaluate(settings, setup["cand"].ref, "production", tools=_tools(setup))
+    res = evaluate(settings, setup["cand"].ref, "production", tools=_tools(setup), config=_cfg(settings))
     assert res.baseline.ref.startswith("base:") and "no production version" in res.baseline.note
 
 
@@ -153,22 +171,22 @@ def test_judge_down_is_missing_and_gate_uses_the_rest(settings: Any, setup: dict
 
     dead = FakeLLM("judge", fail=True)
     judge = Judge(dead, "dead endpoint", max_failures=2)
-    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge))
-    assert res.judge["status"] == "unavailable" and dead.calls == 2  # then no more calls
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=_cfg(settings))
+    # the candidate's batch (3 rows) fails, the judge is marked unavailable: no call for the baseline
+    assert res.judge["status"] == "unavailable" and dead.calls == 3
     assert res.metrics["candidate"]["judge_accuracy"] is None  # missing, never 0
-    assert res.gate["passed"] is True and "judge_style" in res.gate["missing"]
+    assert res.gate["failing"] == ["perplexity"] and "judge_style" in res.gate["missing"]
 
 
 def test_judge_down_fail_closed(settings: Any, setup: dict[str, Any]) -> None:
-    from twin_core.evaluation.config import load_eval_config
     from twin_core.evaluation.judge import Judge
     from twin_core.evaluation.run import evaluate
 
-    cfg = dataclasses.replace(load_eval_config(settings), fail_closed=True)
+    cfg = _cfg(settings, rules=tuple(dataclasses.replace(r, required=True) for r in _cfg(settings).rules))
     judge = Judge(FakeLLM("judge", fail=True), "dead endpoint")
     res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=cfg)
     assert res.gate["passed"] is False
-    assert res.gate["failing"] == ["perplexity", "judge_accuracy", "judge_style"]
+    assert res.gate["failing"] == ["perplexity", "attribution", "judge_accuracy", "judge_style"]
 
 
 def test_working_judge_scores(settings: Any, setup: dict[str, Any]) -> None:
@@ -177,7 +195,7 @@ def test_working_judge_scores(settings: Any, setup: dict[str, Any]) -> None:
 
     reply = '{"accuracy": {"analysis": "", "score": 3}, "style": {"analysis": "", "score": 2}}'
     judge = Judge(FakeLLM("judge", default=reply), "fake judge")
-    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge))
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=_cfg(settings))
     assert res.metrics["candidate"]["judge_accuracy"] == 3.0 and res.metrics["baseline"]["judge_style"] == 2.0
     assert res.judge["status"] == "ok" and res.judge["calls"] == 6
 
@@ -185,17 +203,19 @@ def test_working_judge_scores(settings: Any, setup: dict[str, Any]) -> None:
 def test_report_json_html_and_comet_offline(settings: Any, setup: dict[str, Any], monkeypatch: Any) -> None:
     import json
 
-    from twin_core.evaluation.report import write_report
+    from twin_core.evaluation.eval_report import write_report
     from twin_core.evaluation.run import evaluate
 
     monkeypatch.delenv("COMET_API_KEY", raising=False)
-    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup))
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup), config=_cfg(settings))
     stored = write_report(settings, res.as_dict())
     assert stored["artifact"] == "evaluations/ada-quillfeather/v0001/v0001"
     report = json.loads(Path(stored["json"]).read_text())
-    assert report["gate"]["decision"] == "pass" and report["comet"]["mode"] == "offline"
+    assert report["gate"]["decision"] == "fail" and report["comet"]["mode"] == "offline"
     html = Path(stored["html"]).read_text()
-    assert "Gate: <b>PASS</b>" in html and "ROUGE-L F1" in html and "&lt;" not in REFERENCES[ROWS[0][1]]
+    assert "Gate: <b>FAIL</b>" in html and "paired rows" in html and "Burrows&#39; Delta" in html
+    assert "[0." in html  # an interval
+    assert "ROUGE-L F1" in html and "&lt;" not in REFERENCES[ROWS[0][1]]
     archive = Path(stored["json"]).parent / report["comet"]["archive"]
     assert archive.is_file() and archive.suffix == ".zip"
 
@@ -208,5 +228,8 @@ def test_unknown_version_and_empty_split(settings: Any, tmp_path: Path) -> None:
         check_inputs(settings, "ada-quillfeather/v0042")
     dataset = write_dataset(settings, empty_test=True)
     mv = register(settings, fake_model_folder(tmp_path, "c"), dataset, "x")
-    with pytest.raises(InputError, match="empty test split"):
+    with pytest.raises(InputError, match="holds out 0 usable rows"):
         check_inputs(settings, mv.ref)
+    full = register(settings, fake_model_folder(tmp_path, "d"), write_dataset(settings), "x")
+    with pytest.raises(InputError, match="holds out 3 usable rows .* at least 20"):
+        check_inputs(settings, full.ref)  # default min_rows 20

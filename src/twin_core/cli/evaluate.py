@@ -9,35 +9,18 @@ import typer
 from twin_core.cli.protocol import step
 
 
-def build_tools(settings: Any, *, judge: bool = True, show_progress: bool = True) -> Any:
-    """Evaluation's tools from the layers above it: the embedder, the feature-store search, the judge."""
-    from twin_core.demo.evaluation import retriever
-    from twin_core.evaluation.config import load_eval_config
-    from twin_core.evaluation.judge import Judge, open_judge
-    from twin_core.evaluation.run import Tools
-    from twin_core.features.embedding_model import load_embedder
-    from twin_core.progress import progress, silent
-
-    cfg = load_eval_config(settings)
-    embedder = load_embedder(settings)
-    retrieve = retriever(settings)
-    return Tools(
-        embed=embedder.encode,
-        retrieve=retrieve,
-        judge=open_judge(settings, cfg.judge_max_new_tokens, cfg.judge_max_failures) if judge else Judge(None, "off"),
-        progress=progress if show_progress else silent,
-    )
-
-
 def _print_gate(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     gate = result["gate"]
-    table = Table("metric", "candidate", "baseline", "rule", "outcome", title=f"gate: {gate['decision'].upper()}")
+    title = f"gate: {gate['decision'].upper()} ({gate['confidence']:.0%} bootstrap intervals of paired differences)"
+    table = Table("metric", "candidate", "baseline", "rows", "diff [interval]", "rule", "outcome", title=title)
+    fmt = lambda v: "missing" if v is None else f"{v:.4g}"  # noqa: E731
     for c in gate["checks"]:
-        fmt = lambda v: "missing" if v is None else f"{v:.4g}"  # noqa: E731
-        table.add_row(c["metric"], fmt(c["candidate"]), fmt(c["baseline"]), c["rule"], c["outcome"])
+        ci = "" if c["diff"] is None else f"{fmt(c['diff'])} [{fmt(c['low'])}, {fmt(c['high'])}]"
+        row = (c["metric"], fmt(c["candidate"]), fmt(c["baseline"]), str(c["rows"]), ci, c["rule"], c["outcome"])
+        table.add_row(*row)
     Console(stderr=True).print(table)
 
 
@@ -61,8 +44,9 @@ def app(
     import dataclasses
 
     from twin_core.evaluation.config import load_eval_config
-    from twin_core.evaluation.report import write_report
+    from twin_core.evaluation.eval_report import write_report
     from twin_core.evaluation.run import check_inputs, evaluate
+    from twin_core.evaluation.tools import build_tools
     from twin_core.settings import get_settings
 
     settings = get_settings()
@@ -81,11 +65,16 @@ def app(
         "author": result.author,
         "dataset_version": result.dataset_version,
         "rows": result.rows,
+        "gate_checks": {
+            c["metric"]: {k: c[k] for k in ("outcome", "rows", "diff", "low", "high")} for c in report["gate"]["checks"]
+        },
         "gate": report["gate"]["decision"],
         "passed": report["gate"]["passed"],
         "failing": report["gate"]["failing"],
         "missing": report["gate"]["missing"],
         "metrics": report["metrics"],
+        "perplexity": report["perplexity"],
+        "stylometry": report["stylometry"],
         "rag": report["rag"],
         "judge": {k: report["judge"][k] for k in ("name", "status", "calls", "failures", "reason")},
         "report": stored,

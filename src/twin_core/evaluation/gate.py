@@ -1,20 +1,36 @@
-"""The gate: the candidate's metrics against the baseline's, rule by rule (configs/evaluation.yaml)."""
+"""The gate: per-row paired differences, candidate vs baseline, with a bootstrap confidence interval.
+
+For each rule (configs/evaluation.yaml) only the rows both models were measured on count (paired).
+The difference is taken in the good direction (``better:``), so a positive value favours the candidate:
+higher-is-better ``c - b``, lower-is-better ``b - c``, and for ``max_ratio`` the per-row log ratio
+``log(b / c)``. "not worse" passes when the interval's worst (low) end is within the tolerance
+(``min_delta``, or ``-log(max_ratio)``); "better" needs the whole interval above 0. ``min``/``max``
+bound the candidate's mean. A required metric with fewer than two paired rows fails; an optional one
+is skipped; when every metric is missing the gate fails.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from twin_core.evaluation.config import EvalConfig, Rule
 
+PerRow = dict[str, list[float | None]]  # metric -> one value per evaluated row (None = not measured)
+
 
 @dataclass
 class Check:
     metric: str
-    outcome: str  # "pass" | "fail" | "missing"
-    candidate: float | None
+    outcome: str  # "pass" | "fail" | "missing" (required: fails the gate) | "skipped" (optional, missing)
+    candidate: float | None  # means over the paired rows
     baseline: float | None
-    bound: float | None  # the value the candidate had to reach (or stay under)
+    rows: int  # paired rows
+    diff: float | None  # mean paired difference, good direction
+    low: float | None  # its bootstrap interval
+    high: float | None
+    bound: float | None  # the tolerance the low end had to reach
     rule: str
     reason: str = ""
 
@@ -25,7 +41,7 @@ class GateResult:
     failing: list[str]
     missing: list[str]
     checks: list[Check]
-    fail_closed: bool
+    confidence: float
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,40 +49,77 @@ class GateResult:
             "decision": "pass" if self.passed else "fail",
             "failing": self.failing,
             "missing": self.missing,
-            "fail_closed": self.fail_closed,
+            "confidence": self.confidence,
             "checks": [asdict(c) for c in self.checks],
         }
 
 
-def _check(rule: Rule, cand: float | None, base: float | None) -> Check:
-    desc = rule.describe()
-    if cand is None:
-        return Check(rule.metric, "missing", cand, base, None, desc, "not measured for the candidate")
-    bounds: list[tuple[str, float]] = []  # (kind, bound)
-    relative = rule.max_ratio is not None or rule.min_delta is not None
-    if relative and base is None:
-        return Check(rule.metric, "missing", cand, base, None, desc, "not measured for the baseline")
-    if rule.max_ratio is not None and base is not None:
-        bounds.append(("max", base * rule.max_ratio))
-    if rule.min_delta is not None and base is not None:
-        bounds.append(("min", base + rule.min_delta))
-    if rule.min is not None:
-        bounds.append(("min", rule.min))
-    if rule.max is not None:
-        bounds.append(("max", rule.max))
-    for kind, bound in bounds:
-        ok = cand <= bound + 1e-12 if kind == "max" else cand >= bound - 1e-12
+def paired(cand: list[float | None], base: list[float | None]) -> tuple[list[float], list[float]]:
+    """The rows where both values exist, in order."""
+    if not cand or not base:
+        return [], []
+    pairs = [(c, b) for c, b in zip(cand, base, strict=True) if c is not None and b is not None]
+    return [float(c) for c, _ in pairs], [float(b) for _, b in pairs]
+
+
+def interval(diffs: list[float], resamples: int, confidence: float, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (scipy), seeded: the same rows give the same interval."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    data = np.asarray(diffs, dtype=float)
+    if float(data.max() - data.min()) == 0.0:  # every row equal: the interval is that value
+        return float(data[0]), float(data[0])
+    res = bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile", rng=seed)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _differences(rule: Rule, c: list[float], b: list[float]) -> list[float]:
+    if rule.max_ratio is not None:
+        return [math.log(max(y, 1e-12)) - math.log(max(x, 1e-12)) for x, y in zip(c, b, strict=True)]
+    return [x - y if rule.better == "higher" else y - x for x, y in zip(c, b, strict=True)]
+
+
+def _tolerance(rule: Rule) -> float | None:
+    if rule.decide == "better":
+        return 0.0
+    if rule.max_ratio is not None:
+        return -math.log(rule.max_ratio)
+    return rule.min_delta
+
+
+def _verdict(rule: Rule, cand_mean: float, low: float, bound: float | None) -> tuple[str, str]:
+    if bound is not None:
+        ok = low > bound if rule.decide == "better" else low >= bound - 1e-12
         if not ok:
-            sign = ">" if kind == "max" else "<"
-            return Check(rule.metric, "fail", cand, base, bound, desc, f"{cand:.4g} {sign} {bound:.4g}")
-    return Check(rule.metric, "pass", cand, base, bounds[0][1] if bounds else None, desc)
+            return "fail", f"CI low end {low:.4g} {'<=' if rule.decide == 'better' else '<'} {bound:.4g}"
+    if rule.min is not None and cand_mean < rule.min:
+        return "fail", f"{cand_mean:.4g} < {rule.min:g}"
+    if rule.max is not None and cand_mean > rule.max:
+        return "fail", f"{cand_mean:.4g} > {rule.max:g}"
+    return "pass", ""
 
 
-def apply_gate(candidate: dict[str, float | None], baseline: dict[str, float | None], config: EvalConfig) -> GateResult:
-    """Pass when no rule fails; a missing metric fails only when ``fail_closed``."""
-    checks = [_check(rule, candidate.get(rule.metric), baseline.get(rule.metric)) for rule in config.rules]
-    failing = [c.metric for c in checks if c.outcome == "fail"]
-    missing = [c.metric for c in checks if c.outcome == "missing"]
-    if config.fail_closed:
-        failing += missing
-    return GateResult(not failing, failing, missing, checks, config.fail_closed)
+def check(rule: Rule, cand: list[float | None], base: list[float | None], config: EvalConfig) -> Check:
+    c, b = paired(cand, base)
+    desc = rule.describe()
+    if len(c) < 2:
+        outcome = "missing" if rule.required else "skipped"
+        return Check(rule.metric, outcome, None, None, len(c), None, None, None, None, desc, "fewer than 2 paired rows")
+    diffs = _differences(rule, c, b)
+    low, high = interval(diffs, config.bootstrap_resamples, config.confidence)
+    bound = _tolerance(rule)
+    outcome, reason = _verdict(rule, sum(c) / len(c), low, bound)
+    return Check(
+        rule.metric, outcome, sum(c) / len(c), sum(b) / len(b), len(c), sum(diffs) / len(diffs), low, high, bound,
+        desc, reason,
+    )  # fmt: skip
+
+
+def apply_gate(candidate: PerRow, baseline: PerRow, config: EvalConfig) -> GateResult:
+    """Pass when no rule fails, no required metric is missing, and at least one metric was measured."""
+    checks = [check(r, candidate.get(r.metric) or [], baseline.get(r.metric) or [], config) for r in config.rules]
+    failing = [c.metric for c in checks if c.outcome in ("fail", "missing")]
+    missing = [c.metric for c in checks if c.outcome in ("missing", "skipped")]
+    measured = any(c.outcome in ("pass", "fail") for c in checks)
+    return GateResult(bool(measured and not failing), failing, missing, checks, config.confidence)

@@ -96,28 +96,41 @@ class Judge:
         return self.llm is not None and self.unavailable_reason is None
 
     def score(self, instruction: str, answer: str | None, reference: str) -> dict[str, int | None]:
-        empty: dict[str, int | None] = {"accuracy": None, "style": None}
-        if answer is None or not self.available:
-            return empty
+        return self.score_batch([(instruction, answer, reference)], batch_size=1)[0]
+
+    def score_batch(
+        self, items: list[tuple[str, str | None, str]], *, batch_size: int = 8
+    ) -> list[dict[str, int | None]]:
+        """Scores per (instruction, answer, reference); batched on a local LLM, missing when unavailable."""
+        from twin_core.evaluation.answers import generate
+
+        out: list[dict[str, int | None]] = [{"accuracy": None, "style": None} for _ in items]
+        for start in range(0, len(items), max(1, batch_size)):
+            todo = [i for i in range(start, min(start + batch_size, len(items))) if items[i][1] is not None]
+            if not todo or not self.available:
+                continue
+            prompts = [judge_messages(items[i][0], str(items[i][1]), items[i][2]) for i in todo]
+            replies = generate(self.llm, prompts, self.max_new_tokens, batch_size=batch_size, timeout_s=self.timeout_s)
+            for i, reply in zip(todo, replies, strict=True):
+                out[i] = self._outcome(reply)
+        return out
+
+    def _outcome(self, reply: str | BaseException) -> dict[str, int | None]:
         self.calls += 1
         try:
-            gen = self.llm.chat(  # type: ignore[union-attr]
-                judge_messages(instruction, answer, reference),
-                max_new_tokens=self.max_new_tokens,
-                temperature=0.0,
-                timeout_s=self.timeout_s,
-            )
-            scores = parse_scores(gen.text)
+            if isinstance(reply, BaseException):
+                raise reply
+            scores = parse_scores(reply)
             if all(v is None for v in scores.values()):
-                raise ValueError(f"no scores in the judge's reply: {gen.text[:120]!r}")
+                raise ValueError(f"no scores in the judge's reply: {reply[:120]!r}")
         except Exception as exc:  # noqa: BLE001 - any judge failure is a missing score
             self.failures += 1
             self.consecutive += 1
             self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-            if self.consecutive >= self.max_failures:
+            if self.consecutive >= self.max_failures and self.unavailable_reason is None:
                 self.unavailable_reason = f"{self.consecutive} failed calls in a row; last: {self.errors[-1]}"
                 log.warning("judge %s marked unavailable: %s", self.name, self.unavailable_reason)
-            return empty
+            return {"accuracy": None, "style": None}
         self.consecutive = 0
         return scores
 

@@ -1,4 +1,4 @@
-"""Per-answer metrics: ROUGE-L, style similarity, retrieval rank (hit@k, MRR) and groundedness.
+"""Per-answer metrics: ROUGE-L, topic similarity, retrieval rank (hit@k, MRR) and groundedness.
 
 All return None when there is nothing to measure (an empty answer scores 0, an absent one None), and
 averages skip None: a missing value never counts as a zero.
@@ -42,10 +42,11 @@ def rouge_l(predictions: Sequence[str | None], references: Sequence[str]) -> lis
     return out
 
 
-def style_similarity(
+def topic_similarity(
     predictions: Sequence[str | None], references: Sequence[str], embed: Callable[[list[str]], Any]
 ) -> list[float | None]:
-    """Cosine similarity of each answer's embedding with the author's reference answer's.
+    """Cosine similarity of each answer's embedding with the author's reference answer's: the topic,
+    not the style (``stylometry`` measures style).
 
     ``embed`` returns unit-normalized vectors (the feature store's embedder), so the dot product is
     the cosine.

@@ -1,11 +1,12 @@
-"""``evaluate``: a model version and its baseline, answered and measured on the held-out test split.
+"""``evaluate``: a model version and its baseline on the author's held-out documents, then the gate.
 
-Steps: resolve both models (a registry version, the production version, or the base model the
-candidate was trained from); read the test split of the candidate's dataset version (empty ->
-InputError); retrieve context for every held-out instruction once (hit@k / MRR against the row's
-source document); then for each model: perplexity of the author's held-out answers given the served
-prompt, an answer per row (the served prompt with the retrieved context), ROUGE-L, style similarity,
-groundedness and the judge's scores. The gate compares the two columns.
+Three phases:
+- ``plan`` (no model loaded): the candidate, the baseline, the evaluation set (the author's instruct
+  test split, whatever dataset trained the candidate; InputError below ``min_rows``), the other
+  authors' held-out text (attribution) and production twins (perplexity specificity);
+- ``run``: retrieval once per row (shared), then per model: per-row perplexity of the author's text,
+  batched answers, per-row metrics, batched judge scores;
+- ``record``: the gate on paired per-row differences with bootstrap intervals, and the result.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.evaluation import metrics as m
 from twin_core.evaluation.config import EvalConfig, load_eval_config
+from twin_core.evaluation.eval_set import EvalSet, instruct_version, load_eval_set, other_authors_texts
 from twin_core.evaluation.gate import apply_gate
 from twin_core.evaluation.judge import Judge
 from twin_core.llm.prompt import ContextChunk, build_messages
@@ -28,7 +30,16 @@ from twin_core.stores.registry import ModelRegistry, ModelVersion, open_registry
 
 log = logging.getLogger(__name__)
 
-METRICS = ("perplexity", "style_similarity", "rouge_l", "judge_accuracy", "judge_style", "groundedness")
+METRICS = (
+    "perplexity",
+    "topic_similarity",
+    "rouge_l",
+    "style_distance",
+    "attribution",
+    "judge_accuracy",
+    "judge_style",
+    "groundedness",
+)
 Retrieve = Callable[[str, str, int], list[dict[str, Any]]]  # (query, author, k) -> hits with document_id, link, text
 
 
@@ -36,7 +47,7 @@ Retrieve = Callable[[str, str, int], list[dict[str, Any]]]  # (query, author, k)
 class Tools:
     """What evaluation needs from layers above it, handed in by the caller (CLI, demo, tests)."""
 
-    embed: Callable[[list[str]], Any] | None = None  # unit-normalized embeddings (style similarity)
+    embed: Callable[[list[str]], Any] | None = None  # unit-normalized embeddings (topic similarity)
     retrieve: Retrieve | None = None  # the feature store's search (RAG metrics); None = no vector store
     judge: Judge | None = None
     progress: ProgressFactory = silent
@@ -45,12 +56,40 @@ class Tools:
 
 @dataclass
 class Subject:
-    role: str  # "candidate" | "baseline"
+    role: str  # "candidate" | "baseline" | "base" | "twin:<author_slug>"
     ref: str  # registry ref, or "base:<model>"
     location: str
     version: str
     stage: str | None = None
     note: str = ""
+
+
+@dataclass
+class EvalPlan:
+    """What will run: both subjects, the rows, the comparison texts and models, the settings."""
+
+    author: str
+    author_slug: str
+    candidate: Subject
+    baseline: Subject
+    eval_set: EvalSet
+    corpora: dict[str, list[str]]  # author slug -> held-out text (own first), for attribution
+    perplexity_only: list[Subject]  # the base model (when not the baseline) and other authors' twins
+    config: EvalConfig
+
+
+@dataclass
+class Measured:
+    """What ran: per-row values per subject, answers, RAG, timings."""
+
+    per_row: dict[str, dict[str, list[float | None]]]  # role -> metric -> rows
+    answers: dict[str, list[str | None]]
+    pooled_style: dict[str, float | None]
+    perplexity: dict[str, float | None]  # role/twin -> mean perplexity of the author's held-out text
+    rag: dict[str, Any]
+    ranks: list[int | None]
+    judge: dict[str, Any]
+    seconds: dict[str, float]
 
 
 @dataclass
@@ -65,6 +104,8 @@ class EvaluationResult:
     rag: dict[str, Any]
     judge: dict[str, Any]
     gate: dict[str, Any]
+    stylometry: dict[str, Any] = field(default_factory=dict)
+    perplexity: dict[str, float | None] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -75,11 +116,16 @@ class EvaluationResult:
         return asdict(self)
 
 
-def _base_subject(settings: Settings, candidate: ModelVersion, note: str = "") -> Subject:
+# -- plan --------------------------------------------------------------------------------------------
+def _base_subject(settings: Settings, candidate: ModelVersion, role: str = "baseline", note: str = "") -> Subject:
     from twin_core.training.model import resolve_base
 
     base = str(candidate.metadata.get("base_model") or settings.llm.model_id)
-    return Subject("baseline", f"base:{base}", resolve_base(settings, base), base, None, note)
+    return Subject(role, f"base:{base}", resolve_base(settings, base), base, None, note)
+
+
+def _registered(registry: ModelRegistry, mv: ModelVersion, role: str) -> Subject:
+    return Subject(role, mv.ref, str(registry.local_weights(mv.ref)), mv.ref, mv.stage)
 
 
 def resolve_baseline(settings: Settings, registry: ModelRegistry, candidate: ModelVersion, spec: str) -> Subject:
@@ -90,49 +136,44 @@ def resolve_baseline(settings: Settings, registry: ModelRegistry, candidate: Mod
     if spec == "production":
         prod = registry.production(candidate.author)
         if prod is None:
-            return _base_subject(settings, candidate, f"{candidate.author} has no production version: the base model")
+            note = f"{candidate.author} has no production version: the base model"
+            return _base_subject(settings, candidate, note=note)
         if prod.ref == candidate.ref:
             raise InputError(f"{candidate.ref} is already the production version: nothing to compare it with")
-        return Subject("baseline", prod.ref, str(registry.local_weights(prod.ref)), prod.ref, prod.stage)
-    other = registry.get(spec)
-    return Subject("baseline", other.ref, str(registry.local_weights(other.ref)), other.ref, other.stage)
+        return _registered(registry, prod, "baseline")
+    return _registered(registry, registry.get(spec), "baseline")
 
 
+def _other_twins(registry: ModelRegistry, author: str) -> list[Subject]:
+    authors = sorted({mv.author for mv in registry.list()} - {author})
+    prods = [(a, registry.production(a)) for a in authors]
+    return [_registered(registry, p, f"twin:{p.author_slug}") for _, p in prods if p is not None]
+
+
+def plan(settings: Settings, model_ref: str, baseline: str = "production", cfg: EvalConfig | None = None) -> EvalPlan:
+    """Everything decided before a model loads; InputError (exit 3) when the inputs are unusable."""
+    cfg = cfg or load_eval_config(settings)
+    registry = open_registry(settings)
+    mv = registry.get(model_ref)  # unknown -> InputError
+    version = instruct_version(settings, mv.author_slug, list(mv.metadata.get("dataset_versions") or []))
+    eval_set = load_eval_set(settings, version, cfg.min_rows, cfg.max_rows)
+    base = resolve_baseline(settings, registry, mv, baseline)
+    extra = [] if base.ref.startswith("base:") else [_base_subject(settings, mv, role="base")]
+    corpora = {mv.author_slug: eval_set.references, **other_authors_texts(settings, mv.author_slug)}
+    return EvalPlan(
+        mv.author, mv.author_slug, _registered(registry, mv, "candidate"), base, eval_set, corpora,
+        extra + _other_twins(registry, mv.author), cfg,
+    )  # fmt: skip
+
+
+check_inputs = plan  # the CLI's cheap pre-flight: the same checks, no model loaded
+
+
+# -- run ---------------------------------------------------------------------------------------------
 def _load_model(settings: Settings, location: str, version: str) -> Any:
     from twin_core.llm.local import load_local_llm
 
     return load_local_llm(updated(settings, llm_model_id=location, llm_model_version=version))
-
-
-def _test_rows(settings: Settings, dataset_version: str, cfg: EvalConfig) -> tuple[Any, list[dict[str, Any]], str]:
-    from twin_core.datasets.versions import load_dataset_version
-
-    version = load_dataset_version(settings, dataset_version)  # unknown -> InputError
-    ref_key = "answer" if version.kind == "instruct" else "chosen"
-    rows = sorted(version.rows("test"), key=lambda r: str(r.get("id", "")))
-    rows = [r for r in rows if str(r.get("instruction") or "").strip() and str(r.get(ref_key) or "").strip()]
-    if not rows:
-        raise InputError(
-            f"dataset {dataset_version} has an empty test split (no held-out rows with an instruction and "
-            f"{'an answer' if ref_key == 'answer' else 'a chosen answer'}): nothing to evaluate on; "
-            "rebuild the dataset with a test share > 0"
-        )
-    if cfg.max_rows > 0:
-        rows = rows[: cfg.max_rows]
-    return version, rows, ref_key
-
-
-def _perplexity(llm: Any, rows: list[dict[str, Any]], author: str, ref_key: str, max_length: int) -> float | None:
-    from twin_core.training.data import prompt_and_answer_text, sft_example
-    from twin_core.training.metrics import perplexity
-
-    if not hasattr(llm, "model"):  # a remote model: no logits here
-        return None
-    pairs = []
-    for row in rows:
-        example = sft_example({**row, "answer": row[ref_key]}, author)
-        pairs.append(prompt_and_answer_text(llm.tokenizer, example))
-    return perplexity(llm.model, llm.tokenizer, pairs, max_length=max_length)
 
 
 def _contexts(row: dict[str, Any], hits: list[dict[str, Any]] | None) -> list[ContextChunk]:
@@ -145,20 +186,129 @@ def _contexts(row: dict[str, Any], hits: list[dict[str, Any]] | None) -> list[Co
     return [ContextChunk(text=t, link=str(row.get("link") or "")) for t in texts]
 
 
-def check_inputs(
-    settings: Settings, model_ref: str, cfg: EvalConfig | None = None
-) -> tuple[ModelVersion, Any, list[dict[str, Any]], str]:
-    """The model version, its dataset version and the held-out rows; InputError (exit 3) when unusable.
+def retrieve_all(p: EvalPlan, tools: Tools) -> tuple[list[list[dict[str, Any]] | None], dict[str, Any], list]:
+    """Retrieval once per row, shared by every model; RAG metrics missing (not failing) without a store."""
+    rows, k = p.eval_set.rows, p.config.rag_k
+    rag: dict[str, Any] = {"k": k, "status": "missing", "hit_at_k": None, "mrr": None, "queries": 0}
+    if tools.retrieve is None:
+        return [None] * len(rows), {**rag, "reason": "no vector store given"}, [None] * len(rows)
+    try:
+        hits = [tools.retrieve(str(r["instruction"]), p.author, k) for r in tools.progress(rows, desc="retrieval")]
+    except Exception as exc:  # noqa: BLE001 - RAG metrics are missing, the rest goes on
+        log.warning("retrieval failed, RAG metrics missing: %s: %s", type(exc).__name__, exc)
+        return [None] * len(rows), {**rag, "reason": f"{type(exc).__name__}: {exc}"}, [None] * len(rows)
+    ranks = [
+        m.first_relevant_rank(h or [], r.get("document_id"), r.get("link")) for h, r in zip(hits, rows, strict=True)
+    ]
+    rag.update(status="ok", hit_at_k=m.hit_at_k(ranks, k), mrr=m.mrr(ranks, k), queries=len(rows))
+    return list(hits), rag, ranks
 
-    Cheap (no model is loaded): callers run it before loading anything.
-    """
-    cfg = cfg or load_eval_config(settings)
-    candidate_mv = open_registry(settings).get(model_ref)  # unknown -> InputError
-    datasets = candidate_mv.metadata.get("dataset_versions") or []
-    if not datasets:
-        raise InputError(f"{model_ref} records no dataset version: no held-out split to evaluate on")
-    version, rows, ref_key = _test_rows(settings, str(datasets[0]), cfg)
-    return candidate_mv, version, rows, ref_key
+
+def measure(settings: Settings, p: EvalPlan, subject: Subject, hits: list, tools: Tools, seconds: dict) -> Any:
+    """One model: per-row perplexity, batched answers, per-row metrics, batched judge scores."""
+    from twin_core.evaluation.answers import generate, texts_or_none
+    from twin_core.evaluation.scoring import pooled_style, row_perplexities, score_answers
+
+    rows, cfg, refs = p.eval_set.rows, p.config, p.eval_set.references
+    t0 = time.perf_counter()
+    llm = (tools.load_model or _load_model)(settings, subject.location, subject.version)
+    per_row = {"perplexity": row_perplexities(llm, rows, p.author, cfg.perplexity_max_length)}
+    t1 = time.perf_counter()
+    tokens = llm if hasattr(llm, "truncate") else None
+    prompts = [
+        build_messages(str(r["instruction"]), _contexts(r, h), author=p.author, tokens=tokens,
+                       context_budget=settings.rag.context_tokens).messages
+        for r, h in zip(rows, hits, strict=True)
+    ]  # fmt: skip
+    raw = generate(llm, prompts, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=tools.progress,
+                   desc=f"answers ({subject.role})")  # fmt: skip
+    answers = texts_or_none(raw, subject.ref, [r.get("id") for r in rows])
+    t2 = time.perf_counter()
+    per_row.update(score_answers(answers, refs, hits, tools.embed, p.author_slug, p.corpora))
+    judge = tools.judge or Judge(None, "off")
+    judged = judge.score_batch(
+        [(str(r["instruction"]), a, ref) for r, a, ref in zip(rows, answers, refs, strict=True)],
+        batch_size=cfg.batch_size,
+    )
+    per_row["judge_accuracy"] = [j["accuracy"] for j in judged]
+    per_row["judge_style"] = [j["style"] for j in judged]
+    seconds.update({f"{subject.role}.perplexity": t1 - t0, f"{subject.role}.answers": t2 - t1,
+                    f"{subject.role}.metrics+judge": time.perf_counter() - t2})  # fmt: skip
+    return per_row, answers, pooled_style(answers, refs)
+
+
+def _perplexity_only(settings: Settings, p: EvalPlan, tools: Tools) -> dict[str, float | None]:
+    from twin_core.evaluation.scoring import row_perplexities
+
+    out: dict[str, float | None] = {}
+    for subject in p.perplexity_only:
+        llm = (tools.load_model or _load_model)(settings, subject.location, subject.version)
+        out[subject.role] = m.mean(row_perplexities(llm, p.eval_set.rows, p.author, p.config.perplexity_max_length))
+    return out
+
+
+def run(settings: Settings, p: EvalPlan, tools: Tools) -> Measured:
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    hits, rag, ranks = retrieve_all(p, tools)
+    seconds["retrieval"] = time.perf_counter() - t0
+    per_row, answers, pooled = {}, {}, {}
+    for subject in (p.candidate, p.baseline):
+        per_row[subject.role], answers[subject.role], pooled[subject.role] = measure(
+            settings, p, subject, hits, tools, seconds
+        )
+    ppl = {role: m.mean(per_row[role]["perplexity"]) for role in ("candidate", "baseline")}
+    if p.baseline.ref.startswith("base:"):
+        ppl["base"] = ppl["baseline"]
+    t0 = time.perf_counter()
+    ppl.update(_perplexity_only(settings, p, tools))
+    seconds["perplexity.others"] = time.perf_counter() - t0
+    judge = (tools.judge or Judge(None, "off")).summary()
+    return Measured(per_row, answers, pooled, ppl, rag, ranks, judge, seconds)
+
+
+# -- record ------------------------------------------------------------------------------------------
+def _samples(p: EvalPlan, ms: Measured) -> list[dict[str, Any]]:
+    out = []
+    for i, row in enumerate(p.eval_set.rows):
+        sample: dict[str, Any] = {"id": row.get("id"), "instruction": row["instruction"],
+                                  "reference": p.eval_set.references[i], "source": row.get("link"),
+                                  "retrieval_rank": ms.ranks[i]}  # fmt: skip
+        for role in ("candidate", "baseline"):
+            values = {name: ms.per_row[role][name][i] for name in METRICS}
+            sample[role] = {"answer": ms.answers[role][i], **values}
+        out.append(sample)
+    return out
+
+
+def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
+    shares = {role: m.mean(ms.per_row[role]["attribution"]) for role in ("candidate", "baseline")}
+    return {
+        "measure": "Burrows' Delta over the most frequent words (lower = closer to the author's held-out text)",
+        "reference_texts": len(p.eval_set.references),
+        "distance": ms.pooled_style,
+        "authors": sorted(p.corpora),
+        "attribution_share": shares if len(p.corpora) >= 2 else None,
+    }
+
+
+def record(p: EvalPlan, ms: Measured, started: float) -> EvaluationResult:
+    gate = apply_gate(ms.per_row["candidate"], ms.per_row["baseline"], p.config)
+    metrics = {
+        role: {**{k: m.mean(v) for k, v in ms.per_row[role].items()},
+               "answered": sum(a is not None for a in ms.answers[role])}
+        for role in ("candidate", "baseline")
+    }  # fmt: skip
+    seconds = {**ms.seconds, "total": time.perf_counter() - started}
+    cfg = p.config
+    return EvaluationResult(
+        candidate=p.candidate, baseline=p.baseline, author=p.author, author_slug=p.author_slug,
+        dataset_version=p.eval_set.dataset_version, rows=len(p.eval_set.rows), metrics=metrics,
+        rag=ms.rag, judge=ms.judge, gate=gate.as_dict(), stylometry=_stylometry(p, ms), perplexity=ms.perplexity,
+        samples=_samples(p, ms), seconds={k: round(v, 3) for k, v in seconds.items()},
+        config={"source": cfg.source, "max_rows": cfg.max_rows, "min_rows": cfg.min_rows,
+                "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "confidence": cfg.confidence},
+    )  # fmt: skip
 
 
 def evaluate(
@@ -169,146 +319,7 @@ def evaluate(
     tools: Tools | None = None,
     config: EvalConfig | None = None,
 ) -> EvaluationResult:
-    tools = tools or Tools()
-    cfg = config or load_eval_config(settings)
-    registry = open_registry(settings)
+    """plan -> run -> record."""
     started = time.perf_counter()
-    candidate_mv, version, rows, ref_key = check_inputs(settings, model_ref, cfg)
-    author = candidate_mv.author
-    cand = Subject(
-        "candidate",
-        candidate_mv.ref,
-        str(registry.local_weights(candidate_mv.ref)),
-        candidate_mv.ref,
-        candidate_mv.stage,
-    )
-    base = resolve_baseline(settings, registry, candidate_mv, baseline)
-    seconds: dict[str, float] = {}
-
-    # -- RAG retrieval: once, shared by both models (retrieval does not depend on the LLM) --------------
-    t0 = time.perf_counter()
-    hits_per_row: list[list[dict[str, Any]] | None] = [None] * len(rows)
-    rag: dict[str, Any] = {"k": cfg.rag_k, "status": "missing", "hit_at_k": None, "mrr": None, "queries": 0}
-    if tools.retrieve is not None:
-        try:
-            for i, row in enumerate(tools.progress(rows, desc="retrieval", unit="query")):
-                hits_per_row[i] = tools.retrieve(str(row["instruction"]), author, cfg.rag_k)
-            ranks = [
-                m.first_relevant_rank(h or [], row.get("document_id"), row.get("link"))
-                for h, row in zip(hits_per_row, rows, strict=True)
-            ]
-            rag.update(
-                status="ok",
-                hit_at_k=m.hit_at_k(ranks, cfg.rag_k),
-                mrr=m.mrr(ranks, cfg.rag_k),
-                queries=len(rows),
-                ranks=ranks,
-            )
-        except Exception as exc:  # noqa: BLE001 - RAG metrics are missing, the rest goes on
-            log.warning("retrieval failed, RAG metrics missing: %s: %s", type(exc).__name__, exc)
-            hits_per_row = [None] * len(rows)
-            rag.update(status="missing", reason=f"{type(exc).__name__}: {exc}")
-    else:
-        rag["reason"] = "no vector store given"
-    seconds["retrieval"] = time.perf_counter() - t0
-
-    references = [str(r[ref_key]) for r in rows]
-    results: dict[str, dict[str, float | None]] = {}
-    answers: dict[str, list[str | None]] = {}
-    per_row: dict[str, dict[str, list[Any]]] = {}
-    judge = tools.judge or Judge(None, "off")
-    loader = tools.load_model or _load_model
-    for subject in (cand, base):
-        t0 = time.perf_counter()
-        llm = loader(settings, subject.location, subject.version)
-        ppl = _perplexity(llm, rows, author, ref_key, cfg.perplexity_max_length)
-        seconds[f"{subject.role}.perplexity"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        outs: list[str | None] = []
-        for i, row in enumerate(tools.progress(rows, desc=f"answers ({subject.role})", unit="row")):
-            prompt = build_messages(
-                str(row["instruction"]),
-                _contexts(row, hits_per_row[i]),
-                author=author,
-                tokens=llm if hasattr(llm, "truncate") else None,
-                context_budget=settings.rag.context_tokens,
-            )
-            try:
-                outs.append(llm.chat(prompt.messages, max_new_tokens=cfg.max_new_tokens, temperature=0.0).text)
-            except Exception as exc:  # noqa: BLE001 - a failed generation is a missing answer
-                log.warning("%s: generation failed on row %s: %s", subject.ref, row.get("id"), exc)
-                outs.append(None)
-        seconds[f"{subject.role}.answers"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rouge = m.rouge_l(outs, references)
-        style = m.style_similarity(outs, references, tools.embed) if tools.embed else [None] * len(rows)
-        grounded = [
-            m.groundedness(a, [h.get("text", "") for h in (hits or [])]) if hits else None
-            for a, hits in zip(outs, hits_per_row, strict=True)
-        ]
-        seconds[f"{subject.role}.metrics"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        judged = [
-            judge.score(str(r["instruction"]), a, ref)
-            for r, a, ref in zip(
-                tools.progress(rows, desc=f"judge ({subject.role})", unit="row"), outs, references, strict=True
-            )
-        ]
-        seconds[f"{subject.role}.judge"] = time.perf_counter() - t0
-        acc = [j["accuracy"] for j in judged]
-        sty = [j["style"] for j in judged]
-        results[subject.role] = {
-            "perplexity": ppl,
-            "style_similarity": m.mean(style),
-            "rouge_l": m.mean(rouge),
-            "judge_accuracy": m.mean(acc),
-            "judge_style": m.mean(sty),
-            "groundedness": m.mean(grounded),
-            "answered": sum(1 for a in outs if a is not None),
-        }
-        answers[subject.role] = outs
-        per_row[subject.role] = {
-            "rouge_l": rouge,
-            "style": style,
-            "grounded": grounded,
-            "accuracy": acc,
-            "judge_style": sty,
-        }
-
-    gate = apply_gate(results["candidate"], results["baseline"], cfg)
-    samples = []
-    for i, row in enumerate(rows):
-        sample: dict[str, Any] = {
-            "id": row.get("id"),
-            "instruction": row["instruction"],
-            "reference": references[i],
-            "source": row.get("link"),
-            "retrieval_rank": (rag.get("ranks") or [None] * len(rows))[i],
-        }
-        for role in ("candidate", "baseline"):
-            pr = per_row[role]
-            sample[role] = {
-                "answer": answers[role][i],
-                "rouge_l": pr["rouge_l"][i],
-                "style_similarity": pr["style"][i],
-                "groundedness": pr["grounded"][i],
-                "judge_accuracy": pr["accuracy"][i],
-                "judge_style": pr["judge_style"][i],
-            }
-        samples.append(sample)
-    seconds["total"] = time.perf_counter() - started
-    return EvaluationResult(
-        candidate=cand,
-        baseline=base,
-        author=author,
-        author_slug=candidate_mv.author_slug,
-        dataset_version=version.version_id,
-        rows=len(rows),
-        metrics=results,
-        rag={k: v for k, v in rag.items() if k != "ranks"},
-        judge=judge.summary(),
-        gate=gate.as_dict(),
-        samples=samples,
-        seconds={k: round(v, 3) for k, v in seconds.items()},
-        config={"source": cfg.source, "max_rows": cfg.max_rows, "max_new_tokens": cfg.max_new_tokens},
-    )
+    p = plan(settings, model_ref, baseline, config)
+    return record(p, run(settings, p, tools or Tools()), started)

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 LABELS = {
     "perplexity": ("Perplexity (held-out author text)", "lower"),
-    "style_similarity": ("Style similarity (cosine vs the author's answer)", "higher"),
+    "topic_similarity": ("Topic similarity (embedding cosine vs the author's answer)", "higher"),
+    "style_distance": ("Style distance (Burrows' Delta vs the author's held-out text)", "lower"),
+    "attribution": ("Answers attributed to the author (stylometry)", "higher"),
     "rouge_l": ("ROUGE-L F1 vs the author's answer", "higher"),
     "judge_accuracy": ("Judge: accuracy (1-3)", "higher"),
     "judge_style": ("Judge: style (1-3)", "higher"),
@@ -47,16 +49,30 @@ pre{white-space:pre-wrap;margin:0}
 <div class="banner {{ r.gate.decision }}">Gate: <b>{{ r.gate.decision | upper }}</b>
 {% if r.gate.failing %}&mdash; failing: {{ r.gate.failing | join(", ") }}{% endif %}
 {% if r.gate.missing %}&mdash; missing: {{ r.gate.missing | join(", ") }}
-{% if r.gate.fail_closed %}(fail closed){% else %}(skipped){% endif %}{% endif %}</div>
+{% endif %}</div>
+<p>Paired rows: each metric compares candidate and baseline on the same held-out rows; the interval is a
+{{ (r.gate.confidence * 100) | round | int }} % bootstrap interval of the mean paired difference, taken in
+the good direction (positive favours the candidate; log ratio for perplexity).</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>better</th><th class="num">candidate</th><th class="num">baseline</th>
-<th>gate rule</th><th>outcome</th></tr>
+<th class="num">paired rows</th><th class="num">difference [interval]</th><th>gate rule</th><th>outcome</th></tr>
 {% for name, (label, better) in labels.items() %}{% set c = checks.get(name) %}
 <tr><td>{{ label }}</td><td>{{ better }}</td><td class="num">{{ fmt(r.metrics.candidate[name]) }}</td>
-<td class="num">{{ fmt(r.metrics.baseline[name]) }}</td><td>{{ c.rule if c else "(not gated)" }}</td>
+<td class="num">{{ fmt(r.metrics.baseline[name]) }}</td><td class="num">{{ c.rows if c else "" }}</td>
+<td class="num">{% if c and c.diff is not none %}{{ fmt(c.diff) }} [{{ fmt(c.low) }}, {{ fmt(c.high) }}]{% endif %}</td>
+<td>{{ c.rule if c else "(not gated)" }}</td>
 <td class="{{ c.outcome if c else '' }}">{{ c.outcome if c else "" }}
 {%- if c and c.reason %}: {{ c.reason }}{% endif %}</td></tr>
 {% endfor %}</table>
+<h2>Stylometry</h2>
+<p>{{ r.stylometry.measure }}, over {{ r.stylometry.reference_texts }} held-out texts of the author.
+Pooled answers: candidate <b>{{ fmt(r.stylometry.distance.candidate) }}</b>, baseline
+<b>{{ fmt(r.stylometry.distance.baseline) }}</b>.
+{% if r.stylometry.attribution_share %}Answers attributed to the author among {{ r.stylometry.authors | join(", ") }}:
+candidate <b>{{ fmt(r.stylometry.attribution_share.candidate) }}</b>, baseline
+<b>{{ fmt(r.stylometry.attribution_share.baseline) }}</b>.{% else %}Attribution needs a second author.{% endif %}</p>
+<h2>Perplexity of the author's held-out text</h2><table>{% for k, v in r.perplexity.items() %}
+<tr><td>{{ k }}</td><td class="num">{{ fmt(v) }}</td></tr>{% endfor %}</table>
 <h2>RAG retrieval</h2>
 <p>{% if r.rag.status == "ok" %}hit@{{ r.rag.k }} <b>{{ fmt(r.rag.hit_at_k) }}</b>, MRR@{{ r.rag.k }}
 <b>{{ fmt(r.rag.mrr) }}</b> over {{ r.rag.queries }} held-out instructions (a hit: a chunk of the
@@ -70,7 +86,8 @@ document the instruction was written from).{% else %}<span class="missing">missi
 {% for s in r.samples %}<details><summary>{{ s.instruction[:140] }}</summary>
 <table><tr><th>author's answer</th><td><pre>{{ s.reference }}</pre></td></tr>
 {% for role in ("candidate", "baseline") %}<tr><th>{{ role }}</th><td><pre>{{ s[role].answer or "(no answer)" }}</pre>
-<small>ROUGE-L {{ fmt(s[role].rouge_l) }} &middot; style {{ fmt(s[role].style_similarity) }} &middot;
+<small>ROUGE-L {{ fmt(s[role].rouge_l) }} &middot; topic {{ fmt(s[role].topic_similarity) }} &middot;
+style Delta {{ fmt(s[role].style_distance) }} &middot; perplexity {{ fmt(s[role].perplexity) }} &middot;
 grounded {{ fmt(s[role].groundedness) }} &middot;
 judge {{ s[role].judge_accuracy or "-" }}/{{ s[role].judge_style or "-" }}</small>
 </td></tr>{% endfor %}

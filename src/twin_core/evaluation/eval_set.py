@@ -1,0 +1,69 @@
+"""The evaluation set of an author: the author's held-out documents (the instruct test split).
+
+Splits are keyed on the document link, so every instruct version of an author holds out the same
+documents: every candidate of the author (SFT or DPO, whatever dataset trained it) is judged on
+these rows, and candidate and baseline answer the very same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twin_core.errors import InputError
+from twin_core.settings import Settings
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    dataset_version: str  # the instruct version the rows come from
+    rows: list[dict[str, Any]]  # held-out rows with an instruction and the author's answer, by id
+
+    @property
+    def references(self) -> list[str]:
+        return [str(r["answer"]) for r in self.rows]
+
+
+def instruct_version(settings: Settings, author_slug: str, dataset_versions: list[str]) -> str:
+    """The instruct version the candidate was trained on, else the author's latest one (DPO candidates)."""
+    from twin_core.datasets.versions import latest_version
+
+    own = [v for v in dataset_versions if str(v).startswith(f"instruct/{author_slug}/")]
+    found = own[0] if own else latest_version(settings, "instruct", author_slug)
+    if found is None:
+        raise InputError(f"{author_slug} has no instruct dataset: no held-out documents to evaluate on")
+    return str(found)
+
+
+def held_out_rows(settings: Settings, version_id: str) -> list[dict[str, Any]]:
+    from twin_core.datasets.versions import load_dataset_version
+
+    rows = load_dataset_version(settings, version_id).rows("test")  # unknown -> InputError
+    rows = [r for r in rows if str(r.get("instruction") or "").strip() and str(r.get("answer") or "").strip()]
+    return sorted(rows, key=lambda r: str(r.get("id", "")))
+
+
+def load_eval_set(settings: Settings, version_id: str, min_rows: int, max_rows: int) -> EvalSet:
+    """The held-out rows (at most ``max_rows``, 0 = all); InputError below ``min_rows``."""
+    rows = held_out_rows(settings, version_id)
+    if len(rows) < max(min_rows, 1):
+        raise InputError(
+            f"dataset {version_id} holds out {len(rows)} usable rows (an instruction and the author's answer); "
+            f"the evaluation needs at least {min_rows} (samples.min_rows in configs/evaluation.yaml): "
+            "rebuild the dataset with more held-out documents, or lower min_rows"
+        )
+    return EvalSet(version_id, rows[:max_rows] if max_rows > 0 else rows)
+
+
+def other_authors_texts(settings: Settings, author_slug: str) -> dict[str, list[str]]:
+    """Every other author's held-out answers (latest instruct version), for stylometric attribution."""
+    from twin_core.datasets.versions import latest_version, list_versions
+
+    slugs = sorted({v.split("/")[1] for v in list_versions(settings, "instruct")} - {author_slug})
+    out: dict[str, list[str]] = {}
+    for slug in slugs:
+        version = latest_version(settings, "instruct", slug)
+        texts = [str(r["answer"]) for r in held_out_rows(settings, version)] if version else []
+        if texts:
+            out[slug] = texts
+    return out

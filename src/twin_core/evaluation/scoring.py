@@ -1,0 +1,69 @@
+"""Per-row scores of one model's answers: perplexity of the author's text, topic similarity, ROUGE-L,
+stylometric distance and attribution, groundedness, the judge. ``None`` = not measured for that row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twin_core.evaluation import metrics as m
+from twin_core.evaluation.stylometry import attribute, style_distance
+
+
+def row_perplexities(llm: Any, rows: list[dict[str, Any]], author: str, max_length: int) -> list[float | None]:
+    """Perplexity of each held-out answer given the served prompt (None for a remote model: no logits)."""
+    from twin_core.training.data import prompt_and_answer_text, sft_example
+    from twin_core.training.metrics import perplexity
+
+    if not hasattr(llm, "model"):
+        return [None] * len(rows)
+    pairs = [prompt_and_answer_text(llm.tokenizer, sft_example(dict(row), author)) for row in rows]
+    return [perplexity(llm.model, llm.tokenizer, [pair], max_length=max_length) for pair in pairs]
+
+
+def style_distances(answers: list[str | None], references: list[str]) -> list[float | None]:
+    """Burrows' Delta of each answer from the author's held-out text (None: no answer or no words)."""
+    out: list[float | None] = []
+    for answer in answers:
+        try:
+            out.append(style_distance([answer], references) if answer else None)
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def attributions(answers: list[str | None], author_slug: str, corpora: dict[str, list[str]]) -> list[float | None]:
+    """1.0 when the answer is attributed to the author, 0.0 to another; None with a single author."""
+    if len(corpora) < 2:
+        return [None] * len(answers)
+    found = attribute([a or "" for a in answers], corpora)
+    return [None if not a or not who else float(who == author_slug) for a, who in zip(answers, found, strict=True)]
+
+
+def score_answers(
+    answers: list[str | None],
+    references: list[str],
+    hits: list[list[dict[str, Any]] | None],
+    embed: Callable[[list[str]], Any] | None,
+    author_slug: str,
+    corpora: dict[str, list[str]],
+) -> dict[str, list[float | None]]:
+    """Every per-row metric that needs only the answers (perplexity and the judge come separately)."""
+    return {
+        "topic_similarity": m.topic_similarity(answers, references, embed) if embed else [None] * len(answers),
+        "rouge_l": m.rouge_l(answers, references),
+        "style_distance": style_distances(answers, references),
+        "attribution": attributions(answers, author_slug, corpora),
+        "groundedness": [
+            m.groundedness(a, [h.get("text", "") for h in (hit or [])]) if hit else None
+            for a, hit in zip(answers, hits, strict=True)
+        ],
+    }
+
+
+def pooled_style(answers: list[str | None], references: list[str]) -> float | None:
+    """Burrows' Delta of all the answers together from the author's held-out text."""
+    try:
+        return style_distance([a for a in answers if a], references)
+    except ValueError:
+        return None
