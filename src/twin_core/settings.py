@@ -154,6 +154,10 @@ class ServeSettings(_Group):
     batch_max_size: int = Field(8, gt=0, description="Most requests in one batched generate.")
     batch_window_ms: float = Field(50.0, ge=0, description="How long a batch waits for more requests to join.")
     registry_poll_s: float = Field(5.0, ge=0, description="Registry poll period in seconds (0 = no polling).")
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description='Canary drills: JSON {"<author_slug>/vNNNN": 0.3} fails that share of its generations.',
+    )
 
 
 class MonitorSettings(_Group):

@@ -1,4 +1,4 @@
-"""`twin deploy canary REF [--percent P] | promote | rollback | status | watch`.
+"""`twin deploy canary REF [--percent P] [--force] | promote | rollback | status | analyse [--now T] | watch`.
 
 Local target (TWIN_DEPLOY_TARGET=local, or auto with TWIN_EXECUTION=local): registry stages only;
 `twin serve` follows them without a restart. Kubernetes target: the InferenceService is patched too.
@@ -12,7 +12,7 @@ import typer
 
 from twin_core.cli.protocol import step
 
-app = typer.Typer(help="Roll a model out: canary, promote, rollback, status, watch.", no_args_is_help=True)
+app = typer.Typer(help="Roll a model out: canary, promote, rollback, status, analyse, watch.", no_args_is_help=True)
 
 AUTHOR = typer.Option(None, "--author", help="Author full name (default: the only author with a canary).")
 
@@ -27,13 +27,14 @@ def _settings() -> Any:
 @step("deploy.canary")
 def canary(
     ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
-    percent: int = typer.Option(None, "--percent", help="Share of the author's traffic, 1-99 (default 10)."),
+    percent: int = typer.Option(None, "--percent", help="Share of the author's traffic, 1-99 (default: first step)."),
     reason: str = typer.Option("manual canary", "--reason", help="Why (kept in the registry history)."),
+    force: bool = typer.Option(False, "--force", help="Canary an archived (rolled-back) version again."),
 ) -> dict:
     """Start (or re-weight) a canary: the version serves PERCENT % of its author's traffic."""
     from twin_core.deploy.rollout import start_canary
 
-    return start_canary(_settings(), ref, percent, reason=reason)
+    return start_canary(_settings(), ref, percent, reason=reason, force=force)
 
 
 @app.command("promote")
@@ -86,25 +87,38 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
     return result
 
 
+NOW = typer.Option(None, "--now", help="Analyse as of this ISO time (default: now); drives the intervals.")
+
+
+@app.command("analyse")
+@step("deploy.analyse")
+def analyse(
+    ref: str = typer.Argument(None, help="The canary (default: the author's canary)."),
+    author: str = AUTHOR,
+    now: str = NOW,
+) -> dict:
+    """ONE canary analysis over the last window of the request log: hold, fail, step up, promote or
+    roll back (configs/deploy.yaml `canary`). "not-due" before an interval has passed."""
+    from datetime import datetime
+
+    from twin_core.deploy.watch import analyse as do_analyse
+
+    at = datetime.fromisoformat(now) if now else None
+    return do_analyse(_settings(), author=author, ref=ref, now=at)
+
+
 @app.command("watch")
 @step("deploy.watch")
 def watch(
     ref: str = typer.Argument(None, help="The canary to watch (default: the author's canary)."),
     author: str = AUTHOR,
-    window: str = typer.Option(None, "--window", help="Healthy this long -> promote (e.g. 30m; configs/deploy.yaml)."),
-    min_requests: int = typer.Option(None, "--min-requests", help="Canary requests needed before deciding."),
-    follow: bool = typer.Option(False, "--follow", help="Keep reading the log until a decision (or --timeout)."),
-    timeout: str = typer.Option(None, "--timeout", help="With --follow: give up after this long (e.g. 2h)."),
+    follow: bool = typer.Option(False, "--follow", help="One analysis every interval until promote or rollback."),
+    timeout: str = typer.Option(None, "--timeout", help="With --follow: stop after this long (e.g. 2h)."),
 ) -> dict:
-    """Compare the canary with production (error rate, latency) and promote or roll back.
-
-    Without --follow: one look; the decision may be "wait". The action and its numbers are recorded
-    in the registry history.
-    """
-    from twin_core.deploy.watch import load_watch_config, parse_duration
+    """The progressive canary: one analysis (as `analyse`), or with --follow one per interval until
+    promote or rollback. Each decision and its numbers go in the registry history."""
+    from twin_core.deploy.analysis import parse_duration
     from twin_core.deploy.watch import watch as do_watch
 
-    settings = _settings()
-    cfg = load_watch_config(settings, window=window, min_requests=min_requests)
     timeout_s = parse_duration(timeout) if timeout else None
-    return do_watch(settings, author=author, ref=ref, cfg=cfg, follow=follow, timeout_s=timeout_s)
+    return do_watch(_settings(), author=author, ref=ref, follow=follow, timeout_s=timeout_s)

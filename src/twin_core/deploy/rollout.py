@@ -1,8 +1,9 @@
 """canary / promote / rollback / status: registry stages, and the InferenceService on Kubernetes.
 
 Local target: the registry is the whole state; ``twin serve`` polls it and follows (production +
-canary side by side, sticky split). Kubernetes target: the InferenceService is patched first (a
-refused patch changes nothing), then the registry records the stage with its reason and numbers.
+canary side by side; the split is per request, sticky per explicit client id). Kubernetes target:
+the InferenceService is patched first (a refused patch changes nothing), then the registry records
+the stage with its reason and numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from twin_core.deploy import kserve
 from twin_core.domain import slugify
 from twin_core.errors import InputError
 from twin_core.settings import Settings
-from twin_core.stores.registry import DEFAULT_CANARY_PERCENT, ModelVersion, open_registry
+from twin_core.stores.registry import ModelVersion, open_registry
 
 
 def deploy_target(settings: Settings) -> str:
@@ -31,6 +32,12 @@ def _isvc(settings: Settings, client: Any) -> kserve.InferenceServiceClient | No
     if deploy_target(settings) != "kubernetes":
         return None
     return client if isinstance(client, kserve.InferenceServiceClient) else kserve.InferenceServiceClient(settings)
+
+
+def _first_step(settings: Settings) -> int:
+    from twin_core.deploy.watch import load_config
+
+    return load_config(settings).step_weights[0]
 
 
 def find_canary(settings: Settings, author: str | None = None, ref: str | None = None) -> ModelVersion:
@@ -62,14 +69,20 @@ def start_canary(
     reason: str = "manual canary",
     numbers: dict[str, Any] | None = None,
     client: Any = None,
+    force: bool = False,
 ) -> dict[str, Any]:
+    """Start a canary at ``percent`` (default: the first step weight of configs/deploy.yaml), or
+    re-weight the running one. An archived version (rolled back, or replaced) needs ``force``."""
     reg = open_registry(settings)
     mv = reg.get(ref)  # unknown -> InputError
-    percent = DEFAULT_CANARY_PERCENT if percent is None else percent
+    percent = _first_step(settings) if percent is None else percent
     if not 1 <= percent <= 99:
         raise InputError(f"canary percent must be between 1 and 99 (got {percent})")
     if mv.stage == "production":
         raise InputError(f"{mv.ref} is already the production version")
+    if mv.stage == "archived" and not force:
+        last = mv.history[-1].reason if mv.history else ""
+        raise InputError(f"{mv.ref} is archived ({last}): canary it again only with --force")
     isvc = _isvc(settings, client)
     cluster = None
     if isvc is not None:

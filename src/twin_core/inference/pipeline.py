@@ -243,7 +243,17 @@ class RAGPipeline:
             prepared = self.prepare(req, key_author)
             result = self.finish(prepared, self.generate(prepared, self.settings.serve.request_timeout_s))
         except Exception as exc:
-            self.log_request(req, prepared=prepared, status="error", error=exc, started=started, transport=transport)
+            # generation was attempted only once prepared: then the failure is this LLM's
+            version = getattr(self.llm, "model_version", None) if prepared is not None else None
+            self.log_request(
+                req,
+                prepared=prepared,
+                status="error",
+                error=exc,
+                started=started,
+                transport=transport,
+                model_version=version,
+            )
             raise
         self.log_request(req, prepared=prepared, result=result, status="ok", started=started, transport=transport)
         return result
@@ -261,7 +271,10 @@ class RAGPipeline:
         transport: str = "cli",
         request_id: str | None = None,
         served_stage: str | None = None,
+        model_version: str | None = None,
     ) -> None:
+        """One ``inference_logs`` row. ``model_version``: the version that served a failed request
+        (None when it failed before any model was chosen); a success carries its own."""
         if self.request_log is None:
             return
         total = time.perf_counter() - started if started is not None else None
@@ -284,7 +297,7 @@ class RAGPipeline:
             prompt_tokens=result.prompt_tokens if result else None,
             completion_tokens=result.completion_tokens if result else None,
             answer=result.answer if result else None,
-            model_version=result.model_version if result else getattr(self.llm, "model_version", None),
+            model_version=result.model_version if result else model_version,
             served_stage=served_stage,
             latency_ms=LatencyMs(
                 retrieval=round(retrieval.seconds * 1000, 2) if retrieval else None,

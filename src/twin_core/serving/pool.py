@@ -54,13 +54,18 @@ class ModelPool:
 
     def _batcher(self, llm: Any) -> Batcher:
         serve = self.settings.serve
-        return Batcher(
-            llm,
-            max_batch=serve.batch_max_size,
-            window_ms=serve.batch_window_ms,
-            enabled=serve.batching,
-            timeout_s=serve.request_timeout_s,
-        )
+        options = {
+            "max_batch": serve.batch_max_size,
+            "window_ms": serve.batch_window_ms,
+            "enabled": serve.batching,
+            "timeout_s": serve.request_timeout_s,
+        }
+        rate = (getattr(serve, "faults", None) or {}).get(getattr(llm, "model_version", ""))
+        if rate:  # a canary drill: this version fails that share of its requests (serving/faults.py)
+            from twin_core.serving.faults import FaultyBatcher
+
+            return FaultyBatcher(llm, float(rate), **options)
+        return Batcher(llm, **options)
 
     @property
     def registry(self) -> Any:

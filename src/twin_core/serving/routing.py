@@ -1,8 +1,11 @@
 """Which model version answers a request: the author's production (or the base model), or the
-canary for a sticky ``canary_percent`` share of clients.
+canary for a ``canary_percent`` share of the traffic.
 
-The split is a pure function of (client id, author, canary version): the same client always gets the
-same version while a canary runs, a new canary draws a new sample of clients, and no state is kept.
+The split is a pure function of (split key, author, canary version), and no state is kept. The split
+key (``split_key``) is the explicit client id (``x-twin-client-id``) when the caller sent one: that
+client always gets the same version while a canary runs, a new canary draws a new sample of clients.
+Without one it is the request id: each request is drawn on its own, so a single API key (the default,
+one per author) still sends about P % of its requests to the canary instead of 0 % or 100 %.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def goes_to_canary(client_id: str, author_slug: str, canary_ref: str | None, can
     if canary_percent >= 100:
         return True
     return bucket(client_id, author_slug, canary_ref) < canary_percent * BUCKETS / 100
+
+
+def split_key(client_id: str, request_id: str) -> str:
+    """Sticky (the client) only for an explicit client id; otherwise per request."""
+    return client_id if client_id.startswith("id:") else f"req:{request_id}"
 
 
 def client_id_of(api_key: str | None, client_header: str | None, remote: str | None) -> str:

@@ -305,6 +305,20 @@ class ModelRegistry:
             self._write_state(slug, state)
             return self._entry(slug, version, state)
 
+    def record(self, ref: str, reason: str, numbers: dict[str, Any] | None = None) -> ModelVersion:
+        """A history entry that changes no stage (a canary analysis that held or failed, with its numbers)."""
+        slug, version = parse_ref(ref)
+        self.get(ref)  # unknown -> InputError
+        with self._locked(slug):
+            state = self._read_state(slug)
+            rec = state["versions"].setdefault(version, {"stage": "candidate", "canary_percent": None, "history": []})
+            change = StageChange(
+                at=_now(), from_stage=rec["stage"], to_stage=rec["stage"], reason=reason, numbers=numbers or {}
+            )
+            rec["history"].append(change.model_dump(mode="json"))
+            self._write_state(slug, state)
+            return self._entry(slug, version, state)
+
     def archive(self, ref: str, reason: str) -> ModelVersion:
         return self.set_stage(ref, "archived", reason)
 

@@ -1,0 +1,295 @@
+"""The canary analysis, after Flagger's: pure functions of one window of the request log.
+
+Every ``interval`` one analysis looks at the last ``window`` of the log (a sliding window, never
+"since the canary started") and runs the metric checks, each a value with a range:
+
+- ``request-success-rate`` (min): the canary's ok / (ok + errors); rejected and cancelled requests are
+  the client's doing and count for neither. Wilson 95 % interval: the check fails only when the whole
+  interval is below ``min``, passes when the estimate is at or above it, and holds in between.
+- ``latency-p95-ratio`` (max): canary p95 / production p95 of ``latency_ms.total`` of ok requests.
+- ``style-distance-increase`` (max): Burrows' Delta of a sample of the canary's answers from the
+  author's documents, minus the same for production's answers.
+- ``groundedness-drop`` (max): production's mean groundedness minus the canary's, same samples.
+
+A check with too little data (fewer than ``min_requests`` canary requests, or ``quality_min_answers``
+answers a side) holds: no data never promotes and never counts as a failure. One failing check fails
+the analysis; ``threshold`` failed analyses roll the canary back. A passing analysis moves the weight
+to the next step, and one at the last step (``max_weight``) promotes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twin_core.domain.inference import InferenceLog
+from twin_core.errors import ConfigError
+
+NOT_COUNTED = ("rejected", "cancelled")  # the client's doing: neither a success nor a model error
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+Z95 = 1.959964
+DEFAULT_METRICS = {
+    "request-success-rate": {"min": 0.95},
+    "latency-p95-ratio": {"max": 1.5},
+    "style-distance-increase": {"max": 0.5},
+    "groundedness-drop": {"max": 0.1},
+}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``90``, ``30s``, ``15m``, ``1h``, ``2d``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"not a duration: {text!r} (e.g. 30s, 15m, 1h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    interval_s: float = 300.0
+    window_s: float = 300.0
+    step_weights: tuple[int, ...] = (5, 10, 25, 50)
+    threshold: int = 2
+    min_requests: int = 20
+    quality_sample: int = 20
+    quality_min_answers: int = 5
+    metrics: dict[str, dict[str, float]] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+
+    @property
+    def max_weight(self) -> int:
+        return self.step_weights[-1]
+
+
+def _weights(data: dict[str, Any]) -> tuple[int, ...]:
+    """``step_weights: [5, 10, 25, 50]``, or Flagger's linear ``step_weight`` up to ``max_weight``."""
+    if data.get("step_weights"):
+        weights = tuple(int(w) for w in data["step_weights"])
+    elif data.get("step_weight"):
+        step, top = int(data["step_weight"]), int(data.get("max_weight", 50))
+        weights = tuple(range(step, top + 1, step)) if step > 0 else ()
+    else:
+        weights = CanaryConfig.step_weights
+    if not weights or list(weights) != sorted(set(weights)) or not 1 <= weights[0] <= weights[-1] <= 99:
+        raise ConfigError(f"deploy config: step weights must rise within 1-99 (got {list(weights)})")
+    return weights
+
+
+def canary_config(data: dict[str, Any], **overrides: Any) -> CanaryConfig:
+    """The ``canary`` section of configs/deploy.yaml, with non-None ``overrides`` on top."""
+    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        interval = parse_duration(merged.get("interval", "5m"))
+        cfg = CanaryConfig(
+            interval_s=interval,
+            window_s=parse_duration(merged.get("window", interval)),
+            step_weights=_weights(merged),
+            threshold=int(merged.get("threshold", 2)),
+            min_requests=int(merged.get("min_requests", 20)),
+            quality_sample=int(merged.get("quality_sample", 20)),
+            quality_min_answers=int(merged.get("quality_min_answers", 5)),
+            metrics={**DEFAULT_METRICS, **(merged.get("metrics") or {})},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"deploy config: {exc}") from None
+    if cfg.min_requests < 1 or cfg.quality_min_answers < 2:
+        raise ConfigError("deploy config: min_requests must be >= 1 and quality_min_answers >= 2 (no data = hold)")
+    if cfg.threshold < 1 or cfg.interval_s <= 0 or cfg.window_s <= 0:
+        raise ConfigError("deploy config: threshold >= 1, interval and window > 0")
+    return cfg
+
+
+def load_canary_config(path: Path | None, **overrides: Any) -> CanaryConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"deploy config {path} does not exist")
+        data = (yaml.safe_load(Path(path).read_text()) or {}).get("canary") or {}
+    return canary_config(data, **overrides)
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (None without data)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class SideStats:
+    requests: int  # every row of the window
+    counted: int  # ok + errors (rejected and cancelled left out)
+    errors: int
+    success_rate: float | None
+    success_ci95: tuple[float, float] | None
+    p95_ms: float | None
+
+
+def side_stats(rows: Iterable[InferenceLog]) -> SideStats:
+    rows = list(rows)
+    counted = [r for r in rows if r.status not in NOT_COUNTED]
+    ok = sum(1 for r in counted if r.status == "ok")
+    lat = [float(r.latency_ms.total) for r in counted if r.status == "ok" and r.latency_ms.total is not None]
+    return SideStats(
+        requests=len(rows),
+        counted=len(counted),
+        errors=len(counted) - ok,
+        success_rate=round(ok / len(counted), 4) if counted else None,
+        success_ci95=tuple(round(x, 4) for x in wilson(ok, len(counted))) if counted else None,  # type: ignore[misc]
+        p95_ms=_quantile(lat, 0.95),
+    )
+
+
+@dataclass
+class Quality:
+    """The live-quality numbers of one window (computed by ``watch`` from sampled answers)."""
+
+    canary_answers: int = 0
+    production_answers: int = 0
+    canary_style: float | None = None
+    production_style: float | None = None
+    canary_groundedness: float | None = None
+    production_groundedness: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Check:
+    name: str
+    result: str  # "pass" | "fail" | "hold"
+    value: float | None
+    range: dict[str, float]
+    detail: str
+
+
+def _in_range(name: str, value: float | None, rng: dict[str, float], detail: str, hold: str | None) -> Check:
+    if hold is not None or value is None:
+        return Check(name, "hold", value, rng, hold or "no data")
+    low, high = rng.get("min"), rng.get("max")
+    bad = (low is not None and value < low) or (high is not None and value > high)
+    return Check(name, "fail" if bad else "pass", round(value, 4), rng, detail)
+
+
+def success_check(can: SideStats, cfg: CanaryConfig) -> Check:
+    rng = cfg.metrics["request-success-rate"]
+    if can.counted < cfg.min_requests:
+        return Check(
+            "request-success-rate", "hold", can.success_rate, rng, f"{can.counted} < {cfg.min_requests} requests"
+        )
+    assert can.success_rate is not None and can.success_ci95 is not None
+    low, high = can.success_ci95
+    detail = f"{can.counted - can.errors}/{can.counted} ok, 95% CI [{low:.3f}, {high:.3f}]"
+    floor = rng.get("min", 0.0)
+    if high < floor:
+        return Check("request-success-rate", "fail", can.success_rate, rng, detail + f" wholly below {floor:g}")
+    if can.success_rate < floor:
+        return Check("request-success-rate", "hold", can.success_rate, rng, detail + " inconclusive")
+    return Check("request-success-rate", "pass", can.success_rate, rng, detail)
+
+
+def latency_check(can: SideStats, prod: SideStats, cfg: CanaryConfig) -> Check:
+    rng = cfg.metrics["latency-p95-ratio"]
+    short = min(can.counted - can.errors, prod.counted - prod.errors) < cfg.min_requests
+    if short or not can.p95_ms or not prod.p95_ms:
+        return _in_range("latency-p95-ratio", None, rng, "", f"fewer than {cfg.min_requests} ok requests a side")
+    ratio = can.p95_ms / prod.p95_ms
+    return _in_range("latency-p95-ratio", ratio, rng, f"p95 {can.p95_ms:.0f} ms vs {prod.p95_ms:.0f} ms", None)
+
+
+def quality_checks(q: Quality, cfg: CanaryConfig) -> list[Check]:
+    few = min(q.canary_answers, q.production_answers) < cfg.quality_min_answers
+    hold = f"{q.canary_answers}/{q.production_answers} answers < {cfg.quality_min_answers} a side" if few else None
+    style = grounded = None
+    if q.canary_style is not None and q.production_style is not None:
+        style = q.canary_style - q.production_style
+    if q.canary_groundedness is not None and q.production_groundedness is not None:
+        grounded = q.production_groundedness - q.canary_groundedness
+    return [
+        _in_range(
+            "style-distance-increase",
+            style,
+            cfg.metrics["style-distance-increase"],
+            f"Delta {q.canary_style} vs {q.production_style}",
+            hold or (q.note if style is None and q.note else None),
+        ),
+        _in_range(
+            "groundedness-drop",
+            grounded,
+            cfg.metrics["groundedness-drop"],
+            f"groundedness {q.canary_groundedness} vs {q.production_groundedness}",
+            hold,
+        ),
+    ]
+
+
+@dataclass
+class Decision:
+    action: str  # "hold" | "fail" | "step" | "promote" | "rollback"
+    result: str  # the analysis: "pass" | "fail" | "hold"
+    weight: int  # the canary's weight during the window
+    next_weight: int | None  # after a step
+    failed_checks: int  # failed analyses of this canary so far, this one included
+    checks: list[Check]
+    canary: SideStats
+    production: SideStats
+    reasons: list[str]
+
+    def numbers(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("reasons")
+        return data
+
+
+def next_weight(weight: int, weights: Sequence[int]) -> int | None:
+    """The next step above ``weight``; None at (or past) the last: promote."""
+    return next((w for w in weights if w > weight), None)
+
+
+def decide(
+    canary_rows: Iterable[InferenceLog],
+    production_rows: Iterable[InferenceLog],
+    quality: Quality,
+    *,
+    weight: int,
+    failed_before: int,
+    cfg: CanaryConfig,
+) -> Decision:
+    """One analysis: the checks over one window, and what to do about them."""
+    can, prod = side_stats(canary_rows), side_stats(production_rows)
+    checks = [success_check(can, cfg), latency_check(can, prod, cfg), *quality_checks(quality, cfg)]
+    failed = [c for c in checks if c.result == "fail"]
+    held = [c for c in checks if c.result == "hold"]
+    if failed:
+        count = failed_before + 1
+        action = "rollback" if count >= cfg.threshold else "fail"
+        reasons = [f"{c.name} {c.value} out of {c.range}: {c.detail}" for c in failed]
+        reasons.append(f"failed checks {count}/{cfg.threshold}")
+        return Decision(action, "fail", weight, None, count, checks, can, prod, reasons)
+    if held:
+        reasons = [f"{c.name}: {c.detail}" for c in held]
+        return Decision("hold", "hold", weight, None, failed_before, checks, can, prod, reasons)
+    step = next_weight(weight, cfg.step_weights)
+    action = "promote" if step is None else "step"
+    reasons = [f"all checks passed at {weight}%" + (f"; next {step}%" if step else "; promote")]
+    return Decision(action, "pass", weight, step, failed_before, checks, can, prod, reasons)
