@@ -1,0 +1,48 @@
+"""Rejected answers go through the batched engine in batches of similar prompt length, each answer
+cached by (instruction, context, budget, model): a repeated request is generated once, a re-run never."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twin_core.datasets.generate import CachedLLM, RejectedRequest
+
+
+class _BatchingLLM:
+    model_version = "batcher-1"
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return " ".join(text.split()[:max_tokens])
+
+    def generate_batch(self, reqs: list[Any]) -> list[Any]:
+        from twin_core.llm.base import Generation
+
+        self.batches.append([r.max_new_tokens for r in reqs])
+        return [Generation(f"answer {r.max_new_tokens}", 1, 1, self.model_version, 0.0) for r in reqs]
+
+
+def test_misses_are_batched_by_prompt_length_and_cached(tmp_path: Path) -> None:
+    from twin_core.settings import load_settings
+    from twin_core.stores.artifacts import open_artifact_store
+
+    store = open_artifact_store(load_settings(home=tmp_path / "twin"))
+    # budgets 1..20 follow the prompt lengths (context of i words), given in reverse order
+    requests = [RejectedRequest(f"question {i}", ("word " * i,), ("https://x/1",), i) for i in range(20, 0, -1)]
+    requests.append(requests[0])  # the same request twice: generated once
+    llm = _BatchingLLM()
+    answers = CachedLLM(llm, store).rejected(requests, "Ada", batch_size=8)
+    assert answers == [f"answer {r.max_new_tokens}" for r in requests]
+    assert llm.batches == [list(range(1, 9)), list(range(9, 17)), list(range(17, 21))]
+    again = CachedLLM(llm, store)
+    assert again.rejected(requests, "Ada") == answers
+    assert (again.calls, again.hits, len(llm.batches)) == (0, 20, 3)
+    other_context = RejectedRequest("question 20", ("other text",), (), 20)
+    assert CachedLLM(llm, store).rejected([other_context], "Ada") == ["answer 20"]
+    assert len(llm.batches) == 4  # another context is another prompt: not served from the cache
