@@ -32,7 +32,7 @@ def test_empty_test_split_is_a_clear_error(settings: Any, tmp_path: Path, twin: 
     mv = register(settings, fake_model_folder(tmp_path, "c"), dataset, "x")
     run = twin("evaluate", "--model", mv.ref, env=env)
     assert run.returncode == 3
-    assert run.result["error"].startswith(f"dataset {dataset} has an empty test split")
+    assert run.result["error"].startswith(f"dataset {dataset} holds out 0 usable rows")
     store = Path(settings.artifacts_location)
     assert not (store / "evaluations").exists()  # nothing written
 
@@ -42,14 +42,14 @@ def test_evaluate_tiny_models_judge_down(settings: Any, tmp_path: Path, twin: An
     """Real generation, perplexity and embeddings; the judge endpoint is down: missing, not zero."""
     ref = setup_tiny_candidate(settings, tmp_path)
     down = {**env, "TWIN_EVAL_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "TWIN_EVAL_JUDGE_MODEL": "judge"}
-    run = twin("evaluate", "--model", ref, "--baseline", "base", "--max-rows", "2", env=down)
+    run = twin("evaluate", "--model", ref, "--baseline", "base", "--max-rows", "2", "--min-rows", "2", env=down)
     assert run.returncode == 0, run.stderr[-3000:]
     res = run.result
     assert res["rows"] == 2 and res["baseline"].startswith("base:")
     for role in ("candidate", "baseline"):
         m = res["metrics"][role]
         assert m["perplexity"] > 1000  # untrained tiny models: a real, huge perplexity
-        assert -1 <= m["style_similarity"] <= 1 and 0 <= m["rouge_l"] <= 1
+        assert -1 <= m["topic_similarity"] <= 1 and 0 <= m["rouge_l"] <= 1
         assert m["judge_accuracy"] is None and m["judge_style"] is None
     assert res["judge"]["status"] == "unavailable" and "BackendUnavailable" in res["judge"]["reason"]
     assert res["rag"]["status"] == "missing"  # no vector store in this home
@@ -58,4 +58,42 @@ def test_evaluate_tiny_models_judge_down(settings: Any, tmp_path: Path, twin: An
     report = json.loads(Path(res["report"]["json"]).read_text())
     assert report["metrics"] == res["metrics"] and report["comet"]["mode"] == "offline"
     html = Path(res["report"]["html"]).read_text()
-    assert "Judge: accuracy (1-3)" in html and "unavailable" in html
+    assert "Judge: accuracy (1-3)" in html and "unavailable" in html and "paired rows" in html
+    assert res["gate_checks"]["perplexity"]["rows"] == 2
+
+
+def test_baseline_against_itself_passes_and_a_damaged_model_fails(settings: Any, tmp_path: Path, env: Any) -> None:
+    """Real tiny models: the base model as its own candidate is never better and always not worse; the
+    same weights with noise added fail the gate (perplexity worse on every paired row)."""
+    import dataclasses
+    import shutil
+
+    import torch
+    from eval_fixtures import register, tiny_model_folder, write_dataset
+    from transformers import AutoModelForCausalLM
+
+    from twin_core.evaluation.config import load_eval_config
+    from twin_core.evaluation.run import evaluate
+
+    dataset = write_dataset(settings)
+    base = tiny_model_folder(tmp_path, "tiny-base", settings, seed=1)
+    same = tmp_path / "same"
+    shutil.copytree(base, same)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(base, damaged)
+    model = AutoModelForCausalLM.from_pretrained(damaged / "merged")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.5)
+    model.save_pretrained(damaged / "merged")
+    cfg = dataclasses.replace(load_eval_config(settings), min_rows=3, max_new_tokens=8)
+    itself = evaluate(settings, register(settings, same, dataset, str(base / "merged")).ref, "base", config=cfg)
+    checks = {c["metric"]: c for c in itself.gate["checks"]}
+    assert itself.gate["passed"] is True
+    assert checks["perplexity"]["rows"] == 3 and checks["perplexity"]["low"] == checks["perplexity"]["high"] == 0.0
+    assert checks["rouge_l"]["diff"] == 0.0 and checks["rouge_l"]["outcome"] == "pass"
+    broken = evaluate(settings, register(settings, damaged, dataset, str(base / "merged")).ref, "base", config=cfg)
+    assert broken.gate["passed"] is False and "perplexity" in broken.gate["failing"]
+    ppl = next(c for c in broken.gate["checks"] if c["metric"] == "perplexity")
+    assert ppl["rows"] == 3 and ppl["high"] < 0  # worse on every row: the whole interval on the bad side

@@ -34,6 +34,9 @@ def app(
     max_rows: int = typer.Option(
         None, "--max-rows", help="Held-out rows evaluated (default: configs/evaluation.yaml)."
     ),
+    min_rows: int = typer.Option(
+        None, "--min-rows", help="Fewest held-out rows to decide on (default: configs/evaluation.yaml, 20)."
+    ),
     require_pass: bool = typer.Option(False, "--require-pass", help="Exit 3 when the gate fails (for pipelines)."),
 ) -> dict:
     """Evaluate a model version against a baseline on its dataset's held-out split, then gate it.
@@ -53,7 +56,9 @@ def app(
     cfg = load_eval_config(settings)
     if max_rows is not None:
         cfg = dataclasses.replace(cfg, max_rows=max_rows)
-    check_inputs(settings, model, cfg)  # unknown version, empty test split -> exit 3 before any model loads
+    if min_rows is not None:
+        cfg = dataclasses.replace(cfg, min_rows=min_rows)
+    check_inputs(settings, model, baseline, cfg)  # unknown version, empty test split -> exit 3 before any model loads
     result = evaluate(settings, model, baseline, tools=build_tools(settings, judge=judge), config=cfg)
     report = result.as_dict()
     stored = write_report(settings, report)
