@@ -31,7 +31,8 @@ def _ask(served: Any, client: str, n: int = 1) -> dict[str, Any]:
 
 
 def _served_ids(served: Any) -> set[str]:
-    return {m["id"] for m in requests.get(f"{served.url}/openai/v1/models", timeout=10).json()["data"]}
+    listing = requests.get(f"{served.url}/openai/v1/models", headers=ADA, timeout=10).json()
+    return {m["id"] for m in listing["data"]}
 
 
 def _wait_for(cond: Any, what: str, timeout_s: float = 90) -> None:

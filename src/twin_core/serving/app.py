@@ -55,11 +55,13 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
     from twin_core.serving.gateway import TwinGateway
+    from twin_core.serving.listings import add_listing_routes
     from twin_core.serving.metrics import StatusCounter
 
     app = FastAPI(title="LLM Twin", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
     app.add_api_route("/", server.dataplane.live, methods=["GET"])
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
+    add_listing_routes(app, server, transformer, auth_disabled=auth.disabled)  # before KServe's: these win
     register_v1_endpoints(app, server.dataplane, server.model_repository_extension)
     register_v2_endpoints(app, server.dataplane, server.model_repository_extension)
     if transformer is not None:
@@ -102,8 +104,7 @@ def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
 def _add_openai_route(app: FastAPI, transformer: Any) -> None:
     """The OpenAI-compatible API on top of the transformer (auth, limits, log and metrics as ``:predict``).
 
-    - ``GET /openai/v1/models``: the served models: ``twin`` (routes per author) and every model
-      version being served (base, production, canary);
+    - ``GET /openai/v1/models`` is in ``listings.py`` (a key sees only its own author's versions);
     - ``POST /openai/v1/chat/completions``: the last user message is the RAG query; ``max_tokens``
       (or ``max_completion_tokens``) maps to ``max_new_tokens``; extra fields ``sources``,
       ``served_stage``; ``stream: true`` answers server-sent events, one chunk per new piece of text,
@@ -113,25 +114,6 @@ def _add_openai_route(app: FastAPI, transformer: Any) -> None:
     """
     from fastapi.responses import StreamingResponse
     from kserve.errors import InvalidInput
-
-    created = int(time.time())
-
-    async def list_models() -> dict[str, Any]:
-        data = [{"id": transformer.name, "object": "model", "created": created, "owned_by": "llm-twin"}]
-        predictor = transformer.local_predictor
-        pool = predictor.pool if predictor is not None else None
-        if pool is not None:
-            for model in pool.served():
-                data.append(
-                    {
-                        "id": model.version,
-                        "object": "model",
-                        "created": created,
-                        "owned_by": "llm-twin",
-                        "stage": model.stage,
-                    }
-                )
-        return {"object": "list", "data": data}
 
     async def chat_completions(request: Request) -> Any:
         try:
@@ -168,7 +150,6 @@ def _add_openai_route(app: FastAPI, transformer: Any) -> None:
             "served_stage": pred.get("served_stage"),
         }
 
-    app.add_api_route("/openai/v1/models", list_models, methods=["GET"])
     app.add_api_route("/openai/v1/chat/completions", chat_completions, methods=["POST"])
 
 

@@ -1,8 +1,10 @@
 """The gateway in front of the inference routes (pure ASGI middleware): API key -> author, body-size
 limit, bounded concurrency with a queue (then 503 + Retry-After), and a request timeout (504).
 
-Health (``/v2/health/*``), readiness and ``/metrics`` stay open. The author header the models read is
-always rewritten here: a client cannot forge it.
+Model listings need a key too (they show only its author's versions, ``listings.py``), without the
+limits. Health (``/v2/health/*``), readiness and ``/metrics`` stay open. KServe's model repository
+routes (``/v2/repository/…``: load/unload) are never served: ``twin serve`` and the registry poll
+manage the models. The author header the models read is always rewritten here: a client cannot forge it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ def is_inference_path(method: str, path: str) -> bool:
     )
 
 
+def is_listing_path(method: str, path: str) -> bool:
+    """The model listings and a model's v2 metadata (``/v2/models/{name}``, not its readiness)."""
+    if method != "GET":
+        return False
+    if path in ("/v1/models", "/v2/models", "/openai/v1/models"):
+        return True
+    parts = path.split("/")
+    return len(parts) == 4 and path.startswith("/v2/models/") and bool(parts[3])
+
+
+def is_closed_path(path: str) -> bool:
+    return path == "/v2/repository" or path.startswith("/v2/repository/")
+
+
 async def _send_json(send: Callable, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
     raw = json.dumps(body).encode()
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
@@ -63,25 +79,48 @@ class TwinGateway:
         self.retry_after = str(settings.serve.retry_after_s)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or not is_inference_path(scope["method"], scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method, path = scope["method"], scope["path"]
+        if is_closed_path(path):
+            await _send_json(send, 404, {"error": "not served: models are managed by twin serve and the registry"})
+            return
+        listing = is_listing_path(method, path)
+        if not listing and not is_inference_path(method, path):
+            await self.app(scope, receive, send)
+            return
+        headers, key = await self._authenticate(scope, send)
+        if headers is None:
+            return
+        if listing:
+            await self.app({**scope, "headers": headers}, receive, send)
+            return
+        await self._limited({**scope, "headers": headers}, receive, send, key)
+
+    async def _authenticate(self, scope: dict, send: Callable) -> tuple[list | None, str | None]:
+        """Headers without client-set trusted headers, plus the key's author; None after a 401."""
         trusted = (AUTHOR_HEADER.encode(), CLIENT_HEADER.encode())
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in trusted]
         raw = dict(headers).get(b"authorization")
         key = raw.decode("latin-1") if raw else None
-        if not self.auth.disabled:
-            author = self.auth.author_for(key)
-            if author is None:
-                metrics.REJECTED.labels(reason="unauthorized").inc()
-                await _send_json(
-                    send,
-                    401,
-                    {"error": "missing or invalid API key (Authorization: Bearer <key>)"},
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                return
-            headers.append((AUTHOR_HEADER.encode(), author.encode("utf-8")))
+        if self.auth.disabled:
+            return headers, key
+        author = self.auth.author_for(key)
+        if author is None:
+            metrics.REJECTED.labels(reason="unauthorized").inc()
+            await _send_json(
+                send,
+                401,
+                {"error": "missing or invalid API key (Authorization: Bearer <key>)"},
+                {"WWW-Authenticate": "Bearer"},
+            )
+            return None, key
+        return [*headers, (AUTHOR_HEADER.encode(), author.encode("utf-8"))], key
+
+    async def _limited(self, scope: dict, receive: Callable, send: Callable, key: str | None) -> None:
+        """An inference request: client identity, body limit, bounded concurrency, then ``_run``."""
+        headers = list(scope["headers"])
         client_hdr = dict(headers).get(CLIENT_ID_HEADER.encode())
         client = client_id_of(
             key.removeprefix("Bearer ").strip() if key else None,
@@ -122,42 +161,10 @@ class TwinGateway:
     async def _run(self, scope: dict, receive: Callable, send: Callable, limit: int) -> None:
         """Run the app with the body limit and the timeout; a client that disconnects before its
         response is complete cancels its request (its batch row stops, its slot is freed)."""
-        started = False
-        finished = False
-        inbox: asyncio.Queue[dict] = asyncio.Queue()
-        gone = asyncio.Event()
-
-        async def pump() -> None:  # the only reader of the real `receive`: sees the disconnect
-            received = 0
-            while True:
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        await inbox.put({"type": "twin.too_large"})
-                        return
-                await inbox.put(message)
-                if message["type"] == "http.disconnect":
-                    gone.set()
-                    return
-
-        async def app_receive() -> dict:
-            message = await inbox.get()
-            if message["type"] == "twin.too_large":
-                raise _TooLarge
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal started, finished
-            if message["type"] == "http.response.start":
-                started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
-            await send(message)
-
-        app_task = asyncio.ensure_future(self.app(scope, app_receive, tracking_send))
-        pump_task = asyncio.ensure_future(pump())
-        gone_task = asyncio.ensure_future(gone.wait())
+        exchange = _Exchange(receive, send, limit)
+        app_task = asyncio.ensure_future(self.app(scope, exchange.app_receive, exchange.app_send))
+        pump_task = asyncio.ensure_future(exchange.pump())
+        gone_task = asyncio.ensure_future(exchange.gone.wait())
         try:
             done, _ = await asyncio.wait(
                 {app_task, gone_task},
@@ -170,19 +177,59 @@ class TwinGateway:
             app_task.cancel()
             with contextlib.suppress(BaseException):
                 await app_task
-            if gone.is_set():
-                if not finished:
+            if exchange.gone.is_set():
+                if not exchange.finished:
                     metrics.REJECTED.labels(reason="disconnected").inc()
                     log.info("client went away: request %s %s cancelled", scope["method"], scope["path"])
                 return
             metrics.REJECTED.labels(reason="timeout").inc()
-            if not started:
+            if not exchange.started:
                 await _send_json(send, 504, {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"})
         except _TooLarge:
             metrics.REJECTED.labels(reason="too_large").inc()
-            if not started:
+            if not exchange.started:
                 await _send_json(send, 413, {"error": f"request body above {limit} bytes"})
         finally:
             for task in (pump_task, gone_task, app_task):
                 if not task.done():
                     task.cancel()
+
+
+class _Exchange:
+    """One request's messages between the client and the app: ``pump`` alone reads the real
+    ``receive`` (so it sees the disconnect) and enforces the body limit; ``app_send`` records how far
+    the response got."""
+
+    def __init__(self, receive: Callable, send: Callable, limit: int) -> None:
+        self.receive, self.send, self.limit = receive, send, limit
+        self.started = False
+        self.finished = False
+        self.inbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.gone = asyncio.Event()
+
+    async def pump(self) -> None:
+        received = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    await self.inbox.put({"type": "twin.too_large"})
+                    return
+            await self.inbox.put(message)
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                return
+
+    async def app_receive(self) -> dict:
+        message = await self.inbox.get()
+        if message["type"] == "twin.too_large":
+            raise _TooLarge
+        return message
+
+    async def app_send(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self.send(message)

@@ -40,6 +40,18 @@ AUTHOR_HEADER = "x-twin-author"  # set by the gateway middleware from the API ke
 CLIENT_HEADER = "x-twin-client"  # set by the gateway: sticky client identity for the canary split
 
 
+def trusted_author(headers: Any) -> str | None:
+    """The author the gateway put in ``AUTHOR_HEADER`` (UTF-8 bytes, which ASGI servers hand over as
+    latin-1 text), or None."""
+    value = (headers or {}).get(AUTHOR_HEADER)
+    if not value:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value  # already text (an in-process call)
+
+
 @dataclass
 class _RequestState:
     request_id: str
@@ -171,7 +183,11 @@ class TwinPredictor(kserve.Model):
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
         # the instances of one request join the same batch; one failing fails the request (KServe v1)
-        results = await asyncio.gather(*(self._one(m, n, inst) for m, n, inst in self._instances(payload)))
+        instances = self._instances(payload)
+        author = trusted_author(headers)
+        if author is not None:  # a key routes to its own author's models only, whatever the body says
+            instances = [(m, n, {**inst, "author": author}) for m, n, inst in instances]
+        results = await asyncio.gather(*(self._one(m, n, inst) for m, n, inst in instances))
         return {"predictions": list(results)}
 
 
@@ -250,7 +266,7 @@ class TwinTransformer(kserve.Model):
                 raise InputError("request body is not valid JSON") from None
         state.v2 = isinstance(payload, kserve.InferRequest)
         state.requests = parse_v2(payload) if state.v2 else parse_v1(payload)
-        key_author = None if self.auth_disabled else (headers or {}).get(AUTHOR_HEADER)
+        key_author = None if self.auth_disabled else trusted_author(headers)
         if not self.auth_disabled and not key_author:
             raise InputError("no authenticated author for this request")  # the gateway always sets it
         for req in state.requests:
