@@ -3,7 +3,28 @@
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
+
+# One cheap invocation of every `twin` group and command on a fresh, empty home (or with bad input,
+# which must still end in the JSON result line): (argv, expected exit code, expected step name).
+ONE_PER_GROUP = [
+    (["warehouse", "stats"], 0, "warehouse.stats"),
+    (["etl", "crawlers"], 0, "etl.crawlers"),
+    (["validate", "raw", "--max-failure-ratio", "7"], 2, "validate.raw"),  # a usage error: JSON too
+    (["features", "run"], 0, "features.run"),
+    (["datasets", "list"], 0, "datasets.list"),
+    (["train", "profiles"], 0, "train.profiles"),
+    (["evaluate", "--model", "nobody/v0001"], 3, "evaluate"),
+    (["registry", "list"], 0, "registry.list"),
+    (["serve", "--component", "bogus"], 3, "serve"),
+    (["rag", "query", "hello", "--category", "nope"], 3, "rag.query"),
+    (["deploy", "status"], 0, "deploy.status"),
+    (["monitor", "drift", "--window", "bogus"], 3, "monitor.drift"),
+    (["demo", "--sample", "/nonexistent"], 3, "demo"),
+]
 
 
 def test_help_lists_every_group(twin) -> None:
@@ -113,3 +134,44 @@ def test_twin_core_never_imports_airflow() -> None:
         if any(line.lstrip().startswith(("import airflow", "from airflow")) for line in p.read_text().splitlines())
     ]
     assert offenders == []
+
+
+def test_the_table_covers_every_group() -> None:
+    from twin_core.cli.main import app
+
+    names = {g.name for g in app.registered_groups} | {c.name for c in app.registered_commands}
+    assert names == {argv[0] for argv, _, _ in ONE_PER_GROUP}
+
+
+@pytest.mark.parametrize(("argv", "code", "step"), ONE_PER_GROUP, ids=[a[0] for a, _, _ in ONE_PER_GROUP])
+def test_every_group_prints_exactly_one_json_line(twin, twin_home: Path, argv: list[str], code: int, step: str) -> None:
+    run = twin(*argv)
+    assert run.returncode == code, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1, run.stdout[-2000:]
+    assert json.loads(lines[0])["step"] == step
+
+
+def test_stdout_written_inside_a_command_goes_to_stderr(tmp_path: Path) -> None:
+    """A print, a library's write to sys.stdout and a child process's output (descriptor 1) all land
+    on stderr: stdout holds the result line only."""
+    code = textwrap.dedent(
+        """
+        import subprocess, sys
+        from twin_core.cli.protocol import step
+
+        @step("noisy")
+        def noisy() -> dict:
+            print("a print")
+            sys.stdout.write("a library write\\n")
+            subprocess.run([sys.executable, "-c", "print('a child process')"], check=True)
+            return {"n": 1}
+
+        noisy()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["n"] for line in out.stdout.splitlines()] == [1]
+    for text in ("a print", "a library write", "a child process"):
+        assert text in out.stderr

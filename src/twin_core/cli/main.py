@@ -1,4 +1,4 @@
-"""`twin`: every pipeline step as a command. Each command ends by printing one JSON result line.
+"""`twin`: every pipeline step as a command. Each command prints exactly one JSON result line on stdout.
 
 Group modules import only typer at module level; heavy libraries load inside the commands, so
 ``twin --help`` answers in well under a second.
@@ -6,32 +6,28 @@ Group modules import only typer at module level; heavy libraries load inside the
 
 from __future__ import annotations
 
-import importlib
 import os
+import sys
 
 import typer
 
 from twin_core import __version__
+from twin_core.cli import (
+    datasets,
+    demo,
+    deploy,
+    etl,
+    evaluate,
+    features,
+    monitor,
+    rag,
+    registry,
+    serve,
+    train,
+    validate,
+    warehouse,
+)
 from twin_core.cli.logs import setup_logging
-from twin_core.cli.placeholder import PLACEHOLDER_CONTEXT, placeholder_command
-
-# (name, module holding `app`, help). A module that does not exist yet is a stage not built yet:
-# its command says so and exits 5.
-GROUPS: list[tuple[str, str, str]] = [
-    ("warehouse", "twin_core.cli.warehouse", "Import, export and inspect the data warehouse."),
-    ("etl", "twin_core.cli.etl", "Crawl links into the warehouse."),
-    ("validate", "twin_core.cli.validate", "Validate warehouse data with Great Expectations."),
-    ("features", "twin_core.cli.features", "Clean, chunk and embed documents into the feature store."),
-    ("datasets", "twin_core.cli.datasets", "Build instruction and preference datasets."),
-    ("train", "twin_core.cli.train", "Fine-tune the twin (SFT with LoRA, then DPO)."),
-    ("evaluate", "twin_core.cli.evaluate", "Evaluate a candidate model against production."),
-    ("registry", "twin_core.cli.registry", "List and promote model versions."),
-    ("serve", "twin_core.cli.serve", "Serve the twin over HTTP (KServe model server)."),
-    ("rag", "twin_core.cli.rag", "Search the feature store and ask the twin from the command line."),
-    ("deploy", "twin_core.cli.deploy", "Roll a model out on KServe (canary, promote, rollback)."),
-    ("monitor", "twin_core.cli.monitor", "Drift reports and alerts with Evidently."),
-    ("demo", "twin_core.cli.demo", "Run the whole pipeline on the sample corpus and the embedded stores."),
-]
 
 app = typer.Typer(
     name="twin",
@@ -56,31 +52,55 @@ def root(
     setup_logging(log_level)
 
 
-def _register() -> None:
-    for name, module, help_text in GROUPS:
-        try:
-            sub = importlib.import_module(module).app
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            app.command(name, help=f"(not yet available) {help_text}", context_settings=PLACEHOLDER_CONTEXT)(
-                placeholder_command(name)
-            )
-            continue
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name, help=help_text)
-        else:  # a single command
-            app.command(name, help=help_text)(sub)
+# Groups (typer sub-apps) and single commands, in pipeline order.
+app.add_typer(warehouse.app, name="warehouse", help="Import, export and inspect the data warehouse.")
+app.add_typer(etl.app, name="etl", help="Crawl links into the warehouse.")
+app.add_typer(validate.app, name="validate", help="Validate warehouse data with Great Expectations.")
+app.add_typer(features.app, name="features", help="Clean, chunk and embed documents into the feature store.")
+app.add_typer(datasets.app, name="datasets", help="Build instruction and preference datasets.")
+app.add_typer(train.app, name="train", help="Fine-tune the twin (SFT with LoRA, then DPO).")
+app.command("evaluate", help="Evaluate a candidate model against production.")(evaluate.app)
+app.add_typer(registry.app, name="registry", help="List and promote model versions.")
+app.command("serve", help="Serve the twin over HTTP (KServe model server).")(serve.app)
+app.add_typer(rag.app, name="rag", help="Search the feature store and ask the twin from the command line.")
+app.add_typer(deploy.app, name="deploy", help="Roll a model out on KServe (canary, promote, rollback).")
+app.add_typer(monitor.app, name="monitor", help="Drift reports and alerts with Evidently.")
+app.command("demo", help="Run the whole pipeline on the sample corpus and the embedded stores.")(demo.app)
 
 
-_register()
+def _click_exception() -> type[Exception]:
+    """click's base exception as typer uses it (typer ≥ 0.25 vendors click as ``typer._click``)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_error(exc: Exception) -> None:
+    """A malformed command line: typer's message on stderr, the JSON error line on stdout, exit 2."""
+    from typer import rich_utils
+
+    from twin_core.cli.protocol import emit_result, error_result
+
+    exit_code = int(getattr(exc, "exit_code", 2))
+    rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `twin` or `twin <group>` alone: help, not a command run
+        sys.exit(exit_code)
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path.split()[1:] if ctx is not None else []
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    emit_result(error_result(".".join(path) or "twin", message, "usage"))
+    sys.exit(exit_code)
 
 
 def main() -> None:
     # transformers' Trainer imports comet_ml (its integration) before our tracking code runs; comet_ml
     # reads this on import: never send crash reports to Comet's Sentry from a pipeline step.
     os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
-    app()
+    try:
+        code = app(standalone_mode=False)  # usage errors come back here instead of exiting
+    except _click_exception() as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

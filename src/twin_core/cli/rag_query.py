@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -27,7 +28,7 @@ def command(
     categories = [Category.parse(c) for c in category] if category else None
     pipeline = open_pipeline(get_settings())
     result = pipeline.answer(RAGRequest(query, author, max_new_tokens, categories), transport="cli")
-    print(result.answer)
+    print(result.answer, file=sys.stderr)  # for the reader; stdout carries the result line only
     for src in result.sources:
-        print(f"  - {src['link']} ({src['category']}, score {src['score']})")
+        print(f"  - {src['link']} ({src['category']}, score {src['score']})", file=sys.stderr)
     return result.as_dict()

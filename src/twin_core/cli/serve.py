@@ -24,11 +24,12 @@ def app(
     """Serve /v1/models/<name>:predict, /v2/models/<name>/infer, /v2/health/*, /metrics and
     /openai/v1/chat/completions until interrupted (Ctrl-C / SIGTERM stop it cleanly)."""
     from twin_core.errors import InputError
+
+    if component not in ("all", "transformer", "predictor"):  # before kserve's import (seconds)
+        raise InputError(f"--component must be all, transformer or predictor (got {component!r})")
     from twin_core.serving.server import serve
     from twin_core.settings import get_settings
 
-    if component not in ("all", "transformer", "predictor"):
-        raise InputError(f"--component must be all, transformer or predictor (got {component!r})")
     report = serve(
         get_settings(),
         host=host,
