@@ -83,9 +83,10 @@ def plain(dataset: str, steps: int, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.llm.rows import sft_example
     from twin_core.settings import get_settings
-    from twin_core.training.data import load_training_data, sft_example
-    from twin_core.training.model import resolve_base
+    from twin_core.training.data import load_training_data
     from twin_core.training.profiles import load_profile
 
     settings = get_settings()

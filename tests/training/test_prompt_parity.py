@@ -13,12 +13,13 @@ def test_trained_text_is_served_prompt_plus_answer(tsettings) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from twin_core.training import data
-    from twin_core.training import model as models
+    from twin_core.llm import rows as data
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.training import peft_model as models
     from twin_core.training.profiles import load_profile
 
     profile = load_profile(tsettings, "tiny-test")
-    location = models.resolve_base(tsettings, profile.base_model)
+    location = resolve_base(tsettings, profile.base_model)
     model, tokenizer = models.load_for_training(tsettings, profile, location)
     row = {"instruction": "Why are idempotent jobs worth it?", "answer": "Because reruns are free.", "id": "x"}
     row_ctx = {
@@ -31,7 +32,7 @@ def test_trained_text_is_served_prompt_plus_answer(tsettings) -> None:
     for r in (row, row_ctx):
         ex = data.sft_example(r, "Ada Quillfeather")
         # what serving sends: build_messages without the answer, through the chat template
-        contexts = data._contexts(r)
+        contexts = data.row_contexts(r)
         served = render_prompt(
             tokenizer, build_messages(r["instruction"], contexts, author="Ada Quillfeather").messages
         )
@@ -55,12 +56,13 @@ def test_trained_text_is_served_prompt_plus_answer(tsettings) -> None:
 
 
 def test_perplexity(tsettings) -> None:
-    from twin_core.training import model as models
-    from twin_core.training.metrics import perplexity
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.llm.perplexity import perplexity
+    from twin_core.training import peft_model as models
     from twin_core.training.profiles import load_profile
 
     profile = load_profile(tsettings, "tiny-test")
-    model, tokenizer = models.load_for_training(tsettings, profile, models.resolve_base(tsettings, profile.base_model))
+    model, tokenizer = models.load_for_training(tsettings, profile, resolve_base(tsettings, profile.base_model))
     fluent = perplexity(model, tokenizer, ["The cat sat on the mat and looked out of the window."])
     noise = perplexity(model, tokenizer, ["mat window the of cat out sat looked on and the the."])
     assert 1 < fluent < noise

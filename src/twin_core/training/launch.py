@@ -19,7 +19,7 @@ from typing import Any
 
 from twin_core.errors import TwinError
 from twin_core.settings import Settings
-from twin_core.training.model import check_device
+from twin_core.training.peft_model import check_device
 from twin_core.training.profiles import TrainingProfile, load_profile
 
 RESULT_ENV = "TWIN_TRAINING_RESULT_FILE"

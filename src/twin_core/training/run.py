@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 from twin_core.domain import content_hash
 from twin_core.errors import InputError
+from twin_core.llm import rows
+from twin_core.llm.base_model import resolve_base
+from twin_core.llm.perplexity import perplexity
 from twin_core.settings import Settings
 from twin_core.training import checkpoints, data
-from twin_core.training import model as models
-from twin_core.training.metrics import perplexity
+from twin_core.training import peft_model as models
 from twin_core.training.profiles import TrainingProfile, load_profile
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,8 @@ def _trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, c
 def _heldout(tokenizer: Any, kind: Kind, rows: list[dict[str, Any]], author: str) -> list[tuple[str, str]]:
     pairs = []
     for row in rows[:EVAL_EXAMPLES]:
-        ex = data.sft_example(row, author) if kind == "sft" else data.dpo_example(row, author)
-        pairs.append(data.prompt_and_answer_text(tokenizer, ex, "completion" if kind == "sft" else "chosen"))
+        ex = rows.sft_example(row, author) if kind == "sft" else rows.dpo_example(row, author)
+        pairs.append(rows.prompt_and_answer_text(tokenizer, ex, "completion" if kind == "sft" else "chosen"))
     return pairs
 
 
@@ -103,7 +105,7 @@ def run_training(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, register a candidate, and return the step result (see the module doc)."""
-    from twin_core.training.tracking import quiet_comet
+    from twin_core.llm.comet import quiet_comet
 
     quiet_comet()  # before transformers imports comet_ml (its integrations probe for it)
     from twin_core.stores.artifacts import open_artifact_store
@@ -123,7 +125,7 @@ def run_training(
         base_name = parent.metadata.get("base_model", parent.ref)
     else:
         parent = None
-        base_location = models.resolve_base(settings, profile.base_model)
+        base_location = resolve_base(settings, profile.base_model)
         base_name = profile.base_model
     if settings.llm.threads:
         import torch
@@ -152,7 +154,7 @@ def run_training(
 
     from datasets import Dataset
 
-    make = data.sft_example if kind == "sft" else data.dpo_example
+    make = rows.sft_example if kind == "sft" else rows.dpo_example
     train_ds = Dataset.from_list([make(row, td.author) for row in td.train])
     args = _trainer_args(profile, kind, work / "trainer", steps, ckpt_steps)
     params = {

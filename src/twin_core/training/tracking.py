@@ -18,13 +18,6 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def quiet_comet() -> None:
-    """Read by comet_ml when first imported: no crash reports to Comet's Sentry (no network here, and
-    none wanted), no framework auto-logging (we log the Trainer's metrics ourselves)."""
-    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
-    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
-
-
 class Tracker:
     def __init__(
         self, settings: Settings, offline_dir: Path, name: str, params: dict[str, Any], tags: list[str]

@@ -1,7 +1,6 @@
-"""Base models for training: resolution (offline), loading (LoRA / QLoRA), chat template, merging.
+"""PEFT models for training: loading (LoRA / QLoRA), pad token and chat template, merging the adapter.
 
-Trainer refuses GGUF-quantized weights, so the packaged SmolLM2 GGUF is trained from the
-safetensors copy ``twin_core.llm.local`` converts once (``models_dir/smollm2-135m-instruct``).
+Where the base model's weights are is ``twin_core.llm.base_model.resolve_base``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.errors import ConfigError
-from twin_core.settings import Settings, updated
+from twin_core.llm.base_model import offline
+from twin_core.settings import Settings
 from twin_core.training.profiles import TrainingProfile
 
 log = logging.getLogger(__name__)
@@ -26,44 +26,6 @@ CHATML_TEMPLATE = (
 # Pad tokens the families of the Handbook reserve for it (never the EOS: padding with EOS would mask
 # the EOS label of every example, and the model would not learn to stop).
 _PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|fim_pad|>", "<|endoftext|>", "<pad>", "<unk>")
-
-
-def _offline(settings: Settings) -> bool:
-    return settings.hf_offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
-
-
-def resolve_base(settings: Settings, base_model: str) -> str:
-    """A loadable location for ``base_model``: a local safetensors folder or a cached Hub id.
-
-    The packaged SmolLM2 GGUF is converted once (through ``load_local_llm``); a model that cannot be
-    loaded offline is a ConfigError naming it.
-    """
-    from twin_core.llm.local import PACKAGED_ID, load_local_llm, resolve_source
-
-    name = base_model.strip()
-    if name.lower() in (PACKAGED_ID, "packaged", ""):
-        packaged = updated(settings, llm_model_id=PACKAGED_ID, llm_model_version=None)
-        source = resolve_source(packaged)
-        if source.gguf_file:
-            log.info("converting the packaged SmolLM2 GGUF to safetensors once (training needs plain weights)")
-            load_local_llm(packaged)
-            source = resolve_source(packaged)
-        return source.location
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"base model {name}: no config.json (a GGUF or partial folder cannot be trained)")
-        return str(path)
-    try:
-        from transformers import AutoConfig
-
-        AutoConfig.from_pretrained(name, local_files_only=_offline(settings))
-    except Exception as exc:  # noqa: BLE001 - any failure means: cannot load it here
-        raise ConfigError(
-            f"base model {name!r} cannot be loaded offline (not in the Hugging Face cache; "
-            f"download it first or set HF_HUB_OFFLINE=0): {type(exc).__name__}"
-        ) from None
-    return name
 
 
 def prepare_tokenizer(tokenizer: Any) -> Any:
@@ -104,8 +66,8 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
     """Model (4-bit when the profile says so) and prepared tokenizer from a resolved location."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    offline = _offline(settings)
-    kwargs: dict[str, Any] = {"local_files_only": offline, "dtype": _dtype(profile)}
+    local_only = offline(settings)
+    kwargs: dict[str, Any] = {"local_files_only": local_only, "dtype": _dtype(profile)}
     if profile.quantization:
         import torch
         from transformers import BitsAndBytesConfig
@@ -122,7 +84,7 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
         if not profile.accelerate:  # FSDP places the shards itself
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"base model {location!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
@@ -158,7 +120,7 @@ def save_model_folder(
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(
-            base_location, dtype=_dtype(profile), local_files_only=_offline(settings)
+            base_location, dtype=_dtype(profile), local_files_only=offline(settings)
         )
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     else:
