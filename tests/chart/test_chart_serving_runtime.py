@@ -39,12 +39,9 @@ def test_huggingface_runtime_predictor_and_openai_transformer() -> None:
     assert "containers" not in predictor
     model = predictor["model"]
     assert model["modelFormat"] == {"name": "huggingface"}
-    assert model["args"] == [
-        "--model_name=llm-twin",
-        "--model_id=meta-llama/Llama-3.1-8B-Instruct",
-        "--backend=vllm",
-        "--max_model_len=8192",
-    ]
+    # a Hub id becomes the model's storageUri: KServe needs a stable predictor with a model for canaries
+    assert model["storageUri"] == "hf://meta-llama/Llama-3.1-8B-Instruct"
+    assert model["args"] == ["--model_name=llm-twin", "--backend=vllm", "--max_model_len=8192"]
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["nodeSelector"] == {"llm-twin/pool": "gpu"}
     env = {e["name"]: e["value"] for e in spec["transformer"]["containers"][0]["env"]}
@@ -66,7 +63,7 @@ def test_registry_weights_by_storage_uri() -> None:
     ("values", "message"),
     [
         ({"serving": {"predictor": {"runtime": "vllm"}}}, "runtime"),
-        ({"serving": {"predictor": {"runtime": "huggingface"}}}, "needs serving.predictor.huggingface.modelId"),
+        ({"serving": {"baseModel": {"storageUri": "", "version": "base"}}}, "storageUri"),
         ({"serving": {"predictor": {"huggingface": {"backend": "tgi"}}}}, "backend"),
     ],
 )

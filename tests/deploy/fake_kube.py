@@ -1,7 +1,9 @@
-"""A local HTTP server playing the Kubernetes API for one InferenceService: GET and merge-PATCH.
+"""A local HTTP server playing the Kubernetes API for InferenceServices: GET and merge-PATCH.
 
-It records every request (method, path, content type, authorization, body) and applies PATCH bodies
-as JSON merge patches (RFC 7386), the way the API server does for ``application/merge-patch+json``.
+It records every request (method, path, content type, authorization, body), applies PATCH bodies as
+JSON merge patches (RFC 7386), the way the API server does for ``application/merge-patch+json``, and
+then plays KServe's validating webhook (``kserve_rules``): a patch KServe would refuse gets a 422 and
+changes nothing, so a test that passes shows every patch ``twin deploy`` sent was admissible.
 """
 
 from __future__ import annotations
@@ -13,26 +15,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kserve_rules
+from kserve_rules import merge_patch
+
 ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices/{name}"
 
+__all__ = ["ISVC_PATH", "FakeKube", "merge_patch"]
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
+
+def isvc_path(isvc: dict[str, Any]) -> str:
+    return ISVC_PATH.format(ns=isvc["metadata"]["namespace"], name=isvc["metadata"]["name"])
 
 
 class FakeKube:
-    def __init__(self, isvc: dict[str, Any]) -> None:
-        self.isvc = copy.deepcopy(isvc)
+    def __init__(self, *isvcs: dict[str, Any]) -> None:
+        self.objects = {isvc_path(o): copy.deepcopy(o) for o in isvcs}
         self.requests: list[dict[str, Any]] = []
-        self.path = ISVC_PATH.format(ns=isvc["metadata"]["namespace"], name=isvc["metadata"]["name"])
+        self.refused: list[list[str]] = []
+        self.path = isvc_path(isvcs[0])
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,24 +60,38 @@ class FakeKube:
 
             def do_GET(self) -> None:  # noqa: N802
                 self._record()
-                if self.path.split("?")[0] != fake.path:
+                obj = fake.objects.get(self.path.split("?")[0])
+                if obj is None:
                     return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
-                self._reply(200, fake.isvc)
+                self._reply(200, obj)
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 self._record(body)
-                if self.path.split("?")[0] != fake.path:
+                path = self.path.split("?")[0]
+                if path not in fake.objects:
                     return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
                 if self.headers.get("Content-Type") != "application/merge-patch+json":
                     return self._reply(415, {"kind": "Status", "code": 415})
-                fake.isvc = merge_patch(fake.isvc, body)
-                fake.isvc["metadata"]["generation"] = fake.isvc["metadata"].get("generation", 1) + 1
-                self._reply(200, fake.isvc)
+                new, errors = kserve_rules.apply(fake.objects[path], body)
+                if errors:  # admission webhook "inferenceservice.kserve-webhook-server.validator" denied
+                    fake.refused.append(errors)
+                    return self._reply(422, {"kind": "Status", "code": 422, "message": "; ".join(errors)})
+                new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
+                fake.objects[path] = new
+                self._reply(200, new)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def isvc(self) -> dict[str, Any]:
+        """The first (or only) InferenceService."""
+        return self.objects[self.path]
+
+    def get(self, name: str, namespace: str = "llm-twin") -> dict[str, Any]:
+        return self.objects[ISVC_PATH.format(ns=namespace, name=name)]
 
     def __enter__(self) -> FakeKube:
         self.thread.start()
