@@ -28,10 +28,13 @@ def _summary(mv: ModelVersion | None) -> dict[str, Any] | None:
     return {"ref": mv.ref, "stage": mv.stage, "canary_percent": mv.canary_percent, "storage_uri": mv.storage_uri}
 
 
-def _isvc(settings: Settings, client: Any) -> kserve.InferenceServiceClient | None:
+def _isvc(settings: Settings, client: Any, author: str) -> kserve.InferenceServiceClient | None:
+    """The author's own InferenceService (llm-twin-<slug>), or None on the local target."""
     if deploy_target(settings) != "kubernetes":
         return None
-    return client if isinstance(client, kserve.InferenceServiceClient) else kserve.InferenceServiceClient(settings)
+    if isinstance(client, kserve.InferenceServiceClient):
+        return client.for_author(author)
+    return kserve.InferenceServiceClient(settings, author=author)
 
 
 def _first_step(settings: Settings) -> int:
@@ -83,10 +86,10 @@ def start_canary(
     if mv.stage == "archived" and not force:
         last = mv.history[-1].reason if mv.history else ""
         raise InputError(f"{mv.ref} is archived ({last}): canary it again only with --force")
-    isvc = _isvc(settings, client)
+    isvc = _isvc(settings, client, mv.author)
     cluster = None
     if isvc is not None:
-        cluster = kserve.describe(isvc.patch(kserve.canary_patch(isvc.get(), mv.ref, mv.storage_uri, percent)))
+        cluster = kserve.patch_canary(isvc, mv.ref, mv.storage_uri, percent)
     after = reg.set_stage(mv.ref, "canary", reason, numbers, canary_percent=percent)
     return {
         "action": "canary",
@@ -109,8 +112,8 @@ def promote(
     mv = find_canary(settings, author, ref)  # none -> InputError, nothing changed
     reg = open_registry(settings)
     previous = reg.production(mv.author)
-    isvc = _isvc(settings, client)
-    cluster = kserve.describe(isvc.patch(kserve.promote_patch(isvc.get()))) if isvc is not None else None
+    isvc = _isvc(settings, client, mv.author)
+    cluster = kserve.promote(isvc) if isvc is not None else None
     after = reg.set_stage(mv.ref, "production", reason, numbers)
     return {
         "action": "promote",
@@ -132,15 +135,15 @@ def rollback(
 ) -> dict[str, Any]:
     """Roll back the canary (archived; production keeps 100 %), or, with no canary, the production."""
     reg = open_registry(settings)
-    isvc = _isvc(settings, client)
     canary = None
     try:
         canary = find_canary(settings, author, ref)
     except InputError:
         if ref or not author:
             raise
+    isvc = _isvc(settings, client, canary.author if canary is not None else author)
     if canary is not None:
-        cluster = kserve.describe(isvc.patch(kserve.rollback_patch(isvc.get()))) if isvc is not None else None
+        cluster = kserve.rollback(isvc) if isvc is not None else None
         after = reg.set_stage(canary.ref, "archived", f"canary rolled back: {reason}", numbers)
         return {
             "action": "rollback",
@@ -155,7 +158,7 @@ def rollback(
     restored = reg.rollback(author, reason)  # no previous production -> InputError, nothing changed
     cluster = None
     if isvc is not None:
-        cluster = kserve.describe(isvc.patch(kserve.pin_patch(isvc.get(), restored.ref, restored.storage_uri)))
+        cluster = kserve.pin(isvc, restored.ref, restored.storage_uri)
     return {
         "action": "rollback",
         "scope": "production",
@@ -178,9 +181,9 @@ def status(settings: Settings, author: str | None = None, *, client: Any = None)
             entry[f"{mv.stage}_history"] = [c.model_dump(mode="json") for c in changes]
     if author and slugify(author) not in authors:
         authors[slugify(author)] = {"author": author, "production": None, "canary": None}
-    isvc = _isvc(settings, client)
+    clusters = {slug: _isvc(settings, client, slug) for slug in authors}
     return {
         "target": deploy_target(settings),
         "authors": authors,
-        "kubernetes": kserve.describe(isvc.get()) if isvc is not None else None,
+        "kubernetes": {s: kserve.status_of(c) for s, c in clusters.items() if c is not None} or None,
     }
