@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 AF_BIN = Path(sys.executable).parent  # .venv-airflow/bin
+LOCAL_SETTINGS = Path(__file__).with_name("airflow_local_settings.py")
 POOL = "twin_embedded_qdrant"  # twin_ops.factory.EMBEDDED_QDRANT_POOL
 POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
 USER = "admin"
@@ -81,9 +83,9 @@ def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> 
         "AIRFLOW_HOME": str(home),
         # Not the repo's airflow.cfg (it describes the compose/cluster images): an empty one in AIRFLOW_HOME.
         "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
-        # SQLite: one writer at a time; wait up to 60 s for the lock (default 5 s: "database is locked"
-        # for a CLI command such as `airflow backfill create` while the scheduler writes).
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
+        # SQLite (WAL, set by Airflow): one writer at a time; a writer waits up to 120 s for the lock
+        # (default 5 s), and config/airflow_local_settings.py makes SAVEPOINTs take it first (see there).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=120",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -118,6 +120,14 @@ def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> 
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     return env
+
+
+def install_local_settings(home: Path) -> Path:
+    """``AIRFLOW_HOME/config/airflow_local_settings.py`` (on every Airflow process's path): the SQLite fix."""
+    dest = home / "config" / LOCAL_SETTINGS.name
+    dest.parent.mkdir(exist_ok=True)
+    shutil.copyfile(LOCAL_SETTINGS, dest)
+    return dest
 
 
 def write_env_file(home: Path, env: dict[str, str]) -> Path:
@@ -220,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.home / "logs"
     logs.mkdir(exist_ok=True)
     (args.home / "airflow.cfg").touch()
+    install_local_settings(args.home)
     creds = _secrets(args.home)
     env = airflow_env(args, args.home, creds)
     env_file = write_env_file(args.home, env)
