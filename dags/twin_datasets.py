@@ -62,16 +62,15 @@ def twin_datasets() -> None:
 
     @task(outlets=[INSTRUCT, PREFERENCE], trigger_rule="none_failed")
     def check_versions(results: list[dict] | None, **context) -> dict:
-        """Emit both dataset Assets with the new version ids, only if some version was created."""
+        """Emit both dataset Assets with the versions of the authors that got a new one (only they train)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         versions: dict[str, dict] = {}
-        created = False
         for result in results or []:
             for author in (result or {}).get("authors") or []:
-                versions[author["author_slug"]] = author["versions"]
-                created = created or any(author.get("created", {}).values())
-        if not created:
+                if any(author.get("created", {}).values()):  # unchanged authors are not trained again
+                    versions[author["author_slug"]] = author["versions"]
+        if not versions:
             raise AirflowSkipException("no new dataset version: nothing to train on")
         extra = {"versions": versions}
         context["outlet_events"][INSTRUCT].extra = extra

@@ -30,14 +30,12 @@ from typing import Any
 
 import httpx
 import pytest
-from support import SAMPLE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO_ROOT / "scripts" / "airflow_local.py"
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
 TWIN_PY = REPO_ROOT / ".venv" / "bin" / "python"
 SITE_SERVER = REPO_ROOT / "tests" / "etl" / "fixtures" / "site_server.py"
-SAMPLE_REPO = SAMPLE_DIR / "repos" / "tiny-pipeline"
 UI_CHECK = Path(__file__).with_name("ui_check.py")
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "twin_etl_graph.png"
 AUTHOR = "Ada Quillfeather"
@@ -64,21 +62,6 @@ def _load(name: str, path: Path) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _git_repo(dest: Path) -> Path:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    shutil.copytree(SAMPLE_REPO, dest)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "t"]):
-        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
-    return dest
 
 
 @dataclass
@@ -179,14 +162,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
         log.close()
 
 
-def _twin(airflow: Airflow, *args: str) -> dict:
-    env = {**os.environ, "TWIN_HOME": str(airflow.twin_home), "TWIN_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([str(TWIN), *args], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, tmp_path: Path) -> None:
+def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, git_repo: Path, twin) -> None:
     def parsed() -> bool:
         dags = {d["dag_id"] for d in airflow.get("/dags", limit=100)["dags"]}
         return set(OUR_DAGS) <= dags
@@ -200,8 +176,7 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
 
     site = _load("e2e_fixture_site", SITE_SERVER).FixtureServer().start()
     try:
-        repo = _git_repo(tmp_path / "tiny-pipeline")
-        links = [f"{site.base_url}/substack.html", repo.as_uri()]
+        links = [f"{site.base_url}/substack.html", git_repo.as_uri()]
         created = airflow.client.post(
             "/api/v2/dags/twin_etl/dagRuns",
             json={"logical_date": None, "conf": {"user_full_name": AUTHOR, "links": links}},
@@ -229,12 +204,13 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
     assert feature_states[("featurize_author", 0)] == "success"
     assert feature_states[("sync_and_publish", -1)] == "success"
 
-    stats = _twin(airflow, "warehouse", "stats")
+    env = {**os.environ, "TWIN_HOME": str(airflow.twin_home), "TWIN_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    stats = twin(env, "warehouse", "stats")
     assert stats["categories"]["articles"] == {"total": 1, "quarantined": 0}
     assert stats["categories"]["repositories"] == {"total": 1, "quarantined": 0}
     assert stats["authors"][AUTHOR]["articles"] == 1
     assert stats["authors"][AUTHOR]["repositories"] == 1
-    again = _twin(airflow, "features", "run")  # incremental: everything is already in Qdrant
+    again = twin(env, "features", "run")  # incremental: everything is already in Qdrant
     assert again["processed"] == 0
     assert again["unchanged"] == 2
     assert again["points"] > 2

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from kubernetes.client import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXEC_CFG = yaml.safe_load((REPO_ROOT / "configs" / "execution.yaml").read_text())
@@ -70,15 +68,7 @@ def _pod_operators(dag) -> list[KubernetesPodOperator]:
     return ops
 
 
-def _validate(pod) -> dict:
-    manifest = ApiClient().sanitize_for_serialization(pod)
-    manifest.setdefault("apiVersion", "v1")
-    manifest.setdefault("kind", "Pod")
-    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
-    return manifest
-
-
-def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch, render_pod) -> None:
     bag = _load(monkeypatch, "kubernetes")
     rendered = 0
     for dag in bag.dags.values():
@@ -88,7 +78,7 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
         # Only small planning/branching @tasks (no business logic) may run outside pods.
         assert all(t.startswith(("plan_", "check_")) for t in non_pod), non_pod
         for op in _pod_operators(dag):
-            manifest = _validate(op.build_pod_request_obj(dry_run=True))
+            manifest = render_pod(op, [])
             spec = manifest["spec"]
             container = spec["containers"][0]
             assert container["command"] == ["twin"]
@@ -110,14 +100,16 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu", "serving"])
-def test_profiles_render_their_image_resources_and_gpu_pool(monkeypatch: pytest.MonkeyPatch, profile: str) -> None:
+def test_profiles_render_their_image_resources_and_gpu_pool(
+    monkeypatch: pytest.MonkeyPatch, render_pod, profile: str
+) -> None:
     monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
     from airflow.sdk import DAG
     from twin_ops import twin_step
 
     with DAG("probe", schedule=None):
         op = twin_step(f"{profile}_step", ["train", "sft"], profile=profile)
-    manifest = _validate(op.build_pod_request_obj(dry_run=True))
+    manifest = render_pod(op, [])
     spec, container = manifest["spec"], manifest["spec"]["containers"][0]
     prof = EXEC_CFG["profiles"][profile]
     assert container["image"] == f"{EXEC_CFG['images']['registry']}/{prof['image']}:{EXEC_CFG['images']['tag']}"

@@ -5,14 +5,13 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
+from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
@@ -41,18 +40,14 @@ store.close()
 """
 
 
-@pytest.fixture
-def dag(local_dagbag):
-    return local_dagbag.dags["twin_datasets"]
+DAG_ID = "twin_datasets"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
 def test_schedule_graph_and_outlets(dag) -> None:
-    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    condition = str(dag.timetable.asset_condition)
+    condition = asset_condition(dag)
     assert "twin://features/cleaned" in condition
     assert "twin://monitoring/drift" in condition  # the closed loop (TWIN_RETRAIN_ON_DRIFT defaults on)
-    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-    assert edges == {
+    assert edges(dag) == {
         "list_authors": ["plan_builds"],
         "plan_builds": ["build_author"],
         "build_author": ["check_versions"],
@@ -73,7 +68,7 @@ def test_plan_and_publish(dag) -> None:
     check = dag.get_task("check_versions").python_callable
     unchanged = {
         "authors": [
-            {"author_slug": "ada-q", "versions": {"instruct": "instruct/ada-q/v0001"}, "created": {"instruct": False}}
+            {"author_slug": "bo", "versions": {"instruct": "instruct/bo/v0001"}, "created": {"instruct": False}}
         ]
     }
     with pytest.raises(AirflowSkipException):
@@ -90,7 +85,7 @@ def test_plan_and_publish(dag) -> None:
     events = {uri: SimpleNamespace(extra=None) for uri in ("i", "p")}
     outlets = {a: events["i" if "instruct" in a.uri else "p"] for a in dag.get_task("check_versions").outlets}
     extra = check([unchanged, created], outlet_events=outlets)
-    assert extra == {
+    assert extra == {  # bo's datasets did not change: bo is not trained again
         "versions": {"ada-q": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"}}
     }
     assert events["i"].extra == extra
@@ -98,35 +93,14 @@ def test_plan_and_publish(dag) -> None:
 
 
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "twin"
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    author = {"_id": "u1", "first_name": "Ada", "last_name": "Quillfeather"}
+def test_dag_runs_locally(dag, twin_env, run_dag, twin, write_backup) -> None:
     text = "Idempotent batch jobs overwrite whole partitions and never append, so a re-run is always safe. "
-    posts = [
-        {
-            "content": {"Content": f"Lesson {i} on topic{i}: " + text * 3 + f"Today it was about topic{i} again."},
-            "platform": "linkedin",
-            "author_id": "u1",
-            "author_full_name": "Ada Quillfeather",
-            "link": f"https://www.linkedin.com/feed/update/urn:li:activity:{i}/",
-        }
-        for i in range(4)
-    ]
-    (backup / "UserDocument.json").write_text(json.dumps([author]))
-    (backup / "PostDocument.json").write_text(json.dumps(posts))
-    env = {**os.environ, "TWIN_HOME": str(home), "HF_HUB_OFFLINE": "1", "TWIN_PROGRESS": "0"}
+    backup = write_backup(
+        [f"Lesson {i} on topic{i}: " + text * 3 + f"Today it was about topic{i} again." for i in range(4)]
+    )
+    env = twin_env()
     subprocess.run([str(TWIN_PY), "-c", WRITE_CLEANED, str(backup)], check=True, env=env, capture_output=True)
-    monkeypatch.setenv("TWIN_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    from airflow.utils import db
-
-    db.initdb()
-    monkeypatch.setattr(dag, "deadline", None)  # dag.test cannot resolve DeadlineAlert ids (see twin_training)
-    run = dag.test(run_conf={"strategy": "extractive", "max_extracts": 0, "max_rejected": 0})
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    run, states = run_dag(dag, run_conf={"strategy": "extractive", "max_extracts": 0, "max_rejected": 0})
     assert run.state == "success", states
     assert states[("build_author", 0)] == "success"
     assert states[("check_versions", -1)] == "success"
@@ -134,5 +108,4 @@ def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert publish.xcom_pull(task_ids="check_versions") == {
         "versions": {"ada-quillfeather": {"instruct": "instruct/ada-quillfeather/v0001"}}
     }
-    listed = subprocess.run([str(TWIN), "datasets", "list"], env=env, capture_output=True, text=True)
-    assert json.loads(listed.stdout.strip().splitlines()[-1])["versions"] == ["instruct/ada-quillfeather/v0001"]
+    assert twin(env, "datasets", "list")["versions"] == ["instruct/ada-quillfeather/v0001"]

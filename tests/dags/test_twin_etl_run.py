@@ -6,10 +6,7 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,9 +34,7 @@ def etl_module():
     return etl_config
 
 
-@pytest.fixture
-def dag(local_dagbag):
-    return local_dagbag.dags["twin_etl"]
+DAG_ID = "twin_etl"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
 def test_graph_params_and_outlet(dag) -> None:
@@ -99,56 +94,23 @@ def test_repo_configs_are_valid(etl_module) -> None:
         assert cfg["links"], name
 
 
-def _git_repo(dest: Path) -> Path:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    shutil.copytree(SAMPLE_REPO, dest)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "t"]):
-        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
-    return dest
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_crawls_the_fixture_site_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dag_crawls_the_fixture_site_locally(dag, twin_env, run_dag, twin, git_repo) -> None:
     assert "twin_core" not in sys.modules
+    env = twin_env(TWIN_BIN=str(TWIN), TWIN_CRAWL_ALLOW_HOSTS="127.0.0.1", TWIN_CRAWL_TIMEOUT_S="2")
     site = _load("twin_etl_fixture_site", SITE_SERVER).FixtureServer().start()
     try:
-        repo = _git_repo(tmp_path / "repo")
-        home = tmp_path / "twin"
-        for key, value in {
-            "TWIN_HOME": str(home),
-            "TWIN_BIN": str(TWIN),
-            "TWIN_CRAWL_ALLOW_HOSTS": "127.0.0.1",
-            "TWIN_CRAWL_TIMEOUT_S": "2",
-            "TWIN_PROGRESS": "0",
-        }.items():
-            monkeypatch.setenv(key, value)
-        links = [f"{site.base_url}/substack.html", f"{site.base_url}/blog.html", repo.as_uri()]
-
-        from airflow.utils import db
-
-        db.initdb()
-        # Airflow 3.3.2's dag.test() crashes after a successful run of a DAG with a deadline (#73428)
-        monkeypatch.setattr(dag, "deadline", None)
-        run = dag.test(run_conf={"user_full_name": "Ada Quillfeather", "links": links})
+        links = [f"{site.base_url}/substack.html", f"{site.base_url}/blog.html", git_repo.as_uri()]
+        run, states = run_dag(dag, run_conf={"user_full_name": "Ada Quillfeather", "links": links})
     finally:
         site.stop()
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
     assert [states[("crawl", i)] for i in range(3)] == ["success"] * 3
     assert states[("validate_raw", -1)] == "success"
     assert "twin_core" not in sys.modules
 
-    env = {**os.environ, "TWIN_HOME": str(home), "TWIN_PROGRESS": "0"}
-    out = subprocess.run([str(TWIN), "warehouse", "stats"], env=env, capture_output=True, text=True, check=True)
-    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    stats = twin(env, "warehouse", "stats")
     assert stats["categories"]["articles"] == {"total": 2, "quarantined": 0}
     assert stats["categories"]["repositories"] == {"total": 1, "quarantined": 0}
     assert stats["authors"]["Ada Quillfeather"]["articles"] == 2

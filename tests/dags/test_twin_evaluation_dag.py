@@ -6,16 +6,13 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
-import kubernetes_validate
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from kubernetes.client import ApiClient
+from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
@@ -37,15 +34,12 @@ EDGES = {
 }
 
 
-@pytest.fixture
-def dag(local_dagbag):
-    return local_dagbag.dags["twin_evaluation"]
+DAG_ID = "twin_evaluation"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
 def test_schedule_graph_and_outlet(dag) -> None:
-    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert "twin://models/candidate" in str(dag.timetable.asset_condition)
-    assert {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} == EDGES
+    assert "twin://models/candidate" in asset_condition(dag)
+    assert edges(dag) == EDGES
     assert {a.uri for a in dag.get_task("check_promoted").outlets} == {"twin://models/production"}
     assert type(dag.get_task("approve")).__name__ == "ApprovalOperator"
     assert dag.params["approval"] is False and dag.params["canary_percent"] == 10
@@ -85,37 +79,24 @@ def test_plans_gate_and_promoted(dag) -> None:
     ]
 
 
-def _validate(pod) -> dict:
-    manifest = ApiClient().sanitize_for_serialization(pod)
-    manifest.setdefault("apiVersion", "v1")
-    manifest.setdefault("kind", "Pod")
-    kubernetes_validate.validate(manifest, "1.33.0", strict=True)
-    return manifest
-
-
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
-def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, render_pod, mode: str) -> None:
     monkeypatch.setenv("TWIN_EXECUTION", mode)
     bag = DagBag(str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
     dag = bag.dags["twin_evaluation"]
-    assert {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} == EDGES  # same graph, approval included
+    assert edges(dag) == EDGES  # same graph, approval included
     approve = dag.get_task("approve")
     assert approve.options == ["Approve", "Reject"] and "{{ ti.xcom_pull(task_ids='check_gate') }}" in approve.subject
     if mode == "local":
         assert dag.get_task("evaluate").partial_kwargs["pool"] == "twin_embedded_qdrant"
         return
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
     for task_id, args in (
         ("evaluate", ["evaluate", "--model", "ada/v0002"]),
         ("canary", ["deploy", "canary", "ada/v0002"]),
         ("watch", ["deploy", "watch", "ada/v0002", "--follow"]),
     ):
-        task = dag.get_task(task_id)
-        kwargs = {k: v for k, v in task.partial_kwargs.items() if k != "task_id"}
-        op = KubernetesPodOperator(task_id=task_id, arguments=args, **kwargs)
-        manifest = _validate(op.build_pod_request_obj(dry_run=True))
+        manifest = render_pod(dag.get_task(task_id), args)
         container = manifest["spec"]["containers"][0]
         assert container["args"] == args and container["image"].split("/")[-1].startswith("twin-core:")
         assert manifest["metadata"]["labels"]["llm-twin/profile"] == "cpu"
@@ -123,46 +104,31 @@ def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, mode: str) -> No
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "twin"
+def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin) -> None:
     gate_config = tmp_path / "evaluation.yaml"  # tiny untrained models: a gate they can pass
     gate_config.write_text(
         "samples: {max_rows: 2, max_new_tokens: 8}\n"
         "gate:\n  metrics:\n    perplexity: {better: lower, max_ratio: 1000}\n"
         "    rouge_l: {better: higher, min_delta: -1}\n"
     )
-    env = {
-        "TWIN_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "TWIN_PROGRESS": "0",
-        "TWIN_LLM_THREADS": "1",
-        "TWIN_LLM_MODELS_DIR": str(REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"),
-        "TWIN_EVAL_CONFIG": str(gate_config),
-        "TWIN_DEPLOY_TARGET": "local",
-        "COMET_API_KEY": "",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    full_env = {**os.environ, **env}
+    env = twin_env(
+        TWIN_LLM_THREADS="1",
+        TWIN_LLM_MODELS_DIR=str(REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"),
+        TWIN_EVAL_CONFIG=str(gate_config),
+        TWIN_DEPLOY_TARGET="local",
+        COMET_API_KEY="",
+    )
     out = subprocess.run(
         [str(TWIN_PY), str(EVAL_FIXTURES), str(tmp_path / "models")],
-        env=full_env,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     ref = out.stdout.strip().splitlines()[-1]
-
-    from airflow.utils import db
-
-    db.initdb()
     conf = {"models": ref, "baseline": "base", "judge": False, "approval": False, "watch_window": "0s",
             "min_requests": 0, "watch_timeout": "1m"}  # fmt: skip
-    # Airflow 3.3's dag.test() passes DeadlineAlert objects where the DagRun expects stored alert ids
-    # (AttributeError 'dict' object has no attribute 'hex'); deadlines are tested in test_twin_monitoring_dag.
-    monkeypatch.setattr(dag, "deadline", None)
-    run = dag.test(run_conf=conf)
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    run, states = run_dag(dag, run_conf=conf)
     assert run.state == "success", states
     assert states[("evaluate", 0)] == "success" and states[("check_gate", -1)] == "success"
     assert states[("approve", -1)] == "skipped" and states[("no_approval", -1)] == "success"
@@ -170,8 +136,7 @@ def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert states[("check_promoted", -1)] == "success"
     promoted = next(ti for ti in run.get_task_instances() if ti.task_id == "check_promoted")
     assert promoted.xcom_pull(task_ids="check_promoted") == {"production": [ref]}
-    shown = subprocess.run([str(TWIN), "registry", "show", ref], env=full_env, capture_output=True, text=True)
-    model = json.loads(shown.stdout.strip().splitlines()[-1])["model"]
+    model = twin(env, "registry", "show", ref)["model"]
     assert model["stage"] == "production"
     assert [h["to_stage"] for h in model["history"]] == ["candidate", "canary", "production"]
     assert model["history"][-1]["reason"].startswith("watch: healthy")

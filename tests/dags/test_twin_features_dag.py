@@ -3,27 +3,21 @@ Assets; and it runs locally end to end (dag.test with TWIN_EXECUTION=local on a 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
 
 
-@pytest.fixture
-def dag(local_dagbag):
-    return local_dagbag.dags["twin_features"]
+DAG_ID = "twin_features"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
 def test_schedule_graph_and_outlets(dag) -> None:
-    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert "twin://warehouse/raw" in str(dag.timetable.asset_condition)
-    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-    assert edges == {
+    assert "twin://warehouse/raw" in asset_condition(dag)
+    assert edges(dag) == {
         "list_authors": ["plan_authors"],
         "plan_authors": ["featurize_author"],
         "featurize_author": ["sync_and_publish"],
@@ -52,40 +46,16 @@ def test_plan_authors_builds_one_command_per_author(dag) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "twin"
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    author = {"_id": "u1", "first_name": "Ada", "last_name": "Quillfeather"}
-    posts = [
-        {
-            "content": {"Content": f"Post {i}: idempotent batch jobs overwrite partitions, never append."},
-            "platform": "linkedin",
-            "author_id": "u1",
-            "author_full_name": "Ada Quillfeather",
-            "link": f"https://www.linkedin.com/feed/update/urn:li:activity:{i}/",
-        }
-        for i in range(3)
-    ]
-    (backup / "UserDocument.json").write_text(json.dumps([author]))
-    (backup / "PostDocument.json").write_text(json.dumps(posts))
-    env = {**os.environ, "TWIN_HOME": str(home), "HF_HUB_OFFLINE": "1", "TWIN_PROGRESS": "0"}
-    subprocess.run([str(TWIN), "warehouse", "import", str(backup)], check=True, env=env, capture_output=True)
-    monkeypatch.setenv("TWIN_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    from airflow.utils import db
-
-    db.initdb()
-    monkeypatch.setattr(dag, "deadline", None)  # Airflow 3.3.2: dag.test() + deadline crashes (#73428)
-    run = dag.test()
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+def test_dag_runs_locally(dag, twin_env, run_dag, twin, write_backup) -> None:
+    backup = write_backup([f"Post {i}: idempotent batch jobs overwrite partitions, never append." for i in range(3)])
+    env = twin_env()
+    twin(env, "warehouse", "import", str(backup))
+    run, states = run_dag(dag)
     assert run.state == "success", states
     assert states[("featurize_author", 0)] == "success"
     assert states[("sync_and_publish", -1)] == "success"
     # the data really landed: a second, incremental run has nothing to do
-    out = subprocess.run([str(TWIN), "features", "run"], env=env, capture_output=True, text=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = twin(env, "features", "run")
     assert result["points"] == 3
     assert result["processed"] == 0
     assert result["unchanged"] == 3

@@ -6,16 +6,13 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
-import kubernetes_validate
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from kubernetes.client import ApiClient
+from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
@@ -23,16 +20,12 @@ TWIN_PY = REPO_ROOT / ".venv" / "bin" / "python"
 TRAINING_TESTS = REPO_ROOT / "tests" / "training"
 
 
-@pytest.fixture
-def dag(local_dagbag):
-    return local_dagbag.dags["twin_training"]
+DAG_ID = "twin_training"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
 def test_schedule_graph_and_outlet(dag) -> None:
-    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert "twin://datasets/instruct" in str(dag.timetable.asset_condition)
-    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-    assert edges == {
+    assert "twin://datasets/instruct" in asset_condition(dag)
+    assert edges(dag) == {
         "plan_training": ["plan_dpo", "plan_sft"],
         "plan_sft": ["train_sft"],
         "train_sft": ["check_candidate", "plan_dpo"],
@@ -76,18 +69,10 @@ def test_plans_from_asset_events_and_form(dag) -> None:
     assert plan({"profile": "x", "max_steps": 0}) == []
 
 
-def _validate(pod) -> dict:
-    manifest = ApiClient().sanitize_for_serialization(pod)
-    manifest.setdefault("apiVersion", "v1")
-    manifest.setdefault("kind", "Pod")
-    kubernetes_validate.validate(manifest, "1.33.0", strict=True)
-    return manifest
-
-
 @pytest.mark.parametrize(("profile", "gpus", "pod_profile"), [("gpu-8b", "1", "gpu"), ("gpu-70b", "4", "gpu-multi")])
-def test_kubernetes_pods_are_gpu_pods(monkeypatch: pytest.MonkeyPatch, profile: str, gpus: str, pod_profile) -> None:
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
+def test_kubernetes_pods_are_gpu_pods(
+    monkeypatch: pytest.MonkeyPatch, render_pod, profile: str, gpus: str, pod_profile
+) -> None:
     monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
     if profile != "gpu-8b":
         monkeypatch.setenv("TWIN_TRAINING_PROFILE", profile)
@@ -96,10 +81,7 @@ def test_kubernetes_pods_are_gpu_pods(monkeypatch: pytest.MonkeyPatch, profile: 
     dag = bag.dags["twin_training"]
     assert dag.params["profile"] == profile
     for task_id in ("train_sft", "train_dpo"):
-        task = dag.get_task(task_id)
-        kwargs = {k: v for k, v in task.partial_kwargs.items() if k != "task_id"}
-        op = KubernetesPodOperator(task_id=task_id, arguments=["train", "sft", "--profile", profile], **kwargs)
-        manifest = _validate(op.build_pod_request_obj(dry_run=True))
+        manifest = render_pod(dag.get_task(task_id), ["train", "sft", "--profile", profile])
         spec, container = manifest["spec"], manifest["spec"]["containers"][0]
         assert manifest["metadata"]["labels"]["llm-twin/profile"] == pod_profile
         assert container["image"].split("/")[-1].startswith("twin-trainer:")
@@ -117,7 +99,7 @@ def test_kubernetes_pods_are_gpu_pods(monkeypatch: pytest.MonkeyPatch, profile: 
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def _make_datasets(home: Path, env: dict[str, str]) -> tuple[str, str]:
+def _make_datasets(env: dict[str, str]) -> tuple[str, str]:
     """Tiny instruct and preference versions written by the twin_core environment (its pyarrow)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
@@ -135,36 +117,21 @@ def _make_datasets(home: Path, env: dict[str, str]) -> tuple[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
-    home = tmp_path / "twin"
-    models_dir = REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"  # the converted SmolLM2 (if cached)
-    env = {
-        "TWIN_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
-        "TWIN_PROGRESS": "0",
-        "TWIN_LLM_THREADS": "1",
-        "TWIN_LLM_MODELS_DIR": str(models_dir),
-        "TWIN_TRAINING_PROFILES_DIR": str(TRAINING_TESTS / "profiles"),
-        "TWIN_TRAINING_CHECKPOINT_STEPS": "1",
-        "COMET_API_KEY": "",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    instruct, preference = _make_datasets(home, {**os.environ, **env})
-
-    from airflow.utils import db
-
-    db.initdb()
-    # dag.test() on a DagBag DAG cannot resolve DeadlineAlert ids (Airflow looks them up as serialized
-    # ids when the run succeeds): the deadline is a scheduler feature, not what this test is about.
-    monkeypatch.setattr(dag, "deadline", None)
-    run = dag.test(run_conf={"instruct": instruct, "preference": preference, "profile": "tiny-test", "max_steps": 2})
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+def test_dag_runs_locally(dag, twin_env, run_dag, twin) -> None:
+    env = twin_env(
+        TWIN_LLM_THREADS="1",
+        TWIN_LLM_MODELS_DIR=str(REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"),  # converted SmolLM2
+        TWIN_TRAINING_PROFILES_DIR=str(TRAINING_TESTS / "profiles"),
+        TWIN_TRAINING_CHECKPOINT_STEPS="1",
+        COMET_API_KEY="",
+    )
+    instruct, preference = _make_datasets(env)
+    conf = {"instruct": instruct, "preference": preference, "profile": "tiny-test", "max_steps": 2}
+    run, states = run_dag(dag, run_conf=conf)
     assert run.state == "success", states
     assert states[("train_sft", 0)] == "success" and states[("train_dpo", 0)] == "success"
     assert states[("check_candidate", -1)] == "success"
-    listed = subprocess.run([str(TWIN), "registry", "list"], env={**os.environ, **env}, capture_output=True, text=True)
-    versions = json.loads(listed.stdout.strip().splitlines()[-1])["versions"]
+    versions = twin(env, "registry", "list")["versions"]
     assert [(v["ref"], v["stage"], v["kind"]) for v in versions] == [
         ("ada-quillfeather/v0001", "candidate", "sft"),
         ("ada-quillfeather/v0002", "candidate", "dpo"),
