@@ -255,6 +255,7 @@ def test_status_reads_each_authors_inference_service(k8s: Any, versions: tuple[A
         "ada-quillfeather": {
             "name": ADA,
             "mode": "knative",
+            "runtime": "twin",
             "canary_percent": None,
             "canary_ref": None,
             "production_ref": None,

@@ -174,6 +174,8 @@ def describe(isvc: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": isvc.get("metadata", {}).get("name"),
         "mode": mode,
+        # huggingface: answers do not say which version served them (one served model name)
+        "runtime": "huggingface" if (spec.get("predictor") or {}).get("model") else "twin",
         "canary_percent": percent,
         "canary_ref": annotations.get(CANARY_ANNOTATION),
         "production_ref": annotations.get(PRODUCTION_ANNOTATION),
