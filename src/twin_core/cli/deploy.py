@@ -88,6 +88,15 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
 
 
 NOW = typer.Option(None, "--now", help="Analyse as of this ISO time (default: now); drives the intervals.")
+INTERVAL = typer.Option(None, "--interval", help="One analysis per interval (e.g. 5m; configs/deploy.yaml).")
+WINDOW = typer.Option(None, "--window", help="Log read back from now per analysis (default: the interval).")
+MIN_REQUESTS = typer.Option(None, "--min-requests", help="Canary requests in a window before judging (>= 1).")
+
+
+def _config(settings: Any, interval: str | None, window: str | None, min_requests: int | None) -> Any:
+    from twin_core.deploy.watch import load_config
+
+    return load_config(settings, interval=interval, window=window, min_requests=min_requests)
 
 
 @app.command("analyse")
@@ -96,6 +105,9 @@ def analyse(
     ref: str = typer.Argument(None, help="The canary (default: the author's canary)."),
     author: str = AUTHOR,
     now: str = NOW,
+    interval: str = INTERVAL,
+    window: str = WINDOW,
+    min_requests: int = MIN_REQUESTS,
 ) -> dict:
     """ONE canary analysis over the last window of the request log: hold, fail, step up, promote or
     roll back (configs/deploy.yaml `canary`). "not-due" before an interval has passed."""
@@ -103,8 +115,10 @@ def analyse(
 
     from twin_core.deploy.watch import analyse as do_analyse
 
+    settings = _settings()
     at = datetime.fromisoformat(now) if now else None
-    return do_analyse(_settings(), author=author, ref=ref, now=at)
+    cfg = _config(settings, interval, window, min_requests)
+    return do_analyse(settings, author=author, ref=ref, now=at, cfg=cfg)
 
 
 @app.command("watch")
@@ -112,6 +126,9 @@ def analyse(
 def watch(
     ref: str = typer.Argument(None, help="The canary to watch (default: the author's canary)."),
     author: str = AUTHOR,
+    interval: str = INTERVAL,
+    window: str = WINDOW,
+    min_requests: int = MIN_REQUESTS,
     follow: bool = typer.Option(False, "--follow", help="One analysis every interval until promote or rollback."),
     timeout: str = typer.Option(None, "--timeout", help="With --follow: stop after this long (e.g. 2h)."),
 ) -> dict:
@@ -120,5 +137,7 @@ def watch(
     from twin_core.deploy.analysis import parse_duration
     from twin_core.deploy.watch import watch as do_watch
 
+    settings = _settings()
     timeout_s = parse_duration(timeout) if timeout else None
-    return do_watch(_settings(), author=author, ref=ref, follow=follow, timeout_s=timeout_s)
+    cfg = _config(settings, interval, window, min_requests)
+    return do_watch(settings, author=author, ref=ref, cfg=cfg, follow=follow, timeout_s=timeout_s)
