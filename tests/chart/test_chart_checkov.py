@@ -69,6 +69,14 @@ def rendered_dir(tmp_path_factory):
         "kind": cr.ci_values("kind"),
         "gpu": cr.ci_values("gpu"),
         "external": cr.ci_values("external"),
+        # one InferenceService per author, Knative, Hugging Face runtime
+        "authors": {
+            "serving": {
+                "deploymentMode": "Knative",
+                "authors": [{"slug": "ada-quillfeather"}, {"slug": "oskar-brennmoor"}],
+                "predictor": {"runtime": "huggingface"},
+            }
+        },
     }
     for name, values in variants.items():
         objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))

@@ -40,8 +40,8 @@ def container_env(predictor: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def k8s(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def start(mode: str) -> FakeKube:
-        fake = FakeKube(*chart_isvcs(mode)).__enter__()
+    def start(mode: str, **predictor: Any) -> FakeKube:
+        fake = FakeKube(*chart_isvcs(mode, **predictor)).__enter__()
         monkeypatch.setenv("TWIN_DEPLOY_TARGET", "kubernetes")
         monkeypatch.setenv("TWIN_DEPLOY_KUBECONFIG", str(fake.kubeconfig(tmp_path)))
         from twin_core.settings import get_settings
@@ -277,3 +277,24 @@ def test_chart_lets_the_task_account_patch_only_the_twins() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-twin-tasks", "namespace": "llm-twin"}]
     assert all(cr.validate_object(o) == [] for o in (role, binding))
     assert cr.find(cr.objects(cr.render(None)), "Role", "llm-twin-deployer") == []  # no KServe: nothing to patch
+
+
+def test_huggingface_runtime_canary_through_the_cli(k8s: Any, versions: tuple[Any, Any], twin: Any) -> None:
+    fake = k8s("Standard", runtime="huggingface")
+    _, v2 = versions
+    run = twin("deploy", "canary", v2.ref, "--percent", "10")
+    assert run.returncode == 0, run.stderr[-2000:]
+    cluster = run.result["kubernetes"]
+    assert (cluster["name"], cluster["runtime"], cluster["canary_percent"]) == (ADA, "huggingface", 10)
+    (canary,) = fake.get(ADA)["spec"]["canary"]
+    assert canary["predictor"]["model"]["storageUri"] == v2.storage_uri
+
+
+def test_predictor_without_container_or_model_is_a_clear_error() -> None:
+    from twin_core.deploy import kserve
+    from twin_core.errors import InputError
+
+    isvc = chart_isvcs("Standard")[0]
+    isvc["spec"]["predictor"].pop("containers")
+    with pytest.raises(InputError, match="neither containers nor a model"):
+        kserve.canary_patch(isvc, "ada-quillfeather/v0002", "s3://m/v2", 10)
