@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from twin_core.serving.routing import bucket, client_id_of, goes_to_canary
+from twin_core.serving.routing import bucket, client_id_of, goes_to_canary, split_key
 
 
 def test_ten_percent_canary_over_2000_clients() -> None:
@@ -41,6 +41,23 @@ def test_client_identity() -> None:
     assert by_key.startswith("key:") and "secret" not in by_key  # a digest, never the key
     assert by_key == client_id_of("secret-key-0123456789", None, "10.9.9.9")  # sticky across addresses
     assert client_id_of(None, None, "10.0.0.1") == "addr:10.0.0.1"
+
+
+def test_one_api_key_is_split_per_request_an_explicit_client_is_sticky() -> None:
+    key = client_id_of("ada-key-0123456789", None, "10.0.0.1")
+    assert split_key(key, "r-1") == "req:r-1" and split_key("addr:10.0.0.1", "r-1") == "req:r-1"
+    assert split_key("id:user-42", "r-1") == split_key("id:user-42", "r-2") == "id:user-42"
+    picks = [goes_to_canary(split_key(key, f"r-{i}"), "ada", "ada/v0002", 10) for i in range(2000)]
+    assert sum(picks) == 206  # one key, ~10 % of its requests (exact: the hash is fixed)
+    sticky = {goes_to_canary(split_key("id:user-42", f"r-{i}"), "ada", "ada/v0002", 10) for i in range(50)}
+    assert len(sticky) == 1
+
+
+def test_injected_faults_fail_exactly_three_in_ten() -> None:
+    from twin_core.serving.faults import fails
+
+    assert [i for i in range(20) if fails(i, 0.3)] == [3, 6, 9, 13, 16, 19]
+    assert sum(fails(i, 0.05) for i in range(100)) == 5 and not any(fails(i, 0.0) for i in range(10))
 
 
 def test_pool_routes_production_canary_and_base() -> None:
