@@ -7,7 +7,8 @@ Per candidate:
 1. `evaluate` — `twin evaluate --model REF --baseline production` on the held-out split of the
    candidate's dataset: perplexity, style similarity, ROUGE-L, judge scores, RAG hit@k/MRR and
    groundedness, candidate and baseline side by side; the report (JSON + HTML) goes to the artifact
-   store and Comet.
+   store and Comet. Its pod is sized from the candidate: the pod profile that trained it (the event's
+   `pod_profiles`, from `twin_training`), or the form's `pod_profile` for a manual run.
 2. `check_gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
    names every failing metric. No candidate passes: the rest of the run is skipped.
 3. `plan_approval` / `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
@@ -21,7 +22,7 @@ Per candidate:
 6. `check_promoted` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
 
 **Trigger form:** `models` (manual: comma-separated refs), `baseline`, `approval`, `canary_percent`,
-`watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`.
+`watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`, `pod_profile`.
 """
 
 from __future__ import annotations
@@ -50,25 +51,37 @@ from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
         ),
         "judge": Param(True, type="boolean", title="Judge scores", description="LLM judge (endpoint or local)."),
         "max_rows": Param(0, type="integer", minimum=0, title="Held-out rows", description="0 = configs/evaluation."),
+        "pod_profile": Param(
+            "cpu", type="string", title="Evaluation pod", description="Manual runs: configs/execution.yaml profile."
+        ),
     },
     **dag_kwargs(__doc__, tags=["evaluation", "deploy", "fti-inference-pipeline"], deadline=timedelta(hours=6)),
 )
 def twin_evaluation() -> None:
     @task
-    def plan_evaluation(params: dict | None = None, **context) -> list[list[str]]:
-        """One `twin evaluate` per candidate: from the triggering Asset events, or the trigger form."""
+    def plan_evaluation(params: dict | None = None, **context) -> list[dict]:
+        """One `twin evaluate` per candidate (the triggering Asset events, or the form), in a pod of the
+        profile that trained it: the evaluation loads the same model."""
+        from twin_ops.config import profile
+
         params = params or {}
-        models: list[str] = []
+        pods: dict[str, str] = {}
         for events in (context.get("triggering_asset_events") or {}).values():
             for event in events:
-                models += list((event.extra or {}).get("models") or [])
-        models += [m.strip() for m in str(params.get("models") or "").split(",") if m.strip()]
+                extra = event.extra or {}
+                for ref in extra.get("models") or []:
+                    pods[ref] = (extra.get("pod_profiles") or {}).get(ref) or params.get("pod_profile") or "cpu"
+        for ref in (m.strip() for m in str(params.get("models") or "").split(",")):
+            if ref:
+                pods[ref] = params.get("pod_profile") or "cpu"
         args = ["--baseline", params.get("baseline") or "production"]
         if not params.get("judge", True):
             args.append("--no-judge")
         if params.get("max_rows"):
             args += ["--max-rows", str(params["max_rows"])]
-        return [["evaluate", "--model", ref, *args] for ref in sorted(set(models))]
+        for pod in set(pods.values()):
+            profile(pod)  # an unknown pod profile fails here, before any pod starts
+        return [{"arguments": ["evaluate", "--model", ref, *args], "profile": pods[ref]} for ref in sorted(pods)]
 
     @task
     def check_gate(results: list[dict] | None) -> list[str]:
@@ -136,7 +149,8 @@ def twin_evaluation() -> None:
         context["outlet_events"][PRODUCTION_MODEL].extra = extra
         return extra
 
-    evaluate = twin_step_mapped("evaluate", profile="cpu", qdrant=True).expand(arguments=plan_evaluation())
+    # profile=None: each candidate's evaluation pod gets its profile from plan_evaluation
+    evaluate = twin_step_mapped("evaluate", profile=None, qdrant=True).expand_kwargs(plan_evaluation())
     passed = check_gate(evaluate.output)
     switch = plan_approval()
     passed >> switch >> [approve, no_approval]

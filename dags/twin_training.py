@@ -16,7 +16,15 @@ dataset versions from the triggering event's extra (`{"versions": {slug: {"instr
 
 Profiles (`configs/training/*.yaml`): `gpu-8b` on the cluster (QLoRA 4-bit, 1 GPU), `gpu-70b`
 (FSDP + QLoRA, 4 GPUs in one pod: its `execution_profile` is `gpu-multi`), `cpu-tiny` in local
-mode. The pod profile is the training profile's `execution_profile`, read when the DAG is parsed.
+mode. The run chooses the profile (the form's `profile`, or `"profile"` in the triggering event's
+extra); `plan_training` resolves its pod profile (`execution_profile`) and every training pod of the
+run takes it (mapped `profile` argument), so `gpu-70b` gets the 4-GPU pod. The candidate event carries
+each model's pod profile (`{"models": [...], "pod_profiles": {ref: profile}}`): `twin_evaluation`
+sizes the evaluation pod from it.
+
+Only authors with a new dataset version are trained (`twin_datasets` emits only those); a `twin train`
+that ends with a version already past `candidate` (an unchanged dataset trained before) is not a new
+candidate and is left out of the event.
 
 **Trigger form:** `instruct` / `preference` dataset versions (manual runs), `profile`, `max_steps`
 (0 = the profile's; small values for smoke tests).
@@ -27,27 +35,14 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import yaml
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, INSTRUCT
-from twin_ops.config import execution_mode, find_config
+from twin_ops.config import execution_mode
 
 DEFAULT_PROFILE = os.environ.get("TWIN_TRAINING_PROFILE") or (
     "gpu-8b" if execution_mode() == "kubernetes" else "cpu-tiny"
 )
-
-
-def _execution_profile(training_profile: str) -> str:
-    """The pod profile (configs/execution.yaml) a training profile asks for; GPU when unknown."""
-    path = find_config(f"training/{training_profile}.yaml", "TWIN_TRAINING_PROFILE_FILE")
-    if not path.is_file():
-        return "cpu" if training_profile.startswith("cpu") else "gpu"
-    with open(path, encoding="utf-8") as fh:
-        return str((yaml.safe_load(fh) or {}).get("execution_profile") or "gpu")
-
-
-POD_PROFILE = _execution_profile(DEFAULT_PROFILE)
 
 
 @dag(
@@ -64,61 +59,82 @@ POD_PROFILE = _execution_profile(DEFAULT_PROFILE)
 def twin_training() -> None:
     @task
     def plan_training(params: dict | None = None, **context) -> list[dict]:
-        """One run per author: dataset versions from the triggering Asset events, or the trigger form."""
+        """One run per author with a new dataset version (the triggering Asset events, or the form), with
+        the run's training profile and its pod profile."""
+        from twin_ops.config import training_pod_profile
+
         params = params or {}
         versions: dict[str, dict] = {}
+        chosen = ""
         for events in (context.get("triggering_asset_events") or {}).values():
             for event in events:
-                for slug, ids in ((event.extra or {}).get("versions") or {}).items():
+                extra = event.extra or {}
+                chosen = extra.get("profile") or chosen
+                for slug, ids in (extra.get("versions") or {}).items():
                     versions.setdefault(slug, {}).update({k: v for k, v in ids.items() if v})
         if params.get("instruct"):
             slug = params["instruct"].split("/")[1]
             versions[slug] = {"instruct": params["instruct"], "preference": params.get("preference") or None}
-        common = ["--profile", params.get("profile") or DEFAULT_PROFILE, "--resume"]
+        profile = chosen or params.get("profile") or DEFAULT_PROFILE
+        pod_profile = training_pod_profile(profile)
+        common = ["--profile", profile, "--resume"]
         if params.get("max_steps"):
             common += ["--max-steps", str(params["max_steps"])]
+        print(f"training profile {profile} (pod profile {pod_profile}) for {sorted(versions) or 'no author'}")
         return [
-            {"slug": slug, "instruct": ids["instruct"], "preference": ids.get("preference"), "args": common}
+            {"slug": slug, "instruct": ids["instruct"], "preference": ids.get("preference"), "args": common,
+             "pod_profile": pod_profile}
             for slug, ids in sorted(versions.items())
             if ids.get("instruct")
+        ]  # fmt: skip
+
+    @task
+    def plan_sft(runs: list[dict]) -> list[dict]:
+        """The mapped kwargs of train_sft: the command and the run's pod profile."""
+        return [
+            {"arguments": ["train", "sft", "--dataset", run["instruct"], *run["args"]], "profile": run["pod_profile"]}
+            for run in runs
         ]
 
     @task
-    def plan_sft(runs: list[dict]) -> list[list[str]]:
-        return [["train", "sft", "--dataset", run["instruct"], *run["args"]] for run in runs]
-
-    @task
-    def plan_dpo(runs: list[dict], sft_results: list[dict] | None) -> list[list[str]]:
+    def plan_dpo(runs: list[dict], sft_results: list[dict] | None) -> list[dict]:
         """DPO from each author's SFT model, for the authors that have a preference dataset."""
         models = {r["model"].split("/")[0]: r["model"] for r in (sft_results or []) if r and r.get("model")}
         return [
-            ["train", "dpo", "--dataset", run["preference"], "--from", models[run["slug"]], *run["args"]]
+            {"arguments": ["train", "dpo", "--dataset", run["preference"], "--from", models[run["slug"]], *run["args"]],
+             "profile": run["pod_profile"]}
             for run in runs
             if run.get("preference") and run["slug"] in models
-        ]
+        ]  # fmt: skip
 
     @task(outlets=[CANDIDATE_MODEL], trigger_rule="none_failed")
-    def check_candidate(sft_results: list[dict] | None, dpo_results: list[dict] | None, **context) -> dict:
-        """The last model of each author (DPO, else SFT) is the candidate; emit the candidate Asset."""
+    def check_candidate(runs: list[dict], sft_results: list[dict] | None, dpo_results: list[dict] | None, **context):
+        """The last new model of each author (DPO, else SFT) is the candidate; emit the candidate Asset with
+        each candidate's pod profile. A result past the candidate stage is a version trained before (same
+        dataset, same weights): not a candidate again."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        pods = {run["slug"]: run["pod_profile"] for run in runs or []}
         latest: dict[str, str] = {}
         for result in [*(sft_results or []), *(dpo_results or [])]:
-            if result and result.get("model"):
+            if result and result.get("model") and result.get("stage", "candidate") == "candidate":
                 latest[result["model"].split("/")[0]] = result["model"]
+            elif result and result.get("model"):
+                print(f"{result['model']}: already {result['stage']}, not a new candidate")
         if not latest:
-            raise AirflowSkipException("no model was trained (no dataset version to train on)")
-        extra = {"models": sorted(latest.values())}
+            raise AirflowSkipException("no new model was trained (no new dataset version to train on)")
+        extra = {"models": sorted(latest.values()), "pod_profiles": {m: pods.get(s, "cpu") for s, m in latest.items()}}
         context["outlet_events"][CANDIDATE_MODEL].extra = extra
         print(f"candidates: {extra['models']}")
         return extra
 
     runs = plan_training()
-    sft = twin_step_mapped("train_sft", profile=POD_PROFILE).expand(arguments=plan_sft(runs))
-    dpo = twin_step_mapped("train_dpo", profile=POD_PROFILE, trigger_rule="none_failed").expand(
-        arguments=plan_dpo(runs, sft.output)
+    # profile=None: each mapped instance gets the run's pod profile from plan_sft / plan_dpo
+    sft = twin_step_mapped("train_sft", profile=None).expand_kwargs(plan_sft(runs))
+    dpo = twin_step_mapped("train_dpo", profile=None, trigger_rule="none_failed").expand_kwargs(
+        plan_dpo(runs, sft.output)
     )
-    check_candidate(sft.output, dpo.output)
+    check_candidate(runs, sft.output, dpo.output)
 
 
 twin_training()

@@ -85,3 +85,18 @@ def twin_bin() -> str:
     if candidate.exists():
         return str(candidate)
     return "twin"
+
+
+def training_pod_profile(training_profile: str) -> str:
+    """The pod profile (``profiles`` above) a training profile (configs/training/<name>.yaml) runs in:
+    its ``execution_profile``; for an unknown profile, ``cpu`` for cpu-* names, else ``gpu``. Read when
+    a run is planned (the profile is the run's choice), never when the DAG is parsed."""
+    path = Path(os.environ.get("TWIN_TRAINING_PROFILES_DIR") or "/nonexistent") / f"{training_profile}.yaml"
+    if not path.is_file():  # twin_core's own search: TWIN_TRAINING_PROFILES_DIR, then configs/training
+        path = find_config(f"training/{training_profile}.yaml", "TWIN_TRAINING_PROFILE_FILE")
+    if not path.is_file():
+        name = "cpu" if training_profile.startswith("cpu") else "gpu"
+    else:
+        name = str((_load(str(path)) or {}).get("execution_profile") or "gpu")
+    profile(name)  # an unknown pod profile fails the planning task, before any pod starts
+    return name

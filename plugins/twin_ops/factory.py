@@ -51,7 +51,8 @@ def _volumes(prof: dict[str, Any]) -> dict[str, Any]:
     return {"volumes": volumes, "volume_mounts": mounts}
 
 
-def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
+def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
+    """The KubernetesPodOperator arguments of a step in the execution profile ``profile_name``."""
     from kubernetes.client import models as k8s
 
     cfg = execution_config()
@@ -102,15 +103,19 @@ def _k8s_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
     }
 
 
-def _operator_and_kwargs(task_id: str, profile_name: str, qdrant: bool) -> tuple[type, dict[str, Any]]:
-    profile(profile_name)  # validate the profile name in both modes
+def _operator_and_kwargs(profile_name: str | None, qdrant: bool) -> tuple[type, dict[str, Any]]:
+    """The operator class of the mode and its fixed arguments; no ``profile`` when the run chooses it."""
+    base: dict[str, Any] = {}
+    if profile_name is not None:
+        profile(profile_name)  # validate the profile name in both modes
+        base["profile"] = profile_name
     if execution_mode() == "kubernetes":
-        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+        from twin_ops.pod_operator import TwinPodOperator
 
-        return KubernetesPodOperator, _k8s_kwargs(task_id, profile_name)
+        return TwinPodOperator, base
     from twin_ops.local_operator import TwinLocalOperator
 
-    return TwinLocalOperator, {"profile": profile_name, **({"pool": EMBEDDED_QDRANT_POOL} if qdrant else {})}
+    return TwinLocalOperator, {**base, **({"pool": EMBEDDED_QDRANT_POOL} if qdrant else {})}
 
 
 def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", qdrant: bool = False, **kwargs: Any) -> Any:
@@ -118,11 +123,14 @@ def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", qdran
 
     ``qdrant=True`` marks a step that opens the feature store: in local mode it runs in the one-slot
     pool ``EMBEDDED_QDRANT_POOL``."""
-    cls, base = _operator_and_kwargs(task_id, profile, qdrant)
+    cls, base = _operator_and_kwargs(profile, qdrant)
     return cls(task_id=task_id, arguments=arguments, **base, **kwargs)
 
 
-def twin_step_mapped(task_id: str, *, profile: str = "cpu", qdrant: bool = False, **kwargs: Any) -> Any:
-    """A partial task to ``.expand(arguments=...)`` over a list of argument lists (``qdrant`` as above)."""
-    cls, base = _operator_and_kwargs(task_id, profile, qdrant)
+def twin_step_mapped(task_id: str, *, profile: str | None = "cpu", qdrant: bool = False, **kwargs: Any) -> Any:
+    """A partial task to ``.expand(arguments=...)`` over a list of argument lists (``qdrant`` as above).
+
+    ``profile=None``: the run chooses the pod profile, per mapped instance, with
+    ``.expand_kwargs([{"arguments": [...], "profile": name}, ...])`` (e.g. the training profile of the form)."""
+    cls, base = _operator_and_kwargs(profile, qdrant)
     return cls.partial(task_id=task_id, **base, **kwargs)

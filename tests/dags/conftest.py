@@ -155,13 +155,13 @@ def render_pod():
     import kubernetes_validate
     from kubernetes.client import ApiClient
 
-    def render(task, arguments: list[str], **mapped) -> dict:  # noqa: ANN001
+    def render(task, arguments: list[str] | None = None, **mapped) -> dict:  # noqa: ANN001
         cls = getattr(task, "operator_class", type(task))
         if cls is type(task):  # a plain (unmapped) operator
             pod = task.build_pod_request_obj(dry_run=True)
         else:
             kwargs = {k: v for k, v in task.partial_kwargs.items() if k != "task_id"}
-            op = cls(task_id=task.task_id, arguments=arguments, **{**kwargs, **mapped})
+            op = cls(task_id=task.task_id, **{**kwargs, "arguments": arguments or [], **mapped})
             pod = op.build_pod_request_obj(dry_run=True)
         manifest = ApiClient().sanitize_for_serialization(pod)
         manifest.setdefault("apiVersion", "v1")

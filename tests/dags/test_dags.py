@@ -57,14 +57,15 @@ def test_invalid_execution_mode_is_an_import_error(monkeypatch: pytest.MonkeyPat
 
 
 def _pod_operators(dag) -> list[KubernetesPodOperator]:
-    """Every pod task; a mapped task is rendered with one example expansion."""
+    """Every pod task; a mapped task is rendered with one example expansion (its default profile)."""
     ops = []
     for task in dag.tasks:
+        cls = getattr(task, "operator_class", type(task))
         if isinstance(task, KubernetesPodOperator):
             ops.append(task)
-        elif getattr(task, "operator_class", None) is KubernetesPodOperator:
+        elif isinstance(cls, type) and issubclass(cls, KubernetesPodOperator):
             kwargs = {k: v for k, v in task.partial_kwargs.items() if k not in ("task_id",)}
-            ops.append(KubernetesPodOperator(task_id=task.task_id, arguments=["--help"], **kwargs))
+            ops.append(cls(task_id=task.task_id, arguments=["--help"], **kwargs))
     return ops
 
 

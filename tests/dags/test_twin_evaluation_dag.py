@@ -47,14 +47,19 @@ def test_schedule_graph_and_outlet(dag) -> None:
 
 def test_plans_gate_and_promoted(dag) -> None:
     plan = dag.get_task("plan_evaluation").python_callable
-    event = SimpleNamespace(extra={"models": ["ada/v0002", "bo/v0001"]})
-    params = {"baseline": "production", "judge": True, "max_rows": 0, "models": ""}
+    event = SimpleNamespace(extra={"models": ["ada/v0002", "bo/v0001"], "pod_profiles": {"ada/v0002": "gpu"}})
+    params = {"baseline": "production", "judge": True, "max_rows": 0, "models": "", "pod_profile": "cpu"}
     assert plan(params, triggering_asset_events={"twin://models/candidate": [event]}) == [
-        ["evaluate", "--model", "ada/v0002", "--baseline", "production"],
-        ["evaluate", "--model", "bo/v0001", "--baseline", "production"],
+        {"arguments": ["evaluate", "--model", "ada/v0002", "--baseline", "production"], "profile": "gpu"},
+        {"arguments": ["evaluate", "--model", "bo/v0001", "--baseline", "production"], "profile": "cpu"},
     ]
-    form = plan({"baseline": "base", "judge": False, "max_rows": 5, "models": "ada/v0003, "})
-    assert form == [["evaluate", "--model", "ada/v0003", "--baseline", "base", "--no-judge", "--max-rows", "5"]]
+    form = plan({"baseline": "base", "judge": False, "max_rows": 5, "models": "ada/v0003, ", "pod_profile": "gpu"})
+    assert form == [
+        {"arguments": ["evaluate", "--model", "ada/v0003", "--baseline", "base", "--no-judge", "--max-rows", "5"],
+         "profile": "gpu"}
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown resource profile"):
+        plan({"models": "ada/v0003", "pod_profile": "huge"})
 
     gate = dag.get_task("check_gate").python_callable
     results = [
@@ -92,7 +97,7 @@ def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, render_pod, mode
         assert dag.get_task("evaluate").partial_kwargs["pool"] == "twin_embedded_qdrant"
         return
     for task_id, args in (
-        ("evaluate", ["evaluate", "--model", "ada/v0002"]),
+        ("evaluate", ["evaluate", "--model", "ada/v0002"]),  # a manual run's default pod: cpu
         ("canary", ["deploy", "canary", "ada/v0002"]),
         ("watch", ["deploy", "watch", "ada/v0002", "--follow"]),
     ):
@@ -100,6 +105,18 @@ def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, render_pod, mode
         container = manifest["spec"]["containers"][0]
         assert container["args"] == args and container["image"].split("/")[-1].startswith("twin-core:")
         assert manifest["metadata"]["labels"]["llm-twin/profile"] == "cpu"
+
+
+def test_the_evaluation_pod_is_the_candidates_training_pod(monkeypatch: pytest.MonkeyPatch, render_pod) -> None:
+    monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
+    dag = DagBag(str(REPO_ROOT / "dags")).dags["twin_evaluation"]
+    event = SimpleNamespace(extra={"models": ["ada/v0002"], "pod_profiles": {"ada/v0002": "gpu-multi"}})
+    params = {"baseline": "production", "judge": True, "pod_profile": "cpu"}
+    [kwargs] = dag.get_task("plan_evaluation").python_callable(params, triggering_asset_events={"c": [event]})
+    manifest = render_pod(dag.get_task("evaluate"), **kwargs)
+    container = manifest["spec"]["containers"][0]
+    assert manifest["metadata"]["labels"]["llm-twin/profile"] == "gpu-multi"
+    assert container["args"] == kwargs["arguments"] and container["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import AirflowSkipException
 from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ DAG_ID = "twin_training"  # the `dag` fixture (conftest.py) parses it in local m
 def test_schedule_graph_and_outlet(dag) -> None:
     assert "twin://datasets/instruct" in asset_condition(dag)
     assert edges(dag) == {
-        "plan_training": ["plan_dpo", "plan_sft"],
+        "plan_training": ["check_candidate", "plan_dpo", "plan_sft"],
         "plan_sft": ["train_sft"],
         "train_sft": ["check_candidate", "plan_dpo"],
         "plan_dpo": ["train_dpo"],
@@ -35,53 +36,89 @@ def test_schedule_graph_and_outlet(dag) -> None:
     }
     assert {a.uri for a in dag.get_task("check_candidate").outlets} == {"twin://models/candidate"}
     assert dag.params["profile"] == "cpu-tiny"  # local mode
-    assert dag.get_task("train_sft").partial_kwargs["profile"] == "cpu"  # cpu-tiny's execution_profile
+    assert "profile" not in dag.get_task("train_sft").partial_kwargs  # the run chooses it (plan_sft)
+
+
+INSTRUCT_EVENT = {
+    "versions": {
+        "ada-q": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"},
+        "bo": {"instruct": "instruct/bo/v0001", "preference": None},
+    }
+}
 
 
 def test_plans_from_asset_events_and_form(dag) -> None:
     plan = dag.get_task("plan_training").python_callable
-    event = SimpleNamespace(
-        extra={
-            "versions": {
-                "ada-q": {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001"},
-                "bo": {"instruct": "instruct/bo/v0001", "preference": None},
-            }
-        }
-    )
+    event = SimpleNamespace(extra=INSTRUCT_EVENT)
     runs = plan({"profile": "cpu-tiny", "max_steps": 0}, triggering_asset_events={"twin://datasets/instruct": [event]})
-    assert [(r["slug"], r["instruct"], r["preference"]) for r in runs] == [
-        ("ada-q", "instruct/ada-q/v0002", "preference/ada-q/v0001"),
-        ("bo", "instruct/bo/v0001", None),
+    assert [(r["slug"], r["instruct"], r["preference"], r["pod_profile"]) for r in runs] == [
+        ("ada-q", "instruct/ada-q/v0002", "preference/ada-q/v0001", "cpu"),
+        ("bo", "instruct/bo/v0001", None, "cpu"),
     ]
     assert runs[0]["args"] == ["--profile", "cpu-tiny", "--resume"]
     sft = dag.get_task("plan_sft").python_callable(runs)
-    assert sft[0] == ["train", "sft", "--dataset", "instruct/ada-q/v0002", "--profile", "cpu-tiny", "--resume"]
+    assert sft[0] == {
+        "arguments": ["train", "sft", "--dataset", "instruct/ada-q/v0002", "--profile", "cpu-tiny", "--resume"],
+        "profile": "cpu",
+    }
     dpo = dag.get_task("plan_dpo").python_callable(runs, [{"model": "ada-q/v0003"}, {"model": "bo/v0001"}])
     assert dpo == [
-        ["train", "dpo", "--dataset", "preference/ada-q/v0001", "--from", "ada-q/v0003", "--profile", "cpu-tiny",
-         "--resume"],
+        {"arguments": ["train", "dpo", "--dataset", "preference/ada-q/v0001", "--from", "ada-q/v0003",
+                       "--profile", "cpu-tiny", "--resume"], "profile": "cpu"},
     ]  # fmt: skip
-    form = plan({"instruct": "instruct/ada-q/v0009", "preference": "", "profile": "tiny", "max_steps": 2})
+    form = plan({"instruct": "instruct/ada-q/v0009", "preference": "", "profile": "gpu-70b", "max_steps": 2})
     assert form == [
         {"slug": "ada-q", "instruct": "instruct/ada-q/v0009", "preference": None,
-         "args": ["--profile", "tiny", "--resume", "--max-steps", "2"]},
+         "args": ["--profile", "gpu-70b", "--resume", "--max-steps", "2"], "pod_profile": "gpu-multi"},
     ]  # fmt: skip
-    assert plan({"profile": "x", "max_steps": 0}) == []
+    assert plan({"profile": "cpu-tiny", "max_steps": 0}) == []
+
+
+def test_the_profile_in_the_asset_event_wins_over_the_default(dag, tmp_path: Path, monkeypatch) -> None:
+    plan = dag.get_task("plan_training").python_callable
+    event = SimpleNamespace(extra={**INSTRUCT_EVENT, "profile": "gpu-70b"})
+    runs = plan({"profile": "cpu-tiny", "max_steps": 0}, triggering_asset_events={"twin://datasets/instruct": [event]})
+    assert {(r["args"][1], r["pod_profile"]) for r in runs} == {("gpu-70b", "gpu-multi")}
+    (tmp_path / "odd.yaml").write_text("execution_profile: huge\n")  # a pod profile execution.yaml lacks
+    monkeypatch.setenv("TWIN_TRAINING_PROFILES_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown resource profile 'huge'"):  # before any pod starts
+        plan({"profile": "cpu-tiny"}, triggering_asset_events={"i": [SimpleNamespace(extra={"profile": "odd"})]})
+
+
+def test_candidates_are_new_versions_with_their_pod_profile(dag) -> None:
+    check = dag.get_task("check_candidate").python_callable
+    runs = [{"slug": "ada-q", "pod_profile": "gpu-multi"}, {"slug": "bo", "pod_profile": "gpu-multi"}]
+    sft = [{"model": "ada-q/v0003", "stage": "candidate"}, {"model": "bo/v0001", "stage": "production"}]
+    dpo = [{"model": "ada-q/v0004", "stage": "candidate"}]
+    outlet = SimpleNamespace(extra=None)
+    outlets = {a: outlet for a in dag.get_task("check_candidate").outlets}
+    extra = check(runs, sft, dpo, outlet_events=outlets)
+    # bo's dataset did not change: its training returned the version already in production
+    assert extra == {"models": ["ada-q/v0004"], "pod_profiles": {"ada-q/v0004": "gpu-multi"}}
+    assert outlet.extra == extra
+    with pytest.raises(AirflowSkipException):
+        check(runs, [{"model": "bo/v0001", "stage": "production"}], [], outlet_events=outlets)
 
 
 @pytest.mark.parametrize(("profile", "gpus", "pod_profile"), [("gpu-8b", "1", "gpu"), ("gpu-70b", "4", "gpu-multi")])
-def test_kubernetes_pods_are_gpu_pods(
+def test_the_form_profile_shapes_every_training_pod(
     monkeypatch: pytest.MonkeyPatch, render_pod, profile: str, gpus: str, pod_profile
 ) -> None:
+    """One parse (default gpu-8b); the run's form picks the profile, and the pods follow it."""
     monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
-    if profile != "gpu-8b":
-        monkeypatch.setenv("TWIN_TRAINING_PROFILE", profile)
     bag = DagBag(str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
     dag = bag.dags["twin_training"]
-    assert dag.params["profile"] == profile
-    for task_id in ("train_sft", "train_dpo"):
-        manifest = render_pod(dag.get_task(task_id), ["train", "sft", "--profile", profile])
+    assert dag.params["profile"] == "gpu-8b"
+    form = {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001", "profile": profile}
+    runs = dag.get_task("plan_training").python_callable(form)
+    planned = {
+        "train_sft": dag.get_task("plan_sft").python_callable(runs),
+        "train_dpo": dag.get_task("plan_dpo").python_callable(runs, [{"model": "ada-q/v0003"}]),
+    }
+    for task_id, [kwargs] in planned.items():
+        manifest = render_pod(dag.get_task(task_id), **kwargs)
+        assert manifest["spec"]["containers"][0]["args"] == kwargs["arguments"]
         spec, container = manifest["spec"], manifest["spec"]["containers"][0]
         assert manifest["metadata"]["labels"]["llm-twin/profile"] == pod_profile
         assert container["image"].split("/")[-1].startswith("twin-trainer:")
