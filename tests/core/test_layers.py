@@ -26,7 +26,8 @@ LEVELS: list[tuple[str, ...]] = [
     ("demo",),
     ("serving",),
     ("inference",),
-    ("evaluation", "deploy"),
+    ("deploy",),  # the canary's live-quality check uses evaluation's metrics (issue 20)
+    ("evaluation",),
     ("training",),
     ("datasets",),
     ("monitoring",),
@@ -46,8 +47,8 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "demo": _STAGES,
     "serving": ("inference", "features", "llm", "stores"),
     "inference": ("features", "llm", "stores"),
-    "evaluation": ("training", "datasets", "features", "llm", "stores"),
-    "deploy": ("training", "llm", "stores"),
+    "evaluation": ("datasets", "features", "llm", "stores"),
+    "deploy": ("evaluation", "training", "llm", "stores"),
     "training": ("datasets", "llm", "stores"),
     "datasets": ("validation", "features", "llm", "stores"),
     "monitoring": ("stores",),
@@ -243,3 +244,49 @@ def docs_cell(package: str) -> str:
 def test_architecture_doc_shows_the_table(package: str) -> None:
     """Each package's row in docs/architecture.md names exactly what it may import (floor aside)."""
     assert _docs_rows().get(package) == docs_cell(package)
+
+
+BACKENDS = ("pymongo", "qdrant_client", "boto3", "botocore", "litemongo", "mongomock")
+
+
+def _external_imports(path: Path) -> Iterator[tuple[str, int]]:
+    """(top-level name, line) of every absolute import in the file, lazy ones included."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((a.name.split(".")[0], node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module.split(".")[0], node.lineno
+
+
+def test_only_stores_knows_a_backend() -> None:
+    """The stores own their backends: no other package imports a backend client, even lazily."""
+    bad = [
+        f"{path.relative_to(SRC)}:{line} imports {name}"
+        for module, path in _modules()
+        if package_of(module) != "stores"
+        for name, line in _external_imports(path)
+        if name in BACKENDS
+    ]
+    assert not bad, "\n".join(bad)
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (N lines)`` of every function or method longer than ``limit`` lines (def to
+    last line, docstring included; a nested function counts in its parent too)."""
+    out = []
+    for _, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > limit:
+                    out.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({length} lines)")
+    return sorted(out)
+
+
+def test_no_function_longer_than_60_lines() -> None:
+    """Long orchestrators read as plan -> run -> record instead (issue 23)."""
+    too_long = long_functions()
+    assert not too_long, "\n".join(too_long)

@@ -24,6 +24,31 @@ def _print_gate(result: dict[str, Any]) -> None:
     Console(stderr=True).print(table)
 
 
+def _result_line(report: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    gate = report["gate"]
+    return {
+        "model": report["candidate"]["ref"],
+        "baseline": report["baseline"]["ref"],
+        "baseline_note": report["baseline"]["note"] or None,
+        "author": report["author"],
+        "dataset_version": report["dataset_version"],
+        "rows": report["rows"],
+        "gate_checks": {
+            c["metric"]: {k: c[k] for k in ("outcome", "rows", "diff", "low", "high")} for c in gate["checks"]
+        },
+        "gate": gate["decision"],
+        "passed": gate["passed"],
+        "failing": gate["failing"],
+        "missing": gate["missing"],
+        "metrics": report["metrics"],
+        "perplexity": report["perplexity"],
+        "stylometry": report["stylometry"],
+        "rag": report["rag"],
+        "judge": {k: report["judge"][k] for k in ("name", "status", "calls", "failures", "reason")},
+        "report": stored,
+    }
+
+
 @step("evaluate")
 def app(
     model: str = typer.Option(..., "--model", help="Model version to evaluate: <author_slug>/vNNNN."),
@@ -58,32 +83,12 @@ def app(
         cfg = dataclasses.replace(cfg, max_rows=max_rows)
     if min_rows is not None:
         cfg = dataclasses.replace(cfg, min_rows=min_rows)
-    check_inputs(settings, model, baseline, cfg)  # unknown version, empty test split -> exit 3 before any model loads
+    check_inputs(settings, model, baseline, cfg)  # unknown version, too few held-out rows: exit 3, no model loaded
     result = evaluate(settings, model, baseline, tools=build_tools(settings, judge=judge), config=cfg)
     report = result.as_dict()
     stored = write_report(settings, report)
     _print_gate(report)
-    out: dict[str, Any] = {
-        "model": result.candidate.ref,
-        "baseline": result.baseline.ref,
-        "baseline_note": result.baseline.note or None,
-        "author": result.author,
-        "dataset_version": result.dataset_version,
-        "rows": result.rows,
-        "gate_checks": {
-            c["metric"]: {k: c[k] for k in ("outcome", "rows", "diff", "low", "high")} for c in report["gate"]["checks"]
-        },
-        "gate": report["gate"]["decision"],
-        "passed": report["gate"]["passed"],
-        "failing": report["gate"]["failing"],
-        "missing": report["gate"]["missing"],
-        "metrics": report["metrics"],
-        "perplexity": report["perplexity"],
-        "stylometry": report["stylometry"],
-        "rag": report["rag"],
-        "judge": {k: report["judge"][k] for k in ("name", "status", "calls", "failures", "reason")},
-        "report": stored,
-    }
+    out = _result_line(report, stored)
     if require_pass and not report["gate"]["passed"]:
         out["status"] = "gate_failed"
         out["exit_code"] = 3

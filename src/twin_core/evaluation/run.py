@@ -118,7 +118,7 @@ class EvaluationResult:
 
 # -- plan --------------------------------------------------------------------------------------------
 def _base_subject(settings: Settings, candidate: ModelVersion, role: str = "baseline", note: str = "") -> Subject:
-    from twin_core.training.model import resolve_base
+    from twin_core.llm.base_model import resolve_base
 
     base = str(candidate.metadata.get("base_model") or settings.llm.model_id)
     return Subject(role, f"base:{base}", resolve_base(settings, base), base, None, note)

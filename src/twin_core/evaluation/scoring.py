@@ -12,8 +12,8 @@ from twin_core.evaluation.stylometry import attribute, style_distance
 
 def row_perplexities(llm: Any, rows: list[dict[str, Any]], author: str, max_length: int) -> list[float | None]:
     """Perplexity of each held-out answer given the served prompt (None for a remote model: no logits)."""
-    from twin_core.training.data import prompt_and_answer_text, sft_example
-    from twin_core.training.metrics import perplexity
+    from twin_core.llm.perplexity import perplexity
+    from twin_core.llm.rows import prompt_and_answer_text, sft_example
 
     if not hasattr(llm, "model"):
         return [None] * len(rows)
