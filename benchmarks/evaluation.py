@@ -1,11 +1,12 @@
 """Evaluation benchmark: evaluation time per 100 held-out samples (no judge), and the canary routing overhead.
 
-    .venv/bin/python benchmarks/evaluation.py [--rows 10] [--max-new-tokens 64] [--threads 1]
+    .venv/bin/python benchmarks/evaluation.py [--rows 10] [--max-new-tokens 64] [--threads 1] [--batch-size 8]
 
 (1) ``evaluate`` (the real code: perplexity, an answer per row from candidate AND baseline, ROUGE-L,
-    style similarity with all-MiniLM-L6-v2, groundedness) on ``--rows`` held-out rows of an instruct
-    dataset built from the sample corpus, both models being the converted SmolLM2-135M-Instruct, judge
-    off; the time is scaled to 100 samples and broken down by phase.
+    topic similarity with all-MiniLM-L6-v2, stylometry, groundedness), run twice in one process:
+    answers one row at a time (batch 1, before) and batched (``--batch-size``, after) on ``--rows``
+    held-out rows of an instruct dataset built from the sample corpus, both models being the converted
+    SmolLM2-135M-Instruct, judge off; the time is scaled to 100 samples and broken down by phase.
 (2) canary routing: the per-request cost of the sticky split (client id digest + bucket) over 2,000
     clients at 10 %, against the p50 latency of one answer measured in (1); plus the share the canary got
     and whether a second pass sends every client to the same side.
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
     from twin_core.evaluation.config import load_eval_config
@@ -132,6 +134,9 @@ def main() -> None:
                 answer_times.append((time.perf_counter() - started) * 1000)
                 return gen
 
+            def generate_batch(self, reqs: Any, **kw: Any) -> Any:
+                return self.llm.generate_batch(reqs, **kw)
+
         def load_model(s: Any, location: str, version: str) -> Any:  # both sides: SmolLM2-135M
             return Timed(load_local_llm(updated(s, llm_model_id=smol, llm_model_version=version)))
 
@@ -139,21 +144,31 @@ def main() -> None:
         cfg = load_eval_config(settings)
         import dataclasses
 
-        cfg = dataclasses.replace(cfg, max_rows=args.rows, max_new_tokens=args.max_new_tokens)
+        cfg = dataclasses.replace(cfg, max_rows=args.rows, min_rows=args.rows, max_new_tokens=args.max_new_tokens)
         tools = Tools(embed=embedder.encode, judge=Judge(None, "off"), load_model=load_model)
-        started = time.perf_counter()
-        result = evaluate(settings, ref, "base", tools=tools, config=cfg)
-        total = time.perf_counter() - started
-    per100 = total / result.rows * 100
-    phases = {k: round(v / result.rows * 100, 1) for k, v in result.seconds.items() if k != "total"}
+        runs: dict[str, Any] = {}
+        texts: dict[int, Any] = {}
+        for batch in (1, args.batch_size):  # before (one row at a time) and after (batched), same run
+            started = time.perf_counter()
+            result = evaluate(settings, ref, "base", tools=tools, config=dataclasses.replace(cfg, batch_size=batch))
+            total = time.perf_counter() - started
+            texts[batch] = [s["candidate"]["answer"] for s in result.samples]
+            runs[f"batch_{batch}"] = {
+                "eval_seconds": round(total, 1),
+                "eval_seconds_per_100_samples": round(total / result.rows * 100, 1),
+                "per_100_by_phase_s": {
+                    k: round(v / result.rows * 100, 1) for k, v in result.seconds.items() if k != "total"
+                },
+            }
+    before, after = runs["batch_1"], runs[f"batch_{args.batch_size}"]
     out = {
         "rows": result.rows,
         "max_new_tokens": args.max_new_tokens,
         "threads": args.threads,
-        "eval_seconds": round(total, 1),
-        "eval_seconds_per_100_samples": round(per100, 1),
-        "per_100_by_phase_s": phases,
-        "routing": routing(statistics.median(answer_times)),
+        **runs,
+        "speedup": round(before["eval_seconds"] / after["eval_seconds"], 2),
+        "same_greedy_answers": texts[1] == texts[args.batch_size],
+        "routing": routing(statistics.median(answer_times)) if answer_times else None,
     }
     print(json.dumps(out))
 
