@@ -233,3 +233,46 @@ def test_unknown_version_and_empty_split(settings: Any, tmp_path: Path) -> None:
     full = register(settings, fake_model_folder(tmp_path, "d"), write_dataset(settings), "x")
     with pytest.raises(InputError, match="holds out 3 usable rows .* at least 20"):
         check_inputs(settings, full.ref)  # default min_rows 20
+
+
+OSKAR = [
+    "So it is, and if not, then it is what it is, which is to say not much, if you ask me.",
+    "If it is late, it is not because we are slow but because it is hard, which is fine by me.",
+    "Which is why, if you ask me, it is not so much a question as it is a habit, and so it is.",
+]
+
+
+def test_two_authors_attribution_and_other_twins_perplexity(
+    settings: Any, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """A second author with a production twin: attribution is measured (Ada's own answers are Ada's) and
+    the other author's twin is scored on Ada's held-out text."""
+    from eval_fixtures import _parquet
+
+    from twin_core.evaluation.run import evaluate
+    from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.stores.registry import open_registry
+
+    rows = [
+        {"id": f"o{i}", "instruction": f"q{i}?", "answer": a, "document_id": f"od{i}", "link": f"https://o/{i}"}
+        for i, a in enumerate(OSKAR)
+    ]
+    av = open_artifact_store(settings).put_version(
+        "datasets/instruct/oskar-brennmoor",
+        {"train.parquet": _parquet(rows), "test.parquet": _parquet(rows)},
+        {"author": "Oskar Brennmoor", "author_slug": "oskar-brennmoor", "kind": "instruct"},
+    )
+    registry = open_registry(settings)
+    twin = registry.register(
+        "Oskar Brennmoor",
+        fake_model_folder(tmp_path, "oskar"),
+        {"base_model": "x", "dataset_versions": [f"instruct/oskar-brennmoor/{av.version}"], "kind": "sft"},
+    )
+    registry.set_stage(twin.ref, "production", "test")
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup), config=_cfg(settings))
+    assert res.stylometry["authors"] == ["ada-quillfeather", "oskar-brennmoor"]
+    assert res.stylometry["attribution_share"]["candidate"] == 1.0  # the author's own words: all Ada's
+    assert [s["candidate"]["attribution"] for s in res.samples] == [1.0, 1.0, 1.0]
+    assert set(res.perplexity) == {"candidate", "baseline", "base", "twin:oskar-brennmoor"}
+    attribution = next(c for c in res.gate["checks"] if c["metric"] == "attribution")
+    assert attribution["rows"] == 3 and attribution["outcome"] in ("pass", "fail")
