@@ -81,11 +81,10 @@ def quality(home: Path, models: Path, expansions: int = 2) -> dict[str, Any]:
 
 def retrieval_latency(home: Path, n: int, searches: int = 200) -> dict[str, Any]:
     import numpy as np
-    from qdrant_client import models
 
     from twin_core.inference.search import VectorRetriever
     from twin_core.settings import load_settings
-    from twin_core.stores.vectors import open_vector_store
+    from twin_core.stores.vectors import VectorPoint, open_vector_store
 
     store = open_vector_store(load_settings(home=home / "synthetic"))
     store.ensure_collection("embedded_articles", 384, metadata={"model_id": "synthetic", "dim": 384})
@@ -96,10 +95,10 @@ def retrieval_latency(home: Path, n: int, searches: int = 200) -> dict[str, Any]
         vecs = rng.standard_normal((min(5000, n - start), 384)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         points = [
-            models.PointStruct(
-                id=start + i,
-                vector=v.tolist(),
-                payload={"author_id": authors[(start + i) % 10], "content": "x", "link": f"l{start + i}"},
+            VectorPoint(
+                str(uuid.UUID(int=start + i)),
+                {"author_id": authors[(start + i) % 10], "content": "x", "link": f"l{start + i}"},
+                v.tolist(),
             )
             for i, v in enumerate(vecs)
         ]

@@ -1,16 +1,13 @@
 import pytest
-from qdrant_client import models
 
 from twin_core.domain.ids import chunk_id
 from twin_core.errors import BackendUnavailable
 from twin_core.settings import load_settings
-from twin_core.stores.vectors import open_vector_store
+from twin_core.stores.vectors import VectorHit, VectorPoint, open_vector_store
 
 
-def _point(i: int, author: str, vec: list[float]) -> models.PointStruct:
-    return models.PointStruct(
-        id=chunk_id("doc", i, "h"), vector=vec, payload={"author_id": author, "category": "posts"}
-    )
+def _point(i: int, author: str, vec: list[float]) -> VectorPoint:
+    return VectorPoint(chunk_id("doc", i, "h"), {"author_id": author, "category": "posts"}, vec)
 
 
 def test_embedded_collection_filter_and_idempotent_upsert(settings) -> None:
@@ -24,18 +21,25 @@ def test_embedded_collection_filter_and_idempotent_upsert(settings) -> None:
     hits = vs.search("embedded_posts", [1, 0, 0], 5, author_id="a")
     assert {h.payload["author_id"] for h in hits} == {"a"}
     assert len(hits) == 2
+    assert all(type(h) is VectorHit for h in hits)  # the store's own type, never a Qdrant record
+    assert [h.id for h in hits] == [chunk_id("doc", 0, "h"), chunk_id("doc", 2, "h")]  # best first
+    assert hits[0].score == pytest.approx(1.0)
+    assert hits[0].vector is None  # not asked
+    assert vs.search("embedded_posts", [1, 0, 0], 1, with_vectors=True)[0].vector == pytest.approx([1, 0, 0])
     assert vs.collection_metadata("embedded_posts") == {"model_id": "m", "dim": 3}
     vs.delete_where("embedded_posts", author_id="b")
     assert vs.count("embedded_posts") == 2
-    assert len(list(vs.scroll("embedded_posts", batch_size=1))) == 2
+    scrolled = list(vs.scroll("embedded_posts", batch_size=1))
+    assert all(type(p) is VectorPoint for p in scrolled)
+    assert sorted(p.id for p in scrolled) == sorted([chunk_id("doc", 0, "h"), chunk_id("doc", 2, "h")])
     vs.close()
 
 
 def test_payload_only_collection(settings) -> None:
     vs = open_vector_store(settings)
     vs.ensure_collection("cleaned_posts", None)
-    vs.upsert("cleaned_posts", [models.PointStruct(id=chunk_id("d", 0, "x"), vector={}, payload={"content": "hi"})])
-    assert [p.payload["content"] for p in vs.scroll("cleaned_posts")] == ["hi"]
+    vs.upsert("cleaned_posts", [VectorPoint(chunk_id("d", 0, "x"), {"content": "hi"})])
+    assert [(p.payload["content"], p.vector) for p in vs.scroll("cleaned_posts")] == [("hi", None)]
     vs.close()
 
 

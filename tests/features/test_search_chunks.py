@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from qdrant_client import models
 
 from twin_core.domain.documents import Category
 from twin_core.domain.ids import chunk_id
 from twin_core.errors import BackendUnavailable, ConfigError
 from twin_core.features.feature_store import embedded_collection, search_chunks
-from twin_core.stores.vectors import open_vector_store
+from twin_core.stores.vectors import VectorPoint, open_vector_store
 
 
-def _point(i: int, author: str, vec: list[float], category: str = "posts") -> models.PointStruct:
+def _point(i: int, author: str, vec: list[float], category: str = "posts") -> VectorPoint:
     cid = chunk_id(f"doc-{i}", 0, "h")
     payload = {
         "author_id": author,
@@ -28,7 +27,7 @@ def _point(i: int, author: str, vec: list[float], category: str = "posts") -> mo
         "chunk_index": 0,
         "token_count": 2,
     }
-    return models.PointStruct(id=cid, vector=vec, payload=payload)
+    return VectorPoint(cid, payload, vec)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument, EmbeddedChunk
 from twin_core.errors import BackendUnavailable, ConfigError, TwinError
-from twin_core.stores.vectors import VectorStore
+from twin_core.stores.vectors import VectorHit, VectorPoint, VectorStore
 
 STATE_COLLECTION = "feature_state"
 
@@ -77,18 +77,13 @@ def ensure_collections(store: VectorStore, model_id: str, dim: int, *, rebuild: 
 def read_state(store: VectorStore, author_id: str | None = None) -> dict[str, dict[str, Any]]:
     """document id -> state payload (raw_content_hash, fingerprint, category, author_id, ...)."""
     match = {"author_id": author_id} if author_id else {}
-    return {str(p.id): dict(p.payload or {}) for p in store.scroll(STATE_COLLECTION, batch_size=1024, **match)}
+    return {p.id: dict(p.payload) for p in store.scroll(STATE_COLLECTION, batch_size=1024, **match)}
 
 
-def _points(ids: Sequence[str], payloads: Sequence[dict], vectors: Sequence[Any] | None = None) -> list[Any]:
-    from qdrant_client import models
-
+def _points(ids: Sequence[str], payloads: Sequence[dict], vectors: Sequence[Any] | None = None) -> list[VectorPoint]:
     if vectors is None:
-        return [models.PointStruct(id=i, vector={}, payload=p) for i, p in zip(ids, payloads, strict=True)]
-    return [
-        models.PointStruct(id=i, vector=list(map(float, v)), payload=p)
-        for i, p, v in zip(ids, payloads, vectors, strict=True)
-    ]
+        return [VectorPoint(i, p) for i, p in zip(ids, payloads, strict=True)]
+    return [VectorPoint(i, p, list(map(float, v))) for i, p, v in zip(ids, payloads, vectors, strict=True)]
 
 
 def chunk_payload(chunk: EmbeddedChunk) -> dict[str, Any]:
@@ -186,6 +181,26 @@ def check_models(
                 checked.add(name)
 
 
+def _scored(hit: VectorHit, collection: str) -> ScoredChunk:
+    """A hit's payload as a ``ScoredChunk`` (the one mapping, for every retrieval)."""
+    p = hit.payload
+    return ScoredChunk(
+        score=hit.score,
+        text=str(p.get("content", "")),
+        link=str(p.get("link", "")),
+        category=p.get("category", collection.removeprefix("embedded_")),
+        platform=str(p.get("platform", "")),
+        author_id=str(p.get("author_id", "")),
+        author_full_name=str(p.get("author_full_name", "")),
+        document_id=str(p.get("document_id", "")),
+        chunk_id=str(p.get("chunk_id") or hit.id),
+        chunk_index=int(p.get("chunk_index", 0)),
+        token_count=int(p.get("token_count", 0)),
+        metadata=p.get("metadata") or {},
+        vector=hit.vector,
+    )
+
+
 def search_chunks(
     store: VectorStore,
     vector: Sequence[float],
@@ -216,27 +231,7 @@ def search_chunks(
             raise
         except Exception as exc:
             raise BackendUnavailable(f"vector search on {name} failed: {type(exc).__name__}: {exc}") from None
-        for point in points:
-            p = point.payload or {}
-            if author_id and p.get("author_id") != author_id:  # the filter must have held
-                continue
-            vec = point.vector if with_vectors and isinstance(point.vector, list) else None
-            hits.append(
-                ScoredChunk(
-                    score=float(point.score),
-                    text=str(p.get("content", "")),
-                    link=str(p.get("link", "")),
-                    category=p.get("category", name.removeprefix("embedded_")),
-                    platform=str(p.get("platform", "")),
-                    author_id=str(p.get("author_id", "")),
-                    author_full_name=str(p.get("author_full_name", "")),
-                    document_id=str(p.get("document_id", "")),
-                    chunk_id=str(p.get("chunk_id") or point.id),
-                    chunk_index=int(p.get("chunk_index", 0)),
-                    token_count=int(p.get("token_count", 0)),
-                    metadata=p.get("metadata") or {},
-                    vector=vec,
-                )
-            )
+        # the store filtered by author; every hit is checked again (defence in depth)
+        hits += [_scored(h, name) for h in points if not author_id or h.payload.get("author_id") == author_id]
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits[:k]

@@ -3,6 +3,9 @@
 Local mode keeps a lock on its folder: one process at a time may open it (a second gets a clear
 error). Collections come in two kinds, as in the reference design: ``cleaned_*`` (payload only, no
 vectors) and ``embedded_*`` (cosine vectors plus payload indexes).
+
+Callers see only this module's own types: ``VectorPoint`` in (upsert) and out (scroll), ``VectorHit``
+out of a search; Qdrant's record and point classes never leave ``stores/``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.errors import BackendUnavailable, ConfigError
@@ -18,6 +22,36 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 PAYLOAD_INDEXES = ("author_id", "category", "platform", "document_id")
+
+
+@dataclass(frozen=True)
+class VectorPoint:
+    """A stored point: its id, its payload and, in a vector collection, its vector."""
+
+    id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None  # None: a payload-only point, or vectors not asked for
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    """A search result: a point with its cosine similarity to the query (higher is closer)."""
+
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None  # only when asked for
+
+
+def _struct(point: VectorPoint) -> Any:
+    from qdrant_client import models
+
+    vector = {} if point.vector is None else [float(v) for v in point.vector]
+    return models.PointStruct(id=point.id, vector=vector, payload=point.payload)
+
+
+def _vector(record: Any) -> list[float] | None:
+    return list(record.vector) if isinstance(record.vector, list) else None
 
 
 def open_qdrant(settings: Settings) -> Any:
@@ -78,9 +112,10 @@ class VectorStore:
         info = self.client.get_collection(name)
         return dict(getattr(info.config, "metadata", None) or {})
 
-    def upsert(self, name: str, points: Sequence[Any], *, batch_size: int = 256) -> int:
+    def upsert(self, name: str, points: Sequence[VectorPoint], *, batch_size: int = 256) -> int:
         for start in range(0, len(points), batch_size):
-            self.client.upsert(name, points=list(points[start : start + batch_size]), wait=True)
+            batch = [_struct(p) for p in points[start : start + batch_size]]
+            self.client.upsert(name, points=batch, wait=True)
         return len(points)
 
     def drop_collection(self, name: str) -> None:
@@ -117,7 +152,9 @@ class VectorStore:
             return 0
         return self.client.count(name, count_filter=_filter(**match) if match else None, exact=True).count
 
-    def scroll(self, name: str, *, with_vectors: bool = False, batch_size: int = 256, **match: Any) -> Iterator[Any]:
+    def scroll(
+        self, name: str, *, with_vectors: bool = False, batch_size: int = 256, **match: Any
+    ) -> Iterator[VectorPoint]:
         """Every point of ``name`` (optionally filtered by exact payload matches)."""
         if not self.client.collection_exists(name):
             return
@@ -131,13 +168,14 @@ class VectorStore:
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-            yield from points
+            for record in points:
+                yield VectorPoint(str(record.id), dict(record.payload or {}), _vector(record))
             if offset is None:
                 return
 
     def search(
         self, name: str, vector: Sequence[float], limit: int, *, with_vectors: bool = False, **match: Any
-    ) -> list[Any]:
+    ) -> list[VectorHit]:
         """The ``limit`` points closest to ``vector`` (scored, with payload), filtered by exact matches."""
         res = self.client.query_points(
             name,
@@ -147,7 +185,7 @@ class VectorStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
-        return list(res.points)
+        return [VectorHit(str(p.id), float(p.score), dict(p.payload or {}), _vector(p)) for p in res.points]
 
 
 def _conditions(**match: Any) -> list[Any]:
