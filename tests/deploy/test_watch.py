@@ -84,6 +84,18 @@ def test_hold_step_not_due_and_promote(settings: Any, state: dict[str, Any]) -> 
     ]
 
 
+def test_follow_without_a_verdict_rolls_back_at_the_timeout(settings: Any, state: dict[str, Any]) -> None:
+    from twin_core.deploy.analysis import canary_config
+    from twin_core.deploy.watch import watch
+    from twin_core.stores.registry import open_registry
+
+    cfg = canary_config({"interval": "1m"})
+    out = watch(settings, author=AUTHOR, cfg=cfg, follow=True, timeout_s=0, sleep=lambda s: None)
+    assert out["decision"] == "rollback" and "fail closed" in out["reasons"][-1]
+    mv = open_registry(settings).get(state["v2"].ref)
+    assert mv.stage == "archived" and mv.history[-1].numbers["analysis"]["result"] == "hold"
+
+
 def test_cli_local_canary_status_and_promote(settings: Any, tmp_path: Path, twin: Any) -> None:
     dataset = write_dataset(settings)
     v1 = register(settings, fake_model_folder(tmp_path, "m1"), dataset, "base")

@@ -195,12 +195,20 @@ def watch(
     client: Any = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """One analysis, or with ``follow`` one every interval until promote / rollback (or ``timeout_s``;
-    then the canary stays as it is: the next watch picks up its history)."""
+    """One analysis, or with ``follow`` one every interval until promote / rollback. A ``timeout_s``
+    reached without either rolls the canary back (fail closed: it never reached a verdict)."""
     cfg = cfg or load_config(settings)
     result = analyse(settings, author=author, ref=ref, cfg=cfg, client=client)
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else float("inf"))
     while follow and result["decision"] not in TERMINAL and time.monotonic() < deadline:
         sleep(min(cfg.interval_s, max(deadline - time.monotonic(), 0.0)))
         result = analyse(settings, author=author, ref=ref or result["model"], cfg=cfg, client=client)
+    if follow and result["decision"] not in TERMINAL:
+        from twin_core.deploy import rollout
+
+        numbers = {k: v for k, v in result.items() if k not in ("model", "decision", "reasons", "rollout")}
+        reason = f"canary analysis: no promotion before the watch timeout of {timeout_s:g} s (fail closed)"
+        result = {**result, "decision": "rollback", "reasons": [*result.get("reasons", []), reason]}
+        model = result["model"]
+        result["rollout"] = rollout.rollback(settings, ref=model, reason=reason, numbers=numbers, client=client)
     return result
