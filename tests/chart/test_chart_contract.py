@@ -119,8 +119,6 @@ def test_serving_reads_the_same_settings_and_secret(objs):
 
 def test_factory_pods_are_selected_by_the_task_network_policy(objs):
     factory = cr.REPO / "plugins" / "twin_ops" / "factory.py"
-    if not factory.exists():
-        pytest.skip("plugins/twin_ops/factory.py not present yet")
     labels = _module_constant(factory, "LABELS")
     (np,) = cr.find(objs, "NetworkPolicy", "llm-twin-tasks")
     assert np["metadata"]["namespace"] == EXECUTION["namespace"]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from twin_core.domain.documents import RawDocument
 from twin_core.errors import InputError, TwinError
+from twin_core.etl.crawl_report import CrawlReport, LinkResult
 from twin_core.etl.crawlers.base import CrawlContext
 from twin_core.etl.crawlers.github import is_local_link, local_repo_uri
 from twin_core.etl.dispatcher import Dispatcher
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
-from twin_core.etl.report import CrawlReport, LinkResult
 from twin_core.etl.safety import domain_of, normalize_link
 from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings

@@ -20,7 +20,7 @@ from kserve.errors import InvalidInput
 
 from twin_core.serving import metrics
 from twin_core.serving.auth import Auth
-from twin_core.serving.models import AUTHOR_HEADER, CLIENT_HEADER
+from twin_core.serving.kserve_models import AUTHOR_HEADER, CLIENT_HEADER
 from twin_core.serving.routing import client_id_of
 from twin_core.settings import Settings
 

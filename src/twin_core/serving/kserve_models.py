@@ -30,7 +30,7 @@ from twin_core.inference.request_log import RequestLog
 from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
-from twin_core.serving.protocol import parse_v1, parse_v2, prediction, v2_response
+from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response
 from twin_core.settings import Settings
 
 kserve = import_kserve()
