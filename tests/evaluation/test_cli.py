@@ -62,6 +62,7 @@ def test_evaluate_tiny_models_judge_down(settings: Any, tmp_path: Path, twin: An
     assert res["gate_checks"]["perplexity"]["rows"] == 2
 
 
+@pytest.mark.slow
 def test_baseline_against_itself_passes_and_a_damaged_model_fails(settings: Any, tmp_path: Path, env: Any) -> None:
     """Real tiny models: the base model as its own candidate is never better and always not worse; the
     same weights with noise added fail the gate (perplexity worse on every paired row)."""
@@ -102,3 +103,19 @@ def test_baseline_against_itself_passes_and_a_damaged_model_fails(settings: Any,
     assert broken.gate["passed"] is False and "perplexity" in broken.gate["failing"]
     ppl = next(c for c in broken.gate["checks"] if c["metric"] == "perplexity")
     assert ppl["rows"] == 3 and ppl["high"] < 0  # worse on every row: the whole interval on the bad side
+
+
+@pytest.mark.slow
+def test_batched_answers_equal_one_at_a_time(settings: Any, tmp_path: Path, env: Any) -> None:
+    """evaluation.answers.generate: batches of 3 give the very texts of one row at a time (greedy)."""
+    from eval_fixtures import tiny_model_folder
+
+    from twin_core.evaluation.answers import generate
+    from twin_core.evaluation.run import _load_model
+
+    folder = tiny_model_folder(tmp_path, "tiny", settings, seed=3)
+    llm = _load_model(settings, str(folder / "merged"), "tiny")
+    prompts = [[{"role": "user", "content": q}] for q in ("Hi", "Why Postgres for queues, really?", "Kafka lag")]
+    one = generate(llm, prompts, 6, batch_size=1)
+    batched = generate(llm, prompts, 6, batch_size=3)
+    assert all(isinstance(t, str) for t in one) and batched == one
