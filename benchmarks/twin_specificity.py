@@ -1,0 +1,191 @@
+"""Twin specificity (issue 21): does each twin write like *its* author, not like the genre?
+
+Drives the project's own `twin` commands on a fresh TWIN_HOME with the two sample authors (Ada
+Quillfeather and Oskar Brennmoor): import both backups, features, one dataset build per author, one SFT
+per author, each twin promoted to its author's production model, then `twin evaluate` per author against
+the base model. The evaluation scores the author's held-out documents (about 1 in 6, by document) under
+the own twin, the base model and the other author's production twin, and attributes the generated
+answers to an author by Burrows' Delta. Prints the table of docs/benchmarks.md "Twin specificity".
+
+    .venv/bin/python benchmarks/twin_specificity.py [--home /tmp/voice-spec] [--profile cpu-small]
+
+Resumable: every step's JSON line is kept in HOME/bench/<step>.json and a step whose file exists is
+skipped, so a run stopped during training continues where it was (`twin train sft --resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TWIN = ROOT / ".venv" / "bin" / "twin"
+SAMPLE = ROOT / "src" / "twin_core" / "demo" / "sample"
+BACKUPS = [SAMPLE, SAMPLE / "second_author"]
+# cpu-small trains on 384 tokens: the served prompt's context budget must leave room for the answer.
+# Set for every step, so datasets (train rows) and evaluation (served prompts) render the same prompt.
+CONTEXT_TOKENS = "64"
+GOALS = {"own_vs_base": 0.80, "own_vs_other": 0.90, "attribution": 0.80}
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "TWIN_HOME": str(home), "TWIN_RAG_CONTEXT_TOKENS": CONTEXT_TOKENS, "TWIN_LLM_THREADS": "1"}
+
+
+def twin(home: Path, name: str, *args: str) -> dict[str, Any]:
+    """Run one `twin` command (or reuse its saved JSON line); stderr goes to HOME/bench/<name>.log."""
+    return twins(home, [(name, list(args))])[name]
+
+
+def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
+    """Run `twin` commands side by side (one torch thread each); a step whose JSON line is saved is skipped."""
+    bench = home / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    running: dict[str, tuple[subprocess.Popen, float, Any]] = {}
+    for name, args in steps:
+        if (bench / f"{name}.json").exists():
+            print(f"[skip] {name} (done: {bench / name}.json)", file=sys.stderr)
+            continue
+        print(f"[run ] twin {' '.join(args)}", file=sys.stderr)
+        log = open(bench / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
+        proc = subprocess.Popen([str(TWIN), *args], env=_env(home), stdout=subprocess.PIPE, stderr=log, text=True)
+        running[name] = (proc, time.perf_counter(), log)
+    for name, (proc, started, log) in running.items():
+        stdout, _ = proc.communicate()
+        log.close()
+        lines = [ln for ln in stdout.splitlines() if ln.strip()]
+        result = json.loads(lines[-1]) if lines else {}
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} failed ({proc.returncode}): {result} (log: {bench / name}.log)")
+        result["_seconds"] = round(time.perf_counter() - started, 1)
+        (bench / f"{name}.json").write_text(json.dumps(result, indent=2))
+        print(f"[done] {name} in {result['_seconds']} s", file=sys.stderr)
+    return {name: json.loads((bench / f"{name}.json").read_text()) for name, _ in steps}
+
+
+def build(home: Path, profile: str, max_steps: int, max_rows: int) -> dict[str, dict[str, Any]]:
+    """Every step in order (both authors' training side by side); returns each author's evaluation line."""
+    for i, backup in enumerate(BACKUPS):
+        twin(home, f"import-{i}", "warehouse", "import", str(backup))
+    authors = twin(home, "authors", "warehouse", "authors")["authors"]
+    twin(home, "features", "features", "run")
+    sft = []
+    for author in authors:
+        slug = author.lower().replace(" ", "-")
+        built = twin(home, f"datasets-{slug}", "datasets", "build", "--author", author, "--max-rejected", "0")
+        instruct = [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]
+        args = ["train", "sft", "--dataset", instruct, "--profile", profile, "--max-steps", str(max_steps), "--resume"]
+        sft.append((f"sft-{slug}", args))
+    models = {r["model"]: r for r in twins(home, sft).values()}
+    for ref in models:
+        twin(home, f"promote-{_slug(ref)}", "registry", "promote", ref, "--stage", "production",
+             "--reason", "twin specificity benchmark")  # fmt: skip
+    evals = [
+        (f"evaluate-{_slug(ref)}", ["evaluate", "--model", ref, "--baseline", "base", "--no-judge",
+                                    "--max-rows", str(max_rows), "--min-rows", str(min(max_rows, 10))])
+        for ref in models
+    ]  # fmt: skip
+    return twins(home, evals)
+
+
+def _slug(ref: str) -> str:
+    return ref.split("/")[0]
+
+
+def _versions(built: dict[str, Any]) -> list[str]:
+    """Dataset version ids named anywhere in `twin datasets build`'s result line."""
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str) and v.startswith(("instruct/", "preference/")):
+            found.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(built)
+    return sorted(set(found))
+
+
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The three goal figures of one author's evaluation."""
+    ppl = result["perplexity"]
+    own, base = ppl["candidate"], ppl.get("base")
+    others = {k.split(":", 1)[1]: v for k, v in ppl.items() if k.startswith("twin:")}
+    other_slug, other = next(iter(others.items()), (None, None))
+    share = (result["stylometry"].get("attribution_share") or {}).get("candidate")
+    base_share = (result["stylometry"].get("attribution_share") or {}).get("baseline")
+    return {
+        "author": result["author"], "model": result["model"], "rows": result["rows"],
+        "ppl_base": base, "ppl_own": own, "ppl_other": other, "other_twin": other_slug,
+        "own_vs_base": own / base if own and base else None,
+        "own_vs_other": own / other if own and other else None,
+        "attribution": share, "attribution_base": base_share,
+    }  # fmt: skip
+
+
+def samples(home: Path, result: dict[str, Any], n: int = 2) -> list[dict[str, Any]]:
+    """The shortest held-out questions with both answers, from the stored evaluation report."""
+    slug, version = result["model"].split("/")
+    paths = sorted(glob.glob(str(home / "**" / "evaluations" / slug / version / "**" / "report.json"), recursive=True))
+    if not paths:
+        return []
+    report = json.loads(Path(paths[-1]).read_text())
+    rows = [s for s in report["samples"] if s["candidate"]["answer"] and s["baseline"]["answer"]]
+    rows.sort(key=lambda s: len(s["instruction"]))
+    return [
+        {"instruction": s["instruction"], "base": s["baseline"]["answer"], "twin": s["candidate"]["answer"]}
+        for s in rows[:n]
+    ]
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "missing"
+    return f"{v:.0%}" if pct else f"{v:.3g}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| author (held-out rows) | base ppl | own twin ppl | other twin ppl | own / base (≤ 0.80) "
+        "| own / other (≤ 0.90) | answers attributed to the author: twin (base) (≥ 80 %) |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    body = [
+        f"| {r['author']} ({r['rows']}) | {_fmt(r['ppl_base'])} | {_fmt(r['ppl_own'])} | {_fmt(r['ppl_other'])} "
+        f"| **{_fmt(r['own_vs_base'])}** | **{_fmt(r['own_vs_other'])}** "
+        f"| **{_fmt(r['attribution'], True)}** ({_fmt(r['attribution_base'], True)}) |"
+        for r in rows
+    ]
+    return "\n".join([head, *body])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/voice-spec"), help="TWIN_HOME (fresh or resumed)")
+    default_profile = "cpu-small" if (ROOT / "configs/training/cpu-small.yaml").exists() else "cpu-tiny"
+    parser.add_argument("--profile", default=default_profile, help="training profile (default %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=0, help="cap SFT steps (0 = the profile's)")
+    parser.add_argument("--max-rows", type=int, default=20, help="held-out rows evaluated per author (0 = all)")
+    args = parser.parse_args()
+    results = build(args.home, args.profile, args.max_steps, args.max_rows)
+    rows = [figures(r) for r in results.values()]
+    summary = {"profile": args.profile, "home": str(args.home), "goals": GOALS, "authors": rows,
+               "samples": {r["author"]: samples(args.home, r) for r in results.values()}}  # fmt: skip
+    (args.home / "bench" / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    print(table(rows), file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
