@@ -71,3 +71,43 @@ def test_perplexity(tsettings) -> None:
     bad = perplexity(model, tokenizer, [(prompt, " Potato seventeen purple.")])
     assert good < bad
     assert perplexity(model, tokenizer, []) is None
+
+
+def test_packed_batch_keeps_examples_apart_and_loss_on_answers(tsettings) -> None:
+    """Packed, padding-free SFT (the cpu profiles): whole examples in one sequence, position ids restart per
+    example, labels on the answers only, and no token attends across examples (flat logits = a separate
+    forward of the example)."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from twin_core.llm import rows
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.training import peft_model as models
+    from twin_core.training.profiles import load_profile
+
+    profile = load_profile(tsettings, "tiny-test")
+    model, tokenizer = models.load_for_training(tsettings, profile, resolve_base(tsettings, profile.base_model))
+    answers = ["Because reruns are free.", "Short."]
+    examples = [
+        rows.sft_example({"instruction": "Why are idempotent jobs worth it?", "answer": answers[0]}, "Ada"),
+        rows.sft_example({"instruction": "Say it shortly.", "answer": answers[1]}, "Ada"),
+    ]
+    args = SFTConfig(output_dir=str(tsettings.home / "pf"), max_length=1024, completion_only_loss=True,
+                     packing=True, packing_strategy="bfd", per_device_train_batch_size=1, use_cpu=True,
+                     report_to="none")  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, pos, labels = (batch[k][0].tolist() for k in ("input_ids", "position_ids", "labels"))
+    starts = [i for i, p in enumerate(pos) if p == 0]
+    assert len(starts) == 2 and tokenizer.pad_token_id not in ids  # both examples whole, no pad token
+    segments = [(a, b) for a, b in zip(starts, [*starts[1:], len(ids)], strict=True)]
+    assert all(pos[a:b] == list(range(b - a)) for a, b in segments)
+    answered = sorted(tokenizer.decode([t for t, y in zip(ids[a:b], labels[a:b], strict=True) if y != -100])
+                      for a, b in segments)  # fmt: skip
+    assert answered == sorted(a + "<|im_end|>\n" for a in answers)  # loss on the answers (and their end) only
+    a, b = segments[1]
+    with torch.inference_mode():
+        flat = trainer.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        alone = trainer.model(input_ids=torch.tensor([ids[a:b]])).logits[0]
+    assert torch.allclose(flat[a:b], alone, atol=1e-4)  # the second example never sees the first

@@ -37,8 +37,13 @@ def _comet_metrics(zip_path: Path) -> dict[str, list[float]]:
 def test_sft_then_dpo_registers_candidates(twin, train_env, tsettings, instruct_version, preference_version) -> None:
     from twin_core.stores.registry import open_registry
 
-    sft = twin("train", "sft", "--dataset", instruct_version, "--profile", "tiny-test", env=train_env)
+    env = {**train_env, "TWIN_PROGRESS": "1"}  # the bar drawn, as for a person at a terminal
+    sft = twin("train", "sft", "--dataset", instruct_version, "--profile", "tiny-test", env=env)
     assert sft.returncode == 0, sft.stderr[-3000:]
+    lines = sft.stdout.splitlines()  # the CLI contract: exactly the one JSON result line (no trainer log dicts)
+    assert len(lines) == 1 and json.loads(lines[0]) == sft.result
+    assert "'loss':" not in sft.stderr  # no log dicts on stderr either: the progress bar instead
+    assert "train sft ada-quillfeather" in sft.stderr and "4/4" in sft.stderr and "tokens_s=" in sft.stderr
     r = sft.result
     assert (r["model"], r["stage"], r["steps"], r["resumed_from_step"]) == (
         "ada-quillfeather/v0001",

@@ -9,7 +9,8 @@ from twin_core.cli.protocol import step
 app = typer.Typer(help="Fine-tune the twin (SFT with LoRA, then DPO).", no_args_is_help=True)
 
 _PROFILE_HELP = (
-    "Training profile: configs/training/<name>.yaml (cpu-tiny, gpu-8b, gpu-70b). Default TWIN_TRAINING_PROFILE."
+    "Training profile: configs/training/<name>.yaml (cpu-tiny, cpu-small, gpu-8b, gpu-70b); "
+    "default TWIN_TRAINING_PROFILE."
 )
 _STEPS_HELP = "Cap the optimizer steps (0 = the profile's; TWIN_TRAINING_MAX_STEPS)."
 _RESUME_HELP = "Continue from the newest checkpoint of the same run in the artifact store (none: start)."
@@ -31,6 +32,7 @@ def _report(result: dict) -> None:
 def _run(
     kind: str, dataset: str, profile: str | None, resume: bool, max_steps: int | None, from_ref: str | None = None
 ) -> dict:
+    from twin_core.progress import progress
     from twin_core.settings import get_settings, updated
     from twin_core.training.launch import maybe_relaunch, publish_result
     from twin_core.training.run import run_training
@@ -41,7 +43,15 @@ def _run(
     relaunched = maybe_relaunch(settings, profile)
     if relaunched is not None:
         return relaunched
-    result = run_training(settings, kind, dataset, profile_name=profile, from_ref=from_ref, resume=resume)  # type: ignore[arg-type]
+    result = run_training(
+        settings,
+        kind,  # type: ignore[arg-type]
+        dataset,
+        profile_name=profile,
+        from_ref=from_ref,
+        resume=resume,
+        progress=progress,  # a bar on stderr: steps, loss, tokens/s
+    )
     if "model" in result:  # rank 0 (or a single process)
         _report(result)
         publish_result(result)

@@ -43,6 +43,9 @@ class StageSpec(_Strict):
     lr_scheduler: str = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     beta: float | None = Field(None, gt=0, description="DPO only: deviation from the reference model")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="> 0: eval loss on the held-out split every checkpoint; stop after N without gain"
+    )
 
 
 class AccelerateSpec(_Strict):
@@ -59,7 +62,8 @@ class TrainingProfile(_Strict):
     max_length: int = Field(512, gt=16)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
-    packing: bool = False
+    packing: bool = Field(False, description="SFT: best-fit packing, padding-free (position ids per example)")
+    group_by_length: bool = Field(False, description="batches of similar lengths (less padding)")
     seed: int = 42
     checkpoint_steps: int = Field(50, gt=0)
     lora: LoraSpec = Field(default_factory=LoraSpec)

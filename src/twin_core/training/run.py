@@ -1,12 +1,14 @@
 """``run_training``: SFT (LoRA/QLoRA) or DPO on a dataset version, ending with a registered candidate.
 
-1. profile (GPU profile without a GPU -> ConfigError), dataset rows (empty/unknown -> InputError),
-   base model (packaged SmolLM2 converted once; for DPO the SFT model version from the registry);
-2. held-out perplexity of the base on the test split;
-3. train with trl, checkpointing to the artifact store every N steps (``--resume`` continues from the
-   newest checkpoint: same data order, the step counter goes on), Comet logging each step;
-4. held-out perplexity of the trained model; adapter and merged weights + tokenizer + Comet archive
-   written to a folder and registered (metadata last: a version appears only complete).
+Three phases, each testable on its own:
+
+1. ``plan_training`` (pure: reads the profile, the dataset rows and, for DPO, the parent version; writes
+   nothing, loads no model): the run id, steps, checkpoint interval, parameters;
+2. ``execute`` (the trainer): GPU check, base model, held-out perplexity before, TRL training with
+   checkpoints mirrored to the artifact store (``--resume`` continues from the newest), Comet and a
+   progress bar each step, held-out perplexity after;
+3. ``record``: adapter + merged weights + tokenizer + Comet archive written and registered (metadata
+   last: a version appears only complete), and the step result.
 
 The run folder ``TWIN_HOME/training/<run_id>`` is scratch; the artifact store holds what matters.
 """
@@ -18,27 +20,63 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from twin_core.domain import content_hash
 from twin_core.errors import InputError
 from twin_core.llm import rows
 from twin_core.llm.base_model import resolve_base
 from twin_core.llm.perplexity import perplexity
+from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.training import checkpoints, data
 from twin_core.training import peft_model as models
 from twin_core.training.profiles import TrainingProfile, load_profile
+from twin_core.training.trainers import Kind, build_trainer, stage_of, trainer_args
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["sft", "dpo"]
 EVAL_EXAMPLES = 64  # held-out examples scored for perplexity (the test split is small anyway)
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What one run will do: decided before any model is loaded."""
+
+    kind: Kind
+    profile: TrainingProfile
+    data: data.TrainingData
+    base_name: str  # the base model's name (DPO: the SFT version's base)
+    parent_ref: str | None  # DPO: the SFT model version (start and reference)
+    parent_datasets: list[str]
+    steps: int
+    checkpoint_steps: int
+    run_id: str
+    resume: bool
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evaluate(self) -> bool:
+        """Held-out eval loss during training (early stopping) when the stage asks and there is a split."""
+        return bool(stage_of(self.profile, self.kind).early_stopping_patience and self.data.test)
+
+
+@dataclass
+class Outcome:
+    trainer: Any
+    tokenizer: Any
+    base_location: str
+    metrics: dict[str, Any]
+    curve: list[tuple[int, float]]
+    seconds: float
+    resumed_from_step: int | None
+    tracker: Any
+
+
 def _steps(profile: TrainingProfile, kind: Kind, n_rows: int, settings: Settings) -> int:
-    stage = profile.sft if kind == "sft" else profile.dpo
+    stage = stage_of(profile, kind)
     per_step = stage.batch_size * stage.grad_accum
     epoch_steps = max(1, math.ceil(n_rows / per_step))
     steps = stage.max_steps or max(1, math.ceil(epoch_steps * stage.epochs))
@@ -47,52 +85,47 @@ def _steps(profile: TrainingProfile, kind: Kind, n_rows: int, settings: Settings
     return steps
 
 
-def _trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, ckpt_steps: int) -> Any:
-    stage = profile.sft if kind == "sft" else profile.dpo
-    common: dict[str, Any] = {
-        "output_dir": str(out),
-        "max_steps": steps,
-        "per_device_train_batch_size": stage.batch_size,
-        "gradient_accumulation_steps": stage.grad_accum,
-        "learning_rate": stage.learning_rate,
-        "lr_scheduler_type": stage.lr_scheduler,
-        "warmup_steps": stage.warmup_ratio,  # < 1: a fraction of the steps
-        "weight_decay": stage.weight_decay,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": ckpt_steps,
-        "save_total_limit": 2,  # local scratch; every checkpoint is in the artifact store
-        "seed": profile.seed,
-        "data_seed": profile.seed,
-        "bf16": profile.precision == "bf16",
-        "fp16": profile.precision == "fp16",
-        "gradient_checkpointing": profile.gradient_checkpointing,
-        "use_cpu": profile.device == "cpu",
-        "report_to": "none",  # Comet is driven by tracking.Tracker (offline or online)
-        "include_num_input_tokens_seen": "non_padding",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "max_length": profile.max_length,
-    }
-    if kind == "sft":
-        from trl import SFTConfig
+def plan_training(
+    settings: Settings,
+    kind: Kind,
+    dataset_version: str,
+    *,
+    profile_name: str | None = None,
+    from_ref: str | None = None,
+    resume: bool = False,
+) -> TrainingPlan:
+    """Profile, rows, base, steps and the run id; unknown/empty data or a DPO without --from -> InputError."""
+    from twin_core.stores.registry import open_registry
 
-        return SFTConfig(**common, packing=profile.packing, completion_only_loss=True)
-    from trl import DPOConfig
-
-    return DPOConfig(**common, beta=stage.beta or 0.1)
-
-
-def _heldout(tokenizer: Any, kind: Kind, rows: list[dict[str, Any]], author: str) -> list[tuple[str, str]]:
-    pairs = []
-    for row in rows[:EVAL_EXAMPLES]:
-        ex = rows.sft_example(row, author) if kind == "sft" else rows.dpo_example(row, author)
-        pairs.append(rows.prompt_and_answer_text(tokenizer, ex, "completion" if kind == "sft" else "chosen"))
-    return pairs
-
-
-def _loss_curve(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    return [(int(h["step"]), float(h["loss"])) for h in log_history if "loss" in h and "step" in h]
+    profile = load_profile(settings, profile_name)
+    td = data.load_training_data(settings, dataset_version, "instruct" if kind == "sft" else "preference")
+    parent = None
+    if kind == "dpo":
+        if not from_ref:
+            raise InputError("twin train dpo needs --from MODEL_VERSION (the SFT model, also the DPO reference)")
+        parent = open_registry(settings).get(from_ref)  # unknown -> InputError
+    base_name = parent.metadata.get("base_model", parent.ref) if parent else profile.base_model
+    steps = _steps(profile, kind, len(td.train), settings)
+    ckpt = settings.training.checkpoint_steps or profile.checkpoint_steps
+    identity = {"kind": kind, "dataset": td.version_id, "base": base_name, "parent": parent.ref if parent else None,
+                "profile": profile.public(), "steps": steps, "checkpoint_steps": ckpt}  # fmt: skip
+    rid = checkpoints.run_id(**identity)
+    params = {"kind": kind, "dataset_version": td.version_id, "base_model": base_name, "from_model": from_ref,
+              "profile": profile.public(), "steps": steps, "checkpoint_steps": ckpt, "run_id": rid,
+              "train_rows": len(td.train), "test_rows": len(td.test)}  # fmt: skip
+    return TrainingPlan(
+        kind=kind,
+        profile=profile,
+        data=td,
+        base_name=base_name,
+        parent_ref=parent.ref if parent else None,
+        parent_datasets=list(parent.metadata.get("dataset_versions", [])) if parent else [],
+        steps=steps,
+        checkpoint_steps=ckpt,
+        run_id=rid,
+        resume=resume,
+        params=params,
+    )
 
 
 def run_training(
@@ -103,182 +136,205 @@ def run_training(
     profile_name: str | None = None,
     from_ref: str | None = None,
     resume: bool = False,
+    progress: ProgressFactory = silent,
 ) -> dict[str, Any]:
-    """Train, register a candidate, and return the step result (see the module doc)."""
+    """Plan, train, register a candidate, and return the step result (see the module doc)."""
     from twin_core.llm.comet import quiet_comet
 
     quiet_comet()  # before transformers imports comet_ml (its integrations probe for it)
-    from twin_core.stores.artifacts import open_artifact_store
-    from twin_core.stores.registry import open_registry
+    plan = plan_training(settings, kind, dataset_version, profile_name=profile_name, from_ref=from_ref, resume=resume)
+    outcome = execute(settings, plan, progress)
+    if not outcome.trainer.is_world_process_zero():  # FSDP ranks > 0: rank 0 saves and registers
+        return {"rank": int(os.environ.get("RANK", "0")), "steps": outcome.metrics["global_step"]}
+    return record(settings, plan, outcome)
 
-    profile = load_profile(settings, profile_name)
-    models.check_device(profile)
-    expected = "instruct" if kind == "sft" else "preference"
-    td = data.load_training_data(settings, dataset_version, expected)
-    registry = open_registry(settings)
-    store = open_artifact_store(settings)
-    if kind == "dpo":
-        if not from_ref:
-            raise InputError("twin train dpo needs --from MODEL_VERSION (the SFT model, also the DPO reference)")
-        parent = registry.get(from_ref)  # unknown -> InputError
-        base_location = str(registry.local_weights(parent.ref))
-        base_name = parent.metadata.get("base_model", parent.ref)
-    else:
-        parent = None
-        base_location = resolve_base(settings, profile.base_model)
-        base_name = profile.base_model
+
+# -- run ---------------------------------------------------------------------------------------------
+
+
+def _base_location(settings: Settings, plan: TrainingPlan) -> str:
+    if plan.parent_ref:
+        from twin_core.stores.registry import open_registry
+
+        return str(open_registry(settings).local_weights(plan.parent_ref))
+    return resolve_base(settings, plan.profile.base_model)
+
+
+def _heldout(tokenizer: Any, plan: TrainingPlan) -> list[tuple[str, str]]:
+    """(served prompt, author's answer) pairs of the test split, for perplexity."""
+    pairs = []
+    for row in plan.data.test[:EVAL_EXAMPLES]:
+        if plan.kind == "sft":
+            pairs.append(rows.prompt_and_answer_text(tokenizer, rows.sft_example(row, plan.data.author)))
+        else:
+            pairs.append(rows.prompt_and_answer_text(tokenizer, rows.dpo_example(row, plan.data.author), "chosen"))
+    return pairs
+
+
+def _datasets(plan: TrainingPlan) -> tuple[Any, Any | None]:
+    from datasets import Dataset
+
+    make = rows.sft_example if plan.kind == "sft" else rows.dpo_example
+    train = Dataset.from_list([make(row, plan.data.author) for row in plan.data.train])
+    test = Dataset.from_list([make(row, plan.data.author) for row in plan.data.test]) if plan.evaluate else None
+    return train, test
+
+
+def _trainer(
+    settings: Settings, plan: TrainingPlan, model: Any, tokenizer: Any, work: Path, progress: Any
+) -> tuple[Any, Any]:
+    """(TRL trainer, Comet tracker) with the checkpoint, Comet and progress-bar callbacks."""
+    from transformers import set_seed
+
+    from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.training.progress_bar import progress_callback, quiet_trainer
+
+    td, kind = plan.data, plan.kind
+    tracker = _tracker(settings, work / "comet", f"{kind}-{td.author_slug}-{plan.run_id}", plan.params,
+                       [kind, td.author_slug, plan.profile.name])  # fmt: skip
+    callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id), tracker.callback(),
+                 progress_callback(progress, f"train {kind} {td.author_slug}")]  # fmt: skip
+    args = trainer_args(plan.profile, kind, work / "trainer", plan.steps, plan.checkpoint_steps, plan.evaluate)
+    set_seed(plan.profile.seed)  # the LoRA init too: a run is reproducible step for step
+    trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan), callbacks)
+    quiet_trainer(trainer)
+    return trainer, tracker
+
+
+def _resume_point(settings: Settings, plan: TrainingPlan, work: Path) -> tuple[tuple[Path, int] | None, int]:
+    """(checkpoint folder and step, tokens seen before it) when resuming, else (None, 0)."""
+    if not plan.resume:
+        return None, 0
+    import json
+
+    from twin_core.stores.artifacts import open_artifact_store
+
+    found = checkpoints.latest_checkpoint(open_artifact_store(settings), plan.run_id, work / "trainer")
+    if not found:
+        return None, 0
+    log.info("resuming run %s from step %d", plan.run_id, found[1])
+    state = json.loads((found[0] / "trainer_state.json").read_text())
+    return found, int(state.get("num_input_tokens_seen") or 0)
+
+
+def _train(trainer: Any, resume_from: tuple[Path, int] | None, steps: int) -> float | None:
+    """Train (or take a finished run's last checkpoint as is); the mean training loss."""
+    if resume_from and resume_from[1] >= steps:
+        # the run had finished (killed while saving or registering): Trainer.train would run one step
+        # past max_steps here
+        _load_finished(trainer, resume_from[0])
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        return sum(losses) / len(losses) if losses else None  # what Trainer reports: the mean
+    output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
+    return float(output.training_loss)
+
+
+def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = silent) -> Outcome:
+    """The run: base model, perplexity before, training, perplexity after."""
+    models.check_device(plan.profile)
     if settings.llm.threads:
         import torch
 
         torch.set_num_threads(settings.llm.threads)
-
-    steps = _steps(profile, kind, len(td.train), settings)
-    ckpt_steps = settings.training.checkpoint_steps or profile.checkpoint_steps
-    rid = checkpoints.run_id(
-        kind=kind,
-        dataset=td.version_id,
-        base=base_name,
-        parent=parent.ref if parent else None,
-        profile=profile.public(),
-        steps=steps,
-        checkpoint_steps=ckpt_steps,
-    )
-    work = settings.home / "training" / rid
+    base_location = _base_location(settings, plan)
+    work = settings.home / "training" / plan.run_id
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    resume_from = checkpoints.latest_checkpoint(store, rid, work / "trainer") if resume else None
-
-    model, tokenizer = models.load_for_training(settings, profile, base_location)
-    heldout = _heldout(tokenizer, kind, td.test, td.author)
-    ppl_base = perplexity(model, tokenizer, heldout, max_length=profile.max_length) if heldout else None
-
-    from datasets import Dataset
-
-    make = rows.sft_example if kind == "sft" else rows.dpo_example
-    train_ds = Dataset.from_list([make(row, td.author) for row in td.train])
-    args = _trainer_args(profile, kind, work / "trainer", steps, ckpt_steps)
-    params = {
-        "kind": kind,
-        "dataset_version": td.version_id,
-        "base_model": base_name,
-        "from_model": from_ref,
-        "profile": profile.public(),
-        "steps": steps,
-        "checkpoint_steps": ckpt_steps,
-        "run_id": rid,
-        "train_rows": len(td.train),
-        "test_rows": len(td.test),
-    }
-    tracker = _tracker(
-        settings, work / "comet", f"{kind}-{td.author_slug}-{rid}", params, [kind, td.author_slug, profile.name]
-    )
-    callbacks = [checkpoints.make_callback(store, rid), tracker.callback()]
-    from transformers import set_seed
-
-    set_seed(profile.seed)  # the LoRA init too: a run is reproducible step for step
-    if kind == "sft":
-        from trl import SFTTrainer
-
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            processing_class=tokenizer,
-            peft_config=models.lora_config(profile),
-            callbacks=callbacks,
-        )
-    else:
-        from trl import DPOTrainer
-
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=None,
-            args=args,
-            train_dataset=train_ds,
-            processing_class=tokenizer,
-            peft_config=models.lora_config(profile),
-            callbacks=callbacks,
-        )
+    resume_from, tokens_before = _resume_point(settings, plan, work)
+    model, tokenizer = models.load_for_training(settings, plan.profile, base_location)
+    heldout = _heldout(tokenizer, plan)
+    max_len = plan.profile.max_length
+    ppl_base = perplexity(model, tokenizer, heldout, max_length=max_len) if heldout else None
+    trainer, tracker = _trainer(settings, plan, model, tokenizer, work, progress)
     started = time.perf_counter()
-    tokens_before = 0
-    if resume_from:
-        import json
-
-        state = json.loads((resume_from[0] / "trainer_state.json").read_text())
-        tokens_before = int(state.get("num_input_tokens_seen") or 0)
-        log.info("resuming run %s from step %d", rid, resume_from[1])
-    if resume_from and resume_from[1] >= steps:
-        # the run had finished (killed while saving or registering): take its last checkpoint as is;
-        # Trainer.train would run one step past max_steps here
-        _load_finished(trainer, resume_from[0])
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        train_loss = sum(losses) / len(losses) if losses else None  # what Trainer reports: the mean
-    else:
-        output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
-        train_loss = float(output.training_loss)
+    train_loss = _train(trainer, resume_from, plan.steps)
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen or 0) - tokens_before
+    ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
     curve = _loss_curve(trainer.state.log_history)
-    trained = trainer.model
-    ppl_trained = perplexity(trained, tokenizer, heldout, max_length=profile.max_length) if heldout else None
+    metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), tokens / seconds)
+    tracker.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None}, metrics["global_step"])
+    return Outcome(trainer, tokenizer, base_location, metrics, curve, seconds,
+                   resume_from[1] if resume_from else None, tracker)  # fmt: skip
 
+
+def _loss_curve(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    return [(int(h["step"]), float(h["loss"])) for h in log_history if "loss" in h and "step" in h]
+
+
+def _metrics(
+    trainer: Any, kind: Kind, curve: list[tuple[int, float]], train_loss: float | None,
+    ppl: tuple[float | None, float | None], tokens_per_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    state = trainer.state
     metrics: dict[str, Any] = {
         "train_loss": round(train_loss, 4) if train_loss is not None else None,
         "first_loss": curve[0][1] if curve else None,
         "last_loss": curve[-1][1] if curve else None,
-        "perplexity_base": round(ppl_base, 3) if ppl_base else None,
-        "perplexity_trained": round(ppl_trained, 3) if ppl_trained else None,
-        "global_step": int(trainer.state.global_step),
-        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "perplexity_base": round(ppl[0], 3) if ppl[0] else None,
+        "perplexity_trained": round(ppl[1], 3) if ppl[1] else None,
+        "global_step": int(state.global_step),
+        "tokens_per_s": round(tokens_per_s, 1),
     }
+    if state.best_metric is not None:  # early stopping on the held-out split: the step kept
+        metrics["best_eval_loss"] = round(float(state.best_metric), 4)
+        metrics["best_step"] = int(str(state.best_model_checkpoint or "-0").rsplit("-", 1)[-1])
     if kind == "dpo":
-        last = next((h for h in reversed(trainer.state.log_history) if "rewards/margins" in h), {})
+        last = next((h for h in reversed(state.log_history) if "rewards/margins" in h), {})
         metrics.update({k.replace("/", "_"): round(float(v), 4) for k, v in last.items() if k.startswith("rewards/")})
-    tracker.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None}, int(trainer.state.global_step))
+    return metrics
 
-    if not trainer.is_world_process_zero():  # FSDP ranks > 0: rank 0 saves and registers
-        return {"rank": int(os.environ.get("RANK", "0")), "steps": metrics["global_step"]}
+
+# -- record ------------------------------------------------------------------------------------------
+
+
+def record(settings: Settings, plan: TrainingPlan, outcome: Outcome) -> dict[str, Any]:
+    """Save and register the model version (idempotent: the same weights -> the version already there)."""
+    from twin_core.stores.registry import open_registry
+
+    work = settings.home / "training" / plan.run_id
     out = work / "model"
-    models.save_model_folder(trained, tokenizer, out, profile, base_location, settings)
-    archive = tracker.end(out / "comet")
+    models.save_model_folder(outcome.trainer.model, outcome.tokenizer, out, plan.profile, outcome.base_location,
+                             settings)  # fmt: skip
+    archive = outcome.tracker.end(out / "comet")
     metadata = {
-        "kind": kind,
-        "base_model": base_name,
-        "parent": parent.ref if parent else None,
-        "dataset_versions": [td.version_id] + (parent.metadata.get("dataset_versions", []) if parent else []),
-        "profile": profile.name,
-        "config": params,
-        "metrics": metrics,
-        "loss_curve": curve,
-        "comet_experiment_key": tracker.key,
-        "comet_online": tracker.online,
+        "kind": plan.kind,
+        "base_model": plan.base_name,
+        "parent": plan.parent_ref,
+        "dataset_versions": [plan.data.version_id, *plan.parent_datasets],
+        "profile": plan.profile.name,
+        "config": plan.params,
+        "metrics": outcome.metrics,
+        "loss_curve": outcome.curve,
+        "comet_experiment_key": outcome.tracker.key,
+        "comet_online": outcome.tracker.online,
         "comet_archive": f"comet/{archive.name}" if archive else None,
-        "run_id": rid,
-        "resumed_from_step": resume_from[1] if resume_from else None,
+        "run_id": plan.run_id,
+        "resumed_from_step": outcome.resumed_from_step,
         "prompt_version": _prompt_version(),
     }
     # identity = the weights (not the Comet archive): a retried run that ends with the same model
     # returns the version already registered
     metadata["content_hash"] = content_hash({p.relative_to(out).as_posix(): _file_hash(p) for p in _weight_files(out)})
-    mv = registry.register(td.author, out, metadata)
+    mv = open_registry(settings).register(plan.data.author, out, metadata)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "model": mv.ref,
         "version": mv.version,
-        "author": td.author,
+        "author": plan.data.author,
         "stage": mv.stage,
         "storage_uri": mv.storage_uri,
-        "dataset": td.version_id,
-        "profile": profile.name,
-        "run_id": rid,
-        "resumed_from_step": metadata["resumed_from_step"],
-        "steps": metrics["global_step"],
-        "train_rows": len(td.train),
-        "test_rows": len(td.test),
-        "metrics": metrics,
+        "dataset": plan.data.version_id,
+        "profile": plan.profile.name,
+        "run_id": plan.run_id,
+        "resumed_from_step": outcome.resumed_from_step,
+        "steps": outcome.metrics["global_step"],
+        "train_rows": len(plan.data.train),
+        "test_rows": len(plan.data.test),
+        "metrics": outcome.metrics,
         "comet_experiment_key": mv.metadata.get("comet_experiment_key"),  # the registered run's (a retry
         "comet_archive": mv.metadata.get("comet_archive"),  # that ends with the same weights keeps it)
-        "seconds": round(seconds, 1),
+        "seconds": round(outcome.seconds, 1),
     }
 
 

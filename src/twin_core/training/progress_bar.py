@@ -1,0 +1,58 @@
+"""The ``twin train`` progress bar: optimizer steps, the last loss and tokens/s, on stderr.
+
+Transformers' own PrinterCallback/ProgressCallback print each log dict (to stdout); ``quiet_trainer``
+removes them and the bar of ``twin_core.progress`` takes their place (silent unless a caller injects
+``progress``, as the CLI does).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twin_core.progress import ProgressFactory
+
+
+def quiet_trainer(trainer: Any) -> None:
+    """No log dicts printed by the Trainer itself (they go to Comet and the result instead)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cls in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cls)
+
+
+def progress_callback(progress: ProgressFactory, desc: str) -> Any:
+    """A TrainerCallback drawing ``progress(total=max_steps)``: one tick per optimizer step."""
+    from transformers import TrainerCallback
+
+    class TrainProgress(TrainerCallback):
+        bar: Any = None
+        started = 0.0
+        tokens_at_start = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.is_world_process_zero:
+                self.bar = progress(total=state.max_steps, desc=desc, unit="step")
+                self.bar.update(state.global_step)  # a resumed run starts where it stopped
+                self.started, self.tokens_at_start = time.perf_counter(), int(state.num_input_tokens_seen or 0)
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.bar is not None:
+                self.bar.update(1)
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> Any:
+            if self.bar is not None and logs and "loss" in logs and hasattr(self.bar, "set_postfix"):
+                seconds = max(time.perf_counter() - self.started, 1e-9)
+                tokens = int(state.num_input_tokens_seen or 0) - self.tokens_at_start
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", tokens_s=f"{tokens / seconds:.0f}")
+            return control
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            return control
+
+    return TrainProgress()

@@ -1,0 +1,88 @@
+"""TRL trainers from a profile: SFTTrainer / DPOTrainer arguments, held-out evaluation, early stopping.
+
+Packed SFT (``packing``, TRL's best-fit-decreasing strategy) is padding-free: whole examples share a
+sequence of up to ``max_length`` tokens and position ids restart per example; transformers derives the
+block-diagonal causal mask from the position ids for SDPA, so no token attends across examples and no
+padded token is computed. Loss stays on the completion tokens (``completion_only_loss``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from twin_core.training.peft_model import lora_config
+from twin_core.training.profiles import StageSpec, TrainingProfile
+
+Kind = Literal["sft", "dpo"]
+
+
+def stage_of(profile: TrainingProfile, kind: Kind) -> StageSpec:
+    return profile.sft if kind == "sft" else profile.dpo
+
+
+def trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, ckpt_steps: int, evaluate: bool) -> Any:
+    """SFTConfig / DPOConfig; with ``evaluate`` the held-out split is scored every checkpoint and the best
+    checkpoint (lowest eval loss) is the one kept at the end."""
+    stage = stage_of(profile, kind)
+    common: dict[str, Any] = {
+        "output_dir": str(out),
+        "max_steps": steps,
+        "per_device_train_batch_size": stage.batch_size,
+        "per_device_eval_batch_size": stage.batch_size,
+        "gradient_accumulation_steps": stage.grad_accum,
+        "learning_rate": stage.learning_rate,
+        "lr_scheduler_type": stage.lr_scheduler,
+        "warmup_steps": stage.warmup_ratio,  # < 1: a fraction of the steps
+        "weight_decay": stage.weight_decay,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": ckpt_steps,
+        "save_total_limit": 2,  # local scratch; every checkpoint is in the artifact store
+        "seed": profile.seed,
+        "data_seed": profile.seed,
+        "bf16": profile.precision == "bf16",
+        "fp16": profile.precision == "fp16",
+        "gradient_checkpointing": profile.gradient_checkpointing,
+        "use_cpu": profile.device == "cpu",
+        "report_to": "none",  # Comet is driven by tracking.Tracker (offline or online)
+        "include_num_input_tokens_seen": "non_padding",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "max_length": profile.max_length,
+        "train_sampling_strategy": "group_by_length" if profile.group_by_length else "random",
+    }
+    if evaluate:  # eval every checkpoint (load_best_model_at_end needs save_steps a multiple of eval_steps)
+        common.update(eval_strategy="steps", eval_steps=ckpt_steps, load_best_model_at_end=True,
+                      metric_for_best_model="eval_loss", greater_is_better=False)  # fmt: skip
+    if kind == "sft":
+        from trl import SFTConfig
+
+        # packing_strategy "bfd" = padding-free: examples packed whole (best fit), position ids restart per example
+        return SFTConfig(**common, packing=profile.packing, packing_strategy="bfd", completion_only_loss=True)
+    from trl import DPOConfig
+
+    return DPOConfig(**common, beta=stage.beta or 0.1)
+
+
+def build_trainer(
+    kind: Kind, profile: TrainingProfile, args: Any, model: Any, tokenizer: Any, datasets: tuple[Any, Any | None],
+    callbacks: list[Any],
+) -> Any:  # fmt: skip
+    """The TRL trainer; ``datasets`` = (train, eval or None). DPO: ``ref_model=None`` + PEFT, so the
+    SFT model with the adapter disabled is the reference."""
+    train_ds, eval_ds = datasets
+    patience = stage_of(profile, kind).early_stopping_patience
+    if eval_ds is not None and patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
+    common = {"model": model, "args": args, "train_dataset": train_ds, "eval_dataset": eval_ds,
+              "processing_class": tokenizer, "peft_config": lora_config(profile), "callbacks": callbacks}  # fmt: skip
+    if kind == "sft":
+        from trl import SFTTrainer
+
+        return SFTTrainer(**common)
+    from trl import DPOTrainer
+
+    return DPOTrainer(ref_model=None, **common)
