@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from twin_core.errors import BackendUnavailable, ConfigError, InputError, NotYetAvailable, TwinError
+from twin_core.errors import BackendUnavailable, InputError, TwinError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.serving.auth import Auth
 from twin_core.serving.kserve_import import import_kserve
@@ -22,20 +22,17 @@ from twin_core.settings import Settings
 import_kserve()
 
 
+# The most specific first; anything else (a ConfigError, an unexpected TwinError) is a 500.
+_HTTP_STATUS: tuple[tuple[type[TwinError], int], ...] = (
+    (AccessDenied, 403),
+    (UnknownAuthor, 404),
+    (InputError, 400),
+    (BackendUnavailable, 503),
+)
+
+
 def _status(exc: TwinError) -> int:
-    if isinstance(exc, AccessDenied):
-        return 403
-    if isinstance(exc, UnknownAuthor):
-        return 404
-    if isinstance(exc, InputError):
-        return 400
-    if isinstance(exc, BackendUnavailable):
-        return 503
-    if isinstance(exc, NotYetAvailable):
-        return 501
-    if isinstance(exc, ConfigError):
-        return 500
-    return 500
+    return next((code for kind, code in _HTTP_STATUS if isinstance(exc, kind)), 500)
 
 
 async def twin_error_handler(_request: Any, exc: TwinError) -> Any:
