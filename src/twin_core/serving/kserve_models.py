@@ -31,6 +31,7 @@ from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response
+from twin_core.serving.routing import split_key
 from twin_core.settings import Settings
 
 kserve = import_kserve()
@@ -65,6 +66,16 @@ class _RequestState:
 
 
 _STATE: ContextVar[_RequestState | None] = ContextVar("twin_request_state", default=None)
+
+
+def _served_by(exc: BaseException, served: Any) -> BaseException:
+    """Mark a generation failure with the version that served it: the request log attributes it
+    there (a canary's errors are the canary's, not production's). A batch's rows share one model, so
+    an exception object shared by a batch gets the same marks."""
+    if getattr(exc, "served_version", None) is None:
+        exc.served_version = served.version  # type: ignore[attr-defined]
+        exc.served_stage = served.stage  # type: ignore[attr-defined]
+    return exc
 
 
 def _status_of(exc: BaseException) -> str:
@@ -171,11 +182,13 @@ class TwinPredictor(kserve.Model):
                 gen = await served.batcher.generate(
                     messages, max_new_tokens=n, temperature=self.settings.llm.temperature
                 )
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
                 metrics.MODEL_REQUESTS.labels(served.version, stage, "cancelled").inc()
+                _served_by(exc, served)
                 raise
-            except Exception:
+            except Exception as exc:
                 metrics.MODEL_REQUESTS.labels(served.version, stage, "error").inc()
+                _served_by(exc, served)
                 raise
             metrics.MODEL_REQUESTS.labels(served.version, stage, "ok").inc()
         metrics.GENERATION_SECONDS.observe(gen.seconds)
@@ -279,7 +292,7 @@ class TwinTransformer(kserve.Model):
                     "messages": p.prompt.messages,
                     "max_new_tokens": p.max_new_tokens,
                     "author": p.retrieval.author.full_name,
-                    "client": state.client,
+                    "client": split_key(state.client, state.request_id),
                 }
                 for p in state.prepared
             ]
@@ -360,6 +373,7 @@ class TwinTransformer(kserve.Model):
         """Text pieces as the model produces them (batched with other requests), then the final
         prediction dict (answer, sources, model_version, served_stage, usage)."""
         metrics.IN_FLIGHT.inc()
+        served = None
         try:
             inst = state.payload["instances"][0]
             served = self.local_predictor.choose(inst) if self.local_predictor is not None else None
@@ -385,7 +399,7 @@ class TwinTransformer(kserve.Model):
             yield pred
         except BaseException as exc:
             metrics.REQUESTS.labels(status=_status_of(exc)).inc()
-            await asyncio.to_thread(self._log_failure, state, exc)
+            await asyncio.to_thread(self._log_failure, state, _served_by(exc, served) if served else exc)
             raise
         finally:
             metrics.IN_FLIGHT.dec()
@@ -419,6 +433,8 @@ class TwinTransformer(kserve.Model):
                 started=state.started,
                 transport="http",
                 request_id=state.request_id,
+                model_version=getattr(exc, "served_version", None),  # the version that failed it, if any
+                served_stage=getattr(exc, "served_stage", None),
             )
 
 
