@@ -2,14 +2,18 @@
 (Named dataset_build.py, not datasets.py: a script's folder is first on sys.path, and a benchmarks/datasets.py
 shadows Hugging Face `datasets` for every other benchmark that imports TRL.)
 
-    .venv/bin/python benchmarks/dataset_build.py [--articles 76] [--llm-extracts 40]
+    .venv/bin/python benchmarks/dataset_build.py [--articles 76] [--llm-extracts 40] [--rejected 32]
 
 A Handbook-sized corpus (76 articles, as in the LLM Engineer's Handbook's backup) is written in the
 Handbook backup format from the sample articles (paragraphs drawn with a fixed seed and reworded, ~6,000
 characters each), imported with `twin warehouse import`'s code, cleaned into a fresh embedded feature store, then:
 (a) the extractive build of the whole corpus (no model: goal ≤ 60 s) and an unchanged re-run;
 (b) the LLM strategy against an OpenAI-compatible endpoint on 127.0.0.1 that answers at once, i.e.
-the pipeline's own cost per extract (a real LLM adds its generation time), first run and cached re-run.
+the pipeline's own cost per extract (a real LLM adds its generation time), first run and cached re-run;
+(c) ``--rejected N`` rejected answers of the sample author with the packaged local model, on the same
+requests (served prompt with the rows' retrieved context, length-matched budgets) in one run: one at a
+time (``chat``), batches of 8 in row order (the previous build), and the build's path now
+(``CachedLLM.rejected``: batches of 16 grouped by prompt length), then its cached re-run.
 Prints one JSON line at the end.
 """
 
@@ -84,6 +88,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, default=76)
     ap.add_argument("--llm-extracts", type=int, default=40)
+    ap.add_argument("--rejected", type=int, default=32, help="rejected answers to time (0 = skip)")
+    ap.add_argument("--one-at-a-time", type=int, default=8, help="of those, how many to time one by one")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads of the local model (0 = default)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="twin-bench-datasets-"))
@@ -146,10 +153,94 @@ def main() -> None:
             "llm_cached_calls": cached.stats["llm_calls"],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
+        if args.rejected:
+            result["rejected"] = rejected_answers(home / "rejected", args.rejected, args.one_at_a_time, args.threads)
         print(json.dumps(result))
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _requests(settings: Any, n: int, llm: Any) -> list[Any]:
+    """The build's own rejected-answer requests for the sample author (rows with their contexts)."""
+    from support.datasets import HashEmbedder
+
+    from twin_core.datasets import pairs
+    from twin_core.datasets.build import BuildOptions, build_author
+    from twin_core.datasets.generate import RejectedRequest
+    from twin_core.datasets.versions import load_dataset_version
+
+    built = build_author(
+        settings, AUTHOR, BuildOptions(max_rejected=0), embedder=HashEmbedder(settings.embedding_model_id)
+    )
+    v = load_dataset_version(settings, built.versions["instruct"])
+    rows = v.rows("train") + v.rows("test")
+    candidates = pairs.pair_candidates(rows, n, settings.datasets.rejected_max_new_tokens, llm)
+    return [
+        RejectedRequest(r["instruction"], tuple(r["context"]), tuple(r["context_links"]), llm.count_tokens(chosen))
+        for r, chosen in candidates
+    ]
+
+
+def rejected_answers(home: Path, n: int, one_by_one: int, threads: int) -> dict[str, Any]:
+    """Seconds for ``n`` rejected answers: batches of 8 in row order (the previous build), the build's path
+    now, its cached re-run; and the first ``one_by_one`` of them one at a time (``chat``), per answer."""
+    from support.datasets import HashEmbedder, write_cleaned_docs
+
+    from twin_core.datasets.generate import CachedLLM
+    from twin_core.domain.documents import Category
+    from twin_core.llm import open_llm
+    from twin_core.llm.local import GenRequest
+    from twin_core.settings import load_settings
+    from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.stores.warehouse import open_warehouse
+    from twin_core.stores.warehouse_io import import_paths
+
+    settings = load_settings(home=home, llm_threads=threads)
+    wh = open_warehouse(settings)
+    import_paths(wh, [sample_dir()])
+    write_cleaned_docs(
+        settings, [d for c in Category for d in wh.iter_documents(c)], HashEmbedder(settings.embedding_model_id)
+    )
+    llm = open_llm(settings)
+    requests = _requests(settings, n, llm)
+    messages = [r.messages(AUTHOR, llm) for r in requests]
+    llm.chat(messages[0], max_new_tokens=2, temperature=0.0)  # warm-up, so no path pays the first call
+    t0 = time.perf_counter()
+    one: list[str] = []
+    for m, r in list(zip(messages, requests, strict=True))[:one_by_one]:
+        one.append(llm.chat(m, max_new_tokens=r.max_new_tokens, temperature=0.0).text)
+    one_s = (time.perf_counter() - t0) / max(len(one), 1) * len(requests)  # projected to all n
+    t0 = time.perf_counter()
+    for start in range(0, len(requests), 8):
+        llm.generate_batch(
+            [
+                GenRequest(m, r.max_new_tokens)
+                for m, r in zip(messages[start : start + 8], requests[start : start + 8], strict=True)
+            ]
+        )
+    batch8_s = time.perf_counter() - t0
+    gen = CachedLLM(llm, open_artifact_store(settings))
+    t0 = time.perf_counter()
+    now = gen.rejected(requests, AUTHOR)
+    now_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    CachedLLM(llm, open_artifact_store(settings)).rejected(requests, AUTHOR)
+    cached_s = time.perf_counter() - t0
+    return {
+        "answers": len(requests),
+        "max_new_tokens_mean": round(sum(r.max_new_tokens for r in requests) / len(requests), 1),
+        "prompt_chars_mean": round(sum(r.size for r in requests) / len(requests)),
+        "one_at_a_time_timed": len(one),
+        "one_at_a_time_projected_s": round(one_s, 1),
+        "batch8_in_order_s": round(batch8_s, 1),
+        "build_path_s": round(now_s, 1),
+        "cached_rerun_s": round(cached_s, 2),
+        "speedup_vs_one_at_a_time": round(one_s / now_s, 2),
+        "speedup_vs_batch8_in_order": round(batch8_s / now_s, 2),
+        "same_greedy_text_as_one_at_a_time": f"{sum(a == b for a, b in zip(one, now, strict=False))}/{len(one)}",
+        "model_calls": gen.calls,
+    }
 
 
 if __name__ == "__main__":
