@@ -26,46 +26,55 @@ log = logging.getLogger(__name__)
 ARTIFACT_PREFIX = "validation/raw"
 
 
-def validate_raw(
-    settings: Settings, *, max_failure_ratio: float | None = None, progress: ProgressFactory = silent
-) -> dict[str, Any]:
+def _gx_context() -> tuple[Any, Any]:
+    """An ephemeral GX context (no analytics, progress bars only when the CLI shows them) and its pandas source."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a pipeline step
     import great_expectations as gx
 
-    threshold = settings.validation.max_failure_ratio if max_failure_ratio is None else max_failure_ratio
-    warehouse = open_warehouse(settings)
-    known_authors = sorted(u.id for u in warehouse.users())
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     context = gx.get_context(mode="ephemeral")
     if os.environ.get("TWIN_PROGRESS", "1") == "0":
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("warehouse")
+    return context, context.data_sources.add_pandas("warehouse")
+
+
+def _apply_quarantine(
+    warehouse: Any, category: Category, frame: Any, reasons: dict[str, list[str]], summary: dict
+) -> int:
+    """Write the quarantine flags that changed (a re-run writes nothing); returns the failing documents."""
+    for row in frame.itertuples(index=False):
+        new = reasons.get(row.id, [])
+        if new == list(row.previous_reasons) and bool(new) == bool(row.was_quarantined):
+            continue  # unchanged: no write, so a re-run leaves the warehouse as it was
+        warehouse.set_quarantine(category, row.id, new)
+        entry = {"category": category.value, "id": row.id, "link": row.link}
+        if new:
+            summary["quarantined"].append({**entry, "reasons": new})
+        else:
+            summary["released"].append(entry)
+    return sum(1 for doc_id in frame["id"] if reasons.get(doc_id))
+
+
+def validate_raw(
+    settings: Settings, *, max_failure_ratio: float | None = None, progress: ProgressFactory = silent
+) -> dict[str, Any]:
+    threshold = settings.validation.max_failure_ratio if max_failure_ratio is None else max_failure_ratio
+    warehouse = open_warehouse(settings)
+    known_authors = sorted(u.id for u in warehouse.users())
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    context, source = _gx_context()
 
     summary: dict[str, Any] = {"run_id": run_id, "categories": {}, "quarantined": [], "released": []}
     total = failed = 0
-    categories = list(Category)
-    for category in progress(categories, desc="validate", unit="category"):
+    for category in progress(list(Category), desc="validate", unit="category"):
         frame = category_frame(warehouse, category)
         if frame.empty:
             summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
             continue
         suite = build_suite(category, settings, known_authors)
-        frame_in = frame.drop(columns=["previous_reasons"])
-        result = run_suite(context, source, category.value, suite, frame_in)
-        reasons = failing_rows(result)
-        for row in frame.itertuples(index=False):
-            new = reasons.get(row.id, [])
-            if new == list(row.previous_reasons) and bool(new) == bool(row.was_quarantined):
-                continue  # unchanged: no write, so a re-run leaves the warehouse as it was
-            warehouse.set_quarantine(category, row.id, new)
-            entry = {"category": category.value, "id": row.id, "link": row.link}
-            if new:
-                summary["quarantined"].append({**entry, "reasons": new})
-            else:
-                summary["released"].append(entry)
-        n_failed = sum(1 for doc_id in frame["id"] if reasons.get(doc_id))
+        result = run_suite(context, source, category.value, suite, frame.drop(columns=["previous_reasons"]))
+        n_failed = _apply_quarantine(warehouse, category, frame, failing_rows(result), summary)
         total += len(frame)
         failed += n_failed
         summary["categories"][category.value] = {
