@@ -1,6 +1,9 @@
 """Training benchmark: `twin train sft` (cpu-tiny) vs a plain TRL + peft script, same data and settings.
 
-    .venv/bin/python benchmarks/training.py [--steps 10] [--threads 2] [--keep]
+    .venv/bin/python benchmarks/training.py [--steps 10] [--threads 2] [--profile cpu-tiny] [--keep]
+    .venv/bin/python benchmarks/training.py --device gpu [--shape 1b]   # a lent GPU: gpu-8b profile,
+                                                  # random-init Llama of that shape (no weights needed)
+    .venv/bin/python benchmarks/training.py --profile gpu-shape --shape tiny  # that path's CPU dry run
 
 One run, two child processes in turn, on the same instruct dataset version (built from the sample
 corpus: one row per article/post, the author's own text as the answer), the same converted
@@ -12,7 +15,8 @@ SmolLM2-135M, the same LoRA, batch, max_length, learning rate, seed and step cou
     no tracking.
 
 Tokens/s = non-padding input tokens seen / wall time of ``trainer.train`` (both sides measure the same
-thing); ratio = ours / plain (goal >= 1.0). Peak RSS of each child from ``wait4``. Prints one JSON line.
+thing); ratio = ours / plain (goal >= 1.3: ours packs examples padding-free, plain pads batches); the
+held-out perplexity after N steps is printed for both. Peak RSS of each child from ``wait4``. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -75,12 +79,12 @@ def build_dataset(settings: Any) -> str:
     return f"instruct/ada-quillfeather/{av.version}"
 
 
-def plain(dataset: str, steps: int, out: Path) -> None:
-    """(b) The plain TRL + peft script: what one writes from the TRL docs, nothing else."""
+def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
+    """(b) The plain TRL + peft script: what one writes from the TRL docs, nothing else (padded batches)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
     from trl import SFTConfig, SFTTrainer
 
     from twin_core.llm.base_model import resolve_base
@@ -92,12 +96,18 @@ def plain(dataset: str, steps: int, out: Path) -> None:
     settings = get_settings()
     if settings.llm.threads:
         torch.set_num_threads(settings.llm.threads)
-    profile = load_profile(settings, "cpu-tiny")  # the same numbers, read from the same file
+    profile = load_profile(settings, profile_name)  # the same numbers, read from the same file
     td = load_training_data(settings, dataset, "instruct")
     location = resolve_base(settings, profile.base_model)
     tokenizer = AutoTokenizer.from_pretrained(location)
     tokenizer.pad_token = "<|endoftext|>"
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    gpu = profile.device == "gpu"
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if profile.precision == "bf16" else torch.float32}
+    if profile.quantization:  # the profile's QLoRA, as the TRL docs write it
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     train = Dataset.from_list([sft_example(r, td.author) for r in td.train])
     set_seed(profile.seed)
     args = SFTConfig(
@@ -110,9 +120,9 @@ def plain(dataset: str, steps: int, out: Path) -> None:
         warmup_steps=profile.sft.warmup_ratio,
         max_length=profile.max_length,
         completion_only_loss=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        use_cpu=True,
+        gradient_checkpointing=profile.gradient_checkpointing,
+        bf16=profile.precision == "bf16",
+        use_cpu=not gpu,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -133,7 +143,50 @@ def plain(dataset: str, steps: int, out: Path) -> None:
     trainer.train()
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen)
-    print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}))
+    ppl = _heldout_perplexity(trainer.model, tokenizer, td, profile.max_length)
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "perplexity": ppl}))
+
+
+def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) -> float | None:
+    """The held-out number ``twin train`` prints, computed the same way (64 test rows, served prompt)."""
+    from twin_core.llm.perplexity import perplexity
+    from twin_core.llm.rows import prompt_and_answer_text, sft_example
+
+    pairs = [prompt_and_answer_text(tokenizer, sft_example(r, td.author)) for r in td.test[:64]]
+    ppl = perplexity(model, tokenizer, pairs, max_length=max_length)
+    return round(ppl, 3) if ppl else None
+
+
+def gpu_profile(home: Path, shape: str, device: str) -> str:
+    """A random-init Llama of ``shape`` with the SmolLM2 tokenizer (no weights reach a lent device) and a
+    copy of the gpu-8b profile pointing at it; ``--device cpu --shape tiny`` is the dry run of the path."""
+    import torch
+    import yaml
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.settings import get_settings
+
+    tok = AutoTokenizer.from_pretrained(resolve_base(get_settings(), "packaged"))
+    shapes = {
+        "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                   num_key_value_heads=8),
+        "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2),
+    }  # fmt: skip
+    cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=8192,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **shapes[shape])  # fmt: skip
+    torch.manual_seed(0)
+    base = home / f"base-{shape}"
+    LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(base, safe_serialization=True)
+    tok.save_pretrained(base)
+    profile = yaml.safe_load((REPO / "configs" / "training" / "gpu-8b.yaml").read_text())
+    profile.update(name=f"bench-{shape}", base_model=str(base))
+    if device != "gpu":  # the dry run: same structure on CPU
+        profile.update(device="cpu", precision="fp32", quantization=None, gradient_checkpointing=False)
+    path = home / f"bench-{shape}.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
 
 
 def _child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
@@ -149,15 +202,22 @@ def _child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
     return json.loads(lines[-1]), usage.ru_maxrss / 1024
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", default="cpu-tiny", help="the profile both sides read (cpu runs)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu: random-init model, gpu-8b")
+    parser.add_argument("--shape", choices=("1b", "tiny"), default="1b", help="--device gpu: the model's shape")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--plain", metavar="DATASET", help=argparse.SUPPRESS)  # child mode (b)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
     if args.plain:
-        plain(args.plain, args.steps, Path(tempfile.mkdtemp(prefix="plain-trl-")))
+        plain(args.plain, args.steps, Path(tempfile.mkdtemp(prefix="plain-trl-")), args.profile)
         return
 
     from twin_core.settings import load_settings
@@ -174,34 +234,45 @@ def main() -> None:
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("TWIN_")})
     dataset = build_dataset(load_settings(home=home))
+    profile = args.profile
+    if args.device == "gpu" or args.profile == "gpu-shape":
+        profile = gpu_profile(home, args.shape, args.device)
     try:
-        ours, ours_rss = _child(
-            [str(TWIN), "train", "sft", "--dataset", dataset, "--profile", "cpu-tiny", "--max-steps", str(args.steps)],
-            env,
-        )
-        base, base_rss = _child([sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps)], env)
+        steps = ["--max-steps", str(args.steps)]
+        ours, ours_rss = _child([str(TWIN), "train", "sft", "--dataset", dataset, "--profile", profile, *steps], env)
+        base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
+        base, base_rss = _child(base_cmd, env)
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+    report(args, ours, base, (ours_rss, base_rss))
+
+
+def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any], rss: tuple[float, float]) -> None:
     m = ours["metrics"]
     result = {
+        "device": args.device,
+        "profile": args.profile if args.device == "cpu" else f"gpu-8b@{args.shape}",
         "steps": args.steps,
         "threads": args.threads,
         "train_rows": ours["train_rows"],
         "ours_tokens_per_s": m["tokens_per_s"],
         "plain_tokens_per_s": round(base["tokens_per_s"], 1),
         "ratio": round(m["tokens_per_s"] / base["tokens_per_s"], 3),
-        "ours_peak_rss_mib": round(ours_rss),
-        "plain_peak_rss_mib": round(base_rss),
+        "ours_peak_rss_mib": round(rss[0]),
+        "plain_peak_rss_mib": round(rss[1]),
         "ours_step_seconds": ours["seconds"],
         "loss": [m["first_loss"], m["last_loss"]],
         "perplexity_base": m["perplexity_base"],
-        "perplexity_trained": m["perplexity_trained"],
+        "perplexity_trained_ours": m["perplexity_trained"],  # padding-free (the profile's setting)
+        "perplexity_trained_plain": base["perplexity"],  # padded batches
     }
     print(
         f"ours {result['ours_tokens_per_s']} tokens/s (peak RSS {result['ours_peak_rss_mib']} MiB) vs plain TRL "
         f"{result['plain_tokens_per_s']} tokens/s (peak RSS {result['plain_peak_rss_mib']} MiB): "
-        f"ratio {result['ratio']}",
+        f"ratio {result['ratio']}; held-out perplexity after {args.steps} steps: ours "
+        f"{result['perplexity_trained_ours']} vs plain {result['perplexity_trained_plain']} "
+        f"(base {result['perplexity_base']})",
         file=sys.stderr,
     )
     print(json.dumps(result))
