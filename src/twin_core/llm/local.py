@@ -108,6 +108,21 @@ def _load_pretrained(source: ModelSource, offline: bool) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def placement() -> tuple[str, Any]:
+    """(device, dtype) for generation: a CUDA GPU in bf16 when there is one, else the CPU as loaded."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    return "cpu", None
+
+
+def _place(model: Any) -> Any:
+    """The model on the generation device (after any GGUF conversion was saved from the CPU copy)."""
+    device, dtype = placement()
+    return model if device == "cpu" else model.to(device=device, dtype=dtype)
+
+
 def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
     """Write a de-quantized safetensors copy atomically (temp folder, then rename)."""
     # The weights are already float32; only the GGUF quantizer marker blocks save_pretrained.
@@ -330,8 +345,11 @@ class LocalLLM(TokenizerCounter):
 
         started = time.perf_counter()
         width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+        device = self.model.device
+        input_ids = torch.tensor(
+            [[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device
+        )
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
         rows = [_Row(req, len(p)) for req, p in zip(reqs, prompts, strict=True)]
         temperature = reqs[0].temperature
         gen_kwargs: dict[str, Any] = {
@@ -408,7 +426,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
             target.parent.mkdir(parents=True, exist_ok=True)
             _save_converted(model, tokenizer, target)
         log.info("LLM %s loaded in %.1f s", source.version, time.perf_counter() - started)
-        llm = LocalLLM(model, tokenizer, source.version)
+        llm = LocalLLM(_place(model), tokenizer, source.version)
         _cache[key] = llm
         return llm
 
@@ -429,4 +447,4 @@ def load_local_folder(settings: Settings, folder: Path, model_version: str) -> L
     except Exception as exc:
         raise ConfigError(f"model {model_version}: cannot load {folder}: {type(exc).__name__}: {exc}") from None
     log.info("LLM %s loaded from %s in %.1f s", model_version, folder, time.perf_counter() - started)
-    return LocalLLM(model, tokenizer, model_version)
+    return LocalLLM(_place(model), tokenizer, model_version)

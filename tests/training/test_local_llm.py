@@ -1,0 +1,36 @@
+"""The local LLM (evaluation, rejected answers, `twin serve`): CPU by default, greedy text batch-invariant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_cpu_by_default_and_batched_greedy_equals_unbatched(llm_models_dir: Path, monkeypatch) -> None:
+    import torch
+
+    from twin_core.llm.local import GenRequest, load_local_llm, placement
+    from twin_core.settings import load_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU default, also on a GPU machine
+    assert placement() == ("cpu", None)
+    llm = load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))
+    assert llm.model.device.type == "cpu"
+    prompts = [("Hi", 6), ("Why do random IDs break upserts when a job is rerun?", 12), ("What is HNSW?", 8)]
+    requests = [GenRequest([{"role": "user", "content": p}], n, 0.0) for p, n in prompts]
+    alone = [llm.generate_batch([r])[0] for r in requests]
+    together = llm.generate_batch(requests)  # left-padded to the longest prompt, one generate call
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [g.completion_tokens for g in together] == [g.completion_tokens for g in alone]
+
+
+def test_placement_prefers_a_cuda_gpu_in_bf16(monkeypatch) -> None:
+    import torch
+
+    from twin_core.llm.local import placement
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert placement() == ("cuda", torch.bfloat16)
