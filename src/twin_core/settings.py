@@ -166,9 +166,10 @@ class MonitorSettings(_Group):
     model_config = _group_config("TWIN_MONITOR_")
 
     window: str = Field("1h", description="Default window length (30m, 1h, 1d...).")
-    reference: Literal["training", "previous"] = Field(
-        "training",
-        description="training = latest instruct dataset (falls back to previous); previous = the window before.",
+    reference: Literal["previous", "baseline", "training"] = Field(
+        "previous",
+        description="previous = the window(s) before (alerts); baseline = a pinned window (--baseline-end); "
+        "training = informational comparison with the latest instruct dataset (never alerts).",
     )
     previous_windows: int = Field(
         1, ge=1, description="Windows before the current one that form the 'previous' reference."

@@ -1,17 +1,14 @@
 """Monitoring fixtures: an embedded TWIN_HOME with an instruct dataset, a training corpus and request
-logs for three hours (two like the training data, one shifted), and the CLI's text tools."""
+logs for 26 hours (25 of stationary traffic, then one shifted hour), and the CLI's text tools."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-
-T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
-AUTHOR = "Ada Quillfeather"
-PER_HOUR = 40
+from support.synthetic_traffic import AUTHOR, PER_HOUR, SHIFTED_HOUR, STATIONARY_HOURS, T0
 
 CORPUS = [
     "Idempotent batch jobs overwrite a partition instead of appending to it, so a retry is always safe.",
@@ -56,12 +53,13 @@ def _post(text: str, i: int, when: datetime, author_id: str) -> Any:
 
 @pytest.fixture(scope="module")
 def monitored_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """TWIN_HOME with: instruct dataset v0001 over the corpus; hours 10-11 and 11-12 like the training
-    data, hour 12-13 shifted; new documents (like / shifted) in hours 11 and 12."""
+    """TWIN_HOME with: instruct dataset v0001 over the corpus; hours 0-24 of stationary traffic, hour 25
+    shifted; new documents like the corpus in hour 24, shifted ones in hour 25."""
     home = tmp_path_factory.mktemp("monitoring") / "twin"
     old = os.environ.get("TWIN_HOME")
     os.environ["TWIN_HOME"] = str(home)
-    from twin_core.monitoring import synthetic
+    from support import synthetic_traffic as synthetic
+
     from twin_core.settings import get_settings
     from twin_core.stores.artifacts import open_artifact_store
     from twin_core.stores.warehouse import open_warehouse
@@ -76,11 +74,13 @@ def monitored_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for i, row in enumerate(rows):
         row["document_id"] = corpus[i % len(corpus)].id
     version = synthetic.write_instruct_dataset(art, "ada-quillfeather", rows)
-    wh.upsert_documents([_post(t, i, T0 + timedelta(hours=1, minutes=5 * i), user.id) for i, t in enumerate(NEW_LIKE)])
+    like_at, shifted_at = T0 + timedelta(hours=SHIFTED_HOUR - 1), T0 + timedelta(hours=SHIFTED_HOUR)
+    wh.upsert_documents([_post(t, i, like_at + timedelta(minutes=5 * i), user.id) for i, t in enumerate(NEW_LIKE)])
     wh.upsert_documents(
-        [_post(t, i, T0 + timedelta(hours=2, minutes=5 * i), user.id) for i, t in enumerate(NEW_SHIFTED)]
+        [_post(t, i, shifted_at + timedelta(minutes=5 * i), user.id) for i, t in enumerate(NEW_SHIFTED)]
     )
-    for hour, style in ((0, "reference"), (1, "reference"), (2, "shifted")):
+    styles = [(hour, "reference") for hour in range(STATIONARY_HOURS)] + [(SHIFTED_HOUR, "shifted")]
+    for hour, style in styles:
         begin = T0 + timedelta(hours=hour)
         for row in synthetic.request_logs(begin, begin + timedelta(hours=1), PER_HOUR, style=style, author=AUTHOR):
             wh.append_inference_log(row)
@@ -102,7 +102,7 @@ def tools(monitored_home: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def hour_window() -> Any:
-    """``hour_window(2)`` is 12:00-13:00 on the fixture day."""
+    """``hour_window(2)`` is 12:00-13:00 on the fixture day (hour 0 starts at T0, 10:00)."""
     from twin_core.monitoring import parse_window
 
     return lambda hour: parse_window("1h", T0 + timedelta(hours=hour + 1))

@@ -1,5 +1,7 @@
-"""Drift checks on synthetic request logs: a window like the training data is quiet, a shifted one
-(other topics, longer queries, lower retrieval scores, other new documents) drifts, alerts once."""
+"""Drift checks on replayed synthetic traffic. The alerting reference is recent traffic (the previous
+hour, or a pinned baseline hour): 24 stationary hours raise no alert, a shifted hour (other topics, half
+German, longer answers) does, once, with its statistic and both sample sizes. The comparison with the
+training data is an informational report that never alerts."""
 
 from __future__ import annotations
 
@@ -8,9 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.synthetic_traffic import AUTHOR, PER_HOUR, SHIFTED_HOUR, STATIONARY_HOURS, T0
 
 pytestmark = pytest.mark.slow  # loads the embedding model
-AUTHOR = "Ada Quillfeather"
+TRAFFIC_SIGNALS = {
+    "query_embedding",
+    "query_length",
+    "query_oov_share",
+    "query_language",
+    "answer_length",
+    "answer_oov_share",
+    "answer_language",
+    "retrieval_score",
+    "latency_ms",
+    "error_rate",
+}
 
 
 @pytest.fixture
@@ -29,67 +43,84 @@ def check(monitored_home: dict[str, Any], tools: Any, hour_window: Any) -> Any:
     )
 
 
-def test_window_like_the_reference_is_not_drift(monitored_home: dict[str, Any], check: Any) -> None:
-    result = check(1, alert=True)
-    assert result["verdict"] == "no_drift", result["drifted"]
-    assert result["drifted"] == [] and result["alerts"] == []
-    assert result["rows"] == 40
-    assert result["reference"]["kind"] == "training"
-    assert result["reference"]["dataset_versions"] == [monitored_home["version"]]
-    signals = result["signals"]
-    # every signal was computed: text vs training, operations vs the previous hour, documents vs the corpus
-    assert {n for n, s in signals.items() if "skipped" in s} == set()
-    assert signals["retrieval_score"]["reference"] == "previous"
-    assert signals["document_embedding"]["reference"] == "training_corpus"
-    assert result["reference"]["new_documents"] == 6
-    assert not any(s["drifted"] for s in signals.values())
+def test_24_stationary_hours_raise_no_alert(check: Any) -> None:
+    results = [check(hour, author=AUTHOR, alert=True) for hour in range(1, STATIONARY_HOURS)]
+    assert len(results) == 24
+    assert [r["verdict"] for r in results] == ["no_drift"] * 24, [r["drifted"] for r in results]
+    assert sum(len(r["alerts"]) for r in results) == 0
+    for r in results:  # every traffic signal was scored, on 40 requests against the 40 of the hour before
+        assert set(r["signals"]) == TRAFFIC_SIGNALS
+        assert {s["rows"] for s in r["signals"].values() if s["scope"] != "answers"} == {PER_HOUR}
+        assert {s["reference"] for s in r["signals"].values()} == {"previous"}
+        assert r["reference"]["kind"] == "previous" and r["reference"]["requests"] == PER_HOUR
 
 
-def test_shifted_window_is_drift_with_scores_and_thresholds(monitored_home: dict[str, Any], check: Any) -> None:
-    result = check(2)
-    assert result["verdict"] == "drift"
-    drifted = {d["signal"]: d for d in result["drifted"]}
-    # other topics, longer queries, lower retrieval scores, other new documents
-    assert {"query_embedding", "query_length", "retrieval_score", "document_embedding"} <= set(drifted)
-    # same latency and error rate as the hour before: not drift
-    assert not {"latency_ms", "error_rate"} & set(drifted)
-    for name, d in drifted.items():
-        assert (d["score"] > d["threshold"]) if d["drift_when"] == "above" else (d["score"] < d["threshold"]), name
-        assert d["threshold"] == result["signals"][name]["threshold"]
-    assert drifted["query_embedding"]["method"] == "distance/cosine"
-    assert result["alerts"] == []  # without --alert nothing is marked as alerted
-
-
-def test_reports_are_evidently_html_and_json_in_the_artifact_store(monitored_home: dict[str, Any], check: Any) -> None:
-    result = check(2)
-    folder = Path(result["report"])
-    assert folder == monitored_home["home"] / "artifacts" / "monitoring" / "all" / "20261122T120000Z-1h"
-    names = {p.name for p in folder.iterdir()}
-    for scope in ("queries", "answers", "operations", "documents", "query_embedding"):
-        assert {f"{scope}.html", f"{scope}.json"} <= names, scope
-    # 14 documents are too few for Evidently's embedding plot (t-SNE): scored by the same method, no report
-    assert "document_embedding" not in result["reports"] and "document_embedding.html" not in names
-    assert "<html" in (folder / "queries.html").read_text()[:2000].lower()
-    snapshot = json.loads((folder / "query_embedding.json").read_text())
-    assert "EmbeddingsDrift" in json.dumps(snapshot)
-    stored = json.loads((folder / "result.json").read_text())
-    assert stored["verdict"] == "drift" and stored["drifted"] == result["drifted"]
-
-
-def test_alerts_once_per_signal_and_window(monitored_home: dict[str, Any], check: Any) -> None:
-    first = check(2, author=AUTHOR, alert=True)
+def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(check: Any) -> None:
+    first = check(SHIFTED_HOUR, alert=True)
     assert first["verdict"] == "drift"
-    assert [a["signal"] for a in first["alerts"]] == [d["signal"] for d in first["drifted"]]
+    drifted = {d["signal"]: d for d in first["drifted"]}
+    # new topics, another language, longer answers, lower retrieval scores
+    assert {"query_embedding", "query_length", "query_language", "answer_length", "retrieval_score"} <= set(drifted)
+    assert not {"latency_ms", "error_rate"} & set(drifted)  # same latency and error rate as the hour before
+    assert [a["signal"] for a in first["alerts"]] == list(drifted)
     alert = first["alerts"][0]
-    assert set(alert) == {"signal", "threshold", "value", "method", "drift_when", "window", "report"}
-    assert alert["window"]["start"] == "2026-11-22T12:00:00+00:00" and alert["window"]["length"] == "1h"
-    assert alert["report"].endswith("monitoring/ada-quillfeather/20261122T120000Z-1h")
-    again = check(2, author=AUTHOR, alert=True)
-    assert again["verdict"] == "drift" and again["alerts"] == []
+    assert set(alert) == {
+        "signal", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
+        "reference", "window", "report",
+    }  # fmt: skip
+    for a in first["alerts"]:
+        d = drifted[a["signal"]]
+        assert (a["value"] > a["threshold"]) if a["drift_when"] == "above" else (a["value"] < a["threshold"])
+        assert a["rows"] == d["rows"] > 0 and a["reference_rows"] == d["reference_rows"] > 0
+        assert a["reference"] == "previous"
+    by_signal = {a["signal"]: a for a in first["alerts"]}
+    assert by_signal["query_embedding"]["statistic"] == "cosine distance between the mean embeddings"
+    assert by_signal["query_length"]["statistic"] == "Wasserstein distance in reference standard deviations"
+    assert by_signal["query_length"]["rows"] == by_signal["query_length"]["reference_rows"] == PER_HOUR
+    assert alert["window"]["start"] == "2026-11-23T11:00:00+00:00" and alert["window"]["length"] == "1h"
+    again = check(SHIFTED_HOUR, alert=True)
+    assert again["verdict"] == "drift" and again["alerts"] == []  # once per signal and window
 
 
-def test_previous_reference(monitored_home: dict[str, Any], check: Any) -> None:
-    quiet = check(1, reference="previous")
-    assert quiet["reference"]["kind"] == "previous" and quiet["verdict"] == "no_drift", quiet["drifted"]
-    shifted = check(2, reference="previous")
+def test_pinned_baseline_hour(check: Any) -> None:
+    baseline_end = (T0.replace(hour=11)).isoformat()  # 10:00-11:00 on the first day
+    quiet = check(SHIFTED_HOUR - 1, reference="baseline", baseline_end=baseline_end)
+    assert quiet["reference"]["kind"] == "baseline" and quiet["verdict"] == "no_drift", quiet["drifted"]
+    assert quiet["reference"]["window"]["key"] == "20261122T100000Z-1h"
+    shifted = check(SHIFTED_HOUR, reference="baseline", baseline_end=baseline_end)
     assert {"query_embedding", "query_length", "retrieval_score"} <= {d["signal"] for d in shifted["drifted"]}
+
+
+def test_training_comparison_is_informational_never_an_alert(monitored_home: dict[str, Any], check: Any) -> None:
+    result = check(SHIFTED_HOUR, alert=True, reference="training")
+    assert result["verdict"] == "informational"
+    assert result["drifted"] == [] and result["alerts"] == []
+    differences = {d["signal"] for d in result["differences"]}
+    assert {"query_embedding", "query_length", "document_embedding"} <= differences
+    assert result["reference"]["dataset_versions"] == [monitored_home["version"]]
+    assert result["reference"]["new_documents"] == 6
+    assert {s["scope"] for s in result["signals"].values()} == {"queries", "answers", "documents"}
+    assert result["signals"]["document_embedding"]["reference"] == "training_corpus"
+    folder = Path(result["report"])
+    assert folder.name == "training" and folder.parent.name == "20261123T110000Z-1h"
+    assert json.loads((folder / "result.json").read_text())["verdict"] == "informational"
+
+
+def test_plots_are_optional_and_give_the_same_scores(monitored_home: dict[str, Any], check: Any) -> None:
+    """By default Evidently's stattests run without its plotly reports (the costly part); ``plots=True``
+    writes the HTML + JSON reports (t-SNE included) with the very same scores."""
+    result = check(SHIFTED_HOUR)
+    folder = Path(result["report"])
+    assert folder == monitored_home["home"] / "artifacts" / "monitoring" / "all" / "20261123T110000Z-1h"
+    assert result["reports"] == {} and not list(folder.glob("*.html"))
+    with_plots = check(SHIFTED_HOUR, plots=True)
+    names = {p.name for p in folder.iterdir()}
+    for scope in ("queries", "answers", "operations", "query_embedding"):
+        assert {f"{scope}.html", f"{scope}.json"} <= names, scope
+    assert "<html" in (folder / "queries.html").read_text()[:2000].lower()
+    assert "EmbeddingsDrift" in (folder / "query_embedding.json").read_text()
+    assert {n: s["score"] for n, s in with_plots["signals"].items()} == {
+        n: s["score"] for n, s in result["signals"].items()
+    }
+    stored = json.loads((folder / "result.json").read_text())
+    assert stored["verdict"] == "drift" and stored["drifted"] == with_plots["drifted"]

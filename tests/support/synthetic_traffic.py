@@ -1,10 +1,12 @@
-"""Synthetic request logs and instruct datasets, for tests, the benchmark and local trials.
+"""Synthetic request logs and instruct datasets for the monitoring tests, the benchmark and local trials
+(test data: it lives beside the tests, not in the product).
 
 ``style="reference"`` asks short questions about the twin's own topics (data engineering) with good
-retrieval scores; ``style="shifted"`` asks long questions about other topics with low retrieval
-scores. Seeded: the same arguments always give the same rows.
+retrieval scores; ``style="shifted"`` asks long questions about other topics, half of them in German,
+gets answers about three times longer and lower retrieval scores. Seeded: the same arguments always
+give the same rows. Run as a script (it imports only twin_core):
 
-    python -m twin_core.monitoring.synthetic --start 2026-11-22T10:00Z --hours 3 --per-hour 40
+    python tests/support/synthetic_traffic.py --start 2026-11-22T10:00Z --hours 3 --per-hour 40
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from __future__ import annotations
 import argparse
 import io
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twin_core.domain.inference import InferenceLog, LatencyMs, RetrievedRef
+
+# The replay the monitoring tests use: hours 0-24 of stationary traffic from T0 (24 checked windows, each
+# against the hour before), then one shifted hour.
+T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
+AUTHOR = "Ada Quillfeather"
+PER_HOUR = 40
+STATIONARY_HOURS = 25
+SHIFTED_HOUR = STATIONARY_HOURS
 
 TOPICS = {
     "reference": [
@@ -36,6 +46,12 @@ LONG_ASKS = [
     "Could you please write me a long and thorough guide about {t}, covering the history, the tools "
     "people use today, and what you personally recommend for someone starting from scratch at home?",
 ]
+GERMAN_ASKS = [
+    "Ich versuche seit einigen Wochen, mehr über {t} zu lernen, und ich wüsste gern, wie du das selbst "
+    "machen würdest und welche Fehler die meisten Anfänger dabei immer wieder machen?",
+    "Kannst du mir bitte eine ausführliche Anleitung zu {t} schreiben, mit allem, was man dafür braucht, "
+    "und mit deinen eigenen Erfahrungen aus den letzten Jahren?",
+]
 ANSWER = "In my experience {t} come down to one rule: make every step safe to run twice. {extra}"
 EXTRAS = [
     "Write outputs to a fresh partition and swap it in.",
@@ -46,12 +62,13 @@ EXTRAS = [
 
 def _query(rng: random.Random, style: str) -> str:
     topic = rng.choice(TOPICS[style])
-    asks = ASKS if style == "reference" else LONG_ASKS
+    asks = ASKS if style == "reference" else rng.choice([LONG_ASKS, GERMAN_ASKS])
     return rng.choice(asks).format(t=topic)
 
 
 def _answer(rng: random.Random, style: str) -> str:
-    return ANSWER.format(t=rng.choice(TOPICS[style]), extra=rng.choice(EXTRAS))
+    extras = 1 if style == "reference" else 6  # a shifted hour gets much longer answers
+    return ANSWER.format(t=rng.choice(TOPICS[style]), extra=" ".join(rng.choices(EXTRAS, k=extras)))
 
 
 def request_logs(

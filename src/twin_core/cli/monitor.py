@@ -30,7 +30,16 @@ def drift(
     window: str = typer.Option(None, "--window", help="Window length: 30m, 1h, 1d (default TWIN_MONITOR_WINDOW)."),
     end: str = typer.Option(None, "--end", help="Window end, ISO 8601 UTC (default: now)."),
     reference: str = typer.Option(
-        None, "--reference", help="training (latest instruct dataset) or previous (the window before)."
+        None,
+        "--reference",
+        help="previous (the window(s) before; default), baseline (a pinned window, see --baseline-end) or "
+        "training (an informational comparison with the latest instruct dataset: never alerts).",
+    ),
+    baseline_end: str = typer.Option(
+        None, "--baseline-end", help="End of the pinned baseline window (ISO 8601 UTC), for --reference baseline."
+    ),
+    plots: bool = typer.Option(
+        False, "--plots", help="Also draw Evidently's embedding plots (t-SNE): the costly part, off by default."
     ),
     author: str = typer.Option(None, "--author", help="Only this author's requests (full name)."),
     alert: bool = typer.Option(
@@ -46,10 +55,6 @@ def drift(
     settings = get_settings()
     author = (author or "").strip() or None  # the DAG passes "" for every author
     reference = (reference or "").strip() or None
-    if reference not in (None, "training", "previous"):
-        from twin_core.errors import InputError
-
-        raise InputError(f"--reference {reference!r}: expected training or previous")
     win = parse_window(window or settings.monitor.window, end)
     warehouse = open_warehouse(settings)
     artifacts = open_artifact_store(settings)
@@ -61,5 +66,7 @@ def drift(
         artifacts=artifacts,
         author=author,
         reference=reference,
+        baseline_end=(baseline_end or "").strip() or None,
         alert=alert,
+        plots=plots,
     )

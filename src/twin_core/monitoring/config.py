@@ -38,6 +38,19 @@ class Signal:
         return score < self.threshold if self.pvalue else score > self.threshold
 
     @property
+    def statistic(self) -> str:
+        """What the score is, in words (alerts carry it next to the sample sizes)."""
+        if self.kind == "embedding":
+            if self.method == "model":
+                return "ROC AUC of a classifier telling reference from current embeddings"
+            return f"{self.dist} distance between the mean embeddings"
+        if self.pvalue:
+            return f"{self.method} test p-value"
+        if self.method == "wasserstein":
+            return "Wasserstein distance in reference standard deviations"
+        return f"{self.method} distance"
+
+    @property
     def feature(self) -> str:
         """The column Evidently's drift metric looks at (a descriptor's alias for derived signals)."""
         if self.kind in ("length", "oov", "language"):
@@ -45,19 +58,19 @@ class Signal:
         return self.column
 
 
-# The same values as configs/monitoring.yaml: used when no file is found (an image without configs/).
+# The same values as configs/monitoring.yaml (why these thresholds: there): used when no file is found.
 _DEFAULT_ROWS = [
     # name, scope, column, kind, method, threshold
-    ("query_embedding", "queries", "query", "embedding", "distance", 0.2),
-    ("query_length", "queries", "query", "length", "wasserstein", 0.5),
-    ("query_oov_share", "queries", "query", "oov", "wasserstein", 0.5),
-    ("query_language", "queries", "query", "language", "jensenshannon", 0.2),
-    ("answer_length", "answers", "answer", "length", "wasserstein", 0.5),
-    ("answer_oov_share", "answers", "answer", "oov", "wasserstein", 0.5),
-    ("answer_language", "answers", "answer", "language", "jensenshannon", 0.2),
-    ("retrieval_score", "operations", "retrieval_score", "numeric", "wasserstein", 0.5),
+    ("query_embedding", "queries", "query", "embedding", "distance", 0.35),
+    ("query_length", "queries", "query", "length", "wasserstein", 1.0),
+    ("query_oov_share", "queries", "query", "oov", "wasserstein", 1.0),
+    ("query_language", "queries", "query", "language", "jensenshannon", 0.4),
+    ("answer_length", "answers", "answer", "length", "wasserstein", 1.0),
+    ("answer_oov_share", "answers", "answer", "oov", "wasserstein", 1.0),
+    ("answer_language", "answers", "answer", "language", "jensenshannon", 0.4),
+    ("retrieval_score", "operations", "retrieval_score", "numeric", "wasserstein", 1.0),
     ("latency_ms", "operations", "latency_ms", "numeric", "wasserstein", 1.0),
-    ("error_rate", "operations", "outcome", "category", "jensenshannon", 0.2),
+    ("error_rate", "operations", "outcome", "category", "jensenshannon", 0.3),
     ("document_embedding", "documents", "text", "embedding", "distance", 0.5),
     ("document_length", "documents", "text", "length", "ks", 0.05),
 ]

@@ -1,4 +1,5 @@
-"""Where a drift check's reports live: ``monitoring/<author_slug|all>/<window key>/`` in the artifact store.
+"""Where a drift check's Evidently reports live: ``monitoring/<author_slug|all>/<window key>/`` in the
+artifact store (the informational comparison with the training data in its ``training/`` subfolder).
 
 - ``<scope>.html`` / ``<scope>.json``: Evidently's report and its JSON snapshot, per scope or embedding signal;
 - ``result.json``: the check's result (written last: its presence marks a complete check);
@@ -23,10 +24,10 @@ def author_folder(author: str | None) -> str:
 
 
 class ReportWriter:
-    def __init__(self, artifacts: Any, author: str | None, window: Window) -> None:
+    def __init__(self, artifacts: Any, author: str | None, window: Window, subfolder: str = "") -> None:
         self.artifacts = artifacts
         self.window = window
-        self.folder = f"{PREFIX}/{author_folder(author)}/{window.key}"
+        self.folder = f"{PREFIX}/{author_folder(author)}/{window.key}" + (f"/{subfolder}" if subfolder else "")
 
     @property
     def location(self) -> str:
@@ -57,6 +58,10 @@ class ReportWriter:
                 "value": d["score"],
                 "method": d["method"],
                 "drift_when": d.get("drift_when", "above"),
+                "statistic": d["statistic"],
+                "rows": d["rows"],
+                "reference_rows": d["reference_rows"],
+                "reference": d["reference"],
                 "window": self.window.as_dict(),
                 "report": self.location,
             }
