@@ -174,4 +174,7 @@ def test_dag_runs_locally(dag, twin_env, run_dag, twin) -> None:
         ("ada-quillfeather/v0002", "candidate", "dpo"),
     ]
     check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_candidate")
-    assert check.xcom_pull(task_ids="check_candidate") == {"models": ["ada-quillfeather/v0002"]}
+    assert check.xcom_pull(task_ids="check_candidate") == {
+        "models": ["ada-quillfeather/v0002"],
+        "pod_profiles": {"ada-quillfeather/v0002": "cpu"},  # tiny-test's execution_profile
+    }
