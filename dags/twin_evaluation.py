@@ -13,12 +13,14 @@ Per candidate:
    names every failing metric. No candidate passes: the rest of the run is skipped.
 3. `plan_approval` / `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
    `approval` param is on; a rejection skips the rollout. Off: `no_approval` passes straight through.
-4. `canary` — `twin deploy canary REF --percent P`: the registry stage (local serving follows it) and,
-   on Kubernetes, the InferenceService (`canaryTrafficPercent` in Knative mode, `spec.canary` in
-   Standard mode).
-5. `watch` — `twin deploy watch REF --follow`: canary vs production error rate and latency from the
-   inference log; promoted when healthy for the window, rolled back when worse than the thresholds
-   (`configs/deploy.yaml`), the decision and its numbers in the registry history.
+4. `canary` — `twin deploy canary REF`: starts at the first step weight of `configs/deploy.yaml` (or the
+   form's `canary_percent`): the registry stage (local serving follows it) and, on Kubernetes, the
+   author's InferenceService (`canaryTrafficPercent` in Knative mode, `spec.canary` in Standard mode).
+5. `watch` — `twin deploy watch REF --follow`: a progressive canary after Flagger's analysis. Every
+   interval one analysis over a sliding window of the inference log (success rate with its interval,
+   p95 latency, style distance and groundedness against production): pass -> next step weight, pass at
+   the last step -> promote, `threshold` failed analyses -> rollback, too few requests -> hold. Every
+   step and decision goes in the registry history with its numbers.
 6. `check_promoted` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
 
 **Trigger form:** `models` (manual: comma-separated refs), `baseline`, `approval`, `canary_percent`,
@@ -43,9 +45,20 @@ from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
         "models": Param("", type="string", title="Models", description="Manual runs: <slug>/vNNNN, comma-separated."),
         "baseline": Param("production", type="string", title="Baseline", description="production, base or a ref."),
         "approval": Param(False, type="boolean", title="Human approval", description="Ask before the canary."),
-        "canary_percent": Param(10, type="integer", minimum=1, maximum=99, title="Canary traffic %"),
-        "watch_window": Param("30m", type="string", title="Watch window", description="Healthy this long: promote."),
-        "min_requests": Param(50, type="integer", minimum=0, title="Min canary requests", description="To decide."),
+        "canary_percent": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=99,
+            title="First canary traffic %",
+            description="Empty: the first step weight of configs/deploy.yaml.",
+        ),
+        "watch_window": Param(
+            "", type="string", title="Analysis window", description="Log read back per analysis; empty: the interval."
+        ),
+        "min_requests": Param(
+            20, type="integer", minimum=1, title="Min canary requests", description="Per analysis; fewer: hold."
+        ),
         "watch_timeout": Param(
             "2h", type="string", title="Watch timeout", description="No decision by then: roll back."
         ),
@@ -115,10 +128,9 @@ def twin_evaluation() -> None:
 
     @task(trigger_rule="none_failed_min_one_success")
     def plan_canary(models: list[str], params: dict | None = None) -> list[list[str]]:
-        percent = str((params or {}).get("canary_percent") or 10)
-        return [
-            ["deploy", "canary", ref, "--percent", percent, "--reason", "passed the evaluation gate"] for ref in models
-        ]
+        percent = (params or {}).get("canary_percent")
+        weight = ["--percent", str(percent)] if percent else []  # else the first step weight
+        return [["deploy", "canary", ref, *weight, "--reason", "passed the evaluation gate"] for ref in models]
 
     @task
     def plan_watch(canaries: list[dict] | None, params: dict | None = None) -> list[list[str]]:
@@ -127,8 +139,8 @@ def twin_evaluation() -> None:
         return [
             [
                 "deploy", "watch", ref, "--follow",
-                "--window", str(params.get("watch_window") or "30m"),
-                "--min-requests", str(params.get("min_requests", 50)),
+                *(["--window", str(params["watch_window"])] if params.get("watch_window") else []),
+                "--min-requests", str(params.get("min_requests") or 20),
                 "--timeout", str(params.get("watch_timeout") or "2h"),
             ]
             for ref in refs

@@ -17,7 +17,10 @@ increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule)
 twin in `twin_training` (the closed loop; `TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a
 window sends nothing new and emits nothing.
 
-**Trigger form:** `author` (empty = every author's requests together), `reference` (training or previous).
+**Trigger form:** `author` (empty = every author's requests together), `reference` (previous:
+recent production traffic, the alerting default; training: an informational comparison with the
+training data that never alerts).
+The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ WINDOW = "1h"  # the schedule's data interval
     params={
         "author": Param("", type="string", title="Author", description="Full name; empty = every author."),
         "reference": Param(
-            "training",
-            enum=["training", "previous"],
+            "previous",
+            enum=["previous", "baseline", "training"],
             title="Reference",
-            description="training = latest instruct dataset (falls back to previous, and says so).",
+            description="previous = the windows before this one (alerts); training = the latest instruct "
+            "dataset, an informational report that never alerts.",
         ),
     },
     **dag_kwargs(__doc__, tags=["monitoring", "drift"], deadline=timedelta(minutes=50)),
