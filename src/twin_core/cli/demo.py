@@ -1,12 +1,11 @@
 """`twin demo`: the main job end to end on the embedded stores, stage by stage.
 
-Each stage is a function returning a summary dict; later stages are appended to ``STAGES`` as they
-are built. Stages run as subprocess-free function calls in this process, in order.
+Each stage is a function of ``twin_core.demo`` returning a summary dict (``stages()`` lists them in
+pipeline order). Stages run as function calls in this process, in order.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,29 +31,22 @@ def stage_import(sample: Path) -> dict[str, Any]:
     return {"imported": report.counts, "rejected": len(report.rejected), "stats": wh.stats()["categories"]}
 
 
-# (name, "module:function") in pipeline order. A stage whose module does not exist yet is reported
-# as not available (never faked). Each stage function takes the sample folder, returns a summary.
-STAGES: list[tuple[str, str]] = [
-    ("warehouse.import", "twin_core.cli.demo:stage_import"),
-    ("etl.crawl", "twin_core.demo.etl:stage"),
-    ("validate.raw", "twin_core.demo.validation:stage"),
-    ("features.run", "twin_core.demo.features:stage"),
-    ("datasets.build", "twin_core.demo.datasets:stage"),
-    ("train.sft", "twin_core.demo.training:stage"),
-    ("evaluate", "twin_core.demo.evaluation:stage"),
-    ("serve.ask", "twin_core.demo.serving:stage"),
-    ("monitor.drift", "twin_core.demo.monitoring:stage"),
-]
+def stages() -> list[tuple[str, Callable[[Path], dict[str, Any]]]]:
+    """(name, stage function) in pipeline order; each takes the sample folder and returns a summary.
+    Imported here, not at module import, so `twin --help` stays light."""
+    from twin_core.demo import datasets, etl, evaluation, features, monitoring, serving, training, validation
 
-
-def _resolve(target: str) -> Callable[[Path], dict[str, Any]] | None:
-    module, _, func = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), func)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
+    return [
+        ("warehouse.import", stage_import),
+        ("etl.crawl", etl.stage),
+        ("validate.raw", validation.stage),
+        ("features.run", features.stage),
+        ("datasets.build", datasets.stage),
+        ("train.sft", training.stage),
+        ("evaluate", evaluation.stage),
+        ("serve.ask", serving.stage),
+        ("monitor.drift", monitoring.stage),
+    ]
 
 
 def app(
@@ -71,32 +63,20 @@ def _run(sample: Path) -> dict:
     settings = get_settings()
     log.info("demo: TWIN_HOME=%s", settings.home.resolve())
     results: dict[str, Any] = {}
-    ran, missing = [], []
+    ran: list[str] = []
     seconds: dict[str, float] = {}
-    for name, target in STAGES:
-        fn = _resolve(target)
-        if fn is None:
-            log.warning("demo: stage %s is not yet available in this version: skipped", name)
-            missing.append(name)
-            continue
+    for name, fn in stages():
         log.info("demo: stage %s ...", name)
         started = time.perf_counter()
         results[name] = fn(sample)
         seconds[name] = time.perf_counter() - started
         ran.append(name)
         log.info("demo: stage %s done: %s", name, results[name])
-    _print_summary(settings, ran, missing, seconds, results)
-    return {
-        "home": str(settings.home.resolve()),
-        "stages_ran": ran,
-        "stages_not_available": missing,
-        "results": results,
-    }
+    _print_summary(settings, ran, seconds, results)
+    return {"home": str(settings.home.resolve()), "stages_ran": ran, "results": results}
 
 
-def _print_summary(
-    settings: Any, ran: list[str], missing: list[str], seconds: dict[str, float], results: dict[str, Any]
-) -> None:
+def _print_summary(settings: Any, ran: list[str], seconds: dict[str, float], results: dict[str, Any]) -> None:
     """A human summary on stderr: which stages ran, the warehouse stats, and the twin's answer."""
     from rich.console import Console
     from rich.table import Table
@@ -111,8 +91,6 @@ def _print_summary(
     stages.add_column("seconds", justify="right")
     for name in ran:
         stages.add_row(name, "ran", f"{seconds[name]:.1f}")
-    for name in missing:
-        stages.add_row(name, "[yellow]not yet available[/yellow]", "-")
     console.print(stages)
 
     console.print(stats_table(open_warehouse(settings).stats(), title=f"warehouse ({settings.home.resolve()})"))
