@@ -36,7 +36,20 @@ GOALS = {"own_vs_base": 0.80, "own_vs_other": 0.90, "attribution": 0.80}
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {**os.environ, "TWIN_HOME": str(home), "TWIN_RAG_CONTEXT_TOKENS": CONTEXT_TOKENS, "TWIN_LLM_THREADS": "1"}
+    env = {**os.environ, "TWIN_HOME": str(home), "TWIN_RAG_CONTEXT_TOKENS": CONTEXT_TOKENS}
+    if (home / "bench" / "evaluation.yaml").exists():
+        env["TWIN_EVAL_CONFIG"] = str(home / "bench" / "evaluation.yaml")
+    return env
+
+
+def eval_config(home: Path, max_new_tokens: int, batch_size: int) -> None:
+    """configs/evaluation.yaml with shorter answers in bigger batches (generation is most of the cost)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / "evaluation.yaml").read_text())
+    cfg["samples"].update(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    (home / "bench").mkdir(parents=True, exist_ok=True)
+    (home / "bench" / "evaluation.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def twin(home: Path, name: str, *args: str) -> dict[str, Any]:
@@ -45,22 +58,22 @@ def twin(home: Path, name: str, *args: str) -> dict[str, Any]:
 
 
 def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
-    """Run `twin` commands side by side (one torch thread each); a step whose JSON line is saved is skipped."""
+    """Run `twin` commands side by side; a step whose JSON line is saved is skipped."""
     bench = home / "bench"
     bench.mkdir(parents=True, exist_ok=True)
-    running: dict[str, tuple[subprocess.Popen, float, Any]] = {}
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
     for name, args in steps:
         if (bench / f"{name}.json").exists():
             print(f"[skip] {name} (done: {bench / name}.json)", file=sys.stderr)
             continue
         print(f"[run ] twin {' '.join(args)}", file=sys.stderr)
-        log = open(bench / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
-        proc = subprocess.Popen([str(TWIN), *args], env=_env(home), stdout=subprocess.PIPE, stderr=log, text=True)
-        running[name] = (proc, time.perf_counter(), log)
-    for name, (proc, started, log) in running.items():
-        stdout, _ = proc.communicate()
-        log.close()
-        lines = [ln for ln in stdout.splitlines() if ln.strip()]
+        # files, not pipes: a step outlives this script when it is stopped (then resumed by hand or re-run)
+        with open(bench / f"{name}.stdout", "w") as out, open(bench / f"{name}.log", "w") as log:
+            proc = subprocess.Popen([str(TWIN), *args], env=_env(home), stdout=out, stderr=log)
+        running[name] = (proc, time.perf_counter())
+    for name, (proc, started) in running.items():
+        proc.wait()
+        lines = [ln for ln in (bench / f"{name}.stdout").read_text().splitlines() if ln.strip()]
         result = json.loads(lines[-1]) if lines else {}
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed ({proc.returncode}): {result} (log: {bench / name}.log)")
@@ -177,7 +190,9 @@ def main() -> None:
     parser.add_argument("--profile", default=default_profile, help="training profile (default %(default)s)")
     parser.add_argument("--max-steps", type=int, default=0, help="cap SFT steps (0 = the profile's)")
     parser.add_argument("--max-rows", type=int, default=20, help="held-out rows evaluated per author (0 = all)")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="answer length in the evaluation")
     args = parser.parse_args()
+    eval_config(args.home, args.max_new_tokens, batch_size=10)
     results = build(args.home, args.profile, args.max_steps, args.max_rows)
     rows = [figures(r) for r in results.values()]
     summary = {"profile": args.profile, "home": str(args.home), "goals": GOALS, "authors": rows,
