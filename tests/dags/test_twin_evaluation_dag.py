@@ -129,7 +129,7 @@ def test_the_evaluation_pod_is_the_candidates_training_pod(monkeypatch: pytest.M
 def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin) -> None:
     gate_config = tmp_path / "evaluation.yaml"  # tiny untrained models: a gate they can pass
     gate_config.write_text(
-        "samples: {max_rows: 2, max_new_tokens: 8}\n"
+        "samples: {max_rows: 2, min_rows: 2, max_new_tokens: 8}\n"
         "gate:\n  metrics:\n    perplexity: {better: lower, max_ratio: 1000}\n"
         "    rouge_l: {better: higher, min_delta: -1}\n"
     )
