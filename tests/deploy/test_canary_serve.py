@@ -24,13 +24,12 @@ AUTHOR, SLUG = "Ada Quillfeather", "ada-quillfeather"
 PER_BATCH = 16
 
 
-def _tiny_model_folder(tmp: Path, models_dir: Path, marker: str) -> Path:
+def _tiny_model_folder(tmp: Path, source: Path, marker: str) -> Path:
     """A 2-layer, 32-wide random Llama with SmolLM2's tokenizer: milliseconds a request, so the
     test's time goes to serving and the analysis, not to generation."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    source = models_dir / "smollm2-135m-instruct"
     merged = tmp / marker / "merged"
     config = AutoConfig.from_pretrained(source)
     config.update({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2})
@@ -74,15 +73,17 @@ def test_a_canary_failing_30_percent_is_rolled_back_within_two_intervals(
     from twin_core.deploy.analysis import canary_config
     from twin_core.deploy.watch import analyse
     from twin_core.errors import InputError
+    from twin_core.llm.base_model import resolve_base
     from twin_core.stores.registry import open_registry
     from twin_core.stores.warehouse import open_warehouse
 
     models_dir = Path(request.config.cache.mkdir("twin-llm-models"))
     home = tmp_path / "twin"
     settings = build_rag_home(home, models_dir)
+    source = Path(resolve_base(settings, "packaged"))  # converts the GGUF once when no test did before
     registry = open_registry(settings)
-    v1 = registry.register(AUTHOR, _tiny_model_folder(tmp_path, models_dir, "v1"), {"base_model": "smollm2"})
-    v2 = registry.register(AUTHOR, _tiny_model_folder(tmp_path, models_dir, "v2"), {"base_model": "smollm2"})
+    v1 = registry.register(AUTHOR, _tiny_model_folder(tmp_path, source, "v1"), {"base_model": "smollm2"})
+    v2 = registry.register(AUTHOR, _tiny_model_folder(tmp_path, source, "v2"), {"base_model": "smollm2"})
     registry.set_stage(v1.ref, "production", "test")
     rollout.start_canary(settings, v2.ref, 50)
     cfg = canary_config({"interval": "10m", "step_weights": [50, 75], "min_requests": 6, "threshold": 2})

@@ -61,7 +61,9 @@ class DatasetVersion:
         if fname not in self.metadata.get("files", []):
             return []
         with self._store.open_version_file(self.name, self.version, fname) as fh:
-            return pq.read_table(io.BytesIO(fh.read())).to_pylist()
+            # No Arrow thread pools: their workers can outlive the interpreter and abort the process
+            # at exit (apache/arrow#34314, "terminate called without an active exception"); files are small.
+            return pq.read_table(io.BytesIO(fh.read()), use_threads=False, pre_buffer=False).to_pylist()
 
 
 def load_dataset_version(settings: Settings, version_id: str) -> DatasetVersion:

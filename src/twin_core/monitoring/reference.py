@@ -57,7 +57,11 @@ def training_reference(artifacts: Any, author: str | None) -> TrainingReference:
         for split in ("train", "test"):
             try:
                 frames.append(
-                    pd.read_parquet(io.BytesIO(artifacts.read_version_file(name, version, f"{split}.parquet")))
+                    pd.read_parquet(
+                        io.BytesIO(artifacts.read_version_file(name, version, f"{split}.parquet")),
+                        use_threads=False,  # no Arrow pool left to abort the exit (see datasets.versions)
+                        pre_buffer=False,
+                    )
                 )
             except Exception as exc:  # a version without a test split is fine; say which file was missing
                 log.debug("reference %s/%s: no %s split (%s)", name, version, split, exc)
