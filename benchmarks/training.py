@@ -37,7 +37,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TWIN_PROGRESS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
-TWIN = Path(sys.prefix) / "bin" / "twin"
+# The console script where the project is installed; on a lent device the source is only on PYTHONPATH.
+TWIN = (
+    [str(Path(sys.prefix) / "bin" / "twin")]
+    if (Path(sys.prefix) / "bin" / "twin").is_file()
+    else [sys.executable, "-m", "twin_core.cli.main"]
+)
 
 
 def build_dataset(settings: Any) -> str:
@@ -157,7 +162,7 @@ def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) ->
     return round(ppl, 3) if ppl else None
 
 
-def gpu_profile(home: Path, shape: str, device: str) -> str:
+def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = None) -> str:
     """A random-init Llama of ``shape`` with the SmolLM2 tokenizer (no weights reach a lent device) and a
     copy of the gpu-8b profile pointing at it; ``--device cpu --shape tiny`` is the dry run of the path."""
     import torch
@@ -167,7 +172,7 @@ def gpu_profile(home: Path, shape: str, device: str) -> str:
     from twin_core.llm.base_model import resolve_base
     from twin_core.settings import get_settings
 
-    tok = AutoTokenizer.from_pretrained(resolve_base(get_settings(), "packaged"))
+    tok = AutoTokenizer.from_pretrained(tokenizer or resolve_base(get_settings(), "packaged"))
     shapes = {
         "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                    num_key_value_heads=8),
@@ -209,6 +214,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--profile", default="cpu-tiny", help="the profile both sides read (cpu runs)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu: random-init model, gpu-8b")
     parser.add_argument("--shape", choices=("1b", "tiny"), default="1b", help="--device gpu: the model's shape")
+    parser.add_argument("--tokenizer", help="--device gpu: a tokenizer folder (a device without the packaged GGUF)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--plain", metavar="DATASET", help=argparse.SUPPRESS)  # child mode (b)
     return parser.parse_args()
@@ -236,10 +242,10 @@ def main() -> None:
     dataset = build_dataset(load_settings(home=home))
     profile = args.profile
     if args.device == "gpu" or args.profile == "gpu-shape":
-        profile = gpu_profile(home, args.shape, args.device)
+        profile = gpu_profile(home, args.shape, args.device, args.tokenizer)
     try:
         steps = ["--max-steps", str(args.steps)]
-        ours, ours_rss = _child([str(TWIN), "train", "sft", "--dataset", dataset, "--profile", profile, *steps], env)
+        ours, ours_rss = _child([*TWIN, "train", "sft", "--dataset", dataset, "--profile", profile, *steps], env)
         base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
         base, base_rss = _child(base_cmd, env)
     finally:
