@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TWIN = ROOT / ".venv" / "bin" / "twin"
+# The console script where the project is installed; on a lent GPU the source is only on PYTHONPATH.
+TWIN = (
+    [str(ROOT / ".venv" / "bin" / "twin")]
+    if (ROOT / ".venv" / "bin" / "twin").is_file()
+    else [sys.executable, "-m", "twin_core.cli.main"]
+)
 SAMPLE = ROOT / "src" / "twin_core" / "demo" / "sample"
 BACKUPS = [SAMPLE, SAMPLE / "second_author"]
 # cpu-small trains on 384 tokens: the served prompt's context budget must leave room for the answer.
@@ -69,7 +74,7 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
         print(f"[run ] twin {' '.join(args)}", file=sys.stderr)
         # files, not pipes: a step outlives this script when it is stopped (then resumed by hand or re-run)
         with open(bench / f"{name}.stdout", "w") as out, open(bench / f"{name}.log", "w") as log:
-            proc = subprocess.Popen([str(TWIN), *args], env=_env(home), stdout=out, stderr=log)
+            proc = subprocess.Popen([*TWIN, *args], env=_env(home), stdout=out, stderr=log)
         running[name] = (proc, time.perf_counter())
     for name, (proc, started) in running.items():
         proc.wait()
@@ -83,19 +88,27 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
     return {name: json.loads((bench / f"{name}.json").read_text()) for name, _ in steps}
 
 
-def build(home: Path, profile: str, max_steps: int, max_rows: int) -> dict[str, dict[str, Any]]:
-    """Every step in order (both authors' training side by side); returns each author's evaluation line."""
+def prepare(home: Path) -> dict[str, str]:
+    """Import both authors, features, one dataset build per author; {author slug: instruct version}."""
     for i, backup in enumerate(BACKUPS):
         twin(home, f"import-{i}", "warehouse", "import", str(backup))
     authors = twin(home, "authors", "warehouse", "authors")["authors"]
     twin(home, "features", "features", "run")
-    sft = []
+    instruct = {}
     for author in authors:
         slug = author.lower().replace(" ", "-")
         built = twin(home, f"datasets-{slug}", "datasets", "build", "--author", author, "--max-rejected", "0")
-        instruct = [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]
-        args = ["train", "sft", "--dataset", instruct, "--profile", profile, "--max-steps", str(max_steps), "--resume"]
-        sft.append((f"sft-{slug}", args))
+        instruct[slug] = [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]
+    return instruct
+
+
+def build(home: Path, profile: str, max_steps: int, max_rows: int) -> dict[str, dict[str, Any]]:
+    """Every step in order (both authors' training side by side); returns each author's evaluation line."""
+    sft = [
+        (f"sft-{slug}", ["train", "sft", "--dataset", version, "--profile", profile,
+                         "--max-steps", str(max_steps), "--resume"])
+        for slug, version in prepare(home).items()
+    ]  # fmt: skip
     models = {r["model"]: r for r in twins(home, sft).values()}
     for ref in models:
         twin(home, f"promote-{_slug(ref)}", "registry", "promote", ref, "--stage", "production",
@@ -105,7 +118,8 @@ def build(home: Path, profile: str, max_steps: int, max_rows: int) -> dict[str, 
                                     "--max-rows", str(max_rows), "--min-rows", str(min(max_rows, 10))])
         for ref in models
     ]  # fmt: skip
-    return twins(home, evals)
+    # one at a time: each evaluation opens the embedded vector store, which takes one process
+    return {name: twin(home, name, *args) for name, args in evals}
 
 
 def _slug(ref: str) -> str:
@@ -191,8 +205,14 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="cap SFT steps (0 = the profile's)")
     parser.add_argument("--max-rows", type=int, default=20, help="held-out rows evaluated per author (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="answer length in the evaluation")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="stop after the dataset builds (then train elsewhere: a GPU)"
+    )
     args = parser.parse_args()
     eval_config(args.home, args.max_new_tokens, batch_size=10)
+    if args.prepare_only:
+        print(json.dumps(prepare(args.home)))
+        return
     results = build(args.home, args.profile, args.max_steps, args.max_rows)
     rows = [figures(r) for r in results.values()]
     summary = {"profile": args.profile, "home": str(args.home), "goals": GOALS, "authors": rows,
