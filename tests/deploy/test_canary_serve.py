@@ -8,7 +8,6 @@ because requests without a client id are split on their request id (serving/rout
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import requests
 from support.rag_home import build_rag_home
 from support.server import running_server
+from support.tiny_models import tiny_llama
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +25,8 @@ PER_BATCH = 16
 
 
 def _tiny_model_folder(tmp: Path, source: Path, marker: str) -> Path:
-    """A 2-layer, 32-wide random Llama with SmolLM2's tokenizer: milliseconds a request, so the
-    test's time goes to serving and the analysis, not to generation."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    merged = tmp / marker / "merged"
-    config = AutoConfig.from_pretrained(source)
-    config.update({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2})
-    config.update({"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8})
-    torch.manual_seed(len(marker))
-    AutoModelForCausalLM.from_config(config).save_pretrained(merged)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
-        if (source / name).is_file():
-            shutil.copy(source / name, merged / name)
+    """A tiny random Llama: milliseconds a request, so the test's time goes to serving and the analysis."""
+    merged = tiny_llama(source, tmp / marker / "merged", seed=len(marker))
     (merged / "MARKER.txt").write_text(marker)  # a distinct content hash per version
     return tmp / marker
 

@@ -1,4 +1,4 @@
-"""One `twin serve` process for the module, on the sample corpus in embedded stores (127.0.0.1)."""
+"""One `twin serve` process for the serving tests, on the sample corpus in embedded stores (127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def server_env(home: Path, models_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+# Package scope (tests/serving/__init__.py makes this folder a package): the server stops after the
+# last serving test instead of polling its registry beside every later test of the session.
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("serve") / "twin"
     settings = build_rag_home(home, llm_models_dir)  # closes its vector store: the server must own it

@@ -17,6 +17,18 @@ def llm_models_dir(request: pytest.FixtureRequest) -> Path:
     return Path(request.config.cache.mkdir("twin-llm-models"))
 
 
+@pytest.fixture(scope="session")
+def tiny_random(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Path:
+    """A training profile on a tiny random Llama: for tests of resume and registration, not of learning."""
+    from training_fixtures import tiny_random_profile
+
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.settings import load_settings
+
+    source = Path(resolve_base(load_settings(llm_models_dir=llm_models_dir), "packaged"))
+    return tiny_random_profile(tmp_path_factory.mktemp("tiny-random"), source)
+
+
 @pytest.fixture
 def train_env(twin_home: Path, llm_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {**TINY_ENV, "TWIN_HOME": str(twin_home), "TWIN_LLM_MODELS_DIR": str(llm_models_dir)}

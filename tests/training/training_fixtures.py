@@ -99,3 +99,36 @@ def run_json(cmd: list[str], env: dict[str, str], timeout: float = 900) -> dict[
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert lines, proc.stderr[-3000:]
     return json.loads(lines[-1])
+
+
+# `twin train` that SIGKILLs itself right after uploading its first checkpoint: a spot node going away at a
+# known point (no cleanup runs), with no race between the test's poll and the training steps.
+KILLED_AFTER_FIRST_CHECKPOINT = """
+import os, signal
+from twin_core.training import checkpoints
+make = checkpoints.make_callback
+def make_callback(store, rid):
+    cb = make(store, rid)
+    upload = cb.on_save
+    def on_save(*args, **kwargs):
+        upload(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    cb.on_save = on_save
+    return cb
+checkpoints.make_callback = make_callback
+from twin_core.cli.main import main
+main()
+"""
+
+
+def tiny_random_profile(folder: Path, source: Path) -> Path:
+    """The tiny-test profile on a tiny random Llama (tests/support/tiny_models.py) written under ``folder``."""
+    import yaml
+    from support.tiny_models import tiny_llama
+
+    base = tiny_llama(source, folder / "tiny-llama")
+    profile = yaml.safe_load((Path(__file__).parent / "profiles" / "tiny-test.yaml").read_text())
+    profile.update(name="tiny-random", base_model=str(base))
+    path = folder / "tiny-random.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
