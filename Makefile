@@ -48,10 +48,15 @@ demo: setup ## run the whole pipeline on the embedded stores (sample corpus in s
 airflow: setup ## Airflow 3 UI + scheduler on 127.0.0.1:8080 (AIRFLOW_PORT) over dags/, local mode, the demo's stores; Ctrl-C stops it
 	$(AF_VENV)/bin/python scripts/airflow_local.py
 
-test: setup test-core test-dags ## run every test suite
+# The two suites side by side (each mostly waits on one core; output grouped per suite).
+test: setup ## run every test suite
+	$(MAKE) --no-print-directory --output-sync=target -j2 test-core test-dags
 
+# Most tests hold one core (one torch thread, one server), so two workers keep a 2-core machine busy; a test
+# file stays on one worker (its module fixtures are built once). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test-core: ## twin_core unit, integration, chart and end-to-end tests (twin env)
-	$(VENV)/bin/python -m pytest tests --ignore=tests/dags
+	$(VENV)/bin/python -m pytest tests --ignore=tests/dags $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test-chart: ## chart, images, compose and airflow.cfg tests only (twin env + .venv-tools checkov)
 	$(VENV)/bin/python -m pytest tests/chart

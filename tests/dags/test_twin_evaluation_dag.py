@@ -151,7 +151,7 @@ def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin) -> None:
     # No traffic reaches the canary in dag.test: the analysis holds, and the watch timeout rolls it
     # back (fail closed): a canary nobody used is never promoted.
     conf = {"models": ref, "baseline": "base", "judge": False, "approval": False,
-            "min_requests": 1, "watch_timeout": "1m"}  # fmt: skip
+            "min_requests": 1, "watch_timeout": "5s"}  # fmt: skip
     run, states = run_dag(dag, run_conf=conf)
     assert run.state == "success", states
     assert states[("evaluate", 0)] == "success" and states[("check_gate", -1)] == "success"

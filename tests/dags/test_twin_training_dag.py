@@ -152,18 +152,32 @@ def _make_datasets(env: dict[str, str]) -> tuple[str, str]:
     return instruct, preference
 
 
+def _tiny_random_profile(env: dict[str, str], folder: Path) -> None:
+    """tests/training's tiny-random profile (a tiny random Llama, SmolLM2's tokenizer) written into ``folder``:
+    this test is about the DAG's wiring, tests/training about what training learns."""
+    code = (
+        "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3];"
+        "from training_fixtures import tiny_random_profile;"
+        "from twin_core.llm.base_model import resolve_base; from twin_core.settings import load_settings;"
+        "tiny_random_profile(Path(sys.argv[3]), Path(resolve_base(load_settings(), 'packaged')))"
+    )
+    args = [str(TWIN_PY), "-c", code, str(TRAINING_TESTS), str(REPO_ROOT / "tests"), str(folder)]
+    subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, twin_env, run_dag, twin) -> None:
+def test_dag_runs_locally(dag, twin_env, run_dag, twin, tmp_path: Path) -> None:
     env = twin_env(
         TWIN_LLM_THREADS="1",
         TWIN_LLM_MODELS_DIR=str(REPO_ROOT / ".pytest_cache" / "d" / "twin-llm-models"),  # converted SmolLM2
-        TWIN_TRAINING_PROFILES_DIR=str(TRAINING_TESTS / "profiles"),
+        TWIN_TRAINING_PROFILES_DIR=str(tmp_path),
         TWIN_TRAINING_CHECKPOINT_STEPS="1",
         COMET_API_KEY="",
     )
+    _tiny_random_profile(env, tmp_path)
     instruct, preference = _make_datasets(env)
-    conf = {"instruct": instruct, "preference": preference, "profile": "tiny-test", "max_steps": 2}
+    conf = {"instruct": instruct, "preference": preference, "profile": "tiny-random", "max_steps": 2}
     run, states = run_dag(dag, run_conf=conf)
     assert run.state == "success", states
     assert states[("train_sft", 0)] == "success" and states[("train_dpo", 0)] == "success"
@@ -176,5 +190,5 @@ def test_dag_runs_locally(dag, twin_env, run_dag, twin) -> None:
     check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_candidate")
     assert check.xcom_pull(task_ids="check_candidate") == {
         "models": ["ada-quillfeather/v0002"],
-        "pod_profiles": {"ada-quillfeather/v0002": "cpu"},  # tiny-test's execution_profile
+        "pod_profiles": {"ada-quillfeather/v0002": "cpu"},  # tiny-random's execution_profile
     }
