@@ -24,7 +24,7 @@ from twin_ops.config import twin_bin
 # Exit codes of the `twin` protocol that no retry can fix: 2 config, 3 bad input, 5 not available.
 # 4 (a store or service unavailable, e.g. the embedded Qdrant locked by another process) and anything
 # unexpected keep the task's retries.
-NO_RETRY_EXIT_CODES = {2: "configuration error", 3: "bad input", 5: "not available"}
+NO_RETRY_EXIT_CODES = {2: "configuration error", 3: "bad input"}
 _BAR = re.compile(r"\d+%\||\|\s*\d+/\d+ \[|\d+(?:\.\d+)?(?:it|s)/(?:s|it)\]")
 _PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
 

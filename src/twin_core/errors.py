@@ -27,10 +27,3 @@ class BackendUnavailable(TwinError):
 
     exit_code = 4
     kind = "unavailable"
-
-
-class NotYetAvailable(TwinError):
-    """A pipeline stage that is not implemented yet."""
-
-    exit_code = 5
-    kind = "not_available"
