@@ -45,8 +45,9 @@ TWIN = (
 )
 
 
-def build_dataset(settings: Any) -> str:
-    """An instruct dataset version (CONTRACTS §2 layout) from the sample corpus."""
+def build_dataset(settings: Any, full_text: bool = False, repeat: int = 1) -> str:
+    """An instruct dataset version (CONTRACTS §2 layout) from the sample corpus: answers cut at 700 characters,
+    or whole documents (``full_text``); ``repeat`` copies of every training row (GPU runs: full batches)."""
     import io
 
     import pyarrow as pa
@@ -65,7 +66,7 @@ def build_dataset(settings: Any) -> str:
                 {
                     "id": doc["_id"],
                     "instruction": f"Write about: {title}",
-                    "answer": text[:700].rsplit(" ", 1)[0],
+                    "answer": text if full_text else text[:700].rsplit(" ", 1)[0],
                     "document_id": doc["_id"],
                     "category": category,
                     "link": doc.get("link", ""),
@@ -74,7 +75,8 @@ def build_dataset(settings: Any) -> str:
     rows.sort(key=lambda r: r["id"])
     n_test = max(2, len(rows) // 10)
     files = {}
-    for split, part in (("train", rows[n_test:]), ("test", rows[:n_test])):
+    train = [{**r, "id": f"{r['id']}-{i}"} if i else r for i in range(repeat) for r in rows[n_test:]]
+    for split, part in (("train", train), ("test", rows[:n_test])):
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist([{**r, "split": split} for r in part]), buf)
         files[f"{split}.parquet"] = buf.getvalue()
@@ -215,6 +217,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu: random-init model, gpu-8b")
     parser.add_argument("--shape", choices=("1b", "tiny"), default="1b", help="--device gpu: the model's shape")
     parser.add_argument("--tokenizer", help="--device gpu: a tokenizer folder (a device without the packaged GGUF)")
+    parser.add_argument("--full-text", action="store_true", help="whole documents as answers (not 700 characters)")
+    parser.add_argument("--repeat", type=int, default=1, help="copies of every training row (same on both sides)")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="the device's bf16 peak: MFU is printed")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--plain", metavar="DATASET", help=argparse.SUPPRESS)  # child mode (b)
     return parser.parse_args()
@@ -239,7 +244,7 @@ def main() -> None:
         "TWIN_TRAINING_CHECKPOINT_STEPS": str(max(1, args.steps // 2)),
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("TWIN_")})
-    dataset = build_dataset(load_settings(home=home))
+    dataset = build_dataset(load_settings(home=home), args.full_text, args.repeat)
     profile = args.profile
     if args.device == "gpu" or args.profile == "gpu-shape":
         profile = gpu_profile(home, args.shape, args.device, args.tokenizer)
@@ -273,6 +278,10 @@ def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any],
         "perplexity_trained_ours": m["perplexity_trained"],  # padding-free (the profile's setting)
         "perplexity_trained_plain": base["perplexity"],  # padded batches
     }
+    if args.peak_tflops and args.device == "gpu":  # model FLOPs: 6 x parameters per trained token
+        params = {"1b": 1.07e9, "tiny": 0.0}[args.shape]
+        for side, tps in (("ours", m["tokens_per_s"]), ("plain", base["tokens_per_s"])):
+            result[f"{side}_mfu"] = round(6 * params * tps / (args.peak_tflops * 1e12), 4)
     print(
         f"ours {result['ours_tokens_per_s']} tokens/s (peak RSS {result['ours_peak_rss_mib']} MiB) vs plain TRL "
         f"{result['plain_tokens_per_s']} tokens/s (peak RSS {result['plain_peak_rss_mib']} MiB): "
