@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from twin_ops.config import twin_bin
 
-# Exit codes of the `twin` protocol that no retry can fix: 2 config, 3 bad input, 5 not available.
+# Exit codes of the `twin` protocol that no retry can fix: 2 config, 3 bad input.
 # 4 (a store or service unavailable, e.g. the embedded Qdrant locked by another process) and anything
 # unexpected keep the task's retries.
 NO_RETRY_EXIT_CODES = {2: "configuration error", 3: "bad input"}
