@@ -152,7 +152,14 @@ class ServeSettings(_Group):
     retry_after_s: int = Field(5, gt=0)
     batching: bool = Field(True, description="Batch concurrent generations (local predictor); off = one at a time.")
     batch_max_size: int = Field(8, gt=0, description="Most requests in one batched generate.")
-    batch_window_ms: float = Field(50.0, ge=0, description="How long a batch waits for more requests to join.")
+    batch_window_ms: float = Field(
+        50.0, ge=0, description="How long a batch waits for more requests to join (batch_mode=window)."
+    )
+    batch_mode: Literal["continuous", "window"] = Field(
+        "continuous",
+        description="continuous: a request joins the running batch at its next decode step; "
+        "window: static batches gathered over batch_window_ms.",
+    )
     registry_poll_s: float = Field(5.0, ge=0, description="Registry poll period in seconds (0 = no polling).")
     faults: dict[str, float] = Field(
         default_factory=dict,

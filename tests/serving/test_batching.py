@@ -32,6 +32,15 @@ def _messages(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+@pytest.fixture(params=["window", "continuous"])
+def make_batcher(request: pytest.FixtureRequest) -> Any:
+    """Either batcher, with the options the window one needs (the continuous one ignores the window)."""
+    from twin_core.serving.batching import Batcher, ContinuousBatcher
+
+    cls = Batcher if request.param == "window" else ContinuousBatcher
+    return lambda llm, window_ms=200: cls(llm, max_batch=8, window_ms=window_ms)
+
+
 def test_batch_gives_each_request_its_own_answer_as_alone(llm: Any) -> None:
     from twin_core.serving.batching import Batcher
 
@@ -54,13 +63,11 @@ def test_batch_gives_each_request_its_own_answer_as_alone(llm: Any) -> None:
     assert len({b.text for b in batched}) == len(PROMPTS)  # really different answers
 
 
-def test_one_failing_request_does_not_fail_its_batch(llm: Any) -> None:
-    from twin_core.serving.batching import Batcher
-
+def test_one_failing_request_does_not_fail_its_batch(llm: Any, make_batcher: Any) -> None:
     ok_alone = llm.chat(_messages("Hi"), max_new_tokens=4)
 
     async def together() -> list[Any]:
-        batcher = Batcher(llm, max_batch=8, window_ms=200)
+        batcher = make_batcher(llm)
         return await asyncio.gather(
             batcher.generate(_messages("Hi"), max_new_tokens=4),
             batcher.generate(_messages("word " * 9000), max_new_tokens=4),  # longer than the context
@@ -74,15 +81,14 @@ def test_one_failing_request_does_not_fail_its_batch(llm: Any) -> None:
     assert isinstance(bad, InputError)
 
 
-def test_stop_strings_and_stream_pieces(llm: Any) -> None:
+def test_stop_strings_and_stream_pieces(llm: Any, make_batcher: Any) -> None:
     from twin_core.llm.base import Generation
-    from twin_core.serving.batching import Batcher
 
     full = llm.chat(_messages("What is idempotency?"), max_new_tokens=12).text
     stop = full.split()[3]
 
     async def run() -> tuple[list[str], Any, Any]:
-        batcher = Batcher(llm, max_batch=8, window_ms=200)
+        batcher = make_batcher(llm)
         pieces: list[str] = []
         final = None
 
@@ -104,12 +110,11 @@ def test_stop_strings_and_stream_pieces(llm: Any) -> None:
     assert stopped.text == full[: full.index(stop)].rstrip() and stop not in stopped.text
 
 
-def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any) -> None:
+def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any, make_batcher: Any) -> None:
     from twin_core.serving import metrics
-    from twin_core.serving.batching import Batcher
 
     async def run() -> Any:
-        batcher = Batcher(llm, max_batch=8, window_ms=50)
+        batcher = make_batcher(llm, window_ms=50)
         long = asyncio.ensure_future(batcher.generate(_messages("Tell me a long story."), max_new_tokens=400))
         short = asyncio.ensure_future(batcher.generate(_messages("Hi"), max_new_tokens=4))
         await asyncio.sleep(1.0)  # both are generating in one batch

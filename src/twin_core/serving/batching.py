@@ -1,13 +1,17 @@
 """Batching of concurrent generations for the local predictor.
 
-Requests that arrive within ``TWIN_SERVE_BATCH_WINDOW_MS`` of the oldest waiting one, or of the end of the
+``ContinuousBatcher`` (``TWIN_SERVE_BATCH_MODE=continuous``, the default) hands each request to a
+``llm.continuous.ContinuousEngine``: it joins the running batch at the next decode step and leaves it as
+soon as it is done. ``Batcher`` (``TWIN_SERVE_BATCH_MODE=window``) builds static batches: requests
+that arrive within ``TWIN_SERVE_BATCH_WINDOW_MS`` of the oldest waiting one, or of the end of the
 previous batch (so the clients it answered can rejoin), up to
 ``TWIN_SERVE_BATCH_MAX_SIZE``, are generated together by ``LocalLLM.generate_batch`` (left padding,
 attention mask, per-request ``max_new_tokens``, stop strings and stream). Each caller gets its own
 ``Generation`` (own token counts) or its own exception: a request that fails does not fail the others.
 A caller that is cancelled (client disconnected) leaves the queue, or stops its row of the running
 batch at the next token. ``TWIN_SERVE_BATCHING=false`` runs one generation at a time (batch of one).
-A batch is static: requests arriving while one runs wait for the next one (at most one batch time).
+In window mode a batch is static: requests arriving while one runs wait for the next one (at most one
+batch time).
 """
 
 from __future__ import annotations
@@ -188,3 +192,63 @@ class Batcher:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
+
+
+class ContinuousBatcher(Batcher):
+    """``Batcher``'s interface over iteration-level batching: no window, no waiting for a batch to end."""
+
+    def __init__(self, llm: Any, *, max_batch: int = 8, timeout_s: float | None = None, **_window: Any) -> None:
+        from twin_core.llm.continuous import ContinuousEngine
+
+        super().__init__(llm, max_batch=max_batch, timeout_s=timeout_s)
+        self.engine = ContinuousEngine(llm, max_batch=max_batch, on_step=self._stepped, on_admit=self._admitted)
+
+    def _stepped(self, rows: int) -> None:
+        metrics.BATCH_SIZE.labels(self.version).observe(rows)
+        metrics.BATCH_ACTIVE.labels(self.version).set(rows)
+
+    def _admitted(self, waited_s: float) -> None:
+        metrics.BATCH_PENDING.labels(self.version).dec()
+        metrics.BATCH_QUEUE_SECONDS.labels(self.version).observe(waited_s)
+
+    async def generate(
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        stop: tuple[str, ...] = (),
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        from twin_core.llm.local import GenRequest
+
+        if self._closed:
+            raise RuntimeError(f"model {self.version} is no longer served")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        req = GenRequest(messages, max_new_tokens, temperature, tuple(stop), on_text, threading.Event())
+
+        def done(result: Generation | BaseException) -> None:  # called in the engine's thread
+            loop.call_soon_threadsafe(_settle, future, result)
+
+        metrics.BATCH_PENDING.labels(self.version).inc()
+        self.engine.submit(req, done, timeout_s=self.timeout_s)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            req.cancelled.set()  # the engine drops the row at its next step
+            metrics.BATCH_CANCELLED.labels(self.version).inc()
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        self.engine.close()
+
+
+def _settle(future: asyncio.Future, result: Generation | BaseException) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from twin_core.serving.batching import Batcher
+from twin_core.serving.batching import Batcher, ContinuousBatcher
 
 
 class InjectedFault(RuntimeError):
@@ -23,16 +23,27 @@ def fails(index: int, rate: float) -> bool:
     return math.floor((index + 1) * rate + 1e-9) > math.floor(index * rate + 1e-9)
 
 
-class FaultyBatcher(Batcher):
-    """A ``Batcher`` whose ``generate`` (and so ``stream``) fails ``rate`` of the requests."""
+class _Faults:
+    """Mixed in before a batcher: its ``generate`` (and so ``stream``) fails ``rate`` of the requests."""
 
-    def __init__(self, llm: Any, rate: float, **kwargs: Any) -> None:
-        super().__init__(llm, **kwargs)
-        self.rate = rate
-        self.calls = 0
+    rate: float
+    calls: int
+    version: str
 
     async def generate(self, messages: Any, **kwargs: Any) -> Any:
         index, self.calls = self.calls, self.calls + 1
         if fails(index, self.rate):
             raise InjectedFault(f"injected fault for {self.version} (TWIN_SERVE_FAULTS, rate {self.rate:g})")
-        return await super().generate(messages, **kwargs)
+        return await super().generate(messages, **kwargs)  # type: ignore[misc]
+
+
+class FaultyBatcher(_Faults, Batcher):
+    def __init__(self, llm: Any, rate: float, **kwargs: Any) -> None:
+        super().__init__(llm, **kwargs)
+        self.rate, self.calls = rate, 0
+
+
+class FaultyContinuousBatcher(_Faults, ContinuousBatcher):
+    def __init__(self, llm: Any, rate: float, **kwargs: Any) -> None:
+        super().__init__(llm, **kwargs)
+        self.rate, self.calls = rate, 0

@@ -1,5 +1,5 @@
 """The models the local predictor serves: the base model, and per author the registry's production
-version and canary (CONTRACTS §4). Each has its own ``Batcher``.
+version and canary (CONTRACTS §4). Each has its own batcher (``serving/batching.py``).
 
 ``refresh`` reads the registry (one small ``registry.json`` per author, compared by state token) and
 loads new versions before switching to them; a version that cannot load is logged and the author
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.domain import slugify
-from twin_core.serving.batching import Batcher
+from twin_core.serving.batching import Batcher, ContinuousBatcher
 from twin_core.serving.routing import goes_to_canary
 from twin_core.settings import Settings
 
@@ -60,12 +60,14 @@ class ModelPool:
             "enabled": serve.batching,
             "timeout_s": serve.request_timeout_s,
         }
+        # iteration-level batching needs the model itself (a LocalLLM); anything else batches by window
+        continuous = serve.batching and serve.batch_mode == "continuous" and hasattr(llm, "model")
         rate = (getattr(serve, "faults", None) or {}).get(getattr(llm, "model_version", ""))
         if rate:  # a canary drill: this version fails that share of its requests (serving/faults.py)
-            from twin_core.serving.faults import FaultyBatcher
+            from twin_core.serving.faults import FaultyBatcher, FaultyContinuousBatcher
 
-            return FaultyBatcher(llm, float(rate), **options)
-        return Batcher(llm, **options)
+            return (FaultyContinuousBatcher if continuous else FaultyBatcher)(llm, float(rate), **options)
+        return (ContinuousBatcher if continuous else Batcher)(llm, **options)
 
     @property
     def registry(self) -> Any:

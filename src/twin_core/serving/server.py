@@ -111,13 +111,13 @@ def build_models(
         local.load()
         if local.pool is not None:
             serve = settings.serve
-            log.info(
-                "generation: %s (max batch %d, window %.0f ms); registry poll every %s s",
-                "batched" if serve.batching else "one at a time (TWIN_SERVE_BATCHING=false)",
-                serve.batch_max_size if serve.batching else 1,
-                serve.batch_window_ms if serve.batching else 0,
-                serve.registry_poll_s or "never",
-            )
+            if not serve.batching:
+                mode = "one at a time (TWIN_SERVE_BATCHING=false)"
+            elif serve.batch_mode == "continuous":
+                mode = f"continuous batching, up to {serve.batch_max_size} rows"
+            else:
+                mode = f"batched by window, up to {serve.batch_max_size} per {serve.batch_window_ms:.0f} ms"
+            log.info("generation: %s; registry poll every %s s", mode, serve.registry_poll_s or "never")
             for author in authors or []:
                 if author not in local.pool.routes:
                     log.info("%s: serving the base model %s", author, local.pool.base.version)

@@ -1,0 +1,310 @@
+"""Iteration-level (continuous) batching for a ``LocalLLM``: a request joins the running batch at the
+next decode step instead of waiting for the whole batch to finish.
+
+One worker thread owns the decode loop. Each turn it prefills the requests that arrived since the last
+step (one forward over them, left padded), merges their key/value cache into the running batch's, and
+then runs one decode step for every active row. A row that ends (EOS, its ``max_new_tokens``, a stop
+string, its deadline, or its client gone) leaves the batch at once, so a short answer never waits for a
+long one and a new request never waits for a batch to drain. Transformers' own continuous batching
+(``generate_batch`` / ``init_continuous_batching``) drops the repetition penalty the small models need
+and sizes a paged cache for GPUs; this loop keeps ``generate``'s greedy semantics on a plain
+``DynamicCache`` (tested: the same text as ``LocalLLM.chat`` for every row, whenever it joined).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin_core.errors import InputError
+from twin_core.llm.base import Generation
+from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[Generation | BaseException], None]
+
+
+@dataclass
+class _Job:
+    req: GenRequest
+    done: Done
+    timeout_s: float | None
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class _Active:
+    """One row of the running batch: its decoding state, the tokens it has seen (for the repetition
+    penalty, prompt included, as ``generate`` does) and the token it feeds next."""
+
+    def __init__(self, job: _Job, prompt: list[int]) -> None:
+        self.job = job
+        self.row = _Row(job.req, len(prompt))
+        self.seen = list(prompt)
+        self.next_token = 0
+        self.started = time.perf_counter()
+        self.deadline = self.started + job.timeout_s if job.timeout_s else None
+
+
+class ContinuousEngine:
+    """Runs ``GenRequest``s on ``llm`` with iteration-level batching (at most ``max_batch`` rows)."""
+
+    def __init__(
+        self,
+        llm: LocalLLM,
+        *,
+        max_batch: int = 8,
+        on_step: Callable[[int], None] | None = None,
+        on_admit: Callable[[float], None] | None = None,
+    ) -> None:
+        self.llm = llm
+        self.max_batch = max_batch
+        self.on_step = on_step  # called with the batch size of every decode step (metrics)
+        self.on_admit = on_admit  # called with each request's seconds in the queue (metrics)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._rows: list[_Active] = []
+        self._cache: Any = None
+        self._mask: Any = None  # [rows, width] attention mask of the cached positions
+        self._stopping = False
+        self.steps = 0  # decode steps run (tests and benchmarks read it)
+        self.max_rows_seen = 0
+
+    # -- public (any thread) -------------------------------------------------------------------------
+    def submit(self, req: GenRequest, done: Done, *, timeout_s: float | None = None) -> None:
+        """Queue one request; ``done`` is called (in the engine's thread) with its result or exception."""
+        if self._closed:
+            raise RuntimeError(f"model {self.llm.model_version} is no longer served")
+        self._ensure_thread()
+        self._queue.put(_Job(req, done, timeout_s))
+
+    def close(self) -> None:
+        """Stop taking work; the thread ends once every queued and running request is answered."""
+        self._closed = True
+        self._queue.put(None)
+
+    def run_all(self, reqs: list[GenRequest], *, timeout_s: float | None = None) -> list[Generation | BaseException]:
+        """Every request through the engine, waiting for all (a convenience for batch jobs and tests)."""
+        results: list[Generation | BaseException | None] = [None] * len(reqs)
+        left = threading.Semaphore(0)
+
+        def done_at(i: int) -> Done:
+            def done(result: Generation | BaseException) -> None:
+                results[i] = result
+                left.release()
+
+            return done
+
+        for i, req in enumerate(reqs):
+            self.submit(req, done_at(i), timeout_s=timeout_s)
+        for _ in reqs:
+            left.acquire()
+        return [r if r is not None else RuntimeError("no result") for r in results]
+
+    # -- the loop (engine thread) ----------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=f"decode-{self.llm.model_version}", daemon=True)
+                self._thread.start()
+
+    def _take(self, block: bool) -> list[_Job]:
+        """New jobs: waits for one when the batch is empty, else takes only what is already queued."""
+        jobs: list[_Job] = []
+        room = self.max_batch - len(self._rows)
+        while len(jobs) < room:
+            try:
+                job = self._queue.get(block=block and not jobs)
+            except queue.Empty:
+                break
+            if job is None:  # close(): every job was queued before it; finish those, then stop
+                self._stopping = True
+                break
+            jobs.append(job)
+        return jobs
+
+    def _loop(self) -> None:
+        import torch
+
+        while True:
+            jobs = self._take(block=not self._rows and not self._stopping)
+            if not jobs and not self._rows:
+                if self._stopping:
+                    return
+                continue
+            try:
+                with self.llm._lock, torch.inference_mode():
+                    if jobs:
+                        self._admit(jobs)
+                    if self._rows:
+                        self._step()
+            except Exception as exc:  # a bug or out of memory: fail the running rows, keep serving
+                log.exception("continuous decode step failed")
+                for active in self._rows:
+                    self._finish(active, exc)
+                self._rows, self._cache, self._mask = [], None, None
+
+    def _admit(self, jobs: list[_Job]) -> None:
+        """Prefill the new requests together and merge them into the running batch."""
+        import torch
+        from transformers import DynamicCache
+
+        fresh: list[_Active] = []
+        for job in jobs:
+            if self.on_admit is not None:
+                self.on_admit(time.perf_counter() - job.enqueued)
+            try:
+                if job.req.max_new_tokens < 1:
+                    raise InputError("max_new_tokens must be at least 1")
+                prompt = self.llm.encode(job.req.messages, job.req.max_new_tokens)
+            except Exception as exc:
+                job.done(exc if isinstance(exc, InputError) else InputError(f"cannot render the prompt: {exc}"))
+                continue
+            fresh.append(_Active(job, prompt))
+        if not fresh:
+            return
+        width = max(len(a.seen) for a in fresh)
+        device = self.llm.model.device
+        ids = torch.tensor(
+            [[self.llm.pad_id] * (width - len(a.seen)) + a.seen for a in fresh], dtype=torch.long, device=device
+        )
+        mask = torch.tensor([[0] * (width - len(a.seen)) + [1] * len(a.seen) for a in fresh], device=device)
+        cache = DynamicCache(config=self.llm.model.config)
+        out = self.llm.model(
+            input_ids=ids, attention_mask=mask, position_ids=_positions(mask), cache=cache, use_cache=True
+        )
+        self._merge(cache, mask)
+        self._rows += fresh
+        self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
+        self._choose(fresh, out.logits[:, -1, :])
+        self._drop_finished()
+
+    def _step(self) -> None:
+        """One decode step for every active row."""
+        import torch
+
+        device = self.llm.model.device
+        ids = torch.tensor([[a.next_token] for a in self._rows], dtype=torch.long, device=device)
+        self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
+        positions = self._mask.sum(dim=1, keepdim=True) - 1
+        out = self.llm.model(
+            input_ids=ids,
+            attention_mask=self._mask,
+            position_ids=positions,
+            cache=self._cache,
+            use_cache=True,
+        )
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step(len(self._rows))
+        self._choose(list(self._rows), out.logits[:, -1, :])
+        self._drop_finished()
+
+    def _choose(self, rows: list[_Active], logits: Any) -> None:
+        """The next token of each row (``generate``'s repetition penalty, then greedy or sampled), and
+        what it means for the row: EOS, a stop string, the length limit, the deadline or a cancel."""
+        import torch
+
+        logits = logits.float()
+        for i, active in enumerate(rows):
+            req, row = active.job.req, active.row
+            if req.cancelled is not None and req.cancelled.is_set():
+                row.done = row.cancelled = True
+                continue
+            scores = logits[i]
+            seen = torch.tensor(active.seen, dtype=torch.long, device=scores.device)
+            picked = scores.gather(0, seen)
+            scores = scores.scatter(
+                0, seen, torch.where(picked < 0, picked * REPETITION_PENALTY, picked / REPETITION_PENALTY)
+            )
+            if req.temperature > 0:
+                token = int(torch.multinomial(torch.softmax(scores / req.temperature, dim=-1), 1))
+            else:
+                token = int(scores.argmax())
+            active.seen.append(token)
+            active.next_token = token
+            if token in self.llm.eos_ids:
+                row.done = True
+            else:
+                row.ids.append(token)
+                self.llm._advance(row)
+                if len(row.ids) >= req.max_new_tokens:
+                    row.done = True
+            if not row.done and active.deadline is not None and time.perf_counter() >= active.deadline:
+                row.done = True  # like generate's max_time: what was produced is the answer
+
+    def _drop_finished(self) -> None:
+        keep = [i for i, a in enumerate(self._rows) if not a.row.done]
+        if len(keep) == len(self._rows):
+            return
+        for active in self._rows:
+            if active.row.done:
+                active.row.seconds = time.perf_counter() - active.started
+                self.llm._flush(active.row)
+                self._finish(active, None)
+        self._rows = [self._rows[i] for i in keep]
+        if not self._rows:
+            self._cache, self._mask = None, None
+            return
+        import torch
+
+        index = torch.tensor(keep, dtype=torch.long, device=self._mask.device)
+        self._mask = self._mask[index]
+        unused = int((self._mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading padding nobody needs
+        self._mask = self._mask[:, unused:]
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[index, :, unused:, :]
+            layer.values = layer.values[index, :, unused:, :]
+
+    def _merge(self, cache: Any, mask: Any) -> None:
+        """Append the new rows' cache below the running one, left padding the shorter to one width."""
+        import torch
+
+        if self._cache is None:
+            self._cache, self._mask = cache, mask
+            return
+        width = max(self._mask.shape[1], mask.shape[1])
+
+        def pad(t: Any, dim: int) -> Any:
+            missing = width - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
+
+        for old, new in zip(self._cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([pad(old.keys, 2), pad(new.keys, 2)], dim=0)
+            old.values = torch.cat([pad(old.values, 2), pad(new.values, 2)], dim=0)
+        self._mask = torch.cat([pad(self._mask, 1), pad(mask, 1)], dim=0)
+
+    def _finish(self, active: _Active, error: BaseException | None) -> None:
+        row = active.row
+        if error is not None:
+            result: Generation | BaseException = error
+        elif row.cancelled:
+            result = Cancelled("the client went away")
+        else:
+            result = Generation(
+                text=row.text,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=len(row.ids),
+                model_version=self.llm.model_version,
+                seconds=row.seconds,
+            )
+        try:
+            active.job.done(result)
+        except Exception:  # a caller's callback must not stop the loop
+            log.exception("result callback failed")
+
+
+def _positions(mask: Any) -> Any:
+    """Position ids of a left-padded batch: 0 at each row's first real token (as ``generate`` does)."""
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)

@@ -1,0 +1,89 @@
+"""Iteration-level batching (llm/continuous.py) with the real SmolLM2: a request joins a running batch at
+the next decode step, leaves it when done, and every row's greedy text is the text it gets alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twin_core.errors import InputError
+
+pytestmark = pytest.mark.slow
+
+LONG = ("Tell me a long story about a data engineer and a lighthouse.", 40)
+SHORT = ("What is idempotency?", 6)
+
+
+@pytest.fixture(scope="module")
+def llm(llm_models_dir: Path) -> Any:
+    from twin_core.llm.local import load_local_llm
+    from twin_core.settings import load_settings
+
+    return load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))
+
+
+def _messages(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_a_request_joins_the_running_batch_and_leaves_it_when_done(llm: Any) -> None:
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    long_alone = llm.chat(_messages(LONG[0]), max_new_tokens=LONG[1])
+    short_alone = llm.chat(_messages(SHORT[0]), max_new_tokens=SHORT[1])
+    assert long_alone.completion_tokens == LONG[1]  # the long row runs its whole budget
+    engine = ContinuousEngine(llm, max_batch=8)
+    finished: list[str] = []
+    results: dict[str, Any] = {}
+    pieces: list[str] = []
+
+    ended = threading.Event()
+
+    def done(name: str) -> Any:
+        def record(result: Any) -> None:
+            finished.append(name)
+            results[name] = result
+            if name == "long":
+                ended.set()
+
+        return record
+
+    def on_text(piece: str) -> None:  # engine thread: the short request arrives while the long one decodes
+        pieces.append(piece)
+        if len(pieces) == 2:
+            engine.submit(GenRequest(_messages(SHORT[0]), SHORT[1]), done("short"))
+
+    engine.submit(GenRequest(_messages(LONG[0]), LONG[1], on_text=on_text), done("long"))
+    assert ended.wait(timeout=600)
+    engine.close()
+    assert finished == ["short", "long"]  # the short one left the batch before the long one ended
+    assert results["long"].text == long_alone.text and results["short"].text == short_alone.text
+    assert results["short"].completion_tokens == short_alone.completion_tokens
+    assert engine.max_rows_seen == 2
+    # it rode along inside the long row's decode steps: not one step more than the long row alone needs
+    assert engine.steps == LONG[1] - 1
+
+
+def test_requests_of_different_lengths_give_their_text_alone(llm: Any) -> None:
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    prompts = [("Hi", 4), SHORT, ("Why do random IDs break upserts when a job is rerun?", 12), LONG]
+    alone = [llm.chat(_messages(p), max_new_tokens=n) for p, n in prompts]
+    engine = ContinuousEngine(llm, max_batch=2)  # rows queue for a free slot, then join
+    together = engine.run_all(
+        [GenRequest(_messages(p), n) for p, n in prompts]
+        + [GenRequest(_messages("word " * 9000), 4)]  # longer than the context: its own error only
+    )
+    engine.close()
+    for a, b in zip(alone, together, strict=False):
+        assert b.text == a.text and b.completion_tokens == a.completion_tokens
+        assert b.prompt_tokens == a.prompt_tokens and b.model_version == llm.model_version
+    assert isinstance(together[-1], InputError) and "exceeds the model's context" in str(together[-1])
+    assert engine.max_rows_seen == 2
+    with pytest.raises(RuntimeError, match="no longer served"):
+        engine.submit(GenRequest(_messages("Hi"), 2), lambda result: None)
