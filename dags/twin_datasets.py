@@ -18,7 +18,9 @@ An unchanged corpus gives the existing versions and no model call. `check_versio
 `{"versions": {"<author_slug>": {"instruct": id, "preference": id}}}` in the event's extra, which
 `twin_training` trains on.
 
-**Trigger form:** `strategy`, `max_extracts` (0 = all), `max_rejected` (preference pairs per author).
+**Trigger form:** `strategy`, `max_extracts` (0 = all), `max_rejected` (preference candidates per author),
+`pair_kinds` (`model`: a length-matched model answer per candidate; `other_author`: another author's
+nearest passage, no model call).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
         "strategy": Param("extractive", enum=["extractive", "llm"], title="Strategy", description="llm needs a model."),
         "max_extracts": Param(0, type="integer", minimum=0, title="Max extracts", description="Per author; 0 = all."),
         "max_rejected": Param(32, type="integer", minimum=0, title="Max preference pairs", description="Per author."),
+        "pair_kinds": Param(
+            "model,other_author",
+            enum=["model,other_author", "model", "other_author"],
+            title="Preference pair kinds",
+            description="other_author alone needs no model call.",
+        ),
     },
     **dag_kwargs(__doc__, tags=["datasets", "fti-training-pipeline"]),
 )
@@ -52,6 +60,7 @@ def twin_datasets() -> None:
         options = ["--strategy", str(p.get("strategy") or "extractive")]
         options += ["--max-extracts", str(int(p.get("max_extracts") or 0))]
         options += ["--max-rejected", str(int(p.get("max_rejected") if p.get("max_rejected") is not None else 32))]
+        options += ["--pair-kinds", str(p.get("pair_kinds") or "model,other_author")]
         return [
             ["datasets", "build", "--author", name, *options] for name in sorted((listed or {}).get("authors") or [])
         ]

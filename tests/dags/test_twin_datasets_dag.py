@@ -61,9 +61,11 @@ def test_schedule_graph_and_outlets(dag) -> None:
 
 def test_plan_and_publish(dag) -> None:
     plan = dag.get_task("plan_builds").python_callable
-    assert plan({"authors": ["Bo", "Ada Q"]}, {"strategy": "llm", "max_extracts": 5, "max_rejected": 0}) == [
-        ["datasets", "build", "--author", "Ada Q", "--strategy", "llm", "--max-extracts", "5", "--max-rejected", "0"],
-        ["datasets", "build", "--author", "Bo", "--strategy", "llm", "--max-extracts", "5", "--max-rejected", "0"],
+    params = {"strategy": "llm", "max_extracts": 5, "max_rejected": 0, "pair_kinds": "other_author"}
+    options = ["--strategy", "llm", "--max-extracts", "5", "--max-rejected", "0", "--pair-kinds", "other_author"]
+    assert plan({"authors": ["Bo", "Ada Q"]}, params) == [
+        ["datasets", "build", "--author", "Ada Q", *options],
+        ["datasets", "build", "--author", "Bo", *options],
     ]
     check = dag.get_task("check_versions").python_callable
     unchanged = {

@@ -138,3 +138,22 @@ def test_contrast_pairs_reject_another_authors_nearest_passage(embedded_home: An
     assert meta["pairs"]["kinds"]["other_author"]["pairs"] == len(pairs)
     assert sum(meta["pairs"]["kinds"]["other_author"]["authors"].values()) == len(pairs)
     assert meta["pairs"]["kinds"]["model"] == {"pairs": 0}
+
+
+def test_contrast_only_pairs_open_no_model(embedded_home: Any) -> None:
+    def no_model() -> Any:
+        raise AssertionError("--pair-kinds other_author must not open a model")
+
+    opts = BuildOptions(seed=3, max_rejected=5, pair_kinds=("other_author",))
+    embedder = HashEmbedder(embedded_home.embedding_model_id)
+    built = build_author(embedded_home, AUTHOR, opts, open_model=no_model, embedder=embedder)
+    pairs = _all(embedded_home, built.versions["preference"])
+    assert len(pairs) == 5 and {p["rejected_kind"] for p in pairs} == {"other_author"}
+    both = build_author(embedded_home, AUTHOR, BuildOptions(seed=3, max_rejected=5), embedder=embedder)
+    assert both.versions["preference"] != built.versions["preference"]  # the kinds are part of the snapshot
+
+
+def test_unknown_pair_kind_is_a_clear_error(twin: Any, settings: Any) -> None:
+    run = twin("datasets", "build", "--pair-kinds", "model,nonsense")
+    assert run.returncode == 3
+    assert "--pair-kinds 'model,nonsense': expected one or both of model, other_author" in run.result["error"]

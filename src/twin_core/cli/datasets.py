@@ -18,7 +18,13 @@ def build(
     strategy: str = typer.Option(None, "--strategy", help="extractive (default, no LLM) or llm."),
     seed: int = typer.Option(None, "--seed", help="Seed of instruction forms and sampling (TWIN_DATASETS_SEED)."),
     max_extracts: int = typer.Option(None, "--max-extracts", help="Extracts per author (0 = all)."),
-    max_rejected: int = typer.Option(None, "--max-rejected", help="Preference pairs per author (model calls)."),
+    max_rejected: int = typer.Option(None, "--max-rejected", help="Preference candidates per author (0 = no pairs)."),
+    pair_kinds: str = typer.Option(
+        "model,other_author",
+        "--pair-kinds",
+        help="Pairs per candidate: model (a length-matched model answer, one model call each) and/or "
+        "other_author (another author's nearest passage, no model call).",
+    ),
 ) -> dict:
     """Build both datasets per author; an unchanged corpus gives the existing versions (no model call)."""
     from twin_core.datasets.build import BuildOptions, build_author
@@ -35,6 +41,7 @@ def build(
         seed=ds.seed if seed is None else seed,
         max_extracts=ds.max_extracts if max_extracts is None else max_extracts,
         max_rejected=ds.max_rejected if max_rejected is None else max_rejected,
+        pair_kinds=_pair_kinds(pair_kinds),
     )
     if opts.strategy not in ("extractive", "llm"):
         raise InputError(f"--strategy {opts.strategy!r}: expected extractive or llm")
@@ -93,3 +100,14 @@ def export(
     from twin_core.settings import get_settings
 
     return export_version(get_settings(), version, dest)
+
+
+def _pair_kinds(value: str) -> tuple[str, ...]:
+    from twin_core.datasets.build import PAIR_KINDS
+    from twin_core.errors import InputError
+
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(PAIR_KINDS))
+    if unknown or not kinds:
+        raise InputError(f"--pair-kinds {value!r}: expected one or both of {', '.join(PAIR_KINDS)}")
+    return tuple(k for k in PAIR_KINDS if k in kinds)

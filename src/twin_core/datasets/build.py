@@ -32,12 +32,18 @@ BUILD_VERSION = "datasets-v3"  # bump when the build logic changes what a versio
 Row = dict[str, Any]
 
 
+PAIR_KINDS = ("model", "other_author")
+
+
 @dataclass
 class BuildOptions:
     strategy: str = "extractive"
     seed: int = 42
     max_extracts: int = 0  # 0 = all
-    max_rejected: int = 32
+    max_rejected: int = 32  # preference candidates per author
+    # which pairs the candidates give: "model" (a generated, length-matched answer: one model call each)
+    # and "other_author" (the nearest passage of another author: no model call)
+    pair_kinds: tuple[str, ...] = PAIR_KINDS
 
 
 @dataclass
@@ -123,6 +129,8 @@ def snapshot_hash(
             "seed": opts.seed,
             "max_extracts": opts.max_extracts,
             "max_rejected": opts.max_rejected,
+            # only when narrowed, so versions built with both kinds keep their hash
+            **({"pair_kinds": list(opts.pair_kinds)} if tuple(opts.pair_kinds) != PAIR_KINDS else {}),
             "model": model,
             "prompt": [PROMPT_VERSION, GENERATION_PROMPT_VERSION],
             "settings": ds.model_dump(mode="json", exclude={"strategy", "seed", "max_extracts", "max_rejected"}),
@@ -162,7 +170,7 @@ def plan_build(
         snapshot=snapshot_hash(docs, ds, opts, model_label, features),
         extracts=extracts,
         documents=[{"id": d.id, "content_hash": content_hash(d.content), "link": d.link} for d in docs],
-        needs_model=opts.strategy == "llm" or bool(opts.max_rejected),
+        needs_model=opts.strategy == "llm" or (bool(opts.max_rejected) and "model" in opts.pair_kinds),
         boilerplate=quality.recurring_lines([d.content for d in docs]),
         context_tokens=ds.context_tokens or context_tokens,
     )
@@ -190,13 +198,16 @@ def _pairs(
     plan: BuildPlan, instruct: list[Row], gen: CachedLLM | None, neighbours: Any, progress: ProgressFactory
 ) -> tuple[list[Row], dict[str, Any]]:
     """Both kinds of preference pairs on the same candidates (``pairs.py``) and what each adds."""
-    if not plan.opts.max_rejected or (gen is None and not (neighbours and neighbours.available)):
+    kinds = plan.opts.pair_kinds
+    by_model = gen is not None and "model" in kinds
+    by_contrast = neighbours is not None and neighbours.available and "other_author" in kinds
+    if not plan.opts.max_rejected or not (by_model or by_contrast):
         return [], {}
     tokens = gen.llm if gen is not None else pairs.CharTokens()
     budget = plan.datasets.rejected_max_new_tokens
     candidates = pairs.pair_candidates(instruct, plan.opts.max_rejected, budget, tokens)
-    made = pairs.model_pairs(candidates, plan.author, gen, tokens, progress) if gen is not None else []
-    if neighbours is not None and neighbours.available:
+    made = pairs.model_pairs(candidates, plan.author, gen, tokens, progress) if by_model else []
+    if by_contrast:
         made += pairs.contrast_pairs(candidates, plan.author, neighbours, tokens)
     return made, pairs.pairs_report(made, len(candidates), tokens)
 
