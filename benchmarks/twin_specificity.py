@@ -88,38 +88,56 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
     return {name: json.loads((bench / f"{name}.json").read_text()) for name, _ in steps}
 
 
-def prepare(home: Path) -> dict[str, str]:
-    """Import both authors, features, one dataset build per author; {author slug: instruct version}."""
+def prepare(home: Path, dpo_pairs: int = 0) -> dict[str, dict[str, str]]:
+    """Import both authors, features, the dataset builds per author: {author slug: {kind: version}}.
+    ``dpo_pairs`` > 0 also builds author-contrast preference pairs (the other author's nearest passage;
+    no model call). Builds run here, so a GPU machine without Great Expectations only trains."""
     for i, backup in enumerate(BACKUPS):
         twin(home, f"import-{i}", "warehouse", "import", str(backup))
     authors = twin(home, "authors", "warehouse", "authors")["authors"]
     twin(home, "features", "features", "run")
-    instruct = {}
+    datasets: dict[str, dict[str, str]] = {}
     for author in authors:
-        slug = author.lower().replace(" ", "-")
+        slug = _author_slug(author)
         built = twin(home, f"datasets-{slug}", "datasets", "build", "--author", author, "--max-rejected", "0")
-        instruct[slug] = [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]
-    return instruct
+        datasets[slug] = {"instruct": [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]}
+        if dpo_pairs:
+            built = twin(home, f"pairs-{slug}", "datasets", "build", "--author", author,
+                         "--max-rejected", str(dpo_pairs), "--pair-kinds", "other_author")  # fmt: skip
+            datasets[slug]["preference"] = [v for v in _versions(built) if v.startswith(f"preference/{slug}/")][-1]
+    return datasets
 
 
-def build(home: Path, profile: str, max_steps: int, max_rows: int) -> dict[str, dict[str, Any]]:
-    """Every step in order (both authors' training side by side); returns each author's evaluation line."""
-    sft = [
-        (f"sft-{slug}", ["train", "sft", "--dataset", version, "--profile", profile,
-                         "--max-steps", str(max_steps), "--resume"])
-        for slug, version in prepare(home).items()
-    ]  # fmt: skip
+def build(home: Path, profile: str, max_steps: int, max_rows: int, dpo_pairs: int = 0) -> dict[str, dict[str, Any]]:
+    """Every step in order (both authors' training side by side); returns each author's evaluation line.
+    ``dpo_pairs`` > 0: each SFT twin then learns from that many author-contrast pairs (DPO from the SFT
+    twin, the other author's nearest passage as the rejected answer); the DPO twins are evaluated."""
+    datasets = prepare(home, dpo_pairs)
+    common = ["--profile", profile, "--max-steps", str(max_steps), "--resume"]
+    sft = [(f"sft-{slug}", ["train", "sft", "--dataset", d["instruct"], *common]) for slug, d in datasets.items()]
     models = {r["model"]: r for r in twins(home, sft).values()}
+    if dpo_pairs:
+        pairs = {ref: datasets[_slug(ref)]["preference"] for ref in models}
+        runs = [(f"dpo-{_slug(r)}", ["train", "dpo", "--dataset", p, "--from", r, *common]) for r, p in pairs.items()]
+        models = {r["model"]: r for r in twins(home, runs).values()}
     for ref in models:
-        twin(home, f"promote-{_slug(ref)}", "registry", "promote", ref, "--stage", "production",
+        twin(home, f"promote-{_step(ref)}", "registry", "promote", ref, "--stage", "production",
              "--reason", "twin specificity benchmark")  # fmt: skip
     evals = [
-        (f"evaluate-{_slug(ref)}", ["evaluate", "--model", ref, "--baseline", "base", "--no-judge",
+        (f"evaluate-{_step(ref)}", ["evaluate", "--model", ref, "--baseline", "base", "--no-judge",
                                     "--max-rows", str(max_rows), "--min-rows", str(min(max_rows, 10))])
         for ref in models
     ]  # fmt: skip
     # one at a time: each evaluation opens the embedded vector store, which takes one process
     return {name: twin(home, name, *args) for name, args in evals}
+
+
+def _author_slug(author: str) -> str:
+    return author.lower().replace(" ", "-")
+
+
+def _step(ref: str) -> str:
+    return ref.replace("/", "-")
 
 
 def _slug(ref: str) -> str:
@@ -206,17 +224,20 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=20, help="held-out rows evaluated per author (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="answer length in the evaluation")
     parser.add_argument(
+        "--dpo-pairs", type=int, default=0, help="then DPO on that many author-contrast pairs per author (0 = SFT only)"
+    )
+    parser.add_argument(
         "--prepare-only", action="store_true", help="stop after the dataset builds (then train elsewhere: a GPU)"
     )
     args = parser.parse_args()
     eval_config(args.home, args.max_new_tokens, batch_size=10)
     if args.prepare_only:
-        print(json.dumps(prepare(args.home)))
+        print(json.dumps(prepare(args.home, args.dpo_pairs)))
         return
-    results = build(args.home, args.profile, args.max_steps, args.max_rows)
+    results = build(args.home, args.profile, args.max_steps, args.max_rows, args.dpo_pairs)
     rows = [figures(r) for r in results.values()]
-    summary = {"profile": args.profile, "home": str(args.home), "goals": GOALS, "authors": rows,
-               "samples": {r["author"]: samples(args.home, r) for r in results.values()}}  # fmt: skip
+    summary = {"profile": args.profile, "dpo_pairs": args.dpo_pairs, "home": str(args.home), "goals": GOALS,
+               "authors": rows, "samples": {r["author"]: samples(args.home, r) for r in results.values()}}  # fmt: skip
     (args.home / "bench" / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     print(table(rows), file=sys.stderr)
     print(json.dumps(summary, ensure_ascii=False))
