@@ -8,6 +8,8 @@ by an older or newer version stay readable.
 
 from __future__ import annotations
 
+import base64
+import struct
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,24 @@ class LatencyMs(BaseModel):
     total: float | None = None
 
 
+class QueryEmbedding(BaseModel):
+    """The query's embedding as retrieval computed it, kept so the drift check need not embed it again.
+    float16, base64: about 1 KB a row for 384 dimensions (BSON doubles would take about 5 KB)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str  # the embedding model id: a vector is reused only by a check with the same model
+    f16: str
+
+    @classmethod
+    def of(cls, model: str, vector: list[float]) -> QueryEmbedding:
+        return cls(model=model, f16=base64.b64encode(struct.pack(f"<{len(vector)}e", *vector)).decode("ascii"))
+
+    def vector(self) -> list[float]:
+        raw = base64.b64decode(self.f16)
+        return list(struct.unpack(f"<{len(raw) // 2}e", raw))
+
+
 class InferenceLog(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -58,6 +78,7 @@ class InferenceLog(BaseModel):
     model_version: str | None = None
     served_stage: str | None = None  # "base" | "production" | "canary": which registry stage answered (serving)
     latency_ms: LatencyMs = Field(default_factory=LatencyMs)
+    query_embedding: QueryEmbedding | None = None
 
     @field_validator("time")
     @classmethod

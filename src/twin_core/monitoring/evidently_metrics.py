@@ -9,14 +9,15 @@ Embeddings are scored with the signal's explicit method (cosine distance between
 classifier's ROC AUC) on a seeded sample. Evidently's ``EmbeddingsDrift`` report also draws a t-SNE
 plot, the most expensive part of a check: it runs only with ``plots`` (``twin monitor drift --plots``).
 Embeddings are cached in the artifact store by the digest of the sampled texts, so an hour embedded as
-the current window is not embedded again when it is the next hour's reference.
+the current window is not embedded again when it is the next hour's reference. A query whose embedding
+the request log already holds (retrieval computed it, with the same model) is not embedded at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.monitoring.config import Signal
@@ -33,6 +34,7 @@ class ScopeData:
     current: Any  # pandas DataFrame
     reference: Any
     skipped: str | None = None
+    known: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (model id, text) -> logged vector
 
 
 def value_report(signals: list[Signal], data: ScopeData, tools: TextTools) -> tuple[Any, dict[str, float | None]]:
@@ -102,8 +104,11 @@ def sample(texts: list[str], n: int) -> list[str]:
     return [texts[i] for i in idx]
 
 
-def embeddings(texts: list[str], tools: TextTools, artifacts: Any) -> Any:
-    """The texts' embeddings as a frame (e0..eN), from the cache when these texts were embedded before."""
+def embeddings(
+    texts: list[str], tools: TextTools, artifacts: Any, known: dict[tuple[str, str], list[float]] | None = None
+) -> Any:
+    """The texts' embeddings as a frame (e0..eN): from the cache when these texts were embedded before,
+    else the logged vectors of ``known`` and the model for the rest only."""
     import numpy as np
     import pandas as pd
 
@@ -112,12 +117,21 @@ def embeddings(texts: list[str], tools: TextTools, artifacts: Any) -> Any:
     if artifacts is not None and artifacts.exists(key):
         vectors = np.load(io.BytesIO(artifacts.get_bytes(key)))
     else:
-        vectors = np.asarray(tools.embed(texts), dtype="float32")
+        vectors = _embed(texts, tools, known or {})
         if artifacts is not None:
             buf = io.BytesIO()
             np.save(buf, vectors)
             artifacts.put_bytes(key, buf.getvalue())
     return pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
+
+
+def _embed(texts: list[str], tools: TextTools, known: dict[tuple[str, str], list[float]]) -> Any:
+    import numpy as np
+
+    missing = [t for t in texts if (tools.model_id, t) not in known]
+    fresh = dict(zip(missing, np.asarray(tools.embed(missing), dtype="float32"), strict=True)) if missing else {}
+    rows = [fresh[t] if t in fresh else np.asarray(known[(tools.model_id, t)], dtype="float32") for t in texts]
+    return np.vstack(rows) if rows else np.zeros((0, 0), dtype="float32")
 
 
 def embedding_drift(
@@ -126,8 +140,10 @@ def embedding_drift(
     """The signal's embeddings-drift score; with ``plots`` (and enough rows) also Evidently's report."""
     from evidently.metrics.embeddings import DistanceDriftMethod, ModelDriftMethod
 
-    cur = embeddings(sample([str(t) for t in data.current[signal.column].dropna()], size), tools, artifacts)
-    ref = embeddings(sample([str(t) for t in data.reference[signal.column].dropna()], size), tools, artifacts)
+    cur = embeddings(sample([str(t) for t in data.current[signal.column].dropna()], size), tools, artifacts, data.known)
+    ref = embeddings(
+        sample([str(t) for t in data.reference[signal.column].dropna()], size), tools, artifacts, data.known
+    )
     if signal.method == "model":
         method: Any = ModelDriftMethod(threshold=signal.threshold)
     else:

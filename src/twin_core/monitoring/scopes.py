@@ -57,9 +57,23 @@ def _hold(data: ScopeData, minimum: int, what: str = "rows") -> ScopeData:
     return data
 
 
-def _text_scopes(current: Any, ref_queries: Any, ref_answers: Any, kind: str, min_rows: int) -> dict[str, ScopeData]:
+def logged_vectors(*rows: Sequence[InferenceLog]) -> dict[tuple[str, str], list[float]]:
+    """The query embeddings retrieval already computed, by (embedding model, query text)."""
+    return {
+        (r.query_embedding.model, r.query): r.query_embedding.vector()
+        for side in rows
+        for r in side
+        if r.query_embedding is not None and r.query
+    }
+
+
+def _text_scopes(
+    current: Any, ref_queries: Any, ref_answers: Any, kind: str, min_rows: int, known: dict | None = None
+) -> dict[str, ScopeData]:
     ok = current[current["outcome"] == "ok"]
-    queries = ScopeData("queries", kind, _rows(current[["query"]].dropna()), _rows(ref_queries.dropna()))
+    queries = ScopeData(
+        "queries", kind, _rows(current[["query"]].dropna()), _rows(ref_queries.dropna()), known=known or {}
+    )
     answers = ScopeData("answers", kind, _rows(ok[["answer"]].dropna()), _rows(ref_answers.dropna()))
     return {"queries": _hold(queries, min_rows), "answers": _hold(answers, min_rows)}
 
@@ -70,7 +84,8 @@ def traffic_scopes(
     """Queries, answers and operations of the window against a window of recent traffic."""
     current, reference = log_frame(current_rows), log_frame(reference_rows)
     ok_ref = reference[reference["outcome"] == "ok"]
-    scopes = _text_scopes(current, reference[["query"]], ok_ref[["answer"]], kind, min_rows)
+    known = logged_vectors(current_rows, reference_rows)
+    scopes = _text_scopes(current, reference[["query"]], ok_ref[["answer"]], kind, min_rows, known)
     scopes["operations"] = _hold(ScopeData("operations", kind, current, reference), min_rows)
     return scopes
 
@@ -90,7 +105,7 @@ def training_scopes(
     training = training_reference(artifacts, author)
     ref_q = pd.DataFrame({"query": training.queries}, columns=["query"])
     ref_a = pd.DataFrame({"answer": training.answers}, columns=["answer"])
-    scopes = _text_scopes(log_frame(current_rows), ref_q, ref_a, "training", min_rows)
+    scopes = _text_scopes(log_frame(current_rows), ref_q, ref_a, "training", min_rows, logged_vectors(current_rows))
     info: dict[str, Any] = {"dataset_versions": training.versions}
     empty = pd.DataFrame({"text": []})
     docs = ScopeData("documents", "training_corpus", empty, empty)
