@@ -151,7 +151,9 @@ class ServeSettings(_Group):
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 503.")
     retry_after_s: int = Field(5, gt=0)
     batching: bool = Field(True, description="Batch concurrent generations (local predictor); off = one at a time.")
-    batch_max_size: int = Field(8, gt=0, description="Most requests in one batched generate.")
+    batch_max_size: int = Field(
+        8, gt=0, description="Most requests in one generation batch, and in one retrieval batch (embed + search)."
+    )
     batch_window_ms: float = Field(
         50.0, ge=0, description="How long a batch waits for more requests to join (batch_mode=window)."
     )

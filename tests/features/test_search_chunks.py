@@ -9,8 +9,8 @@ import pytest
 from twin_core.domain.documents import Category
 from twin_core.domain.ids import chunk_id
 from twin_core.errors import BackendUnavailable, ConfigError
-from twin_core.features.feature_store import embedded_collection, search_chunks
-from twin_core.stores.vectors import VectorPoint, open_vector_store
+from twin_core.features.feature_store import ChunkQuery, embedded_collection, search_chunks, search_chunks_batch
+from twin_core.stores.vectors import VectorPoint, VectorQuery, open_vector_store
 
 
 def _point(i: int, author: str, vec: list[float], category: str = "posts") -> VectorPoint:
@@ -66,14 +66,57 @@ def test_without_author_every_author(store: Any) -> None:
 
 
 def test_a_hit_of_another_author_is_dropped_even_if_the_filter_failed(store: Any, monkeypatch: Any) -> None:
-    real = store.search
+    real = store.search_batch
 
-    def unfiltered(name: str, vector: Any, limit: int, *, with_vectors: bool = False, **match: Any) -> list:
-        return real(name, vector, limit, with_vectors=with_vectors)  # a store that ignores the filter
+    def unfiltered(name: str, queries: Any, limit: int, *, with_vectors: bool = False) -> list:
+        # a store that ignores the filter
+        return real(name, [VectorQuery(q.vector) for q in queries], limit, with_vectors=with_vectors)
 
-    monkeypatch.setattr(store, "search", unfiltered)
+    monkeypatch.setattr(store, "search_batch", unfiltered)
     hits = search_chunks(store, [1, 0, 0], 10, model_id="m", author_id="a", categories=[Category.POSTS])
     assert sorted(h.document_id for h in hits) == ["doc-0", "doc-2"]
+    both = search_chunks_batch(
+        store,
+        [ChunkQuery([1, 0, 0], "a", [Category.POSTS]), ChunkQuery([1, 0, 0], "b", [Category.POSTS])],
+        10,
+        model_id="m",
+    )
+    assert [sorted(h.document_id for h in hits) for hits in both] == [["doc-0", "doc-2"], ["doc-1"]]
+
+
+def test_a_batch_gives_each_query_what_it_gets_alone_in_one_request_per_collection(
+    store: Any, monkeypatch: Any
+) -> None:
+    queries = [
+        ChunkQuery([1, 0, 0], "a"),
+        ChunkQuery([0, 1, 0], "a", [Category.POSTS]),
+        ChunkQuery([1, 0, 0], "b"),
+        ChunkQuery([0.5, 0.5, 0], None, [Category.ARTICLES, Category.POSTS]),
+        ChunkQuery([1, 0, 0], "nobody"),
+    ]
+    alone = [
+        search_chunks(store, q.vector, 3, model_id="m", author_id=q.author_id, categories=q.categories) for q in queries
+    ]
+    calls: list[tuple[str, int]] = []
+    real = store.search_batch
+
+    def counting(name: str, batch: Any, limit: int, *, with_vectors: bool = False) -> list:
+        calls.append((name, len(batch)))
+        return real(name, batch, limit, with_vectors=with_vectors)
+
+    monkeypatch.setattr(store, "search_batch", counting)
+    together = search_chunks_batch(store, queries, 3, model_id="m", dim=3)
+    assert [[(h.chunk_id, h.score) for h in hits] for hits in together] == [
+        [(h.chunk_id, h.score) for h in hits] for hits in alone
+    ]
+    assert [[h.document_id for h in hits] for hits in together][:3] == [
+        ["doc-0", "doc-3", "doc-2"],
+        ["doc-2", "doc-0"],
+        ["doc-1"],
+    ]
+    assert together[4] == []
+    assert sorted(calls) == [("embedded_articles", 4), ("embedded_posts", 5)]  # one request per collection
+    assert search_chunks_batch(store, [], 3, model_id="m") == []
 
 
 def test_another_model_is_refused_and_checked_once(store: Any) -> None:
@@ -90,6 +133,6 @@ def test_a_store_failure_is_backend_unavailable(store: Any, monkeypatch: Any) ->
     def broken(*args: Any, **kwargs: Any) -> list:
         raise OSError("connection reset")
 
-    monkeypatch.setattr(store, "search", broken)
+    monkeypatch.setattr(store, "search_batch", broken)
     with pytest.raises(BackendUnavailable, match="connection reset"):
         search_chunks(store, [1, 0, 0], 3, model_id="m", author_id="a")

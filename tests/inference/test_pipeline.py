@@ -102,6 +102,12 @@ def test_answer_is_logged(rag_pipeline: Any) -> None:
     assert row.latency_ms.total is not None
     assert row.latency_ms.generation is not None
     assert row.model_version == answer.model_version
+    # the query's embedding, as retrieval computed it: the drift check reuses it instead of embedding again
+    embedder = rag_pipeline.retriever.embedder
+    assert row.query_embedding is not None and row.query_embedding.model == embedder.model_id
+    expected = [float(x) for x in embedder.encode(["What is idempotency?"])[0]]
+    assert len(row.query_embedding.vector()) == len(expected) == embedder.dim
+    assert max(abs(a - b) for a, b in zip(row.query_embedding.vector(), expected, strict=True)) < 1e-3
     assert [r.id for r in warehouse.inference_logs(author="ada quillfeather", model_version=answer.model_version)][
         -1
     ] == row.id

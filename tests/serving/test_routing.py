@@ -65,7 +65,9 @@ def test_pool_routes_production_canary_and_base() -> None:
 
     base_llm = SimpleNamespace(model_version="base:v")
     settings = SimpleNamespace(
-        serve=SimpleNamespace(batch_max_size=8, batch_window_ms=5, batching=True, request_timeout_s=10)
+        serve=SimpleNamespace(
+            batch_max_size=8, batch_window_ms=5, batching=True, batch_mode="continuous", request_timeout_s=10
+        )
     )
     pool = ModelPool(settings, base_llm, registry=object())  # type: ignore[arg-type]
     prod = ServedModel("ada/v0001", "production", None, None, "ada/v0001")  # type: ignore[arg-type]

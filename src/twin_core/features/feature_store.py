@@ -12,12 +12,14 @@ upsert new chunks -> delete that document's other chunks -> upsert the cleaned d
 
 Reading: ``search_chunks()`` is THE retrieval over the ``embedded_*`` collections (used by
 ``twin rag search`` and by the RAG pipeline): model check, server-side author filter re-checked on
-every hit, payload -> ``ScoredChunk`` in one place, vectors returned when asked (for MMR).
+every hit, payload -> ``ScoredChunk`` in one place, vectors returned when asked (for MMR);
+``search_chunks_batch()`` is the same for several queries (one store request per collection).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +28,7 @@ from pydantic import BaseModel, Field
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument, EmbeddedChunk
 from twin_core.errors import BackendUnavailable, ConfigError, TwinError
-from twin_core.stores.vectors import VectorHit, VectorPoint, VectorStore
+from twin_core.stores.vectors import VectorHit, VectorPoint, VectorQuery, VectorStore
 
 STATE_COLLECTION = "feature_state"
 
@@ -201,6 +203,15 @@ def _scored(hit: VectorHit, collection: str) -> ScoredChunk:
     )
 
 
+@dataclass(frozen=True)
+class ChunkQuery:
+    """One query of ``search_chunks_batch``: a vector and its own author and categories filter."""
+
+    vector: Sequence[float]
+    author_id: str | None = None  # None: every author
+    categories: Sequence[Category] | None = None  # None or empty: every category
+
+
 def search_chunks(
     store: VectorStore,
     vector: Sequence[float],
@@ -220,18 +231,59 @@ def search_chunks(
     (ConfigError); ``checked`` caches the collections already checked by a long-lived caller.
     A store failure is BackendUnavailable.
     """
-    names = embedded_collections(store, categories)
+    query = ChunkQuery(vector, author_id, list(categories) if categories is not None else None)
+    return search_chunks_batch(
+        store, [query], k, model_id=model_id, dim=dim, with_vectors=with_vectors, checked=checked
+    )[0]
+
+
+def search_chunks_batch(
+    store: VectorStore,
+    queries: Sequence[ChunkQuery],
+    k: int,
+    *,
+    model_id: str,
+    dim: int | None = None,
+    with_vectors: bool = False,
+    checked: set[str] | None = None,
+) -> list[list[ScoredChunk]]:
+    """``search_chunks`` for several queries at once: one store request per collection for the whole
+    batch (not one per query), each query keeping its own filter. One result list per query, in order,
+    each exactly what ``search_chunks`` returns for that query alone."""
+    if not queries:
+        return []
+    wanted = {c for q in queries for c in (q.categories or Category)}
+    names = embedded_collections(store, [c for c in Category if c in wanted])
     check_models(store, names, model_id, dim, checked)
-    match = {"author_id": author_id} if author_id else {}
-    hits: list[ScoredChunk] = []
+    found: dict[tuple[int, str], list[ScoredChunk]] = {}
     for name in names:
+        asking = [i for i, q in enumerate(queries) if name in _collections_of(q)]
+        if not asking:
+            continue
+        batch = [
+            VectorQuery(queries[i].vector, {"author_id": queries[i].author_id} if queries[i].author_id else {})
+            for i in asking
+        ]
         try:
-            points = store.search(name, vector, k, with_vectors=with_vectors, **match)
+            results = store.search_batch(name, batch, k, with_vectors=with_vectors)
         except TwinError:
             raise
         except Exception as exc:
             raise BackendUnavailable(f"vector search on {name} failed: {type(exc).__name__}: {exc}") from None
-        # the store filtered by author; every hit is checked again (defence in depth)
-        hits += [_scored(h, name) for h in points if not author_id or h.payload.get("author_id") == author_id]
-    hits.sort(key=lambda h: h.score, reverse=True)
-    return hits[:k]
+        for i, points in zip(asking, results, strict=True):
+            author_id = queries[i].author_id
+            # the store filtered by author; every hit is checked again (defence in depth)
+            found[i, name] = [
+                _scored(h, name) for h in points if not author_id or h.payload.get("author_id") == author_id
+            ]
+    out: list[list[ScoredChunk]] = []
+    for i, q in enumerate(queries):
+        # the query's own collection order, as a search alone would do: equal scores keep their order
+        hits = [h for name in _collections_of(q) for h in found.get((i, name), [])]
+        hits.sort(key=lambda h: h.score, reverse=True)
+        out.append(hits[:k])
+    return out
+
+
+def _collections_of(query: ChunkQuery) -> list[str]:
+    return [embedded_collection(c) for c in (query.categories or list(Category))]

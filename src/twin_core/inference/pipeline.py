@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from twin_core.domain.documents import Category, UserDocument
-from twin_core.domain.inference import InferenceLog, LatencyMs, RetrievedRef
+from twin_core.domain.inference import InferenceLog, LatencyMs, QueryEmbedding, RetrievedRef
 from twin_core.errors import InputError
+from twin_core.features.feature_store import ChunkQuery
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
 from twin_core.inference.request_log import RequestLog
@@ -26,6 +27,7 @@ from twin_core.llm.prompt import ContextChunk, Prompt, TokenCounter, build_messa
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Retrieval:
     candidates: int
     reranker: str
     seconds: float
+    query_vector: list[float] | None = None  # the original query's embedding (the request log keeps it)
+    embedding_model: str | None = None
 
 
 @dataclass
@@ -77,6 +81,20 @@ class RAGAnswer:
             "expanded_queries": self.expanded_queries,
             "timings": self.timings,
         }
+
+
+def _unwrap(result: T | BaseException) -> T:
+    """The result of a ``*_many`` slot, or its exception raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _logged_embedding(retrieval: Retrieval | None) -> QueryEmbedding | None:
+    """The query's embedding for the request log (the drift check then need not embed it again)."""
+    if retrieval is None or retrieval.query_vector is None or not retrieval.embedding_model:
+        return None
+    return QueryEmbedding.of(retrieval.embedding_model, retrieval.query_vector)
 
 
 def validate_request(req: RAGRequest, settings: Settings) -> int:
@@ -165,46 +183,114 @@ class RAGPipeline:
         rerank: bool = True,
         categories: Sequence[Category] | None = None,
     ) -> Retrieval:
+        return _unwrap(self.retrieve_many([(query, author, categories)], k=k, expansions=expansions, rerank=rerank)[0])
+
+    def retrieve_many(
+        self,
+        items: Sequence[tuple[str, AuthorMatch, Sequence[Category] | None]],
+        *,
+        k: int | None = None,
+        expansions: int | None = None,
+        rerank: bool = True,
+    ) -> list[Retrieval | BaseException]:
+        """``retrieve`` for several (query, author, categories) at once, one result per item in order.
+
+        One ``embed`` call for every query of the batch (originals and expansions) and one batched
+        vector search: concurrent requests share the model call and the store round trip. Merge and
+        rerank stay per item, so each gets what it would alone. A failure of the shared steps is
+        every item's; any later failure only its own item's. ``seconds``: from the batch start.
+        """
         started = time.perf_counter()
+        if not items:
+            return []
         k = k or self.settings.rag.top_k
         n_exp = self.settings.rag.expansions if expansions is None else expansions
-        queries = [query]
-        if n_exp > 0 and self.llm is not None:
-            queries += expand_query(self.llm, query, n_exp)
-        vectors = self.retriever.embed(queries)
-        per_query = [
-            self.retriever.search(v, self.settings.rag.candidates, author_id=author.user.id, categories=categories)
-            for v in vectors
-        ]
-        candidates = merge_dedup(per_query)
         reranker = self.reranker if rerank else NoRerank()
-        chunks = reranker.rerank(query, vectors[0], candidates, k)
-        seconds = time.perf_counter() - started
-        log.info(
-            "retrieved %d/%d chunks for %s in %.0f ms (%d queries, rerank=%s)",
-            len(chunks),
-            len(candidates),
-            author.user.full_name,
-            seconds * 1000,
-            len(queries),
-            reranker.name,
-        )
-        return Retrieval(author.user, author.method, queries, chunks, len(candidates), reranker.name, seconds)
+        queries: list[list[str]] = []
+        for query, _, _ in items:
+            expanded = [query]
+            if n_exp > 0 and self.llm is not None:
+                expanded += expand_query(self.llm, query, n_exp)
+            queries.append(expanded)
+        # every query of the batch, flat, with the filter of the item it belongs to
+        filters = [(who.user.id, cats) for (_, who, cats), qs in zip(items, queries, strict=True) for _ in qs]
+        try:
+            vectors = self.retriever.embed([q for qs in queries for q in qs])
+            searches = [ChunkQuery(v, aid, cats) for v, (aid, cats) in zip(vectors, filters, strict=True)]
+            found = self.retriever.search_batch(searches, self.settings.rag.candidates)
+        except Exception as exc:
+            return [exc] * len(items)
+        out: list[Retrieval | BaseException] = []
+        at = 0  # where this item's queries start in vectors/found
+        for (query, author, _), qs in zip(items, queries, strict=True):
+            item_vectors, per_query, at = vectors[at : at + len(qs)], found[at : at + len(qs)], at + len(qs)
+            try:
+                candidates = merge_dedup(per_query)
+                chunks = reranker.rerank(query, item_vectors[0], candidates, k)
+            except Exception as exc:
+                out.append(exc)
+                continue
+            seconds = time.perf_counter() - started
+            log.info(
+                "retrieved %d/%d chunks for %s in %.0f ms (%d queries, rerank=%s, batch of %d)",
+                len(chunks),
+                len(candidates),
+                author.user.full_name,
+                seconds * 1000,
+                len(qs),
+                reranker.name,
+                len(items),
+            )
+            out.append(
+                Retrieval(
+                    author.user,
+                    author.method,
+                    qs,
+                    chunks,
+                    len(candidates),
+                    reranker.name,
+                    seconds,
+                    query_vector=list(map(float, item_vectors[0])),
+                    embedding_model=getattr(self.retriever, "model_id", None),
+                )
+            )
+        return out
 
     # -- prompt and generation -------------------------------------------------------------------
     def prepare(self, req: RAGRequest, key_author: str | None = None) -> Prepared:
+        return _unwrap(self.prepare_many([(req, key_author)])[0])
+
+    def prepare_many(self, items: Sequence[tuple[RAGRequest, str | None]]) -> list[Prepared | BaseException]:
+        """``prepare`` for several (request, key author) at once, one result per item in order: a
+        ``Prepared``, or the exception that item raised (a bad item never fails the others).
+        Retrieval is batched (``retrieve_many``); validation, author and prompt stay per item."""
         started = time.perf_counter()
-        max_new = validate_request(req, self.settings)
-        author = self.resolve_author(req.query, req.author, key_author)
-        retrieval = self.retrieve(req.query, author, categories=req.categories)
-        prompt = build_messages(
-            req.query,
-            [ContextChunk(c.text, c.link, c.category) for c in retrieval.chunks],
-            author=author.user.full_name,
-            tokens=self.tokens,
-            context_budget=self.settings.rag.context_tokens,
-        )
-        return Prepared(req, retrieval, prompt, max_new, started)
+        done: dict[int, Prepared | BaseException] = {}
+        ready: list[tuple[int, RAGRequest, int, AuthorMatch]] = []
+        for i, (req, key_author) in enumerate(items):
+            try:
+                max_new = validate_request(req, self.settings)
+                ready.append((i, req, max_new, self.resolve_author(req.query, req.author, key_author)))
+            except Exception as exc:
+                done[i] = exc
+        retrievals = self.retrieve_many([(req.query, author, req.categories) for _, req, _, author in ready])
+        for (i, req, max_new, author), retrieval in zip(ready, retrievals, strict=True):
+            if isinstance(retrieval, BaseException):
+                done[i] = retrieval
+                continue
+            try:
+                prompt = build_messages(
+                    req.query,
+                    [ContextChunk(c.text, c.link, c.category) for c in retrieval.chunks],
+                    author=author.user.full_name,
+                    tokens=self.tokens,
+                    context_budget=self.settings.rag.context_tokens,
+                )
+            except Exception as exc:
+                done[i] = exc
+                continue
+            done[i] = Prepared(req, retrieval, prompt, max_new, started)
+        return [done[i] for i in range(len(items))]
 
     def generate(self, prepared: Prepared, timeout_s: float | None = None) -> Generation:
         if self.llm is None:
@@ -304,6 +390,7 @@ class RAGPipeline:
                 generation=round(result.timings["generation_s"] * 1000, 2) if result else None,
                 total=round(total * 1000, 2) if total is not None else None,
             ),
+            query_embedding=_logged_embedding(retrieval),
         )
         self.request_log.write(row)
 

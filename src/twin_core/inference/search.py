@@ -1,5 +1,5 @@
 """The RAG pipeline's view of retrieval: ``VectorRetriever`` over the feature store's one search
-(``features.feature_store.search_chunks``: model check, author filter re-checked on every hit).
+(``features.feature_store.search_chunks_batch``: model check, author filter re-checked on every hit).
 Vectors come back with the hits so the reranker can re-score without embedding the chunks again.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twin_core.domain.documents import Category
-from twin_core.features.feature_store import ScoredChunk, search_chunks
+from twin_core.features.feature_store import ChunkQuery, ScoredChunk, search_chunks_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class Retriever(Protocol):
         self, vector: Sequence[float], k: int, *, author_id: str, categories: Sequence[Category] | None = None
     ) -> list[RetrievedChunk]: ...
 
+    def search_batch(self, queries: Sequence[ChunkQuery], k: int) -> list[list[RetrievedChunk]]: ...
+
 
 class VectorRetriever:
     """Search the embedded collections of one vector store (kept open by the caller)."""
@@ -77,24 +79,30 @@ class VectorRetriever:
         self.embedder = embedder
         self._checked: set[str] = set()
 
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
     def embed(self, queries: list[str]) -> list[list[float]]:
         return [list(map(float, v)) for v in self.embedder.encode(queries)]
 
     def search(
         self, vector: Sequence[float], k: int, *, author_id: str, categories: Sequence[Category] | None = None
     ) -> list[RetrievedChunk]:
-        hits = search_chunks(
+        return self.search_batch([ChunkQuery(vector, author_id, categories)], k)[0]
+
+    def search_batch(self, queries: Sequence[ChunkQuery], k: int) -> list[list[RetrievedChunk]]:
+        """The ``k`` best chunks of each query (one list per query, in order), searched together."""
+        results = search_chunks_batch(
             self.store,
-            vector,
+            queries,
             k,
             model_id=self.embedder.model_id,
             dim=self.embedder.dim,
-            author_id=author_id,
-            categories=categories,
             with_vectors=True,  # the reranker (MMR) re-scores without embedding the chunks again
             checked=self._checked,
         )
-        return [RetrievedChunk.from_hit(h) for h in hits]
+        return [[RetrievedChunk.from_hit(h) for h in hits] for hits in results]
 
 
 def merge_dedup(result_lists: Sequence[Sequence[RetrievedChunk]]) -> list[RetrievedChunk]:

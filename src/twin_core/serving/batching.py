@@ -77,10 +77,13 @@ class Batcher:
 
         if self._closed:
             raise RuntimeError(f"model {self.version} is no longer served")
-        self._start()
-        loop = asyncio.get_running_loop()
         req = GenRequest(messages, max_new_tokens, temperature, tuple(stop), on_text, threading.Event())
-        item = _Item(req, loop.create_future())
+        return await self._run(req)
+
+    async def _run(self, req: Any) -> Generation:
+        """Queue one request for the next static batch and wait for its result."""
+        self._start()
+        item = _Item(req, asyncio.get_running_loop().create_future())
         self._pending.append(item)
         metrics.BATCH_PENDING.labels(self.version).inc()
         assert self._wake is not None
@@ -136,7 +139,7 @@ class Batcher:
     def _start(self) -> None:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.version}")
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.version}")
 
     async def _take(self) -> list[_Item]:
         assert self._wake is not None
@@ -163,7 +166,7 @@ class Batcher:
                 batch.append(item)
         return batch
 
-    async def _run(self) -> None:
+    async def _work(self) -> None:
         while True:
             batch = await self._take()
             if not batch:
@@ -186,12 +189,7 @@ class Batcher:
                 metrics.BATCH_ACTIVE.labels(self.version).set(0)
                 self._last_end = time.perf_counter()
             for item, result in zip(batch, results, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
+                _settle(item.future, result)
 
 
 class ContinuousBatcher(Batcher):
@@ -211,22 +209,10 @@ class ContinuousBatcher(Batcher):
         metrics.BATCH_PENDING.labels(self.version).dec()
         metrics.BATCH_QUEUE_SECONDS.labels(self.version).observe(waited_s)
 
-    async def generate(
-        self,
-        messages: Messages,
-        *,
-        max_new_tokens: int,
-        temperature: float = 0.0,
-        stop: tuple[str, ...] = (),
-        on_text: Callable[[str], None] | None = None,
-    ) -> Generation:
-        from twin_core.llm.local import GenRequest
-
-        if self._closed:
-            raise RuntimeError(f"model {self.version} is no longer served")
+    async def _run(self, req: Any) -> Generation:
+        """Hand one request to the decode loop and wait for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        req = GenRequest(messages, max_new_tokens, temperature, tuple(stop), on_text, threading.Event())
 
         def done(result: Generation | BaseException) -> None:  # called in the engine's thread
             loop.call_soon_threadsafe(_settle, future, result)

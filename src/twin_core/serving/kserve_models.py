@@ -31,6 +31,7 @@ from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response
+from twin_core.serving.retrieval_batching import RetrievalBatcher
 from twin_core.serving.routing import split_key
 from twin_core.settings import Settings
 
@@ -222,6 +223,7 @@ class TwinTransformer(kserve.Model):
         self.remote_llm = remote_llm
         self.auth_disabled = auth_disabled
         self.pipeline: RAGPipeline | None = None
+        self._retrieval: RetrievalBatcher | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -244,6 +246,14 @@ class TwinTransformer(kserve.Model):
         )
         self.ready = True
         return self.ready
+
+    @property
+    def retrieval(self) -> RetrievalBatcher:
+        """The gatherer of concurrent retrievals (over ``self.pipeline``, however it was set)."""
+        assert self.pipeline is not None
+        if self._retrieval is None or self._retrieval.pipeline is not self.pipeline:
+            self._retrieval = RetrievalBatcher(self.pipeline, self.settings.serve.batch_max_size)
+        return self._retrieval
 
     def authors(self) -> list[str]:
         assert self.pipeline is not None
@@ -282,10 +292,17 @@ class TwinTransformer(kserve.Model):
         key_author = None if self.auth_disabled else trusted_author(headers)
         if not self.auth_disabled and not key_author:
             raise InputError("no authenticated author for this request")  # the gateway always sets it
-        for req in state.requests:
-            prepared = await asyncio.to_thread(self.pipeline.prepare, req, key_author)
-            metrics.RETRIEVAL_SECONDS.observe(prepared.retrieval.seconds)
-            state.prepared.append(prepared)
+        # the instances of one request join the same retrieval batch (with other requests' too)
+        results = await asyncio.gather(
+            *(self.retrieval.prepare(req, key_author) for req in state.requests), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Prepared):  # kept for the request log, even if another instance failed
+                metrics.RETRIEVAL_SECONDS.observe(result.retrieval.seconds)
+                state.prepared.append(result)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return {
             "instances": [
                 {

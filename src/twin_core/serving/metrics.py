@@ -10,6 +10,10 @@ REQUESTS = Counter("twin_requests_total", "RAG requests by outcome", ["status"])
 REJECTED = Counter("twin_rejected_total", "Requests refused before the model ran", ["reason"])
 LOG_FAILURES = Counter("twin_request_log_failures_total", "inference_logs writes that failed")
 RETRIEVAL_SECONDS = Histogram("twin_retrieval_seconds", "Retrieval latency (self-query to rerank)")
+# Batched retrieval (serving/retrieval_batching.py): requests sharing one embed + vector search.
+RETRIEVAL_BATCH_SIZE = Histogram(
+    "twin_retrieval_batch_size", "Requests per batched retrieval", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32)
+)
 GENERATION_SECONDS = Histogram(
     "twin_generation_seconds", "LLM generation latency", buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 )

@@ -4,8 +4,8 @@ Local mode keeps a lock on its folder: one process at a time may open it (a seco
 error). Collections come in two kinds, as in the reference design: ``cleaned_*`` (payload only, no
 vectors) and ``embedded_*`` (cosine vectors plus payload indexes).
 
-Callers see only this module's own types: ``VectorPoint`` in (upsert) and out (scroll), ``VectorHit``
-out of a search; Qdrant's record and point classes never leave ``stores/``.
+Callers see only this module's own types: ``VectorPoint`` in (upsert) and out (scroll), ``VectorQuery``
+in and ``VectorHit`` out of a search; Qdrant's record and point classes never leave ``stores/``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ class VectorHit:
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None  # only when asked for
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    """One query of a batched search: a vector and its own exact payload matches (a list value
+    means "any of")."""
+
+    vector: Sequence[float]
+    match: dict[str, Any] = field(default_factory=dict)
 
 
 def _struct(point: VectorPoint) -> Any:
@@ -177,15 +186,32 @@ class VectorStore:
         self, name: str, vector: Sequence[float], limit: int, *, with_vectors: bool = False, **match: Any
     ) -> list[VectorHit]:
         """The ``limit`` points closest to ``vector`` (scored, with payload), filtered by exact matches."""
-        res = self.client.query_points(
-            name,
-            query=list(vector),
-            query_filter=_filter(**match) if match else None,
-            limit=limit,
-            with_payload=True,
-            with_vectors=with_vectors,
-        )
-        return [VectorHit(str(p.id), float(p.score), dict(p.payload or {}), _vector(p)) for p in res.points]
+        return self.search_batch(name, [VectorQuery(vector, match)], limit, with_vectors=with_vectors)[0]
+
+    def search_batch(
+        self, name: str, queries: Sequence[VectorQuery], limit: int, *, with_vectors: bool = False
+    ) -> list[list[VectorHit]]:
+        """``search`` for several queries in one request to the store (one result list per query, in
+        order): concurrent RAG requests share one round trip instead of one each."""
+        from qdrant_client import models
+
+        if not queries:
+            return []
+        requests = [
+            models.QueryRequest(
+                query=[float(x) for x in q.vector],
+                filter=_filter(**q.match) if q.match else None,
+                limit=limit,
+                with_payload=True,
+                with_vector=with_vectors,
+            )
+            for q in queries
+        ]
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [
+            [VectorHit(str(p.id), float(p.score), dict(p.payload or {}), _vector(p)) for p in res.points]
+            for res in responses
+        ]
 
 
 def _conditions(**match: Any) -> list[Any]:
