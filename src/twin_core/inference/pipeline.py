@@ -225,36 +225,46 @@ class RAGPipeline:
         for (query, author, _), qs in zip(items, queries, strict=True):
             item_vectors, per_query, at = vectors[at : at + len(qs)], found[at : at + len(qs)], at + len(qs)
             try:
-                candidates = merge_dedup(per_query)
-                chunks = reranker.rerank(query, item_vectors[0], candidates, k)
+                out.append(self._ranked(query, author, qs, item_vectors, per_query, reranker, k, started))
             except Exception as exc:
                 out.append(exc)
-                continue
-            seconds = time.perf_counter() - started
-            log.info(
-                "retrieved %d/%d chunks for %s in %.0f ms (%d queries, rerank=%s, batch of %d)",
-                len(chunks),
-                len(candidates),
-                author.user.full_name,
-                seconds * 1000,
-                len(qs),
-                reranker.name,
-                len(items),
-            )
-            out.append(
-                Retrieval(
-                    author.user,
-                    author.method,
-                    qs,
-                    chunks,
-                    len(candidates),
-                    reranker.name,
-                    seconds,
-                    query_vector=list(map(float, item_vectors[0])),
-                    embedding_model=getattr(self.retriever, "model_id", None),
-                )
-            )
         return out
+
+    def _ranked(
+        self,
+        query: str,
+        author: AuthorMatch,
+        queries: list[str],
+        vectors: Sequence[Sequence[float]],
+        per_query: list[list[RetrievedChunk]],
+        reranker: Reranker,
+        k: int,
+        started: float,
+    ) -> Retrieval:
+        """One item of a batch: merge its queries' hits, rerank, and say what was kept."""
+        candidates = merge_dedup(per_query)
+        chunks = reranker.rerank(query, vectors[0], candidates, k)
+        seconds = time.perf_counter() - started
+        log.info(
+            "retrieved %d/%d chunks for %s in %.0f ms (%d queries, rerank=%s)",
+            len(chunks),
+            len(candidates),
+            author.user.full_name,
+            seconds * 1000,
+            len(queries),
+            reranker.name,
+        )
+        return Retrieval(
+            author.user,
+            author.method,
+            queries,
+            chunks,
+            len(candidates),
+            reranker.name,
+            seconds,
+            query_vector=list(map(float, vectors[0])),
+            embedding_model=getattr(self.retriever, "model_id", None),
+        )
 
     # -- prompt and generation -------------------------------------------------------------------
     def prepare(self, req: RAGRequest, key_author: str | None = None) -> Prepared:

@@ -61,11 +61,13 @@ class ContinuousEngine:
         max_batch: int = 8,
         on_step: Callable[[int], None] | None = None,
         on_admit: Callable[[float], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> None:
         self.llm = llm
         self.max_batch = max_batch
         self.on_step = on_step  # called with the batch size of every decode step (metrics)
         self.on_admit = on_admit  # called with each request's seconds in the queue (metrics)
+        self.on_rows = on_rows  # called with the number of active rows whenever it changes (metrics)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -150,6 +152,7 @@ class ContinuousEngine:
                 for active in self._rows:
                     self._finish(active, exc)
                 self._rows, self._cache, self._mask = [], None, None
+                self._rows_changed()
 
     def _admit(self, jobs: list[_Job]) -> None:
         """Prefill the new requests together and merge them into the running batch."""
@@ -183,6 +186,7 @@ class ContinuousEngine:
         self._merge(cache, mask)
         self._rows += fresh
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
+        self._rows_changed()
         self._choose(fresh, out.logits[:, -1, :])
         self._drop_finished()
 
@@ -250,6 +254,7 @@ class ContinuousEngine:
                 self.llm._flush(active.row)
                 self._finish(active, None)
         self._rows = [self._rows[i] for i in keep]
+        self._rows_changed()
         if not self._rows:
             self._cache, self._mask = None, None
             return
@@ -262,6 +267,10 @@ class ContinuousEngine:
         for layer in self._cache.layers:
             layer.keys = layer.keys[index, :, unused:, :]
             layer.values = layer.values[index, :, unused:, :]
+
+    def _rows_changed(self) -> None:
+        if self.on_rows is not None:
+            self.on_rows(len(self._rows))
 
     def _merge(self, cache: Any, mask: Any) -> None:
         """Append the new rows' cache below the running one, left padding the shorter to one width."""

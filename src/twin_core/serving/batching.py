@@ -199,10 +199,14 @@ class ContinuousBatcher(Batcher):
         from twin_core.llm.continuous import ContinuousEngine
 
         super().__init__(llm, max_batch=max_batch, timeout_s=timeout_s)
-        self.engine = ContinuousEngine(llm, max_batch=max_batch, on_step=self._stepped, on_admit=self._admitted)
+        self.engine = ContinuousEngine(
+            llm, max_batch=max_batch, on_step=self._stepped, on_admit=self._admitted, on_rows=self._rows
+        )
 
     def _stepped(self, rows: int) -> None:
         metrics.BATCH_SIZE.labels(self.version).observe(rows)
+
+    def _rows(self, rows: int) -> None:
         metrics.BATCH_ACTIVE.labels(self.version).set(rows)
 
     def _admitted(self, waited_s: float) -> None:
