@@ -330,12 +330,14 @@ def batching(
     runs_1: int = 4,
     route: str = "predictor",
     modes: tuple[str, ...] = ("off", "window", "continuous"),
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Each batching mode at 1 client and at 8 concurrent clients, `tokens` new tokens each, one run."""
-    out: dict[str, Any] = {"max_new_tokens": tokens, "route": route}
+    out: dict[str, Any] = {"max_new_tokens": tokens, "route": route, "llm_threads": threads}
     for label in modes:
         # a long request timeout: the off run at 8 clients queues for minutes on a busy CPU
-        with _serve(home, models, **MODES[label], TWIN_SERVE_REQUEST_TIMEOUT_S="900") as server:
+        env = {**MODES[label], "TWIN_SERVE_REQUEST_TIMEOUT_S": "900", "TWIN_LLM_THREADS": str(threads)}
+        with _serve(home, models, **env) as server:
             _clients(server.port, 1, 1, 4, route)  # warm-up (first-call costs)
             one = _clients(server.port, 1, runs_1, tokens, route)
             eight = _clients(server.port, 8, per_client_8, tokens, route)
@@ -364,6 +366,8 @@ def main() -> None:
     ap.add_argument("--expansions", type=int, default=2, help="0 skips the (slow, LLM) expansion variant")
     ap.add_argument("--route", default="predictor", choices=["predictor", "rag"], help="batching: LLM alone or RAG")
     ap.add_argument("--modes", default="off,window,continuous", help="batching: which server modes, in order")
+    ap.add_argument("--tokens", type=int, default=64, help="batching: max_new_tokens per request")
+    ap.add_argument("--llm-threads", type=int, default=1, help="batching: the server's TWIN_LLM_THREADS")
     ap.add_argument("--models-dir", default=str(REPO / ".twin" / "models"))
     args = ap.parse_args()
     from support.rag_home import build_rag_home
@@ -392,7 +396,14 @@ def main() -> None:
             results["load"] = load(home, models)
             print(json.dumps({"load": results["load"]}), flush=True)
         if "batching" in only:
-            results["batching"] = batching(home, models, route=args.route, modes=tuple(args.modes.split(",")))
+            results["batching"] = batching(
+                home,
+                models,
+                tokens=args.tokens,
+                route=args.route,
+                modes=tuple(args.modes.split(",")),
+                threads=args.llm_threads,
+            )
             print(json.dumps({"batching": results["batching"]}), flush=True)
     print(json.dumps(results))
 
