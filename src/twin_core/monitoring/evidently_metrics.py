@@ -20,6 +20,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from twin_core.domain.inference import QueryEmbedding
 from twin_core.monitoring.config import Signal
 from twin_core.monitoring.text_tools import TextTools, descriptors, oov_share
 
@@ -34,7 +35,7 @@ class ScopeData:
     current: Any  # pandas DataFrame
     reference: Any
     skipped: str | None = None
-    known: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (model id, text) -> logged vector
+    known: dict[tuple[str, str], QueryEmbedding] = field(default_factory=dict)  # (model id, text) -> logged embedding
 
 
 def value_report(signals: list[Signal], data: ScopeData, tools: TextTools) -> tuple[Any, dict[str, float | None]]:
@@ -105,7 +106,7 @@ def sample(texts: list[str], n: int) -> list[str]:
 
 
 def embeddings(
-    texts: list[str], tools: TextTools, artifacts: Any, known: dict[tuple[str, str], list[float]] | None = None
+    texts: list[str], tools: TextTools, artifacts: Any, known: dict[tuple[str, str], QueryEmbedding] | None = None
 ) -> Any:
     """The texts' embeddings as a frame (e0..eN): from the cache when these texts were embedded before,
     else the logged vectors of ``known`` and the model for the rest only."""
@@ -125,12 +126,12 @@ def embeddings(
     return pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
 
 
-def _embed(texts: list[str], tools: TextTools, known: dict[tuple[str, str], list[float]]) -> Any:
+def _embed(texts: list[str], tools: TextTools, known: dict[tuple[str, str], QueryEmbedding]) -> Any:
     import numpy as np
 
     missing = [t for t in texts if (tools.model_id, t) not in known]
     fresh = dict(zip(missing, np.asarray(tools.embed(missing), dtype="float32"), strict=True)) if missing else {}
-    rows = [fresh[t] if t in fresh else np.asarray(known[(tools.model_id, t)], dtype="float32") for t in texts]
+    rows = [fresh[t] if t in fresh else np.asarray(known[(tools.model_id, t)].vector(), dtype="float32") for t in texts]
     return np.vstack(rows) if rows else np.zeros((0, 0), dtype="float32")
 
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from twin_core.domain.inference import InferenceLog
+from twin_core.domain.inference import InferenceLog, QueryEmbedding
 from twin_core.monitoring.evidently_metrics import ScopeData
 from twin_core.monitoring.reference import documents, training_reference
 from twin_core.monitoring.windows import Window
@@ -57,10 +57,11 @@ def _hold(data: ScopeData, minimum: int, what: str = "rows") -> ScopeData:
     return data
 
 
-def logged_vectors(*rows: Sequence[InferenceLog]) -> dict[tuple[str, str], list[float]]:
-    """The query embeddings retrieval already computed, by (embedding model, query text)."""
+def logged_vectors(*rows: Sequence[InferenceLog]) -> dict[tuple[str, str], QueryEmbedding]:
+    """The query embeddings retrieval already computed, by (embedding model, query text); decoded only
+    for the texts the check samples."""
     return {
-        (r.query_embedding.model, r.query): r.query_embedding.vector()
+        (r.query_embedding.model, r.query): r.query_embedding
         for side in rows
         for r in side
         if r.query_embedding is not None and r.query

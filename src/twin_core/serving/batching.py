@@ -189,7 +189,7 @@ class Batcher:
                 metrics.BATCH_ACTIVE.labels(self.version).set(0)
                 self._last_end = time.perf_counter()
             for item, result in zip(batch, results, strict=True):
-                _settle(item.future, result)
+                settle(item.future, result)
 
 
 class ContinuousBatcher(Batcher):
@@ -219,7 +219,7 @@ class ContinuousBatcher(Batcher):
         future: asyncio.Future = loop.create_future()
 
         def done(result: Generation | BaseException) -> None:  # called in the engine's thread
-            loop.call_soon_threadsafe(_settle, future, result)
+            loop.call_soon_threadsafe(settle, future, result)
 
         metrics.BATCH_PENDING.labels(self.version).inc()
         self.engine.submit(req, done, timeout_s=self.timeout_s)
@@ -235,7 +235,8 @@ class ContinuousBatcher(Batcher):
         self.engine.close()
 
 
-def _settle(future: asyncio.Future, result: Generation | BaseException) -> None:
+def settle(future: asyncio.Future, result: Any) -> None:
+    """Resolve a caller's future with its result or exception, unless the caller already went away."""
     if future.done():  # its caller was cancelled
         return
     if isinstance(result, BaseException):

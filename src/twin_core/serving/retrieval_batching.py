@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from twin_core.inference.pipeline import Prepared, RAGPipeline, RAGRequest
 from twin_core.serving import metrics
+from twin_core.serving.batching import settle
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,4 @@ class RetrievalBatcher:
                 log.exception("batched retrieval failed")
                 results = [exc] * len(batch)
             for w, result in zip(batch, results, strict=True):
-                if w.future.done():  # its caller went away while the batch ran
-                    continue
-                if isinstance(result, BaseException):
-                    w.future.set_exception(result)
-                else:
-                    w.future.set_result(result)
+                settle(w.future, result)  # skipped when its caller went away while the batch ran
