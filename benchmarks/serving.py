@@ -312,6 +312,9 @@ def _batch_metrics(port: int) -> dict[str, float]:
         for name in ("twin_batch_size_sum", "twin_batch_size_count", "twin_batch_queue_seconds_sum"):
             if line.startswith(name + "{"):
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        if line.startswith("twin_prefill_tokens_total{"):  # continuous: prompt tokens computed or cached
+            source = "cached" if 'source="cached"' in line else "computed"
+            out[f"prefill_{source}"] = out.get(f"prefill_{source}", 0.0) + float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -319,6 +322,11 @@ MODES = {  # label -> the server's batching settings
     "off": {"TWIN_SERVE_BATCHING": "false"},
     "window": {"TWIN_SERVE_BATCHING": "true", "TWIN_SERVE_BATCH_MODE": "window"},
     "continuous": {"TWIN_SERVE_BATCHING": "true", "TWIN_SERVE_BATCH_MODE": "continuous"},
+    "continuous_noprefix": {
+        "TWIN_SERVE_BATCHING": "true",
+        "TWIN_SERVE_BATCH_MODE": "continuous",
+        "TWIN_SERVE_PREFIX_CACHE": "false",
+    },
 }
 
 
@@ -348,6 +356,7 @@ def batching(
             "c8": eight,
             # window: requests per generate; continuous: rows per decode step
             "mean_batch_size": round(mean, 2),
+            "prefill_tokens": {k[8:]: int(v) for k, v in m.items() if k.startswith("prefill_")},
             "c8_vs_c1_tokens_per_s": round(eight["tokens_per_s"] / max(one["tokens_per_s"], 1e-9), 2),
         }
         print(json.dumps({"batching": {label: out[label]}}), flush=True)

@@ -162,6 +162,11 @@ class ServeSettings(_Group):
         description="continuous: a request joins the running batch at its next decode step; "
         "window: static batches gathered over batch_window_ms.",
     )
+    prefix_cache: bool = Field(
+        True,
+        description="continuous: prefill the prompt start that recent prompts shared (the author's system "
+        "prompt) once and reuse its key/value states.",
+    )
     registry_poll_s: float = Field(5.0, ge=0, description="Registry poll period in seconds (0 = no polling).")
     faults: dict[str, float] = Field(
         default_factory=dict,

@@ -46,3 +46,32 @@ def test_misses_are_batched_by_prompt_length_and_cached(tmp_path: Path) -> None:
     other_context = RejectedRequest("question 20", ("other text",), (), 20)
     assert CachedLLM(llm, store).rejected([other_context], "Ada") == ["answer 20"]
     assert len(llm.batches) == 4  # another context is another prompt: not served from the cache
+
+
+def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(tmp_path: Path, request: Any) -> None:
+    """The local model's misses run through the continuous engine (rows join as others end, the shared
+    prompt start prefilled once): each answer is the text ``chat`` gives alone, and each is in the cache
+    (a re-run makes no call)."""
+    from twin_core.llm.local import load_local_llm
+    from twin_core.settings import load_settings
+    from twin_core.stores.artifacts import open_artifact_store
+
+    models = Path(request.config.cache.mkdir("twin-llm-models"))
+    settings = load_settings(home=tmp_path / "twin", llm_models_dir=models, llm_threads=1)
+    llm = load_local_llm(settings)
+    store = open_artifact_store(settings)
+    requests = [
+        RejectedRequest(q, (c,), ("https://ada.example/a",), n)
+        for q, c, n in [
+            ("Why do random IDs break upserts?", "Deterministic ids make a re-run an update.", 6),
+            ("What is a content hash for?", "A content hash says whether a document changed.", 9),
+            ("How should a pipeline resume?", "State is written last, so a killed run resumes.", 4),
+        ]
+    ]
+    cached = CachedLLM(llm, store)
+    answers = cached.rejected(requests, "Ada Quillfeather", batch_size=2)
+    alone = [llm.chat(r.messages("Ada Quillfeather", llm), max_new_tokens=r.max_new_tokens).text for r in requests]
+    assert answers == alone and all(answers)
+    assert (cached.calls, cached.hits) == (3, 0)
+    again = CachedLLM(llm, store)
+    assert again.rejected(requests, "Ada Quillfeather") == answers and (again.calls, again.hits) == (0, 3)

@@ -87,3 +87,55 @@ def test_requests_of_different_lengths_give_their_text_alone(llm: Any) -> None:
     assert engine.max_rows_seen == 2
     with pytest.raises(RuntimeError, match="no longer served"):
         engine.submit(GenRequest(_messages("Hi"), 2), lambda result: None)
+
+
+def _author_prompts(llm: Any) -> tuple[list[Any], list[int], int]:
+    """Four twin prompts (the author's system prompt, then a question), their budgets, and the number of
+    prompt tokens they all share (the system block and the user turn's opening)."""
+    from twin_core.llm.prompt import system_prompt
+
+    system = {"role": "system", "content": system_prompt("Ada Quillfeather")}
+    questions = [(SHORT[0], 8), ("Why do random IDs break upserts?", 10), ("Hi", 6), (LONG[0], 12)]
+    prompts = [[system, {"role": "user", "content": q}] for q, _ in questions]
+    encoded = [llm.encode(p, 1) for p in prompts]
+    shared = next(i for i, (a, b) in enumerate(zip(*encoded[:2], strict=False)) if a != b)
+    assert system["content"] in llm.tokenizer.decode(encoded[0][:shared])  # the whole system block is shared
+    assert all(e[:shared] == encoded[0][:shared] for e in encoded)
+    return prompts, [n for _, n in questions], shared
+
+
+def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any) -> None:
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    prompts, budgets, shared = _author_prompts(llm)
+    alone = [llm.chat(p, max_new_tokens=n) for p, n in zip(prompts, budgets, strict=True)]
+    engine = ContinuousEngine(llm, max_batch=8)
+    together = engine.run_all([GenRequest(p, n) for p, n in zip(prompts, budgets, strict=True)])
+    assert len(engine.prefixes) == 1 and engine.prefixes.hits == 4  # prefilled once, used by all four
+    again = engine.run_all([GenRequest(prompts[2], budgets[2])])  # a later request reuses it
+    engine.close()
+    assert engine.prefixes.hits == 5 and engine.prefixes.reused_tokens == 5 * shared
+    for a, b in zip(alone, together + again, strict=False):
+        assert b.text == a.text and b.completion_tokens == a.completion_tokens and b.prompt_tokens == a.prompt_tokens
+    assert again[0].text == alone[2].text
+
+
+def test_one_request_at_a_time_learns_the_shared_start_from_two_prompts(llm: Any) -> None:
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    prompts, budgets, shared = _author_prompts(llm)
+    engine = ContinuousEngine(llm, max_batch=8)
+    out = []
+    for i, (p, n) in enumerate(zip(prompts, budgets, strict=True)):
+        out += engine.run_all([GenRequest(p, n)])
+        # learnt from the first two prompts (sliced from the second's own prefill), used from the third on
+        assert (len(engine.prefixes), engine.prefixes.hits) == ((0, 0), (1, 0), (1, 1), (1, 2))[i]
+    engine.close()
+    assert engine.prefixes.reused_tokens == 2 * shared
+    for p, n, b in zip(prompts, budgets, out, strict=True):
+        assert b.text == llm.chat(p, max_new_tokens=n).text
+    no_cache = ContinuousEngine(llm, max_batch=8, prefix_cache=False)
+    assert no_cache.run_all([GenRequest(prompts[0], 2)])[0].text and no_cache.prefixes is None
+    no_cache.close()

@@ -122,8 +122,9 @@ class CachedLLM:
         self, requests: list[RejectedRequest], author: str, *, batch_size: int = 16, progress: ProgressFactory = silent
     ) -> list[str]:
         """What the current model answers to each request, through the serving prompt (with the row's
-        context); misses are generated in batches when the backend batches (the local model), one by
-        one otherwise. One answer per request, in order."""
+        context); misses go through the continuous engine for the local model (each answer cached as it
+        ends, so a killed build keeps them), in batches for another batching backend, one by one
+        otherwise. One answer per request, in order."""
         keys = [r.cache_key(author, self.llm.model_version) for r in requests]
         out: dict[str, str] = {}
         missing: dict[str, int] = {}  # key -> first request index (a repeated request is generated once)
@@ -137,6 +138,16 @@ class CachedLLM:
                 missing[key] = i
         # Similar prompt lengths share a batch: less padding, and a batch ends with its longest answer.
         todo = sorted(missing.values(), key=lambda i: (requests[i].size, requests[i].max_new_tokens))
+        from twin_core.llm.local import LocalLLM
+
+        if isinstance(self.llm, LocalLLM):
+            for i, text in zip(
+                todo,
+                self._continuous([requests[i] for i in todo], [keys[i] for i in todo], author, batch_size, progress),
+                strict=True,
+            ):
+                out[keys[i]] = text
+            return [out[k] for k in keys]
         step = batch_size if hasattr(self.llm, "generate_batch") else 1
         for start in progress(range(0, len(todo), step), desc="rejected answers", unit="batch"):
             group = [requests[i] for i in todo[start : start + step]]
@@ -145,6 +156,30 @@ class CachedLLM:
                 self.store.put_json(keys[i], {"text": text})
                 out[keys[i]] = text
         return [out[k] for k in keys]
+
+    def _continuous(
+        self, todo: list[RejectedRequest], keys: list[str], author: str, batch_size: int, progress: ProgressFactory
+    ) -> list[str]:
+        from twin_core.llm.continuous import generate_all
+        from twin_core.llm.local import GenRequest
+
+        bar = progress(total=len(todo), desc="rejected answers", unit="answer")
+
+        def keep(i: int, result: Any) -> None:  # engine thread: cache each answer as soon as it ends
+            if not isinstance(result, BaseException):
+                self.store.put_json(keys[i], {"text": result.text})
+            bar.update(1)
+
+        reqs = [GenRequest(r.messages(author, self.llm), r.max_new_tokens) for r in todo]
+        try:
+            gens = generate_all(self.llm, reqs, max_batch=batch_size, on_result=keep)
+        finally:
+            bar.close()
+        self.calls += len(gens)
+        for g in gens:
+            if isinstance(g, BaseException):
+                raise g
+        return [g.text for g in gens]
 
     def _generate(self, group: list[RejectedRequest], author: str) -> list[str]:
         messages = [r.messages(author, self.llm) for r in group]

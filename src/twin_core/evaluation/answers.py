@@ -1,5 +1,7 @@
-"""Batched answers: ``LocalLLM.generate_batch`` in batches of ``batch_size`` (greedy rows give the same
-text as one at a time), or one ``chat`` call per row for a model without batching (an endpoint)."""
+"""Batched answers: a local model's rows through the continuous engine, ``batch_size`` rows at a time
+(``llm.continuous.generate_all``: greedy rows give the same text as one at a time, and the prompt start
+they share is prefilled once); ``generate_batch`` in batches for another batching backend; one ``chat``
+call per row for a model without batching (an endpoint)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,12 @@ def generate(
     """One text (or the exception that row raised) per prompt, in order; a failed row never fails the others."""
     if not hasattr(llm, "generate_batch") or batch_size <= 1:
         return [_one(llm, p, max_new_tokens, timeout_s) for p in progress(list(prompts), desc=desc, unit="row")]
-    from twin_core.llm.local import GenRequest
+    from twin_core.llm.local import GenRequest, LocalLLM
 
+    if isinstance(llm, LocalLLM):
+        return _continuous(
+            llm, prompts, max_new_tokens, batch_size, progress(total=len(prompts), desc=desc, unit="row"), timeout_s
+        )
     out: list[str | BaseException] = []
     starts = range(0, len(prompts), batch_size)
     for start in progress(list(starts), desc=f"{desc} (batches of {batch_size})", unit="batch"):
@@ -35,6 +41,25 @@ def generate(
         for res in llm.generate_batch(reqs, timeout_s=timeout_s):
             out.append(res if isinstance(res, BaseException) else res.text)
     return out
+
+
+def _continuous(
+    llm: Any, prompts: Sequence[Messages], max_new_tokens: int, batch_size: int, bar: Any, timeout_s: float | None
+) -> list[str | BaseException]:
+    from twin_core.llm.continuous import generate_all
+    from twin_core.llm.local import GenRequest
+
+    try:
+        results = generate_all(
+            llm,
+            [GenRequest(p, max_new_tokens, 0.0) for p in prompts],
+            max_batch=batch_size,
+            timeout_s=timeout_s,
+            on_result=lambda i, r: bar.update(1),
+        )
+    finally:
+        bar.close()
+    return [r if isinstance(r, BaseException) else r.text for r in results]
 
 
 def _one(llm: Any, prompt: Messages, max_new_tokens: int, timeout_s: float | None) -> str | BaseException:

@@ -24,10 +24,12 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.llm.base import Generation
 from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
+from twin_core.llm.prefix_cache import Layers, PrefixCache
 
 log = logging.getLogger(__name__)
 
 Done = Callable[[Generation | BaseException], None]
+Result = Callable[[int, Generation | BaseException], None]
 
 
 @dataclass
@@ -62,12 +64,16 @@ class ContinuousEngine:
         on_step: Callable[[int], None] | None = None,
         on_admit: Callable[[float], None] | None = None,
         on_rows: Callable[[int], None] | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         self.llm = llm
         self.max_batch = max_batch
+        self.prefixes = PrefixCache() if prefix_cache else None  # the shared prompt start, prefilled once
         self.on_step = on_step  # called with the batch size of every decode step (metrics)
         self.on_admit = on_admit  # called with each request's seconds in the queue (metrics)
         self.on_rows = on_rows  # called with the number of active rows whenever it changes (metrics)
+        self.on_prefill = on_prefill  # called with each prefill's prompt tokens: computed, cached (metrics)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -82,9 +88,12 @@ class ContinuousEngine:
     # -- public (any thread) -------------------------------------------------------------------------
     def submit(self, req: GenRequest, done: Done, *, timeout_s: float | None = None) -> None:
         """Queue one request; ``done`` is called (in the engine's thread) with its result or exception."""
+        self._enqueue(req, done, timeout_s)
+        self._ensure_thread()
+
+    def _enqueue(self, req: GenRequest, done: Done, timeout_s: float | None) -> None:
         if self._closed:
             raise RuntimeError(f"model {self.llm.model_version} is no longer served")
-        self._ensure_thread()
         self._queue.put(_Job(req, done, timeout_s))
 
     def close(self) -> None:
@@ -92,20 +101,26 @@ class ContinuousEngine:
         self._closed = True
         self._queue.put(None)
 
-    def run_all(self, reqs: list[GenRequest], *, timeout_s: float | None = None) -> list[Generation | BaseException]:
-        """Every request through the engine, waiting for all (a convenience for batch jobs and tests)."""
+    def run_all(
+        self, reqs: list[GenRequest], *, timeout_s: float | None = None, on_result: Result | None = None
+    ) -> list[Generation | BaseException]:
+        """Every request through the engine, waiting for all (batch jobs and tests); ``on_result`` is called
+        (engine thread) with each request's index and result as it ends."""
         results: list[Generation | BaseException | None] = [None] * len(reqs)
         left = threading.Semaphore(0)
 
         def done_at(i: int) -> Done:
             def done(result: Generation | BaseException) -> None:
                 results[i] = result
+                if on_result is not None:
+                    on_result(i, result)
                 left.release()
 
             return done
 
-        for i, req in enumerate(reqs):
-            self.submit(req, done_at(i), timeout_s=timeout_s)
+        for i, req in enumerate(reqs):  # all queued before the loop looks: the first batch is as full as it can be
+            self._enqueue(req, done_at(i), timeout_s)
+        self._ensure_thread()
         for _ in reqs:
             left.acquire()
         return [r if r is not None else RuntimeError("no result") for r in results]
@@ -155,10 +170,8 @@ class ContinuousEngine:
                 self._rows_changed()
 
     def _admit(self, jobs: list[_Job]) -> None:
-        """Prefill the new requests together and merge them into the running batch."""
-        import torch
-        from transformers import DynamicCache
-
+        """Prefill the new requests (those that start with a cached prefix: only the rest) and merge them
+        into the running batch."""
         fresh: list[_Active] = []
         for job in jobs:
             if self.on_admit is not None:
@@ -171,24 +184,78 @@ class ContinuousEngine:
                 job.done(exc if isinstance(exc, InputError) else InputError(f"cannot render the prompt: {exc}"))
                 continue
             fresh.append(_Active(job, prompt))
-        if not fresh:
-            return
-        width = max(len(a.seen) for a in fresh)
+        if self.prefixes is not None and len(fresh) > 1:
+            self._seed_prefix(fresh)
+        groups: dict[tuple[int, ...], tuple[Layers | None, list[_Active]]] = {}
+        for active in fresh:
+            hit = self.prefixes.match(active.seen) if self.prefixes is not None else None
+            ids, layers = hit if hit is not None else ((), None)
+            groups.setdefault(ids, (layers, []))[1].append(active)
+        for ids, (layers, rows) in groups.items():
+            logits = self._prefill(rows, len(ids), layers)
+            self._rows += rows
+            self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
+            self._rows_changed()
+            self._choose(rows, logits)
+        if fresh:
+            self._drop_finished()
+
+    def _prefill(self, rows: list[_Active], shared: int, layers: Layers | None) -> Any:
+        """One forward over ``rows`` after their ``shared`` cached prompt tokens (left padded between the
+        prefix and the rest: the mask hides the gap and positions count real tokens only); merges their
+        cache into the running batch and returns each row's last logits."""
+        import torch
+        from transformers import DynamicCache
+
         device = self.llm.model.device
-        ids = torch.tensor(
-            [[self.llm.pad_id] * (width - len(a.seen)) + a.seen for a in fresh], dtype=torch.long, device=device
-        )
-        mask = torch.tensor([[0] * (width - len(a.seen)) + [1] * len(a.seen) for a in fresh], device=device)
+        rest = [a.seen[shared:] for a in rows]
+        width = max(len(r) for r in rest)
+        ids = torch.tensor([[self.llm.pad_id] * (width - len(r)) + r for r in rest], dtype=torch.long, device=device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=device)
         cache = DynamicCache(config=self.llm.model.config)
+        for i, (keys, values) in enumerate(layers or []):
+            cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), i)
         out = self.llm.model(
-            input_ids=ids, attention_mask=mask, position_ids=_positions(mask), cache=cache, use_cache=True
+            input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, shared:], cache=cache, use_cache=True
         )
+        if self.on_prefill is not None:
+            self.on_prefill(sum(len(r) for r in rest), shared * len(rows))
+        if self.prefixes is not None and layers is None:
+            self._learn_prefixes(rows, cache, width)
         self._merge(cache, mask)
-        self._rows += fresh
-        self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
-        self._rows_changed()
-        self._choose(fresh, out.logits[:, -1, :])
-        self._drop_finished()
+        return out.logits[:, -1, :]
+
+    def _seed_prefix(self, fresh: list[_Active]) -> None:
+        """Requests arriving together that share a start no cached prefix covers: prefill that start once
+        (one row) and keep it, instead of once per request."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = [a.seen for a in fresh if self.prefixes.match(a.seen, count=False) is None]
+        n = self.prefixes.common(prompts) if len(prompts) > 1 else 0
+        if not n:
+            return
+        ids = torch.tensor([prompts[0][:n]], dtype=torch.long, device=self.llm.model.device)
+        cache = DynamicCache(config=self.llm.model.config)
+        self.llm.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        self.prefixes.store(prompts[0][:n], [(x.keys, x.values) for x in cache.layers])
+
+    def _learn_prefixes(self, rows: list[_Active], cache: Any, width: int) -> None:
+        """Keep the prefix a prompt shares with the previous one, sliced from this forward's cache."""
+        for r, active in enumerate(rows):
+            n = self.prefixes.shared_with_last(active.seen)
+            if n:
+                start = width - len(active.seen)  # this row's left padding
+                self.prefixes.store(
+                    active.seen[:n],
+                    [
+                        (
+                            x.keys[r : r + 1, :, start : start + n].clone(),
+                            x.values[r : r + 1, :, start : start + n].clone(),
+                        )
+                        for x in cache.layers
+                    ],
+                )
 
     def _step(self) -> None:
         """One decode step for every active row."""
@@ -312,6 +379,24 @@ class ContinuousEngine:
             active.job.done(result)
         except Exception:  # a caller's callback must not stop the loop
             log.exception("result callback failed")
+
+
+def generate_all(
+    llm: LocalLLM,
+    reqs: list[GenRequest],
+    *,
+    max_batch: int = 8,
+    timeout_s: float | None = None,
+    on_result: Result | None = None,
+) -> list[Generation | BaseException]:
+    """A batch job's requests (evaluation answers, rejected answers) through one engine: rows join as
+    others end and the prompt start they share is prefilled once. Results in order; a failed request
+    gets its exception and does not fail the others."""
+    engine = ContinuousEngine(llm, max_batch=max_batch)
+    try:
+        return engine.run_all(reqs, timeout_s=timeout_s, on_result=on_result)
+    finally:
+        engine.close()
 
 
 def _positions(mask: Any) -> Any:

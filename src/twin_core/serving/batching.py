@@ -195,16 +195,34 @@ class Batcher:
 class ContinuousBatcher(Batcher):
     """``Batcher``'s interface over iteration-level batching: no window, no waiting for a batch to end."""
 
-    def __init__(self, llm: Any, *, max_batch: int = 8, timeout_s: float | None = None, **_window: Any) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        max_batch: int = 8,
+        timeout_s: float | None = None,
+        prefix_cache: bool = True,
+        **_window: Any,
+    ) -> None:
         from twin_core.llm.continuous import ContinuousEngine
 
         super().__init__(llm, max_batch=max_batch, timeout_s=timeout_s)
         self.engine = ContinuousEngine(
-            llm, max_batch=max_batch, on_step=self._stepped, on_admit=self._admitted, on_rows=self._rows
+            llm,
+            max_batch=max_batch,
+            on_step=self._stepped,
+            on_admit=self._admitted,
+            on_rows=self._rows,
+            on_prefill=self._prefilled,
+            prefix_cache=prefix_cache,
         )
 
     def _stepped(self, rows: int) -> None:
         metrics.BATCH_SIZE.labels(self.version).observe(rows)
+
+    def _prefilled(self, computed: int, cached: int) -> None:
+        metrics.PREFILL_TOKENS.labels(self.version, "computed").inc(computed)
+        metrics.PREFILL_TOKENS.labels(self.version, "cached").inc(cached)
 
     def _rows(self, rows: int) -> None:
         metrics.BATCH_ACTIVE.labels(self.version).set(rows)

@@ -54,6 +54,11 @@ BATCH_QUEUE_SECONDS = Histogram(
     ["model_version"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+PREFILL_TOKENS = Counter(
+    "twin_prefill_tokens_total",
+    "Prompt tokens of admitted generations: computed, or taken from the prefix cache",
+    ["model_version", "source"],
+)
 BATCH_PENDING = Gauge("twin_batch_pending", "Generations waiting for a batch", ["model_version"])
 BATCH_ACTIVE = Gauge("twin_batch_active", "Generations in the running batch", ["model_version"])
 BATCH_CANCELLED = Counter(

@@ -62,6 +62,8 @@ class ModelPool:
         }
         # iteration-level batching needs the model itself (a LocalLLM); anything else batches by window
         continuous = serve.batching and serve.batch_mode == "continuous" and hasattr(llm, "model")
+        if continuous:
+            options["prefix_cache"] = serve.prefix_cache
         rate = (getattr(serve, "faults", None) or {}).get(getattr(llm, "model_version", ""))
         if rate:  # a canary drill: this version fails that share of its requests (serving/faults.py)
             from twin_core.serving.faults import FaultyBatcher, FaultyContinuousBatcher

@@ -1,0 +1,81 @@
+"""Automatic prompt-prefix caching for the decode loop: the key/value states of a token prefix that
+recent prompts shared, so the next prompt that starts with it prefills only the rest.
+
+Every twin prompt starts with the same tokens: the chat template, the author's persona and rules (the
+system message, a constant of the author) and the opening of the user message. On a CPU the prefill
+is compute-bound (8 prompts cost 7.6x one, docs/benchmarks.md), so not recomputing that shared part
+is the lever batching cannot pull. Prefixes are learnt, not configured: the longest common prefix of
+two consecutive prompts (at least ``min_tokens``) is kept, sliced from the cache of the forward pass
+that computed it anyway. Keys carry their rotary position, and a prefix always sits at positions
+0..n-1, so its states are valid for any later prompt that starts with the same ids.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+Layers = list[tuple[Any, Any]]  # per layer: keys, values of shape [1, heads, n, head_dim]
+
+
+class PrefixCache:
+    """At most ``capacity`` prefixes (least recently used dropped), each at least ``min_tokens`` long."""
+
+    def __init__(self, *, min_tokens: int = 32, capacity: int = 4) -> None:
+        self.min_tokens = min_tokens
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, ...], Layers] = OrderedDict()
+        self._last: list[int] = []
+        self.hits = 0  # prompts that reused a prefix (tests and benchmarks read them)
+        self.reused_tokens = 0
+
+    def match(self, prompt: list[int], *, count: bool = True) -> tuple[tuple[int, ...], Layers] | None:
+        """The longest stored prefix of ``prompt`` that leaves at least one token to prefill (``count``:
+        a use, counted in ``hits`` and ``reused_tokens``)."""
+        best: tuple[int, ...] | None = None
+        for ids in self._entries:
+            if len(ids) < len(prompt) and (best is None or len(ids) > len(best)) and _starts_with(prompt, ids):
+                best = ids
+        if best is None:
+            return None
+        if count:
+            self._entries.move_to_end(best)
+            self.hits += 1
+            self.reused_tokens += len(best)
+        return best, self._entries[best]
+
+    def common(self, prompts: list[list[int]]) -> int:
+        """Length of the start all ``prompts`` share, each keeping a token to prefill (0 below ``min_tokens``)."""
+        n = min(len(p) for p in prompts) - 1
+        first = prompts[0]
+        for p in prompts[1:]:
+            k = 0
+            while k < n and p[k] == first[k]:
+                k += 1
+            n = k
+        return n if n >= self.min_tokens else 0
+
+    def shared_with_last(self, prompt: list[int]) -> int:
+        """Length of the prefix ``prompt`` shares with the previous prompt (0 below ``min_tokens`` or when
+        it is already stored); remembers ``prompt`` as the previous one."""
+        n = 0
+        limit = min(len(prompt) - 1, len(self._last))  # keep one token to prefill
+        while n < limit and prompt[n] == self._last[n]:
+            n += 1
+        self._last = list(prompt)
+        if n < self.min_tokens or tuple(prompt[:n]) in self._entries:
+            return 0
+        return n
+
+    def store(self, ids: list[int], layers: Layers) -> None:
+        self._entries[tuple(ids)] = layers
+        self._entries.move_to_end(tuple(ids))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _starts_with(prompt: list[int], ids: tuple[int, ...]) -> bool:
+    return len(prompt) > len(ids) and tuple(prompt[: len(ids)]) == ids
