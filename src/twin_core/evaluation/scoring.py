@@ -12,13 +12,13 @@ from twin_core.evaluation.stylometry import attribute, style_distance
 
 def row_perplexities(llm: Any, rows: list[dict[str, Any]], author: str, max_length: int) -> list[float | None]:
     """Perplexity of each held-out answer given the served prompt (None for a remote model: no logits)."""
-    from twin_core.llm.perplexity import perplexity
+    from twin_core.llm.perplexity import perplexities
     from twin_core.llm.rows import prompt_and_answer_text, sft_example
 
     if not hasattr(llm, "model"):
         return [None] * len(rows)
     pairs = [prompt_and_answer_text(llm.tokenizer, sft_example(dict(row), author)) for row in rows]
-    return [perplexity(llm.model, llm.tokenizer, [pair], max_length=max_length) for pair in pairs]
+    return perplexities(llm.model, llm.tokenizer, pairs, max_length=max_length)  # one pass over the shared start
 
 
 def style_distances(answers: list[str | None], references: list[str]) -> list[float | None]:

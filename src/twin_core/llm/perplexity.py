@@ -1,4 +1,9 @@
-"""Perplexity of a causal LM on texts: the "moved toward the author" number of training and evaluation."""
+"""Perplexity of a causal LM on texts: the "moved toward the author" number of training and evaluation.
+
+Two savings, neither of which changes what is scored: the prompt start that every (prompt, completion)
+item shares (the author's system prompt and the chat template around it) is run through the model once
+and its key/value states reused, and the vocabulary projection is computed only where a token is scored.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+Item = str | tuple[str, str]
+MIN_SHARED = 32  # a shorter common start is not worth a separate forward
 
-def perplexity(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str | tuple[str, str]],
-    *,
-    max_length: int = 1024,
-) -> float | None:
+
+def perplexity(model: Any, tokenizer: Any, texts: Sequence[Item], *, max_length: int = 1024) -> float | None:
     """Token-weighted perplexity ``exp(mean NLL)`` over ``texts``.
 
     An item is either a string (every token after the first is scored) or a ``(prompt, completion)``
@@ -21,29 +23,85 @@ def perplexity(
     "author text given the served prompt" number. Sequences longer than ``max_length`` keep their
     last ``max_length`` tokens. Returns None when nothing is scored.
     """
+    sums = [s for s in nll_sums(model, tokenizer, texts, max_length=max_length) if s is not None]
+    tokens = sum(n for _, n in sums)
+    return math.exp(sum(nll for nll, _ in sums) / tokens) if tokens else None
+
+
+def perplexities(model: Any, tokenizer: Any, texts: Sequence[Item], *, max_length: int = 1024) -> list[float | None]:
+    """The perplexity of each item on its own (None where nothing is scored)."""
+    return [
+        None if s is None else math.exp(s[0] / s[1]) for s in nll_sums(model, tokenizer, texts, max_length=max_length)
+    ]
+
+
+def nll_sums(
+    model: Any, tokenizer: Any, texts: Sequence[Item], *, max_length: int = 1024
+) -> list[tuple[float, int] | None]:
+    """Per item: (summed negative log-likelihood of its scored tokens, their number), or None."""
     import torch
 
-    total_nll = 0.0
-    total_tokens = 0
+    encoded = [_encode(tokenizer, item, max_length) for item in texts]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            for item in texts:
-                prompt, completion = ("", item) if isinstance(item, str) else item
-                p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-                c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-                ids = (p_ids + c_ids)[-max_length:]
-                n_scored = min(len(c_ids), len(ids)) - (0 if prompt else 1)
-                if n_scored <= 0 or len(ids) < 2:
-                    continue
-                input_ids = torch.tensor([ids], device=device)
-                labels = input_ids.clone()
-                labels[:, : len(ids) - n_scored] = -100
-                out = model(input_ids=input_ids, labels=labels)
-                total_nll += float(out.loss) * n_scored
-                total_tokens += n_scored
+            shared, layers = _shared_start(model, [e for e in encoded if e is not None and e[2]], device)
+            return [
+                None if e is None else _score(model, e[0], e[1], shared if e[2] else 0, layers, device) for e in encoded
+            ]
     finally:
         model.train(was_training)
-    return math.exp(total_nll / total_tokens) if total_tokens else None
+
+
+def _encode(tokenizer: Any, item: Item, max_length: int) -> tuple[list[int], int, bool] | None:
+    """(ids, number of scored tokens at the end, whether the ids start with the whole prompt)."""
+    prompt, completion = ("", item) if isinstance(item, str) else item
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    ids = (p_ids + c_ids)[-max_length:]
+    n_scored = min(len(c_ids), len(ids)) - (0 if prompt else 1)
+    if n_scored <= 0 or len(ids) < 2:
+        return None
+    return ids, n_scored, bool(p_ids) and len(p_ids) + len(c_ids) <= max_length
+
+
+def _shared_start(model: Any, encoded: list[tuple[list[int], int, bool]], device: Any) -> tuple[int, Any]:
+    """The prompt start all items share (never a scored token nor the one before it), run once."""
+    if len(encoded) < 2:
+        return 0, None
+    first = encoded[0][0]
+    n = min(len(ids) - scored - 1 for ids, scored, _ in encoded)
+    for ids, _, _ in encoded[1:]:
+        n = next((k for k in range(n) if ids[k] != first[k]), n)
+    if n < MIN_SHARED:
+        return 0, None
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model(input_ids=_tensor(first[:n], device), cache=cache, use_cache=True, logits_to_keep=1)
+    return n, [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _score(model: Any, ids: list[int], n_scored: int, shared: int, layers: Any, device: Any) -> tuple[float, int]:
+    import torch
+
+    cache = None
+    if shared:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=model.config)
+        for i, (keys, values) in enumerate(layers):
+            cache.update(keys, values, i)  # update concatenates: the shared states are never written to
+    # logits only where they predict a scored token: the last n_scored + 1 positions, minus the final one
+    out = model(input_ids=_tensor(ids[shared:], device), cache=cache, use_cache=shared > 0, logits_to_keep=n_scored + 1)
+    logits = out.logits[0, :-1].float()
+    targets = torch.tensor(ids[-n_scored:], dtype=torch.long, device=device)
+    return float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum")), n_scored
+
+
+def _tensor(ids: list[int], device: Any) -> Any:
+    import torch
+
+    return torch.tensor([ids], dtype=torch.long, device=device)
