@@ -90,6 +90,33 @@ def routing(p50_ms: float) -> dict[str, Any]:
     }
 
 
+def previous_row_perplexities(llm: Any, rows: list[dict], author: str, max_length: int) -> list[float | None]:
+    """The evaluation's perplexity before the shared-start reuse: each row alone, the model's own loss
+    over the full sequence (every position's logits)."""
+    import math
+
+    import torch
+
+    from twin_core.llm.rows import prompt_and_answer_text, sft_example
+
+    out: list[float | None] = []
+    with torch.inference_mode():
+        for row in rows:
+            prompt, completion = prompt_and_answer_text(llm.tokenizer, sft_example(dict(row), author))
+            p_ids = llm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = llm.tokenizer(completion, add_special_tokens=False)["input_ids"]
+            ids = (p_ids + c_ids)[-max_length:]
+            n_scored = min(len(c_ids), len(ids))
+            if n_scored <= 0 or len(ids) < 2:
+                out.append(None)
+                continue
+            input_ids = torch.tensor([ids])
+            labels = input_ids.clone()
+            labels[:, : len(ids) - n_scored] = -100
+            out.append(math.exp(float(llm.model(input_ids=input_ids, labels=labels).loss)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10)
@@ -137,8 +164,11 @@ def main() -> None:
             def generate_batch(self, reqs: Any, **kw: Any) -> Any:
                 return self.llm.generate_batch(reqs, **kw)
 
+        timed = {"on": True}
+
         def load_model(s: Any, location: str, version: str) -> Any:  # both sides: SmolLM2-135M
-            return Timed(load_local_llm(updated(s, llm_model_id=smol, llm_model_version=version)))
+            llm = load_local_llm(updated(s, llm_model_id=smol, llm_model_version=version))
+            return Timed(llm) if timed["on"] else llm  # batched: the LocalLLM itself (the continuous engine)
 
         embedder = load_embedder(settings)
         cfg = load_eval_config(settings)
@@ -148,11 +178,19 @@ def main() -> None:
         tools = Tools(embed=embedder.encode, judge=Judge(None, "off"), load_model=load_model)
         runs: dict[str, Any] = {}
         texts: dict[int, Any] = {}
+        ppl: dict[int, dict[str, float]] = {}
+        import twin_core.evaluation.scoring as scoring
+
+        current = scoring.row_perplexities
         for batch in (1, args.batch_size):  # before (one row at a time) and after (batched), same run
+            timed["on"] = batch == 1
+            # before: each row's perplexity on its own full sequence, as the evaluation scored it until now
+            scoring.row_perplexities = previous_row_perplexities if batch == 1 else current
             started = time.perf_counter()
             result = evaluate(settings, ref, "base", tools=tools, config=dataclasses.replace(cfg, batch_size=batch))
             total = time.perf_counter() - started
             texts[batch] = [s["candidate"]["answer"] for s in result.samples]
+            ppl[batch] = {k: v for k, v in result.perplexity.items() if v is not None}
             runs[f"batch_{batch}"] = {
                 "eval_seconds": round(total, 1),
                 "eval_seconds_per_100_samples": round(total / result.rows * 100, 1),
@@ -168,6 +206,10 @@ def main() -> None:
         **runs,
         "speedup": round(before["eval_seconds"] / after["eval_seconds"], 2),
         "same_greedy_answers": texts[1] == texts[args.batch_size],
+        # the mean held-out perplexity per model, before and after (equal up to float rounding)
+        "perplexity_before_after": {
+            k: [round(v, 4), round(ppl[args.batch_size].get(k, 0.0), 4)] for k, v in ppl[1].items()
+        },
         "routing": routing(statistics.median(answer_times)) if answer_times else None,
     }
     print(json.dumps(out))
