@@ -89,9 +89,10 @@ def test_requests_of_different_lengths_give_their_text_alone(llm: Any) -> None:
         engine.submit(GenRequest(_messages("Hi"), 2), lambda result: None)
 
 
-def _author_prompts(llm: Any) -> tuple[list[Any], list[int], int]:
-    """Four twin prompts (the author's system prompt, then a question), their budgets, and the number of
-    prompt tokens they all share (the system block and the user turn's opening)."""
+@pytest.fixture(scope="module")
+def author_prompts(llm: Any) -> tuple[list[Any], list[int], int, list[Any]]:
+    """Four twin prompts (the author's system prompt, then a question), their budgets, the number of prompt
+    tokens they all share (the system block and the user turn's opening) and each one's answer alone."""
     from twin_core.llm.prompt import system_prompt
 
     system = {"role": "system", "content": system_prompt("Ada Quillfeather")}
@@ -101,15 +102,16 @@ def _author_prompts(llm: Any) -> tuple[list[Any], list[int], int]:
     shared = next(i for i, (a, b) in enumerate(zip(*encoded[:2], strict=False)) if a != b)
     assert system["content"] in llm.tokenizer.decode(encoded[0][:shared])  # the whole system block is shared
     assert all(e[:shared] == encoded[0][:shared] for e in encoded)
-    return prompts, [n for _, n in questions], shared
+    budgets = [n for _, n in questions]
+    alone = [llm.chat(p, max_new_tokens=n) for p, n in zip(prompts, budgets, strict=True)]
+    return prompts, budgets, shared, alone
 
 
-def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any) -> None:
+def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any, author_prompts: Any) -> None:
     from twin_core.llm.continuous import ContinuousEngine
     from twin_core.llm.local import GenRequest
 
-    prompts, budgets, shared = _author_prompts(llm)
-    alone = [llm.chat(p, max_new_tokens=n) for p, n in zip(prompts, budgets, strict=True)]
+    prompts, budgets, shared, alone = author_prompts
     engine = ContinuousEngine(llm, max_batch=8)
     together = engine.run_all([GenRequest(p, n) for p, n in zip(prompts, budgets, strict=True)])
     assert len(engine.prefixes) == 1 and engine.prefixes.hits == 4  # prefilled once, used by all four
@@ -121,11 +123,11 @@ def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any) ->
     assert again[0].text == alone[2].text
 
 
-def test_one_request_at_a_time_learns_the_shared_start_from_two_prompts(llm: Any) -> None:
+def test_one_request_at_a_time_learns_the_shared_start_from_two_prompts(llm: Any, author_prompts: Any) -> None:
     from twin_core.llm.continuous import ContinuousEngine
     from twin_core.llm.local import GenRequest
 
-    prompts, budgets, shared = _author_prompts(llm)
+    prompts, budgets, shared, alone = author_prompts
     engine = ContinuousEngine(llm, max_batch=8)
     out = []
     for i, (p, n) in enumerate(zip(prompts, budgets, strict=True)):
@@ -134,8 +136,7 @@ def test_one_request_at_a_time_learns_the_shared_start_from_two_prompts(llm: Any
         assert (len(engine.prefixes), engine.prefixes.hits) == ((0, 0), (1, 0), (1, 1), (1, 2))[i]
     engine.close()
     assert engine.prefixes.reused_tokens == 2 * shared
-    for p, n, b in zip(prompts, budgets, out, strict=True):
-        assert b.text == llm.chat(p, max_new_tokens=n).text
+    assert [b.text for b in out] == [a.text for a in alone]
     no_cache = ContinuousEngine(llm, max_batch=8, prefix_cache=False)
     assert no_cache.run_all([GenRequest(prompts[0], 2)])[0].text and no_cache.prefixes is None
     no_cache.close()
