@@ -68,3 +68,17 @@ def test_the_shared_start_is_run_once_and_changes_no_perplexity(smollm: Any) -> 
     expected = math.exp(sum(math.log(p) * n for p, n in zip(each, scored, strict=True)) / sum(scored))
     assert pooled == pytest.approx(expected, rel=1e-9)
     assert perplexities(smollm.model, tok, ["", "one"], max_length=512) == [None, None]  # nothing to score
+
+
+def test_a_completion_longer_than_max_length_scores_every_kept_token_but_the_first(smollm: Any) -> None:
+    import torch
+
+    from twin_core.llm.perplexity import perplexities
+
+    tok = smollm.tokenizer
+    prompt, completion = "Question?", "word " * 100
+    ids = tok(prompt, add_special_tokens=False)["input_ids"] + tok(completion, add_special_tokens=False)["input_ids"]
+    kept = torch.tensor([ids[-64:]])  # the prompt is cut away: 63 tokens have a token before them
+    with torch.inference_mode():
+        expected = math.exp(float(smollm.model(input_ids=kept, labels=kept.clone()).loss))
+    assert perplexities(smollm.model, tok, [(prompt, completion)], max_length=64) == [pytest.approx(expected, rel=1e-4)]

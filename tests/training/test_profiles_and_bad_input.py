@@ -43,6 +43,17 @@ def test_accelerate_launch_command() -> None:
     assert cmd[-7:] == ["twin_core.cli.main", "train", "sft", "--dataset", "instruct/a/v0001", "--profile", "gpu-70b"]
 
 
+def test_lora_modules_to_save_reach_peft() -> None:
+    """A profile can train whole modules beside the adapter (a tiny model's output layer); none by default."""
+    from twin_core.training.peft_model import lora_config
+    from twin_core.training.profiles import LoraSpec, load_profile
+
+    tiny = load_profile(load_settings(), "cpu-tiny")
+    assert tiny.lora.modules_to_save == [] and lora_config(tiny).modules_to_save is None
+    full = tiny.model_copy(update={"lora": LoraSpec(r=32, alpha=32, modules_to_save=["lm_head"])})
+    assert list(lora_config(full).modules_to_save) == ["lm_head"]
+
+
 def _registered(settings) -> list:
     from twin_core.stores.registry import open_registry
 

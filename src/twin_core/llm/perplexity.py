@@ -61,8 +61,8 @@ def _encode(tokenizer: Any, item: Item, max_length: int) -> tuple[list[int], int
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
     c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     ids = (p_ids + c_ids)[-max_length:]
-    n_scored = min(len(c_ids), len(ids)) - (0 if prompt else 1)
-    if n_scored <= 0 or len(ids) < 2:
+    n_scored = min(len(c_ids), len(ids) - 1)  # the first token kept has nothing before it to predict it
+    if n_scored <= 0:
         return None
     return ids, n_scored, bool(p_ids) and len(p_ids) + len(c_ids) <= max_length
 

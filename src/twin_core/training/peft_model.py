@@ -100,6 +100,7 @@ def lora_config(profile: TrainingProfile) -> Any:
         lora_alpha=profile.lora.alpha,
         lora_dropout=profile.lora.dropout,
         target_modules=profile.lora.target_modules,
+        modules_to_save=profile.lora.modules_to_save or None,
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -23,6 +23,12 @@ class LoraSpec(_Strict):
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | str = "all-linear"
+    modules_to_save: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda modules: not modules,  # left out when empty: existing profiles keep their run ids
+        description="Modules trained in full beside the adapter (PEFT modules_to_save), e.g. the lm_head of a small "
+        "model whose output layer must learn too",
+    )
 
 
 class QuantizationSpec(_Strict):
