@@ -163,18 +163,14 @@ class CachedLLM:
         from twin_core.llm.continuous import generate_all
         from twin_core.llm.local import GenRequest
 
-        bar = progress(total=len(todo), desc="rejected answers", unit="answer")
-
         def keep(i: int, result: Any) -> None:  # engine thread: cache each answer as soon as it ends
             if not isinstance(result, BaseException):
                 self.store.put_json(keys[i], {"text": result.text})
-            bar.update(1)
 
         reqs = [GenRequest(r.messages(author, self.llm), r.max_new_tokens) for r in todo]
-        try:
-            gens = generate_all(self.llm, reqs, max_batch=batch_size, on_result=keep)
-        finally:
-            bar.close()
+        gens = generate_all(
+            self.llm, reqs, max_batch=batch_size, on_result=keep, progress=progress, desc="rejected answers"
+        )
         self.calls += len(gens)
         for g in gens:
             if isinstance(g, BaseException):

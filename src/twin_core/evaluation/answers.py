@@ -31,9 +31,11 @@ def generate(
     from twin_core.llm.local import GenRequest, LocalLLM
 
     if isinstance(llm, LocalLLM):
-        return _continuous(
-            llm, prompts, max_new_tokens, batch_size, progress(total=len(prompts), desc=desc, unit="row"), timeout_s
-        )
+        from twin_core.llm.continuous import generate_all
+
+        reqs = [GenRequest(p, max_new_tokens, 0.0) for p in prompts]
+        results = generate_all(llm, reqs, max_batch=batch_size, timeout_s=timeout_s, progress=progress, desc=desc)
+        return [r if isinstance(r, BaseException) else r.text for r in results]
     out: list[str | BaseException] = []
     starts = range(0, len(prompts), batch_size)
     for start in progress(list(starts), desc=f"{desc} (batches of {batch_size})", unit="batch"):
@@ -41,25 +43,6 @@ def generate(
         for res in llm.generate_batch(reqs, timeout_s=timeout_s):
             out.append(res if isinstance(res, BaseException) else res.text)
     return out
-
-
-def _continuous(
-    llm: Any, prompts: Sequence[Messages], max_new_tokens: int, batch_size: int, bar: Any, timeout_s: float | None
-) -> list[str | BaseException]:
-    from twin_core.llm.continuous import generate_all
-    from twin_core.llm.local import GenRequest
-
-    try:
-        results = generate_all(
-            llm,
-            [GenRequest(p, max_new_tokens, 0.0) for p in prompts],
-            max_batch=batch_size,
-            timeout_s=timeout_s,
-            on_result=lambda i, r: bar.update(1),
-        )
-    finally:
-        bar.close()
-    return [r if isinstance(r, BaseException) else r.text for r in results]
 
 
 def _one(llm: Any, prompt: Messages, max_new_tokens: int, timeout_s: float | None) -> str | BaseException:

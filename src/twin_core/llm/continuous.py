@@ -24,7 +24,8 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.llm.base import Generation
 from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
-from twin_core.llm.prefix_cache import Layers, PrefixCache
+from twin_core.llm.prefix_cache import Layers, PrefixCache, cache_from, run_prefix
+from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
 
@@ -205,16 +206,13 @@ class ContinuousEngine:
         prefix and the rest: the mask hides the gap and positions count real tokens only); merges their
         cache into the running batch and returns each row's last logits."""
         import torch
-        from transformers import DynamicCache
 
         device = self.llm.model.device
         rest = [a.seen[shared:] for a in rows]
         width = max(len(r) for r in rest)
         ids = torch.tensor([[self.llm.pad_id] * (width - len(r)) + r for r in rest], dtype=torch.long, device=device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=device)
-        cache = DynamicCache(config=self.llm.model.config)
-        for i, (keys, values) in enumerate(layers or []):
-            cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), i)
+        cache = cache_from(self.llm.model, layers, len(rows))
         out = self.llm.model(
             input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, shared:], cache=cache, use_cache=True
         )
@@ -228,17 +226,11 @@ class ContinuousEngine:
     def _seed_prefix(self, fresh: list[_Active]) -> None:
         """Requests arriving together that share a start no cached prefix covers: prefill that start once
         (one row) and keep it, instead of once per request."""
-        import torch
-        from transformers import DynamicCache
-
         prompts = [a.seen for a in fresh if self.prefixes.match(a.seen, count=False) is None]
         n = self.prefixes.common(prompts) if len(prompts) > 1 else 0
         if not n:
             return
-        ids = torch.tensor([prompts[0][:n]], dtype=torch.long, device=self.llm.model.device)
-        cache = DynamicCache(config=self.llm.model.config)
-        self.llm.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        self.prefixes.store(prompts[0][:n], [(x.keys, x.values) for x in cache.layers])
+        self.prefixes.store(prompts[0][:n], run_prefix(self.llm.model, prompts[0][:n]))
 
     def _learn_prefixes(self, rows: list[_Active], cache: Any, width: int) -> None:
         """Keep the prefix a prompt shares with the previous one, sliced from this forward's cache."""
@@ -388,14 +380,24 @@ def generate_all(
     max_batch: int = 8,
     timeout_s: float | None = None,
     on_result: Result | None = None,
+    progress: ProgressFactory = silent,
+    desc: str = "answers",
 ) -> list[Generation | BaseException]:
     """A batch job's requests (evaluation answers, rejected answers) through one engine: rows join as
     others end and the prompt start they share is prefilled once. Results in order; a failed request
-    gets its exception and does not fail the others."""
+    gets its exception and does not fail the others. The bar advances as each request ends."""
     engine = ContinuousEngine(llm, max_batch=max_batch)
+    bar = progress(total=len(reqs), desc=desc, unit="answer")
+
+    def ended(i: int, result: Generation | BaseException) -> None:
+        if on_result is not None:
+            on_result(i, result)
+        bar.update(1)
+
     try:
-        return engine.run_all(reqs, timeout_s=timeout_s, on_result=on_result)
+        return engine.run_all(reqs, timeout_s=timeout_s, on_result=ended)
     finally:
+        bar.close()
         engine.close()
 
 

@@ -47,7 +47,7 @@ def nll_sums(
     device = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            shared, layers = _shared_start(model, [e for e in encoded if e is not None and e[2]], device)
+            shared, layers = _shared_start(model, [e for e in encoded if e is not None and e[2]])
             return [
                 None if e is None else _score(model, e[0], e[1], shared if e[2] else 0, layers, device) for e in encoded
             ]
@@ -67,41 +67,27 @@ def _encode(tokenizer: Any, item: Item, max_length: int) -> tuple[list[int], int
     return ids, n_scored, bool(p_ids) and len(p_ids) + len(c_ids) <= max_length
 
 
-def _shared_start(model: Any, encoded: list[tuple[list[int], int, bool]], device: Any) -> tuple[int, Any]:
+def _shared_start(model: Any, encoded: list[tuple[list[int], int, bool]]) -> tuple[int, Any]:
     """The prompt start all items share (never a scored token nor the one before it), run once."""
     if len(encoded) < 2:
         return 0, None
-    first = encoded[0][0]
-    n = min(len(ids) - scored - 1 for ids, scored, _ in encoded)
-    for ids, _, _ in encoded[1:]:
-        n = next((k for k in range(n) if ids[k] != first[k]), n)
+    from twin_core.llm.prefix_cache import run_prefix, shared_length
+
+    n = shared_length([ids for ids, _, _ in encoded], min(len(ids) - scored - 1 for ids, scored, _ in encoded))
     if n < MIN_SHARED:
         return 0, None
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    model(input_ids=_tensor(first[:n], device), cache=cache, use_cache=True, logits_to_keep=1)
-    return n, [(layer.keys, layer.values) for layer in cache.layers]
+    return n, run_prefix(model, encoded[0][0][:n])
 
 
 def _score(model: Any, ids: list[int], n_scored: int, shared: int, layers: Any, device: Any) -> tuple[float, int]:
     import torch
 
-    cache = None
-    if shared:
-        from transformers import DynamicCache
+    from twin_core.llm.prefix_cache import cache_from
 
-        cache = DynamicCache(config=model.config)
-        for i, (keys, values) in enumerate(layers):
-            cache.update(keys, values, i)  # update concatenates: the shared states are never written to
+    cache = cache_from(model, layers, 1) if shared else None
     # logits only where they predict a scored token: the last n_scored + 1 positions, minus the final one
-    out = model(input_ids=_tensor(ids[shared:], device), cache=cache, use_cache=shared > 0, logits_to_keep=n_scored + 1)
+    input_ids = torch.tensor([ids[shared:]], dtype=torch.long, device=device)
+    out = model(input_ids=input_ids, cache=cache, use_cache=shared > 0, logits_to_keep=n_scored + 1)
     logits = out.logits[0, :-1].float()
     targets = torch.tensor(ids[-n_scored:], dtype=torch.long, device=device)
     return float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum")), n_scored
-
-
-def _tensor(ids: list[int], device: Any) -> Any:
-    import torch
-
-    return torch.tensor([ids], dtype=torch.long, device=device)

@@ -13,6 +13,7 @@ that computed it anyway. Keys carry their rotary position, and a prefix always s
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 Layers = list[tuple[Any, Any]]  # per layer: keys, values of shape [1, heads, n, head_dim]
@@ -46,22 +47,13 @@ class PrefixCache:
 
     def common(self, prompts: list[list[int]]) -> int:
         """Length of the start all ``prompts`` share, each keeping a token to prefill (0 below ``min_tokens``)."""
-        n = min(len(p) for p in prompts) - 1
-        first = prompts[0]
-        for p in prompts[1:]:
-            k = 0
-            while k < n and p[k] == first[k]:
-                k += 1
-            n = k
+        n = shared_length(prompts, min(len(p) for p in prompts) - 1)
         return n if n >= self.min_tokens else 0
 
     def shared_with_last(self, prompt: list[int]) -> int:
         """Length of the prefix ``prompt`` shares with the previous prompt (0 below ``min_tokens`` or when
         it is already stored); remembers ``prompt`` as the previous one."""
-        n = 0
-        limit = min(len(prompt) - 1, len(self._last))  # keep one token to prefill
-        while n < limit and prompt[n] == self._last[n]:
-            n += 1
+        n = shared_length([prompt, self._last], len(prompt) - 1)  # keep one token to prefill
         self._last = list(prompt)
         if n < self.min_tokens or tuple(prompt[:n]) in self._entries:
             return 0
@@ -75,6 +67,41 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def shared_length(seqs: Sequence[Sequence[int]], limit: int) -> int:
+    """How many leading ids all ``seqs`` have in common, at most ``limit``."""
+    n = min([limit, *(len(s) for s in seqs)])
+    first = seqs[0]
+    for s in seqs[1:]:
+        n = next((k for k in range(n) if s[k] != first[k]), n)
+    return n
+
+
+def run_prefix(model: Any, ids: list[int]) -> Layers:
+    """The key/value states of ``ids`` alone (one row at positions 0..n-1), computed once."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model(
+        input_ids=torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device),
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_from(model: Any, layers: Layers | None, rows: int) -> Any:
+    """A fresh ``DynamicCache`` that starts with ``layers`` for each of ``rows`` rows (empty without).
+    ``update`` concatenates into new tensors, so the stored states are never written to."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    for i, (keys, values) in enumerate(layers or []):
+        cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), i)
+    return cache
 
 
 def _starts_with(prompt: list[int], ids: tuple[int, ...]) -> bool:
