@@ -5,7 +5,8 @@ Quillfeather and Oskar Brennmoor): import both backups, features, one dataset bu
 per author, each twin promoted to its author's production model, then `twin evaluate` per author against
 the base model. The evaluation scores the author's held-out documents (about 1 in 6, by document) under
 the own twin, the base model and the other author's production twin, and attributes the generated
-answers to an author by Burrows' Delta. Prints the table of docs/benchmarks.md "Twin specificity".
+answers to an author (naive Bayes over shared words and punctuation), next to that measure's own
+accuracy on the author's held-out writing. Prints the table of docs/benchmarks.md "Twin specificity".
 
     .venv/bin/python benchmarks/twin_specificity.py [--home /tmp/voice-spec] [--profile cpu-small]
 
@@ -170,12 +171,15 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
     other_slug, other = next(iter(others.items()), (None, None))
     share = (result["stylometry"].get("attribution_share") or {}).get("candidate")
     base_share = (result["stylometry"].get("attribution_share") or {}).get("baseline")
+    calibration = result["stylometry"].get("attribution_calibration") or {}
+    own_cal = (calibration.get("authors") or {}).get(result["model"].split("/")[0]) or {}
     return {
         "author": result["author"], "model": result["model"], "rows": result["rows"],
         "ppl_base": base, "ppl_own": own, "ppl_other": other, "other_twin": other_slug,
         "own_vs_base": own / base if own and base else None,
         "own_vs_other": own / other if own and other else None,
         "attribution": share, "attribution_base": base_share,
+        "attribution_ceiling": own_cal.get("accuracy"), "ceiling_words": calibration.get("words"),
     }  # fmt: skip
 
 
@@ -203,13 +207,15 @@ def _fmt(v: float | None, pct: bool = False) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| author (held-out rows) | base ppl | own twin ppl | other twin ppl | own / base (≤ 0.80) "
-        "| own / other (≤ 0.90) | answers attributed to the author: twin (base) (≥ 80 %) |\n"
-        "|---|---|---|---|---|---|---|"
+        "| own / other (≤ 0.90) | answers attributed to the author: twin (base) (≥ 80 %) "
+        "| the measure on the author's held-out writing (words) |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
     body = [
         f"| {r['author']} ({r['rows']}) | {_fmt(r['ppl_base'])} | {_fmt(r['ppl_own'])} | {_fmt(r['ppl_other'])} "
         f"| **{_fmt(r['own_vs_base'])}** | **{_fmt(r['own_vs_other'])}** "
-        f"| **{_fmt(r['attribution'], True)}** ({_fmt(r['attribution_base'], True)}) |"
+        f"| **{_fmt(r['attribution'], True)}** ({_fmt(r['attribution_base'], True)}) "
+        f"| {_fmt(r['attribution_ceiling'], True)} ({r['ceiling_words']}) |"
         for r in rows
     ]
     return "\n".join([head, *body])

@@ -273,6 +273,19 @@ def test_two_authors_attribution_and_other_twins_perplexity(
     assert res.stylometry["authors"] == ["ada-quillfeather", "oskar-brennmoor"]
     assert res.stylometry["attribution_share"]["candidate"] == 1.0  # the author's own words: all Ada's
     assert [s["candidate"]["attribution"] for s in res.samples] == [1.0, 1.0, 1.0]
+    assert res.stylometry["attribution_rows"] == {"candidate": 3, "baseline": 3}
+    # the measure's own accuracy, on held-out pieces as long as the candidate's answers (median 20 words)
+    calibration = res.stylometry["attribution_calibration"]
+    assert (calibration["words"], calibration["accuracy"]) == (20, 1.0)
+    assert {a: (v["snippets"], v["correct"]) for a, v in calibration["authors"].items()} == {
+        "ada-quillfeather": (2, 2),
+        "oskar-brennmoor": (3, 3),
+    }
+    from twin_core.evaluation.eval_report import render_html
+
+    html = render_html(res.as_dict())
+    assert "attributes\n20-word pieces of\nthe authors' held-out writing to the right author 100 % of the time" in html
+    assert "ada-quillfeather 2/2, 95 % CI\n34 %-100 %; oskar-brennmoor 3/3" in html
     assert set(res.perplexity) == {"candidate", "baseline", "base", "twin:oskar-brennmoor"}
     attribution = next(c for c in res.gate["checks"] if c["metric"] == "attribution")
     assert attribution["rows"] == 3 and attribution["outcome"] in ("pass", "fail")

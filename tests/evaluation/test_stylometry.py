@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from twin_core.evaluation.stylometry import attribute, style_distance, tokens
+from twin_core.evaluation.stylometry import style_distance, tokens
 
 # Two habits on the same topics: A writes "the ... of the ... and", B writes "which is ... if it is".
 A = [
@@ -44,19 +44,3 @@ def test_style_distance_needs_two_reference_documents_and_words() -> None:
         style_distance(["", "42"], A)
     with pytest.raises(ValueError, match="do not differ"):
         style_distance(["a b"], ["a b", "b a"])
-
-
-def test_attribute_each_text_to_its_author() -> None:
-    corpora = {"ada": A[1:], "oskar": B[1:]}
-    assert attribute([A[0], B[0], "", "the and of the", "it is which is if"], corpora) == [
-        "ada",
-        "oskar",
-        "",
-        "ada",
-        "oskar",
-    ]
-
-
-def test_attribute_needs_two_authors() -> None:
-    with pytest.raises(ValueError, match="two authors"):
-        attribute(["x"], {"ada": A, "empty": [""]})

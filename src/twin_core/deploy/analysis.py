@@ -19,7 +19,6 @@ to the next step, and one at the last step (``max_weight``) promotes.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,11 +29,11 @@ import yaml
 
 from twin_core.domain.inference import InferenceLog
 from twin_core.errors import ConfigError
+from twin_core.evaluation.metrics import wilson
 
 NOT_COUNTED = ("rejected", "cancelled")  # the client's doing: neither a success nor a model error
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-Z95 = 1.959964
 DEFAULT_METRICS = {
     "request-success-rate": {"min": 0.95},
     "latency-p95-ratio": {"max": 1.5},
@@ -124,16 +123,6 @@ def _quantile(values: list[float], q: float) -> float | None:
     lo = int(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion (None without data)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass

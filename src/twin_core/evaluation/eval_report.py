@@ -70,7 +70,15 @@ Pooled answers: candidate <b>{{ fmt(r.stylometry.distance.candidate) }}</b>, bas
 <b>{{ fmt(r.stylometry.distance.baseline) }}</b>.
 {% if r.stylometry.attribution_share %}Answers attributed to the author among {{ r.stylometry.authors | join(", ") }}:
 candidate <b>{{ fmt(r.stylometry.attribution_share.candidate) }}</b>, baseline
-<b>{{ fmt(r.stylometry.attribution_share.baseline) }}</b>.{% else %}Attribution needs a second author.{% endif %}</p>
+<b>{{ fmt(r.stylometry.attribution_share.baseline) }}</b>
+({{ r.stylometry.attribution_rows.candidate }} and {{ r.stylometry.attribution_rows.baseline }} answers;
+{{ r.stylometry.attribution_measure }}).
+{% set cal = r.stylometry.attribution_calibration %}{% if cal %}The measure itself attributes
+{{ cal.words }}-word pieces of
+the authors' held-out writing to the right author {{ pct(cal.accuracy) }} of the time
+({% for a, v in cal.authors.items() %}{{ a }} {{ v.correct }}/{{ v.snippets }}{% if v.ci95 %}, 95 % CI
+{{ pct(v.ci95[0]) }}-{{ pct(v.ci95[1]) }}{% endif %}{{ "; " if not loop.last }}{% endfor %}): the most a perfect twin
+scores.{% endif %}{% else %}Attribution needs a second author.{% endif %}</p>
 <h2>Perplexity of the author's held-out text</h2><table>{% for k, v in r.perplexity.items() %}
 <tr><td>{{ k }}</td><td class="num">{{ fmt(v) }}</td></tr>{% endfor %}</table>
 <h2>RAG retrieval</h2>
@@ -107,13 +115,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _pct(value: float | None) -> str:
+    return "missing" if value is None else f"{100 * value:.0f} %"
+
+
 def render_html(report: dict[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     checks = {c["metric"]: c for c in report["gate"]["checks"]}
     return env.from_string(TEMPLATE).render(
-        r=report, labels=LABELS, checks=checks, fmt=_fmt, created=report.get("created_at", "")
+        r=report, labels=LABELS, checks=checks, fmt=_fmt, pct=_pct, created=report.get("created_at", "")
     )
 
 

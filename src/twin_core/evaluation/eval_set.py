@@ -55,15 +55,26 @@ def load_eval_set(settings: Settings, version_id: str, min_rows: int, max_rows: 
     return EvalSet(version_id, rows[:max_rows] if max_rows > 0 else rows)
 
 
-def other_authors_texts(settings: Settings, author_slug: str) -> dict[str, list[str]]:
-    """Every other author's held-out answers (latest instruct version), for stylometric attribution."""
+def _prose(settings: Settings, version_id: str, split: str) -> list[str]:
+    """The answers of one split, code left out (a chat answer is prose; code would pass for a voice)."""
+    from twin_core.datasets.versions import load_dataset_version
+    from twin_core.domain.documents import Category
+
+    rows = load_dataset_version(settings, version_id).rows(split)
+    code = Category.REPOSITORIES.value
+    return [str(r["answer"]) for r in rows if str(r.get("answer") or "").strip() and r.get("category") != code]
+
+
+def authors_prose(settings: Settings, author_slug: str, version_id: str) -> dict[str, dict[str, list[str]]]:
+    """Author slug -> {"train": prose, "test": held-out prose}: the author's from ``version_id``, every
+    other author's from their latest instruct version. For attribution: fitted on train, checked on test."""
     from twin_core.datasets.versions import latest_version, list_versions
 
-    slugs = sorted({v.split("/")[1] for v in list_versions(settings, "instruct")} - {author_slug})
-    out: dict[str, list[str]] = {}
-    for slug in slugs:
-        version = latest_version(settings, "instruct", slug)
-        texts = [str(r["answer"]) for r in held_out_rows(settings, version)] if version else []
-        if texts:
-            out[slug] = texts
-    return out
+    versions = {author_slug: version_id}
+    for slug in sorted({v.split("/")[1] for v in list_versions(settings, "instruct")} - {author_slug}):
+        versions[slug] = str(latest_version(settings, "instruct", slug) or "")
+    texts = {
+        slug: {split: _prose(settings, v, split) for split in ("train", "test")} for slug, v in versions.items() if v
+    }
+    found = {slug: t for slug, t in texts.items() if t["train"]}
+    return found if author_slug in found else {}  # no prose of the author: nothing to attribute to them

@@ -1,4 +1,5 @@
-"""Per-answer metrics: ROUGE-L, topic similarity, retrieval rank (hit@k, MRR) and groundedness.
+"""Per-answer metrics: ROUGE-L, topic similarity, retrieval rank (hit@k, MRR) and groundedness; the
+Wilson interval of a proportion (attribution shares here, success rates in the canary analysis).
 
 All return None when there is nothing to measure (an empty answer scores 0, an absent one None), and
 averages skip None: a missing value never counts as a zero.
@@ -6,6 +7,7 @@ averages skip None: a missing value never counts as a zero.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -20,6 +22,8 @@ STOPWORDS = frozenset(
     the their theirs them then there these they this those through to too under until up very was we
     were what when where which while who whom why will with would you your yours yourself""".split()  # noqa: SIM905
 )
+
+Z95 = 1.959964  # two-sided 95 % normal quantile
 
 
 def mean(values: Iterable[float | None]) -> float | None:
@@ -95,3 +99,13 @@ def groundedness(answer: str | None, contexts: Sequence[str]) -> float | None:
         return None
     support = set(content_words(" ".join(contexts)))
     return sum(1 for w in words if w in support) / len(words)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (None without data)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

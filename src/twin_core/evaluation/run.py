@@ -20,7 +20,7 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.evaluation import metrics as m
 from twin_core.evaluation.config import EvalConfig, load_eval_config
-from twin_core.evaluation.eval_set import EvalSet, instruct_version, load_eval_set, other_authors_texts
+from twin_core.evaluation.eval_set import EvalSet, authors_prose, instruct_version, load_eval_set
 from twin_core.evaluation.gate import apply_gate
 from twin_core.evaluation.judge import Judge
 from twin_core.llm.prompt import ContextChunk, build_messages
@@ -73,7 +73,7 @@ class EvalPlan:
     candidate: Subject
     baseline: Subject
     eval_set: EvalSet
-    corpora: dict[str, list[str]]  # author slug -> held-out text (own first), for attribution
+    prose: dict[str, dict[str, list[str]]]  # author slug -> train / test prose, for attribution
     perplexity_only: list[Subject]  # the base model (when not the baseline) and other authors' twins
     config: EvalConfig
 
@@ -159,9 +159,9 @@ def plan(settings: Settings, model_ref: str, baseline: str = "production", cfg: 
     eval_set = load_eval_set(settings, version, cfg.min_rows, cfg.max_rows)
     base = resolve_baseline(settings, registry, mv, baseline)
     extra = [] if base.ref.startswith("base:") else [_base_subject(settings, mv, role="base")]
-    corpora = {mv.author_slug: eval_set.references, **other_authors_texts(settings, mv.author_slug)}
+    prose = authors_prose(settings, mv.author_slug, version)
     return EvalPlan(
-        mv.author, mv.author_slug, _registered(registry, mv, "candidate"), base, eval_set, corpora,
+        mv.author, mv.author_slug, _registered(registry, mv, "candidate"), base, eval_set, prose,
         extra + _other_twins(registry, mv.author), cfg,
     )  # fmt: skip
 
@@ -224,7 +224,7 @@ def measure(settings: Settings, p: EvalPlan, subject: Subject, hits: list, tools
                    desc=f"answers ({subject.role})")  # fmt: skip
     answers = texts_or_none(raw, subject.ref, [r.get("id") for r in rows])
     t2 = time.perf_counter()
-    per_row.update(score_answers(answers, refs, hits, tools.embed, p.author_slug, p.corpora))
+    per_row.update(score_answers(answers, refs, hits, tools.embed, p.author_slug, p.prose))
     judge = tools.judge or Judge(None, "off")
     judged = judge.score_batch(
         [(str(r["instruction"]), a, ref) for r, a, ref in zip(rows, answers, refs, strict=True)],
@@ -282,13 +282,22 @@ def _samples(p: EvalPlan, ms: Measured) -> list[dict[str, Any]]:
 
 
 def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
-    shares = {role: m.mean(ms.per_row[role]["attribution"]) for role in ("candidate", "baseline")}
+    from twin_core.evaluation.scoring import attribution_calibration
+
+    two = len(p.prose) >= 2
     return {
         "measure": "Burrows' Delta over the most frequent words (lower = closer to the author's held-out text)",
         "reference_texts": len(p.eval_set.references),
         "distance": ms.pooled_style,
-        "authors": sorted(p.corpora),
-        "attribution_share": shares if len(p.corpora) >= 2 else None,
+        "authors": sorted(p.prose),
+        "attribution_measure": "naive Bayes over shared words and punctuation, fitted on each author's training prose",
+        "attribution_share": {r: m.mean(ms.per_row[r]["attribution"]) for r in ("candidate", "baseline")}
+        if two
+        else None,
+        "attribution_rows": {
+            r: sum(v is not None for v in ms.per_row[r]["attribution"]) for r in ("candidate", "baseline")
+        },
+        "attribution_calibration": attribution_calibration(ms.answers["candidate"], p.prose) if two else None,
     }
 
 
