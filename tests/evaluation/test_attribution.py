@@ -64,3 +64,22 @@ def test_calibration_on_the_sample_authors_held_out_writing(sample_dir: Path) ->
         },
     }
     assert calibration(attributor, {"ada": ada_test}, 36)["accuracy"] is None  # no snippets of Oskar: unknown
+
+
+def test_the_evaluate_log_line_puts_the_share_beside_the_measures_accuracy() -> None:
+    from twin_core.cli.evaluate import attribution_summary
+
+    stylometry = {
+        "attribution_share": {"candidate": 0.55, "baseline": 0.6},
+        "attribution_rows": {"candidate": 20, "baseline": 20},
+        "attribution_calibration": {
+            "words": 43,
+            "accuracy": 0.8902,
+            "authors": {"ada": {"correct": 62, "snippets": 71}, "oskar": {"correct": 39, "snippets": 43}},
+        },
+    }
+    assert attribution_summary(stylometry) == (
+        "answers attributed to the author: candidate 55% of 20, baseline 60% of 20; "
+        "the measure on held-out writing at 43 words: 89% (ada 62/71, oskar 39/43)"
+    )
+    assert attribution_summary({"attribution_share": None}) is None  # one author: nothing to attribute

@@ -24,6 +24,19 @@ def _print_gate(result: dict[str, Any]) -> None:
     Console(stderr=True).print(table)
 
 
+def attribution_summary(stylometry: dict[str, Any]) -> str | None:
+    """One log line: who the answers read as, next to the measure's own accuracy (None with one author)."""
+    share, rows, cal = (stylometry.get(k) for k in ("attribution_share", "attribution_rows", "attribution_calibration"))
+    if not share:
+        return None
+    pct = lambda v: "missing" if v is None else f"{v:.0%}"  # noqa: E731
+    line = ", ".join(f"{role} {pct(share[role])} of {rows[role]}" for role in ("candidate", "baseline"))
+    if cal:
+        each = ", ".join(f"{a} {v['correct']}/{v['snippets']}" for a, v in cal["authors"].items())
+        line += f"; the measure on held-out writing at {cal['words']} words: {pct(cal['accuracy'])} ({each})"
+    return f"answers attributed to the author: {line}"
+
+
 def _result_line(report: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     gate = report["gate"]
     return {
@@ -88,6 +101,9 @@ def app(
     report = result.as_dict()
     stored = write_report(settings, report)
     _print_gate(report)
+    summary = attribution_summary(report["stylometry"])
+    if summary:
+        typer.echo(summary, err=True)
     out = _result_line(report, stored)
     if require_pass and not report["gate"]["passed"]:
         out["status"] = "gate_failed"
