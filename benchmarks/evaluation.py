@@ -1,6 +1,6 @@
 """Evaluation benchmark: evaluation time per 100 held-out samples (no judge), and the canary routing overhead.
 
-    .venv/bin/python benchmarks/evaluation.py [--rows 10] [--max-new-tokens 64] [--threads 1] [--batch-size 8]
+    .venv/bin/python benchmarks/evaluation.py [--rows 10] [--max-new-tokens 64] [--threads 1] [--batch-size N]
 
 (1) ``evaluate`` (the real code: perplexity, an answer per row from candidate AND baseline, ROUGE-L,
     topic similarity with all-MiniLM-L6-v2, stylometry, groundedness), run twice in one process:
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=0, help="rows per batch after (0 = configs/evaluation.yaml)")
     args = parser.parse_args()
 
     from twin_core.evaluation.config import load_eval_config
@@ -175,6 +175,7 @@ def main() -> None:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, max_rows=args.rows, min_rows=args.rows, max_new_tokens=args.max_new_tokens)
+        args.batch_size = args.batch_size or cfg.batch_size
         tools = Tools(embed=embedder.encode, judge=Judge(None, "off"), load_model=load_model)
         runs: dict[str, Any] = {}
         texts: dict[int, Any] = {}
