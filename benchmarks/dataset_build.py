@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--rejected", type=int, default=32, help="rejected answers to time (0 = skip)")
     ap.add_argument("--one-at-a-time", type=int, default=8, help="of those, how many to time one by one")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of the local model (0 = default)")
+    ap.add_argument("--batch-size", type=int, default=0, help="rows the build path decodes together (0 = the build's)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="twin-bench-datasets-"))
@@ -154,7 +155,9 @@ def main() -> None:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
         if args.rejected:
-            result["rejected"] = rejected_answers(home / "rejected", args.rejected, args.one_at_a_time, args.threads)
+            result["rejected"] = rejected_answers(
+                home / "rejected", args.rejected, args.one_at_a_time, args.threads, args.batch_size
+            )
         print(json.dumps(result))
     finally:
         if not args.keep:
@@ -182,7 +185,7 @@ def _requests(settings: Any, n: int, llm: Any) -> list[Any]:
     ]
 
 
-def rejected_answers(home: Path, n: int, one_by_one: int, threads: int) -> dict[str, Any]:
+def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_size: int = 0) -> dict[str, Any]:
     """Seconds for ``n`` rejected answers: batches of 8 in row order (the previous build), the build's path
     now, its cached re-run; and the first ``one_by_one`` of them one at a time (``chat``), per answer."""
     from support.datasets import HashEmbedder, write_cleaned_docs
@@ -222,10 +225,11 @@ def rejected_answers(home: Path, n: int, one_by_one: int, threads: int) -> dict[
     batch8_s = time.perf_counter() - t0
     gen = CachedLLM(llm, open_artifact_store(settings))
     t0 = time.perf_counter()
-    now = gen.rejected(requests, AUTHOR)
+    batch = {"batch_size": batch_size} if batch_size else {}
+    now = gen.rejected(requests, AUTHOR, **batch)
     now_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    CachedLLM(llm, open_artifact_store(settings)).rejected(requests, AUTHOR)
+    CachedLLM(llm, open_artifact_store(settings)).rejected(requests, AUTHOR, **batch)
     cached_s = time.perf_counter() - t0
     return {
         "answers": len(requests),
