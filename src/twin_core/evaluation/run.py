@@ -285,18 +285,15 @@ def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
     from twin_core.evaluation.scoring import attribution_calibration
 
     two = len(p.prose) >= 2
+    found = {role: ms.per_row[role]["attribution"] for role in ("candidate", "baseline")}
     return {
         "measure": "Burrows' Delta over the most frequent words (lower = closer to the author's held-out text)",
         "reference_texts": len(p.eval_set.references),
         "distance": ms.pooled_style,
         "authors": sorted(p.prose),
         "attribution_measure": "naive Bayes over shared words and punctuation, fitted on each author's training prose",
-        "attribution_share": {r: m.mean(ms.per_row[r]["attribution"]) for r in ("candidate", "baseline")}
-        if two
-        else None,
-        "attribution_rows": {
-            r: sum(v is not None for v in ms.per_row[r]["attribution"]) for r in ("candidate", "baseline")
-        },
+        "attribution_share": {role: m.mean(values) for role, values in found.items()} if two else None,
+        "attribution_rows": {role: sum(v is not None for v in values) for role, values in found.items()},
         "attribution_calibration": attribution_calibration(ms.answers["candidate"], p.prose) if two else None,
     }
 
