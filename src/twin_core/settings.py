@@ -121,6 +121,12 @@ class LLMSettings(_Group):
     temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
     threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
 
+    @field_validator("models_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        # `TWIN_LLM_MODELS_DIR=` (set but empty) would be Path("."): a 270 MB model in the working directory
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class RAGSettings(_Group):
     """Retrieval-augmented generation (twin rag query, twin serve). Variables ``TWIN_RAG_*``."""
