@@ -19,7 +19,11 @@ ENV_PREFIX = "TWIN_"
 
 
 def _group_config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # A variable set but empty (`TWIN_LLM_MODELS_DIR=`) means the default: read as a value it would be
+    # Path(".") for a folder (a 270 MB model converted into the working directory) or "" for a name.
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
 
 class _Group(BaseSettings):
@@ -120,12 +124,6 @@ class LLMSettings(_Group):
     max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
     threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
-
-    @field_validator("models_dir", mode="before")
-    @classmethod
-    def _empty_is_default(cls, value: object) -> object:
-        # `TWIN_LLM_MODELS_DIR=` (set but empty) would be Path("."): a 270 MB model in the working directory
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 class RAGSettings(_Group):
@@ -265,7 +263,7 @@ class DeploySettings(_Group):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = _group_config(ENV_PREFIX)
 
     # --- where things live -------------------------------------------------------------------
     home: Path = Field(Path(".twin"), description="Root of every embedded store.")

@@ -98,10 +98,15 @@ def test_updated_refuses_a_bad_value_or_name(twin_home: Path, override: dict, fr
     assert "\n" not in message
 
 
-def test_an_empty_models_dir_means_the_default(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_variable_means_the_default(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from twin_core.llm.local import models_dir
 
     monkeypatch.setenv("TWIN_LLM_MODELS_DIR", "")
+    monkeypatch.setenv("TWIN_EVAL_CONFIG", "")
+    monkeypatch.setenv("TWIN_HOME", "")
+    assert load_settings().eval.config is None
+    assert load_settings().home == Path(".twin")
+    monkeypatch.setenv("TWIN_HOME", str(twin_home))
     assert load_settings().llm.models_dir is None
     assert models_dir(load_settings()) == twin_home / "models"  # not the working directory
     monkeypatch.setenv("TWIN_LLM_MODELS_DIR", "/srv/models")
