@@ -37,22 +37,21 @@ class Attributor:
     vocab: list[str]
     classifier: Any  # sklearn MultinomialNB over vocab + "other"
 
-    def _features(self, texts: list[str]) -> Any:
+    def _features(self, counts: list[Counter[str]]) -> Any:
         import numpy as np
 
         rows = []
-        for text in texts:
-            words = tokens(text)
-            counts = Counter(words)
-            kept = [counts[w] for w in self.vocab]
-            rows.append([*kept, len(words) - sum(kept)])
-        return np.asarray(rows, dtype=float).reshape(len(texts), len(self.vocab) + 1)
+        for c in counts:
+            kept = [c[w] for w in self.vocab]
+            rows.append([*kept, c.total() - sum(kept)])
+        return np.asarray(rows, dtype=float).reshape(len(counts), len(self.vocab) + 1)
 
     def predict(self, texts: list[str]) -> list[str]:
         """The most probable author of each text; "" for a text without tokens."""
-        kept = [t for t in texts if tokens(t)]
+        counts = [Counter(tokens(t)) for t in texts]
+        kept = [c for c in counts if c]
         found = iter(self.classifier.predict(self._features(kept)) if kept else [])
-        return [str(next(found)) if tokens(t) else "" for t in texts]
+        return [str(next(found)) if c else "" for c in counts]
 
 
 def fit_attributor(corpora: dict[str, list[str]], vocab_size: int = VOCAB_SIZE) -> Attributor:
@@ -67,8 +66,7 @@ def fit_attributor(corpora: dict[str, list[str]], vocab_size: int = VOCAB_SIZE) 
     total = sum((pooled[a] for a in authors), Counter())
     vocab = sorted(shared, key=lambda w: (-total[w], w))[:vocab_size]
     attributor = Attributor(authors, vocab, MultinomialNB(alpha=1.0, fit_prior=False))
-    features = attributor._features([" ".join(" ".join(corpora[a]).split()) for a in authors])
-    attributor.classifier.fit(features, authors)
+    attributor.classifier.fit(attributor._features([pooled[a] for a in authors]), authors)
     return attributor
 
 

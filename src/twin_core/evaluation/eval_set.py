@@ -55,14 +55,21 @@ def load_eval_set(settings: Settings, version_id: str, min_rows: int, max_rows: 
     return EvalSet(version_id, rows[:max_rows] if max_rows > 0 else rows)
 
 
-def _prose(settings: Settings, version_id: str, split: str) -> list[str]:
-    """The answers of one split, code left out (a chat answer is prose; code would pass for a voice)."""
+def _prose(settings: Settings, version_id: str) -> dict[str, list[str]]:
+    """The answers of each split, code left out (a chat answer is prose; code would pass for a voice)."""
     from twin_core.datasets.versions import load_dataset_version
     from twin_core.domain.documents import Category
 
-    rows = load_dataset_version(settings, version_id).rows(split)
+    version = load_dataset_version(settings, version_id)
     code = Category.REPOSITORIES.value
-    return [str(r["answer"]) for r in rows if str(r.get("answer") or "").strip() and r.get("category") != code]
+    return {
+        split: [
+            str(r["answer"])
+            for r in version.rows(split)
+            if str(r.get("answer") or "").strip() and r.get("category") != code
+        ]
+        for split in ("train", "test")
+    }
 
 
 def authors_prose(settings: Settings, author_slug: str, version_id: str) -> dict[str, dict[str, list[str]]]:
@@ -73,8 +80,6 @@ def authors_prose(settings: Settings, author_slug: str, version_id: str) -> dict
     versions = {author_slug: version_id}
     for slug in sorted({v.split("/")[1] for v in list_versions(settings, "instruct")} - {author_slug}):
         versions[slug] = str(latest_version(settings, "instruct", slug) or "")
-    texts = {
-        slug: {split: _prose(settings, v, split) for split in ("train", "test")} for slug, v in versions.items() if v
-    }
+    texts = {slug: _prose(settings, v) for slug, v in versions.items() if v}
     found = {slug: t for slug, t in texts.items() if t["train"]}
     return found if author_slug in found else {}  # no prose of the author: nothing to attribute to them

@@ -15,10 +15,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from twin_core.errors import InputError
 from twin_core.evaluation import metrics as m
+from twin_core.evaluation.attribution import Attributor, fit_attributor
 from twin_core.evaluation.config import EvalConfig, load_eval_config
 from twin_core.evaluation.eval_set import EvalSet, authors_prose, instruct_version, load_eval_set
 from twin_core.evaluation.gate import apply_gate
@@ -76,6 +78,11 @@ class EvalPlan:
     prose: dict[str, dict[str, list[str]]]  # author slug -> train / test prose, for attribution
     perplexity_only: list[Subject]  # the base model (when not the baseline) and other authors' twins
     config: EvalConfig
+
+    @cached_property
+    def attributor(self) -> Attributor | None:
+        """Fitted once, on every author's training prose (None with fewer than two authors)."""
+        return fit_attributor({a: t["train"] for a, t in self.prose.items()}) if len(self.prose) >= 2 else None
 
 
 @dataclass
@@ -224,7 +231,7 @@ def measure(settings: Settings, p: EvalPlan, subject: Subject, hits: list, tools
                    desc=f"answers ({subject.role})")  # fmt: skip
     answers = texts_or_none(raw, subject.ref, [r.get("id") for r in rows])
     t2 = time.perf_counter()
-    per_row.update(score_answers(answers, refs, hits, tools.embed, p.author_slug, p.prose))
+    per_row.update(score_answers(answers, refs, hits, tools.embed, p.author_slug, p.attributor))
     judge = tools.judge or Judge(None, "off")
     judged = judge.score_batch(
         [(str(r["instruction"]), a, ref) for r, a, ref in zip(rows, answers, refs, strict=True)],
@@ -284,7 +291,9 @@ def _samples(p: EvalPlan, ms: Measured) -> list[dict[str, Any]]:
 def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
     from twin_core.evaluation.scoring import attribution_calibration
 
-    two = len(p.prose) >= 2
+    attributor = p.attributor
+    held_out = {author: texts["test"] for author, texts in p.prose.items()}
+    calibration = attribution_calibration(ms.answers["candidate"], attributor, held_out) if attributor else None
     found = {role: ms.per_row[role]["attribution"] for role in ("candidate", "baseline")}
     return {
         "measure": "Burrows' Delta over the most frequent words (lower = closer to the author's held-out text)",
@@ -292,9 +301,9 @@ def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
         "distance": ms.pooled_style,
         "authors": sorted(p.prose),
         "attribution_measure": "naive Bayes over shared words and punctuation, fitted on each author's training prose",
-        "attribution_share": {role: m.mean(values) for role, values in found.items()} if two else None,
+        "attribution_share": {role: m.mean(values) for role, values in found.items()} if attributor else None,
         "attribution_rows": {role: sum(v is not None for v in values) for role, values in found.items()},
-        "attribution_calibration": attribution_calibration(ms.answers["candidate"], p.prose) if two else None,
+        "attribution_calibration": calibration,
     }
 
 

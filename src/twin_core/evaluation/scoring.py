@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twin_core.evaluation import metrics as m
-from twin_core.evaluation.attribution import calibration, fit_attributor
+from twin_core.evaluation.attribution import Attributor, calibration
 from twin_core.evaluation.stylometry import style_distance
 
 
@@ -33,24 +33,23 @@ def style_distances(answers: list[str | None], references: list[str]) -> list[fl
     return out
 
 
-def attributions(
-    answers: list[str | None], author_slug: str, prose: dict[str, dict[str, list[str]]]
-) -> list[float | None]:
+def attributions(answers: list[str | None], author_slug: str, attributor: Attributor | None) -> list[float | None]:
     """1.0 when the answer is attributed to the author, 0.0 to another; None with a single author."""
-    if len(prose) < 2:
+    if attributor is None:
         return [None] * len(answers)
-    found = fit_attributor({a: t["train"] for a, t in prose.items()}).predict([a or "" for a in answers])
+    found = attributor.predict([a or "" for a in answers])
     return [None if not a or not who else float(who == author_slug) for a, who in zip(answers, found, strict=True)]
 
 
-def attribution_calibration(answers: list[str | None], prose: dict[str, dict[str, list[str]]]) -> dict[str, Any] | None:
+def attribution_calibration(
+    answers: list[str | None], attributor: Attributor, held_out: dict[str, list[str]]
+) -> dict[str, Any] | None:
     """The attribution's accuracy on the authors' held-out prose cut to the answers' median length in
     words: the share a perfect twin would get (None without answers)."""
     lengths = sorted(len(a.split()) for a in answers if a and a.split())
     if not lengths:
         return None
-    attributor = fit_attributor({a: t["train"] for a, t in prose.items()})
-    return calibration(attributor, {a: t["test"] for a, t in prose.items()}, lengths[len(lengths) // 2])
+    return calibration(attributor, held_out, lengths[len(lengths) // 2])
 
 
 def score_answers(
@@ -59,14 +58,14 @@ def score_answers(
     hits: list[list[dict[str, Any]] | None],
     embed: Callable[[list[str]], Any] | None,
     author_slug: str,
-    prose: dict[str, dict[str, list[str]]],
+    attributor: Attributor | None,
 ) -> dict[str, list[float | None]]:
     """Every per-row metric that needs only the answers (perplexity and the judge come separately)."""
     return {
         "topic_similarity": m.topic_similarity(answers, references, embed) if embed else [None] * len(answers),
         "rouge_l": m.rouge_l(answers, references),
         "style_distance": style_distances(answers, references),
-        "attribution": attributions(answers, author_slug, prose),
+        "attribution": attributions(answers, author_slug, attributor),
         "groundedness": [
             m.groundedness(a, [h.get("text", "") for h in (hit or [])]) if hit else None
             for a, hit in zip(answers, hits, strict=True)
