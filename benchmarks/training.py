@@ -1,6 +1,6 @@
 """Training benchmark: `twin train sft` (cpu-tiny) vs a plain TRL + peft script, same data and settings.
 
-    .venv/bin/python benchmarks/training.py [--steps 10] [--threads 2] [--profile cpu-tiny] [--keep]
+    .venv/bin/python benchmarks/training.py [--steps 10] [--rounds 2] [--threads 2] [--profile cpu-tiny] [--keep]
     .venv/bin/python benchmarks/training.py --device gpu [--shape 1b]   # a lent GPU: gpu-8b profile,
                                                   # random-init Llama of that shape (no weights needed)
     .venv/bin/python benchmarks/training.py --profile gpu-shape --shape tiny  # that path's CPU dry run
@@ -220,6 +220,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--full-text", action="store_true", help="whole documents as answers (not 700 characters)")
     parser.add_argument("--repeat", type=int, default=1, help="copies of every training row (same on both sides)")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the device's bf16 peak: MFU is printed")
+    parser.add_argument("--rounds", type=int, default=2, help="ours then plain, this many times (alternating)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--plain", metavar="DATASET", help=argparse.SUPPRESS)  # child mode (b)
     return parser.parse_args()
@@ -248,30 +249,40 @@ def main() -> None:
     profile = args.profile
     if args.device == "gpu" or args.profile == "gpu-shape":
         profile = gpu_profile(home, args.shape, args.device, args.tokenizer)
+    ours_cmd = [*TWIN, "train", "sft", "--dataset", dataset, "--profile", profile, "--max-steps", str(args.steps)]
+    base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
+    rounds: list[tuple[dict[str, Any], float, dict[str, Any], float]] = []
     try:
-        steps = ["--max-steps", str(args.steps)]
-        ours, ours_rss = _child([*TWIN, "train", "sft", "--dataset", dataset, "--profile", profile, *steps], env)
-        base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
-        base, base_rss = _child(base_cmd, env)
+        # ours, plain, ours, plain...: a shared machine's speed drifts by 10-20 % over minutes, and
+        # alternating puts the same drift on both sides
+        for _ in range(args.rounds):
+            rounds.append((*_child(ours_cmd, env), *_child(base_cmd, env)))
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    report(args, ours, base, (ours_rss, base_rss))
+    report(args, rounds)
 
 
-def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any], rss: tuple[float, float]) -> None:
+def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, dict[str, Any], float]]) -> None:
+    ours, _, base, _ = rounds[-1]
     m = ours["metrics"]
+    ours_tps = [r[0]["metrics"]["tokens_per_s"] for r in rounds]
+    plain_tps = [r[2]["tokens_per_s"] for r in rounds]
+    # every round trains on the same tokens: the rate over all rounds is the harmonic mean of the rounds'
+    ours_all, plain_all = (len(t) / sum(1 / x for x in t) for t in (ours_tps, plain_tps))
     result = {
         "device": args.device,
         "profile": args.profile if args.device == "cpu" else f"gpu-8b@{args.shape}",
         "steps": args.steps,
         "threads": args.threads,
+        "rounds": len(rounds),
         "train_rows": ours["train_rows"],
-        "ours_tokens_per_s": m["tokens_per_s"],
-        "plain_tokens_per_s": round(base["tokens_per_s"], 1),
-        "ratio": round(m["tokens_per_s"] / base["tokens_per_s"], 3),
-        "ours_peak_rss_mib": round(rss[0]),
-        "plain_peak_rss_mib": round(rss[1]),
+        "ours_tokens_per_s": round(ours_all, 1),
+        "plain_tokens_per_s": round(plain_all, 1),
+        "ratio": round(ours_all / plain_all, 3),
+        "ratio_per_round": [round(o / p, 3) for o, p in zip(ours_tps, plain_tps, strict=True)],
+        "ours_peak_rss_mib": round(max(r[1] for r in rounds)),
+        "plain_peak_rss_mib": round(max(r[3] for r in rounds)),
         "ours_step_seconds": ours["seconds"],
         "loss": [m["first_loss"], m["last_loss"]],
         "perplexity_base": m["perplexity_base"],
@@ -280,12 +291,13 @@ def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any],
     }
     if args.peak_tflops and args.device == "gpu":  # model FLOPs: 6 x parameters per trained token
         params = {"1b": 1.07e9, "tiny": 0.0}[args.shape]
-        for side, tps in (("ours", m["tokens_per_s"]), ("plain", base["tokens_per_s"])):
+        for side, tps in (("ours", ours_all), ("plain", plain_all)):
             result[f"{side}_mfu"] = round(6 * params * tps / (args.peak_tflops * 1e12), 4)
     print(
         f"ours {result['ours_tokens_per_s']} tokens/s (peak RSS {result['ours_peak_rss_mib']} MiB) vs plain TRL "
         f"{result['plain_tokens_per_s']} tokens/s (peak RSS {result['plain_peak_rss_mib']} MiB): "
-        f"ratio {result['ratio']}; held-out perplexity after {args.steps} steps: ours "
+        f"ratio {result['ratio']} (rounds: {result['ratio_per_round']}); "
+        f"held-out perplexity after {args.steps} steps: ours "
         f"{result['perplexity_trained_ours']} vs plain {result['perplexity_trained_plain']} "
         f"(base {result['perplexity_base']})",
         file=sys.stderr,

@@ -68,6 +68,10 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
 
     local_only = offline(settings)
     kwargs: dict[str, Any] = {"local_files_only": local_only, "dtype": _dtype(profile)}
+    if profile.packing:  # packed rows: attention per example, not over the row through a block mask
+        from twin_core.training.varlen_attention import register
+
+        kwargs["attn_implementation"] = register()
     if profile.quantization:
         import torch
         from transformers import BitsAndBytesConfig

@@ -190,7 +190,7 @@ def _trainer(
     from twin_core.training.progress_bar import progress_callback, quiet_trainer
 
     td, kind = plan.data, plan.kind
-    tracker = _tracker(settings, work / "comet", f"{kind}-{td.author_slug}-{plan.run_id}", plan.params,
+    tracker = _tracker(settings, plan, work / "comet", f"{kind}-{td.author_slug}-{plan.run_id}",
                        [kind, td.author_slug, plan.profile.name])  # fmt: skip
     callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id), tracker.callback(),
                  progress_callback(progress, f"train {kind} {td.author_slug}")]  # fmt: skip
@@ -366,10 +366,11 @@ def _load_finished(trainer: Any, checkpoint: Path) -> None:
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
-def _tracker(settings: Settings, folder: Path, name: str, params: dict[str, Any], tags: list[str]) -> Any:
+def _tracker(settings: Settings, plan: TrainingPlan, folder: Path, name: str, tags: list[str]) -> Any:
     from twin_core.training.tracking import Tracker
 
-    return Tracker(settings, folder, name, params, tags)
+    # system metrics on a GPU only: on a CPU their sampling thread slows every step (tracking.py)
+    return Tracker(settings, folder, name, plan.params, tags, sample_system=plan.profile.device != "cpu")
 
 
 def _prompt_version() -> str:
