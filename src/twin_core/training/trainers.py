@@ -1,9 +1,10 @@
 """TRL trainers from a profile: SFTTrainer / DPOTrainer arguments, held-out evaluation, early stopping.
 
 Packed SFT (``packing``, TRL's best-fit-decreasing strategy) is padding-free: whole examples share a
-sequence of up to ``max_length`` tokens and position ids restart per example; transformers derives the
-block-diagonal causal mask from the position ids for SDPA, so no token attends across examples and no
-padded token is computed. Loss stays on the completion tokens (``completion_only_loss``).
+sequence of up to ``max_length`` tokens and position ids restart per example; each example attends only
+to itself (``varlen_attention``: one causal SDPA per example) and no padded token is computed. Loss
+stays on the completion tokens (``completion_only_loss``). On CPU profiles the LoRA dropout draws its
+masks four elements per random word (``lora_dropout``).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def varlen_sdpa(
     import torch
     import torch.nn.functional as F
 
-    bounds = [int(b) for b in cu_seq_lens_q.tolist()]  # the collator builds them on the CPU: no device sync
+    bounds = _bounds(cu_seq_lens_q)
     gqa = query.shape[1] != key.shape[1]
     parts = [
         F.scaled_dot_product_attention(
@@ -45,6 +45,16 @@ def varlen_sdpa(
     ]
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return out.transpose(1, 2).contiguous(), None
+
+
+_last: list[Any] = [None, []]  # (the bounds tensor, its list): every layer of a forward gets the same tensor
+
+
+def _bounds(cu_seq_lens: Any) -> list[int]:
+    """The bounds as ints, read once per forward: on a GPU each read waits for the device."""
+    if _last[0] is not cu_seq_lens:
+        _last[:] = [cu_seq_lens, [int(b) for b in cu_seq_lens.tolist()]]
+    return _last[1]
 
 
 def register() -> str:
