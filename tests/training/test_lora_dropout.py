@@ -75,3 +75,31 @@ def test_lane_dropout_is_inverted_dropout(training: bool) -> None:
     out = drop(x)
     out.sum().backward()
     assert torch.equal(x.grad, out.detach())  # gradient flows through the kept elements, scaled the same way
+
+
+@pytest.mark.slow
+def test_cpu_profile_trainers_get_lane_dropout(tsettings) -> None:
+    """build_trainer on a CPU profile: SFT's LoRA dropouts are LaneDropout; DPO keeps none (TRL's
+    ``disable_dropout``, so the policy and its reference see the same network)."""
+    import torch
+    from datasets import Dataset
+
+    from twin_core.llm import rows
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.training import peft_model as models
+    from twin_core.training.profiles import load_profile
+    from twin_core.training.trainers import build_trainer, trainer_args
+
+    tiny = load_profile(tsettings, "tiny-test")
+    profile = tiny.model_copy(update={"lora": tiny.lora.model_copy(update={"dropout": 0.05})})
+    row = {"instruction": "Why are idempotent jobs worth it?", "answer": "Because reruns are free."}
+    data = {"sft": [rows.sft_example(row, "Ada")] * 2,
+            "dpo": [{"prompt": "Why?", "chosen": "Because reruns are free.", "rejected": "No idea."}] * 2}  # fmt: skip
+    for kind in ("sft", "dpo"):
+        model, tokenizer = models.load_for_training(tsettings, profile, resolve_base(tsettings, profile.base_model))
+        args = trainer_args(profile, kind, tsettings.home / kind, 1, 1, False)
+        trainer = build_trainer(kind, profile, args, model, tokenizer, (Dataset.from_list(data[kind]), None), [])
+        lanes = [m for m in trainer.model.modules() if type(m).__name__ == "LaneDropout"]
+        active = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+        layers = model.config.num_hidden_layers
+        assert (len(lanes), len(active)) == ((2 * layers, 0) if kind == "sft" else (0, 0)), kind  # q_proj, v_proj
