@@ -18,9 +18,14 @@ from typing import Any
 LANES = 65536  # values of a 16-bit lane
 
 
+def dropped_lanes(p: float) -> int:
+    """How many of a lane's 65,536 values mean "drop": the keep probability is 1 - this / 65,536."""
+    return round(p * LANES)
+
+
 def lane_threshold(p: float) -> int:
-    """Lanes below this (signed, from -32,768) are dropped: round(p * 65,536) of the 65,536 values."""
-    return -LANES // 2 + round(p * LANES)
+    """Lanes below this (signed, from -32,768) are dropped: ``dropped_lanes(p)`` of the 65,536 values."""
+    return -LANES // 2 + dropped_lanes(p)
 
 
 def keep_mask(shape: Any, p: float, device: Any = None) -> Any:
@@ -43,7 +48,7 @@ def _module() -> Any:
         def __init__(self, p: float) -> None:
             super().__init__()
             self.p = p
-            self.scale = LANES / (LANES - round(p * LANES))
+            self.scale = LANES / (LANES - dropped_lanes(p))
 
         def forward(self, x: Any) -> Any:
             if not self.training or self.p == 0:
