@@ -27,7 +27,7 @@ def varlen_sdpa(
     key-value heads; returns (1, tokens, heads, dim) as SDPA's interface does."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if cu_seq_lens_q is None or query.shape[0] != 1 or kwargs.get("cache") is not None or dropout:
+    if cu_seq_lens_q is None or query.shape[0] != 1 or dropout:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
