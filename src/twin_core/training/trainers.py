@@ -4,7 +4,8 @@ Packed SFT (``packing``, TRL's best-fit-decreasing strategy) is padding-free: wh
 sequence of up to ``max_length`` tokens and position ids restart per example; each example attends only
 to itself (``varlen_attention``: one causal SDPA per example) and no padded token is computed. Loss
 stays on the completion tokens (``completion_only_loss``). On CPU profiles the LoRA dropout draws its
-masks four elements per random word (``lora_dropout``).
+masks four elements per random word (``lora_dropout``) and the LM head projects only the positions with
+a label, once (``completion_head``).
 """
 
 from __future__ import annotations
@@ -88,8 +89,17 @@ def build_trainer(
         from trl import DPOTrainer
 
         trainer = DPOTrainer(ref_model=None, **common)
-    if profile.device == "cpu":  # CPU dropout draws cost a quarter of a step; GPUs have fused dropout kernels
-        from twin_core.training.lora_dropout import use_lane_dropout
-
-        use_lane_dropout(trainer.model)
+    if profile.device == "cpu":
+        _cpu_levers(trainer)
     return trainer
+
+
+def _cpu_levers(trainer: Any) -> None:
+    """CPU dropout draws cost a quarter of a step and TRL's tiled LM head (built for GPU memory) projects
+    every position twice; GPUs have fused dropout kernels and need the tiles."""
+    from twin_core.training.completion_head import use_completion_head
+    from twin_core.training.lora_dropout import use_lane_dropout
+
+    use_lane_dropout(trainer.model)
+    if not getattr(trainer, "use_weighting", False):  # DPO's WPO weights need a statistic this head skips
+        use_completion_head(trainer.model)
