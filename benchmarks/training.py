@@ -281,6 +281,7 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
         "plain_tokens_per_s": round(plain_all, 1),
         "ratio": round(ours_all / plain_all, 3),
         "ratio_per_round": [round(o / p, 3) for o, p in zip(ours_tps, plain_tps, strict=True)],
+        "tokens_per_s_per_round": [[round(o, 1), round(p, 1)] for o, p in zip(ours_tps, plain_tps, strict=True)],
         "ours_peak_rss_mib": round(max(r[1] for r in rounds)),
         "plain_peak_rss_mib": round(max(r[3] for r in rounds)),
         "ours_step_seconds": ours["seconds"],
