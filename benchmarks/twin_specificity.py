@@ -41,8 +41,11 @@ CONTEXT_TOKENS = "64"
 GOALS = {"own_vs_base": 0.80, "own_vs_other": 0.90, "attribution": 0.80}
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, side_by_side: int = 1) -> dict[str, str]:
     env = {**os.environ, "TWIN_HOME": str(home), "TWIN_RAG_CONTEXT_TOKENS": CONTEXT_TOKENS}
+    if side_by_side > 1 and "TWIN_LLM_THREADS" not in os.environ:
+        # steps side by side share the cores: two trainings of 2 threads each on 2 cores ran over 2x slower
+        env["TWIN_LLM_THREADS"] = str(max(1, (os.cpu_count() or 1) // side_by_side))
     if (home / "bench" / "evaluation.yaml").exists():
         env["TWIN_EVAL_CONFIG"] = str(home / "bench" / "evaluation.yaml")
     return env
@@ -68,14 +71,15 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
     bench = home / "bench"
     bench.mkdir(parents=True, exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
+    todo = [(name, args) for name, args in steps if not (bench / f"{name}.json").exists()]
     for name, args in steps:
-        if (bench / f"{name}.json").exists():
+        if (name, args) not in todo:
             print(f"[skip] {name} (done: {bench / name}.json)", file=sys.stderr)
             continue
         print(f"[run ] twin {' '.join(args)}", file=sys.stderr)
         # files, not pipes: a step outlives this script when it is stopped (then resumed by hand or re-run)
         with open(bench / f"{name}.stdout", "w") as out, open(bench / f"{name}.log", "w") as log:
-            proc = subprocess.Popen([*TWIN, *args], env=_env(home), stdout=out, stderr=log)
+            proc = subprocess.Popen([*TWIN, *args], env=_env(home, len(todo)), stdout=out, stderr=log)
         running[name] = (proc, time.perf_counter())
     for name, (proc, started) in running.items():
         proc.wait()
