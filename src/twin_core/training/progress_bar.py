@@ -7,10 +7,23 @@ removes them and the bar of ``twin_core.progress`` takes their place (silent unl
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from typing import Any
 
 from twin_core.progress import ProgressFactory
+
+log = logging.getLogger(__name__)
+
+
+def held_out_line(step: int, loss: float, best: float | None, best_step: int | None) -> str:
+    """The log line of one held-out evaluation, against the best before it (``best``, ``best_step``):
+    what early stopping and the kept checkpoint go by."""
+    line = f"held-out loss {loss:.4f} (perplexity {math.exp(loss):.2f}) at step {step}"
+    if best is None or best_step is None or loss < best:
+        return f"{line}: the best so far"
+    return f"{line}; the best is still {best:.4f} at step {best_step}"
 
 
 def quiet_trainer(trainer: Any) -> None:
@@ -49,7 +62,17 @@ def progress_callback(progress: ProgressFactory, desc: str) -> Any:
                 self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", tokens_s=f"{tokens / seconds:.0f}")
             return control
 
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kw: Any) -> Any:
+            if state.is_world_process_zero and metrics and "eval_loss" in metrics:
+                # called before the Trainer records a new best: state holds the best of the earlier checks
+                best_step = int(state.best_global_step) if state.best_global_step else None
+                log.info(held_out_line(state.global_step, float(metrics["eval_loss"]), state.best_metric, best_step))
+            return control
+
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.is_world_process_zero and state.best_global_step and state.global_step < state.max_steps:
+                log.info(f"early stopping at step {state.global_step} of {state.max_steps}: keeping step "
+                         f"{state.best_global_step} (held-out loss {state.best_metric:.4f})")  # fmt: skip
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
