@@ -212,7 +212,7 @@ class ContinuousEngine:
         width = max(len(r) for r in rest)
         ids = torch.tensor([[self.llm.pad_id] * (width - len(r)) + r for r in rest], dtype=torch.long, device=device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=device)
-        cache = cache_from(self.llm.model, layers, len(rows))
+        cache = cache_from(self.llm.model, layers, len(rows), grow=True)  # decode steps append in place
         # the last position's logits only: projecting every prompt position onto the 49k-token vocabulary
         # was a fifth of the prefill's work, and a [rows, width, vocabulary] tensor, for nothing
         out = self.llm.model(

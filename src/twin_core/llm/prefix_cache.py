@@ -93,12 +93,15 @@ def run_prefix(model: Any, ids: list[int]) -> Layers:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def cache_from(model: Any, layers: Layers | None, rows: int) -> Any:
-    """A fresh ``DynamicCache`` that starts with ``layers`` for each of ``rows`` rows (empty without).
-    ``update`` concatenates into new tensors, so the stored states are never written to."""
+def cache_from(model: Any, layers: Layers | None, rows: int, *, grow: bool = False) -> Any:
+    """A fresh ``DynamicCache`` that starts with ``layers`` for each of ``rows`` rows (empty without);
+    ``grow``: its layers append in place (``kv_cache``), for a decode loop. Either way ``update`` copies
+    the stored states into the cache's own tensors, so they are never written to."""
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
+    from twin_core.llm.kv_cache import growing_cache
+
+    cache = growing_cache(model.config) if grow else DynamicCache(config=model.config)
     for i, (keys, values) in enumerate(layers or []):
         cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), i)
     return cache
