@@ -39,6 +39,7 @@ BACKUPS = [SAMPLE, SAMPLE / "second_author"]
 # Set for every step, so datasets (train rows) and evaluation (served prompts) render the same prompt.
 CONTEXT_TOKENS = "64"
 GOALS = {"own_vs_base": 0.80, "own_vs_other": 0.90, "attribution": 0.80}
+CONTRAST = "other_author"  # the default preference pairs: the other author's nearest passage as the rejected answer
 
 
 def _env(home: Path, side_by_side: int = 1) -> dict[str, str]:
@@ -93,10 +94,11 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
     return {name: json.loads((bench / f"{name}.json").read_text()) for name, _ in steps}
 
 
-def prepare(home: Path, dpo_pairs: int = 0) -> dict[str, dict[str, str]]:
+def prepare(home: Path, dpo_pairs: int = 0, pair_kinds: str = CONTRAST) -> dict[str, dict[str, str]]:
     """Import both authors, features, the dataset builds per author: {author slug: {kind: version}}.
-    ``dpo_pairs`` > 0 also builds author-contrast preference pairs (the other author's nearest passage;
-    no model call). Builds run here, so a GPU machine without Great Expectations only trains."""
+    ``dpo_pairs`` > 0 also builds preference pairs of ``pair_kinds`` (default: author contrast, the other
+    author's nearest passage, no model call; ``model``: the base model's length-matched answer). Builds
+    run here, so a GPU machine without Great Expectations only trains."""
     for i, backup in enumerate(BACKUPS):
         twin(home, f"import-{i}", "warehouse", "import", str(backup))
     authors = twin(home, "authors", "warehouse", "authors")["authors"]
@@ -107,23 +109,28 @@ def prepare(home: Path, dpo_pairs: int = 0) -> dict[str, dict[str, str]]:
         built = twin(home, f"datasets-{slug}", "datasets", "build", "--author", author, "--max-rejected", "0")
         datasets[slug] = {"instruct": [v for v in _versions(built) if v.startswith(f"instruct/{slug}/")][-1]}
         if dpo_pairs:
-            built = twin(home, f"pairs-{slug}", "datasets", "build", "--author", author,
-                         "--max-rejected", str(dpo_pairs), "--pair-kinds", "other_author")  # fmt: skip
+            built = twin(home, f"pairs{_tag(pair_kinds)}-{slug}", "datasets", "build", "--author", author,
+                         "--max-rejected", str(dpo_pairs), "--pair-kinds", pair_kinds)  # fmt: skip
             datasets[slug]["preference"] = [v for v in _versions(built) if v.startswith(f"preference/{slug}/")][-1]
     return datasets
 
 
-def build(home: Path, profile: str, max_steps: int, max_rows: int, dpo_pairs: int = 0) -> dict[str, dict[str, Any]]:
+def build(
+    home: Path, profile: str, max_steps: int, max_rows: int, dpo_pairs: int = 0, pair_kinds: str = CONTRAST
+) -> dict[str, dict[str, Any]]:
     """Every step in order (both authors' training side by side); returns each author's evaluation line.
     ``dpo_pairs`` > 0: each SFT twin then learns from that many author-contrast pairs (DPO from the SFT
     twin, the other author's nearest passage as the rejected answer); the DPO twins are evaluated."""
-    datasets = prepare(home, dpo_pairs)
+    datasets = prepare(home, dpo_pairs, pair_kinds)
     common = ["--profile", profile, "--max-steps", str(max_steps), "--resume"]
     sft = [(f"sft-{slug}", ["train", "sft", "--dataset", d["instruct"], *common]) for slug, d in datasets.items()]
     models = {r["model"]: r for r in twins(home, sft).values()}
     if dpo_pairs:
         pairs = {ref: datasets[_slug(ref)]["preference"] for ref in models}
-        runs = [(f"dpo-{_slug(r)}", ["train", "dpo", "--dataset", p, "--from", r, *common]) for r, p in pairs.items()]
+        runs = [
+            (f"dpo{_tag(pair_kinds)}-{_slug(r)}", ["train", "dpo", "--dataset", p, "--from", r, *common])
+            for r, p in pairs.items()
+        ]
         models = {r["model"]: r for r in twins(home, runs).values()}
     for ref in models:
         twin(home, f"promote-{_step(ref)}", "registry", "promote", ref, "--stage", "production",
@@ -135,6 +142,11 @@ def build(home: Path, profile: str, max_steps: int, max_rows: int, dpo_pairs: in
     ]  # fmt: skip
     # one at a time: each evaluation opens the embedded vector store, which takes one process
     return {name: twin(home, name, *args) for name, args in evals}
+
+
+def _tag(pair_kinds: str) -> str:
+    """Step-name suffix of a pair kind other than the default, so each kind's pairs and DPO are steps of their own."""
+    return "" if pair_kinds == CONTRAST else "-" + pair_kinds.replace(",", "+")
 
 
 def _author_slug(author: str) -> str:
@@ -237,16 +249,20 @@ def main() -> None:
         "--dpo-pairs", type=int, default=0, help="then DPO on that many author-contrast pairs per author (0 = SFT only)"
     )
     parser.add_argument(
+        "--pair-kinds", default=CONTRAST, help="with --dpo-pairs: other_author (default), model, or both (comma)"
+    )
+    parser.add_argument(
         "--prepare-only", action="store_true", help="stop after the dataset builds (then train elsewhere: a GPU)"
     )
     args = parser.parse_args()
     eval_config(args.home, args.max_new_tokens, batch_size=10)
     if args.prepare_only:
-        print(json.dumps(prepare(args.home, args.dpo_pairs)))
+        print(json.dumps(prepare(args.home, args.dpo_pairs, args.pair_kinds)))
         return
-    results = build(args.home, args.profile, args.max_steps, args.max_rows, args.dpo_pairs)
+    results = build(args.home, args.profile, args.max_steps, args.max_rows, args.dpo_pairs, args.pair_kinds)
     rows = [figures(r) for r in results.values()]
-    summary = {"profile": args.profile, "dpo_pairs": args.dpo_pairs, "home": str(args.home), "goals": GOALS,
+    summary = {"profile": args.profile, "dpo_pairs": args.dpo_pairs, "pair_kinds": args.pair_kinds,
+               "home": str(args.home), "goals": GOALS,
                "authors": rows, "samples": {r["author"]: samples(args.home, r) for r in results.values()}}  # fmt: skip
     (args.home / "bench" / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     print(table(rows), file=sys.stderr)
