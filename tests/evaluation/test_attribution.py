@@ -72,6 +72,7 @@ def test_the_evaluate_log_line_puts_the_share_beside_the_measures_accuracy() -> 
     stylometry = {
         "attribution_share": {"candidate": 0.55, "baseline": 0.6},
         "attribution_rows": {"candidate": 20, "baseline": 20},
+        "attribution_ci95": {"candidate": [0.3421, 0.7418], "baseline": None},
         "attribution_calibration": {
             "words": 43,
             "accuracy": 0.8902,
@@ -79,7 +80,7 @@ def test_the_evaluate_log_line_puts_the_share_beside_the_measures_accuracy() -> 
         },
     }
     assert attribution_summary(stylometry) == (
-        "answers attributed to the author: candidate 55% of 20, baseline 60% of 20; "
+        "answers attributed to the author: candidate 55% of 20 (95 % CI 34%-74%), baseline 60% of 20; "
         "the measure on held-out writing at 43 words: 89% (ada 62/71, oskar 39/43)"
     )
     assert attribution_summary({"attribution_share": None}) is None  # one author: nothing to attribute

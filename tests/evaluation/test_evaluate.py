@@ -274,6 +274,8 @@ def test_two_authors_attribution_and_other_twins_perplexity(
     assert res.stylometry["attribution_share"]["candidate"] == 1.0  # the author's own words: all Ada's
     assert [s["candidate"]["attribution"] for s in res.samples] == [1.0, 1.0, 1.0]
     assert res.stylometry["attribution_rows"] == {"candidate": 3, "baseline": 3}
+    # 3 of 3: Wilson's 95 % interval still reaches down to 44 %
+    assert res.stylometry["attribution_ci95"]["candidate"] == [0.4385, 1.0]
     # the measure's own accuracy, on held-out pieces as long as the candidate's answers (median 20 words)
     calibration = res.stylometry["attribution_calibration"]
     assert (calibration["words"], calibration["accuracy"]) == (20, 1.0)

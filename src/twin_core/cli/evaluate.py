@@ -30,7 +30,9 @@ def attribution_summary(stylometry: dict[str, Any]) -> str | None:
     if not share:
         return None
     pct = lambda v: "missing" if v is None else f"{v:.0%}"  # noqa: E731
-    line = ", ".join(f"{role} {pct(share[role])} of {rows[role]}" for role in ("candidate", "baseline"))
+    ci = stylometry.get("attribution_ci95") or {}
+    within = lambda role: f" (95 % CI {pct(ci[role][0])}-{pct(ci[role][1])})" if ci.get(role) else ""  # noqa: E731
+    line = ", ".join(f"{role} {pct(share[role])} of {rows[role]}{within(role)}" for role in ("candidate", "baseline"))
     if cal:
         each = ", ".join(f"{a} {v['correct']}/{v['snippets']}" for a, v in cal["authors"].items())
         line += f"; the measure on held-out writing at {cal['words']} words: {pct(cal['accuracy'])} ({each})"

@@ -303,8 +303,16 @@ def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
         "attribution_measure": "naive Bayes over shared words and punctuation, fitted on each author's training prose",
         "attribution_share": {role: m.mean(values) for role, values in found.items()} if attributor else None,
         "attribution_rows": {role: sum(v is not None for v in values) for role, values in found.items()},
+        "attribution_ci95": {role: _share_interval(values) for role, values in found.items()} if attributor else None,
         "attribution_calibration": calibration,
     }
+
+
+def _share_interval(values: list[Any]) -> list[float] | None:
+    """Wilson 95 % interval of an attribution share (rows attributed 1 or 0; None = no answer)."""
+    seen = [v for v in values if v is not None]
+    ci = m.wilson(int(sum(seen)), len(seen))
+    return [round(x, 4) for x in ci] if ci else None
 
 
 def record(p: EvalPlan, ms: Measured, started: float) -> EvaluationResult:
