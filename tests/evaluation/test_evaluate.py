@@ -288,6 +288,7 @@ def test_two_authors_attribution_and_other_twins_perplexity(
     html = render_html(res.as_dict())
     assert "attributes\n20-word pieces of\nthe authors' held-out writing to the right author 100 % of the time" in html
     assert "ada-quillfeather 2/2, 95 % CI\n34 %-100 %; oskar-brennmoor 3/3" in html
+    assert "candidate\n<b>1</b>\n(95 % CI 44 %-100 %), baseline\n<b>1</b>\n(95 % CI 44 %-100 %)" in html
     assert set(res.perplexity) == {"candidate", "baseline", "base", "twin:oskar-brennmoor"}
     attribution = next(c for c in res.gate["checks"] if c["metric"] == "attribution")
     assert attribution["rows"] == 3 and attribution["outcome"] in ("pass", "fail")

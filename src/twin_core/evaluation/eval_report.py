@@ -69,7 +69,8 @@ the good direction (positive favours the candidate; log ratio for perplexity).</
 Pooled answers: candidate <b>{{ fmt(r.stylometry.distance.candidate) }}</b>, baseline
 <b>{{ fmt(r.stylometry.distance.baseline) }}</b>.
 {% if r.stylometry.attribution_share %}Answers attributed to the author among {{ r.stylometry.authors | join(", ") }}:
-{% set sci = r.stylometry.attribution_ci95 or {} %}candidate <b>{{ fmt(r.stylometry.attribution_share.candidate) }}</b>{% if sci.candidate %}
+{% set sci = r.stylometry.attribution_ci95 or {} %}candidate
+<b>{{ fmt(r.stylometry.attribution_share.candidate) }}</b>{% if sci.candidate %}
 (95 % CI {{ pct(sci.candidate[0]) }}-{{ pct(sci.candidate[1]) }}){% endif %}, baseline
 <b>{{ fmt(r.stylometry.attribution_share.baseline) }}</b>{% if sci.baseline %}
 (95 % CI {{ pct(sci.baseline[0]) }}-{{ pct(sci.baseline[1]) }}){% endif %}
