@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-torch = pytest.importorskip("torch")
-
 
 def _config(layers: int = 2):
     from transformers import LlamaConfig
@@ -15,6 +11,7 @@ def _config(layers: int = 2):
 
 
 def test_growing_cache_keeps_what_concatenation_keeps_and_appends_in_place() -> None:
+    import torch
     from transformers import DynamicCache
 
     from twin_core.llm.kv_cache import MIN_ROOM, growing_cache, growing_layer_class
@@ -39,6 +36,8 @@ def test_growing_cache_keeps_what_concatenation_keeps_and_appends_in_place() -> 
 
 
 def test_assigned_tensors_are_never_written_to() -> None:
+    import torch
+
     from twin_core.llm.kv_cache import growing_layer_class
 
     layer = growing_layer_class()()
@@ -59,6 +58,8 @@ def test_assigned_tensors_are_never_written_to() -> None:
 
 
 def test_prefix_states_are_copied_not_written() -> None:
+    import torch
+
     from twin_core.llm.prefix_cache import cache_from
 
     model = type("M", (), {"config": _config()})()

@@ -11,6 +11,7 @@ buffer, so memory the layer did not allocate is never written to.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 MIN_ROOM = 128  # positions of headroom a new buffer gets, at least (or half the filled length)
@@ -66,14 +67,10 @@ def _layer_class() -> type:
     return GrowingLayer
 
 
-_GROWING: type | None = None
-
-
+@functools.cache
 def growing_layer_class() -> type:
-    global _GROWING
-    if _GROWING is None:
-        _GROWING = _layer_class()
-    return _GROWING
+    """The ``GrowingLayer`` class, made once (transformers is imported on first use only)."""
+    return _layer_class()
 
 
 def growing_cache(config: Any) -> Any:
