@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from twin_core.evaluation.metrics import wilson
+from twin_core.evaluation.metrics import wilson_ci95
 
 VOCAB_SIZE = 100  # tokens kept (words and punctuation every author uses), by frequency
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+|[.,;:!?()\"'\-\u2013\u2014]")
@@ -86,12 +86,11 @@ def calibration(attributor: Attributor, held_out: dict[str, list[str]], words: i
     for author in attributor.authors:
         pieces = snippets(held_out.get(author, []), words)
         correct = sum(found == author for found in attributor.predict(pieces))
-        ci = wilson(correct, len(pieces))
         per_author[author] = {
             "snippets": len(pieces),
             "correct": correct,
             "accuracy": round(correct / len(pieces), 4) if pieces else None,
-            "ci95": [round(x, 4) for x in ci] if ci else None,
+            "ci95": wilson_ci95(correct, len(pieces)),
         }
     accuracies = [v["accuracy"] for v in per_author.values()]
     accuracy = None if None in accuracies else round(sum(accuracies) / len(accuracies), 4)

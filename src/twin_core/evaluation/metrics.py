@@ -109,3 +109,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_ci95(successes: int, n: int) -> list[float] | None:
+    """``wilson`` as a report field: [low, high] to 4 places (None without data)."""
+    ci = wilson(successes, n)
+    return [round(x, 4) for x in ci] if ci else None

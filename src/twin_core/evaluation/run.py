@@ -311,8 +311,7 @@ def _stylometry(p: EvalPlan, ms: Measured) -> dict[str, Any]:
 def _share_interval(values: list[Any]) -> list[float] | None:
     """Wilson 95 % interval of an attribution share (rows attributed 1 or 0; None = no answer)."""
     seen = [v for v in values if v is not None]
-    ci = m.wilson(int(sum(seen)), len(seen))
-    return [round(x, 4) for x in ci] if ci else None
+    return m.wilson_ci95(int(sum(seen)), len(seen))
 
 
 def record(p: EvalPlan, ms: Measured, started: float) -> EvaluationResult:
