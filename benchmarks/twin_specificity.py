@@ -72,11 +72,13 @@ def twins(home: Path, steps: list[tuple[str, list[str]]]) -> dict[str, dict[str,
     bench = home / "bench"
     bench.mkdir(parents=True, exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
-    todo = [(name, args) for name, args in steps if not (bench / f"{name}.json").exists()]
+    todo: list[tuple[str, list[str]]] = []
     for name, args in steps:
-        if (name, args) not in todo:
+        if (bench / f"{name}.json").exists():
             print(f"[skip] {name} (done: {bench / name}.json)", file=sys.stderr)
-            continue
+        else:
+            todo.append((name, args))
+    for name, args in todo:
         print(f"[run ] twin {' '.join(args)}", file=sys.stderr)
         # files, not pipes: a step outlives this script when it is stopped (then resumed by hand or re-run)
         with open(bench / f"{name}.stdout", "w") as out, open(bench / f"{name}.log", "w") as log:
