@@ -112,9 +112,12 @@ def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any, au
     from twin_core.llm.local import GenRequest
 
     prompts, budgets, shared, alone = author_prompts
-    engine = ContinuousEngine(llm, max_batch=8)
+    prefills: list[tuple[int, int]] = []
+    engine = ContinuousEngine(llm, max_batch=8, on_prefill=lambda computed, cached: prefills.append((computed, cached)))
     together = engine.run_all([GenRequest(p, n) for p, n in zip(prompts, budgets, strict=True)])
     assert len(engine.prefixes) == 1 and engine.prefixes.hits == 4  # prefilled once, used by all four
+    # each row computes its own tokens after the shared start, and not one padding token
+    assert prefills == [(len(llm.encode(p, 1)) - shared, shared) for p in prompts]
     again = engine.run_all([GenRequest(prompts[2], budgets[2])])  # a later request reuses it
     engine.close()
     assert engine.prefixes.hits == 5 and engine.prefixes.reused_tokens == 5 * shared

@@ -69,3 +69,25 @@ def test_prefix_states_are_copied_not_written() -> None:
     keys, _ = cache.update(torch.zeros(3, 2, 1, 8), torch.zeros(3, 2, 1, 8), 0)
     assert keys.shape == (3, 2, 6, 8) and torch.equal(keys[:, :, :5], prefix[0][0].expand(3, -1, -1, -1))
     assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(prefix, kept, strict=True))
+
+
+def test_restack_pads_rows_to_one_width_in_one_buffer_with_room() -> None:
+    import torch
+
+    from twin_core.llm.kv_cache import MIN_ROOM, growing_layer_class, restack
+
+    old = torch.arange(3 * 2 * 5 * 4, dtype=torch.float32).view(3, 2, 5, 4)
+    new = torch.full((1, 2, 7, 4), -1.0)
+    layer = growing_layer_class()()  # fresh: restack initialises it
+    restack(layer, [(old[0:1, :, 1:], -old[0:1, :, 1:]), (old[2:3], -old[2:3]), (new, 2 * new)], 7)
+    keys, values = layer.keys, layer.values
+    assert keys.shape == (3, 2, 7, 4) and layer.get_seq_length() == 7
+    zeros = torch.zeros(2, 4)
+    want = [torch.cat([zeros.new_zeros(2, 3, 4), old[0, :, 1:]], 1), torch.cat([zeros.new_zeros(2, 2, 4), old[2]], 1)]
+    assert torch.equal(keys[0], want[0]) and torch.equal(keys[1], want[1]) and torch.equal(keys[2], new[0])
+    assert torch.equal(values[0], -want[0]) and torch.equal(values[2], 2 * new[0])
+    start = keys.data_ptr()
+    for _ in range(MIN_ROOM):  # the next appends fill the room in place
+        keys, _ = layer.update(torch.ones(3, 2, 1, 4), torch.ones(3, 2, 1, 4))
+    assert keys.data_ptr() == start and keys.shape == (3, 2, 7 + MIN_ROOM, 4)
+    assert torch.equal(keys[1, :, :7], want[1])

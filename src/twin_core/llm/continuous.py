@@ -17,14 +17,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.errors import InputError
 from twin_core.llm.base import Generation
 from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
-from twin_core.llm.prefix_cache import Layers, PrefixCache, cache_from, run_prefix
+from twin_core.llm.prefix_cache import PrefixCache, cache_from, run_prefix
 from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class ContinuousEngine:
         self._rows: list[_Active] = []
         self._cache: Any = None
         self._mask: Any = None  # [rows, width] attention mask of the cached positions
+        self._live: list[int] | None = None  # cache rows still decoding, once rows ended (dropped on the next copy)
         self._stopping = False
         self.steps = 0  # decode steps run (tests and benchmarks read it)
         self.max_rows_seen = 0
@@ -167,7 +168,7 @@ class ContinuousEngine:
                 log.exception("continuous decode step failed")
                 for active in self._rows:
                     self._finish(active, exc)
-                self._rows, self._cache, self._mask = [], None, None
+                self._rows, self._cache, self._mask, self._live = [], None, None, None
                 self._rows_changed()
 
     def _admit(self, jobs: list[_Job]) -> None:
@@ -187,48 +188,44 @@ class ContinuousEngine:
             fresh.append(_Active(job, prompt))
         if self.prefixes is not None and len(fresh) > 1:
             self._seed_prefix(fresh)
-        groups: dict[tuple[int, ...], tuple[Layers | None, list[_Active]]] = {}
-        for active in fresh:
-            hit = self.prefixes.match(active.seen) if self.prefixes is not None else None
-            ids, layers = hit if hit is not None else ((), None)
-            groups.setdefault(ids, (layers, []))[1].append(active)
-        for ids, (layers, rows) in groups.items():
-            logits = self._prefill(rows, len(ids), layers)
-            self._rows += rows
-            self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
-            self._rows_changed()
-            self._choose(rows, logits)
-        if fresh:
-            self._drop_finished()
-
-    def _prefill(self, rows: list[_Active], shared: int, layers: Layers | None) -> Any:
-        """One forward over ``rows`` after their ``shared`` cached prompt tokens (left padded between the
-        prefix and the rest: the mask hides the gap and positions count real tokens only); merges their
-        cache into the running batch and returns each row's last logits."""
+        if not fresh:
+            return
         import torch
 
+        prefilled = [self._prefill(active) for active in fresh]
+        self._merge([cache for cache, _ in prefilled])
+        self._rows += fresh
+        self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
+        self._rows_changed()
+        self._choose(fresh, torch.cat([logits for _, logits in prefilled]))
+        self._drop_finished()
+
+    def _prefill(self, active: _Active) -> tuple[Any, Any]:
+        """One forward over the row's prompt after the longest cached prefix it starts with; returns its
+        cache and last logits. Row by row, nothing is padded: prefilling rows together padded each to the
+        longest (a tenth more tokens for the rejected answers' prompts, which vary from 430 to 790 tokens),
+        for no gain in the matrix products, already near the CPU's peak at a few hundred tokens."""
+        import torch
+
+        hit = self.prefixes.match(active.seen) if self.prefixes is not None else None
+        ids, layers = hit if hit is not None else ((), None)
+        shared, rest = len(ids), active.seen[len(ids) :]
         device = self.llm.model.device
-        rest = [a.seen[shared:] for a in rows]
-        width = max(len(r) for r in rest)
-        ids = torch.tensor([[self.llm.pad_id] * (width - len(r)) + r for r in rest], dtype=torch.long, device=device)
-        mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=device)
-        cache = cache_from(self.llm.model, layers, len(rows), grow=True)  # decode steps append in place
+        cache = cache_from(self.llm.model, layers, 1)
         # the last position's logits only: projecting every prompt position onto the 49k-token vocabulary
         # was a fifth of the prefill's work, and a [rows, width, vocabulary] tensor, for nothing
         out = self.llm.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=_positions(mask)[:, shared:],
+            input_ids=torch.tensor([rest], dtype=torch.long, device=device),
+            position_ids=torch.arange(shared, len(active.seen), device=device)[None],
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
         if self.on_prefill is not None:
-            self.on_prefill(sum(len(r) for r in rest), shared * len(rows))
+            self.on_prefill(len(rest), shared)
         if self.prefixes is not None and layers is None:
-            self._learn_prefixes(rows, cache, width)
-        self._merge(cache, mask)
-        return out.logits[:, -1, :]
+            self._learn_prefix(active.seen, cache)
+        return cache, out.logits[:, -1, :]
 
     def _seed_prefix(self, fresh: list[_Active]) -> None:
         """Requests arriving together that share a start no cached prefix covers: prefill that start once
@@ -239,27 +236,19 @@ class ContinuousEngine:
             return
         self.prefixes.store(prompts[0][:n], run_prefix(self.llm.model, prompts[0][:n]))
 
-    def _learn_prefixes(self, rows: list[_Active], cache: Any, width: int) -> None:
-        """Keep the prefix a prompt shares with the previous one, sliced from this forward's cache."""
-        for r, active in enumerate(rows):
-            n = self.prefixes.shared_with_last(active.seen)
-            if n:
-                start = width - len(active.seen)  # this row's left padding
-                self.prefixes.store(
-                    active.seen[:n],
-                    [
-                        (
-                            x.keys[r : r + 1, :, start : start + n].clone(),
-                            x.values[r : r + 1, :, start : start + n].clone(),
-                        )
-                        for x in cache.layers
-                    ],
-                )
+    def _learn_prefix(self, prompt: list[int], cache: Any) -> None:
+        """Keep the prefix ``prompt`` shares with the previous one, sliced from its forward's cache."""
+        n = self.prefixes.shared_with_last(prompt)
+        if n:
+            states = [(x.keys[:, :, :n].clone(), x.values[:, :, :n].clone()) for x in cache.layers]
+            self.prefixes.store(prompt[:n], states)
 
     def _step(self) -> None:
         """One decode step for every active row."""
         import torch
 
+        if self._live is not None:
+            self._compose()
         device = self.llm.model.device
         ids = torch.tensor([[a.next_token] for a in self._rows], dtype=torch.long, device=device)
         self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
@@ -311,6 +300,8 @@ class ContinuousEngine:
                 row.done = True  # like generate's max_time: what was produced is the answer
 
     def _drop_finished(self) -> None:
+        """Finish the rows that ended; their cache rows go at the next copy (``_compose``), which a new
+        request joining would make anyway."""
         keep = [i for i, a in enumerate(self._rows) if not a.row.done]
         if len(keep) == len(self._rows):
             return
@@ -319,46 +310,47 @@ class ContinuousEngine:
                 active.row.seconds = time.perf_counter() - active.started
                 self.llm._flush(active.row)
                 self._finish(active, None)
+        live = self._live if self._live is not None else list(range(len(self._rows)))
         self._rows = [self._rows[i] for i in keep]
+        self._live = [live[i] for i in keep]
         self._rows_changed()
         if not self._rows:
-            self._cache, self._mask = None, None
-            return
-        import torch
-
-        index = torch.tensor(keep, dtype=torch.long, device=self._mask.device)
-        self._mask = self._mask[index]
-        unused = int((self._mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading padding nobody needs
-        self._mask = self._mask[:, unused:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys[index, :, unused:, :]
-            layer.values = layer.values[index, :, unused:, :]
+            self._cache, self._mask, self._live = None, None, None
 
     def _rows_changed(self) -> None:
         if self.on_rows is not None:
             self.on_rows(len(self._rows))
 
-    def _merge(self, cache: Any, mask: Any) -> None:
-        """Append the new rows' cache below the running one, left padding the shorter to one width."""
+    def _merge(self, caches: list[Any]) -> None:
+        """The new rows' caches (one row each) below the running batch's."""
+        if self._cache is None:
+            import torch
+
+            from twin_core.llm.kv_cache import growing_cache
+
+            self._cache, self._live = growing_cache(self.llm.model.config), None
+            self._mask = torch.zeros((0, 0), dtype=torch.long, device=self.llm.model.device)
+        self._compose(caches)
+
+    def _compose(self, new: Sequence[Any] = ()) -> None:
+        """The running cache without its ended rows and the leading padding no live row needs, then the
+        rows of the ``new`` caches, left padded to one width: each layer copied once, into a buffer with
+        room for the next decode steps (a concatenation, a row selection and the next append's move to a
+        buffer with room each copied the whole cache)."""
         import torch
 
-        if self._cache is None:
-            self._cache, self._mask = cache, mask
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
+        from twin_core.llm.kv_cache import restack
 
-        def pad(t: Any, dim: int) -> Any:
-            missing = width - t.shape[dim]
-            if missing == 0:
-                return t
-            shape = list(t.shape)
-            shape[dim] = missing
-            return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
-
-        for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([pad(old.keys, 2), pad(new.keys, 2)], dim=0)
-            old.values = torch.cat([pad(old.values, 2), pad(new.values, 2)], dim=0)
-        self._mask = torch.cat([pad(self._mask, 1), pad(mask, 1)], dim=0)
+        live = self._live if self._live is not None else list(range(self._mask.shape[0]))
+        kept = self._mask[torch.tensor(live, dtype=torch.long, device=self._mask.device)]
+        unused = int((kept.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading padding nobody needs
+        masks = [kept[:, unused:]] + [kept.new_ones((1, c.get_seq_length())) for c in new]
+        width = max(m.shape[1] for m in masks)
+        for i, layer in enumerate(self._cache.layers):
+            parts = [(layer.keys[a:b, :, unused:], layer.values[a:b, :, unused:]) for a, b in _runs(live)]
+            restack(layer, parts + [(c.layers[i].keys, c.layers[i].values) for c in new], width)
+        self._mask = torch.cat([_left_padded(m, width) for m in masks], dim=0)
+        self._live = None
 
     def _finish(self, active: _Active, error: BaseException | None) -> None:
         row = active.row
@@ -408,6 +400,19 @@ def generate_all(
         engine.close()
 
 
-def _positions(mask: Any) -> Any:
-    """Position ids of a left-padded batch: 0 at each row's first real token (as ``generate`` does)."""
-    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Ascending row indices as [start, end) ranges of consecutive rows (slices, not copies)."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return runs
+
+
+def _left_padded(mask: Any, width: int) -> Any:
+    import torch
+
+    missing = width - mask.shape[1]
+    return mask if missing == 0 else torch.cat([mask.new_zeros(mask.shape[0], missing), mask], dim=1)

@@ -47,6 +47,44 @@ class _Filled:
         buffer[..., filled:end, :] = new
         layer.__dict__[self.slot] = (buffer, end)
 
+    def adopt(self, layer: Any, buffer: Any, filled: int) -> None:
+        """Take ``buffer`` (made by the caller, for this layer alone) whose first ``filled`` positions are the
+        states: the room after them is written by the next appends."""
+        layer.__dict__[self.slot] = (buffer, filled)
+
+
+def restack(layer: Any, parts: list[tuple[Any, Any]], width: int) -> None:
+    """Set ``layer``'s keys and values to ``parts`` ((keys, values), each [rows, heads, n <= width, dim]) one
+    below the other, right aligned to ``width`` with zeros on the left (left padding), copied once into a
+    buffer with room for the next appends. The engine merges new rows and drops ended ones this way: a
+    concatenation, then the next append's move to a buffer with room, copied the whole cache twice."""
+    import torch
+
+    stacked = []
+    for i in (0, 1):
+        tensors = [part[i] for part in parts]
+        first = tensors[0]
+        rows = sum(t.shape[0] for t in tensors)
+        buffer = torch.empty(
+            (rows, first.shape[1], width + max(MIN_ROOM, width // 2), first.shape[-1]),
+            dtype=first.dtype,
+            device=first.device,
+        )
+        row = 0
+        for t in tensors:
+            n = t.shape[-2]
+            buffer[row : row + t.shape[0], :, : width - n].zero_()
+            buffer[row : row + t.shape[0], :, width - n : width] = t
+            row += t.shape[0]
+        stacked.append(buffer)
+    if not layer.is_initialized:  # a fresh layer: transformers sets its device (and empty states) first
+        layer.lazy_initialization(stacked[0], stacked[1])
+    if isinstance(type(layer).__dict__.get("keys"), _Filled):
+        type(layer).keys.adopt(layer, stacked[0], width)
+        type(layer).values.adopt(layer, stacked[1], width)
+    else:  # another layer kind keeps plain tensors
+        layer.keys, layer.values = stacked[0][..., :width, :], stacked[1][..., :width, :]
+
 
 def _layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
