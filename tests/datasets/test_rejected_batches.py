@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from twin_core.datasets.generate import CachedLLM, RejectedRequest
 
 
@@ -48,10 +50,12 @@ def test_misses_are_batched_by_prompt_length_and_cached(tmp_path: Path) -> None:
     assert len(llm.batches) == 4  # another context is another prompt: not served from the cache
 
 
-def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(tmp_path: Path, request: Any) -> None:
-    """The local model's misses run through the continuous engine (rows join as others end, the shared
-    prompt start prefilled once): each answer is the text ``chat`` gives alone, and each is in the cache
-    (a re-run makes no call)."""
+def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local model's misses run through the continuous engine in the order their prompts read (rows
+    join as others end, a prompt's start shared with the one before prefilled once): each answer is the
+    text ``chat`` gives alone, and each is in the cache (a re-run makes no call)."""
     from twin_core.llm.local import load_local_llm
     from twin_core.settings import load_settings
     from twin_core.stores.artifacts import open_artifact_store
@@ -68,8 +72,19 @@ def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(
             ("How should a pipeline resume?", "State is written last, so a killed run resumes.", 4),
         ]
     ]
+    import twin_core.llm.continuous as continuous
+
+    sent: list[int] = []
+    engine = continuous.generate_all
+
+    def recorded(llm: Any, reqs: list[Any], **kwargs: Any) -> Any:
+        sent.extend(r.max_new_tokens for r in reqs)
+        return engine(llm, reqs, **kwargs)
+
+    monkeypatch.setattr(continuous, "generate_all", recorded)
     cached = CachedLLM(llm, store)
     answers = cached.rejected(requests, "Ada Quillfeather", batch_size=2)
+    assert sent == [9, 6, 4]  # as the prompts read (same link, then the passages' text): alike starts adjacent
     alone = [llm.chat(r.messages("Ada Quillfeather", llm), max_new_tokens=r.max_new_tokens).text for r in requests]
     assert answers == alone and all(answers)
     assert (cached.calls, cached.hits) == (3, 0)

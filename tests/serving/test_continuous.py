@@ -135,11 +135,32 @@ def test_one_request_at_a_time_learns_the_shared_start_from_two_prompts(llm: Any
     out = []
     for i, (p, n) in enumerate(zip(prompts, budgets, strict=True)):
         out += engine.run_all([GenRequest(p, n)])
-        # learnt from the first two prompts (sliced from the second's own prefill), used from the third on
-        assert (len(engine.prefixes), engine.prefixes.hits) == ((0, 0), (1, 0), (1, 1), (1, 2))[i]
+        # learnt when the second prompt came (sliced from the first one's prefill), used from the second on
+        assert (len(engine.prefixes), engine.prefixes.hits) == ((0, 0), (1, 1), (1, 2), (1, 3))[i]
     engine.close()
-    assert engine.prefixes.reused_tokens == 2 * shared
+    assert engine.prefixes.reused_tokens == 3 * shared
     assert [b.text for b in out] == [a.text for a in alone]
     no_cache = ContinuousEngine(llm, max_batch=8, prefix_cache=False)
     assert no_cache.run_all([GenRequest(prompts[0], 2)])[0].text and no_cache.prefixes is None
     no_cache.close()
+
+
+def test_a_prompt_sharing_a_passage_with_the_previous_one_prefills_only_what_follows(llm: Any) -> None:
+    """Two questions on the same retrieved passage: the second prompt's start, up to its question, comes
+    from the first one's states; its answer is the one it gets alone."""
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+    from twin_core.llm.prompt import system_prompt
+
+    system = {"role": "system", "content": system_prompt("Ada Quillfeather")}
+    passage = "<context>\nState is written last, so a killed run resumes where it stopped. " * 6 + "</context>\n"
+    prompts = [[system, {"role": "user", "content": passage + q}] for q in ("Why write state last?", "What resumes?")]
+    encoded = [llm.encode(p, 1) for p in prompts]
+    common = next(i for i, (a, b) in enumerate(zip(*encoded, strict=False)) if a != b)
+    alone = [llm.chat(p, max_new_tokens=6) for p in prompts]
+    prefills: list[tuple[int, int]] = []
+    engine = ContinuousEngine(llm, max_batch=8, on_prefill=lambda computed, cached: prefills.append((computed, cached)))
+    out = [engine.run_all([GenRequest(p, 6)])[0] for p in prompts]
+    engine.close()
+    assert common > 100 and prefills == [(len(encoded[0]), 0), (len(encoded[1]) - common, common)]
+    assert [b.text for b in out] == [a.text for a in alone]

@@ -75,6 +75,13 @@ class RejectedRequest:
         """The prompt's length in characters (what differs between rows of one author)."""
         return len(self.instruction) + sum(len(t) for t in self.context)
 
+    @property
+    def prompt_order(self) -> tuple[Any, ...]:
+        """Sorts requests as their prompts read (each retrieved passage with its link, then the
+        instruction): prompts that start alike come one after the other."""
+        links = self.context_links or ("",) * len(self.context)
+        return (*zip(links, self.context, strict=False), ("", self.instruction))
+
     def messages(self, author: str, tokens: Any) -> list[dict[str, str]]:
         links = self.context_links or ("",) * len(self.context)
         chunks = [ContextChunk(text=t, link=link) for t, link in zip(self.context, links, strict=False)]
@@ -136,11 +143,12 @@ class CachedLLM:
                 out[key] = self.store.get_json(key)["text"]
             else:
                 missing[key] = i
-        # Similar prompt lengths share a batch: less padding, and a batch ends with its longest answer.
-        todo = sorted(missing.values(), key=lambda i: (requests[i].size, requests[i].max_new_tokens))
         from twin_core.llm.local import LocalLLM
 
         if isinstance(self.llm, LocalLLM):
+            # The engine prefills row by row and takes a prompt's start from the one before when they share
+            # it: prompts that start with the same retrieved passages go one after the other.
+            todo = sorted(missing.values(), key=lambda i: requests[i].prompt_order)
             for i, text in zip(
                 todo,
                 self._continuous([requests[i] for i in todo], [keys[i] for i in todo], author, batch_size, progress),
@@ -148,6 +156,8 @@ class CachedLLM:
             ):
                 out[keys[i]] = text
             return [out[k] for k in keys]
+        # Similar prompt lengths share a batch: less padding, and a batch ends with its longest answer.
+        todo = sorted(missing.values(), key=lambda i: (requests[i].size, requests[i].max_new_tokens))
         step = batch_size if hasattr(self.llm, "generate_batch") else 1
         for start in progress(range(0, len(todo), step), desc="rejected answers", unit="batch"):
             group = [requests[i] for i in todo[start : start + step]]

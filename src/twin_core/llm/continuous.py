@@ -223,8 +223,8 @@ class ContinuousEngine:
         )
         if self.on_prefill is not None:
             self.on_prefill(len(rest), shared)
-        if self.prefixes is not None and layers is None:
-            self._learn_prefix(active.seen, cache)
+        if self.prefixes is not None:  # the next prompt may share more of its start with this one
+            self.prefixes.remember(active.seen, [(x.keys, x.values) for x in cache.layers])
         return cache, out.logits[:, -1, :]
 
     def _seed_prefix(self, fresh: list[_Active]) -> None:
@@ -235,13 +235,6 @@ class ContinuousEngine:
         if not n:
             return
         self.prefixes.store(prompts[0][:n], run_prefix(self.llm.model, prompts[0][:n]))
-
-    def _learn_prefix(self, prompt: list[int], cache: Any) -> None:
-        """Keep the prefix ``prompt`` shares with the previous one, sliced from its forward's cache."""
-        n = self.prefixes.shared_with_last(prompt)
-        if n:
-            states = [(x.keys[:, :, :n].clone(), x.values[:, :, :n].clone()) for x in cache.layers]
-            self.prefixes.store(prompt[:n], states)
 
     def _step(self) -> None:
         """One decode step for every active row."""

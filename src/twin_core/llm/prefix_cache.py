@@ -4,10 +4,11 @@ recent prompts shared, so the next prompt that starts with it prefills only the 
 Every twin prompt starts with the same tokens: the chat template, the author's persona and rules (the
 system message, a constant of the author) and the opening of the user message. On a CPU the prefill
 is compute-bound (8 prompts cost 7.6x one, docs/benchmarks.md), so not recomputing that shared part
-is the lever batching cannot pull. Prefixes are learnt, not configured: the longest common prefix of
-two consecutive prompts (at least ``min_tokens``) is kept, sliced from the cache of the forward pass
-that computed it anyway. Keys carry their rotary position, and a prefix always sits at positions
-0..n-1, so its states are valid for any later prompt that starts with the same ids.
+is the lever batching cannot pull. Prefixes are learnt, not configured: the longest common prefix of a
+prompt and the one prefilled before it (at least ``min_tokens``) is kept, sliced from the states of that
+previous prompt, which its own forward pass computed anyway. Keys carry their rotary position, and a
+prefix always sits at positions 0..n-1, so its states are valid for any later prompt that starts with
+the same ids.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ class PrefixCache:
         self.min_tokens = min_tokens
         self.capacity = capacity
         self._entries: OrderedDict[tuple[int, ...], Layers] = OrderedDict()
-        self._last: list[int] = []
+        self._last: tuple[list[int], Layers] | None = None  # the prompt prefilled last and its states
         self.hits = 0  # prompts that reused a prefix (tests and benchmarks read them)
         self.reused_tokens = 0
 
     def match(self, prompt: list[int], *, count: bool = True) -> tuple[tuple[int, ...], Layers] | None:
         """The longest stored prefix of ``prompt`` that leaves at least one token to prefill (``count``:
-        a use, counted in ``hits`` and ``reused_tokens``)."""
+        a use, counted in ``hits`` and ``reused_tokens``, after keeping the start ``prompt`` shares with
+        the prompt prefilled last when no stored prefix covers it)."""
+        if count:
+            self._learn(prompt)
         best: tuple[int, ...] | None = None
         for ids in self._entries:
             if len(ids) < len(prompt) and (best is None or len(ids) > len(best)) and _starts_with(prompt, ids):
@@ -45,19 +49,24 @@ class PrefixCache:
             self.reused_tokens += len(best)
         return best, self._entries[best]
 
+    def remember(self, prompt: list[int], layers: Layers) -> None:
+        """The states of every position of ``prompt``, just prefilled (kept as given, never written to):
+        the next prompt's start shared with it is sliced from them."""
+        self._last = (list(prompt), layers)
+
+    def _learn(self, prompt: list[int]) -> None:
+        if self._last is None:
+            return
+        last, layers = self._last
+        n = shared_length([prompt, last], len(prompt) - 1)  # keep one token to prefill
+        stored = max((len(ids) for ids in self._entries if _starts_with(prompt, ids)), default=0)
+        if n >= self.min_tokens and n > stored:
+            self.store(prompt[:n], [(keys[:, :, :n].clone(), values[:, :, :n].clone()) for keys, values in layers])
+
     def common(self, prompts: list[list[int]]) -> int:
         """Length of the start all ``prompts`` share, each keeping a token to prefill (0 below ``min_tokens``)."""
         n = shared_length(prompts, min(len(p) for p in prompts) - 1)
         return n if n >= self.min_tokens else 0
-
-    def shared_with_last(self, prompt: list[int]) -> int:
-        """Length of the prefix ``prompt`` shares with the previous prompt (0 below ``min_tokens`` or when
-        it is already stored); remembers ``prompt`` as the previous one."""
-        n = shared_length([prompt, self._last], len(prompt) - 1)  # keep one token to prefill
-        self._last = list(prompt)
-        if n < self.min_tokens or tuple(prompt[:n]) in self._entries:
-            return 0
-        return n
 
     def store(self, ids: list[int], layers: Layers) -> None:
         self._entries[tuple(ids)] = layers
