@@ -209,11 +209,13 @@ def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_si
     requests = _requests(settings, n, llm)
     messages = [r.messages(AUTHOR, llm) for r in requests]
     llm.chat(messages[0], max_new_tokens=2, temperature=0.0)  # warm-up, so no path pays the first call
-    t0 = time.perf_counter()
+    steal0 = _steal_s()
+    t0, c0 = time.perf_counter(), time.process_time()
     one: list[str] = []
     for m, r in list(zip(messages, requests, strict=True))[:one_by_one]:
         one.append(llm.chat(m, max_new_tokens=r.max_new_tokens, temperature=0.0).text)
-    one_s = (time.perf_counter() - t0) / max(len(one), 1) * len(requests)  # projected to all n
+    per_answer = len(requests) / max(len(one), 1)  # projected to all n
+    one_s, one_cpu_s = (time.perf_counter() - t0) * per_answer, (time.process_time() - c0) * per_answer
     t0 = time.perf_counter()
     for start in range(0, len(requests), 8):
         llm.generate_batch(
@@ -224,10 +226,11 @@ def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_si
         )
     batch8_s = time.perf_counter() - t0
     gen = CachedLLM(llm, open_artifact_store(settings))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     batch = {"batch_size": batch_size} if batch_size else {}
     now = gen.rejected(requests, AUTHOR, **batch)
-    now_s = time.perf_counter() - t0
+    now_s, now_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    steal = _steal_s() - steal0 if steal0 is not None else None
     t0 = time.perf_counter()
     CachedLLM(llm, open_artifact_store(settings)).rejected(requests, AUTHOR, **batch)
     cached_s = time.perf_counter() - t0
@@ -241,10 +244,25 @@ def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_si
         "build_path_s": round(now_s, 1),
         "cached_rerun_s": round(cached_s, 2),
         "speedup_vs_one_at_a_time": round(one_s / now_s, 2),
+        # CPU seconds of this process (all its threads): what the host's other guests cannot inflate
+        "one_at_a_time_projected_cpu_s": round(one_cpu_s, 1),
+        "build_path_cpu_s": round(now_cpu_s, 1),
+        "cpu_speedup_vs_one_at_a_time": round(one_cpu_s / now_cpu_s, 2),
+        "host_steal_s": round(steal, 1) if steal is not None else None,
         "speedup_vs_batch8_in_order": round(batch8_s / now_s, 2),
         "same_greedy_text_as_one_at_a_time": f"{sum(a == b for a, b in zip(one, now, strict=False))}/{len(one)}",
         "model_calls": gen.calls,
     }
+
+
+def _steal_s() -> float | None:
+    """Seconds of CPU the hypervisor gave other guests so far (all cores; /proc/stat), None off Linux:
+    wall times taken while it grows are slower for a reason outside this process."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 if __name__ == "__main__":
