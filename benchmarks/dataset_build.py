@@ -3,6 +3,7 @@
 shadows Hugging Face `datasets` for every other benchmark that imports TRL.)
 
     .venv/bin/python benchmarks/dataset_build.py [--articles 76] [--llm-extracts 40] [--rejected 32]
+        [--one-at-a-time 8] [--rounds 4]
 
 A Handbook-sized corpus (76 articles, as in the LLM Engineer's Handbook's backup) is written in the
 Handbook backup format from the sample articles (paragraphs drawn with a fixed seed and reworded, ~6,000
@@ -12,8 +13,8 @@ characters each), imported with `twin warehouse import`'s code, cleaned into a f
 the pipeline's own cost per extract (a real LLM adds its generation time), first run and cached re-run;
 (c) ``--rejected N`` rejected answers of the sample author with the packaged local model, on the same
 requests (served prompt with the rows' retrieved context, length-matched budgets) in one run: one at a
-time (``chat``), batches of 8 in row order (the previous build), and the build's path now
-(``CachedLLM.rejected``: batches of 16 grouped by prompt length), then its cached re-run.
+time (``chat``) and the build's path now (``CachedLLM.rejected``: the continuous engine, 16 rows) in
+``--rounds`` alternating rounds, then batches of 8 in row order (the previous build) and the cached re-run.
 Prints one JSON line at the end.
 """
 
@@ -92,6 +93,13 @@ def main() -> None:
     ap.add_argument("--one-at-a-time", type=int, default=8, help="of those, how many to time one by one")
     ap.add_argument("--threads", type=int, default=0, help="torch threads of the local model (0 = default)")
     ap.add_argument("--batch-size", type=int, default=0, help="rows the build path decodes together (0 = the build's)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of (the next --one-at-a-time answers one by one, then the build path over all): "
+        "with 4 rounds of 8 every one of 32 answers is timed alone, between the build path's 4 runs",
+    )
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="twin-bench-datasets-"))
@@ -156,7 +164,7 @@ def main() -> None:
         }
         if args.rejected:
             result["rejected"] = rejected_answers(
-                home / "rejected", args.rejected, args.one_at_a_time, args.threads, args.batch_size
+                home / "rejected", args.rejected, args.one_at_a_time, args.threads, args.batch_size, args.rounds
             )
         print(json.dumps(result))
     finally:
@@ -185,17 +193,78 @@ def _requests(settings: Any, n: int, llm: Any) -> list[Any]:
     ]
 
 
-def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_size: int = 0) -> dict[str, Any]:
-    """Seconds for ``n`` rejected answers: batches of 8 in row order (the previous build), the build's path
-    now, its cached re-run; and the first ``one_by_one`` of them one at a time (``chat``), per answer."""
-    from support.datasets import HashEmbedder, write_cleaned_docs
-
+def rejected_answers(
+    home: Path, n: int, one_by_one: int, threads: int, batch_size: int = 0, rounds: int = 1
+) -> dict[str, Any]:
+    """Seconds for ``n`` rejected answers. Each of ``rounds`` rounds times the next ``one_by_one`` answers
+    one at a time (``chat``), then the build's path over all ``n`` (a fresh cache each round), so both see
+    the same host conditions; the answers timed one at a time are projected to all ``n``. Then, once,
+    batches of 8 in row order (the previous build) and the build path's cached re-run."""
     from twin_core.datasets.generate import CachedLLM
-    from twin_core.domain.documents import Category
-    from twin_core.llm import open_llm
-    from twin_core.llm.local import GenRequest
     from twin_core.settings import load_settings
     from twin_core.stores.artifacts import open_artifact_store
+
+    llm, requests = _rejected_setup(home, n, threads)
+    messages = [r.messages(AUTHOR, llm) for r in requests]
+    llm.chat(messages[0], max_new_tokens=2, temperature=0.0)  # warm-up, so no path pays the first call
+    batch = {"batch_size": batch_size} if batch_size else {}
+    steal0 = _steal_s()
+    one: dict[int, str] = {}
+    one_t, now_t, same = [0.0, 0.0], [0.0, 0.0], 0
+    per_round = []
+    for r in range(rounds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        picked = [i % n for i in range(r * one_by_one, (r + 1) * one_by_one)]
+        for i in picked:
+            one[i] = llm.chat(messages[i], max_new_tokens=requests[i].max_new_tokens, temperature=0.0).text
+        round_one = [time.perf_counter() - t0, time.process_time() - c0]
+        gen = CachedLLM(llm, open_artifact_store(load_settings(home=home / f"round-{r}")))
+        t0, c0 = time.perf_counter(), time.process_time()
+        now = gen.rejected(requests, AUTHOR, **batch)
+        round_now = [time.perf_counter() - t0, time.process_time() - c0]
+        same += sum(now[i] == one[i] for i in picked)
+        per_round.append(round(round_one[0] * n / one_by_one / round_now[0], 2))
+        one_t = [x + y for x, y in zip(one_t, round_one, strict=True)]
+        now_t = [x + y for x, y in zip(now_t, round_now, strict=True)]
+    steal = _steal_s() - steal0 if steal0 is not None else None
+    one_s, one_cpu_s = (x * n / (rounds * one_by_one) for x in one_t)  # projected to all n answers
+    now_s, now_cpu_s = (x / rounds for x in now_t)  # the build path's mean over the rounds
+    batch8_s = _batches_of_8(llm, messages, requests)
+    t0 = time.perf_counter()
+    cached = CachedLLM(llm, open_artifact_store(load_settings(home=home / "round-0")))
+    cached.rejected(requests, AUTHOR, **batch)
+    cached_s = time.perf_counter() - t0
+    return {
+        "answers": len(requests),
+        "max_new_tokens_mean": round(sum(r.max_new_tokens for r in requests) / len(requests), 1),
+        "prompt_chars_mean": round(sum(r.size for r in requests) / len(requests)),
+        "rounds": rounds,
+        "one_at_a_time_timed": rounds * one_by_one,
+        "one_at_a_time_projected_s": round(one_s, 1),
+        "batch8_in_order_s": round(batch8_s, 1),
+        "build_path_s": round(now_s, 1),
+        "cached_rerun_s": round(cached_s, 2),
+        "speedup_vs_one_at_a_time": round(one_s / now_s, 2),
+        "speedup_per_round": per_round,
+        # CPU seconds of this process, all its threads (OpenMP's spin-waits included)
+        "one_at_a_time_projected_cpu_s": round(one_cpu_s, 1),
+        "build_path_cpu_s": round(now_cpu_s, 1),
+        "cpu_speedup_vs_one_at_a_time": round(one_cpu_s / now_cpu_s, 2),
+        "host_steal_s": round(steal, 1) if steal is not None else None,
+        "speedup_vs_batch8_in_order": round(batch8_s / now_s, 2),
+        "same_greedy_text_as_one_at_a_time": f"{same}/{rounds * one_by_one}",
+        "model_calls": gen.calls,
+        "cached_rerun_calls": cached.calls,
+    }
+
+
+def _rejected_setup(home: Path, n: int, threads: int) -> tuple[Any, list[Any]]:
+    """The packaged local model and the sample author's ``n`` rejected-answer requests."""
+    from support.datasets import HashEmbedder, write_cleaned_docs
+
+    from twin_core.domain.documents import Category
+    from twin_core.llm import open_llm
+    from twin_core.settings import load_settings
     from twin_core.stores.warehouse import open_warehouse
     from twin_core.stores.warehouse_io import import_paths
 
@@ -206,53 +275,18 @@ def rejected_answers(home: Path, n: int, one_by_one: int, threads: int, batch_si
         settings, [d for c in Category for d in wh.iter_documents(c)], HashEmbedder(settings.embedding_model_id)
     )
     llm = open_llm(settings)
-    requests = _requests(settings, n, llm)
-    messages = [r.messages(AUTHOR, llm) for r in requests]
-    llm.chat(messages[0], max_new_tokens=2, temperature=0.0)  # warm-up, so no path pays the first call
-    steal0 = _steal_s()
-    t0, c0 = time.perf_counter(), time.process_time()
-    one: list[str] = []
-    for m, r in list(zip(messages, requests, strict=True))[:one_by_one]:
-        one.append(llm.chat(m, max_new_tokens=r.max_new_tokens, temperature=0.0).text)
-    per_answer = len(requests) / max(len(one), 1)  # projected to all n
-    one_s, one_cpu_s = (time.perf_counter() - t0) * per_answer, (time.process_time() - c0) * per_answer
+    return llm, _requests(settings, n, llm)
+
+
+def _batches_of_8(llm: Any, messages: list[Any], requests: list[Any]) -> float:
+    """Seconds for the answers in batches of 8 in row order (``generate_batch``: the previous build)."""
+    from twin_core.llm.local import GenRequest
+
     t0 = time.perf_counter()
     for start in range(0, len(requests), 8):
-        llm.generate_batch(
-            [
-                GenRequest(m, r.max_new_tokens)
-                for m, r in zip(messages[start : start + 8], requests[start : start + 8], strict=True)
-            ]
-        )
-    batch8_s = time.perf_counter() - t0
-    gen = CachedLLM(llm, open_artifact_store(settings))
-    t0, c0 = time.perf_counter(), time.process_time()
-    batch = {"batch_size": batch_size} if batch_size else {}
-    now = gen.rejected(requests, AUTHOR, **batch)
-    now_s, now_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    steal = _steal_s() - steal0 if steal0 is not None else None
-    t0 = time.perf_counter()
-    CachedLLM(llm, open_artifact_store(settings)).rejected(requests, AUTHOR, **batch)
-    cached_s = time.perf_counter() - t0
-    return {
-        "answers": len(requests),
-        "max_new_tokens_mean": round(sum(r.max_new_tokens for r in requests) / len(requests), 1),
-        "prompt_chars_mean": round(sum(r.size for r in requests) / len(requests)),
-        "one_at_a_time_timed": len(one),
-        "one_at_a_time_projected_s": round(one_s, 1),
-        "batch8_in_order_s": round(batch8_s, 1),
-        "build_path_s": round(now_s, 1),
-        "cached_rerun_s": round(cached_s, 2),
-        "speedup_vs_one_at_a_time": round(one_s / now_s, 2),
-        # CPU seconds of this process (all its threads): what the host's other guests cannot inflate
-        "one_at_a_time_projected_cpu_s": round(one_cpu_s, 1),
-        "build_path_cpu_s": round(now_cpu_s, 1),
-        "cpu_speedup_vs_one_at_a_time": round(one_cpu_s / now_cpu_s, 2),
-        "host_steal_s": round(steal, 1) if steal is not None else None,
-        "speedup_vs_batch8_in_order": round(batch8_s / now_s, 2),
-        "same_greedy_text_as_one_at_a_time": f"{sum(a == b for a, b in zip(one, now, strict=False))}/{len(one)}",
-        "model_calls": gen.calls,
-    }
+        chunk = zip(messages[start : start + 8], requests[start : start + 8], strict=True)
+        llm.generate_batch([GenRequest(m, r.max_new_tokens) for m, r in chunk])
+    return time.perf_counter() - t0
 
 
 def _steal_s() -> float | None:
