@@ -164,3 +164,31 @@ def test_a_prompt_sharing_a_passage_with_the_previous_one_prefills_only_what_fol
     engine.close()
     assert common > 100 and prefills == [(len(encoded[0]), 0), (len(encoded[1]) - common, common)]
     assert [b.text for b in out] == [a.text for a in alone]
+
+
+def test_a_prefill_that_fails_answers_its_requests_with_the_error(llm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory in a prefill, say: the requests it admitted get the error (none waits forever), and
+    the engine serves the next request."""
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    engine = ContinuousEngine(llm, max_batch=8)
+    prefill = engine._prefill
+
+    def failing(active: Any) -> Any:
+        raise MemoryError("no room for the prompt")
+
+    monkeypatch.setattr(engine, "_prefill", failing)
+    results: list[Any] = []
+    ended = threading.Event()
+
+    def done(result: Any) -> None:
+        results.append(result)
+        ended.set()
+
+    engine.submit(GenRequest(_messages(SHORT[0]), 2), done)
+    assert ended.wait(timeout=120)
+    assert isinstance(results[0], MemoryError) and "no room" in str(results[0])
+    monkeypatch.setattr(engine, "_prefill", prefill)
+    assert engine.run_all([GenRequest(_messages(SHORT[0]), 2)])[0].text
+    engine.close()

@@ -2,8 +2,8 @@
 next decode step instead of waiting for the whole batch to finish.
 
 One worker thread owns the decode loop. Each turn it prefills the requests that arrived since the last
-step (one forward over them, left padded), merges their key/value cache into the running batch's, and
-then runs one decode step for every active row. A row that ends (EOS, its ``max_new_tokens``, a stop
+step (each alone: nothing padded), copies their key/value cache into the running batch's (left padded to
+one width), and then runs one decode step for every active row. A row that ends (EOS, its ``max_new_tokens``, a stop
 string, its deadline, or its client gone) leaves the batch at once, so a short answer never waits for a
 long one and a new request never waits for a batch to drain. Transformers' own continuous batching
 (``generate_batch`` / ``init_continuous_batching``) drops the repetition penalty the small models need
@@ -192,8 +192,13 @@ class ContinuousEngine:
             return
         import torch
 
-        prefilled = [self._prefill(active) for active in fresh]
-        self._merge([cache for cache, _ in prefilled])
+        try:
+            prefilled = [self._prefill(active) for active in fresh]
+            self._merge([cache for cache, _ in prefilled])
+        except Exception as exc:  # out of memory, say: these requests fail too (the loop fails the running ones)
+            for active in fresh:
+                self._finish(active, exc)
+            raise
         self._rows += fresh
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
         self._rows_changed()
