@@ -76,15 +76,17 @@ class RejectedRequest:
         return len(self.instruction) + sum(len(t) for t in self.context)
 
     @property
+    def _links(self) -> tuple[str, ...]:
+        return self.context_links or ("",) * len(self.context)
+
+    @property
     def prompt_order(self) -> tuple[Any, ...]:
         """Sorts requests as their prompts read (each retrieved passage with its link, then the
         instruction): prompts that start alike come one after the other."""
-        links = self.context_links or ("",) * len(self.context)
-        return (*zip(links, self.context, strict=False), ("", self.instruction))
+        return (*zip(self._links, self.context, strict=False), ("", self.instruction))
 
     def messages(self, author: str, tokens: Any) -> list[dict[str, str]]:
-        links = self.context_links or ("",) * len(self.context)
-        chunks = [ContextChunk(text=t, link=link) for t, link in zip(self.context, links, strict=False)]
+        chunks = [ContextChunk(text=t, link=link) for t, link in zip(self.context, self._links, strict=False)]
         return build_messages(self.instruction, chunks, author=author, tokens=tokens).messages
 
     def cache_key(self, author: str, model_version: str) -> str:

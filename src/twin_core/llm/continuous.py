@@ -308,12 +308,16 @@ class ContinuousEngine:
                 active.row.seconds = time.perf_counter() - active.started
                 self.llm._flush(active.row)
                 self._finish(active, None)
-        live = self._live if self._live is not None else list(range(len(self._rows)))
+        live = self._live_rows()
         self._rows = [self._rows[i] for i in keep]
         self._live = [live[i] for i in keep]
         self._rows_changed()
         if not self._rows:
             self._cache, self._mask, self._live = None, None, None
+
+    def _live_rows(self) -> list[int]:
+        """The cache rows of ``self._rows``, in order (all of them until rows end)."""
+        return self._live if self._live is not None else list(range(len(self._rows)))
 
     def _rows_changed(self) -> None:
         if self.on_rows is not None:
@@ -339,7 +343,7 @@ class ContinuousEngine:
 
         from twin_core.llm.kv_cache import restack
 
-        live = self._live if self._live is not None else list(range(self._mask.shape[0]))
+        live = self._live_rows()
         kept = self._mask[torch.tensor(live, dtype=torch.long, device=self._mask.device)]
         unused = int((kept.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading padding nobody needs
         masks = [kept[:, unused:]] + [kept.new_ones((1, c.get_seq_length())) for c in new]

@@ -34,13 +34,10 @@ class PrefixCache:
     def match(self, prompt: list[int], *, count: bool = True) -> tuple[tuple[int, ...], Layers] | None:
         """The longest stored prefix of ``prompt`` that leaves at least one token to prefill (``count``:
         a use, counted in ``hits`` and ``reused_tokens``, after keeping the start ``prompt`` shares with
-        the prompt prefilled last when no stored prefix covers it)."""
+        the prompt prefilled last when it is longer)."""
+        best = max((ids for ids in self._entries if _starts_with(prompt, ids)), key=len, default=None)
         if count:
-            self._learn(prompt)
-        best: tuple[int, ...] | None = None
-        for ids in self._entries:
-            if len(ids) < len(prompt) and (best is None or len(ids) > len(best)) and _starts_with(prompt, ids):
-                best = ids
+            best = self._learn(prompt, best)
         if best is None:
             return None
         if count:
@@ -54,14 +51,17 @@ class PrefixCache:
         the next prompt's start shared with it is sliced from them."""
         self._last = (list(prompt), layers)
 
-    def _learn(self, prompt: list[int]) -> None:
+    def _learn(self, prompt: list[int], best: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """Store the start ``prompt`` shares with the prompt prefilled last when it beats ``best``; the
+        longest prefix now."""
         if self._last is None:
-            return
+            return best
         last, layers = self._last
         n = shared_length([prompt, last], len(prompt) - 1)  # keep one token to prefill
-        stored = max((len(ids) for ids in self._entries if _starts_with(prompt, ids)), default=0)
-        if n >= self.min_tokens and n > stored:
-            self.store(prompt[:n], [(keys[:, :, :n].clone(), values[:, :, :n].clone()) for keys, values in layers])
+        if n < self.min_tokens or n <= len(best or ()):
+            return best
+        self.store(prompt[:n], [(keys[:, :, :n].clone(), values[:, :, :n].clone()) for keys, values in layers])
+        return tuple(prompt[:n])
 
     def common(self, prompts: list[list[int]]) -> int:
         """Length of the start all ``prompts`` share, each keeping a token to prefill (0 below ``min_tokens``)."""
