@@ -116,8 +116,9 @@ def test_requests_arriving_together_prefill_their_shared_start_once(llm: Any, au
     engine = ContinuousEngine(llm, max_batch=8, on_prefill=lambda computed, cached: prefills.append((computed, cached)))
     together = engine.run_all([GenRequest(p, n) for p, n in zip(prompts, budgets, strict=True)])
     assert len(engine.prefixes) == 1 and engine.prefixes.hits == 4  # prefilled once, used by all four
-    # each row computes its own tokens after the shared start, and not one padding token
+    # each row computes its own tokens after the shared start, the four short rests in one forward
     assert prefills == [(len(llm.encode(p, 1)) - shared, shared) for p in prompts]
+    assert engine.prefill_passes == 1
     again = engine.run_all([GenRequest(prompts[2], budgets[2])])  # a later request reuses it
     engine.close()
     assert engine.prefixes.hits == 5 and engine.prefixes.reused_tokens == 5 * shared
@@ -175,7 +176,7 @@ def test_a_prefill_that_fails_answers_its_requests_with_the_error(llm: Any, monk
     engine = ContinuousEngine(llm, max_batch=8)
     prefill = engine._prefill
 
-    def failing(active: Any) -> Any:
+    def failing(*args: Any) -> Any:
         raise MemoryError("no room for the prompt")
 
     monkeypatch.setattr(engine, "_prefill", failing)
@@ -192,3 +193,27 @@ def test_a_prefill_that_fails_answers_its_requests_with_the_error(llm: Any, monk
     monkeypatch.setattr(engine, "_prefill", prefill)
     assert engine.run_all([GenRequest(_messages(SHORT[0]), 2)])[0].text
     engine.close()
+
+
+def test_long_prompts_arriving_together_are_prefilled_alone_and_short_ones_together(llm: Any) -> None:
+    """Two prompts with a long passage each and two one-line questions, all arriving at once: each long one
+    gets its own forward (nothing padded), the short ones share one; every answer is the one it gets alone."""
+    from twin_core.llm.continuous import SHORT_REST, ContinuousEngine
+    from twin_core.llm.local import GenRequest
+    from twin_core.llm.prompt import system_prompt
+
+    system = {"role": "system", "content": system_prompt("Ada Quillfeather")}
+    facts = ("State is written last. " * 12, "Ids are hashes. " * 20)
+    passages = [f"<context>\n{fact}\n</context>\nWhy?" for fact in facts]
+    questions = [passages[0], "Hi", passages[1], SHORT[0]]
+    prompts = [[system, {"role": "user", "content": q}] for q in questions]
+    alone = [llm.chat(p, max_new_tokens=5) for p in prompts]
+    prefills: list[tuple[int, int]] = []
+    engine = ContinuousEngine(llm, max_batch=8, on_prefill=lambda computed, cached: prefills.append((computed, cached)))
+    together = engine.run_all([GenRequest(p, 5) for p in prompts])
+    engine.close()
+    computed = [c for c, _ in prefills]
+    assert computed[0] > SHORT_REST and computed[1] > SHORT_REST and max(computed[2:]) <= SHORT_REST
+    assert len(prefills) == 4 and engine.prefill_passes == 3
+    assert [b.text for b in together] == [a.text for a in alone]
+    assert [b.prompt_tokens for b in together] == [a.prompt_tokens for a in alone]
