@@ -118,9 +118,16 @@ def placement() -> tuple[str, Any]:
 
 
 def _place(model: Any) -> Any:
-    """The model on the generation device (after any GGUF conversion was saved from the CPU copy)."""
+    """The model on the generation device (after any GGUF conversion was saved from the CPU copy); on
+    the CPU with ``cpu_decode``'s packed weights and glibc keeping freed memory."""
     device, dtype = placement()
-    return model if device == "cpu" else model.to(device=device, dtype=dtype)
+    if device != "cpu":
+        return model.to(device=device, dtype=dtype)
+    from twin_core.llm.cpu_decode import keep_freed_memory, pack_decode_weights
+
+    keep_freed_memory()
+    log.info("%d linear layers packed for batched decoding", pack_decode_weights(model))
+    return model
 
 
 def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
