@@ -36,12 +36,23 @@ def test_packed_rows_give_the_plain_sixteen_row_product_whatever_rides_along() -
     assert model[0].weight.grad is not None and model[0].weight.grad.abs().sum() > 0
 
 
-def test_models_above_the_memory_cap_are_left_as_they_are() -> None:
+def test_models_above_the_memory_cap_or_where_packing_fails_are_left_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
     from twin_core.llm.cpu_decode import pack_decode_weights
 
     model = _model()
     assert pack_decode_weights(model, max_bytes=1000) == 0
     assert not hasattr(model[0], "_twin_packed") and "forward" not in vars(model[0])
+
+    def failing(weight: Any, rows: int) -> Any:
+        raise RuntimeError("MKL cannot pack here")
+
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight", failing)
+    assert pack_decode_weights(model) == 0
+    assert not any(hasattr(m, "_twin_packed") or "forward" in vars(m) for m in model)
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt")

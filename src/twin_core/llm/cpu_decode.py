@@ -38,9 +38,13 @@ def pack_decode_weights(model: Any, *, rows: int = DECODE_ROWS, max_bytes: int =
     ]
     if sum(m.weight.numel() * 4 for m in linears) > max_bytes:
         return 0
-    for module in linears:
-        module._twin_packed = torch.ops.mkl._mkl_reorder_linear_weight(module.weight.detach(), rows)
-        module._twin_rows = rows
+    try:  # a private op of torch's: if it fails here, the model keeps its plain products
+        packed = [torch.ops.mkl._mkl_reorder_linear_weight(m.weight.detach(), rows) for m in linears]
+    except RuntimeError as exc:
+        log.warning("decode weights not packed for MKL: %s", exc)
+        return 0
+    for module, weight in zip(linears, packed, strict=True):
+        module._twin_packed, module._twin_rows = weight, rows
         module.forward = types.MethodType(_packed_forward, module)
     return len(linears)
 
