@@ -18,13 +18,29 @@ def test_cpu_by_default_and_batched_greedy_equals_unbatched(llm_models_dir: Path
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU default, also on a GPU machine
     assert placement() == ("cpu", None)
     llm = load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))
-    assert llm.model.device.type == "cpu"
+    assert llm.model.device.type == "cpu" and hasattr(llm.model.lm_head, "_twin_packed")  # llm/cpu_decode.py
     prompts = [("Hi", 6), ("Why do random IDs break upserts when a job is rerun?", 12), ("What is HNSW?", 8)]
     requests = [GenRequest([{"role": "user", "content": p}], n, 0.0) for p, n in prompts]
     alone = [llm.generate_batch([r])[0] for r in requests]
     together = llm.generate_batch(requests)  # left-padded to the longest prompt, one generate call
     assert [g.text for g in together] == [g.text for g in alone]
     assert [g.completion_tokens for g in together] == [g.completion_tokens for g in alone]
+
+
+def test_packed_decode_weights_can_be_turned_off(llm_models_dir: Path, monkeypatch) -> None:
+    import torch
+
+    from twin_core.llm.local import PACKAGED_DIRNAME, load_local_folder, load_local_llm
+    from twin_core.settings import load_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))  # converts the GGUF once
+    monkeypatch.setenv("TWIN_LLM_PACK_DECODE", "false")
+    settings = load_settings(llm_models_dir=llm_models_dir, llm_threads=1)
+    assert settings.llm.pack_decode is False
+    plain = load_local_folder(settings, llm_models_dir / PACKAGED_DIRNAME, "plain")
+    assert not any(hasattr(m, "_twin_packed") for m in plain.model.modules())
+    assert plain.chat([{"role": "user", "content": "Hi"}], max_new_tokens=3).completion_tokens >= 1
 
 
 def test_placement_prefers_a_cuda_gpu_in_bf16(monkeypatch) -> None:

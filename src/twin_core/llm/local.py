@@ -117,16 +117,18 @@ def placement() -> tuple[str, Any]:
     return "cpu", None
 
 
-def _place(model: Any) -> Any:
+def _place(model: Any, settings: Settings) -> Any:
     """The model on the generation device (after any GGUF conversion was saved from the CPU copy); on
-    the CPU with ``cpu_decode``'s packed weights and glibc keeping freed memory."""
+    the CPU with glibc keeping freed memory and, unless ``TWIN_LLM_PACK_DECODE=false``, ``cpu_decode``'s
+    packed weights."""
     device, dtype = placement()
     if device != "cpu":
         return model.to(device=device, dtype=dtype)
     from twin_core.llm.cpu_decode import keep_freed_memory, pack_decode_weights
 
     keep_freed_memory()
-    log.info("%d linear layers packed for batched decoding", pack_decode_weights(model))
+    if settings.llm.pack_decode:
+        log.info("%d linear layers packed for batched decoding", pack_decode_weights(model))
     return model
 
 
@@ -403,7 +405,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
     warning, so a local run never fails for lack of network.
     """
     source = resolve_source(settings)
-    key = f"{source.location}|{source.gguf_file}"
+    key = f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -425,7 +427,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
                 str(exc).splitlines()[0][:200],
             )
             source = _packaged_source(settings)
-            key = f"{source.location}|{source.gguf_file}"
+            key = f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
             model, tokenizer = _load_pretrained(source, offline=True)
         if source.gguf_file and settings.llm.model_id.strip().lower() in (PACKAGED_ID, "packaged", ""):
             target = models_dir(settings) / PACKAGED_DIRNAME
@@ -433,7 +435,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
             target.parent.mkdir(parents=True, exist_ok=True)
             _save_converted(model, tokenizer, target)
         log.info("LLM %s loaded in %.1f s", source.version, time.perf_counter() - started)
-        llm = LocalLLM(_place(model), tokenizer, source.version)
+        llm = LocalLLM(_place(model, settings), tokenizer, source.version)
         _cache[key] = llm
         return llm
 
@@ -454,4 +456,4 @@ def load_local_folder(settings: Settings, folder: Path, model_version: str) -> L
     except Exception as exc:
         raise ConfigError(f"model {model_version}: cannot load {folder}: {type(exc).__name__}: {exc}") from None
     log.info("LLM %s loaded from %s in %.1f s", model_version, folder, time.perf_counter() - started)
-    return LocalLLM(_place(model), tokenizer, model_version)
+    return LocalLLM(_place(model, settings), tokenizer, model_version)
