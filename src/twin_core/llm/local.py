@@ -398,6 +398,11 @@ class Cancelled(Exception):
     """The request was cancelled (its client disconnected) before its generation finished."""
 
 
+def _cache_key(source: ModelSource, settings: Settings) -> str:
+    """One loaded model per weights and packing choice (``TWIN_LLM_PACK_DECODE``) in a process."""
+    return f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
+
+
 def load_local_llm(settings: Settings) -> LocalLLM:
     """Load (once per process) the model TWIN_LLM_MODEL_ID names, converting a GGUF once.
 
@@ -405,7 +410,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
     warning, so a local run never fails for lack of network.
     """
     source = resolve_source(settings)
-    key = f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
+    key = _cache_key(source, settings)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -427,7 +432,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
                 str(exc).splitlines()[0][:200],
             )
             source = _packaged_source(settings)
-            key = f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
+            key = _cache_key(source, settings)
             model, tokenizer = _load_pretrained(source, offline=True)
         if source.gguf_file and settings.llm.model_id.strip().lower() in (PACKAGED_ID, "packaged", ""):
             target = models_dir(settings) / PACKAGED_DIRNAME
