@@ -266,8 +266,8 @@ class ContinuousEngine:
             logits_to_keep=1,
         )
         self.prefill_passes += 1
-        for r in rest:
-            if self.on_prefill is not None:
+        if self.on_prefill is not None:
+            for r in rest:
                 self.on_prefill(len(r), shared)
         if self.prefixes is not None and len(rows) == 1:  # the next prompt may share more of its start with it
             self.prefixes.remember(rows[0].seen, [(x.keys, x.values) for x in cache.layers])

@@ -21,7 +21,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DECODE_ROWS = 16  # the engine's default max batch; more rows take the plain product
+DECODE_ROWS = 16  # the rows evaluation and dataset builds decode together; more take the plain product
 
 
 def pack_decode_weights(model: Any, *, rows: int = DECODE_ROWS, max_bytes: int = 2 << 30) -> int:
