@@ -72,16 +72,16 @@ def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(
             ("How should a pipeline resume?", "State is written last, so a killed run resumes.", 4),
         ]
     ]
-    import twin_core.llm.continuous as continuous
+    import twin_core.llm.batch_jobs as batch_jobs
 
     sent: list[int] = []
-    engine = continuous.generate_all
+    engine = batch_jobs.generate_all
 
     def recorded(llm: Any, reqs: list[Any], **kwargs: Any) -> Any:
         sent.extend(r.max_new_tokens for r in reqs)
         return engine(llm, reqs, **kwargs)
 
-    monkeypatch.setattr(continuous, "generate_all", recorded)
+    monkeypatch.setattr(batch_jobs, "generate_all", recorded)
     cached = CachedLLM(llm, store)
     answers = cached.rejected(requests, "Ada Quillfeather", batch_size=2)
     assert sent == [9, 6, 4]  # as the prompts read (same link, then the passages' text): alike starts adjacent

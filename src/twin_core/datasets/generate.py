@@ -172,7 +172,7 @@ class CachedLLM:
     def _continuous(
         self, todo: list[RejectedRequest], keys: list[str], author: str, batch_size: int, progress: ProgressFactory
     ) -> list[str]:
-        from twin_core.llm.continuous import generate_all
+        from twin_core.llm.batch_jobs import generate_all
         from twin_core.llm.local import GenRequest
 
         def keep(i: int, result: Any) -> None:  # engine thread: cache each answer as soon as it ends

@@ -1,5 +1,5 @@
 """Batched answers: a local model's rows through the continuous engine, ``batch_size`` rows at a time
-(``llm.continuous.generate_all``: greedy rows give the same text as one at a time, and the prompt start
+(``llm.batch_jobs.generate_all``: greedy rows give the same text as one at a time, and the prompt start
 they share is prefilled once); ``generate_batch`` in batches for another batching backend; one ``chat``
 call per row for a model without batching (an endpoint)."""
 
@@ -31,7 +31,7 @@ def generate(
     from twin_core.llm.local import GenRequest, LocalLLM
 
     if isinstance(llm, LocalLLM):
-        from twin_core.llm.continuous import generate_all
+        from twin_core.llm.batch_jobs import generate_all
 
         reqs = [GenRequest(p, max_new_tokens, 0.0) for p in prompts]
         results = generate_all(llm, reqs, max_batch=batch_size, timeout_s=timeout_s, progress=progress, desc=desc)

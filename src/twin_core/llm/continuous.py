@@ -26,12 +26,10 @@ from twin_core.errors import InputError
 from twin_core.llm.base import Generation
 from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
 from twin_core.llm.prefix_cache import Layers, PrefixCache, cache_from, run_prefix
-from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
 
 Done = Callable[[Generation | BaseException], None]
-Result = Callable[[int, Generation | BaseException], None]
 
 
 SHORT_REST = 64  # prompt tokens after the cached prefix up to which rows are prefilled together
@@ -81,9 +79,13 @@ class ContinuousEngine:
         on_rows: Callable[[int], None] | None = None,
         on_prefill: Callable[[int, int], None] | None = None,
         prefix_cache: bool = True,
+        threads: int | None = None,
+        lock: Any = None,
     ) -> None:
         self.llm = llm
         self.max_batch = max_batch
+        self.threads = threads  # torch threads of the decode thread (None: the process's)
+        self._turn_lock = lock if lock is not None else llm._lock  # held for each admit + step
         self.prefixes = PrefixCache() if prefix_cache else None  # the shared prompt start, prefilled once
         self.on_step = on_step  # called with the batch size of every decode step (metrics)
         self.on_admit = on_admit  # called with each request's seconds in the queue (metrics)
@@ -119,7 +121,11 @@ class ContinuousEngine:
         self._queue.put(None)
 
     def run_all(
-        self, reqs: list[GenRequest], *, timeout_s: float | None = None, on_result: Result | None = None
+        self,
+        reqs: list[GenRequest],
+        *,
+        timeout_s: float | None = None,
+        on_result: Callable[[int, Generation | BaseException], None] | None = None,
     ) -> list[Generation | BaseException]:
         """Every request through the engine, waiting for all (batch jobs and tests); ``on_result`` is called
         (engine thread) with each request's index and result as it ends."""
@@ -167,6 +173,8 @@ class ContinuousEngine:
     def _loop(self) -> None:
         import torch
 
+        if self.threads:  # this thread's own count (OpenMP and MKL keep one per thread)
+            torch.set_num_threads(self.threads)
         while True:
             jobs = self._take(block=not self._rows and not self._stopping)
             if not jobs and not self._rows:
@@ -174,7 +182,7 @@ class ContinuousEngine:
                     return
                 continue
             try:
-                with self.llm._lock, torch.inference_mode():
+                with self._turn_lock, torch.inference_mode():
                     if jobs:
                         self._admit(jobs)
                     if self._rows:
@@ -413,34 +421,6 @@ class ContinuousEngine:
             active.job.done(result)
         except Exception:  # a caller's callback must not stop the loop
             log.exception("result callback failed")
-
-
-def generate_all(
-    llm: LocalLLM,
-    reqs: list[GenRequest],
-    *,
-    max_batch: int = 8,
-    timeout_s: float | None = None,
-    on_result: Result | None = None,
-    progress: ProgressFactory = silent,
-    desc: str = "answers",
-) -> list[Generation | BaseException]:
-    """A batch job's requests (evaluation answers, rejected answers) through one engine: rows join as
-    others end and the prompt start they share is prefilled once. Results in order; a failed request
-    gets its exception and does not fail the others. The bar advances as each request ends."""
-    engine = ContinuousEngine(llm, max_batch=max_batch)
-    bar = progress(total=len(reqs), desc=desc, unit="answer")
-
-    def ended(i: int, result: Generation | BaseException) -> None:
-        if on_result is not None:
-            on_result(i, result)
-        bar.update(1)
-
-    try:
-        return engine.run_all(reqs, timeout_s=timeout_s, on_result=ended)
-    finally:
-        bar.close()
-        engine.close()
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:

@@ -247,6 +247,7 @@ class LocalLLM(TokenizerCounter):
         self.model = model
         self.model_version = model_version
         self._lock = threading.Lock()  # one generate call at a time per model (a call may hold a batch)
+        self._text_lock = threading.Lock()  # the tokenizer, for engines decoding side by side (llm.batch_jobs)
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -261,7 +262,10 @@ class LocalLLM(TokenizerCounter):
 
     def encode(self, messages: Messages, max_new_tokens: int) -> list[int]:
         """Prompt token ids; InputError when prompt + answer do not fit the model's context."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+        with self._text_lock:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
         ids = list(ids["input_ids"])
         if self.context_tokens and len(ids) + max_new_tokens > self.context_tokens:
             raise InputError(
@@ -269,6 +273,13 @@ class LocalLLM(TokenizerCounter):
                 f"context of {self.context_tokens} tokens"
             )
         return ids
+
+    def batch_workers(self) -> int:
+        """Engines a batch job may run side by side (``llm.batch_jobs``): one per torch thread on a CPU,
+        one on an accelerator."""
+        import torch
+
+        return torch.get_num_threads() if self.model.device.type == "cpu" else 1
 
     def chat(
         self, messages: Messages, *, max_new_tokens: int, temperature: float = 0.0, timeout_s: float | None = None
@@ -280,7 +291,8 @@ class LocalLLM(TokenizerCounter):
 
     # -- batched generation ------------------------------------------------------------------------
     def _decode(self, row: _Row) -> str:
-        text = self.tokenizer.decode(row.ids, skip_special_tokens=True).strip()
+        with self._text_lock:
+            text = self.tokenizer.decode(row.ids, skip_special_tokens=True).strip()
         for stop in row.req.stop:
             cut = text.find(stop)
             if cut >= 0:
