@@ -51,6 +51,28 @@ def _volumes(prof: dict[str, Any]) -> dict[str, Any]:
     return {"volumes": volumes, "volume_mounts": mounts}
 
 
+def _env(prof: dict[str, Any]) -> list[Any]:
+    """The step's environment. Read-only root filesystem: scratch space (embedded caches, temp clones)
+    lives on an emptyDir. Torch sizes its thread pool from the node's cores, not the pod's CPU limit: on
+    a 64-core node a 2-CPU pod ran 64 threads, throttled, and batch jobs would start an engine per thread
+    (llm/batch_jobs.py). ``OMP_NUM_THREADS`` comes from the container's CPU limit (Downward API, rounded
+    up), unless the profile sets it."""
+    from kubernetes.client import models as k8s
+
+    env = {
+        "TWIN_EXECUTION": "kubernetes",
+        "TWIN_PROGRESS": "0",
+        "TMPDIR": "/tmp",
+        "XDG_CACHE_HOME": "/tmp/.cache",
+        **{k: str(v) for k, v in prof.get("env", {}).items()},
+    }
+    out = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
+    if "OMP_NUM_THREADS" not in env:
+        limit = k8s.V1ResourceFieldSelector(resource="limits.cpu", divisor="1")
+        out.append(k8s.V1EnvVar(name="OMP_NUM_THREADS", value_from=k8s.V1EnvVarSource(resource_field_ref=limit)))
+    return out
+
+
 def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
     """The KubernetesPodOperator arguments of a step in the execution profile ``profile_name``."""
     from kubernetes.client import models as k8s
@@ -75,14 +97,7 @@ def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
             k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=cfg["config_map"])),
             k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=cfg["secret"], optional=True)),
         ],
-        # Read-only root filesystem: scratch space (embedded caches, temp clones) lives on an emptyDir.
-        "env_vars": {
-            "TWIN_EXECUTION": "kubernetes",
-            "TWIN_PROGRESS": "0",
-            "TMPDIR": "/tmp",
-            "XDG_CACHE_HOME": "/tmp/.cache",
-            **{k: str(v) for k, v in prof.get("env", {}).items()},
-        },
+        "env_vars": _env(prof),
         **_volumes(prof),
         "labels": {**LABELS, "llm-twin/profile": profile_name},
         "security_context": k8s.V1PodSecurityContext(

@@ -129,6 +129,13 @@ class LLMSettings(_Group):
         description="On a CPU, a second copy of the local LLM's weights packed for batched decode steps "
         "(faster steps of 2-16 rows, one more copy of the weights in memory).",
     )
+    batch_engines: int = Field(
+        0,
+        ge=0,
+        description="Decode engines a batch job (evaluation, rejected answers) runs side by side on a CPU, "
+        "each with its share of the threads and its own key/value cache (0 = one per thread, at most one "
+        "per 8 requests; 1 = the least memory).",
+    )
 
 
 class RAGSettings(_Group):

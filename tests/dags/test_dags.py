@@ -116,6 +116,9 @@ def test_profiles_render_their_image_resources_and_gpu_pool(
     assert container["image"] == f"{EXEC_CFG['images']['registry']}/{prof['image']}:{EXEC_CFG['images']['tag']}"
     assert container["args"] == ["train", "sft"]
     assert container["resources"]["limits"] == {k: str(v) for k, v in prof["limits"].items()}
+    threads = {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}  # torch's threads: the pod's CPUs
+    assert {"name": "OMP_NUM_THREADS", "valueFrom": threads} in container["env"]
+    assert {"name": "TWIN_EXECUTION", "value": "kubernetes"} in container["env"]
     if profile == "gpu":
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert spec["nodeSelector"] == prof["node_selector"]

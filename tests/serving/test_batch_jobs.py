@@ -100,3 +100,17 @@ def test_shares_are_consecutive_and_differ_by_one_request_at_most() -> None:
     assert _shares(32, 2) == [range(0, 16), range(16, 32)]
     assert _shares(7, 3) == [range(0, 2), range(2, 4), range(4, 7)]
     assert _shares(0, 1) == [range(0, 0)]
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_twin_llm_batch_engines_sets_how_many_engines_a_batch_job_runs(llm_models_dir: Path, monkeypatch) -> None:
+    from twin_core.llm.batch_jobs import generate_all
+    from twin_core.llm.local import PACKAGED_DIRNAME, load_local_folder
+    from twin_core.settings import load_settings
+
+    monkeypatch.setenv("TWIN_LLM_BATCH_ENGINES", "1")  # the least memory: one key/value cache
+    one = load_local_folder(load_settings(llm_models_dir=llm_models_dir), llm_models_dir / PACKAGED_DIRNAME, "one")
+    assert one.batch_workers() == 1
+    ends: list[tuple[int, int, int]] = []
+    generate_all(one, [_req(QUESTIONS[i % 5], 1) for i in range(16)], on_result=_record(ends))
+    assert len({ident for _, ident, _ in ends}) == 1 and {threads for _, _, threads in ends} == {2}

@@ -217,3 +217,24 @@ def test_long_prompts_arriving_together_are_prefilled_alone_and_short_ones_toget
     assert len(prefills) == 4 and engine.prefill_passes == 3
     assert [b.text for b in together] == [a.text for a in alone]
     assert [b.prompt_tokens for b in together] == [a.prompt_tokens for a in alone]
+
+
+def test_the_cache_keeps_room_for_the_most_tokens_a_row_can_still_add(llm: Any) -> None:
+    """Budgets of 6 and 40 tokens: the buffer the rows are copied into has room for 40 positions (not
+    half its width), and each step fills one of them in place."""
+    from twin_core.llm.continuous import ContinuousEngine
+    from twin_core.llm.local import GenRequest
+
+    free: list[int] = []
+
+    def on_step(rows: int) -> None:  # engine thread, after the step's append
+        keys, filled = engine._cache.layers[0].__dict__["_keys_buffer"]
+        free.append(keys.shape[-2] - filled)
+
+    engine = ContinuousEngine(llm, max_batch=8, on_step=on_step)
+    results = engine.run_all([GenRequest(_messages(SHORT[0]), 6), GenRequest(_messages(LONG[0]), LONG[1])])
+    engine.close()
+    assert [r.completion_tokens for r in results] == [SHORT[1], LONG[1]]
+    # room for 40 from the join; the step after the short row ended recopies with room for the 34 the long
+    # row can still add, and fills one
+    assert free == [39, 38, 37, 36, 35] + list(range(33, 33 - (LONG[1] - 1 - 5), -1))

@@ -91,3 +91,19 @@ def test_restack_pads_rows_to_one_width_in_one_buffer_with_room() -> None:
         keys, _ = layer.update(torch.ones(3, 2, 1, 4), torch.ones(3, 2, 1, 4))
     assert keys.data_ptr() == start and keys.shape == (3, 2, 7 + MIN_ROOM, 4)
     assert torch.equal(keys[1, :, :7], want[1])
+
+
+def test_restack_keeps_only_the_room_asked_for_and_grows_past_it() -> None:
+    import torch
+
+    from twin_core.llm.kv_cache import growing_layer_class, restack
+
+    layer = growing_layer_class()()
+    restack(layer, [(torch.ones(2, 2, 5, 4), torch.ones(2, 2, 5, 4))], 5, room=3)
+    start = layer.keys.data_ptr()
+    for step in range(3):  # the room asked for: in place
+        keys, _ = layer.update(torch.full((2, 2, 1, 4), float(step)), torch.zeros(2, 2, 1, 4))
+        assert keys.data_ptr() == start
+    keys, _ = layer.update(torch.full((2, 2, 1, 4), 3.0), torch.zeros(2, 2, 1, 4))  # past it: moved, nothing lost
+    assert keys.data_ptr() != start and keys.shape == (2, 2, 9, 4)
+    assert torch.equal(keys[0, 0, :, 0], torch.tensor([1.0] * 5 + [0.0, 1.0, 2.0, 3.0]))

@@ -206,12 +206,12 @@ class ContinuousEngine:
 
         try:
             prefills = self._prefill_all(fresh)
-            self._merge([(p.cache, p.mask) for p in prefills])
+            joined = [active for p in prefills for active in p.rows]  # the order of their cache rows
+            self._merge([(p.cache, p.mask) for p in prefills], joined)
         except Exception as exc:  # out of memory, say: these requests fail too (the loop fails the running ones)
             for active in fresh:
                 self._finish(active, exc)
             raise
-        joined = [active for p in prefills for active in p.rows]  # the order of their cache rows
         self._rows += joined
         self.max_rows_seen = max(self.max_rows_seen, len(self._rows))
         self._rows_changed()
@@ -372,8 +372,8 @@ class ContinuousEngine:
         if self.on_rows is not None:
             self.on_rows(len(self._rows))
 
-    def _merge(self, new: list[tuple[Any, Any]]) -> None:
-        """The new rows' caches (with their attention masks) below the running batch's."""
+    def _merge(self, new: list[tuple[Any, Any]], joined: list[_Active]) -> None:
+        """The new rows' caches (with their attention masks) below the running batch's; ``joined``: their rows."""
         if self._cache is None:
             import torch
 
@@ -381,9 +381,9 @@ class ContinuousEngine:
 
             self._cache, self._live = growing_cache(self.llm.model.config), None
             self._mask = torch.zeros((0, 0), dtype=torch.long, device=self.llm.model.device)
-        self._compose(new)
+        self._compose(new, joined)
 
-    def _compose(self, new: Sequence[tuple[Any, Any]] = ()) -> None:
+    def _compose(self, new: Sequence[tuple[Any, Any]] = (), joined: Sequence[_Active] = ()) -> None:
         """The running cache without its ended rows and the leading padding no live row needs, then the
         rows of the ``new`` (cache, mask) pairs, left padded to one width: each layer copied once, into a buffer with
         room for the next decode steps (a concatenation, a row selection and the next append's move to a
@@ -397,9 +397,12 @@ class ContinuousEngine:
         unused = int((kept.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # leading padding nobody needs
         masks = [kept[:, unused:]] + [mask for _, mask in new]
         width = max(m.shape[1] for m in masks)
+        # the most positions a row can still append: rejected answers' 90-token budgets got half of a
+        # 1,000-position width, a third of the cache's memory, for nothing
+        room = max((a.job.req.max_new_tokens - len(a.row.ids) for a in [*self._rows, *joined]), default=1)
         for i, layer in enumerate(self._cache.layers):
             parts = [(layer.keys[a:b, :, unused:], layer.values[a:b, :, unused:]) for a, b in _runs(live)]
-            restack(layer, parts + [(c.layers[i].keys, c.layers[i].values) for c, _ in new], width)
+            restack(layer, parts + [(c.layers[i].keys, c.layers[i].values) for c, _ in new], width, room)
         self._mask = torch.cat([_left_padded(m, width) for m in masks], dim=0)
         self._live = None
 

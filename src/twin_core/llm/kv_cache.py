@@ -53,20 +53,22 @@ class _Filled:
         layer.__dict__[self.slot] = (buffer, filled)
 
 
-def restack(layer: Any, parts: list[tuple[Any, Any]], width: int) -> None:
+def restack(layer: Any, parts: list[tuple[Any, Any]], width: int, room: int | None = None) -> None:
     """Set ``layer``'s keys and values to ``parts`` ((keys, values), each [rows, heads, n <= width, dim]) one
     below the other, right aligned to ``width`` with zeros on the left (left padding), copied once into a
-    buffer with room for the next appends. The engine merges new rows and drops ended ones this way: a
+    buffer with room for the next appends: ``room`` positions (the most any row can still add), at most
+    ``MIN_ROOM`` or half the width. The engine merges new rows and drops ended ones this way: a
     concatenation, then the next append's move to a buffer with room, copied the whole cache twice."""
     import torch
 
+    extra = max(MIN_ROOM, width // 2) if room is None else min(max(MIN_ROOM, width // 2), room)
     stacked = []
     for i in (0, 1):
         tensors = [part[i] for part in parts]
         first = tensors[0]
         rows = sum(t.shape[0] for t in tensors)
         buffer = torch.empty(
-            (rows, first.shape[1], width + max(MIN_ROOM, width // 2), first.shape[-1]),
+            (rows, first.shape[1], width + extra, first.shape[-1]),
             dtype=first.dtype,
             device=first.device,
         )

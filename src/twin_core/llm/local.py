@@ -242,10 +242,11 @@ class LocalLLM(TokenizerCounter):
     with its own ``max_new_tokens``, stop strings and stream; ``chat`` is a batch of one.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, model_version: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, model_version: str, *, batch_engines: int = 0) -> None:
         super().__init__(tokenizer)
         self.model = model
         self.model_version = model_version
+        self.batch_engines = batch_engines  # TWIN_LLM_BATCH_ENGINES (0: one per CPU thread)
         self._lock = threading.Lock()  # one generate call at a time per model (a call may hold a batch)
         self._text_lock = threading.Lock()  # the tokenizer, for engines decoding side by side (llm.batch_jobs)
         eos = getattr(model.generation_config, "eos_token_id", None)
@@ -275,11 +276,13 @@ class LocalLLM(TokenizerCounter):
         return ids
 
     def batch_workers(self) -> int:
-        """Engines a batch job may run side by side (``llm.batch_jobs``): one per torch thread on a CPU,
-        one on an accelerator."""
+        """Engines a batch job may run side by side (``llm.batch_jobs``): on a CPU ``TWIN_LLM_BATCH_ENGINES``
+        or one per torch thread, on an accelerator one."""
         import torch
 
-        return torch.get_num_threads() if self.model.device.type == "cpu" else 1
+        if self.model.device.type != "cpu":
+            return 1
+        return self.batch_engines or torch.get_num_threads()
 
     def chat(
         self, messages: Messages, *, max_new_tokens: int, temperature: float = 0.0, timeout_s: float | None = None
@@ -411,8 +414,8 @@ class Cancelled(Exception):
 
 
 def _cache_key(source: ModelSource, settings: Settings) -> str:
-    """One loaded model per weights and packing choice (``TWIN_LLM_PACK_DECODE``) in a process."""
-    return f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}"
+    """One loaded model per weights, packing choice (``TWIN_LLM_PACK_DECODE``) and batch engines in a process."""
+    return f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}|{settings.llm.batch_engines}"
 
 
 def load_local_llm(settings: Settings) -> LocalLLM:
@@ -452,7 +455,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
             target.parent.mkdir(parents=True, exist_ok=True)
             _save_converted(model, tokenizer, target)
         log.info("LLM %s loaded in %.1f s", source.version, time.perf_counter() - started)
-        llm = LocalLLM(_place(model, settings), tokenizer, source.version)
+        llm = LocalLLM(_place(model, settings), tokenizer, source.version, batch_engines=settings.llm.batch_engines)
         _cache[key] = llm
         return llm
 
@@ -473,4 +476,4 @@ def load_local_folder(settings: Settings, folder: Path, model_version: str) -> L
     except Exception as exc:
         raise ConfigError(f"model {model_version}: cannot load {folder}: {type(exc).__name__}: {exc}") from None
     log.info("LLM %s loaded from %s in %.1f s", model_version, folder, time.perf_counter() - started)
-    return LocalLLM(_place(model, settings), tokenizer, model_version)
+    return LocalLLM(_place(model, settings), tokenizer, model_version, batch_engines=settings.llm.batch_engines)
