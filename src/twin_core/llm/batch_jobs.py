@@ -11,6 +11,7 @@ same text 32/32 (docs/benchmarks.md). On an accelerator, one engine.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ from twin_core.llm.base import Generation
 from twin_core.llm.continuous import ContinuousEngine
 from twin_core.llm.local import GenRequest, LocalLLM
 from twin_core.progress import ProgressFactory, silent
+
+log = logging.getLogger(__name__)
 
 Result = Callable[[int, Generation | BaseException], None]
 
@@ -69,10 +72,9 @@ def _side_by_side(
     import torch
 
     threads = torch.get_num_threads()
-    engines = [
-        ContinuousEngine(llm, max_batch=max_batch, threads=max(1, threads // len(shares)), lock=threading.Lock())
-        for _ in shares
-    ]
+    each = max(1, threads // len(shares))
+    log.info("%d requests on %d engines side by side, %d torch thread(s) each", len(reqs), len(shares), each)
+    engines = [ContinuousEngine(llm, max_batch=max_batch, threads=each, lock=threading.Lock()) for _ in shares]
 
     def run(engine: ContinuousEngine, share: range) -> list[Generation | BaseException]:
         return _run(engine, reqs[share.start : share.stop], timeout_s, lambda i, r: ended(share.start + i, r))
