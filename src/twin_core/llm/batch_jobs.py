@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from twin_core.llm.base import Generation
-from twin_core.llm.continuous import ContinuousEngine
+from twin_core.llm.continuous import ContinuousEngine, Result
 from twin_core.llm.local import GenRequest, LocalLLM
 from twin_core.progress import ProgressFactory, silent
 
 log = logging.getLogger(__name__)
-
-Result = Callable[[int, Generation | BaseException], None]
 
 MIN_SHARE = 8  # requests an engine gets at least: fewer rows per step read the weights for too few tokens
 

@@ -30,6 +30,7 @@ from twin_core.llm.prefix_cache import Layers, PrefixCache, cache_from, run_pref
 log = logging.getLogger(__name__)
 
 Done = Callable[[Generation | BaseException], None]
+Result = Callable[[int, Generation | BaseException], None]
 
 
 SHORT_REST = 64  # prompt tokens after the cached prefix up to which rows are prefilled together
@@ -121,11 +122,7 @@ class ContinuousEngine:
         self._queue.put(None)
 
     def run_all(
-        self,
-        reqs: list[GenRequest],
-        *,
-        timeout_s: float | None = None,
-        on_result: Callable[[int, Generation | BaseException], None] | None = None,
+        self, reqs: list[GenRequest], *, timeout_s: float | None = None, on_result: Result | None = None
     ) -> list[Generation | BaseException]:
         """Every request through the engine, waiting for all (batch jobs and tests); ``on_result`` is called
         (engine thread) with each request's index and result as it ends."""

@@ -61,7 +61,8 @@ def restack(layer: Any, parts: list[tuple[Any, Any]], width: int, room: int | No
     concatenation, then the next append's move to a buffer with room, copied the whole cache twice."""
     import torch
 
-    extra = max(MIN_ROOM, width // 2) if room is None else min(max(MIN_ROOM, width // 2), room)
+    most = max(MIN_ROOM, width // 2)
+    extra = most if room is None else min(most, room)
     stacked = []
     for i in (0, 1):
         tensors = [part[i] for part in parts]
