@@ -7,6 +7,8 @@
 #   images/build.sh twin-core airflow
 #   PUSH=1 images/build.sh          # and push them
 #   BUILDER="docker buildx build --platform linux/amd64 --load" images/build.sh
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 images/build.sh twin-serving   # a GPU predictor
+#     (torch's CUDA build instead of the CPU one in twin-core / twin-serving; twin-trainer has CUDA already)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,7 @@ for name in "${@:-${ALL[@]}}"; do
   ref="$REGISTRY/$name:$TAG"
   echo ">>> $ref"
   $BUILDER -f "images/$name/Dockerfile" -t "$ref" \
-    --build-arg VERSION="$TAG" --build-arg REVISION="$REVISION" .
+    --build-arg VERSION="$TAG" --build-arg REVISION="$REVISION" \
+    ${TORCH_INDEX_URL:+--build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL"} .
   if [ "${PUSH:-0}" = "1" ]; then docker push "$ref"; fi
 done

@@ -124,6 +124,11 @@ class LLMSettings(_Group):
     max_new_tokens_cap: int = Field(512, gt=0, description="Requests asking more are refused.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy (reproducible).")
     threads: int = Field(0, ge=0, description="torch CPU threads for the local LLM (0 = torch default).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the local LLM runs: auto = a CUDA GPU in bf16 when one is visible, else the CPU; "
+        "cpu = always the CPU (fp32); cuda = a CUDA GPU in bf16, an error without one.",
+    )
     pack_decode: bool = Field(
         True,
         description="On a CPU, a second copy of the local LLM's weights packed for batched decode steps "

@@ -148,6 +148,8 @@ def test_gpu_training_block(renders):
     assert predictor["canaryTrafficPercent"] == 10
     assert predictor["nodeSelector"] == {"llm-twin/pool": "gpu"}
     assert predictor["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
+    assert env["TWIN_LLM_DEVICE"] == "cuda"  # a GPU predictor fails at start if its image cannot use the GPU
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
 
 
@@ -156,6 +158,7 @@ def test_cpu_only_cluster_has_no_gpu_requests(renders):
     gpu = _execution(objs)["profiles"]["gpu"]
     assert "node_selector" not in gpu and "tolerations" not in gpu
     assert "nvidia.com/gpu" not in json.dumps(objs)
+    assert "TWIN_LLM_DEVICE" not in json.dumps(objs)  # the CPU predictor keeps the default (auto)
 
 
 def test_gpu_count_is_configurable():

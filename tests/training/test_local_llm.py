@@ -50,3 +50,34 @@ def test_placement_prefers_a_cuda_gpu_in_bf16(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert placement() == ("cuda", torch.bfloat16)
+
+
+def test_twin_llm_device_chooses_the_cpu_or_demands_a_gpu(monkeypatch, tmp_path: Path) -> None:
+    import torch
+
+    from twin_core.errors import ConfigError
+    from twin_core.llm import local
+    from twin_core.settings import load_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert local.placement("cpu") == ("cpu", None)  # a GPU machine can keep the local LLM off its GPU
+    assert local.placement("cuda") == ("cuda", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert local.placement("auto") == ("cpu", None)
+    with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda: no CUDA GPU"):
+        local.placement("cuda")
+
+    def no_weights(*_args: object, **_kw: object) -> None:
+        raise AssertionError("weights loaded before the device was checked")
+
+    monkeypatch.setattr(local, "_load_pretrained", no_weights)
+    monkeypatch.setenv("TWIN_LLM_DEVICE", "cuda")
+    settings = load_settings(llm_models_dir=tmp_path)
+    assert settings.llm.device == "cuda"
+    with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda"):
+        local.load_local_llm(settings)
+    with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda"):
+        local.load_local_folder(settings, tmp_path, "v1")
+    monkeypatch.setenv("TWIN_LLM_DEVICE", "gpu")
+    with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE"):
+        load_settings()

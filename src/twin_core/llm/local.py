@@ -108,12 +108,18 @@ def _load_pretrained(source: ModelSource, offline: bool) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def placement() -> tuple[str, Any]:
-    """(device, dtype) for generation: a CUDA GPU in bf16 when there is one, else the CPU as loaded."""
+def placement(choice: str = "auto") -> tuple[str, Any]:
+    """(device, dtype) for generation (``TWIN_LLM_DEVICE``): a CUDA GPU in bf16 when there is one and
+    ``choice`` allows it, else the CPU as loaded."""
     import torch
 
+    if choice == "cpu":
+        return "cpu", None
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16
+    if choice == "cuda":
+        build = "" if torch.version.cuda else " and this torch is a CPU build (images/build.sh: TORCH_INDEX_URL)"
+        raise ConfigError(f"TWIN_LLM_DEVICE=cuda: no CUDA GPU is visible here{build}; set auto or cpu")
     return "cpu", None
 
 
@@ -121,8 +127,9 @@ def _place(model: Any, settings: Settings) -> Any:
     """The model on the generation device (after any GGUF conversion was saved from the CPU copy); on
     the CPU with glibc keeping freed memory and, unless ``TWIN_LLM_PACK_DECODE=false``, ``cpu_decode``'s
     packed weights."""
-    device, dtype = placement()
+    device, dtype = placement(settings.llm.device)
     if device != "cpu":
+        log.info("LLM placed on %s in %s", device, str(dtype).removeprefix("torch."))
         return model.to(device=device, dtype=dtype)
     from twin_core.llm.cpu_decode import keep_freed_memory, pack_decode_weights
 
@@ -414,8 +421,10 @@ class Cancelled(Exception):
 
 
 def _cache_key(source: ModelSource, settings: Settings) -> str:
-    """One loaded model per weights, packing choice (``TWIN_LLM_PACK_DECODE``) and batch engines in a process."""
-    return f"{source.location}|{source.gguf_file}|{settings.llm.pack_decode}|{settings.llm.batch_engines}"
+    """One loaded model per weights, device, packing choice (``TWIN_LLM_PACK_DECODE``) and batch engines in a
+    process."""
+    llm = settings.llm
+    return f"{source.location}|{source.gguf_file}|{llm.device}|{llm.pack_decode}|{llm.batch_engines}"
 
 
 def load_local_llm(settings: Settings) -> LocalLLM:
@@ -426,6 +435,7 @@ def load_local_llm(settings: Settings) -> LocalLLM:
     """
     source = resolve_source(settings)
     key = _cache_key(source, settings)
+    placement(settings.llm.device)  # TWIN_LLM_DEVICE=cuda without a GPU fails before any weights load
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -466,6 +476,7 @@ def load_local_folder(settings: Settings, folder: Path, model_version: str) -> L
     Serving loads production and canary versions with it; a folder that cannot load raises
     ConfigError naming it (the caller keeps serving what it had).
     """
+    placement(settings.llm.device)  # before any weights load
     if settings.llm.threads:
         import torch
 
