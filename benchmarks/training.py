@@ -167,26 +167,10 @@ def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) ->
 def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = None) -> str:
     """A random-init Llama of ``shape`` with the SmolLM2 tokenizer (no weights reach a lent device) and a
     copy of the gpu-8b profile pointing at it; ``--device cpu --shape tiny`` is the dry run of the path."""
-    import torch
     import yaml
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from random_model import save_random_llama
 
-    from twin_core.llm.base_model import resolve_base
-    from twin_core.settings import get_settings
-
-    tok = AutoTokenizer.from_pretrained(tokenizer or resolve_base(get_settings(), "packaged"))
-    shapes = {
-        "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                   num_key_value_heads=8),
-        "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2),
-    }  # fmt: skip
-    cfg = LlamaConfig(vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=8192,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **shapes[shape])  # fmt: skip
-    torch.manual_seed(0)
-    base = home / f"base-{shape}"
-    LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(base, safe_serialization=True)
-    tok.save_pretrained(base)
+    base = save_random_llama(home / f"base-{shape}", shape, tokenizer)
     profile = yaml.safe_load((REPO / "configs" / "training" / "gpu-8b.yaml").read_text())
     profile.update(name=f"bench-{shape}", base_model=str(base))
     if device != "gpu":  # the dry run: same structure on CPU
