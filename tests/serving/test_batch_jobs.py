@@ -114,3 +114,24 @@ def test_twin_llm_batch_engines_sets_how_many_engines_a_batch_job_runs(llm_model
     ends: list[tuple[int, int, int]] = []
     generate_all(one, [_req(QUESTIONS[i % 5], 1) for i in range(16)], on_result=_record(ends))
     assert len({ident for _, ident, _ in ends}) == 1 and {threads for _, _, threads in ends} == {2}
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_engine_thread_is_left_running_when_the_job_returns(llm: Any, workers: int, monkeypatch) -> None:
+    # A result is handed over from inside a decode step: a thread still in torch code when the process
+    # exits is stopped inside C++, and the process aborts (exit 134, seen after benchmarks/local_llm.py).
+    from twin_core.llm import batch_jobs
+
+    engines: list[Any] = []
+
+    class Recorded(batch_jobs.ContinuousEngine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(batch_jobs, "ContinuousEngine", Recorded)
+    results = batch_jobs.generate_all(llm, [_req(q, 6) for q in QUESTIONS[:4]], max_batch=2, workers=workers)
+    assert len(results) == 4 and not any(isinstance(r, BaseException) for r in results)
+    assert len(engines) == workers
+    assert [e._thread is not None and e._thread.is_alive() for e in engines] == [False] * workers

@@ -88,9 +88,12 @@ def _run(
     engine: ContinuousEngine, reqs: list[GenRequest], timeout_s: float | None, ended: Result
 ) -> list[Generation | BaseException]:
     try:
-        return engine.run_all(reqs, timeout_s=timeout_s, on_result=ended)
-    finally:
+        results = engine.run_all(reqs, timeout_s=timeout_s, on_result=ended)
+    except BaseException:  # interrupted: do not wait for the rows still running
         engine.close()
+        raise
+    engine.close(wait=True)  # no torch code left running on its thread once the job returns
+    return results
 
 
 def _shares(n: int, parts: int) -> list[range]:

@@ -116,10 +116,16 @@ class ContinuousEngine:
             raise RuntimeError(f"model {self.llm.model_version} is no longer served")
         self._queue.put(_Job(req, done, timeout_s))
 
-    def close(self) -> None:
-        """Stop taking work; the thread ends once every queued and running request is answered."""
+    def close(self, *, wait: bool = False) -> None:
+        """Stop taking work; the thread ends once every queued and running request is answered. ``wait``:
+        until it has ended. A row's result is handed over from inside a step, so without waiting the thread
+        may still run torch code; a process that exits meanwhile stops that daemon thread inside C++, and
+        the C++ runtime aborts the process ("terminate called without an active exception", exit 134)."""
         self._closed = True
         self._queue.put(None)
+        thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def run_all(
         self, reqs: list[GenRequest], *, timeout_s: float | None = None, on_result: Result | None = None
