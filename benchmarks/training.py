@@ -164,9 +164,10 @@ def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) ->
     return round(ppl, 3) if ppl else None
 
 
-def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = None) -> str:
+def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = None, overrides: list[str] = ()) -> str:
     """A random-init Llama of ``shape`` with the SmolLM2 tokenizer (no weights reach a lent device) and a
-    copy of the gpu-8b profile pointing at it; ``--device cpu --shape tiny`` is the dry run of the path."""
+    copy of the gpu-8b profile pointing at it, with ``overrides`` (``key.sub=YAML value``, e.g.
+    ``sft.batch_size=8``, ``quantization=null``) applied; ``--device cpu --shape tiny`` is the dry run."""
     import yaml
     from random_model import save_random_llama
 
@@ -175,6 +176,13 @@ def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = Non
     profile.update(name=f"bench-{shape}", base_model=str(base))
     if device != "gpu":  # the dry run: same structure on CPU
         profile.update(device="cpu", precision="fp32", quantization=None, gradient_checkpointing=False)
+    for item in overrides:  # both sides read this file: the same settings on both
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = profile
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
     path = home / f"bench-{shape}.yaml"
     path.write_text(yaml.safe_dump(profile))
     return str(path)
@@ -206,6 +214,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the device's bf16 peak: MFU is printed")
     parser.add_argument("--rounds", type=int, default=2, help="ours then plain, this many times (alternating)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="GPU runs: override the gpu-8b profile copy, e.g. sft.batch_size=8, quantization=null, "
+                        "gradient_checkpointing=false (both sides)")  # fmt: skip
     parser.add_argument("--plain", metavar="DATASET", help=argparse.SUPPRESS)  # child mode (b)
     return parser.parse_args()
 
@@ -232,7 +243,7 @@ def main() -> None:
     dataset = build_dataset(load_settings(home=home), args.full_text, args.repeat)
     profile = args.profile
     if args.device == "gpu" or args.profile == "gpu-shape":
-        profile = gpu_profile(home, args.shape, args.device, args.tokenizer)
+        profile = gpu_profile(home, args.shape, args.device, args.tokenizer, args.set)
     ours_cmd = [*TWIN, "train", "sft", "--dataset", dataset, "--profile", profile, "--max-steps", str(args.steps)]
     base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
     rounds: list[tuple[dict[str, Any], float, dict[str, Any], float]] = []
@@ -257,6 +268,7 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
     result = {
         "device": args.device,
         "profile": args.profile if args.device == "cpu" else f"gpu-8b@{args.shape}",
+        "overrides": args.set,
         "steps": args.steps,
         "threads": args.threads,
         "rounds": len(rounds),

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Issue 22's device checks in one call, on a lent GPU: command `bash scripts/gpu_bench.sh`, carry [".gpu"]
+# as ../shared/gpu/prepare.sh assembles it (the wheels the device image lacks, the SmolLM2 tokenizer).
+# Each step has its own time limit, so one slow step cannot take the others' results with it; all come
+# back in $OUT (OUT defaults to /tmp/gpubench-out):
+#   llm-bf16.json, llm-fp32.json   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model placed
+#                                  on the GPU by the product's loader; one at a time vs a batch job
+#   train-NAME.json                item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per
+#                                  line "NAME|ARGS" of TRAIN_RUNS (default below)
+# STEPS_LLM=0 or TRAIN_RUNS="" skips a part. LLM_TIMEOUT (80), TRAIN_TIMEOUT (200): seconds per step, all
+# of it under 10 minutes: run it with timeout_s 600. PEAK_TFLOPS: the
+# card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the H200 lent here).
+# The dry run here, on the CPU, after prepare.sh (python3 = the project's venv, tiny models, minutes):
+#   PATH=$PWD/.venv/bin:$PATH DEVICE=cpu SHAPE=tiny LLM_SHAPE=tiny LLM_REQUESTS=4 \
+#     TRAIN_RUNS="dry|--steps 2 --set sft.batch_size=4 --set gradient_checkpointing=false" bash scripts/gpu_bench.sh
+cd "$(dirname "$0")/.." || exit 2
+OUT=${OUT:-/tmp/gpubench-out}; mkdir -p "$OUT"
+TRAIN_DEVICE=(--device gpu)
+[ "${DEVICE:-gpu}" = cpu ] && TRAIN_DEVICE=(--device cpu --profile gpu-shape)
+[ "${DEVICE:-gpu}" = cpu ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl > "$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 3; }
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/.gpu/bnb PYTHONUNBUFFERED=1 TWIN_LLM_MODELS_DIR=/tmp/models
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.txt" 2>&1
+cat "$OUT/nvidia-smi.txt"
+
+if [ "${STEPS_LLM:-1}" != "0" ]; then
+  for dtype in bf16 fp32; do
+    flag=$([ "$dtype" = fp32 ] && echo --fp32)
+    timeout "${LLM_TIMEOUT:-80}" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" --tokenizer .gpu/tok \
+      --requests "${LLM_REQUESTS:-32}" $flag 2> "$OUT/llm-$dtype.err" | tee "$OUT/llm-$dtype.json"
+    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "llm-$dtype failed or timed out (rc $rc)"
+    tail -2 "$OUT/llm-$dtype.err"
+  done
+fi
+
+DEFAULT_RUNS="gpu8b|--full-text --repeat 4 --steps 8
+bf16-mb8|--full-text --repeat 4 --steps 8 --set quantization=null --set gradient_checkpointing=false --set sft.batch_size=8 --set sft.grad_accum=2"
+while IFS='|' read -r name args; do
+  [ -n "$name" ] || continue
+  # shellcheck disable=SC2086  # ARGS is a list of flags
+  timeout "${TRAIN_TIMEOUT:-200}" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --rounds 1 \
+    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok $args 2> "$OUT/train-$name.err" | tee "$OUT/train-$name.json"
+  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "train-$name failed or timed out (rc $rc)"
+  tail -3 "$OUT/train-$name.err"
+done <<< "${TRAIN_RUNS-$DEFAULT_RUNS}"
