@@ -127,7 +127,7 @@ class LLMSettings(_Group):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
         description="Where the local LLM runs: auto = a CUDA GPU in bf16 when one is visible, else the CPU; "
-        "cpu = always the CPU (fp32); cuda = a CUDA GPU in bf16, an error without one.",
+        "cpu = always the CPU, in the weights' own dtype; cuda = a CUDA GPU in bf16, an error without one.",
     )
     pack_decode: bool = Field(
         True,
