@@ -107,3 +107,42 @@ def test_restack_keeps_only_the_room_asked_for_and_grows_past_it() -> None:
     keys, _ = layer.update(torch.full((2, 2, 1, 4), 3.0), torch.zeros(2, 2, 1, 4))  # past it: moved, nothing lost
     assert keys.data_ptr() != start and keys.shape == (2, 2, 9, 4)
     assert torch.equal(keys[0, 0, :, 0], torch.tensor([1.0] * 5 + [0.0, 1.0, 2.0, 3.0]))
+
+
+def test_the_cache_goes_by_the_keyword_the_model_forward_takes() -> None:
+    # transformers 5.25 takes ``cache`` (``past_key_values`` deprecated); 5.17, on the lent GPUs, takes only
+    # ``past_key_values``, and its forward's **kwargs swallowed ``cache``: the model built a cache of its own,
+    # the continuous engine's rows failed and the perplexity's shared start was silently dropped.
+    from transformers import LlamaForCausalLM
+
+    from twin_core.llm.kv_cache import cache_argument
+
+    class Newer:
+        def forward(self, input_ids=None, cache=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            return cache
+
+    class Older:
+        def forward(self, input_ids=None, past_key_values=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            return past_key_values
+
+    class Wrapper:  # PEFT's PeftModel: forward(*args, **kwargs), the model it wraps behind get_base_model
+        def __init__(self, base: object) -> None:
+            self.base = base
+
+        def get_base_model(self) -> object:
+            return self.base
+
+        def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            return None
+
+    marker = object()
+    assert cache_argument(Newer(), marker) == {"cache": marker}
+    assert cache_argument(Older(), marker) == {"past_key_values": marker}
+    assert cache_argument(Wrapper(Older()), marker) == {"past_key_values": marker}
+    assert cache_argument(Wrapper(Newer()), marker) == {"cache": marker}
+    import inspect
+
+    tiny = LlamaForCausalLM(_config(1))
+
+    (keyword,) = cache_argument(tiny, marker)
+    assert keyword in inspect.signature(type(tiny).forward).parameters  # the installed transformers' own keyword

@@ -24,6 +24,7 @@ from typing import Any
 
 from twin_core.errors import InputError
 from twin_core.llm.base import Generation
+from twin_core.llm.kv_cache import cache_argument
 from twin_core.llm.local import REPETITION_PENALTY, Cancelled, GenRequest, LocalLLM, _Row
 from twin_core.llm.prefix_cache import Layers, PrefixCache, cache_from, run_prefix
 
@@ -272,7 +273,7 @@ class ContinuousEngine:
             input_ids=ids,
             attention_mask=mask,
             position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:],
-            cache=cache,
+            **cache_argument(self.llm.model, cache),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -307,7 +308,7 @@ class ContinuousEngine:
             input_ids=ids,
             attention_mask=self._mask,
             position_ids=positions,
-            cache=self._cache,
+            **cache_argument(self.llm.model, self._cache),
             use_cache=True,
         )
         self.steps += 1

@@ -89,6 +89,22 @@ def restack(layer: Any, parts: list[tuple[Any, Any]], width: int, room: int | No
         layer.keys, layer.values = stacked[0][..., :width, :], stacked[1][..., :width, :]
 
 
+def cache_argument(model: Any, cache: Any) -> dict[str, Any]:
+    """``cache`` as the keyword ``model``'s forward takes it by: ``cache`` in newer transformers (5.25 here,
+    where ``past_key_values`` is deprecated), ``past_key_values`` in older 5.x (5.17 on the lent GPUs). An
+    unknown keyword is swallowed by the forward's ``**kwargs``: the model would build a cache of its own and
+    silently ignore this one (the prompt's cached start lost, nothing left for the next step)."""
+    base = getattr(model, "get_base_model", None)  # a PEFT wrapper forwards to the model it wraps
+    return {_cache_keyword(type(base() if callable(base) else model)): cache}
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def _layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 

@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from twin_core.llm.kv_cache import cache_argument
+
 Item = str | tuple[str, str]
 MIN_SHARED = 32  # a shorter common start is not worth a separate forward
 
@@ -87,7 +89,7 @@ def _score(model: Any, ids: list[int], n_scored: int, shared: int, layers: Any, 
     cache = cache_from(model, layers, 1) if shared else None
     # logits only where they predict a scored token: the last n_scored + 1 positions, minus the final one
     input_ids = torch.tensor([ids[shared:]], dtype=torch.long, device=device)
-    out = model(input_ids=input_ids, cache=cache, use_cache=shared > 0, logits_to_keep=n_scored + 1)
+    out = model(input_ids=input_ids, **cache_argument(model, cache), use_cache=shared > 0, logits_to_keep=n_scored + 1)
     logits = out.logits[0, :-1].float()
     targets = torch.tensor(ids[-n_scored:], dtype=torch.long, device=device)
     return float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum")), n_scored

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from twin_core.llm.kv_cache import cache_argument
+
 Layers = list[tuple[Any, Any]]  # per layer: keys, values of shape [1, heads, n, head_dim]
 
 
@@ -95,7 +97,7 @@ def run_prefix(model: Any, ids: list[int]) -> Layers:
     cache = DynamicCache(config=model.config)
     model(
         input_ids=torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device),
-        cache=cache,
+        **cache_argument(model, cache),
         use_cache=True,
         logits_to_keep=1,
     )
