@@ -224,7 +224,8 @@ def _args() -> argparse.Namespace:
 def main() -> None:
     args = _args()
     if args.plain:
-        plain(args.plain, args.steps, Path(tempfile.mkdtemp(prefix="plain-trl-")), args.profile)
+        with tempfile.TemporaryDirectory(prefix="plain-trl-") as out:  # TRL's output_dir: nothing kept
+            plain(args.plain, args.steps, Path(out), args.profile)
         return
 
     from twin_core.settings import load_settings
