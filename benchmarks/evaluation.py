@@ -36,19 +36,11 @@ def build_dataset(settings: Any, rows: int) -> str:
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from sample_docs import sample_documents
 
-    from twin_core.demo import sample_dir
     from twin_core.stores.artifacts import open_artifact_store
 
-    docs = []
-    for fname, category in (("ArticleDocument.json", "articles"), ("PostDocument.json", "posts")):
-        for doc in json.loads((sample_dir() / fname).read_text()):
-            content = doc["content"]
-            text = " ".join(str(content.get("Content") or content.get("text") or "").split())
-            title = content.get("Title") or text.split(".")[0][:80]
-            if text:
-                docs.append((doc["_id"], category, doc.get("link", ""), title, text[:600]))
-    docs.sort()
+    docs = [(doc_id, cat, link, title, text[:600]) for doc_id, cat, link, title, text in sample_documents()]
     out = [
         {"id": f"r{i:03d}", "instruction": f"Write a short piece about: {title}", "answer": text,
          "document_id": doc_id, "category": cat, "link": link, "split": "test"}

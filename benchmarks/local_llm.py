@@ -31,19 +31,13 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TWIN_PROGRESS", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # random_model, also when run from elsewhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # random_model, sample_docs, also when run from elsewhere
 
 
 def prompts(n: int) -> list[str]:
-    from twin_core.demo import sample_dir
+    from sample_docs import sample_documents
 
-    titles = []
-    for fname in ("ArticleDocument.json", "PostDocument.json"):
-        for doc in json.loads((sample_dir() / fname).read_text()):
-            content = doc["content"]
-            text = " ".join(str(content.get("Content") or content.get("text") or "").split())
-            titles.append(content.get("Title") or text.split(".")[0][:80])
-    titles = sorted(t for t in titles if t)
+    titles = sorted(title for _, _, _, title, _ in sample_documents())
     return [f"Write a short piece about: {t}" for t in (titles * (n // len(titles) + 1))[:n]]
 
 
@@ -117,7 +111,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         alone, t_alone = one_at_a_time(llm, reqs)
         batched, t_batched = batch_job(llm, reqs, args.max_batch)
-        tokens = sum(g.completion_tokens for g in alone)
+        tokens, batched_tokens = (sum(g.completion_tokens for g in gens) for gens in (alone, batched))
         same = [a.text == b.text for a, b in zip(alone, batched, strict=True)]
         result = {
             "model": llm.model_version,
@@ -126,11 +120,11 @@ def main() -> None:
             "gpu": torch.cuda.get_device_name() if llm.model.device.type == "cuda" else None,
             "requests": len(reqs),
             "new_tokens": tokens,
-            "batched_new_tokens": sum(g.completion_tokens for g in batched),
+            "batched_new_tokens": batched_tokens,
             "one_at_a_time_s": round(t_alone, 2),
             "batch_job_s": round(t_batched, 2),
             "one_at_a_time_tokens_per_s": round(tokens / t_alone, 1),
-            "batch_job_tokens_per_s": round(sum(g.completion_tokens for g in batched) / t_batched, 1),
+            "batch_job_tokens_per_s": round(batched_tokens / t_batched, 1),
             "speedup": round(t_alone / t_batched, 2),
             "same_text": f"{sum(same)}/{len(same)}",
             "first_different": next((i for i, s in enumerate(same) if not s), None),
