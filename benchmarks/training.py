@@ -37,6 +37,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TWIN_PROGRESS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
+FIT_KEYS = (
+    "micro_batch",
+    "grad_accum",
+    "gradient_checkpointing",
+    "memory_estimate_gib",
+    "memory_budget_gib",
+    "peak_memory_gib",
+)
 # The console script where the project is installed; on a lent device the source is only on PYTHONPATH.
 TWIN = (
     [str(Path(sys.prefix) / "bin" / "twin")]
@@ -151,7 +159,9 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen)
     ppl = _heldout_perplexity(trainer.model, tokenizer, td, profile.max_length)
-    print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "perplexity": ppl}))
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "perplexity": ppl,
+                      "peak_memory_gib": peak}))  # fmt: skip
 
 
 def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) -> float | None:
@@ -175,7 +185,9 @@ def gpu_profile(home: Path, shape: str, device: str, tokenizer: str | None = Non
     profile = yaml.safe_load((REPO / "configs" / "training" / "gpu-8b.yaml").read_text())
     profile.update(name=f"bench-{shape}", base_model=str(base))
     if device != "gpu":  # the dry run: same structure on CPU
-        profile.update(device="cpu", precision="fp32", quantization=None, gradient_checkpointing=False)
+        profile.update(
+            device="cpu", precision="fp32", quantization=None, gradient_checkpointing=False, fit_memory=False
+        )
     for item in overrides:  # both sides read this file: the same settings on both
         key, _, value = item.partition("=")
         *parents, leaf = key.split(".")
@@ -286,6 +298,9 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
         "perplexity_base": m["perplexity_base"],
         "perplexity_trained_ours": m["perplexity_trained"],  # padding-free (the profile's setting)
         "perplexity_trained_plain": base["perplexity"],  # padded batches
+        # GPU: ours' micro-batch plan (fit_memory), its estimate and the measured peak
+        **{k: m[k] for k in FIT_KEYS if k in m},
+        "plain_peak_memory_gib": base.get("peak_memory_gib"),
     }
     if args.peak_tflops and args.device == "gpu":  # model FLOPs: 6 x parameters per trained token
         params = {"1b": 1.07e9, "tiny": 0.0}[args.shape]

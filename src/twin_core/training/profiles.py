@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twin_core.errors import ConfigError
 from twin_core.settings import Settings
@@ -70,6 +70,12 @@ class TrainingProfile(_Strict):
     gradient_checkpointing: bool = False
     packing: bool = Field(False, description="SFT: best-fit packing, padding-free (position ids per example)")
     group_by_length: bool = Field(False, description="batches of similar lengths (less padding)")
+    fit_memory: bool = Field(
+        False,
+        exclude_if=lambda fit: not fit,  # left out when off: existing profiles keep their run ids
+        description="One GPU: the stage's batch_size x grad_accum sequences per step are kept; the micro-batch "
+        "and the recomputation are chosen from the GPU's free memory (training/memory_fit.py)",
+    )
     seed: int = 42
     checkpoint_steps: int = Field(50, gt=0)
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -78,6 +84,12 @@ class TrainingProfile(_Strict):
     sft: StageSpec = Field(default_factory=StageSpec)
     dpo: StageSpec = Field(default_factory=lambda: StageSpec(learning_rate=5e-6, beta=0.1))
     source: str = ""
+
+    @model_validator(mode="after")
+    def _fit_memory_on_one_gpu(self) -> TrainingProfile:
+        if self.fit_memory and (self.device != "gpu" or self.accelerate):
+            raise ValueError("fit_memory sizes the micro-batch from one GPU's memory: device gpu, no accelerate")
+        return self
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"source"})

@@ -15,6 +15,7 @@ The run folder ``TWIN_HOME/training/<run_id>`` is scratch; the artifact store ho
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from twin_core.llm.base_model import resolve_base
 from twin_core.llm.perplexity import perplexity
 from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
-from twin_core.training import checkpoints, data
+from twin_core.training import checkpoints, data, memory_fit
 from twin_core.training import peft_model as models
 from twin_core.training.profiles import TrainingProfile, load_profile
 from twin_core.training.trainers import Kind, build_trainer, stage_of, trainer_args
@@ -201,6 +202,15 @@ def _trainer(
     return trainer, tracker
 
 
+def _fit_memory(plan: TrainingPlan, model: Any) -> tuple[TrainingPlan, memory_fit.Fit | None]:
+    """The plan with the micro-batch and recomputation fitted to the GPU (``fit_memory`` profiles); the
+    run id stays the profile's: the same sequences make each step."""
+    if not plan.profile.fit_memory:
+        return plan, None
+    profile, fit = memory_fit.fit_profile(plan.profile, plan.kind, model.config, memory_fit.gpu_budget(model))
+    return dataclasses.replace(plan, profile=profile), fit
+
+
 def _resume_point(settings: Settings, plan: TrainingPlan, work: Path) -> tuple[tuple[Path, int] | None, int]:
     """(checkpoint folder and step, tokens seen before it) when resuming, else (None, 0)."""
     if not plan.resume:
@@ -242,6 +252,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     work.mkdir(parents=True)
     resume_from, tokens_before = _resume_point(settings, plan, work)
     model, tokenizer = models.load_for_training(settings, plan.profile, base_location)
+    plan, fit = _fit_memory(plan, model)
     heldout = _heldout(tokenizer, plan)
     max_len = plan.profile.max_length
     ppl_base = perplexity(model, tokenizer, heldout, max_length=max_len) if heldout else None
@@ -253,6 +264,8 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
     curve = _loss_curve(trainer.state.log_history)
     metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), tokens / seconds)
+    if fit or plan.profile.device == "gpu":  # the plan chosen, its estimate and the measured peak
+        metrics.update({**(fit.metrics() if fit else {}), "peak_memory_gib": memory_fit.peak_gib()})
     tracker.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None}, metrics["global_step"])
     return Outcome(trainer, tokenizer, base_location, metrics, curve, seconds,
                    resume_from[1] if resume_from else None, tracker)  # fmt: skip

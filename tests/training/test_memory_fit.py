@@ -1,0 +1,114 @@
+"""fit_memory: the micro-batch and the recomputation chosen from a GPU's free memory, the step unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from twin_core.errors import ConfigError
+from twin_core.settings import load_settings
+from twin_core.training import memory_fit
+from twin_core.training.memory_fit import Fit, choose, fit_profile
+
+GIB = 2**30
+PER_TOKEN = {False: 100, True: 10}  # bytes per token without / with recomputation
+
+
+def _llama(**shape: int):  # noqa: ANN202
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**shape)
+
+
+LLAMA_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                num_attention_heads=32, num_key_value_heads=8)  # fmt: skip
+LLAMA_1B = dict(vocab_size=49152, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                num_attention_heads=32, num_key_value_heads=8)  # benchmarks/random_model.py's "1b"  # fmt: skip
+
+
+def test_the_largest_micro_batch_that_fits_without_recomputation_comes_first() -> None:
+    # 16 sequences of 10 tokens per step; one sequence costs 1.2 x 10 x 100 = 1,200 bytes without recomputation
+    assert choose(16, 10, 10_000, 0, PER_TOKEN) == Fit(8, 2, False, 9_600, 10_000)
+    assert choose(16, 10, 19_200, 0, PER_TOKEN) == Fit(16, 1, False, 19_200, 19_200)
+    # the trained parameters' states come first
+    assert choose(16, 10, 10_000, 500, PER_TOKEN) == Fit(4, 4, False, 5_300, 10_000)
+
+
+def test_recomputation_only_when_not_one_sequence_fits_without_it() -> None:
+    assert choose(16, 10, 1_199, 0, PER_TOKEN) == Fit(8, 2, True, 960, 1_199)
+    assert choose(16, 10, 1_200, 0, PER_TOKEN) == Fit(1, 16, False, 1_200, 1_200)
+    assert choose(16, 10, 119, 0, PER_TOKEN) is None  # nothing fits: the caller keeps the profile
+
+
+def test_micro_batches_divide_the_step() -> None:
+    # 5 sequences (6,000 bytes) would fit, but 12 is not a multiple of 5: the same sequences make each step
+    assert choose(12, 10, 6_500, 0, PER_TOKEN) == Fit(4, 3, False, 4_800, 6_500)
+
+
+@pytest.mark.parametrize(
+    ("shape", "card_gib", "weights", "kind", "expected"),
+    [
+        (LLAMA_8B, 24, 5.6e9, "sft", (8, 2, True)),  # gpu-8b's card: recomputation, micro-batch 8 (was 2)
+        (LLAMA_8B, 24, 5.6e9, "dpo", (4, 2, True)),  # a DPO row is two sequences
+        (LLAMA_1B, 80, 0.7e9, "sft", (8, 2, False)),  # the lent H100/H200 and the 1.07 B benchmark model
+        (LLAMA_8B, 80, 5.6e9, "sft", (2, 8, False)),
+    ],
+)
+def test_gpu_8b_on_the_cards_it_meets(shape: dict, card_gib: int, weights: float, kind: str, expected: tuple) -> None:
+    from twin_core.training.profiles import load_profile
+
+    profile = load_profile(load_settings(), "gpu-8b")
+    budget = int((card_gib * GIB - int(weights)) * memory_fit.FREE_SHARE) - memory_fit.WORKSPACE
+    fitted, fit = fit_profile(profile, kind, _llama(**shape), budget)
+    stage, was = getattr(fitted, kind), getattr(profile, kind)
+    assert (fit.micro_batch, fit.grad_accum, fit.recompute) == expected
+    assert (stage.batch_size, stage.grad_accum, fitted.gradient_checkpointing) == expected
+    assert stage.batch_size * stage.grad_accum == was.batch_size * was.grad_accum  # the same step
+    assert fit.estimate_bytes <= budget
+    others = {k: v for k, v in fitted.public().items() if k not in (kind, "gradient_checkpointing")}
+    assert others == {k: v for k, v in profile.public().items() if k not in (kind, "gradient_checkpointing")}
+
+
+def test_the_estimate_against_the_peaks_measured_on_the_h200() -> None:
+    """gpu-8b, 2 x 2,048 tokens with recomputation: trained states + activations, before the safety factor.
+    Measured there (plain TRL, the same settings; docs/training.md): 7.9 GiB allocated for the 8B shape with
+    about 5.6 GB of 4-bit weights, 1.8 GiB for the 1.07 B model with about 0.7 GB."""
+    from twin_core.training.memory_fit import Shape, layer_bytes_per_token, per_token_bytes, trained_parameters
+
+    for shape, weights, measured_gib in ((LLAMA_8B, 5.6e9, 7.9), (LLAMA_1B, 0.7e9, 1.8)):
+        s = Shape.of(_llama(**shape))
+        targets = memory_fit._targets("all-linear")
+        per_token = per_token_bytes(s, layer_bytes_per_token(s, targets, 0.05), recompute=True)
+        estimate = 16 * trained_parameters(s, targets, 16, []) + 4096 * per_token + weights
+        assert abs(estimate / (measured_gib * GIB) - 1) < 0.1
+
+
+def test_fit_memory_is_for_one_gpu_and_leaves_run_ids_alone(tmp_path) -> None:  # noqa: ANN001
+    from twin_core.training.profiles import load_profile
+
+    settings = load_settings()
+    assert load_profile(settings, "gpu-8b").fit_memory
+    assert "fit_memory" not in load_profile(settings, "cpu-tiny").public()  # off: not part of the run id
+    for bad in ("device: cpu", "device: gpu\naccelerate: {config_file: x.yaml, num_processes: 2}"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(f"name: bad\nbase_model: m\n{bad}\nfit_memory: true\n")
+        with pytest.raises(ConfigError, match="fit_memory sizes the micro-batch from one GPU's memory"):
+            load_profile(settings, str(path))
+
+
+def test_the_run_takes_the_fitted_plan_only_when_the_profile_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from twin_core.training import run
+    from twin_core.training.profiles import load_profile
+
+    settings = load_settings()
+    model = type("Model", (), {"config": _llama(**LLAMA_8B)})()
+    monkeypatch.setattr(memory_fit, "gpu_budget", lambda m: 17_079_081_574)  # what a 24 GB card leaves
+    plan = run.TrainingPlan("sft", load_profile(settings, "cpu-tiny"), None, "b", None, [], 10, 5, "rid", False)
+    assert run._fit_memory(plan, model) == (plan, None)
+    gpu_plan = dataclasses.replace(plan, profile=load_profile(settings, "gpu-8b"))
+    fitted, fit = run._fit_memory(gpu_plan, model)
+    assert (fitted.profile.sft.batch_size, fitted.profile.sft.grad_accum, fit.recompute) == (8, 2, True)
+    assert fitted.run_id == "rid" and fitted.steps == 10
+    assert fit.metrics() == {"micro_batch": 8, "grad_accum": 2, "gradient_checkpointing": True,
+                             "memory_estimate_gib": 11.09, "memory_budget_gib": 15.91}  # fmt: skip
