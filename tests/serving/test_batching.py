@@ -128,3 +128,28 @@ def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any, make_b
     done, after, long = asyncio.run(run())
     assert long.cancelled() and done.completion_tokens <= 4 and after.completion_tokens <= 2
     assert metrics.BATCH_CANCELLED.labels(llm.model_version)._value.get() == cancelled_before + 1
+
+
+def test_the_predictors_teardown_waits_for_its_decode_thread(llm: Any, llm_models_dir: Path) -> None:
+    # KServe's stop() at the end of `twin serve`: a decode thread still in torch code when the process
+    # exits is stopped inside C++, and the process aborts (exit 134)
+    from twin_core.serving.batching import ContinuousBatcher
+    from twin_core.serving.kserve_models import TwinPredictor
+    from twin_core.settings import load_settings
+
+    predictor = TwinPredictor("twin-llm", load_settings(llm_models_dir=llm_models_dir, serve_batch_mode="continuous"),
+                              llm=llm)  # fmt: skip
+    assert predictor.load()
+    batcher = predictor.pool.base.batcher
+    assert isinstance(batcher, ContinuousBatcher)
+
+    async def ask() -> Any:
+        return await batcher.generate(_messages("Hi"), max_new_tokens=4)
+
+    assert asyncio.run(ask()).text == llm.chat(_messages("Hi"), max_new_tokens=4).text
+    thread = batcher.engine._thread
+    assert thread is not None and thread.is_alive()  # the engine waits for more work
+    predictor.stop()
+    assert not thread.is_alive() and not predictor.ready
+    with pytest.raises(RuntimeError, match="is no longer served"):
+        asyncio.run(ask())

@@ -129,8 +129,9 @@ class Batcher:
                 with contextlib.suppress(BaseException):
                     await task
 
-    def close(self) -> None:
-        """Stop taking new work; the worker ends once what is queued has been generated."""
+    def close(self, *, wait: bool = False) -> None:
+        """Stop taking new work; the worker ends once what is queued has been generated. Its generation
+        runs in the event loop's executor, which the interpreter joins at exit: ``wait`` has nothing to add."""
         self._closed = True
         if self._wake is not None:
             self._wake.set()
@@ -248,9 +249,10 @@ class ContinuousBatcher(Batcher):
             metrics.BATCH_CANCELLED.labels(self.version).inc()
             raise
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
+        """``wait``: until the engine's thread has ended (never on the event loop: it blocks)."""
         self._closed = True
-        self.engine.close()
+        self.engine.close(wait=wait)
 
 
 def settle(future: asyncio.Future, result: Any) -> None:

@@ -122,6 +122,15 @@ class TwinPredictor(kserve.Model):
         self.ready = True
         return self.ready
 
+    def stop(self) -> None:
+        """KServe's teardown (``twin serve`` calls it after its event loop has ended): every decode thread
+        ends before the process does (a process exiting during a decode step aborts, exit 134:
+        ``ContinuousEngine.close``)."""
+        if self.pool is not None:
+            for model in [*self.pool.served(), *self.pool.take_retired()]:
+                model.batcher.close(wait=True)
+        super().stop()
+
     # -- registry polling ------------------------------------------------------------------------
     def start_background(self) -> None:
         """Called on the server's event loop: poll the registry for stage changes."""
