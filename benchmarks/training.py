@@ -107,6 +107,7 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
     from twin_core.settings import get_settings
     from twin_core.training.data import load_training_data
     from twin_core.training.profiles import load_profile
+    from twin_core.training.step_clock import step_clock
 
     settings = get_settings()
     if settings.llm.threads:
@@ -154,6 +155,8 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
         task_type="CAUSAL_LM",
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, peft_config=lora)
+    clock = step_clock()  # the same step timer as ours (a measurement: it changes nothing in training)
+    trainer.add_callback(clock)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -161,7 +164,7 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
     ppl = _heldout_perplexity(trainer.model, tokenizer, td, profile.max_length)
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None
     print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "perplexity": ppl,
-                      "peak_memory_gib": peak}))  # fmt: skip
+                      "peak_memory_gib": peak, **clock.summary()}))  # fmt: skip
 
 
 def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) -> float | None:
@@ -301,6 +304,9 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
         # GPU: ours' micro-batch plan (fit_memory), its estimate and the measured peak
         **{k: m[k] for k in FIT_KEYS if k in m},
         "plain_peak_memory_gib": base.get("peak_memory_gib"),
+        # the first step against the steady one, both sides (goal: ours' first step no dearer than plain's)
+        "first_step_s": [m.get("first_step_s"), base.get("first_step_s")],
+        "median_step_s": [m.get("median_step_s"), base.get("median_step_s")],
     }
     if args.peak_tflops and args.device == "gpu":  # model FLOPs: 6 x parameters per trained token
         params = {"1b": 1.07e9, "tiny": 0.0}[args.shape]

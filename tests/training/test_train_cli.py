@@ -53,6 +53,8 @@ def test_sft_then_dpo_registers_candidates(twin, train_env, tsettings, instruct_
     m = r["metrics"]
     assert m["last_loss"] < m["first_loss"]
     assert m["perplexity_trained"] < m["perplexity_base"]  # moved toward the author's held-out text
+    assert m["first_step_s"] > 0 and m["median_step_s"] > 0  # 4 steps timed
+    assert "peak_memory_gib" not in m and "micro_batch" not in m  # a CPU profile: no GPU memory to fit or report
     assert "held-out perplexity base" in sft.stderr
 
     reg = open_registry(tsettings)

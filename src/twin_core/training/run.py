@@ -35,6 +35,7 @@ from twin_core.settings import Settings
 from twin_core.training import checkpoints, data, memory_fit
 from twin_core.training import peft_model as models
 from twin_core.training.profiles import TrainingProfile, load_profile
+from twin_core.training.step_clock import step_clock
 from twin_core.training.trainers import Kind, build_trainer, stage_of, trainer_args
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,8 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     max_len = plan.profile.max_length
     ppl_base = perplexity(model, tokenizer, heldout, max_length=max_len) if heldout else None
     trainer, tracker = _trainer(settings, plan, model, tokenizer, work, progress)
+    clock = step_clock()
+    trainer.add_callback(clock)
     started = time.perf_counter()
     train_loss = _train(trainer, resume_from, plan.steps)
     seconds = time.perf_counter() - started
@@ -264,6 +267,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
     curve = _loss_curve(trainer.state.log_history)
     metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), tokens / seconds)
+    metrics.update(clock.summary())
     if fit or plan.profile.device == "gpu":  # the plan chosen, its estimate and the measured peak
         metrics.update({**(fit.metrics() if fit else {}), "peak_memory_gib": memory_fit.peak_gib()})
     tracker.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None}, metrics["global_step"])
