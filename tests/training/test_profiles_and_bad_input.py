@@ -111,3 +111,34 @@ def test_parquet_fixture_layout(tsettings, instruct_version: str) -> None:
     assert {"train.parquet", "test.parquet"} <= set(av.metadata["files"])
     table = pq.read_table(io.BytesIO(store.read_version_file(f"datasets/{kind}/{slug}", version, "train.parquet")))
     assert table.column_names == ["id", "instruction", "answer", "document_id", "category", "link", "split"]
+
+
+@pytest.mark.parametrize(
+    ("profile_name", "local_rank", "device_map"),
+    [("gpu-small", None, {"": 0}), ("gpu-8b", "1", {"": 1}), ("gpu-70b", None, None), ("cpu-tiny", None, None)],
+)
+def test_one_gpu_profiles_load_straight_onto_their_gpu(profile_name, local_rank, device_map, monkeypatch) -> None:  # noqa: ANN001
+    # without a device map a bf16 model waited on the CPU until the Trainer moved it, and the held-out
+    # perplexity before training ran on the pod's CPU; FSDP (gpu-70b) places its shards itself
+    from types import SimpleNamespace
+
+    import transformers
+
+    from twin_core.training import peft_model
+    from twin_core.training.profiles import load_profile
+
+    seen: dict = {}
+
+    def model_from(location: str, **kwargs: object) -> SimpleNamespace:
+        seen.update(kwargs)
+        return SimpleNamespace(config=SimpleNamespace(use_cache=True))
+
+    tokenizer = SimpleNamespace(pad_token="<pad>", eos_token="</s>", chat_template="{{ x }}", padding_side="left")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_from)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda location, **kw: tokenizer)
+    if local_rank:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    else:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    model, _ = peft_model.load_for_training(load_settings(), load_profile(load_settings(), profile_name), "/m")
+    assert seen.get("device_map") == device_map and model.config.use_cache is False

@@ -85,8 +85,10 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
             bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
             bnb_4bit_quant_storage=getattr(torch, q.quant_storage) if q.quant_storage else torch.uint8,
         )
-        if not profile.accelerate:  # FSDP places the shards itself
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    if profile.device == "gpu" and not profile.accelerate:  # FSDP places the shards itself
+        # straight onto the GPU: the held-out perplexity before training runs there too, not on the
+        # pod's CPU (it did for profiles without quantization, until the Trainer moved the model)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
