@@ -119,3 +119,20 @@ def test_only_a_cuda_tensor_in_half_precision_takes_the_kernel() -> None:
     q = torch.zeros(1, HEADS, 4, DIM)
     assert varlen_attention.fused_kernel(q) is None
     assert varlen_attention.fused_kernel(q.to(torch.bfloat16)) is None  # on the CPU: one SDPA per example
+
+
+def test_the_call_fits_the_installed_torchs_kernel_on_meta_tensors() -> None:
+    # meta tensors run the real op's shape function (forward and backward), no GPU needed: the keywords,
+    # the layout and the grouped key/value heads are what this torch's varlen_attn accepts
+    import torch
+    from torch.nn.attention.varlen import varlen_attn
+
+    def meta(heads: int):  # noqa: ANN202
+        return torch.empty(1, heads, BOUNDS[-1], DIM, device="meta", dtype=torch.bfloat16, requires_grad=True)
+
+    q, k, v = meta(HEADS), meta(KV_HEADS), meta(KV_HEADS)
+    cu = torch.tensor(BOUNDS, device="meta")
+    out = varlen_attention.fused(varlen_attn, q, k, v, cu, BOUNDS, DIM**-0.5)
+    assert (out.shape, out.dtype) == ((1, BOUNDS[-1], HEADS, DIM), torch.bfloat16)
+    out.sum().backward()
+    assert (q.grad.shape, k.grad.shape, v.grad.shape) == (q.shape, k.shape, v.shape)
