@@ -86,15 +86,17 @@ def _targets(target_modules: list[str] | str) -> tuple[str, ...]:
 
 
 def layer_bytes_per_token(shape: Shape, targets: tuple[str, ...], lora_dropout: float) -> int:
-    """What autograd keeps per token for one decoder layer in bf16, with the frozen weights needing no
-    saved input: the two RMSNorms (their fp32 copy and output), attention (q, k, v, output; a fused
-    kernel keeps no score matrix), the SwiGLU MLP (gate, its SiLU, up, their product), the residual
-    stream, and, with LoRA dropout, each adapted module's dropped input and mask."""
+    """What autograd keeps per token for one decoder layer under bf16 autocast, the frozen weights
+    keeping no input: the two RMSNorms, attention (q, k, v, output; a fused kernel keeps no score
+    matrix), the SwiGLU MLP (gate, its SiLU, up, their product), the residual stream, and per adapted
+    module the bf16 copy of its input that autocast hands PEFT's fp32 adapter (one per module, not
+    shared), plus the dropout mask. Checked against autograd's own saved tensors on a small model
+    (``test_the_estimate_covers_what_autograd_keeps``): about 20 % above it, so on the safe side."""
     norms = 2 * (4 + BF16) * shape.hidden
     attention = BF16 * (2 * shape.q_dim + 2 * shape.kv_dim)
     mlp = 4 * BF16 * shape.intermediate
-    dropout = (BF16 + 1) * sum(shape.input_width(m) for m in targets) if lora_dropout else 0
-    return norms + attention + mlp + dropout + BF16 * shape.hidden
+    lora = (BF16 + (1 if lora_dropout else 0)) * sum(shape.input_width(m) for m in targets)
+    return norms + attention + mlp + lora + BF16 * shape.hidden
 
 
 def trained_parameters(shape: Shape, targets: tuple[str, ...], rank: int, modules_to_save: list[str]) -> int:
