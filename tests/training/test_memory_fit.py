@@ -84,6 +84,16 @@ def test_the_estimate_against_the_peaks_measured_on_the_h200() -> None:
         assert abs(estimate / (measured_gib * GIB) - 1) < 0.1
 
 
+def test_a_config_the_estimate_does_not_know_keeps_the_profile(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from twin_core.training.profiles import load_profile
+
+    profile = load_profile(load_settings(), "gpu-8b")
+    assert fit_profile(profile, "sft", SimpleNamespace(hidden_size=8), 80 * GIB) == (profile, None)
+    assert "fit_memory: 'types.SimpleNamespace' object has no attribute 'num_attention_heads'" in caplog.text
+
+
 def test_fit_memory_is_for_one_gpu_and_leaves_run_ids_alone(tmp_path) -> None:  # noqa: ANN001
     from twin_core.training.profiles import load_profile
 

@@ -128,7 +128,11 @@ def choose(sequences_per_step: int, tokens_per_sequence: int, budget: int, state
 def fit_profile(profile: TrainingProfile, kind: str, config: Any, budget: int) -> tuple[TrainingProfile, Fit | None]:
     """The profile with the stage's micro-batch, accumulation and recomputation fitted to ``budget``
     bytes (the memory the run may use beyond the model's weights); unchanged when nothing fits."""
-    shape = Shape.of(config)
+    try:
+        shape = Shape.of(config)
+    except AttributeError as exc:  # not a decoder config this estimate knows
+        log.warning("fit_memory: %s; the profile's plan is kept", exc)
+        return profile, None
     targets = _targets(profile.lora.target_modules)
     layer = layer_bytes_per_token(shape, targets, profile.lora.dropout)
     states = STATE_BYTES * trained_parameters(shape, targets, profile.lora.r, profile.lora.modules_to_save)
