@@ -1,15 +1,17 @@
 #!/bin/bash
 # Issue 22's device checks in one call, on a lent GPU: command `bash scripts/gpu_bench.sh`, carry [".gpu"]
 # as ../shared/gpu/prepare.sh assembles it (the wheels the device image lacks, the SmolLM2 tokenizer).
-# Each step has its own time limit, so one slow step cannot take the others' results with it; all come
-# back in $OUT (OUT defaults to /tmp/gpubench-out):
+# Each step has its own time limit, so one slow step cannot take the others' results with it, and none runs
+# past DEADLINE (570 s after the start; run it with timeout_s 600). All come back in $OUT (OUT defaults to
+# /tmp/gpubench-out), in this order:
+#   train-NAME.json                item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per
+#                                  line "NAME|ARGS" of TRAIN_RUNS (default below); if ours fails (not a
+#                                  timeout), once more as NAME-unfused with TWIN_TRAINING_FUSED_VARLEN=false
 #   llm-bf16.json, llm-fp32.json   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model placed
 #                                  on the GPU by the product's loader; one at a time vs a batch job
-#   train-NAME.json                item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per
-#                                  line "NAME|ARGS" of TRAIN_RUNS (default below)
-# STEPS_LLM=0 or TRAIN_RUNS="" skips a part. LLM_TIMEOUT (80), TRAIN_TIMEOUT (200): seconds per step, all
-# of it under 10 minutes: run it with timeout_s 600. PEAK_TFLOPS: the
-# card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the H200 lent here).
+# STEPS_LLM=0 or TRAIN_RUNS="" skips a part. TRAIN_TIMEOUT (200), LLM_TIMEOUT (80): seconds per step.
+# PEAK_TFLOPS: the card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the
+# H200 lent here). "fused kernel refused" in train-*.err: the varlen kernel fell back to SDPA per example.
 # The dry run here, on the CPU, after prepare.sh (python3 = the project's venv, tiny models, minutes):
 #   PATH=$PWD/.venv/bin:$PATH DEVICE=cpu SHAPE=tiny LLM_SHAPE=tiny LLM_REQUESTS=4 \
 #     TRAIN_RUNS="dry|--steps 2 --set sft.batch_size=4 --set gradient_checkpointing=false" bash scripts/gpu_bench.sh
@@ -22,25 +24,49 @@ export PYTHONPATH=/tmp/site:$PWD/src:$PWD/.gpu/bnb PYTHONUNBUFFERED=1 TWIN_LLM_M
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.txt" 2>&1
 cat "$OUT/nvidia-smi.txt"
 
-if [ "${STEPS_LLM:-1}" != "0" ]; then
-  for dtype in bf16 fp32; do
-    flag=$([ "$dtype" = fp32 ] && echo --fp32)
-    timeout "${LLM_TIMEOUT:-80}" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" --tokenizer .gpu/tok \
-      --requests "${LLM_REQUESTS:-32}" $flag 2> "$OUT/llm-$dtype.err" | tee "$OUT/llm-$dtype.json"
-    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "llm-$dtype failed or timed out (rc $rc)"
-    tail -2 "$OUT/llm-$dtype.err"
-  done
-fi
+DEADLINE=${DEADLINE:-570}  # seconds since the script began: no step starts or runs past it (the call's limit is 600)
+limit() {  # the seconds a step may take: its own limit, cut to what is left before DEADLINE; fails under 30
+  local left=$(( DEADLINE - SECONDS ))
+  [ "$left" -ge 30 ] || return 1
+  echo $(( $1 < left ? $1 : left ))
+}
 
-# gpu-8b as it is (QLoRA; fit_memory picks ours' micro-batch and recomputation, the plain script runs the
-# profile as written), then the same in bf16 LoRA (no 4-bit weights to de-quantize on every matmul)
+run_train() {  # NAME FLAGS...: one benchmarks/training.py run, ours then plain TRL
+  local name=$1 t rc; shift
+  t=$(limit "${TRAIN_TIMEOUT:-200}") || { echo "train-$name skipped: no time left before the deadline"; return 9; }
+  timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --rounds 1 \
+    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok "$@" 2> "$OUT/train-$name.err" | tee "$OUT/train-$name.json"
+  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "train-$name failed or timed out (rc $rc)"
+  tail -3 "$OUT/train-$name.err"
+  return "$rc"
+}
+
+# Item 6 first (the larger gap). gpu-8b as it is (QLoRA; fit_memory picks ours' micro-batch and recomputation,
+# the plain script runs the profile as written), then the same in bf16 LoRA (no 4-bit weights to de-quantize).
 DEFAULT_RUNS="gpu8b|--full-text --repeat 4 --steps 8
 bf16|--full-text --repeat 4 --steps 8 --set quantization=null"
 while IFS='|' read -r name args; do
   [ -n "$name" ] || continue
   # shellcheck disable=SC2086  # ARGS is a list of flags
-  timeout "${TRAIN_TIMEOUT:-200}" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --rounds 1 \
-    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok $args 2> "$OUT/train-$name.err" | tee "$OUT/train-$name.json"
-  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "train-$name failed or timed out (rc $rc)"
-  tail -3 "$OUT/train-$name.err"
+  run_train "$name" $args; rc=$?
+  # ours failed (not plain TRL, not a timeout): the fused varlen kernel is the new, untried part; once more
+  # without it, and without it from then on
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 9 ] && [ "${TWIN_TRAINING_FUSED_VARLEN:-true}" = true ] \
+      && ! grep -q -- "'--plain'" "$OUT/train-$name.err"; then
+    export TWIN_TRAINING_FUSED_VARLEN=false
+    echo "train-$name: once more with TWIN_TRAINING_FUSED_VARLEN=false"
+    # shellcheck disable=SC2086
+    run_train "$name-unfused" $args
+  fi
 done <<< "${TRAIN_RUNS-$DEFAULT_RUNS}"
+
+if [ "${STEPS_LLM:-1}" != "0" ]; then
+  for dtype in bf16 fp32; do
+    flag=$([ "$dtype" = fp32 ] && echo --fp32)
+    t=$(limit "${LLM_TIMEOUT:-80}") || { echo "llm-$dtype skipped: no time left before the deadline"; continue; }
+    timeout "$t" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" --tokenizer .gpu/tok \
+      --requests "${LLM_REQUESTS:-32}" $flag 2> "$OUT/llm-$dtype.err" | tee "$OUT/llm-$dtype.json"
+    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "llm-$dtype failed or timed out (rc $rc)"
+    tail -2 "$OUT/llm-$dtype.err"
+  done
+fi

@@ -227,6 +227,9 @@ class TrainingSettings(_Group):
     checkpoint_steps: int = Field(0, ge=0, description="Checkpoint to the artifact store every N steps (0 = profile).")
     comet_project: str = Field("llm-twin", description="Comet project (online with COMET_API_KEY, else offline).")
     comet_workspace: str | None = Field(None, description="Comet workspace (online only).")
+    fused_varlen: bool = Field(
+        True, description="Packed rows on a CUDA GPU: torch's fused variable-length kernel (false: SDPA per example)."
+    )
 
 
 class EvaluationSettings(_Group):

@@ -113,13 +113,8 @@ def test_parquet_fixture_layout(tsettings, instruct_version: str) -> None:
     assert table.column_names == ["id", "instruction", "answer", "document_id", "category", "link", "split"]
 
 
-@pytest.mark.parametrize(
-    ("profile_name", "local_rank", "device_map"),
-    [("gpu-small", None, {"": 0}), ("gpu-8b", "1", {"": 1}), ("gpu-70b", None, None), ("cpu-tiny", None, None)],
-)
-def test_one_gpu_profiles_load_straight_onto_their_gpu(profile_name, local_rank, device_map, monkeypatch) -> None:  # noqa: ANN001
-    # without a device map a bf16 model waited on the CPU until the Trainer moved it, and the held-out
-    # perplexity before training ran on the pod's CPU; FSDP (gpu-70b) places its shards itself
+def _load_without_weights(monkeypatch: pytest.MonkeyPatch, settings, profile_name: str) -> dict:  # noqa: ANN001
+    """``load_for_training`` with transformers' loaders replaced: the keyword arguments the model got."""
     from types import SimpleNamespace
 
     import transformers
@@ -136,9 +131,31 @@ def test_one_gpu_profiles_load_straight_onto_their_gpu(profile_name, local_rank,
     tokenizer = SimpleNamespace(pad_token="<pad>", eos_token="</s>", chat_template="{{ x }}", padding_side="left")
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_from)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda location, **kw: tokenizer)
+    model, _ = peft_model.load_for_training(settings, load_profile(settings, profile_name), "/m")
+    assert model.config.use_cache is False
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("profile_name", "local_rank", "device_map"),
+    [("gpu-small", None, {"": 0}), ("gpu-8b", "1", {"": 1}), ("gpu-70b", None, None), ("cpu-tiny", None, None)],
+)
+def test_one_gpu_profiles_load_straight_onto_their_gpu(profile_name, local_rank, device_map, monkeypatch) -> None:  # noqa: ANN001
+    # without a device map a bf16 model waited on the CPU until the Trainer moved it, and the held-out
+    # perplexity before training ran on the pod's CPU; FSDP (gpu-70b) places its shards itself
     if local_rank:
         monkeypatch.setenv("LOCAL_RANK", local_rank)
     else:
         monkeypatch.delenv("LOCAL_RANK", raising=False)
-    model, _ = peft_model.load_for_training(load_settings(), load_profile(load_settings(), profile_name), "/m")
-    assert seen.get("device_map") == device_map and model.config.use_cache is False
+    assert _load_without_weights(monkeypatch, load_settings(), profile_name).get("device_map") == device_map
+
+
+def test_twin_training_fused_varlen_false_keeps_packed_rows_off_the_fused_kernel(monkeypatch) -> None:  # noqa: ANN001
+    from twin_core.training import varlen_attention
+
+    monkeypatch.setattr(varlen_attention, "_given_up", [])
+    monkeypatch.setattr(varlen_attention, "_cuda_kernel", lambda query: "the kernel")  # as on a GPU
+    for fused, kernel in ((False, None), (True, "the kernel")):
+        seen = _load_without_weights(monkeypatch, load_settings(training_fused_varlen=fused), "gpu-8b")
+        assert seen["attn_implementation"] == varlen_attention.NAME
+        assert varlen_attention.fused_kernel(object()) == kernel

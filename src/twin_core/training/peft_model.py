@@ -71,7 +71,7 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
     if profile.packing:  # packed rows: attention per example, not over the row through a block mask
         from twin_core.training.varlen_attention import register
 
-        kwargs["attn_implementation"] = register()
+        kwargs["attn_implementation"] = register(fused=settings.training.fused_varlen)
     if profile.quantization:
         import torch
         from transformers import BitsAndBytesConfig

@@ -126,11 +126,14 @@ def _bounds(cu_seq_lens: Any) -> list[int]:
     return _last[1]
 
 
-def register() -> str:
+def register(fused: bool = True) -> str:
     """Make ``attn_implementation=NAME`` known to transformers (idempotent); its mask is SDPA's, used by
-    the batches that fall back to SDPA."""
+    the batches that fall back to SDPA. ``fused=False`` (``TWIN_TRAINING_FUSED_VARLEN=false``): never the
+    fused kernel, for a GPU where it fails where no fallback can catch it (its backward pass)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    _given_up[:] = [] if fused else ["TWIN_TRAINING_FUSED_VARLEN=false"]
 
     AttentionInterface.register(NAME, varlen_sdpa)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
