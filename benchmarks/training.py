@@ -106,6 +106,7 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
     from twin_core.llm.rows import sft_example
     from twin_core.settings import get_settings
     from twin_core.training.data import load_training_data
+    from twin_core.training.memory_fit import peak_gib
     from twin_core.training.profiles import load_profile
     from twin_core.training.step_clock import step_clock
 
@@ -162,9 +163,8 @@ def plain(dataset: str, steps: int, out: Path, profile_name: str) -> None:
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen)
     ppl = _heldout_perplexity(trainer.model, tokenizer, td, profile.max_length)
-    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None
     print(json.dumps({"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "perplexity": ppl,
-                      "peak_memory_gib": peak, **clock.summary()}))  # fmt: skip
+                      "peak_memory_gib": peak_gib(), **clock.summary()}))  # fmt: skip
 
 
 def _heldout_perplexity(model: Any, tokenizer: Any, td: Any, max_length: int) -> float | None:

@@ -113,7 +113,7 @@ def test_the_run_takes_the_fitted_plan_only_when_the_profile_asks(monkeypatch: p
 
     settings = load_settings()
     model = type("Model", (), {"config": _llama(**LLAMA_8B)})()
-    monkeypatch.setattr(memory_fit, "gpu_budget", lambda m: 17_079_081_574)  # what a 24 GB card leaves
+    monkeypatch.setattr(memory_fit, "gpu_budget", lambda: 17_079_081_574)  # what a 24 GB card leaves
     plan = run.TrainingPlan("sft", load_profile(settings, "cpu-tiny"), None, "b", None, [], 10, 5, "rid", False)
     assert run._fit_memory(plan, model) == (plan, None)
     gpu_plan = dataclasses.replace(plan, profile=load_profile(settings, "gpu-8b"))

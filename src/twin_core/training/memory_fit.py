@@ -23,6 +23,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twin_core.training.trainers import Kind, stage_of
+
 if TYPE_CHECKING:
     from twin_core.training.profiles import TrainingProfile
 
@@ -125,7 +127,7 @@ def choose(sequences_per_step: int, tokens_per_sequence: int, budget: int, state
     return None
 
 
-def fit_profile(profile: TrainingProfile, kind: str, config: Any, budget: int) -> tuple[TrainingProfile, Fit | None]:
+def fit_profile(profile: TrainingProfile, kind: Kind, config: Any, budget: int) -> tuple[TrainingProfile, Fit | None]:
     """The profile with the stage's micro-batch, accumulation and recomputation fitted to ``budget``
     bytes (the memory the run may use beyond the model's weights); unchanged when nothing fits."""
     try:
@@ -136,7 +138,7 @@ def fit_profile(profile: TrainingProfile, kind: str, config: Any, budget: int) -
     targets = _targets(profile.lora.target_modules)
     layer = layer_bytes_per_token(shape, targets, profile.lora.dropout)
     states = STATE_BYTES * trained_parameters(shape, targets, profile.lora.r, profile.lora.modules_to_save)
-    stage = profile.sft if kind == "sft" else profile.dpo
+    stage = stage_of(profile, kind)
     sequences = 2 if kind == "dpo" else 1  # a DPO row is its chosen and its rejected answer
     per_token = {r: per_token_bytes(shape, layer, r) for r in (False, True)}
     fit = choose(stage.batch_size * stage.grad_accum, sequences * profile.max_length, budget, states, per_token)
@@ -152,15 +154,14 @@ def fit_profile(profile: TrainingProfile, kind: str, config: Any, budget: int) -
     return profile.model_copy(update=update), fit
 
 
-def gpu_budget(model: Any) -> int:
-    """Bytes this run may use on the current GPU beyond the weights: a share of the free memory, less
-    the weights still to be moved there (a model loaded without a device map waits on the CPU) and a
-    fixed workspace."""
+def gpu_budget() -> int:
+    """Bytes this run may use on the current GPU beyond the weights (``load_for_training`` puts a one-GPU
+    profile's weights there, so the free memory is already net of them): a share of it, less a fixed
+    workspace."""
     import torch
 
     free, _ = torch.cuda.mem_get_info()
-    pending = model.get_memory_footprint() if next(model.parameters()).device.type == "cpu" else 0
-    return int(free * FREE_SHARE) - pending - WORKSPACE
+    return int(free * FREE_SHARE) - WORKSPACE
 
 
 def peak_gib() -> float | None:

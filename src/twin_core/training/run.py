@@ -208,7 +208,7 @@ def _fit_memory(plan: TrainingPlan, model: Any) -> tuple[TrainingPlan, memory_fi
     run id stays the profile's: the same sequences make each step."""
     if not plan.profile.fit_memory:
         return plan, None
-    profile, fit = memory_fit.fit_profile(plan.profile, plan.kind, model.config, memory_fit.gpu_budget(model))
+    profile, fit = memory_fit.fit_profile(plan.profile, plan.kind, model.config, memory_fit.gpu_budget())
     return dataclasses.replace(plan, profile=profile), fit
 
 
@@ -268,7 +268,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     curve = _loss_curve(trainer.state.log_history)
     metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), tokens / seconds)
     metrics.update(clock.summary())
-    if fit or plan.profile.device == "gpu":  # the plan chosen, its estimate and the measured peak
+    if plan.profile.device == "gpu":  # the fitted plan (fit_memory is GPU-only), its estimate, the measured peak
         metrics.update({**(fit.metrics() if fit else {}), "peak_memory_gib": memory_fit.peak_gib()})
     tracker.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None}, metrics["global_step"])
     return Outcome(trainer, tokenizer, base_location, metrics, curve, seconds,

@@ -21,6 +21,7 @@ per-example path takes over: the same values, slower.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any
@@ -107,13 +108,9 @@ def fused(kernel: Any, query: Any, key: Any, value: Any, cu_seq_lens: Any, bound
     return kernel(q, k, v, cu, cu, longest, longest, **kwargs).unsqueeze(0)
 
 
-_signatures: dict[Any, frozenset[str]] = {}
-
-
+@functools.cache
 def _keywords(kernel: Any) -> frozenset[str]:
-    if kernel not in _signatures:
-        _signatures[kernel] = frozenset(inspect.signature(kernel).parameters)
-    return _signatures[kernel]
+    return frozenset(inspect.signature(kernel).parameters)
 
 
 _last: list[Any] = [None, []]  # (the bounds tensor, its list): every layer of a forward gets the same tensor
