@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/training.py --device gpu [--shape 1b]   # a lent GPU: gpu-8b profile,
                                                   # random-init Llama of that shape (no weights needed)
     .venv/bin/python benchmarks/training.py --profile gpu-shape --shape tiny  # that path's CPU dry run
+    .venv/bin/python benchmarks/training.py --device gpu --steps 4 --torch-profile DIR  # ours only, once, with
+                                                  # torch.profiler on steps 3-4: where a step's time goes
 
 One run, two child processes in turn, on the same instruct dataset version (built from the sample
 corpus: one row per article/post, the author's own text as the answer), the same converted
@@ -229,6 +231,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the device's bf16 peak: MFU is printed")
     parser.add_argument("--rounds", type=int, default=2, help="ours then plain, this many times (alternating)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--torch-profile", type=Path, metavar="DIR",
+                        help="ours only, once, no ratio: torch.profiler records steps 3-4 into DIR "
+                        "(TWIN_TRAINING_TORCH_PROFILE; needs --steps 4 or more)")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="GPU runs: override the gpu-8b profile copy, e.g. sft.batch_size=8, quantization=null, "
                         "gradient_checkpointing=false (both sides)")  # fmt: skip
@@ -263,6 +268,13 @@ def main() -> None:
     ours_cmd = [*TWIN, "train", "sft", "--dataset", dataset, "--profile", profile, "--max-steps", str(args.steps)]
     base_cmd = [sys.executable, __file__, "--plain", dataset, "--steps", str(args.steps), "--profile", profile]
     rounds: list[tuple[dict[str, Any], float, dict[str, Any], float]] = []
+    if args.torch_profile:
+        env["TWIN_TRAINING_TORCH_PROFILE"] = str(args.torch_profile.resolve())
+        try:
+            profiled(args, _child(ours_cmd, env)[0])
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        return
     try:
         # ours, plain, ours, plain...: a shared machine's speed drifts by 10-20 % over minutes, and
         # alternating puts the same drift on both sides
@@ -274,6 +286,30 @@ def main() -> None:
     report(args, rounds)
 
 
+def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
+    """--torch-profile: ours' run under the profiler (its speed is the profiler's, not a result) and the
+    record's summary: wall and device-busy seconds of steps 3-4, the top operators."""
+    summary_file = args.torch_profile / "summary.json"
+    if not summary_file.is_file():
+        raise SystemExit(f"no profile in {args.torch_profile}: the run needs --steps 4 or more")
+    summary = json.loads(summary_file.read_text())
+    m = ours["metrics"]
+    result = {
+        "device": args.device,
+        "profile": _label(args),
+        "overrides": args.set,
+        "steps": args.steps,
+        "tokens_per_s_under_profiler": m["tokens_per_s"],
+        **{k: m[k] for k in FIT_KEYS if k in m},
+        "torch_profile": {**summary, "top": summary["top"][:12]},
+    }
+    print(json.dumps(result))
+
+
+def _label(args: argparse.Namespace) -> str:
+    return args.profile if args.device == "cpu" else f"gpu-8b@{args.shape}"
+
+
 def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, dict[str, Any], float]]) -> None:
     ours, _, base, _ = rounds[-1]
     m = ours["metrics"]
@@ -283,7 +319,7 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
     ours_all, plain_all = (len(t) / sum(1 / x for x in t) for t in (ours_tps, plain_tps))
     result = {
         "device": args.device,
-        "profile": args.profile if args.device == "cpu" else f"gpu-8b@{args.shape}",
+        "profile": _label(args),
         "overrides": args.set,
         "steps": args.steps,
         "threads": args.threads,

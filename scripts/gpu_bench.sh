@@ -2,27 +2,35 @@
 # Issue 22's device checks in one call, on a lent GPU: command `bash scripts/gpu_bench.sh`, carry [".gpu"]
 # as ../shared/gpu/prepare.sh assembles it (the wheels the device image lacks, the SmolLM2 tokenizer).
 # Each step has its own time limit, so one slow step cannot take the others' results with it, and none runs
-# past DEADLINE (570 s after the start; run it with timeout_s 600). All come back in $OUT (OUT defaults to
-# /tmp/gpubench-out), in this order:
-#   train-NAME.json                item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per
-#                                  line "NAME|ARGS" of TRAIN_RUNS (default below); if ours fails (not a
-#                                  timeout), once more as NAME-unfused with TWIN_TRAINING_FUSED_VARLEN=false
-#   llm-bf16.json, llm-fp32.json   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model placed
-#                                  on the GPU by the product's loader; one at a time vs a batch job
-# STEPS_LLM=0 or TRAIN_RUNS="" skips a part. TRAIN_TIMEOUT (200), LLM_TIMEOUT (80): seconds per step.
+# past DEADLINE (570 s after the start; run it with timeout_s 600). Four files come back in $OUT (OUT defaults
+# to /tmp/gpubench-out; a device call returns at most 8):
+#   results.jsonl     one JSON line per step, in this order:
+#                       train-NAME   item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per line
+#                                    "NAME|ARGS" of TRAIN_RUNS (default below); if ours fails (not a timeout),
+#                                    once more as NAME-unfused with TWIN_TRAINING_FUSED_VARLEN=false
+#                       llm-bf16, llm-fp32   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model
+#                                    placed on the GPU by the product's loader; one at a time vs a batch job
+#                       profile      where ours' step time goes: gpu-8b at the 1.07 B shape, 4 steps, torch.profiler
+#                                    on steps 3-4 (TWIN_TRAINING_TORCH_PROFILE), if time is left
+#   logs.tar.gz       every step's stderr, nvidia-smi, the pip log (rewritten after each step)
+#   profile-ops.txt, profile-trace.json.gz   the profile step's operator table and timeline (ui.perfetto.dev)
+# STEPS_LLM=0, TRAIN_RUNS="" or PROFILE=0 skips a part. TRAIN_TIMEOUT (200), LLM_TIMEOUT (80), PROFILE_TIMEOUT
+# (150): seconds per step.
 # PEAK_TFLOPS: the card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the
 # H200 lent here). "fused kernel refused" in train-*.err: the varlen kernel fell back to SDPA per example.
 # The dry run here, on the CPU, after prepare.sh (python3 = the project's venv, tiny models, minutes):
 #   PATH=$PWD/.venv/bin:$PATH DEVICE=cpu SHAPE=tiny LLM_SHAPE=tiny LLM_REQUESTS=4 \
 #     TRAIN_RUNS="dry|--steps 2 --set sft.batch_size=4 --set gradient_checkpointing=false" bash scripts/gpu_bench.sh
 cd "$(dirname "$0")/.." || exit 2
-OUT=${OUT:-/tmp/gpubench-out}; mkdir -p "$OUT"
+OUT=${OUT:-/tmp/gpubench-out}; LOGS=${LOGS:-/tmp/gpubench-logs}; mkdir -p "$OUT" "$LOGS"
+RESULTS=$OUT/results.jsonl
+pack_logs() { tar czf "$OUT/logs.tar.gz" -C "$LOGS" --exclude=./profile/trace.json.gz . 2> /dev/null; }
 TRAIN_DEVICE=(--device gpu)
 [ "${DEVICE:-gpu}" = cpu ] && TRAIN_DEVICE=(--device cpu --profile gpu-shape)
-[ "${DEVICE:-gpu}" = cpu ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl > "$OUT/pip.log" 2>&1 || { tail -20 "$OUT/pip.log"; exit 3; }
+[ "${DEVICE:-gpu}" = cpu ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl > "$LOGS/pip.log" 2>&1 || { tail -20 "$LOGS/pip.log"; pack_logs; exit 3; }
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD/.gpu/bnb PYTHONUNBUFFERED=1 TWIN_LLM_MODELS_DIR=/tmp/models
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.txt" 2>&1
-cat "$OUT/nvidia-smi.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOGS/nvidia-smi.txt" 2>&1
+cat "$LOGS/nvidia-smi.txt"
 
 DEADLINE=${DEADLINE:-570}  # seconds since the script began: no step starts or runs past it (the call's limit is 600)
 limit() {  # the seconds a step may take: its own limit, cut to what is left before DEADLINE; fails under 30
@@ -31,13 +39,21 @@ limit() {  # the seconds a step may take: its own limit, cut to what is left bef
   echo $(( $1 < left ? $1 : left ))
 }
 
+step() {  # NAME: a step's JSON line (stdin), printed and appended to results.jsonl with its name
+  local line
+  while IFS= read -r line; do
+    echo "$line"
+    case $line in "{"*) echo "{\"step\": \"$1\", ${line#\{}" >> "$RESULTS" ;; esac
+  done
+}
+
 run_train() {  # NAME FLAGS...: one benchmarks/training.py run, ours then plain TRL
   local name=$1 t rc; shift
   t=$(limit "${TRAIN_TIMEOUT:-200}") || { echo "train-$name skipped: no time left before the deadline"; return 9; }
   timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --rounds 1 \
-    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok "$@" 2> "$OUT/train-$name.err" | tee "$OUT/train-$name.json"
+    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok "$@" 2> "$LOGS/train-$name.err" | step "train-$name"
   rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "train-$name failed or timed out (rc $rc)"
-  tail -3 "$OUT/train-$name.err"
+  tail -3 "$LOGS/train-$name.err"; pack_logs
   return "$rc"
 }
 
@@ -52,7 +68,7 @@ while IFS='|' read -r name args; do
   # ours failed (not plain TRL, not a timeout): the fused varlen kernel is the new, untried part; once more
   # without it, and without it from then on
   if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 9 ] && [ "${TWIN_TRAINING_FUSED_VARLEN:-true}" = true ] \
-      && ! grep -q -- "'--plain'" "$OUT/train-$name.err"; then
+      && ! grep -q -- "'--plain'" "$LOGS/train-$name.err"; then
     export TWIN_TRAINING_FUSED_VARLEN=false
     echo "train-$name: once more with TWIN_TRAINING_FUSED_VARLEN=false"
     # shellcheck disable=SC2086
@@ -65,8 +81,23 @@ if [ "${STEPS_LLM:-1}" != "0" ]; then
     flag=$([ "$dtype" = fp32 ] && echo --fp32)
     t=$(limit "${LLM_TIMEOUT:-80}") || { echo "llm-$dtype skipped: no time left before the deadline"; continue; }
     timeout "$t" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" --tokenizer .gpu/tok \
-      --requests "${LLM_REQUESTS:-32}" $flag 2> "$OUT/llm-$dtype.err" | tee "$OUT/llm-$dtype.json"
+      --requests "${LLM_REQUESTS:-32}" $flag 2> "$LOGS/llm-$dtype.err" | step "llm-$dtype"
     rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "llm-$dtype failed or timed out (rc $rc)"
-    tail -2 "$OUT/llm-$dtype.err"
+    tail -2 "$LOGS/llm-$dtype.err"; pack_logs
   done
+fi
+
+# Last, a diagnosis rather than a result: ours alone, under torch.profiler (it slows the steps it records)
+if [ "${PROFILE:-1}" != "0" ]; then
+  if t=$(limit "${PROFILE_TIMEOUT:-150}"); then
+    timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --tokenizer .gpu/tok \
+      --full-text --repeat 4 --steps 4 --torch-profile "$LOGS/profile" 2> "$LOGS/profile.err" | step profile
+    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "profile failed or timed out (rc $rc)"
+    tail -2 "$LOGS/profile.err"
+    cp "$LOGS/profile/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
+    cp "$LOGS/profile/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
+    pack_logs
+  else
+    echo "profile skipped: no time left before the deadline"
+  fi
 fi

@@ -230,6 +230,9 @@ class TrainingSettings(_Group):
     fused_varlen: bool = Field(
         True, description="Packed rows on a CUDA GPU: torch's fused variable-length kernel (false: SDPA per example)."
     )
+    torch_profile: Path | None = Field(
+        None, description="A folder: torch.profiler records optimizer steps 3-4 of each run there (ops, trace)."
+    )
 
 
 class EvaluationSettings(_Group):

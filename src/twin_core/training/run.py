@@ -196,6 +196,10 @@ def _trainer(
                        [kind, td.author_slug, plan.profile.name])  # fmt: skip
     callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id), tracker.callback(),
                  progress_callback(progress, f"train {kind} {td.author_slug}")]  # fmt: skip
+    if settings.training.torch_profile:  # where a step's time goes (slows the steps it records)
+        from twin_core.training.torch_profile import profile_callback
+
+        callbacks.append(profile_callback(settings.training.torch_profile))
     args = trainer_args(plan.profile, kind, work / "trainer", plan.steps, plan.checkpoint_steps, plan.evaluate)
     set_seed(plan.profile.seed)  # the LoRA init too: a run is reproducible step for step
     trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan), callbacks)
