@@ -120,6 +120,19 @@ from twin_core.cli.main import main
 main()
 """
 
+# `twin train` whose plan takes another micro-batch split of the same step, as fit_memory does on a card with
+# more or less free memory: 1 sequence x 2 accumulation for tiny-test's 2 x 1. The run id stays the profile's.
+OTHER_SPLIT = """
+import dataclasses
+from twin_core.training import run
+def _fit_memory(plan, model):
+    stage = plan.profile.sft.model_copy(update={"batch_size": 1, "grad_accum": 2})
+    return dataclasses.replace(plan, profile=plan.profile.model_copy(update={"sft": stage})), None
+run._fit_memory = _fit_memory
+from twin_core.cli.main import main
+main()
+"""
+
 
 def tiny_random_profile(folder: Path, source: Path) -> Path:
     """The tiny-test profile on a tiny random Llama (tests/support/tiny_models.py) written under ``folder``."""
