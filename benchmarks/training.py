@@ -5,7 +5,7 @@
                                                   # random-init Llama of that shape (no weights needed)
     .venv/bin/python benchmarks/training.py --profile gpu-shape --shape tiny  # that path's CPU dry run
     .venv/bin/python benchmarks/training.py --device gpu --steps 4 --torch-profile DIR  # ours only, once, with
-                                                  # torch.profiler on steps 3-4: where a step's time goes
+                                                  # torch.profiler on step 1 and steps 3-4: where the time goes
 
 One run, two child processes in turn, on the same instruct dataset version (built from the sample
 corpus: one row per article/post, the author's own text as the answer), the same converted
@@ -232,7 +232,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="ours then plain, this many times (alternating)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--torch-profile", type=Path, metavar="DIR",
-                        help="ours only, once, no ratio: torch.profiler records steps 3-4 into DIR "
+                        help="ours only, once, no ratio: torch.profiler records step 1 and steps 3-4 into DIR "
                         "(TWIN_TRAINING_TORCH_PROFILE; needs --steps 4 or more)")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="GPU runs: override the gpu-8b profile copy, e.g. sft.batch_size=8, quantization=null, "
@@ -288,7 +288,7 @@ def main() -> None:
 
 def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
     """--torch-profile: ours' run under the profiler (its speed is the profiler's, not a result) and the
-    record's summary: wall and device-busy seconds of steps 3-4, the top operators."""
+    records' summaries: wall and device-busy seconds of steps 3-4 and of step 1, the top operators."""
     summary_file = args.torch_profile / "summary.json"
     if not summary_file.is_file():
         raise SystemExit(f"no profile in {args.torch_profile}: the run needs --steps 4 or more")
@@ -301,9 +301,16 @@ def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
         "steps": args.steps,
         "tokens_per_s_under_profiler": m["tokens_per_s"],
         **{k: m[k] for k in FIT_KEYS if k in m},
-        "torch_profile": {**summary, "top": summary["top"][:12]},
+        "torch_profile": _short(summary),
     }
+    first = args.torch_profile / "first-step" / "summary.json"
+    if first.is_file():  # step 1, recorded on its own: what it pays once
+        result["torch_profile_first_step"] = _short(json.loads(first.read_text()))
     print(json.dumps(result))
+
+
+def _short(summary: dict[str, Any]) -> dict[str, Any]:
+    return {**summary, "top": summary["top"][:12], "top_kernels": summary.get("top_kernels", [])[:8]}
 
 
 def _label(args: argparse.Namespace) -> str:

@@ -2,7 +2,7 @@
 # Issue 22's device checks in one call, on a lent GPU: command `bash scripts/gpu_bench.sh`, carry [".gpu"]
 # as ../shared/gpu/prepare.sh assembles it (the wheels the device image lacks, the SmolLM2 tokenizer).
 # Each step has its own time limit, so one slow step cannot take the others' results with it, and none runs
-# past DEADLINE (570 s after the start; run it with timeout_s 600). Four files come back in $OUT (OUT defaults
+# past DEADLINE (570 s after the start; run it with timeout_s 600). Six files come back in $OUT (OUT defaults
 # to /tmp/gpubench-out; a device call returns at most 8):
 #   results.jsonl     one JSON line per step, in this order:
 #                       train-NAME   item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per line
@@ -11,9 +11,10 @@
 #                       llm-bf16, llm-fp32   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model
 #                                    placed on the GPU by the product's loader; one at a time vs a batch job
 #                       profile      where ours' step time goes: gpu-8b at the 1.07 B shape, 4 steps, torch.profiler
-#                                    on steps 3-4 (TWIN_TRAINING_TORCH_PROFILE), if time is left
+#                                    on step 1 and on steps 3-4 (TWIN_TRAINING_TORCH_PROFILE), if time is left
 #   logs.tar.gz       every step's stderr, nvidia-smi, the pip log (rewritten after each step)
-#   profile-ops.txt, profile-trace.json.gz   the profile step's operator table and timeline (ui.perfetto.dev)
+#   profile-ops.txt, profile-trace.json.gz   steps 3-4: the operator table and the timeline (ui.perfetto.dev)
+#   profile-first-ops.txt, profile-first-trace.json.gz   the same for step 1 (what it pays once)
 # STEPS_LLM=0, TRAIN_RUNS="" or PROFILE=0 skips a part. TRAIN_TIMEOUT (200), LLM_TIMEOUT (80), PROFILE_TIMEOUT
 # (150): seconds per step.
 # PEAK_TFLOPS: the card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the
@@ -24,7 +25,7 @@
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-/tmp/gpubench-out}; LOGS=${LOGS:-/tmp/gpubench-logs}; mkdir -p "$OUT" "$LOGS"
 RESULTS=$OUT/results.jsonl
-pack_logs() { tar czf "$OUT/logs.tar.gz" -C "$LOGS" --exclude=./profile/trace.json.gz . 2> /dev/null; }
+pack_logs() { tar czf "$OUT/logs.tar.gz" -C "$LOGS" --exclude=trace.json.gz . 2> /dev/null; }
 TRAIN_DEVICE=(--device gpu)
 [ "${DEVICE:-gpu}" = cpu ] && TRAIN_DEVICE=(--device cpu --profile gpu-shape)
 [ "${DEVICE:-gpu}" = cpu ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl > "$LOGS/pip.log" 2>&1 || { tail -20 "$LOGS/pip.log"; pack_logs; exit 3; }
@@ -96,6 +97,8 @@ if [ "${PROFILE:-1}" != "0" ]; then
     tail -2 "$LOGS/profile.err"
     cp "$LOGS/profile/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
     cp "$LOGS/profile/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
+    cp "$LOGS/profile/first-step/ops.txt" "$OUT/profile-first-ops.txt" 2> /dev/null
+    cp "$LOGS/profile/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
     pack_logs
   else
     echo "profile skipped: no time left before the deadline"

@@ -1,4 +1,4 @@
-"""TWIN_TRAINING_TORCH_PROFILE: a torch.profiler record of optimizer steps 3-4, written beside the run."""
+"""TWIN_TRAINING_TORCH_PROFILE: torch.profiler records of optimizer step 1 and of steps 3-4."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ from training_fixtures import TWIN_BIN_PATH, run_json
 from twin_core.settings import TrainingSettings
 
 
-def test_steps_three_and_four_are_recorded_where_the_setting_says(train_env, instruct_version, tiny_random,
+def test_step_one_and_steps_three_and_four_are_recorded_where_the_setting_says(train_env, instruct_version, tiny_random,
                                                                   tmp_path) -> None:  # fmt: skip
     out = tmp_path / "profile"
     env = {**os.environ, **train_env, "TWIN_TRAINING_TORCH_PROFILE": str(out)}
     cmd = [TWIN_BIN_PATH, "train", "sft", "--dataset", instruct_version, "--profile", str(tiny_random)]
     result = run_json(cmd, env)
     assert result["status"] == "ok" and result["steps"] == 4
-    assert sorted(p.name for p in out.iterdir()) == ["ops.txt", "summary.json", "trace.json.gz"]
+    files = ["ops.txt", "summary.json", "trace.json.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["first-step", *files]
+    assert sorted(p.name for p in (out / "first-step").iterdir()) == files
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["wall_s"] > 0
+    assert json.loads((out / "first-step" / "summary.json").read_text())["steps"] == 1
     assert summary["device_busy_s"] is None and summary["top_by"] == "self_cpu_time_total"  # a CPU run
     ops = {op["op"]: op for op in summary["top"]}
     assert "aten::mm" in ops or "aten::addmm" in ops  # the projections' matrix products
@@ -33,15 +36,17 @@ def test_steps_three_and_four_are_recorded_where_the_setting_says(train_env, ins
         assert json.load(trace)["traceEvents"]
 
 
-def test_a_run_that_ends_before_step_three_records_nothing_and_says_so(train_env, instruct_version, tiny_random,
+def test_a_run_that_ends_before_step_three_records_step_one_only_and_says_so(train_env, instruct_version, tiny_random,
                                                                        tmp_path) -> None:  # fmt: skip
     out = tmp_path / "profile"
     env = {**os.environ, **train_env, "TWIN_TRAINING_TORCH_PROFILE": str(out)}
     cmd = [TWIN_BIN_PATH, "train", "sft", "--dataset", instruct_version, "--profile", str(tiny_random)]
     proc = subprocess.run([*cmd, "--max-steps", "2"], env=env, capture_output=True, text=True, check=False)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "ok"
-    assert not out.exists()
-    assert "TWIN_TRAINING_TORCH_PROFILE: the run ended after 2 steps; steps 3-4 are the ones recorded" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first-step"]
+    assert (
+        "TWIN_TRAINING_TORCH_PROFILE: the run ended after 2 steps; steps 3-4, the steady ones, were not" in proc.stderr
+    )
 
 
 def test_off_unless_set() -> None:

@@ -1,16 +1,17 @@
-"""Where a training step's time goes: a torch.profiler record of two optimizer steps
-(``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it records).
+"""Where a training step's time goes: a torch.profiler record of the first optimizer step and of two
+steady ones (``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it records).
 
-Step 1 is left out (it pays for what is done once: ``first_step_s``), step 2 warms the profiler up, and
-steps 3 and 4 are recorded. DIR then holds:
+Step 1 pays for what is done once (``first_step_s``): it is recorded on its own, into ``DIR/first-step``.
+Step 2 warms the profiler up again, and steps 3 and 4 are recorded into DIR. Each folder holds:
 
 - ``ops.txt``: torch's operator table, by the operators' own device time (a GPU), then by their own CPU time;
 - ``summary.json``: the recorded steps, their wall seconds, the seconds the device spent in kernels (on a GPU;
-  the rest of the wall time it waited on the CPU, the Python that launches the kernels), the top operators;
+  the rest of the wall time it waited on the CPU, the Python that launches the kernels), the top operators
+  and kernels;
 - ``trace.json.gz``: the timeline, for https://ui.perfetto.dev or chrome://tracing.
 
-A run that ends after step 3 records that one step; one that ends before it records nothing and says so
-in the log.
+A run that ends after step 3 records that one steady step; one that ends sooner records only step 1 and
+says so in the log.
 """
 
 from __future__ import annotations
@@ -23,30 +24,40 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-WAIT, WARMUP, ACTIVE = 1, 1, 2  # optimizer steps: left out, profiler warm-up, recorded
 TOP = 25  # operators in each table and in the summary
+FIRST, STEADY = (1,), (3, 4)  # the optimizer steps recorded: alone, then together after a warm-up step
+
+
+def _schedule(step: int) -> Any:
+    """torch.profiler's action for profiler step ``step`` (0-based: optimizer step ``step + 1``)."""
+    from torch.profiler import ProfilerAction
+
+    actions = {0: ProfilerAction.RECORD_AND_SAVE, 1: ProfilerAction.WARMUP, 2: ProfilerAction.RECORD,
+               3: ProfilerAction.RECORD_AND_SAVE}  # fmt: skip
+    return actions.get(step, ProfilerAction.NONE)
 
 
 def profile_callback(out: Path) -> Any:
-    """A TrainerCallback that records steps 3-4 of the run into ``out``; ``.written`` once it has."""
+    """A TrainerCallback that records step 1 into ``out/first-step`` and steps 3-4 into ``out``;
+    ``.written`` lists the folders written."""
     import torch
     from transformers import TrainerCallback
 
     class TorchProfile(TrainerCallback):
         def __init__(self) -> None:
-            self.written = False
+            self.written: list[Path] = []
             self._profiler: Any = None
-            self._recording_since = 0.0
+            self._since = 0.0  # when the window being recorded began
             self._steps = 0
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             activities = [torch.profiler.ProfilerActivity.CPU]
             if torch.cuda.is_available():
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
-            schedule = torch.profiler.schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1)
             self._profiler = torch.profiler.profile(
-                activities=activities, schedule=schedule, on_trace_ready=self._write
+                activities=activities, schedule=_schedule, on_trace_ready=self._write
             )
+            self._since = time.perf_counter()
             self._profiler.start()
             return control
 
@@ -54,28 +65,30 @@ def profile_callback(out: Path) -> Any:
             if self._profiler is None:
                 return control
             self._steps += 1
-            self._profiler.step()  # after the warm-up step this opens the recorded window
-            if self._steps == WAIT + WARMUP:
-                self._recording_since = time.perf_counter()
+            self._profiler.step()  # closes step 1's window after step 1; opens the steady one after step 2
+            if self._steps == STEADY[0] - 1:
+                self._since = time.perf_counter()
             return control
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             if self._profiler is not None:
                 self._profiler.stop()
                 self._profiler = None
-            if not self.written:
-                log.warning("TWIN_TRAINING_TORCH_PROFILE: the run ended after %d steps; steps %d-%d are the ones "
-                            "recorded", self._steps, WAIT + WARMUP + 1, WAIT + WARMUP + ACTIVE)  # fmt: skip
+            if len(self.written) < 2:
+                log.warning("TWIN_TRAINING_TORCH_PROFILE: the run ended after %d steps; steps %d-%d, the steady "
+                            "ones, were not recorded", self._steps, *STEADY)  # fmt: skip
             return control
 
-        def _write(self, prof: Any) -> None:  # at the window's end, or at stop() when the run ended inside it
-            steps = self._steps - WAIT - WARMUP
+        def _write(self, prof: Any) -> None:  # at a window's end, or at stop() when the run ended inside it
+            first = not self.written
+            steps = len(FIRST) if first else self._steps - STEADY[0] + 1
             if steps < 1:
                 return
-            write_profile(prof, out, steps, time.perf_counter() - self._recording_since)
-            self.written = True
-            log.info("TWIN_TRAINING_TORCH_PROFILE: steps %d-%d recorded in %s", WAIT + WARMUP + 1,
-                     WAIT + WARMUP + steps, out)  # fmt: skip
+            folder = out / "first-step" if first else out
+            write_profile(prof, folder, steps, time.perf_counter() - self._since)
+            self.written.append(folder)
+            log.info("TWIN_TRAINING_TORCH_PROFILE: %s recorded in %s", "step 1" if first else "the steady steps",
+                     folder)  # fmt: skip
 
     return TorchProfile()
 
