@@ -16,11 +16,11 @@
 #   profile-ops.txt, profile-trace.json.gz   steps 3-4: the operator table and the timeline (ui.perfetto.dev)
 #   profile-first-ops.txt, profile-first-trace.json.gz   the same for step 1 (what it pays once)
 # STEPS_LLM=0, TRAIN_RUNS="" or PROFILE=0 skips a part. TRAIN_TIMEOUT (200), LLM_TIMEOUT (80), PROFILE_TIMEOUT
-# (150): seconds per step.
+# (150): seconds per step. PROFILE_ARGS: the profile step's data and steps (default below; at least --steps 4).
 # PEAK_TFLOPS: the card's bf16 rate for MFU (790: the 8192^3 bf16 product measured on both the H100 and the
 # H200 lent here). "fused kernel refused" in train-*.err: the varlen kernel fell back to SDPA per example.
 # The dry run here, on the CPU, after prepare.sh (python3 = the project's venv, tiny models, minutes):
-#   PATH=$PWD/.venv/bin:$PATH DEVICE=cpu SHAPE=tiny LLM_SHAPE=tiny LLM_REQUESTS=4 \
+#   PATH=$PWD/.venv/bin:$PATH DEVICE=cpu SHAPE=tiny LLM_SHAPE=tiny LLM_REQUESTS=4 PROFILE_ARGS="--steps 4" \
 #     TRAIN_RUNS="dry|--steps 2 --set sft.batch_size=4 --set gradient_checkpointing=false" bash scripts/gpu_bench.sh
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-/tmp/gpubench-out}; LOGS=${LOGS:-/tmp/gpubench-logs}; mkdir -p "$OUT" "$LOGS"
@@ -91,8 +91,9 @@ fi
 # Last, a diagnosis rather than a result: ours alone, under torch.profiler (it slows the steps it records)
 if [ "${PROFILE:-1}" != "0" ]; then
   if t=$(limit "${PROFILE_TIMEOUT:-150}"); then
+    # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
     timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --tokenizer .gpu/tok \
-      --full-text --repeat 4 --steps 4 --torch-profile "$LOGS/profile" 2> "$LOGS/profile.err" | step profile
+      ${PROFILE_ARGS:---full-text --repeat 4 --steps 4} --torch-profile "$LOGS/profile" 2> "$LOGS/profile.err" | step profile
     rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "profile failed or timed out (rc $rc)"
     tail -2 "$LOGS/profile.err"
     cp "$LOGS/profile/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
