@@ -7,7 +7,8 @@
 #   results.jsonl     one JSON line per step, in this order:
 #                       train-NAME   item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per line
 #                                    "NAME|ARGS" of TRAIN_RUNS (default below); if ours fails (not a timeout),
-#                                    once more as NAME-unfused with TWIN_TRAINING_FUSED_VARLEN=false
+#                                    once more: out of GPU memory, as NAME-nofit with fit_memory off; else as
+#                                    NAME-unfused with TWIN_TRAINING_FUSED_VARLEN=false (later steps keep it)
 #                       llm-bf16, llm-fp32   item 7: benchmarks/local_llm.py, a random-init SmolLM2-shaped model
 #                                    placed on the GPU by the product's loader; one at a time vs a batch job
 #                       profile      where ours' step time goes: gpu-8b at the 1.07 B shape, 4 steps, torch.profiler
@@ -62,18 +63,26 @@ run_train() {  # NAME FLAGS...: one benchmarks/training.py run, ours then plain 
 # the plain script runs the profile as written), then the same in bf16 LoRA (no 4-bit weights to de-quantize).
 DEFAULT_RUNS="gpu8b|--full-text --repeat 4 --steps 8
 bf16|--full-text --repeat 4 --steps 8 --set quantization=null"
+FIT_OFF=()  # becomes (--set fit_memory=false) once fit_memory's plan ran out of memory
 while IFS='|' read -r name args; do
   [ -n "$name" ] || continue
   # shellcheck disable=SC2086  # ARGS is a list of flags
-  run_train "$name" $args; rc=$?
-  # ours failed (not plain TRL, not a timeout): the fused varlen kernel is the new, untried part; once more
-  # without it, and without it from then on
-  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 9 ] && [ "${TWIN_TRAINING_FUSED_VARLEN:-true}" = true ] \
-      && ! grep -q -- "'--plain'" "$LOGS/train-$name.err"; then
-    export TWIN_TRAINING_FUSED_VARLEN=false
-    echo "train-$name: once more with TWIN_TRAINING_FUSED_VARLEN=false"
-    # shellcheck disable=SC2086
-    run_train "$name-unfused" $args
+  run_train "$name" $args "${FIT_OFF[@]}"; rc=$?
+  # ours failed (not plain TRL, not a timeout): out of memory, fit_memory's plan was short: once more with the
+  # profile's own split; else the fused varlen kernel, the other new, untried part: once more without it. The
+  # later steps keep the change.
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 9 ] && ! grep -q -- "'--plain'" "$LOGS/train-$name.err"; then
+    if grep -q "ran out of memory" "$LOGS/train-$name.err" && [ ${#FIT_OFF[@]} = 0 ]; then
+      FIT_OFF=(--set fit_memory=false)
+      echo "train-$name: once more with fit_memory: false"
+      # shellcheck disable=SC2086
+      run_train "$name-nofit" $args "${FIT_OFF[@]}"
+    elif [ "${TWIN_TRAINING_FUSED_VARLEN:-true}" = true ]; then
+      export TWIN_TRAINING_FUSED_VARLEN=false
+      echo "train-$name: once more with TWIN_TRAINING_FUSED_VARLEN=false"
+      # shellcheck disable=SC2086
+      run_train "$name-unfused" $args "${FIT_OFF[@]}"
+    fi
   fi
 done <<< "${TRAIN_RUNS-$DEFAULT_RUNS}"
 
@@ -93,7 +102,8 @@ if [ "${PROFILE:-1}" != "0" ]; then
   if t=$(limit "${PROFILE_TIMEOUT:-150}"); then
     # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
     timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --tokenizer .gpu/tok \
-      ${PROFILE_ARGS:---full-text --repeat 4 --steps 4} --torch-profile "$LOGS/profile" 2> "$LOGS/profile.err" | step profile
+      ${PROFILE_ARGS:---full-text --repeat 4 --steps 4} "${FIT_OFF[@]}" --torch-profile "$LOGS/profile" \
+      2> "$LOGS/profile.err" | step profile
     rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "profile failed or timed out (rc $rc)"
     tail -2 "$LOGS/profile.err"
     cp "$LOGS/profile/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null

@@ -165,3 +165,41 @@ def test_the_estimate_covers_what_autograd_keeps() -> None:
                             num_attention_heads=8, num_key_value_heads=2))  # fmt: skip
     estimate = layer_bytes_per_token(shape, memory_fit._targets("all-linear"), 0.0)
     assert measured <= estimate <= 1.3 * measured, (measured, estimate)
+
+
+def test_running_out_of_gpu_memory_says_which_split_and_what_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from twin_core.errors import TwinError
+    from twin_core.training import run
+    from twin_core.training.profiles import load_profile
+
+    settings = load_settings()
+    model = type("Model", (), {"config": _llama(**LLAMA_8B)})()
+    monkeypatch.setattr(memory_fit, "gpu_budget", lambda: 17_079_081_574)  # what a 24 GB card leaves
+    plan = run.TrainingPlan("sft", load_profile(settings, "gpu-8b"), None, "b", None, [], 10, 5, "rid", False)
+    fitted, fit = run._fit_memory(plan, model)
+
+    class Trainer:
+        def train(self, resume_from_checkpoint: str | None = None) -> None:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 0 bytes free.")
+
+    with pytest.raises(TwinError) as raised:
+        run._train(Trainer(), None, fitted, fit)
+    assert str(raised.value) == (
+        "the GPU ran out of memory training micro-batches of 8 x 2 accumulation, recomputation on (fit_memory's "
+        "plan: 11.1 GiB estimated of a 15.9 GiB budget; another process may have taken memory since the model "
+        "loaded); fit_memory: false trains the profile's own split. torch: CUDA out of memory. Tried to allocate "
+        "2.00 GiB."
+    )
+    as_written = dataclasses.replace(plan, profile=plan.profile.model_copy(update={"fit_memory": False}))
+    with pytest.raises(TwinError, match=r"training micro-batches of 2 x 8 accumulation, recomputation on; lower "
+                       r"sft.batch_size and raise sft.grad_accum to keep the step or set fit_memory: true\. torch: "
+                       r"CUDA out of memory"):  # fmt: skip
+        run._train(Trainer(), None, as_written, None)
+    no_recompute = as_written.profile.model_copy(update={"gradient_checkpointing": False})
+    advice = memory_fit.out_of_memory_advice(no_recompute, "dpo", None)
+    assert advice == (
+        "micro-batches of 1 x 8 accumulation, recomputation off; lower dpo.batch_size and raise dpo.grad_accum to "
+        "keep the step, turn gradient_checkpointing on or set fit_memory: true"
+    )

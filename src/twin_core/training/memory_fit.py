@@ -154,6 +154,23 @@ def fit_profile(profile: TrainingProfile, kind: Kind, config: Any, budget: int) 
     return profile.model_copy(update=update), fit
 
 
+def out_of_memory_advice(profile: TrainingProfile, kind: Kind, fit: Fit | None) -> str:
+    """What a run that ran out of GPU memory was doing, and what to change."""
+    stage = stage_of(profile, kind)
+    doing = (f"micro-batches of {stage.batch_size} x {stage.grad_accum} accumulation, recomputation "
+             f"{'on' if profile.gradient_checkpointing else 'off'}")  # fmt: skip
+    if fit:
+        return (f"{doing} (fit_memory's plan: {fit.estimate_bytes / 2**30:.1f} GiB estimated of a "
+                f"{fit.budget_bytes / 2**30:.1f} GiB budget; another process may have taken memory since the "
+                "model loaded); fit_memory: false trains the profile's own split")  # fmt: skip
+    changes = [f"lower {kind}.batch_size and raise {kind}.grad_accum to keep the step"]
+    if not profile.gradient_checkpointing:
+        changes.append("turn gradient_checkpointing on")
+    if not profile.accelerate:
+        changes.append("set fit_memory: true")
+    return f"{doing}; {', '.join(changes[:-1])} or {changes[-1]}" if len(changes) > 1 else f"{doing}; {changes[0]}"
+
+
 def gpu_budget() -> int:
     """Bytes this run may use on the current GPU beyond the weights (``load_for_training`` puts a one-GPU
     profile's weights there, so the free memory is already net of them): a share of it, less a fixed

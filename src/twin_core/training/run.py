@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.domain import content_hash
-from twin_core.errors import InputError
+from twin_core.errors import InputError, TwinError
 from twin_core.llm import rows
 from twin_core.llm.base_model import resolve_base
 from twin_core.llm.perplexity import perplexity
@@ -232,8 +232,20 @@ def _resume_point(settings: Settings, plan: TrainingPlan, work: Path) -> tuple[t
     return found, int(state.get("num_input_tokens_seen") or 0)
 
 
-def _train(trainer: Any, resume_from: tuple[Path, int] | None, steps: int) -> float | None:
-    """Train (or take a finished run's last checkpoint as is); the mean training loss."""
+def _train(trainer: Any, resume_from: tuple[Path, int] | None, plan: TrainingPlan, fit: memory_fit.Fit | None
+           ) -> float | None:  # fmt: skip
+    """Train (or take a finished run's last checkpoint as is); the mean training loss. Running out of GPU
+    memory is a TwinError that says which split ran out and what to change."""
+    import torch
+
+    try:
+        return _train_or_take(trainer, resume_from, plan.steps)
+    except torch.OutOfMemoryError as exc:
+        advice = memory_fit.out_of_memory_advice(plan.profile, plan.kind, fit)
+        raise TwinError(f"the GPU ran out of memory training {advice}. torch: {str(exc).splitlines()[0]}") from exc
+
+
+def _train_or_take(trainer: Any, resume_from: tuple[Path, int] | None, steps: int) -> float | None:
     if resume_from and resume_from[1] >= steps:
         # the run had finished (killed while saving or registering): Trainer.train would run one step
         # past max_steps here
@@ -265,7 +277,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     clock = step_clock()
     trainer.add_callback(clock)
     started = time.perf_counter()
-    train_loss = _train(trainer, resume_from, plan.steps)
+    train_loss = _train(trainer, resume_from, plan, fit)
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen or 0) - tokens_before
     ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
