@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 from pathlib import Path
 
+import pytest
 from training_fixtures import TWIN_BIN_PATH, run_json
 
 from twin_core.settings import TrainingSettings
@@ -36,17 +36,35 @@ def test_step_one_and_steps_three_and_four_are_recorded_where_the_setting_says(t
         assert json.load(trace)["traceEvents"]
 
 
-def test_a_run_that_ends_before_step_three_records_step_one_only_and_says_so(train_env, instruct_version, tiny_random,
-                                                                       tmp_path) -> None:  # fmt: skip
+@pytest.mark.parametrize(("steps", "folders", "steady_steps"), [(2, ["first-step"], None), (3, ["first-step", "ops.txt",
+                         "summary.json", "trace.json.gz"], 1)])  # fmt: skip
+def test_a_run_that_ends_early_records_what_it_reached_and_says_so(
+    tmp_path, caplog: pytest.LogCaptureFixture, steps: int, folders: list[str], steady_steps: int | None
+) -> None:
+    """The callback as the Trainer drives it, in-process: a run of 2 steps ends in the warm-up step (step 1
+    only), one of 3 inside the steady window (step 3 alone)."""
+    import logging
+
+    import torch
+
+    from twin_core.training.torch_profile import profile_callback
+
     out = tmp_path / "profile"
-    env = {**os.environ, **train_env, "TWIN_TRAINING_TORCH_PROFILE": str(out)}
-    cmd = [TWIN_BIN_PATH, "train", "sft", "--dataset", instruct_version, "--profile", str(tiny_random)]
-    proc = subprocess.run([*cmd, "--max-steps", "2"], env=env, capture_output=True, text=True, check=False)
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "ok"
-    assert sorted(p.name for p in out.iterdir()) == ["first-step"]
-    assert (
-        "TWIN_TRAINING_TORCH_PROFILE: the run ended after 2 steps; steps 3-4, the steady ones, were not" in proc.stderr
-    )
+    callback, control = profile_callback(out), object()
+    callback.on_train_begin(None, None, control)
+    for _ in range(steps):
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        assert callback.on_step_end(None, None, control) is control
+    with caplog.at_level(logging.WARNING, logger="twin_core.training.torch_profile"):
+        callback.on_train_end(None, None, control)
+    assert sorted(p.name for p in out.iterdir()) == folders
+    assert json.loads((out / "first-step" / "summary.json").read_text())["steps"] == 1
+    if steady_steps:
+        assert json.loads((out / "summary.json").read_text())["steps"] == steady_steps
+        assert callback.written == [out / "first-step", out] and not caplog.text
+    else:
+        assert callback.written == [out / "first-step"]
+        assert "the run ended after 2 steps; steps 3-4, the steady ones, were not recorded" in caplog.text
 
 
 def test_off_unless_set() -> None:

@@ -93,10 +93,13 @@ def test_sft_then_dpo_registers_candidates(twin, train_env, tsettings, instruct_
 
 def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_version, tiny_random, tmp_path) -> None:
     """SIGKILL after the first checkpoint (step 2 of 4); --resume continues at step 3 and registers once.
+    The resume splits each step otherwise (1 sequence x 2 accumulation for 2 x 1), as fit_memory may on
+    another card (the run id is the profile's): steps 3-4 still see the uninterrupted run's sequences, so
+    the losses match it (a 1 x 1 resume, other sequences per step, does not: checked by hand).
     A tiny random Llama: the test is about resuming, not learning (test above)."""
     import sys
 
-    from training_fixtures import KILLED_AFTER_FIRST_CHECKPOINT, run_json
+    from training_fixtures import KILLED_AFTER_FIRST_CHECKPOINT, OTHER_SPLIT, run_json
 
     from twin_core.stores.registry import open_registry
 
@@ -109,7 +112,7 @@ def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_v
     assert [json.loads(p.read_text())["step"] for p in checkpoints] == [2]
     assert open_registry(tsettings).list() == []
 
-    resumed = run_json([*cmd, "--resume"], env)
+    resumed = run_json([sys.executable, "-c", OTHER_SPLIT, *args, "--resume"], env)
     assert resumed["status"] == "ok", resumed
     assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
     again = run_json([*cmd, "--resume"], env)  # a retried task: same model, still one version
@@ -135,35 +138,3 @@ def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_v
     )["loss_curve"]
     assert full["steps"] == 4
     assert [round(loss, 3) for _, loss in full_curve] == [round(loss, 3) for _, loss in curve]
-
-
-def test_a_run_resumed_with_another_micro_batch_split_trains_on_the_same_sequences(
-    train_env, tsettings, instruct_version, tiny_random, tmp_path
-) -> None:
-    """fit_memory may split a resumed run's steps otherwise on another card (the run id is the profile's):
-    killed at step 2 of 4 with tiny-test's 2 sequences x 1, resumed with 1 x 2. Steps 3-4 see the same
-    sequences, so their losses are the uninterrupted run's."""
-    import sys
-
-    from training_fixtures import KILLED_AFTER_FIRST_CHECKPOINT, OTHER_SPLIT, run_json, sample_rows, write_dataset
-
-    from twin_core.settings import load_settings
-    from twin_core.stores.registry import open_registry
-
-    args = ["train", "sft", "--dataset", instruct_version, "--profile", str(tiny_random)]
-    env = {**os.environ, **train_env}
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_FIRST_CHECKPOINT, *args], env=env, check=False)
-    assert killed.returncode == -signal.SIGKILL
-    resumed = run_json([sys.executable, "-c", OTHER_SPLIT, *args, "--resume"], env)
-    assert resumed["status"] == "ok" and resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
-    curve = open_registry(tsettings).list()[0].metadata["loss_curve"]
-
-    fresh_env = {**env, "TWIN_HOME": str(tmp_path / "fresh")}
-    train, test = sample_rows()
-    write_dataset(load_settings(home=tmp_path / "fresh"), "instruct", train, test)
-    assert run_json([TWIN_BIN_PATH, *args], fresh_env)["steps"] == 4
-    fresh_curve = json.loads(
-        (tmp_path / "fresh" / "artifacts" / "models" / "ada-quillfeather" / "v0001" / "metadata.json").read_text()
-    )["loss_curve"]
-    assert [step for step, _ in curve] == [1, 2, 3, 4]
-    assert [round(loss, 4) for _, loss in curve] == [round(loss, 4) for _, loss in fresh_curve]

@@ -40,8 +40,13 @@ def _schedule(step: int) -> Any:
 def profile_callback(out: Path) -> Any:
     """A TrainerCallback that records step 1 into ``out/first-step`` and steps 3-4 into ``out``;
     ``.written`` lists the folders written."""
+    import warnings
+
     import torch
     from transformers import TrainerCallback
+
+    # each window is its own record on purpose: torch warns that the second one starts empty
+    warnings.filterwarnings("ignore", message="Warning: Profiler clears events at the end of each cycle")
 
     class TorchProfile(TrainerCallback):
         def __init__(self) -> None:
