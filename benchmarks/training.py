@@ -289,10 +289,10 @@ def main() -> None:
 def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
     """--torch-profile: ours' run under the profiler (its speed is the profiler's, not a result) and the
     records' summaries: wall and device-busy seconds of steps 3-4 and of step 1, the top operators."""
-    summary_file = args.torch_profile / "summary.json"
-    if not summary_file.is_file():
+    found = sorted(args.torch_profile.glob("sft-*/summary.json"))  # the run's folder: sft-<run id>
+    if not found:
         raise SystemExit(f"no profile in {args.torch_profile}: the run needs --steps 4 or more")
-    summary = json.loads(summary_file.read_text())
+    summary = json.loads(found[-1].read_text())
     m = ours["metrics"]
     result = {
         "device": args.device,
@@ -303,7 +303,7 @@ def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
         **{k: m[k] for k in FIT_KEYS if k in m},
         "torch_profile": _short(summary),
     }
-    first = args.torch_profile / "first-step" / "summary.json"
+    first = found[-1].parent / "first-step" / "summary.json"
     if first.is_file():  # step 1, recorded on its own: what it pays once
         result["torch_profile_first_step"] = _short(json.loads(first.read_text()))
     print(json.dumps(result))

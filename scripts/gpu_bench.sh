@@ -106,10 +106,12 @@ if [ "${PROFILE:-1}" != "0" ]; then
       2> "$LOGS/profile.err" | step profile
     rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "profile failed or timed out (rc $rc)"
     tail -2 "$LOGS/profile.err"
-    cp "$LOGS/profile/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
-    cp "$LOGS/profile/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
-    cp "$LOGS/profile/first-step/ops.txt" "$OUT/profile-first-ops.txt" 2> /dev/null
-    cp "$LOGS/profile/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
+    for run in "$LOGS"/profile/sft-*; do  # one run: sft-<run id>
+      cp "$run/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
+      cp "$run/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
+      cp "$run/first-step/ops.txt" "$OUT/profile-first-ops.txt" 2> /dev/null
+      cp "$run/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
+    done
     pack_logs
   else
     echo "profile skipped: no time left before the deadline"

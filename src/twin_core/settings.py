@@ -231,7 +231,8 @@ class TrainingSettings(_Group):
         True, description="Packed rows on a CUDA GPU: torch's fused variable-length kernel (false: SDPA per example)."
     )
     torch_profile: Path | None = Field(
-        None, description="A folder: torch.profiler records optimizer step 1 and steps 3-4 of each run there."
+        None,
+        description="A folder: torch.profiler records optimizer step 1 and steps 3-4 of each run in <kind>-<run id>.",
     )
 
 

@@ -20,6 +20,8 @@ def test_step_one_and_steps_three_and_four_are_recorded_where_the_setting_says(t
     cmd = [TWIN_BIN_PATH, "train", "sft", "--dataset", instruct_version, "--profile", str(tiny_random)]
     result = run_json(cmd, env)
     assert result["status"] == "ok" and result["steps"] == 4
+    (out,) = out.iterdir()  # the run's own folder
+    assert out.name.startswith("sft-") and result["run_id"] in out.name
     files = ["ops.txt", "summary.json", "trace.json.gz"]
     assert sorted(p.name for p in out.iterdir()) == ["first-step", *files]
     assert sorted(p.name for p in (out / "first-step").iterdir()) == files

@@ -199,7 +199,7 @@ def _trainer(
     if settings.training.torch_profile:  # where a step's time goes (slows the steps it records)
         from twin_core.training.torch_profile import profile_callback
 
-        callbacks.append(profile_callback(settings.training.torch_profile))
+        callbacks.append(profile_callback(settings.training.torch_profile / f"{kind}-{plan.run_id}"))
     args = trainer_args(plan.profile, kind, work / "trainer", plan.steps, plan.checkpoint_steps, plan.evaluate)
     set_seed(plan.profile.seed)  # the LoRA init too: a run is reproducible step for step
     trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan), callbacks)

@@ -1,8 +1,9 @@
 """Where a training step's time goes: a torch.profiler record of the first optimizer step and of two
-steady ones (``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it records).
+steady ones (``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it records). Each run
+writes into its own folder, ``DIR/<sft|dpo>-<run id>`` (RUN below).
 
-Step 1 pays for what is done once (``first_step_s``): it is recorded on its own, into ``DIR/first-step``.
-Step 2 warms the profiler up again, and steps 3 and 4 are recorded into DIR. Each folder holds:
+Step 1 pays for what is done once (``first_step_s``): it is recorded on its own, into ``RUN/first-step``.
+Step 2 warms the profiler up again, and steps 3 and 4 are recorded into RUN. Each folder holds:
 
 - ``ops.txt``: torch's operator table, by the operators' own device time (a GPU), then by their own CPU time;
 - ``summary.json``: the recorded steps, their wall seconds, the seconds the device spent in kernels (on a GPU;
