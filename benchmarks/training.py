@@ -300,13 +300,18 @@ def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
         "overrides": args.set,
         "steps": args.steps,
         "tokens_per_s_under_profiler": m["tokens_per_s"],
-        **{k: m[k] for k in FIT_KEYS if k in m},
+        **_fit_fields(m),
         "torch_profile": _short(summary),
     }
     first = found[-1].parent / "first-step" / "summary.json"
     if first.is_file():  # step 1, recorded on its own: what it pays once
         result["torch_profile_first_step"] = _short(json.loads(first.read_text()))
     print(json.dumps(result))
+
+
+def _fit_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """GPU: ours' micro-batch plan (fit_memory), its estimate and the measured peak, from ours' metrics."""
+    return {k: metrics[k] for k in FIT_KEYS if k in metrics}
 
 
 def _short(summary: dict[str, Any]) -> dict[str, Any]:
@@ -344,8 +349,7 @@ def report(args: argparse.Namespace, rounds: list[tuple[dict[str, Any], float, d
         "perplexity_base": m["perplexity_base"],
         "perplexity_trained_ours": m["perplexity_trained"],  # padding-free (the profile's setting)
         "perplexity_trained_plain": base["perplexity"],  # padded batches
-        # GPU: ours' micro-batch plan (fit_memory), its estimate and the measured peak
-        **{k: m[k] for k in FIT_KEYS if k in m},
+        **_fit_fields(m),
         "plain_peak_memory_gib": base.get("peak_memory_gib"),
         # the first step against the steady one, both sides (goal: ours' first step no dearer than plain's)
         "first_step_s": [m.get("first_step_s"), base.get("first_step_s")],

@@ -49,14 +49,20 @@ step() {  # NAME: a step's JSON line (stdin), printed and appended to results.js
   done
 }
 
-run_train() {  # NAME FLAGS...: one benchmarks/training.py run, ours then plain TRL
-  local name=$1 t rc; shift
-  t=$(limit "${TRAIN_TIMEOUT:-200}") || { echo "train-$name skipped: no time left before the deadline"; return 9; }
-  timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --rounds 1 \
-    --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok "$@" 2> "$LOGS/train-$name.err" | step "train-$name"
-  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "train-$name failed or timed out (rc $rc)"
-  tail -3 "$LOGS/train-$name.err"; pack_logs
+run_step() {  # NAME SECONDS COMMAND...: one step under its limit; its JSON line to results.jsonl, stderr to NAME.err
+  local name=$1 t rc
+  t=$(limit "$2") || { echo "$name skipped: no time left before the deadline"; return 9; }
+  shift 2
+  timeout "$t" "$@" 2> "$LOGS/$name.err" | step "$name"
+  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "$name failed or timed out (rc $rc)"
+  tail -3 "$LOGS/$name.err"; pack_logs
   return "$rc"
+}
+
+run_train() {  # NAME FLAGS...: one benchmarks/training.py run, ours then plain TRL
+  local name=$1; shift
+  run_step "train-$name" "${TRAIN_TIMEOUT:-200}" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" \
+    --shape "${SHAPE:-1b}" --rounds 1 --peak-tflops "${PEAK_TFLOPS:-790}" --tokenizer .gpu/tok "$@"
 }
 
 # Item 6 first (the larger gap). gpu-8b as it is (QLoRA; fit_memory picks ours' micro-batch and recomputation,
@@ -89,31 +95,22 @@ done <<< "${TRAIN_RUNS-$DEFAULT_RUNS}"
 if [ "${STEPS_LLM:-1}" != "0" ]; then
   for dtype in bf16 fp32; do
     flag=$([ "$dtype" = fp32 ] && echo --fp32)
-    t=$(limit "${LLM_TIMEOUT:-80}") || { echo "llm-$dtype skipped: no time left before the deadline"; continue; }
-    timeout "$t" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" --tokenizer .gpu/tok \
-      --requests "${LLM_REQUESTS:-32}" $flag 2> "$LOGS/llm-$dtype.err" | step "llm-$dtype"
-    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "llm-$dtype failed or timed out (rc $rc)"
-    tail -2 "$LOGS/llm-$dtype.err"; pack_logs
+    # shellcheck disable=SC2086  # empty or --fp32
+    run_step "llm-$dtype" "${LLM_TIMEOUT:-80}" python3 benchmarks/local_llm.py --random "${LLM_SHAPE:-smollm2}" \
+      --tokenizer .gpu/tok --requests "${LLM_REQUESTS:-32}" $flag
   done
 fi
 
 # Last, a diagnosis rather than a result: ours alone, under torch.profiler (it slows the steps it records)
 if [ "${PROFILE:-1}" != "0" ]; then
-  if t=$(limit "${PROFILE_TIMEOUT:-150}"); then
-    # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
-    timeout "$t" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" --shape "${SHAPE:-1b}" --tokenizer .gpu/tok \
-      ${PROFILE_ARGS:---full-text --repeat 4 --steps 4} "${FIT_OFF[@]}" --torch-profile "$LOGS/profile" \
-      2> "$LOGS/profile.err" | step profile
-    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || echo "profile failed or timed out (rc $rc)"
-    tail -2 "$LOGS/profile.err"
-    for run in "$LOGS"/profile/sft-*; do  # one run: sft-<run id>
-      cp "$run/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
-      cp "$run/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
-      cp "$run/first-step/ops.txt" "$OUT/profile-first-ops.txt" 2> /dev/null
-      cp "$run/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
-    done
-    pack_logs
-  else
-    echo "profile skipped: no time left before the deadline"
-  fi
+  # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
+  run_step profile "${PROFILE_TIMEOUT:-150}" python3 benchmarks/training.py "${TRAIN_DEVICE[@]}" \
+    --shape "${SHAPE:-1b}" --tokenizer .gpu/tok ${PROFILE_ARGS:---full-text --repeat 4 --steps 4} "${FIT_OFF[@]}" \
+    --torch-profile "$LOGS/profile"
+  for run in "$LOGS"/profile/sft-*; do  # one run: sft-<run id>
+    cp "$run/ops.txt" "$OUT/profile-ops.txt" 2> /dev/null
+    cp "$run/trace.json.gz" "$OUT/profile-trace.json.gz" 2> /dev/null
+    cp "$run/first-step/ops.txt" "$OUT/profile-first-ops.txt" 2> /dev/null
+    cp "$run/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
+  done
 fi

@@ -1,6 +1,6 @@
 """Where a training step's time goes: a torch.profiler record of the first optimizer step and of two
-steady ones (``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it records). Each run
-writes into its own folder, ``DIR/<sft|dpo>-<run id>`` (RUN below).
+steady ones (``TWIN_TRAINING_TORCH_PROFILE=DIR``; off by default, since profiling slows the steps it
+records). Each run writes into its own folder, ``DIR/<sft|dpo>-<run id>`` (RUN below).
 
 Step 1 pays for what is done once (``first_step_s``): it is recorded on its own, into ``RUN/first-step``.
 Step 2 warms the profiler up again, and steps 3 and 4 are recorded into RUN. Each folder holds:
@@ -26,7 +26,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TOP = 25  # operators in each table and in the summary
-FIRST, STEADY = (1,), (3, 4)  # the optimizer steps recorded: alone, then together after a warm-up step
+STEADY = (3, 4)  # the optimizer steps recorded together, after step 1 alone and a warm-up step
 
 
 def _schedule(step: int) -> Any:
@@ -87,7 +87,7 @@ def profile_callback(out: Path) -> Any:
 
         def _write(self, prof: Any) -> None:  # at a window's end, or at stop() when the run ended inside it
             first = not self.written
-            steps = len(FIRST) if first else self._steps - STEADY[0] + 1
+            steps = 1 if first else self._steps - STEADY[0] + 1
             if steps < 1:
                 return
             folder = out / "first-step" if first else out
@@ -111,7 +111,9 @@ def write_profile(prof: Any, out: Path, steps: int, wall_s: float) -> dict[str, 
     operators = [e for e in events if e.device_type == DeviceType.CPU]
     device_us = sum(e.self_device_time_total for e in kernels)
     key = "self_device_time_total" if device_us else "self_cpu_time_total"
-    tables = [f"by own device time:\n{events.table(sort_by=key, row_limit=TOP)}"] if device_us else []
+    tables = (
+        [f"by own device time:\n{events.table(sort_by='self_device_time_total', row_limit=TOP)}"] if device_us else []
+    )
     tables.append(f"by own CPU time:\n{events.table(sort_by='self_cpu_time_total', row_limit=TOP)}")
     (out / "ops.txt").write_text("\n\n".join(tables))
     summary = {
