@@ -2,7 +2,7 @@
 # Issue 22's device checks in one call, on a lent GPU: command `bash scripts/gpu_bench.sh`, carry [".gpu"]
 # as ../shared/gpu/prepare.sh assembles it (the wheels the device image lacks, the SmolLM2 tokenizer).
 # Each step has its own time limit, so one slow step cannot take the others' results with it, and none runs
-# past DEADLINE (570 s after the start; run it with timeout_s 600). Six files come back in $OUT (OUT defaults
+# past DEADLINE (570 s after the start; run it with timeout_s 600). Seven files come back in $OUT (OUT defaults
 # to /tmp/gpubench-out; a device call returns at most 8):
 #   results.jsonl     one JSON line per step, in this order:
 #                       train-NAME   item 6: benchmarks/training.py --device gpu, ours vs plain TRL, one per line
@@ -14,6 +14,7 @@
 #                                    llm-fp32 only where llm-bf16's texts differ (rounding or a batching fault?)
 #                       profile      where ours' step time goes: gpu-8b at the 1.07 B shape, 4 steps, torch.profiler
 #                                    on step 1 and on steps 3-4 (TWIN_TRAINING_TORCH_PROFILE), if time is left
+#   report.md         results.jsonl as docs/benchmarks.md's tables, with item 6's verdicts (scripts/gpu_report.py)
 #   logs.tar.gz       every step's stderr, nvidia-smi, the pip log (rewritten after each step)
 #   profile-ops.txt, profile-trace.json.gz   steps 3-4: the operator table and the timeline (ui.perfetto.dev)
 #   profile-first-ops.txt, profile-first-trace.json.gz   the same for step 1 (what it pays once)
@@ -119,3 +120,7 @@ if [ "${PROFILE:-1}" != "0" ]; then
     cp "$run/first-step/trace.json.gz" "$OUT/profile-first-trace.json.gz" 2> /dev/null
   done
 fi
+# The tables and verdicts, from whatever ran (stdlib only: no step's failure can stop it)
+python3 scripts/gpu_report.py "$RESULTS" --device "$(sed -n 2p "$LOGS/nvidia-smi.txt" 2> /dev/null)" \
+  --when "$(date -u '+%Y-%m-%d %H:%M UTC')" > "$OUT/report.md" 2>&1
+cat "$OUT/report.md"
