@@ -5,12 +5,16 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from training_fixtures import TWIN_BIN_PATH, run_json
 
 from twin_core.settings import TrainingSettings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_step_one_and_steps_three_and_four_are_recorded_where_the_setting_says(train_env, instruct_version, tiny_random,
@@ -106,3 +110,10 @@ def test_on_a_gpu_the_summary_ranks_by_own_device_time_and_gives_the_busy_second
     text = (tmp_path / "ops.txt").read_text()
     assert text.index("by own device time:") < text.index("by own CPU time:") and "sm90_xmma_gemm_bf16" in text
     assert traces == [str(tmp_path / "trace.json.gz")]
+    # scripts/gpu_report.py reads this summary as the device run will return it
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"step": "profile", "torch_profile": summary}) + "\n")
+    report = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_report.py"), str(results)],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert ("| steps 3-4 | 2 | 1.7 | 0.85 (50.00 %) | `aten::mm` 600 ms, `aten::_flash_attention_backward` 250 ms, "
+            "`ProfilerStep*` 0 ms | `sm90_xmma_gemm_bf16` 600 ms, `flash_bwd_kernel` 250 ms |") in report  # fmt: skip
