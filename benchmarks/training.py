@@ -310,17 +310,19 @@ def profiled(args: argparse.Namespace, ours: dict[str, Any]) -> None:
     print(json.dumps(result))
 
 
-def _utilisation(args: argparse.Namespace, *sides: tuple[float, dict[str, Any]]) -> dict[str, float]:
-    """Each side's share of the GPU's bf16 peak, two ways. ``mfu``: the usual 6 x parameters per trained token
-    (the convention of the issue's goal and of the runs before). ``hfu``: the FLOPs the GPU really ran. LoRA
-    computes no gradient for the frozen weights, so a step is the forward (2 x) and the backward to the inputs
-    (2 x), plus one more forward where recomputation is on: 6 x overstates a run without it by 1.5 x."""
+def _utilisation(args: argparse.Namespace, ours: tuple[float, dict[str, Any]],
+                 plain: tuple[float, dict[str, Any]]) -> dict[str, float]:  # fmt: skip
+    """Each side's share of the GPU's bf16 peak, two ways, from (tokens/s, its JSON). ``mfu``: the usual 6 x
+    parameters per trained token (the convention of the issue's goal and of the runs before). ``hfu``: the FLOPs
+    the GPU really ran. LoRA computes no gradient for the frozen weights, so a step is the forward (2 x) and the
+    backward to the inputs (2 x), plus one more forward where recomputation is on: 6 x overstates a run without
+    it by 1.5 x. Ours without fit_memory recomputes as the profile says, which the plain side reports."""
     params = {"1b": 1.07e9, "tiny": 0.0}[args.shape]
     peak = args.peak_tflops * 1e12
-    plain_recompute = sides[1][1].get("gradient_checkpointing")
+    profile_recompute = plain[1].get("gradient_checkpointing")
     out = {}
-    for name, (tps, metrics) in zip(("ours", "plain"), sides, strict=True):
-        recompute = metrics.get("gradient_checkpointing", plain_recompute)  # ours without fit_memory: the profile's
+    for name, (tps, metrics) in (("ours", ours), ("plain", plain)):
+        recompute = metrics.get("gradient_checkpointing", profile_recompute)
         out[f"{name}_mfu"] = round(6 * params * tps / peak, 4)
         if recompute is not None:
             out[f"{name}_hfu"] = round((6 if recompute else 4) * params * tps / peak, 4)
