@@ -76,6 +76,8 @@ def test_rejected_cookie_and_wrong_password_fail_clearly(browser_ok, crawl_setti
             link,
             linkedin_username="ada@example.com",
             linkedin_password=SecretStr("wrong"),
-            browser_timeout_s=2.0,
+            # the wait for a redirect that never comes ends at this bound, and each page load must fit in it too:
+            # 2 s let a page load time out on a loaded CI machine (selenium's TimeoutException, not login_failed)
+            browser_timeout_s=10.0,
         )
     assert err.value.reason == "login_failed"
