@@ -3,6 +3,8 @@ against a LinkedIn-like login page and infinite-scroll activity feed on 127.0.0.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from pydantic import SecretStr
 
@@ -81,3 +83,29 @@ def test_rejected_cookie_and_wrong_password_fail_clearly(browser_ok, crawl_setti
             browser_timeout_s=10.0,
         )
     assert err.value.reason == "login_failed"
+
+
+def test_a_host_that_never_answers_or_refuses_fails_with_the_url(browser_ok, crawl_settings):
+    """A page load past ``browser_timeout_s`` and a refused connection are CrawlErrors naming the URL, not
+    selenium's bare exceptions. The silent host is a listening socket that never accepts: the kernel completes the
+    handshake and the request waits for an answer that never comes, however loaded the machine is."""
+    with socket.create_server(("127.0.0.1", 0)) as silent, socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        errors = {}
+        for name, sock in (("silent", silent), ("closed", closed)):
+            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            with pytest.raises(CrawlError) as err:
+                _crawl(
+                    crawl_settings,
+                    f"{base}/in/ada-quillfeather/",
+                    linkedin_base_url=base,
+                    linkedin_li_at=SecretStr("any"),  # the cookie path opens the site's root first
+                    browser_timeout_s=1.0,
+                )
+            errors[name] = (base, err.value)
+    base, error = errors["silent"]
+    assert (error.reason, error.message) == ("timeout", f"{base}/ did not load in the browser within 1.0s")
+    base, error = errors["closed"]
+    assert error.reason == "connection"
+    assert error.message.startswith(f"the browser could not open {base}/: ")
+    assert "ERR_CONNECTION_REFUSED" in error.message

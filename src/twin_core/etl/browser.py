@@ -66,3 +66,22 @@ def headless_chrome(settings: Settings) -> Iterator[Any]:
             except Exception as exc:  # never mask the crawl's own outcome
                 log.warning("browser quit failed: %s", exc)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(driver: Any, url: str, settings: Settings) -> None:
+    """``driver.get(url)``, with a page that does not load, or a host that refuses, as a CrawlError naming the URL.
+
+    Selenium's own exceptions say neither the URL nor the bound ("Timed out receiving message from renderer").
+    """
+    from selenium.common.exceptions import TimeoutException, WebDriverException
+
+    try:
+        driver.get(url)
+    except TimeoutException:
+        raise CrawlError(
+            "timeout", f"{url} did not load in the browser within {settings.sources.browser_timeout_s}s"
+        ) from None
+    except WebDriverException as exc:
+        text = (exc.msg or str(exc)).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise CrawlError("connection", f"the browser could not open {url}: {first}") from None

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from twin_core.domain.challenge import challenge_marker, login_wall_marker
 from twin_core.domain.documents import PostDocument, RawDocument
+from twin_core.etl.browser import headless_chrome, open_page
 from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.safety import check_target
@@ -48,11 +49,9 @@ class LinkedInCrawler(BaseCrawler):
         check_target(base + "/", s)
         activity = f"{base}/in/{profile.group(1)}/recent-activity/all/"
 
-        from twin_core.etl.browser import headless_chrome
-
         with headless_chrome(s) as driver:
             self._login(driver, base, s)
-            driver.get(activity)
+            open_page(driver, activity, s)
             self._check_page(driver, activity)
             posts = self._scroll_and_collect(driver, s.sources.linkedin_max_posts, s.sources.linkedin_max_scrolls)
         if not posts:
@@ -78,10 +77,10 @@ class LinkedInCrawler(BaseCrawler):
         from selenium.webdriver.common.by import By
 
         if s.sources.linkedin_li_at:
-            driver.get(base + "/")  # a cookie can only be set on the site's own origin
+            open_page(driver, base + "/", s)  # a cookie can only be set on the site's own origin
             driver.add_cookie({"name": "li_at", "value": s.sources.linkedin_li_at.get_secret_value(), "path": "/"})
             return
-        driver.get(base + "/login")
+        open_page(driver, base + "/login", s)
         driver.find_element(By.ID, "username").send_keys(s.sources.linkedin_username or "")
         driver.find_element(By.ID, "password").send_keys(
             s.sources.linkedin_password.get_secret_value() if s.sources.linkedin_password else ""

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from twin_core.domain.challenge import challenge_marker
 from twin_core.domain.documents import RawDocument
+from twin_core.etl.browser import headless_chrome, open_page
 from twin_core.etl.crawlers.article import article_document, reject_challenge
 from twin_core.etl.crawlers.base import BaseCrawler, CrawlContext, on_platform
 from twin_core.etl.errors import CrawlError
@@ -83,11 +84,9 @@ class MediumCrawler(BaseCrawler):
         raise CrawlError("not_in_feed", f"{link} is not among the {len(feed.entries)} latest items of {feed_url}")
 
     def _from_browser(self, link: str, ctx: CrawlContext) -> RawDocument:
-        from twin_core.etl.browser import headless_chrome
-
         check_target(link, ctx.settings)
         with headless_chrome(ctx.settings) as driver:
-            driver.get(link)
+            open_page(driver, link, ctx.settings)
             html = driver.page_source
         marker = challenge_marker(html)
         if marker:
