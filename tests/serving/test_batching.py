@@ -153,3 +153,48 @@ def test_the_predictors_teardown_waits_for_its_decode_thread(llm: Any, llm_model
     assert not thread.is_alive() and not predictor.ready
     with pytest.raises(RuntimeError, match="is no longer served"):
         asyncio.run(ask())
+
+
+def test_a_retired_version_answers_its_requests_before_the_server_exits(
+    llm: Any, llm_models_dir: Path, twin_home: Path, tmp_path: Path
+) -> None:
+    # A version the registry stops routing to is closed by the registry poll; a SIGTERM during its drain ends
+    # the server's event loop, and `asyncio.run` must not return (the process then exits) while its decode
+    # thread is still in torch code (exit 134) or before its requests are answered.
+    import shutil
+    import threading
+
+    from twin_core.llm.local import GenRequest
+    from twin_core.serving.kserve_models import TwinPredictor
+    from twin_core.settings import load_settings
+    from twin_core.stores.registry import open_registry
+
+    author = "Ada Quillfeather"
+    settings = load_settings(llm_models_dir=llm_models_dir, serve_batch_mode="continuous")
+    folder = tmp_path / "v1"
+    shutil.copytree(llm_models_dir / "smollm2-135m-instruct", folder / "merged")
+    registry = open_registry(settings)
+    v1 = registry.register(author, folder, {"base_model": "smollm2"})
+    registry.set_stage(v1.ref, "production", reason="test")
+    predictor = TwinPredictor("twin-llm", settings, llm=llm, authors=[author])
+    assert predictor.load()
+    served = predictor.pool.choose(author, "c-0")
+    assert served.ref == v1.ref
+    answered: list[Any] = []
+    finished = threading.Event()
+
+    def done(result: Any) -> None:
+        answered.append(result)
+        finished.set()
+
+    served.batcher.engine.submit(GenRequest(_messages("Tell me a long story."), max_new_tokens=48), done)
+    registry.archive(v1.ref, "test")
+    predictor.pool.refresh([author])  # v1 leaves the routes: retired
+
+    async def poll_then_sigterm() -> None:
+        predictor.close_retired()  # what the registry poll does; the loop ends right after
+
+    asyncio.run(poll_then_sigterm())
+    assert finished.is_set() and answered[0].completion_tokens == 48  # answered in full before run() returned
+    assert not served.batcher.engine._thread.is_alive()
+    predictor.stop()

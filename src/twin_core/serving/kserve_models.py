@@ -142,10 +142,18 @@ class TwinPredictor(kserve.Model):
             await asyncio.sleep(self.settings.serve.registry_poll_s)
             try:
                 await asyncio.to_thread(self.pool.refresh, self.authors)
-                for model in self.pool.take_retired():
-                    model.batcher.close()  # its worker ends once its queue is empty
+                self.close_retired()
             except Exception:
                 log.exception("registry poll failed")
+
+    def close_retired(self) -> None:
+        """Close the versions the registry no longer routes to, on the running loop. Each answers what it has
+        queued and running first; the wait for that runs in the loop's executor, not in the poll, so new stage
+        changes are not held up by a long answer, and ``asyncio.run`` joins that executor before ``twin serve``
+        exits: a SIGTERM during the drain never stops a decode step midway (exit 134)."""
+        loop = asyncio.get_running_loop()
+        for model in self.pool.take_retired():
+            loop.run_in_executor(None, lambda batcher=model.batcher: batcher.close(wait=True))
 
     def choose(self, instance: dict[str, Any]) -> Any:
         """The served model (pool entry) for one instance, or None without a pool."""
