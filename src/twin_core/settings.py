@@ -69,6 +69,7 @@ class SourceSettings(_Group):
     linkedin_li_at: SecretStr | None = Field(None, description="li_at session cookie (instead of a password).")
     linkedin_max_posts: int = Field(20, ge=1)
     linkedin_max_scrolls: int = Field(5, ge=0)
+    linkedin_scroll_wait_s: float = Field(3.0, gt=0, description="Wait for the feed's next posts after a scroll.")
     browser_binary: str = "/usr/bin/chromium"
     browser_driver: str = "/usr/bin/chromedriver"
     browser_timeout_s: float = Field(30.0, gt=0)

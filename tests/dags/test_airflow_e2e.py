@@ -47,6 +47,9 @@ RUNS: dict[str, str] = {}  # the triggered twin_etl run, whose graph the UI test
 
 pytestmark = [
     pytest.mark.slow,
+    # the waits below bound each stage for a loaded 2-core machine (start 300 s, parse 180 s, each run 600 s);
+    # pytest-timeout counts the module fixture's start-up in the first test, so the suite's 900 s would cut first
+    pytest.mark.timeout(2400),
     pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built"),
 ]
 

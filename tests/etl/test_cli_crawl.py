@@ -55,7 +55,8 @@ def test_article_and_repository_then_unchanged(twin, crawl_settings, site, make_
     assert report["totals"] == totals
 
 
-def test_bad_links_fail_alone_and_the_rest_completes(twin, crawl_settings, site, tmp_path):
+def test_bad_links_fail_alone_and_the_rest_completes(twin, crawl_settings, site, tmp_path, monkeypatch):
+    monkeypatch.setenv("TWIN_CRAWL_TIMEOUT_S", "1.0")  # /slow answers after 3 s
     b = site.base_url
     bad = {
         "not a url": "invalid_url",

@@ -37,7 +37,8 @@ def test_500_gives_up_after_retries_and_404_is_not_retried(http, site):
     assert site.hits["/status/404"] - before.get("/status/404", 0) == 1
 
 
-def test_timeout(http, site):
+def test_timeout(crawl_settings, site):
+    http = HttpClient(updated(crawl_settings, crawl_timeout_s=1.0))  # /slow answers after 3 s
     assert _reason(http, f"{site.base_url}/slow") == "timeout"
 
 

@@ -47,6 +47,7 @@ def test_login_with_credentials_scrolls_the_feed_up_to_the_limit(browser_ok, cra
         linkedin_password=SecretStr(mod.LINKEDIN_PASSWORD),
         linkedin_max_posts=5,
         linkedin_max_scrolls=5,
+        linkedin_scroll_wait_s=30.0,  # the limit is reached on the first scroll: never waited out
     )
     assert len(docs) == 5  # 3 on load + 2 per scroll, capped at the limit
     assert all(d.category is Category.POSTS and d.platform == "linkedin" for d in docs)
@@ -63,6 +64,7 @@ def test_session_cookie_login_and_end_of_feed(browser_ok, crawl_settings, site, 
         linkedin_li_at=SecretStr(mod.LINKEDIN_COOKIE),
         linkedin_max_posts=50,
         linkedin_max_scrolls=10,
+        linkedin_scroll_wait_s=10.0,  # waited out once, at the end of the feed; ample for a loaded Chromium
     )
     assert [d.content["Content"] for d in docs] == mod.LINKEDIN_POSTS  # the whole feed, in order
 
@@ -92,7 +94,9 @@ def test_a_host_that_never_answers_or_refuses_fails_with_the_url(browser_ok, cra
     with socket.create_server(("127.0.0.1", 0)) as silent, socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         errors = {}
-        for name, sock in (("silent", silent), ("closed", closed)):
+        # the bound is each page load's timeout: the silent host must reach it; the refused one, whose error page
+        # Chromium also loads (0.6-1 s here idle), must not, however loaded the machine
+        for name, sock, bound in (("silent", silent, 1.0), ("closed", closed, 60.0)):
             base = f"http://127.0.0.1:{sock.getsockname()[1]}"
             with pytest.raises(CrawlError) as err:
                 _crawl(
@@ -100,7 +104,7 @@ def test_a_host_that_never_answers_or_refuses_fails_with_the_url(browser_ok, cra
                     f"{base}/in/ada-quillfeather/",
                     linkedin_base_url=base,
                     linkedin_li_at=SecretStr("any"),  # the cookie path opens the site's root first
-                    browser_timeout_s=1.0,
+                    browser_timeout_s=bound,
                 )
             errors[name] = (base, err.value)
     base, error = errors["silent"]

@@ -53,7 +53,7 @@ class LinkedInCrawler(BaseCrawler):
             self._login(driver, base, s)
             open_page(driver, activity, s)
             self._check_page(driver, activity)
-            posts = self._scroll_and_collect(driver, s.sources.linkedin_max_posts, s.sources.linkedin_max_scrolls)
+            posts = self._scroll_and_collect(driver, s)
         if not posts:
             raise CrawlError("empty", f"no posts found on {activity}")
         docs: list[RawDocument] = []
@@ -100,8 +100,10 @@ class LinkedInCrawler(BaseCrawler):
         if marker:
             raise CrawlError("challenge", f"{url} returned an anti-bot challenge ({marker!r})")
 
-    def _scroll_and_collect(self, driver: Any, max_posts: int, max_scrolls: int) -> list[tuple[str, str, str | None]]:
+    def _scroll_and_collect(self, driver: Any, s: Settings) -> list[tuple[str, str, str | None]]:
         from selenium.webdriver.common.by import By
+
+        max_posts, max_scrolls = s.sources.linkedin_max_posts, s.sources.linkedin_max_scrolls
 
         def collect() -> list[tuple[str, str, str | None]]:
             found: dict[str, tuple[str, str, str | None]] = {}
@@ -126,7 +128,7 @@ class LinkedInCrawler(BaseCrawler):
             if len(posts) >= max_posts:
                 break
             driver.execute_script("window.scrollTo(0, document.body.scrollHeight);")
-            deadline = time.monotonic() + 3.0  # the feed loads the next page on scroll
+            deadline = time.monotonic() + s.sources.linkedin_scroll_wait_s  # the feed loads more on scroll
             before = len(posts)
             while time.monotonic() < deadline:
                 time.sleep(0.2)
