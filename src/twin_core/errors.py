@@ -1,5 +1,11 @@
 """Error types shared by every step. Each maps to one exit code of the `twin` CLI."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class TwinError(Exception):
     """Base class: an expected failure with a message meant for the user."""
@@ -27,3 +33,13 @@ class BackendUnavailable(TwinError):
 
     exit_code = 4
     kind = "unavailable"
+
+
+@contextmanager
+def writing_to(dest: Path | str, what: str) -> Iterator[None]:
+    """An OSError while writing ``what`` under ``dest`` (a file where a folder should be, no permission, a full
+    disk) as an InputError naming the path, instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {what} to {dest}: {exc.strerror or exc}") from None

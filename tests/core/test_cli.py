@@ -62,6 +62,13 @@ def test_import_stats_export_protocol(twin, twin_home: Path, tmp_path: Path, sam
     exported = twin("warehouse", "export", str(tmp_path / "out"))
     assert exported.returncode == 0
     assert (tmp_path / "out" / "ArticleDocument.json").is_file()
+    (tmp_path / "a-file").write_text("kept")
+    for dest in (tmp_path / "a-file", tmp_path / "a-file" / "under"):  # a file where the folder should be
+        refused = twin("warehouse", "export", str(dest))
+        assert (refused.returncode, refused.result["status"], refused.result["kind"]) == (3, "error", "input")
+        assert refused.result["error"].startswith(f"cannot write the backup to {dest}: "), refused.result
+        assert "Traceback" not in refused.stderr
+    assert (tmp_path / "a-file").read_text() == "kept"
 
 
 def test_result_is_also_written_as_xcom_file(twin, twin_home: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from support.openai_stub import ChatHandler, serve
 
 from twin_core.datasets.build import BuildOptions, build_author, read_cleaned
 from twin_core.datasets.versions import list_versions, load_dataset_version
+from twin_core.errors import InputError
 from twin_core.settings import updated
 
 AUTHOR = "Ada Quillfeather"
@@ -89,14 +91,36 @@ def test_export_is_loadable_with_hugging_face_datasets(cleaned_home: Any, tmp_pa
     assert loaded["train"].num_rows == out["rows"]["train"]
     assert "instruction" in loaded["train"].column_names
     assert "Ada Quillfeather" in (tmp_path / "export" / "README.md").read_text()
+    (tmp_path / "a-file").write_text("kept")
+    with pytest.raises(InputError, match=re.escape(f"cannot write dataset {version} to {tmp_path / 'a-file'}: ")):
+        export_version(cleaned_home, version, tmp_path / "a-file")
+    assert (tmp_path / "a-file").read_text() == "kept"
 
 
-def test_unknown_author_exits_3_and_writes_nothing(cleaned_home: Any, twin: Any) -> None:
+def test_unknown_author_exits_3_and_writes_nothing(cleaned_home: Any, twin: Any, warehouse: Any) -> None:
+    known = ", ".join(sorted(u.full_name for u in warehouse.users()))
     run = twin("datasets", "build", "--author", "Nobody Atall")
     assert run.returncode == 3
-    assert "no cleaned documents" in run.result["error"]
+    assert run.result["error"] == f"unknown author 'Nobody Atall': the warehouse has {known}"
     assert list_versions(cleaned_home) == []
     assert twin("datasets", "show", "instruct/nobody-atall/v0001").returncode == 3
+    assert twin("datasets", "build", "--max-rejected", "-1").returncode == 2  # usage: 0 = no pairs, never "all"
+    listed = twin("datasets", "list", "--kind", "bogus")
+    assert (listed.returncode, listed.result["error"]) == (3, "--kind 'bogus': expected instruct or preference")
+
+
+def test_an_author_with_nothing_to_build_from_is_skipped_and_the_others_built(
+    cleaned_home: Any, twin: Any, warehouse: Any
+) -> None:
+    warehouse.get_or_create_user("Ada Quilfeather")  # a typo's author, no document
+    run = twin("datasets", "build", "--max-rejected", "0")
+    assert (run.returncode, run.result["status"]) == (3, "partial")
+    assert [a["author"] for a in run.result["authors"]] == [AUTHOR]
+    assert [s["author"] for s in run.result["skipped"]] == ["Ada Quilfeather"]
+    assert "no cleaned documents" in run.result["skipped"][0]["error"]
+    assert list_versions(cleaned_home) == ["instruct/ada-quillfeather/v0001"]  # no pairs asked for
+    alone = twin("datasets", "build", "--author", "Ada Quilfeather")  # named on its own: still an error
+    assert alone.returncode == 3 and "no cleaned documents" in alone.result["error"]
 
 
 def _free_port() -> int:

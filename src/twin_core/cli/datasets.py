@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from twin_core.cli.protocol import step
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="Build instruction and preference datasets.", no_args_is_help=True)
 
 
@@ -17,8 +20,10 @@ def build(
     author: str = typer.Option(None, "--author", help="Only this author (full name); default: every author."),
     strategy: str = typer.Option(None, "--strategy", help="extractive (default, no LLM) or llm."),
     seed: int = typer.Option(None, "--seed", help="Seed of instruction forms and sampling (TWIN_DATASETS_SEED)."),
-    max_extracts: int = typer.Option(None, "--max-extracts", help="Extracts per author (0 = all)."),
-    max_rejected: int = typer.Option(None, "--max-rejected", help="Preference candidates per author (0 = no pairs)."),
+    max_extracts: int = typer.Option(None, "--max-extracts", min=0, help="Extracts per author (0 = all)."),
+    max_rejected: int = typer.Option(
+        None, "--max-rejected", min=0, help="Preference candidates per author (0 = no pairs)."
+    ),
     pair_kinds: str = typer.Option(
         "model,other_author",
         "--pair-kinds",
@@ -26,11 +31,11 @@ def build(
         "other_author (another author's nearest passage, no model call).",
     ),
 ) -> dict:
-    """Build both datasets per author; an unchanged corpus gives the existing versions (no model call)."""
-    from twin_core.datasets.build import BuildOptions, build_author
-    from twin_core.datasets.rejected_answers import GenerationModel
+    """Build both datasets per author; an unchanged corpus gives the existing versions (no model call).
+    Without --author, an author with nothing to build from is skipped with its reason (status partial, exit 3)
+    and the others are built."""
+    from twin_core.datasets.build import BuildOptions
     from twin_core.errors import InputError
-    from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.stores.warehouse import open_warehouse
 
@@ -45,29 +50,56 @@ def build(
     )
     if opts.strategy not in ("extractive", "llm"):
         raise InputError(f"--strategy {opts.strategy!r}: expected extractive or llm")
-    authors = [author] if author else [u.full_name for u in open_warehouse(settings).users()]
-    if not authors:
+    known = [u.full_name for u in open_warehouse(settings).users()]
+    if not known:
         raise InputError("no author in the warehouse: crawl or import documents first")
-    results = [
-        build_author(settings, name, opts, open_model=GenerationModel(settings, name), progress=progress).as_dict()
-        for name in authors
-    ]
+    if author and author not in known:
+        raise InputError(f"unknown author {author!r}: the warehouse has {', '.join(sorted(known))}")
+    results, skipped = _build_each(settings, [author] if author else known, opts, skip_empty=not author)
     created = any(any(r["created"].values()) for r in results)
-    return {
-        "status": "ok" if created else "unchanged",
+    out = {
+        "status": "partial" if skipped else "ok" if created else "unchanged",
         "strategy": opts.strategy,
         "authors": results,
         "versions": {r["author_slug"]: r["versions"] for r in results},
     }
+    return {**out, "skipped": skipped} if skipped else out
+
+
+def _build_each(settings: Any, authors: list[str], opts: Any, *, skip_empty: bool) -> tuple[list[dict], list[dict]]:
+    """Each author's build; with ``skip_empty``, an author with nothing to build from (bad input: no cleaned
+    documents yet) is skipped with its reason, unless every author is."""
+    from twin_core.datasets.build import build_author
+    from twin_core.datasets.rejected_answers import GenerationModel
+    from twin_core.errors import InputError
+    from twin_core.progress import progress
+
+    results, skipped = [], []
+    for name in authors:
+        try:
+            built = build_author(settings, name, opts, open_model=GenerationModel(settings, name), progress=progress)
+        except InputError as exc:
+            if not skip_empty:
+                raise
+            log.warning("datasets build: skipped %s: %s", name, exc)
+            skipped.append({"author": name, "error": str(exc)})
+            continue
+        results.append(built.as_dict())
+    if not results:
+        raise InputError("; ".join(f"{s['author']}: {s['error']}" for s in skipped))
+    return results, skipped
 
 
 @app.command("list")
 @step("datasets.list")
 def list_(kind: str = typer.Option(None, "--kind", help="instruct or preference.")) -> dict:
     """Every dataset version id."""
-    from twin_core.datasets.versions import list_versions
+    from twin_core.datasets.versions import KINDS, list_versions
+    from twin_core.errors import InputError
     from twin_core.settings import get_settings
 
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"--kind {kind!r}: expected {' or '.join(KINDS)}")
     versions = list_versions(get_settings(), kind)
     for v in versions:
         typer.echo(v, err=True)

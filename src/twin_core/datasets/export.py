@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.datasets.versions import load_dataset_version, to_parquet
+from twin_core.errors import writing_to
 from twin_core.settings import Settings
 
 CARD = """---
@@ -41,12 +42,13 @@ removed. Filter counts: `{filters}`.
 def export_version(settings: Settings, version_id: str, dest: Path) -> dict[str, Any]:
     v = load_dataset_version(settings, version_id)
     data = Path(dest) / "data"
-    data.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split in ("train", "test"):
-        rows = v.rows(split)
-        (data / f"{split}.parquet").write_bytes(to_parquet(rows))
-        counts[split] = len(rows)
+    with writing_to(dest, f"dataset {v.version_id}"):
+        data.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            rows = v.rows(split)
+            (data / f"{split}.parquet").write_bytes(to_parquet(rows))
+            counts[split] = len(rows)
     meta = v.metadata
     files = "\n".join(f"  - split: {s}\n    path: data/{s}.parquet" for s in counts)
     card = CARD.format(
@@ -62,5 +64,6 @@ def export_version(settings: Settings, version_id: str, dest: Path) -> dict[str,
         prompt_version=meta.get("prompt_version"),
         filters=json.dumps(meta.get("filters", {}), sort_keys=True),
     )
-    (Path(dest) / "README.md").write_text(card, encoding="utf-8")
+    with writing_to(dest, f"dataset {v.version_id}"):
+        (Path(dest) / "README.md").write_text(card, encoding="utf-8")
     return {"version": v.version_id, "dest": str(dest), "rows": counts}

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from twin_core.domain.documents import Category, RawDocument, UserDocument, document_class
-from twin_core.errors import InputError
+from twin_core.errors import InputError, writing_to
 from twin_core.progress import ProgressFactory, silent
 from twin_core.stores.warehouse import Outcome, Warehouse
 
@@ -148,22 +148,23 @@ def _document_from_row(category: Category, row: dict[str, Any], author_names: di
 
 def export_dir(warehouse: Warehouse, out: Path) -> dict[str, int]:
     """Write the backup files to ``out``; deterministic order, so diffs stay readable."""
-    out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    users = [{"_id": u.id, "first_name": u.first_name, "last_name": u.last_name} for u in warehouse.users()]
-    _write(out / "UserDocument.json", users)
-    counts["users"] = len(users)
-    for fname, category in CLASS_FILES.items():
-        if category is None:
-            continue
-        rows = []
-        for doc in warehouse.iter_documents(category, include_quarantined=True):
-            row = doc.to_mongo()
-            row.pop("category", None)
-            row.pop("content_hash", None)
-            rows.append(row)
-        _write(out / fname, rows)
-        counts[category.value] = len(rows)
+    with writing_to(out, "the backup"):
+        out.mkdir(parents=True, exist_ok=True)
+        counts: dict[str, int] = {}
+        users = [{"_id": u.id, "first_name": u.first_name, "last_name": u.last_name} for u in warehouse.users()]
+        _write(out / "UserDocument.json", users)
+        counts["users"] = len(users)
+        for fname, category in CLASS_FILES.items():
+            if category is None:
+                continue
+            rows = []
+            for doc in warehouse.iter_documents(category, include_quarantined=True):
+                row = doc.to_mongo()
+                row.pop("category", None)
+                row.pop("content_hash", None)
+                rows.append(row)
+            _write(out / fname, rows)
+            counts[category.value] = len(rows)
     return counts
 
 
