@@ -121,3 +121,6 @@ def test_config_file_and_setting_overrides(twin, crawl_settings, site, tmp_path)
     run = twin("etl", "crawl", "--user", "Ada Quillfeather", "--config", str(Path(tmp_path / "missing.yaml")))
     assert run.returncode == 3
     assert "does not exist" in run.result["error"]
+    run = twin("etl", "crawl", "--user", "Ada Quillfeather", "--config", str(tmp_path))  # a folder
+    assert run.returncode == 3
+    assert run.result["error"] == f"ETL config {tmp_path} is not a file (give the path of a YAML file)"

@@ -78,6 +78,24 @@ def test_empty_page_is_a_failed_crawl(ctx, site):
     assert err.value.reason == "empty"
 
 
+def test_page_with_too_many_elements_is_refused_not_scored(ctx, site):
+    # 50,000 <p>word</p> (550 KB, under the byte limit): newspaper4k's scoring is quadratic in them.
+    link = f"{site.base_url}/many-elements"
+    with pytest.raises(CrawlError) as err:
+        ArticleCrawler().crawl(link, ctx)
+    assert str(err.value) == (
+        f"too_complex: {link} has 50,002 HTML elements after removing page furniture (limit 20,000); "
+        "too many to extract an article from in bounded time"
+    )
+
+
+def test_long_article_of_a_few_thousand_elements_is_extracted_whole(ctx, site, site_module):
+    [doc] = ArticleCrawler().crawl(f"{site.base_url}/long-article", ctx)
+    assert doc.content["Title"] == "A Very Long Post"
+    paragraphs = range(site_module.LONG_ARTICLE_PARAGRAPHS)
+    assert doc.content["Content"] == "\n\n".join(site_module.long_article_paragraph(i) for i in paragraphs)
+
+
 def test_challenge_page_served_as_200_is_never_content(ctx, site):
     with pytest.raises(CrawlError) as err:
         ArticleCrawler().crawl(f"{site.base_url}/challenge.html", ctx)
@@ -157,6 +175,14 @@ def test_git_local_path_file_count_limit_and_missing_repo(ctx, make_repo, crawl_
         f"not_a_repository: {repo.parent / 'not-git'} is a folder but not a git repository (no .git inside); "
         "run `git init` and commit, or link the repository itself"
     )
+
+
+def test_a_file_link_is_reported_as_a_file_not_a_missing_repository(ctx, tmp_path):
+    file = (tmp_path / "passwd").resolve()
+    file.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    with pytest.raises(CrawlError) as err:
+        GitHubCrawler().crawl(file.as_uri(), ctx)
+    assert str(err.value) == f"not_a_repository: {file} is a file, not a git repository; link the repository folder"
 
 
 def test_github_urls_are_checked_before_cloning(ctx):

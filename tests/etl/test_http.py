@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -60,6 +61,33 @@ def test_redirects_followed_loops_and_private_targets_refused(http, site):
 def test_robots_txt_is_respected(http, site):
     assert _reason(http, f"{site.base_url}/private/page.html") == "robots"
     assert site.hits["/private/page.html"] == 0
+
+
+def test_a_host_that_refuses_is_a_connection_error_not_a_robots_disallow(http):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(CrawlError) as err:
+        http.get(f"{origin}/x")
+    assert str(err.value) == (
+        f"connection: cannot connect to {origin}/robots.txt: ConnectionError (while checking robots.txt for {origin}/x)"
+    )
+    assert http.requests_made == 3  # robots.txt, with crawl_max_retries=2; the page is never asked for
+    assert _reason(http, f"{origin}/y") == "connection"
+    assert http.requests_made == 3  # the failure is remembered for the origin: no new attempts
+
+
+def test_a_host_that_never_answers_is_a_timeout_not_a_robots_disallow(crawl_settings):
+    http = HttpClient(updated(crawl_settings, crawl_timeout_s=1.0, crawl_max_retries=0))
+    with socket.socket() as sock:  # accepts connections (the kernel's backlog) but never answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(CrawlError) as err:
+            http.get(f"{origin}/x")
+    assert str(err.value) == (
+        f"timeout: no answer from {origin}/robots.txt within 1.0s (while checking robots.txt for {origin}/x)"
+    )
 
 
 def test_user_agent_is_configurable(crawl_settings, site):

@@ -50,6 +50,10 @@ def load_config(path: Path) -> EtlConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"ETL config {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"ETL config {path} is not a file (give the path of a YAML file)") from None
+    except OSError as exc:  # unreadable (permissions, a broken mount): the cause, not a traceback
+        raise InputError(f"ETL config {path} cannot be read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"ETL config {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

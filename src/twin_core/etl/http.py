@@ -35,6 +35,8 @@ TEXT_TYPES = (
     "application/atom+xml",
 )
 _CHUNK = 64 * 1024
+# Failures that mean the host could not be reached, not that it answered: never reported as a robots disallow.
+_UNREACHABLE = ("connection", "timeout")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class HttpClient:
         self.settings = settings
         self._local = threading.local()
         self._domain_locks: dict[str, threading.BoundedSemaphore] = {}
-        self._robots: dict[str, RobotFileParser | None] = {}
+        self._robots: dict[str, RobotFileParser | CrawlError | None] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.requests_made = 0
@@ -100,6 +102,7 @@ class HttpClient:
 
     # -- robots.txt ----------------------------------------------------------------------------
     def allowed_by_robots(self, url: str) -> bool:
+        """Whether robots.txt lets us fetch ``url``; CrawlError when the site cannot be reached at all."""
         if not self.settings.crawl.respect_robots:
             return True
         parts = urlsplit(url)
@@ -109,11 +112,15 @@ class HttpClient:
         with origin_lock:  # one robots.txt request per origin, even with many threads
             if origin not in self._robots:
                 self._robots[origin] = self._load_robots(origin)
-        parser = self._robots[origin]
-        return True if parser is None else parser.can_fetch(self.settings.crawl.user_agent, url)
+        rules = self._robots[origin]
+        if isinstance(rules, CrawlError):
+            # A host that is down is reported as down (for every link of that origin, without asking again).
+            raise CrawlError(rules.reason, f"{rules.message} (while checking robots.txt for {url})")
+        return True if rules is None else rules.can_fetch(self.settings.crawl.user_agent, url)
 
-    def _load_robots(self, origin: str) -> RobotFileParser | None:
-        """None means "no rules" (robots.txt missing or 4xx); an unreachable server disallows all."""
+    def _load_robots(self, origin: str) -> RobotFileParser | CrawlError | None:
+        """None means "no rules" (robots.txt missing or 4xx); a CrawlError, a host that refuses or does not
+        answer (the link fails with that reason); any other failure, such as a 5xx, disallows all (RFC 9309)."""
         robots_url = origin + "/robots.txt"
         parser = RobotFileParser(robots_url)
         try:
@@ -121,6 +128,8 @@ class HttpClient:
         except CrawlError as exc:
             if exc.reason.startswith("http_4"):
                 return None
+            if exc.reason in _UNREACHABLE:
+                return exc
             log.warning("robots.txt of %s unavailable (%s): treating the site as disallowed", origin, exc)
             parser.disallow_all = True
             return parser

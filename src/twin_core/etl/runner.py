@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twin_core.domain.documents import RawDocument
+from twin_core.domain.documents import RawDocument, UserDocument
 from twin_core.errors import InputError, TwinError
 from twin_core.etl.crawl_report import CrawlReport, LinkResult
 from twin_core.etl.crawlers.base import CrawlContext
@@ -21,7 +21,7 @@ from twin_core.etl.safety import domain_of, normalize_link
 from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
-from twin_core.stores.warehouse import Outcome, open_warehouse
+from twin_core.stores.warehouse import Outcome, Warehouse, open_warehouse
 
 log = logging.getLogger(__name__)
 REPORTS_PREFIX = "etl/reports"
@@ -57,15 +57,64 @@ def _crawl_one(link: str, dispatcher: Dispatcher, ctx: CrawlContext) -> tuple[st
     return crawler.name, crawler.crawl(link, ctx)
 
 
+class _Author:
+    """The run's author, stored in the warehouse only when the first document is: a run whose links all
+    fail leaves no phantom author (a typo'd name) behind. Its id is derived from the full name, so the
+    crawlers can use it before it is stored, and storing it twice changes nothing."""
+
+    def __init__(self, warehouse: Warehouse, full_name: str) -> None:
+        self.warehouse = warehouse
+        fresh = UserDocument.from_full_name(full_name)  # InputError on an empty name, before any crawl
+        known = warehouse.get_user(fresh.id)
+        self.user = known or fresh  # an existing author keeps the spelling it was stored with
+        self.stored = known is not None
+
+    def store(self) -> None:
+        if not self.stored:
+            # the documents already carry this user's id and name: store exactly that user
+            _, created = self.warehouse.get_or_create_user(self.user.full_name)
+            self.stored = True
+            if created:
+                log.info("created user %s", self.user.full_name)
+
+
+def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author) -> LinkResult:
+    """The result of one link: its documents upserted (the author first), or the reason it failed."""
+    result = LinkResult(link=link, domain=domain_of(link), crawler="", status="failed", notes=ctx.notes)
+    try:
+        result.crawler, docs = fut.result()
+        counts = {o.value: 0 for o in Outcome}
+        if docs:
+            author.store()
+        for doc in docs:
+            counts[author.warehouse.upsert_document(doc).value] += 1
+        result.documents = counts
+        changed = counts["created"] + counts["updated"]
+        result.status = "succeeded" if changed else "unchanged"
+    except CrawlError as exc:
+        result.reason, result.error = exc.reason, exc.message
+    except TwinError as exc:
+        result.reason, result.error = exc.kind, str(exc)
+    except Exception as exc:  # one broken link never stops the others
+        log.exception("crawl of %s failed unexpectedly", link)
+        result.reason, result.error = "unexpected", f"{type(exc).__name__}: {exc}"
+    result.seconds = round(time.perf_counter() - (ctx.started or time.perf_counter()), 3)
+    if result.status == "failed":
+        log.warning("failed %s: %s: %s", link, result.reason, result.error)
+    else:
+        log.info("%s %s: %s", result.status, link, result.documents)
+    return result
+
+
 def run_crawl(
     settings: Settings, user_full_name: str, links: list[str], *, progress: ProgressFactory = silent
 ) -> CrawlReport:
     unique, duplicates = dedupe(links)
     if not unique:
         raise InputError("no links to crawl (give --link URL or a --config file with links)")
-    warehouse = open_warehouse(settings)
-    user, created = warehouse.get_or_create_user(user_full_name)
-    log.info("crawling %d link(s) for %s (user %s)", len(unique), user.full_name, "created" if created else "known")
+    author = _Author(open_warehouse(settings), user_full_name)
+    user = author.user
+    log.info("crawling %d link(s) for %s (user %s)", len(unique), user.full_name, "known" if author.stored else "new")
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     report = CrawlReport(run_id=run_id, user=user.full_name, duplicates=duplicates)
     http = HttpClient(settings)
@@ -80,28 +129,7 @@ def run_crawl(
         # Documents are written from this thread only: the embedded warehouse is not shared across threads.
         for fut in as_completed(futures):
             link, ctx = futures[fut]
-            result = LinkResult(link=link, domain=domain_of(link), crawler="", status="failed", notes=ctx.notes)
-            try:
-                result.crawler, docs = fut.result()
-                counts = {o.value: 0 for o in Outcome}
-                for doc in docs:
-                    counts[warehouse.upsert_document(doc).value] += 1
-                result.documents = counts
-                changed = counts["created"] + counts["updated"]
-                result.status = "succeeded" if changed else "unchanged"
-            except CrawlError as exc:
-                result.reason, result.error = exc.reason, exc.message
-            except TwinError as exc:
-                result.reason, result.error = exc.kind, str(exc)
-            except Exception as exc:  # one broken link never stops the others
-                log.exception("crawl of %s failed unexpectedly", link)
-                result.reason, result.error = "unexpected", f"{type(exc).__name__}: {exc}"
-            result.seconds = round(time.perf_counter() - (ctx.started or time.perf_counter()), 3)
-            if result.status == "failed":
-                log.warning("failed %s: %s: %s", link, result.reason, result.error)
-            else:
-                log.info("%s %s: %s", result.status, link, result.documents)
-            report.links.append(result)
+            report.links.append(_record(fut, link, ctx, author))
             bar.update(1)
         bar.close()
     report.links.sort(key=lambda r: unique.index(r.link))

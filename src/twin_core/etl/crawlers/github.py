@@ -80,6 +80,10 @@ class GitHubCrawler(BaseCrawler):
                 )
             uri = local_repo_uri(link)
             path = Path(unquote(urlsplit(uri).path))
+            if path.exists() and not path.is_dir():
+                raise CrawlError(
+                    "not_a_repository", f"{path} is a file, not a git repository; link the repository folder"
+                )
             if not path.is_dir():
                 raise CrawlError("git", f"repository {path} does not exist")
             if not is_git_repository(path):

@@ -1,0 +1,35 @@
+"""The crawl runner in process: the author is stored with the first document, never by a failed run."""
+
+from __future__ import annotations
+
+import socket
+
+from twin_core.domain.documents import Category, UserDocument
+from twin_core.etl.runner import run_crawl
+from twin_core.stores.warehouse import open_warehouse
+
+
+def _refused_link() -> str:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+
+
+def test_a_crawl_whose_links_all_fail_creates_no_author(crawl_settings, site):
+    links = [_refused_link(), f"{site.base_url}/status/404"]
+    report = run_crawl(crawl_settings, "Ada Quilfeather", links)
+    assert [(r.status, r.reason) for r in report.links] == [("failed", "connection"), ("failed", "http_404")]
+    assert open_warehouse(crawl_settings).users() == []  # a typo'd name leaves no phantom author
+
+
+def test_the_author_is_stored_once_with_the_first_document(crawl_settings, site):
+    links = [f"{site.base_url}/blog.html", f"{site.base_url}/status/404"]
+    first = run_crawl(crawl_settings, "Ada Quillfeather", links)
+    assert [r.status for r in first.links] == ["succeeded", "failed"]
+    second = run_crawl(crawl_settings, "  ada   QUILLFEATHER ", links)  # the same author, spelled otherwise
+    assert [r.status for r in second.links] == ["unchanged", "failed"]
+    warehouse = open_warehouse(crawl_settings)
+    ada = UserDocument.from_full_name("Ada Quillfeather")
+    assert [u.to_mongo() for u in warehouse.users()] == [ada.to_mongo()]  # stored once, as first spelled
+    [doc] = warehouse.find(Category.ARTICLES)
+    assert (doc.author_id, doc.author_full_name) == (ada.id, "Ada Quillfeather")
