@@ -182,3 +182,22 @@ def test_stdout_written_inside_a_command_goes_to_stderr(tmp_path: Path) -> None:
     assert [json.loads(line)["n"] for line in out.stdout.splitlines()] == [1]
     for text in ("a print", "a library write", "a child process"):
         assert text in out.stderr
+
+
+def test_an_unknown_author_is_an_error_naming_the_known_ones(twin, twin_home: Path, sample_dir: Path) -> None:
+    # a typo in --author used to give an empty answer with exit 0: no hits, no versions, a drift report for nobody
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
+    error = "no author named 'Ada Quilfeather' in the warehouse (known: Ada Quillfeather)"
+    for args in (
+        ("rag", "search", "idempotency"),
+        ("monitor", "drift"),
+        ("registry", "list"),
+        ("deploy", "status"),
+        ("datasets", "build"),
+    ):
+        run = twin(*args, "--author", "Ada Quilfeather")
+        assert (run.returncode, run.result["kind"], run.result["error"]) == (3, "input", error), args
+    assert not [p for p in (twin_home / "artifacts").rglob("*") if "quilfeather" in p.name]  # no report for nobody
+    for author in ("ada quillfeather", "ada-quillfeather"):  # any case, or the slug
+        listed = twin("registry", "list", "--author", author)
+        assert (listed.returncode, listed.result["versions"]) == (0, []), listed.result

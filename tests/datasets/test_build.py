@@ -101,7 +101,7 @@ def test_unknown_author_exits_3_and_writes_nothing(cleaned_home: Any, twin: Any,
     known = ", ".join(sorted(u.full_name for u in warehouse.users()))
     run = twin("datasets", "build", "--author", "Nobody Atall")
     assert run.returncode == 3
-    assert run.result["error"] == f"unknown author 'Nobody Atall': the warehouse has {known}"
+    assert run.result["error"] == f"no author named 'Nobody Atall' in the warehouse (known: {known})"
     assert list_versions(cleaned_home) == []
     assert twin("datasets", "show", "instruct/nobody-atall/v0001").returncode == 3
     assert twin("datasets", "build", "--max-rejected", "-1").returncode == 2  # usage: 0 = no pairs, never "all"

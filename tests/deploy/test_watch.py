@@ -108,7 +108,15 @@ def test_cli_local_canary_status_and_promote(settings: Any, tmp_path: Path, twin
     assert status["authors"]["ada-quillfeather"]["canary"]["ref"] == v1.ref
     bad = twin("deploy", "canary", "ada-quillfeather/v0099", env=env)
     assert bad.returncode == 3 and "unknown model version" in bad.result["error"]
-    held = twin("deploy", "analyse", env=env)
+    for now, error in (
+        ("notadate", "--now 'notadate': not an ISO 8601 time (like 2026-11-22T17:00:00Z)"),
+        ("2099-01-01T00:00:00", "--now '2099-01-01T00:00:00' is in the future: an analysis is saved at its time, "
+         "and the rollout would wait for it"),
+        ("2020-01-01T00:00:00Z", f"analysis time 2020-01-01T00:00:00+00:00 is before canary {v1.ref} started ("),
+    ):  # fmt: skip
+        refused = twin("deploy", "analyse", "--now", now, env=env)
+        assert refused.returncode == 3 and refused.result["error"].startswith(error), refused.result
+    held = twin("deploy", "analyse", env=env)  # none of the refused times was saved: this one is due
     assert held.returncode == 0 and held.result["decision"] == "hold", held.stderr[-2000:]
     run = twin("deploy", "rollback", env=env)
     assert run.returncode == 0 and run.result["model"]["stage"] == "archived"

@@ -24,7 +24,9 @@ def test_unknown_version_exit_3(twin: Any, env: dict[str, str]) -> None:
     run = twin("evaluate", "--model", "ada-quillfeather/v0042", env=env)
     assert run.returncode == 3 and run.result["error"] == "unknown model version ada-quillfeather/v0042"
     run = twin("evaluate", "--model", "not a ref", env=env)
-    assert run.returncode == 3 and "expected <author_slug>/vNNNN" in run.result["error"]
+    assert run.returncode == 3
+    expected = "--model 'not a ref': expected a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
+    assert run.result["error"] == expected
 
 
 def test_empty_test_split_is_a_clear_error(settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]) -> None:

@@ -79,3 +79,20 @@ def test_endpoint_down_is_a_clear_error() -> None:
 def test_missing_base_url_names_the_setting(settings: Any) -> None:
     with pytest.raises(ConfigError, match="TWIN_LLM_BASE_URL"):
         OpenAICompatibleLLM.from_settings(updated(settings, llm_backend="openai"))
+
+
+@pytest.mark.parametrize("url", ["not a url", "host:8000/v1", "ftp://host/v1", "http://", "http://host:99999/v1"])
+def test_a_malformed_base_url_is_a_config_error_before_any_request(settings: Any, url: str) -> None:
+    configured = updated(settings, llm_backend="openai", llm_base_url=url)
+    with pytest.raises(ConfigError) as raised:
+        OpenAICompatibleLLM.from_settings(configured)
+    expected = f"TWIN_LLM_BASE_URL {url!r}: expected an http(s) URL with a host, e.g. http://host:8000/v1"
+    assert str(raised.value) == expected
+
+
+def test_a_malformed_url_is_not_retried() -> None:
+    # A URL that did not come through from_settings (e.g. the judge's): refused at once, no backoff.
+    llm = OpenAICompatibleLLM("not a url", "tiny", retries=5)
+    with pytest.raises(ConfigError) as raised:
+        llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
+    assert str(raised.value) == "LLM endpoint 'not a url/chat/completions': not a valid http(s) URL"

@@ -87,3 +87,18 @@ def test_demo_closing_check_raises_no_alert_on_its_own_few_requests(settings) ->
     assert summary["verdict"] == "not_enough_data" and summary["alerts"] == []
     assert summary["window"]["length"] == "1d"
     assert summary["reason"] == "6 requests in the window (< 20): no drift check"
+
+
+def test_a_bad_time_names_the_option_it_came_from() -> None:
+    from twin_core.errors import InputError
+    from twin_core.monitoring.windows import parse_time, parse_window
+
+    example = "not an ISO 8601 time (like 2026-11-22T17:00:00Z)"
+    for call, where in (
+        (lambda: parse_window("1h", "garbage"), "--end "),
+        (lambda: parse_time("garbage", option="--baseline-end"), "--baseline-end "),
+        (lambda: parse_time("garbage"), ""),  # no option given: none named, rather than a wrong one
+    ):
+        with pytest.raises(InputError) as raised:
+            call()
+        assert str(raised.value) == f"{where}'garbage': {example}"

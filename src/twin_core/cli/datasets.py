@@ -34,6 +34,7 @@ def build(
     """Build both datasets per author; an unchanged corpus gives the existing versions (no model call).
     Without --author, an author with nothing to build from is skipped with its reason (status partial, exit 3)
     and the others are built."""
+    from twin_core.cli.authors import require_author
     from twin_core.datasets.build import BuildOptions
     from twin_core.errors import InputError
     from twin_core.settings import get_settings
@@ -53,8 +54,7 @@ def build(
     known = [u.full_name for u in open_warehouse(settings).users()]
     if not known:
         raise InputError("no author in the warehouse: crawl or import documents first")
-    if author and author not in known:
-        raise InputError(f"unknown author {author!r}: the warehouse has {', '.join(sorted(known))}")
+    require_author(settings, author)
     results, skipped = _build_each(settings, [author] if author else known, opts, skip_empty=not author)
     created = any(any(r["created"].values()) for r in results)
     out = {

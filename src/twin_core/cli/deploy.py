@@ -71,9 +71,12 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
     from rich.console import Console
     from rich.table import Table
 
+    from twin_core.cli.authors import require_author
     from twin_core.deploy.rollout import status as do_status
 
-    result = do_status(_settings(), author)
+    settings = _settings()
+    require_author(settings, author)
+    result = do_status(settings, author)
     table = Table("author", "production", "canary", "canary %")
     for entry in result["authors"].values():
         prod, can = entry["production"], entry["canary"]
@@ -87,10 +90,28 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
     return result
 
 
-NOW = typer.Option(None, "--now", help="Analyse as of this ISO time (default: now); drives the intervals.")
+NOW = typer.Option(None, "--now", help="Analyse as of this ISO time, past only (default: now); drives the intervals.")
 INTERVAL = typer.Option(None, "--interval", help="One analysis per interval (e.g. 5m; configs/deploy.yaml).")
 WINDOW = typer.Option(None, "--window", help="Log read back from now per analysis (default: the interval).")
 MIN_REQUESTS = typer.Option(None, "--min-requests", help="Canary requests in a window before judging (>= 1).")
+
+
+def _analysis_time(now: str | None) -> Any:
+    """--now as a time, never in the future: the analysis is saved in the registry at that time, and every
+    later analysis until then would answer "not-due" (the rollout frozen)."""
+    from datetime import UTC, datetime
+
+    from twin_core.errors import InputError
+    from twin_core.monitoring.windows import parse_time
+
+    if not now:
+        return None
+    at = parse_time(now, option="--now")
+    if at > datetime.now(UTC):
+        raise InputError(
+            f"--now {now!r} is in the future: an analysis is saved at its time, and the rollout would wait for it"
+        )
+    return at
 
 
 def _config(settings: Any, interval: str | None, window: str | None, min_requests: int | None) -> Any:
@@ -111,12 +132,10 @@ def analyse(
 ) -> dict:
     """ONE canary analysis over the last window of the request log: hold, fail, step up, promote or
     roll back (configs/deploy.yaml `canary`). "not-due" before an interval has passed."""
-    from datetime import datetime
-
     from twin_core.deploy.watch import analyse as do_analyse
 
     settings = _settings()
-    at = datetime.fromisoformat(now) if now else None
+    at = _analysis_time(now)
     cfg = _config(settings, interval, window, min_requests)
     return do_analyse(settings, author=author, ref=ref, now=at, cfg=cfg)
 

@@ -64,6 +64,23 @@ def _result_line(report: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
     }
 
 
+def _check_refs(model: str, baseline: str) -> None:
+    """Malformed refs, named by their option, before any store opens (registry.parse_ref names neither)."""
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import parse_ref
+
+    checks = [("--model", model, "")]
+    if (baseline or "production").strip() not in ("production", "base"):
+        checks.append(("--baseline", baseline, "production, base or "))
+    for option, ref, other in checks:
+        try:
+            parse_ref(ref)
+        except InputError:
+            raise InputError(
+                f"{option} {ref!r}: expected {other}a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
+            ) from None
+
+
 @step("evaluate")
 def app(
     model: str = typer.Option(..., "--model", help="Model version to evaluate: <author_slug>/vNNNN."),
@@ -72,10 +89,10 @@ def app(
     ),
     judge: bool = typer.Option(True, "--judge/--no-judge", help="Judge scores (TWIN_EVAL_JUDGE_BASE_URL or local)."),
     max_rows: int = typer.Option(
-        None, "--max-rows", help="Held-out rows evaluated (default: configs/evaluation.yaml)."
+        None, "--max-rows", min=0, help="Held-out rows evaluated, 0 = all (default: configs/evaluation.yaml)."
     ),
     min_rows: int = typer.Option(
-        None, "--min-rows", help="Fewest held-out rows to decide on (default: configs/evaluation.yaml, 20)."
+        None, "--min-rows", min=0, help="Fewest held-out rows to decide on (default: configs/evaluation.yaml, 20)."
     ),
     require_pass: bool = typer.Option(False, "--require-pass", help="Exit 3 when the gate fails (for pipelines)."),
 ) -> dict:
@@ -86,6 +103,7 @@ def app(
     """
     import dataclasses
 
+    _check_refs(model, baseline)
     from twin_core.evaluation.config import load_eval_config
     from twin_core.evaluation.eval_report import write_report
     from twin_core.evaluation.run import check_inputs, evaluate

@@ -9,9 +9,19 @@ import logging
 import os
 import sys
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # as Settings.log_level (TWIN_LOG_LEVEL) accepts them
+
+
+def check_level(level: str | None) -> str:
+    """The level's name in upper case (INFO when unset); ValueError naming the valid ones otherwise."""
+    name = (level or "INFO").strip().upper()
+    if name not in LEVELS:
+        raise ValueError(f"{level!r} is not a log level: expected one of {', '.join(LEVELS)}")
+    return name
+
 
 def setup_logging(level: str | None = None) -> None:
-    level = (level or os.environ.get("TWIN_LOG_LEVEL") or "INFO").upper()
+    level = check_level(level or os.environ.get("TWIN_LOG_LEVEL"))
     root = logging.getLogger()
     if getattr(root, "_twin_configured", False):
         root.setLevel(level)

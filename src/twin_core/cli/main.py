@@ -27,7 +27,7 @@ from twin_core.cli import (
     validate,
     warehouse,
 )
-from twin_core.cli.logs import setup_logging
+from twin_core.cli.logs import check_level, setup_logging
 
 app = typer.Typer(
     name="twin",
@@ -44,9 +44,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _log_level(ctx: typer.Context, value: str | None) -> str | None:
+    """Checked while parsing, so a bad level is a usage error (exit 2, JSON line) naming where it came from."""
+    try:
+        check_level(value)
+    except ValueError as exc:
+        from_env = getattr(ctx.get_parameter_source("log_level"), "name", "") == "ENVIRONMENT"
+        raise typer.BadParameter(str(exc), param_hint="TWIN_LOG_LEVEL" if from_env else "'--log-level'") from None
+    return value
+
+
 @app.callback()
 def root(
-    log_level: str = typer.Option(None, "--log-level", envvar="TWIN_LOG_LEVEL", help="DEBUG, INFO, WARNING."),
+    log_level: str = typer.Option(
+        None,
+        "--log-level",
+        envvar="TWIN_LOG_LEVEL",
+        callback=_log_level,
+        help="DEBUG, INFO, WARNING or ERROR.",
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     setup_logging(log_level)

@@ -47,6 +47,7 @@ def drift(
     ),
 ) -> dict:
     """Compare one window of the inference log with a reference; write HTML + JSON reports."""
+    from twin_core.cli.authors import require_author
     from twin_core.monitoring import parse_window, run_drift_check
     from twin_core.settings import get_settings
     from twin_core.stores.artifacts import open_artifact_store
@@ -54,6 +55,7 @@ def drift(
 
     settings = get_settings()
     author = (author or "").strip() or None  # the DAG passes "" for every author
+    require_author(settings, author)
     reference = (reference or "").strip() or None
     win = parse_window(window or settings.monitor.window, end)
     warehouse = open_warehouse(settings)

@@ -17,8 +17,11 @@ def command(
     """Print the k chunks closest to the query, with their links and scores."""
     import logging
 
+    from twin_core.cli.authors import require_author
     from twin_core.features.retrieval import search
+    from twin_core.settings import get_settings
 
+    require_author(get_settings(), author)
     hits = search(query, k=k, author=author, categories=category or None)
     log = logging.getLogger(__name__)
     for rank, hit in enumerate(hits, 1):

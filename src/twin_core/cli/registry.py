@@ -39,6 +39,10 @@ def list_(author: str = typer.Option(None, "--author", help="Only this author's 
     from rich.console import Console
     from rich.table import Table
 
+    from twin_core.cli.authors import require_author
+    from twin_core.settings import get_settings
+
+    require_author(get_settings(), author)
     versions = _registry().list(author)
     table = Table("ref", "stage", "kind", "base model", "dataset", "registered")
     for mv in versions:

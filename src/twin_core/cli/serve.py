@@ -2,20 +2,83 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from twin_core.cli.protocol import step
+
+# host[:port]: a host name (KServe's controller passes the predictor's service name, with no port),
+# an IPv4 address or a bracketed IPv6 one. No scheme: KServe adds http(s):// itself.
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$")
+
+
+def _predictor_host(value: str | None) -> str | None:
+    """Checked while parsing: a malformed --predictor-host is a usage error, not a transformer that starts
+    and then fails every request."""
+    if value is None or not value.strip():
+        return None  # not given: serve() says whether --component transformer needs it
+    match = _HOST_PORT.match(value.strip())
+    if match is None or (match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535):
+        raise typer.BadParameter(
+            f"{value!r}: expected host[:port] (a host name or IP address, port 1-65535, no http://), "
+            "e.g. twin-predictor.default or 127.0.0.1:8081"
+        )
+    return value.strip()
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return f"--port {port}: {host}:{port} is already in use (another process listens there); choose another --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host!r}: not an address of this machine (cannot bind {host}:{port})"
+    if exc.errno == errno.EACCES:
+        return f"--port {port}: permission denied binding {host}:{port} (ports below 1024 need privileges)"
+    return f"--host/--port: cannot bind {host}:{port} ({exc.strerror or exc})"
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Bind ``host:port`` as uvicorn will (every address the host resolves to, SO_REUSEADDR), then let go:
+    a taken port or a foreign address fails here in milliseconds, before any model loads (seconds)."""
+    import socket
+
+    from twin_core.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: not a host name or address ({exc.strerror})") from None
+    for family, kind, proto, _, address in infos:
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # a family this machine lacks (no IPv6): asyncio skips it too
+            continue
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio binds it: the IPv4 address is bound on its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise ConfigError(_bind_error(host, port, exc)) from None
 
 
 @step("serve")
 def app(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 only inside a container)."),
-    port: int = typer.Option(8080, "--port", "--http_port", help="HTTP port."),
+    # No 0 (any free port): the result line and the logs would report 0, not the port bound.
+    port: int = typer.Option(8080, "--port", "--http_port", min=1, max=65535, help="HTTP port (1-65535)."),
     component: str = typer.Option(
         "all", "--component", help="all (local: both in one process), transformer (RAG) or predictor (LLM)."
     ),
     predictor_host: str = typer.Option(
-        None, "--predictor-host", "--predictor_host", help="host:port of the predictor, for --component transformer."
+        None,
+        "--predictor-host",
+        "--predictor_host",
+        callback=_predictor_host,
+        help="host[:port] of the predictor, for --component transformer.",
     ),
     model_name: str = typer.Option(
         None, "--model-name", "--model_name", help="KServe model name (default TWIN_SERVE_MODEL_NAME)."
@@ -27,6 +90,7 @@ def app(
 
     if component not in ("all", "transformer", "predictor"):  # before kserve's import (seconds)
         raise InputError(f"--component must be all, transformer or predictor (got {component!r})")
+    check_bindable(host, port)  # before kserve's import and the models (seconds)
     from twin_core.serving.server import serve
     from twin_core.settings import get_settings
 

@@ -167,6 +167,8 @@ def analyse(
     now = _utc(now or datetime.now(UTC))
     mv = rollout.find_canary(settings, author, ref)  # no canary -> InputError
     failed_before, last, started = run_state(mv)
+    if now < started:  # its window would end before it begins
+        raise InputError(f"analysis time {now.isoformat()} is before canary {mv.ref} started ({started.isoformat()})")
     if last is not None and (now - _utc(last)).total_seconds() < cfg.interval_s:
         due = _utc(last) + timedelta(seconds=cfg.interval_s)
         return {"model": mv.ref, "decision": "not-due", "next_analysis_at": due.isoformat()}

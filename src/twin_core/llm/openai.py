@@ -20,6 +20,24 @@ from twin_core.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+_MALFORMED_URL = (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)
+
+
+def check_base_url(url: str, setting: str = "TWIN_LLM_BASE_URL") -> str:
+    """``url`` when it is an http(s) URL with a host; else a ConfigError naming ``setting``, before any
+    request (a malformed URL is a setting to fix, not an endpoint to retry)."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and text.split() == [text]
+        parts.port  # noqa: B018 -- raises ValueError on a port that is no number in 0-65535
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(f"{setting} {url!r}: expected an http(s) URL with a host, e.g. http://host:8000/v1")
+    return text
 
 
 class OpenAICompatibleLLM:
@@ -50,7 +68,7 @@ class OpenAICompatibleLLM:
         if not settings.llm.base_url:
             raise ConfigError("TWIN_LLM_BASE_URL: required when TWIN_LLM_BACKEND=openai (e.g. http://host:8000/v1)")
         return cls(
-            settings.llm.base_url,
+            check_base_url(settings.llm.base_url),
             settings.llm.api_model or settings.llm.model_id,
             api_key=settings.llm.api_key.get_secret_value() if settings.llm.api_key else None,
             timeout_s=settings.llm.timeout_s,
@@ -73,6 +91,8 @@ class OpenAICompatibleLLM:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
             try:
                 resp = self._session.post(url, json=body, timeout=timeout_s)
+            except _MALFORMED_URL:  # retrying cannot help (a URL not from from_settings, e.g. the judge's)
+                raise ConfigError(f"LLM endpoint {url!r}: not a valid http(s) URL") from None
             except requests.RequestException as exc:
                 last = type(exc).__name__
                 log.warning("LLM endpoint %s: %s (attempt %d/%d)", url, last, attempt + 1, self.retries + 1)

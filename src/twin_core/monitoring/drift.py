@@ -75,7 +75,7 @@ def plan_drift_check(
     elif reference == "baseline":
         if baseline_end is None:
             raise InputError("--reference baseline needs --baseline-end (the end of the pinned baseline window)")
-        end = baseline_end if isinstance(baseline_end, datetime) else parse_time(baseline_end)
+        end = baseline_end if isinstance(baseline_end, datetime) else parse_time(baseline_end, option="--baseline-end")
         ref_window = Window(end - cfg.previous_windows * window.length, end)
         if end > window.start:
             raise InputError(f"--baseline-end {end.isoformat()} is after the checked window's start")

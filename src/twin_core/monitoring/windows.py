@@ -31,8 +31,11 @@ def format_duration(delta: timedelta) -> str:
     return f"{seconds}s"  # pragma: no cover
 
 
-def parse_time(text: str | None, *, now: datetime | None = None) -> datetime:
-    """An ISO 8601 time (naive = UTC; a trailing Z is accepted), or now (to the minute) when None."""
+def parse_time(text: str | None, *, now: datetime | None = None, option: str | None = None) -> datetime:
+    """An ISO 8601 time (naive = UTC; a trailing Z is accepted), or now (to the minute) when None.
+
+    ``option`` (e.g. ``--end``) names where the text came from in the error; None names nothing rather
+    than a wrong option."""
     if text is None or not str(text).strip():
         now = now or datetime.now(UTC)
         return now.replace(second=0, microsecond=0)
@@ -42,7 +45,8 @@ def parse_time(text: str | None, *, now: datetime | None = None) -> datetime:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise InputError(f"--end {text!r}: not an ISO 8601 time (like 2026-11-22T17:00:00Z)") from None
+        where = f"{option} " if option else ""
+        raise InputError(f"{where}{text!r}: not an ISO 8601 time (like 2026-11-22T17:00:00Z)") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -73,5 +77,5 @@ class Window:
 
 
 def parse_window(length: str, end: str | datetime | None = None, *, now: datetime | None = None) -> Window:
-    end_dt = end.astimezone(UTC) if isinstance(end, datetime) else parse_time(end, now=now)
+    end_dt = end.astimezone(UTC) if isinstance(end, datetime) else parse_time(end, now=now, option="--end")
     return Window(end_dt - parse_duration(length), end_dt)

@@ -75,6 +75,13 @@ class TwinModelServer(kserve.ModelServer):
             signal.signal(sig, lambda *_: None)
         try:
             asyncio.run(serve())
+        except SystemExit as exc:  # uvicorn exits (code 3) when it cannot bind: a JSON error line instead
+            if self._uvicorn.started:
+                raise
+            raise ConfigError(
+                f"--host/--port: the HTTP server could not start on {self.host}:{self.http_port} (uvicorn exit "
+                f"{exc.code}; its error is logged above, e.g. the address is already in use)"
+            ) from None
         finally:
             for name in list(self.registered_models.get_models()):
                 self.registered_models.unload(name)

@@ -107,12 +107,14 @@ def available_profiles(settings: Settings) -> list[str]:
 
 
 def load_profile(settings: Settings, name: str | None = None) -> TrainingProfile:
-    """The profile ``name`` (default TWIN_TRAINING_PROFILE); a name can also be a path to a YAML file."""
-    name = (name or settings.training.profile).strip()
+    """The profile ``name`` (the CLI's --profile; default TWIN_TRAINING_PROFILE); a name can also be a path
+    to a YAML file."""
+    source = "--profile" if name and name.strip() else "TWIN_TRAINING_PROFILE"  # the error names where it came from
+    name = (name or "").strip() or settings.training.profile.strip()
     path = Path(name) if name.endswith((".yaml", ".yml")) else profiles_dir(settings) / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available_profiles(settings)) or "none found"
-        raise ConfigError(f"TWIN_TRAINING_PROFILE: unknown training profile {name!r} (known: {known}; {path} missing)")
+        raise ConfigError(f"{source}: unknown training profile {name!r} (known: {known}; {path} missing)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         profile = TrainingProfile.model_validate({**raw, "source": str(path)})

@@ -1,0 +1,125 @@
+"""Bad options and settings refused before anything loads: one JSON line, the protocol's exit code, and a
+message naming the option (or variable) the value came from and what it accepts."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+LEVELS = "expected one of DEBUG, INFO, WARNING, ERROR"
+HOST_PORT = (
+    "expected host[:port] (a host name or IP address, port 1-65535, no http://), "
+    "e.g. twin-predictor.default or 127.0.0.1:8081"
+)
+
+
+def _one_error_line(run, code: int, kind: str, step: str) -> str:
+    assert run.returncode == code, run.stderr[-2000:]
+    assert len(run.stdout.splitlines()) == 1, run.stdout
+    assert "Traceback" not in run.stderr
+    assert (run.result["status"], run.result["kind"], run.result["step"]) == ("error", kind, step)
+    return run.result["error"]
+
+
+def test_a_bad_log_level_flag_is_a_usage_error(twin, twin_home: Path) -> None:
+    run = twin("--log-level", "bogus", "warehouse", "stats")
+    error = _one_error_line(run, 2, "usage", "twin")
+    assert error == f"Invalid value for '--log-level': 'bogus' is not a log level: {LEVELS}"
+
+
+def test_a_bad_log_level_variable_names_the_variable(twin, twin_home: Path) -> None:
+    run = twin("warehouse", "stats", env={"TWIN_LOG_LEVEL": "bogus"})
+    error = _one_error_line(run, 2, "usage", "twin")
+    assert error == f"Invalid value for TWIN_LOG_LEVEL: 'bogus' is not a log level: {LEVELS}"
+
+
+def test_a_log_level_flag_is_case_insensitive(twin, twin_home: Path) -> None:
+    run = twin("--log-level", "warning", "warehouse", "stats")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.result["step"] == "warehouse.stats" and run.result["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("port", "bound"),
+    [
+        ("99999", "less than or equal to 65535"),
+        ("-1", "greater than or equal to 1"),
+        ("0", "greater than or equal to 1"),
+    ],
+)
+def test_serve_refuses_a_port_out_of_range(twin, twin_home: Path, port: str, bound: str) -> None:
+    error = _one_error_line(twin("serve", "--port", port), 2, "usage", "serve")
+    assert error == f"Invalid value for '--port' / '--http_port': Input should be {bound}"
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:  # listening, as another server would
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_serve_refuses_a_port_in_use_before_loading_anything(twin, twin_home: Path, taken_port: int) -> None:
+    # A fresh home: without the early check, the missing API keys (or the models) would come first.
+    run = twin("serve", "--host", "127.0.0.1", "--port", str(taken_port))
+    error = _one_error_line(run, 2, "config", "serve")
+    assert error == (
+        f"--port {taken_port}: 127.0.0.1:{taken_port} is already in use (another process listens there); "
+        "choose another --port"
+    )
+
+
+@pytest.mark.parametrize("value", ["not a host", "http://predictor:8080", "predictor:99999", "predictor:"])
+def test_serve_refuses_a_malformed_predictor_host(twin, twin_home: Path, value: str) -> None:
+    run = twin("serve", "--component", "transformer", "--predictor-host", value)
+    error = _one_error_line(run, 2, "usage", "serve")
+    assert error == f"Invalid value for '--predictor-host' / '--predictor_host': {value!r}: {HOST_PORT}"
+
+
+def test_serve_accepts_a_predictor_host_without_a_port(twin, twin_home: Path, taken_port: int) -> None:
+    # KServe's controller passes the predictor's service name alone: past the host check, to the port check.
+    run = twin("serve", "--component", "transformer", "--predictor-host", "twin-predictor.default",
+               "--port", str(taken_port))  # fmt: skip
+    assert "is already in use" in _one_error_line(run, 2, "config", "serve")
+
+
+def test_evaluate_names_the_baseline_and_what_it_accepts(twin, twin_home: Path) -> None:
+    run = twin("evaluate", "--model", "ada/v0001", "--baseline", "prod", "--no-judge")
+    error = _one_error_line(run, 3, "input", "evaluate")
+    assert error == (
+        "--baseline 'prod': expected production, base or a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
+    )
+
+
+def test_evaluate_names_a_malformed_model(twin, twin_home: Path) -> None:
+    error = _one_error_line(twin("evaluate", "--model", "ada"), 3, "input", "evaluate")
+    assert error == "--model 'ada': expected a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
+
+
+@pytest.mark.parametrize("option", ["--max-rows", "--min-rows"])
+def test_evaluate_refuses_negative_row_counts(twin, twin_home: Path, option: str) -> None:
+    run = twin("evaluate", "--model", "ada/v0001", option, "-3")
+    error = _one_error_line(run, 2, "usage", "evaluate")
+    assert error == f"Invalid value for '{option}': Input should be greater than or equal to 0"
+
+
+def test_train_blames_the_profile_option_it_came_from(twin, twin_home: Path) -> None:
+    run = twin("train", "sft", "--dataset", "instruct/ada/v0001", "--profile", "nope")
+    error = _one_error_line(run, 2, "config", "train.sft")
+    assert error.startswith("--profile: unknown training profile 'nope' (known: cpu-small, cpu-tiny, ")
+
+
+def test_train_blames_the_variable_when_no_profile_option(twin, twin_home: Path) -> None:
+    run = twin("train", "sft", "--dataset", "instruct/ada/v0001", env={"TWIN_TRAINING_PROFILE": "nope"})
+    error = _one_error_line(run, 2, "config", "train.sft")
+    assert error.startswith("TWIN_TRAINING_PROFILE: unknown training profile 'nope' (known: cpu-small, cpu-tiny, ")
+
+
+def test_drift_names_baseline_end_for_a_bad_baseline_end(twin, twin_home: Path) -> None:
+    run = twin("monitor", "drift", "--reference", "baseline", "--baseline-end", "garbage")
+    error = _one_error_line(run, 3, "input", "monitor.drift")
+    assert error == "--baseline-end 'garbage': not an ISO 8601 time (like 2026-11-22T17:00:00Z)"  # was: --end
