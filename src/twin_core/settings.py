@@ -324,6 +324,11 @@ class Settings(BaseSettings):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:  # as `--log-level` takes it: TWIN_LOG_LEVEL=debug
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongo_scheme(cls, value: str | None) -> str | None:

@@ -40,6 +40,9 @@ def test_a_log_level_flag_is_case_insensitive(twin, twin_home: Path) -> None:
     run = twin("--log-level", "warning", "warehouse", "stats")
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.result["step"] == "warehouse.stats" and run.result["status"] == "ok"
+    # the variable too: the settings read it as well, and refused the lower case the flag accepts (exit 2)
+    run = twin("warehouse", "stats", env={"TWIN_LOG_LEVEL": "debug"})
+    assert (run.returncode, run.result["status"]) == (0, "ok"), run.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
