@@ -7,6 +7,7 @@ own endpoint registrars and DataPlane) lets ``twin serve`` bind 127.0.0.1 by def
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -17,9 +18,11 @@ from twin_core.errors import BackendUnavailable, InputError, TwinError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.serving.auth import Auth
 from twin_core.serving.kserve_import import import_kserve
+from twin_core.serving.payloads import valid_text
 from twin_core.settings import Settings
 
 import_kserve()
+log = logging.getLogger(__name__)
 
 
 # The most specific first; anything else (a ConfigError, an unexpected TwinError) is a 500.
@@ -45,6 +48,7 @@ async def twin_error_handler(_request: Any, exc: TwinError) -> Any:
 
 def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | None) -> FastAPI:
     """A FastAPI app serving the models registered on ``server`` (a ``kserve.ModelServer``)."""
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
     from kserve import errors as kerr
     from kserve.protocol.rest.server import metrics_handler
@@ -52,17 +56,18 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
     from twin_core.serving.gateway import TwinGateway
-    from twin_core.serving.listings import add_listing_routes
+    from twin_core.serving.listings import Listing, add_listing_routes
     from twin_core.serving.metrics import StatusCounter
 
     app = FastAPI(title="LLM Twin", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
     app.add_api_route("/", server.dataplane.live, methods=["GET"])
     app.add_api_route("/metrics", metrics_handler, methods=["GET"])
-    add_listing_routes(app, server, transformer, auth_disabled=auth.disabled)  # before KServe's: these win
+    listing = Listing(server, transformer, auth_disabled=auth.disabled)
+    add_listing_routes(app, listing)  # before KServe's: these win
     register_v1_endpoints(app, server.dataplane, server.model_repository_extension)
     register_v2_endpoints(app, server.dataplane, server.model_repository_extension)
     if transformer is not None:
-        _add_openai_route(app, transformer)
+        _add_openai_route(app, transformer, listing)
 
     app.add_exception_handler(TwinError, twin_error_handler)
     app.add_exception_handler(kerr.InvalidInput, kerr.invalid_input_handler)
@@ -73,10 +78,25 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     app.add_exception_handler(kerr.UnsupportedProtocol, kerr.unsupported_protocol_error_handler)
     app.add_exception_handler(kerr.ServerNotLive, kerr.server_not_live_handler)
     app.add_exception_handler(kerr.ServerNotReady, kerr.server_not_ready_handler)
-    app.add_exception_handler(Exception, kerr.generic_exception_handler)
-    app.add_middleware(TwinGateway, settings=settings, auth=auth)
+    app.add_exception_handler(RequestValidationError, _invalid_json_handler)
+    # No handler for Exception: Starlette would serve it outside StatusCounter (a 500 never counted, logged
+    # twice); StatusCounter answers, counts and logs unexpected errors itself.
+    app.add_middleware(TwinGateway, settings=settings, auth=auth, hidden=listing.hidden)
     app.add_middleware(StatusCounter)  # added last = outermost: counts the gateway's refusals too
     return app
+
+
+async def _invalid_json_handler(request: Any, exc: Any) -> Any:
+    """A v2 body that is not JSON: 400 ``{"error": ...}`` like every other malformed body (FastAPI: 422);
+    a JSON body of the wrong shape keeps FastAPI's 422 with its field list."""
+    from fastapi.exception_handlers import request_validation_exception_handler
+    from fastapi.responses import JSONResponse
+
+    bad_json = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if bad_json is None:
+        return await request_validation_exception_handler(request, exc)
+    reason = (bad_json.get("ctx") or {}).get("error", "")
+    return JSONResponse(status_code=400, content={"error": f"request body is not valid JSON {reason}".strip()})
 
 
 def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
@@ -85,27 +105,60 @@ def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
 
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
         raise InvalidInput("expected {'messages': [{'role': 'user', 'content': '...'}]}")
-    users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or not isinstance(users[-1].get("content"), str):
+    users = [(i, m) for i, m in enumerate(body["messages"]) if isinstance(m, dict) and m.get("role") == "user"]
+    if not users or not isinstance(users[-1][1].get("content"), str):
         raise InvalidInput("no user message with text content")
-    instance: dict[str, Any] = {"query": users[-1]["content"]}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    index, last = users[-1]
+    instance: dict[str, Any] = {"query": valid_text(last["content"], f"messages[{index}].content")}
+    # null is absent, as in OpenAI's API: "max_completion_tokens": null leaves max_tokens in force
+    max_tokens = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), None)
     if max_tokens is not None:
         instance["max_new_tokens"] = max_tokens
     if body.get("author") is not None:
         instance["author"] = body["author"]
     options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
-    return instance, bool(body.get("stream")), bool(options.get("include_usage"))
+    return instance, _flag(body.get("stream"), "stream"), _flag(options.get("include_usage"), "include_usage")
 
 
-def _add_openai_route(app: FastAPI, transformer: Any) -> None:
+def _flag(value: Any, name: str) -> bool:
+    """A boolean field (null is false): "no" or 0 are mistakes, not bool("no") == True."""
+    from kserve.errors import InvalidInput
+
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput(f"{name}: expected true or false, got {type(value).__name__}")
+    return bool(value)
+
+
+def _unknown_model(body: Any, listing: Any, headers: Any) -> Any:
+    """A 404 (OpenAI's ``model_not_found``) when ``model`` names nothing ``GET /openai/v1/models`` lists for
+    this key (the ``twin`` alias, its author's versions); None when the model may be used (or is not given)."""
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InvalidInput
+
+    model = body.get("model") if isinstance(body, dict) else None
+    if model is None:
+        return None
+    if not isinstance(model, str):
+        raise InvalidInput(f"model: expected a string, got {type(model).__name__}")
+    if model in listing.ids(headers):
+        return None
+    error = {
+        "message": f"The model '{model}' does not exist or you do not have access to it (GET /openai/v1/models)",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    return JSONResponse(status_code=404, content={"error": error})
+
+
+def _add_openai_route(app: FastAPI, transformer: Any, listing: Any) -> None:
     """The OpenAI-compatible API on top of the transformer (auth, limits, log and metrics as ``:predict``).
 
     - ``GET /openai/v1/models`` is in ``listings.py`` (a key sees only its own author's versions);
     - ``POST /openai/v1/chat/completions``: the last user message is the RAG query; ``max_tokens``
       (or ``max_completion_tokens``) maps to ``max_new_tokens``; extra fields ``sources``,
       ``served_stage``; ``stream: true`` answers server-sent events, one chunk per new piece of text,
-      produced inside the shared batch.
+      produced inside the shared batch; ``model`` must be one that ``/openai/v1/models`` lists (else 404).
 
     KServe's own OpenAI route needs vLLM's protocol types (not installable here, and not needed on CPU).
     """
@@ -118,6 +171,9 @@ def _add_openai_route(app: FastAPI, transformer: Any) -> None:
         except Exception:
             raise InvalidInput("request body is not valid JSON") from None
         instance, stream, include_usage = _openai_instance(body)
+        refused = _unknown_model(body, listing, request.headers)
+        if refused is not None:
+            return refused
         headers = dict(request.headers.items())
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if stream:
@@ -208,6 +264,19 @@ async def _sse(
                     "usage": {**usage, "total_tokens": total},
                 }
                 yield f"data: {json.dumps(body)}\n\n"
-    except TwinError as exc:  # after the headers went out: an error event, as OpenAI streams do
-        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': exc.kind}})}\n\n"
+    except Exception as exc:  # after the headers went out: an error event then [DONE], as OpenAI streams do
+        yield _error_event(exc, completion_id)
     yield "data: [DONE]\n\n"
+
+
+def _error_event(exc: Exception, completion_id: str) -> str:
+    """The SSE error event of a stream that failed after its headers (the transformer has logged the
+    request and counted it)."""
+    import json
+
+    log.warning("chat stream %s failed: %s: %s", completion_id, type(exc).__name__, exc)
+    if isinstance(exc, TwinError):
+        error = {"message": str(exc), "type": exc.kind}
+    else:  # a generation failure (a fault drill, a batch error)
+        error = {"message": f"generation failed ({type(exc).__name__}: {exc})", "type": "server_error"}
+    return f"data: {json.dumps({'error': error})}\n\n"

@@ -31,7 +31,8 @@ ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
 
 class _TooLarge(InvalidInput):
-    """Raised while streaming a body without Content-Length; KServe's handler turns it into a 400."""
+    """Raised in the app while it reads a body (without Content-Length) past the limit; whatever the app
+    answers then, the gateway answers 413."""
 
     def __init__(self) -> None:
         super().__init__("request body too large (TWIN_SERVE_MAX_BODY_BYTES)")
@@ -57,8 +58,29 @@ def is_listing_path(method: str, path: str) -> bool:
     return len(parts) == 4 and path.startswith("/v2/models/") and bool(parts[3])
 
 
-def is_closed_path(path: str) -> bool:
-    return path == "/v2/repository" or path.startswith("/v2/repository/")
+def closed_reason(path: str) -> str | None:
+    """Why a KServe route is never served here (a 404, not KServe's 501 for a client's mistake), or None."""
+    if path == "/v2/repository" or path.startswith("/v2/repository/"):
+        return "not served: models are managed by twin serve and the registry"
+    if path.startswith("/v1/models/") and path.endswith(":explain"):
+        return "not served: the twin has no explainer"
+    parts = path.split("/")
+    if path.startswith("/v2/models/") and len(parts) > 4 and parts[4] == "versions":
+        return (
+            "not served: versions are not addressed by URL; the registry chooses the version that answers "
+            "(GET /v2/models/{name} lists the ones serving your author)"
+        )
+    return None
+
+
+def model_in_path(path: str) -> str | None:
+    """The model a KServe route names (``/v1/models/{name}[:verb]``, ``/v2/models/{name}[/...]``), or None."""
+    if path.startswith("/v1/models/"):
+        name = path[len("/v1/models/") :].split("/", 1)[0]
+        return name.removesuffix(":predict").removesuffix(":explain") or None
+    if path.startswith("/v2/models/"):
+        return path[len("/v2/models/") :].split("/", 1)[0] or None
+    return None
 
 
 async def _send_json(send: Callable, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -70,10 +92,11 @@ async def _send_json(send: Callable, status: int, body: dict[str, Any], headers:
 
 
 class TwinGateway:
-    def __init__(self, app: ASGIApp, settings: Settings, auth: Auth) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, auth: Auth, hidden: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.settings = settings
         self.auth = auth
+        self.hidden = hidden  # models only the process itself calls (the in-process predictor): 404 outside
         self.slots = asyncio.Semaphore(settings.serve.max_concurrency)
         self.waiting = 0
         self.retry_after = str(settings.serve.retry_after_s)
@@ -83,15 +106,23 @@ class TwinGateway:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if is_closed_path(path):
-            await _send_json(send, 404, {"error": "not served: models are managed by twin serve and the registry"})
+        reason = closed_reason(path)
+        if reason is not None:
+            await _send_json(send, 404, {"error": reason})
             return
+        hidden = model_in_path(path) in self.hidden
         listing = is_listing_path(method, path)
         if not listing and not is_inference_path(method, path):
+            if hidden:  # e.g. readiness: answered as for a model that does not exist
+                await _send_json(send, 404, {"error": f"Model with name {model_in_path(path)} does not exist."})
+                return
             await self.app(scope, receive, send)
             return
         headers, key = await self._authenticate(scope, send)
         if headers is None:
+            return
+        if hidden:  # after the key check, as for any unknown model
+            await _send_json(send, 404, {"error": f"Model with name {model_in_path(path)} does not exist."})
             return
         if listing:
             await self.app({**scope, "headers": headers}, receive, send)
@@ -171,12 +202,21 @@ class TwinGateway:
                 timeout=self.settings.serve.request_timeout_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            if app_task in done:
+            # An app that failed because the client left (Starlette's ClientDisconnect while it read the
+            # body) is a departure, not a 500; one that read past the limit gets the 413 below.
+            if app_task in done and not exchange.too_large and not (exchange.gone.is_set() and _failed(app_task)):
                 app_task.result()
                 return
             app_task.cancel()
             with contextlib.suppress(BaseException):
                 await app_task
+            if exchange.too_large:
+                metrics.REJECTED.labels(reason="too_large").inc()
+                if not exchange.started:
+                    await _send_json(
+                        send, 413, {"error": f"request body above {limit} bytes (TWIN_SERVE_MAX_BODY_BYTES)"}
+                    )
+                return
             if exchange.gone.is_set():
                 if not exchange.finished:
                     metrics.REJECTED.labels(reason="disconnected").inc()
@@ -185,14 +225,14 @@ class TwinGateway:
             metrics.REJECTED.labels(reason="timeout").inc()
             if not exchange.started:
                 await _send_json(send, 504, {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"})
-        except _TooLarge:
-            metrics.REJECTED.labels(reason="too_large").inc()
-            if not exchange.started:
-                await _send_json(send, 413, {"error": f"request body above {limit} bytes"})
         finally:
             for task in (pump_task, gone_task, app_task):
                 if not task.done():
                     task.cancel()
+
+
+def _failed(task: asyncio.Future) -> bool:
+    return not task.cancelled() and task.exception() is not None
 
 
 class _Exchange:
@@ -202,8 +242,9 @@ class _Exchange:
 
     def __init__(self, receive: Callable, send: Callable, limit: int) -> None:
         self.receive, self.send, self.limit = receive, send, limit
-        self.started = False
+        self.started = False  # response messages forwarded to the client
         self.finished = False
+        self.too_large = False
         self.inbox: asyncio.Queue[dict] = asyncio.Queue()
         self.gone = asyncio.Event()
 
@@ -214,11 +255,13 @@ class _Exchange:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    self.too_large = True  # before the app can answer: its answer is replaced by a 413
                     await self.inbox.put({"type": "twin.too_large"})
                     return
-            await self.inbox.put(message)
             if message["type"] == "http.disconnect":
-                self.gone.set()
+                self.gone.set()  # before the app can see it: _run must know why the app stopped
+            await self.inbox.put(message)
+            if self.gone.is_set():
                 return
 
     async def app_receive(self) -> dict:
@@ -228,6 +271,8 @@ class _Exchange:
         return message
 
     async def app_send(self, message: dict) -> None:
+        if self.too_large and not self.started:
+            return  # the app's answer to a body cut at the limit (a 400 from its parser): _run sends 413
         if message["type"] == "http.response.start":
             self.started = True
         elif message["type"] == "http.response.body" and not message.get("more_body", False):

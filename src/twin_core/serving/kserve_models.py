@@ -30,7 +30,7 @@ from twin_core.inference.request_log import RequestLog
 from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
-from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response
+from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response, valid_text
 from twin_core.serving.retrieval_batching import RetrievalBatcher
 from twin_core.serving.routing import split_key
 from twin_core.settings import Settings
@@ -176,6 +176,9 @@ class TwinPredictor(kserve.Model):
                 )
             ):
                 raise InputError(f"instances[{i}].messages: expected a list of {{role, content}} strings")
+            for j, m in enumerate(msgs):  # the tokenizer fails on a lone surrogate (a 500 otherwise)
+                valid_text(m["role"], f"instances[{i}].messages[{j}].role")
+                valid_text(m["content"], f"instances[{i}].messages[{j}].content")
             n = inst.get("max_new_tokens", self.settings.llm.max_new_tokens)
             if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.settings.llm.max_new_tokens_cap:
                 raise InputError(f"instances[{i}].max_new_tokens: 1..{self.settings.llm.max_new_tokens_cap}")
@@ -415,15 +418,12 @@ class TwinTransformer(kserve.Model):
                 result = await self.predict(state.payload, headers)
             else:
                 gen = None
-                async for piece in served.batcher.stream(
-                    inst["messages"], max_new_tokens=inst["max_new_tokens"], temperature=self.settings.llm.temperature
-                ):
+                async for piece in self._served_stream(served, inst):
                     if isinstance(piece, Generation):
                         gen = piece
                     else:
                         yield piece
                 assert gen is not None
-                metrics.MODEL_REQUESTS.labels(served.version, served.stage, "ok").inc()
                 metrics.GENERATION_SECONDS.observe(gen.seconds)
                 result = {"predictions": [{**dataclasses.asdict(gen), "stage": served.stage}]}
             final = await self.finish(state, result)
@@ -437,6 +437,20 @@ class TwinTransformer(kserve.Model):
             raise
         finally:
             metrics.IN_FLIGHT.dec()
+
+    async def _served_stream(self, served: Any, inst: dict[str, Any]) -> AsyncIterator[str | Generation]:
+        """``served``'s pieces then its Generation, counted in ``twin_model_requests_total`` as the
+        predictor counts a whole generation (a failure mid-stream is that version's error)."""
+        try:
+            async for piece in served.batcher.stream(
+                inst["messages"], max_new_tokens=inst["max_new_tokens"], temperature=self.settings.llm.temperature
+            ):
+                yield piece
+        except BaseException as exc:
+            gone = isinstance(exc, asyncio.CancelledError | GeneratorExit)  # the client went away
+            metrics.MODEL_REQUESTS.labels(served.version, served.stage, "cancelled" if gone else "error").inc()
+            raise
+        metrics.MODEL_REQUESTS.labels(served.version, served.stage, "ok").inc()
 
     # -- request log -----------------------------------------------------------------------------
     def _log_success(self, state: _RequestState, answers: list[RAGAnswer]) -> None:

@@ -4,8 +4,8 @@ One rule for every listing (``/openai/v1/models``, KServe ``/v1/models``, ``/v2/
 ``/v2/models/{name}``): an API key sees the alias and, from the predictor's pool, its author's
 production version (or the base model while it has none) and its canary. Never another author's
 version: model versions name authors (``<author-slug>/vNNNN``). With keys disabled (local tests) every
-served version is listed. The in-process predictor (``twin-llm``) is an implementation detail and is
-never listed.
+served version is listed. The in-process predictor (``twin-llm``) is an implementation detail: never
+listed, and every route naming it answers 404 (``gateway.py``).
 """
 
 from __future__ import annotations
@@ -38,36 +38,50 @@ def author_versions(pool: Any, author: str | None, *, auth_disabled: bool) -> li
     return [ListedModel(m.version, m.stage) for m in models if m is not None]
 
 
-def add_listing_routes(app: FastAPI, server: Any, transformer: Any | None, *, auth_disabled: bool) -> None:
+class Listing:
+    """The models a request may see, and name: the listings below and the OpenAI route's ``model`` check."""
+
+    def __init__(self, server: Any, transformer: Any | None, *, auth_disabled: bool) -> None:
+        self.server = server
+        self.predictor = transformer.local_predictor if transformer is not None else None
+        self.auth_disabled = auth_disabled
+        # the in-process predictor: reached by the transformer directly, never by a client (the gateway
+        # answers 404 for it); a ``--component predictor`` container has no transformer, so it hides nothing
+        self.hidden: frozenset[str] = frozenset({self.predictor.name} if self.predictor is not None else ())
+
+    def names(self) -> list[str]:
+        return [n for n in self.server.dataplane.model_registry.get_models() if n not in self.hidden]
+
+    def versions(self, headers: Any) -> list[ListedModel]:
+        pool = self.predictor.pool if self.predictor is not None else None
+        return author_versions(pool, trusted_author(headers), auth_disabled=self.auth_disabled)
+
+    def ids(self, headers: Any) -> set[str]:
+        """Every model id ``GET /openai/v1/models`` lists for these (gateway-rewritten) headers."""
+        return set(self.names()) | {v.id for v in self.versions(headers)}
+
+
+def add_listing_routes(app: FastAPI, listing: Listing) -> None:
     """Register the listings before KServe's own routes, so they answer for the same paths."""
     import time
 
     from kserve.errors import ModelNotFound
 
     created = int(time.time())
-    predictor = transformer.local_predictor if transformer is not None else None
-    hidden = {predictor.name} if predictor is not None else set()
-
-    def names() -> list[str]:
-        return [n for n in server.dataplane.model_registry.get_models() if n not in hidden]
-
-    def versions(request: Request) -> list[ListedModel]:
-        pool = predictor.pool if predictor is not None else None
-        return author_versions(pool, trusted_author(request.headers), auth_disabled=auth_disabled)
 
     async def kserve_models(request: Request) -> dict[str, Any]:
-        return {"models": names(), "versions": [v.id for v in versions(request)]}
+        return {"models": listing.names(), "versions": [v.id for v in listing.versions(request.headers)]}
 
     async def v2_metadata(model_name: str, request: Request) -> dict[str, Any]:
-        if model_name not in names():
+        if model_name not in listing.names():
             raise ModelNotFound(model_name)
-        metadata = await server.dataplane.model_metadata(model_name)
-        return {**metadata, "versions": [v.id for v in versions(request)]}
+        metadata = await listing.server.dataplane.model_metadata(model_name)
+        return {**metadata, "versions": [v.id for v in listing.versions(request.headers)]}
 
     async def openai_models(request: Request) -> dict[str, Any]:
         entry = {"object": "model", "created": created, "owned_by": "llm-twin"}
-        data = [{"id": name, **entry} for name in names()]
-        data += [{"id": v.id, **entry, "stage": v.stage} for v in versions(request)]
+        data = [{"id": name, **entry} for name in listing.names()]
+        data += [{"id": v.id, **entry, "stage": v.stage} for v in listing.versions(request.headers)]
         return {"object": "list", "data": data}
 
     app.add_api_route("/v1/models", kserve_models, methods=["GET"])

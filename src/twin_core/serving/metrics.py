@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("twin_requests_total", "RAG requests by outcome", ["status"])
 REJECTED = Counter("twin_rejected_total", "Requests refused before the model ran", ["reason"])
@@ -26,7 +30,10 @@ HTTP_RESPONSES = Counter("twin_serving_requests_total", "HTTP responses by statu
 
 
 class StatusCounter:
-    """Pure ASGI middleware counting every HTTP response in ``HTTP_RESPONSES``."""
+    """Pure ASGI middleware counting every HTTP response in ``HTTP_RESPONSES``, and the app's last resort
+    for unexpected errors: Starlette serves an ``Exception`` handler from its outermost middleware, outside
+    this one, so such a 500 was never counted (and logged twice, by the handler and by uvicorn). Here it is
+    answered, counted and logged once, and not raised further."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -35,13 +42,24 @@ class StatusCounter:
         if scope["type"] != "http" or scope.get("path") == "/metrics":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def counting_send(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 HTTP_RESPONSES.labels(code=str(message["status"])).inc()
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception as exc:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:  # else the client sees its response cut short
+                raw = json.dumps({"error": f"{type(exc).__name__} : {exc}"}).encode()  # KServe's 500 body
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+                await counting_send({"type": "http.response.start", "status": 500, "headers": headers})
+                await counting_send({"type": "http.response.body", "body": raw})
 
 
 # Batched generation (serving/batching.py), per served model version.

@@ -19,6 +19,17 @@ MAX_INSTANCES = 4
 ALLOWED_FIELDS = {"query", "author", "max_new_tokens"}
 
 
+def valid_text(value: str, where: str) -> str:
+    """``value``, if it is valid Unicode. Python's json (the OpenAI route, v2 bodies, v1 bodies without a
+    JSON content type) accepts lone surrogates such as ``"\\ud800"``, which neither the tokenizer nor the
+    request log can take: a 400 here instead of a 500 (and a lost log row) later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where} is not valid Unicode (it holds a lone surrogate)") from None
+    return value
+
+
 def _instance(obj: Any, where: str) -> RAGRequest:
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected an object with a 'query' string")
@@ -27,9 +38,12 @@ def _instance(obj: Any, where: str) -> RAGRequest:
     query = obj["query"]
     if not isinstance(query, str):
         raise InputError(f"{where}.query: expected a string, got {type(query).__name__}")
+    valid_text(query, f"{where}.query")
     author = obj.get("author")
     if author is not None and not isinstance(author, str):
         raise InputError(f"{where}.author: expected a string, got {type(author).__name__}")
+    if author is not None:
+        valid_text(author, f"{where}.author")
     max_new = obj.get("max_new_tokens")
     if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int)):
         raise InputError(f"{where}.max_new_tokens: expected an integer, got {type(max_new).__name__}")
@@ -67,6 +81,7 @@ def _scalar(infer_request: Any, name: str, kind: type) -> Any:
             value = value.decode("utf-8", errors="replace")
         if not isinstance(value, str):
             raise InputError(f"input '{name}': expected BYTES (a string)")
+        valid_text(value, f"input '{name}'")
     elif isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"input '{name}': expected an integer")
     return value

@@ -1,0 +1,254 @@
+"""The `twin serve` app in-process (tests/serving/inproc.py: real routes, gateway, metrics and predictor,
+fake pipeline and LLM): malformed text, unexpected errors, failures mid-stream, departing clients, the
+hidden predictor, bodies over the limit, unserved KServe routes and the OpenAI route's fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from twin_core.errors import InputError
+
+from .inproc import ADA_KEY, BASE_VERSION, BOOM, HEADERS, FakeLLM, InProcess, build, build_predictor_only, client
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _request(ip: InProcess, method: str, path: str, **kw: Any) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with client(ip.app) as c:
+            return await c.request(method, path, headers=kw.pop("headers", HEADERS), **kw)
+
+    return asyncio.run(go())
+
+
+def _chat(**fields: Any) -> dict[str, Any]:
+    return {"model": "twin", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **fields}
+
+
+def _v2(query: str) -> dict[str, Any]:
+    return {"inputs": [{"name": "query", "shape": [1], "datatype": "BYTES", "data": [query]}]}
+
+
+def _with_lone_surrogate(body: Any) -> str:
+    """``body`` as JSON text whose "hi" holds a lone surrogate: Python's json takes it, UTF-8 cannot hold it."""
+    return json.dumps(body).replace('"hi"', '"hi \\ud800"')
+
+
+# -- 1. text that is not valid Unicode ------------------------------------------------------------
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_lone_surrogate_in_the_openai_query_is_400(stream: bool) -> None:
+    ip = build()
+    raw = _with_lone_surrogate(_chat(stream=stream))
+    resp = _request(ip, "POST", "/openai/v1/chat/completions", content=raw)
+    assert resp.status_code == 400, resp.text
+    assert "messages[0].content is not valid Unicode" in resp.json()["error"]
+
+
+def test_a_lone_surrogate_in_v1_and_v2_is_400_and_logged() -> None:
+    ip = build()
+    raw = _with_lone_surrogate({"instances": [{"query": "hi", "max_new_tokens": 3}]})
+    plain = {**HEADERS, "Content-Type": "text/plain"}  # KServe hands the raw body to the transformer
+    resp = _request(ip, "POST", "/v1/models/twin:predict", content=raw, headers=plain)
+    assert resp.status_code == 400, resp.text
+    assert "instances[0].query is not valid Unicode" in resp.json()["error"]
+    assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]  # the request log has it
+    resp = _request(ip, "POST", "/v2/models/twin/infer", content=_with_lone_surrogate(_v2("hi")))
+    assert resp.status_code == 400, resp.text
+    assert "input 'query' is not valid Unicode" in resp.json()["error"]
+
+
+def test_the_predictor_refuses_a_lone_surrogate_in_its_messages() -> None:
+    ip = build()
+    payload = {"instances": [{"messages": [{"role": "user", "content": "hi \ud800"}], "max_new_tokens": 2}]}
+    with pytest.raises(InputError, match=r"instances\[0\]\.messages\[0\]\.content is not valid Unicode"):
+        asyncio.run(ip.predictor.predict(payload))
+
+
+# -- 2. unexpected errors -------------------------------------------------------------------------
+def test_an_unexpected_error_is_a_counted_500_with_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build()
+    before = _sample("twin_serving_requests_total", code="500")
+    with caplog.at_level(logging.ERROR):
+        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
+    assert resp.status_code == 500
+    assert resp.json() == {"error": "RuntimeError : the pipeline broke"}
+    assert _sample("twin_serving_requests_total", code="500") == before + 1  # what the 5xx alert reads
+    assert len([r for r in caplog.records if r.exc_info]) == 1
+
+
+# -- 3. a generation that fails mid-stream -------------------------------------------------------
+def test_a_stream_whose_generation_fails_ends_with_an_error_event_and_done(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build(serve_faults={BASE_VERSION: 1.0})  # every generation of the base model fails
+    before = _sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error")
+    with caplog.at_level(logging.WARNING, logger="twin_core.serving.app"):
+        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(stream=True))
+    assert resp.status_code == 200  # the headers went out before generation
+    events = [line.removeprefix("data: ") for line in resp.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
+    error = json.loads(events[1])["error"]
+    assert error["type"] == "server_error" and "injected fault" in error["message"]
+    assert events[2:] == ["[DONE]"]
+    assert _sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error") == before + 1
+    assert [(r["status"], r["model_version"]) for r in ip.pipeline.rows] == [("error", BASE_VERSION)]
+    assert len([r for r in caplog.records if r.name == "twin_core.serving.app"]) == 1
+
+
+# -- 4. a client that leaves while sending its body -----------------------------------------------
+def test_a_client_leaving_mid_body_is_a_departure_not_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build()
+    messages = [
+        {"type": "http.request", "body": b'{"instances": [{"query": "hi"', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/twin:predict",
+        "headers": [(b"authorization", f"Bearer {ADA_KEY}".encode()), (b"content-type", b"application/json")],
+        "query_string": b"",
+        "client": ("127.0.0.1", 5000),
+    }
+    before = _sample("twin_rejected_total", reason="disconnected")
+    with caplog.at_level(logging.INFO):
+        asyncio.run(ip.app(scope, receive, send))
+    assert sent == []  # nobody to answer
+    assert _sample("twin_rejected_total", reason="disconnected") == before + 1
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+# -- 5. the in-process predictor is not a public model --------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/models/twin-llm:predict"),
+        ("POST", "/v2/models/twin-llm/infer"),
+        ("GET", "/v1/models/twin-llm"),
+        ("GET", "/v2/models/twin-llm"),
+        ("GET", "/v2/models/twin-llm/ready"),
+    ],
+)
+def test_every_route_naming_the_in_process_predictor_is_404(method: str, path: str) -> None:
+    ip = build()
+    body = {"instances": [{"messages": [{"role": "user", "content": "Say hi"}], "max_new_tokens": 4}]}
+    resp = _request(ip, method, path, **({"json": body} if method == "POST" else {}))
+    assert resp.status_code == 404, resp.text
+    # the transformer still reaches it, in-process
+    ok = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi", "max_new_tokens": 2}]})
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["answer"] == "hello world"
+
+
+def test_a_predictor_container_still_answers_under_the_public_name() -> None:
+    from twin_core.serving.batching import Batcher
+    from twin_core.serving.pool import AuthorRoute, ServedModel
+
+    ip = build_predictor_only()  # `--component predictor` on a cluster: the predictor is the model `twin`
+    bob_llm = FakeLLM()
+    bob_llm.model_version = "bob-marlowe/v0001"
+    bob = ServedModel(bob_llm.model_version, "production", bob_llm, Batcher(bob_llm, window_ms=0))
+    ip.predictor.pool.routes["Bob Marlowe"] = AuthorRoute("Bob Marlowe", "bob-marlowe", production=bob)
+    instance = {"messages": [{"role": "user", "content": "Say hi"}], "max_new_tokens": 4, "author": "Bob Marlowe"}
+    resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [instance]})
+    assert resp.status_code == 200, resp.text
+    # Ada's key gets Ada's model (the base one here), whatever author the body names
+    assert resp.json()["predictions"][0]["model_version"] == BASE_VERSION
+    assert _request(ip, "GET", "/v2/models/twin/ready").status_code == 200
+
+
+# -- 6. bodies over the limit without Content-Length ----------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models/twin:predict", {"instances": [{"query": "a" * 5000}]}),
+        ("/openai/v1/chat/completions", {"messages": [{"role": "user", "content": "a" * 5000}]}),
+        (
+            "/v2/models/twin/infer",
+            {"inputs": [{"name": "query", "shape": [1], "datatype": "BYTES", "data": ["a" * 5000]}]},
+        ),
+    ],
+)
+def test_a_chunked_body_over_the_limit_is_413(path: str, body: Any) -> None:
+    ip = build(serve_max_body_bytes=1000)
+    raw = json.dumps(body).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit is found while reading
+        for i in range(0, len(raw), 500):
+            yield raw[i : i + 500]
+
+    before = _sample("twin_rejected_total", reason="too_large")
+    resp = _request(ip, "POST", path, content=chunks())
+    assert resp.status_code == 413, resp.text
+    assert "TWIN_SERVE_MAX_BODY_BYTES" in resp.json()["error"]
+    assert _sample("twin_rejected_total", reason="too_large") == before + 1
+
+
+# -- 7. KServe routes the twin does not serve: 404, not 501 ---------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v2/models/twin/versions/v1/infer"),
+        ("GET", "/v2/models/twin/versions/x"),
+        ("GET", "/v2/models/twin/versions/x/ready"),
+        ("POST", "/v1/models/twin:explain"),
+    ],
+)
+def test_unserved_kserve_routes_are_404(method: str, path: str) -> None:
+    body = {"instances": [{"query": "hi"}]}
+    resp = _request(build(), method, path, **({"json": body} if method == "POST" else {}))
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["error"].startswith("not served")
+
+
+# -- 8. the OpenAI route's fields -----------------------------------------------------------------
+def test_openai_model_must_be_listed_for_the_key() -> None:
+    ip = build()
+    listed = [m["id"] for m in _request(ip, "GET", "/openai/v1/models").json()["data"]]
+    assert listed == ["twin", BASE_VERSION]
+    for model in listed:
+        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
+        assert resp.status_code == 200, resp.text
+    for model in ("gpt-99", "twin-llm"):
+        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
+        assert resp.status_code == 404, resp.text
+        assert resp.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("fields", [{"stream": "no"}, {"stream": 1}, {"stream_options": {"include_usage": "yes"}}])
+def test_openai_flags_must_be_booleans(fields: dict[str, Any]) -> None:
+    resp = _request(build(), "POST", "/openai/v1/chat/completions", json=_chat(**fields))
+    assert resp.status_code == 400, resp.text
+    assert "expected true or false" in resp.json()["error"]
+
+
+def test_openai_null_max_completion_tokens_leaves_max_tokens() -> None:
+    ip = build()
+    body = _chat(max_completion_tokens=None, max_tokens=2)  # the fake answers 2 tokens: "length" iff the cap is 2
+    resp = _request(ip, "POST", "/openai/v1/chat/completions", json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["finish_reason"] == "length"
+
+
+# -- 9. v2 bodies that are not JSON ---------------------------------------------------------------
+def test_v2_malformed_json_is_400_with_an_error() -> None:
+    ip = build()
+    resp = _request(ip, "POST", "/v2/models/twin/infer", content=b'{"inputs": [')
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"].startswith("request body is not valid JSON")
+    assert _request(ip, "POST", "/v2/models/twin/infer", json={"inputs": "nope"}).status_code == 422  # wrong shape
