@@ -12,7 +12,8 @@ Per candidate:
 2. `check_gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
    names every failing metric. No candidate passes: the rest of the run is skipped.
 3. `plan_approval` / `approve` — optional human approval (`ApprovalOperator`, Airflow 3.1+ human-in-the-loop), when the
-   `approval` param is on; a rejection skips the rollout. Off: `no_approval` passes straight through.
+   `approval` param is on; a rejection skips the rollout, and so does no answer within 24 h (the `Reject`
+   default; the approver is asked once: no retries). Off: `no_approval` passes straight through.
 4. `canary` — `twin deploy canary REF`: starts at the first step weight of `configs/deploy.yaml` (or the
    form's `canary_percent`): the registry stage (local serving follows it) and, on Kubernetes, the
    author's InferenceService (`canaryTrafficPercent` in Knative mode, `spec.canary` in Standard mode).
@@ -23,12 +24,23 @@ Per candidate:
    step and decision goes in the registry history with its numbers.
 6. `check_promoted` — emits `twin://models/production` with `{"production": [...]}` for the promoted models.
 
-**Trigger form:** `models` (manual: comma-separated refs), `baseline`, `approval`, `canary_percent`,
-`watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`, `pod_profile`.
+**Trigger form:** `models` (manual: comma-separated `<author_slug>/vNNNN` refs), `baseline`, `approval`,
+`canary_percent`, `watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`, `pod_profile` (a
+profile of `configs/execution.yaml`). Durations are what `twin deploy watch` takes (`90`, `30s`, `15m`,
+`1h`, `2d`; above zero); the form refuses anything else, and `plan_evaluation` fails the run (no retry)
+when `watch_timeout` leaves the `watch` task no time to roll back within its 5 h `execution_timeout`
+(at most 4h50m), before any pod starts.
+
+**Deadline:** 6 h from queued, the automatic path (evaluation, canary, at most 5 h of watch). It cannot
+follow the run's `approval` param: Airflow computes a `DeadlineAlert` when the run is created, from the
+DAG's fixed interval, not from the run's conf. A run with approval on may wait up to 24 h for the
+approver, so its 6 h alert can fire while it waits: there it means "still waiting for approval" (the
+`approve` task's required action); a longer DAG-wide deadline would hide a stuck automatic run for a day.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -36,13 +48,38 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
+from twin_ops.config import execution_config
+
+# A duration as `twin deploy watch --window/--timeout` parse it (twin_core.deploy.analysis.parse_duration:
+# a number, an optional unit ms/s/m/h/d, no unit = seconds), above zero (a 0 window is a config error, a
+# 0 timeout rolls back at once).
+DURATION = r"\s*(?=[\d.]*[1-9])(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*"
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MODEL_REF = r"[a-z0-9][a-z0-9-]*/v\d{4,}"  # <author_slug>/vNNNN, as the model registry names versions
+WATCH_EXECUTION_TIMEOUT = timedelta(hours=5)
+# The watch pod must start, and roll the canary back at its timeout, before execution_timeout kills it.
+WATCH_ROLLBACK_MARGIN = timedelta(minutes=10)
+MAX_WATCH_TIMEOUT = WATCH_EXECUTION_TIMEOUT - WATCH_ROLLBACK_MARGIN
+APPROVAL_TIMEOUT = timedelta(hours=24)
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds of a DURATION; None for anything else."""
+    match = re.fullmatch(DURATION, text)
+    return float(match.group(1)) * _SECONDS[match.group(2)] if match else None
 
 
 @dag(
     dag_id="twin_evaluation",
     schedule=[CANDIDATE_MODEL],
     params={
-        "models": Param("", type="string", title="Models", description="Manual runs: <slug>/vNNNN, comma-separated."),
+        "models": Param(
+            "",
+            type="string",
+            pattern=rf"^(\s*{MODEL_REF}\s*(,\s*{MODEL_REF}\s*)*)?$",
+            title="Models",
+            description="Manual runs: <author_slug>/vNNNN, comma-separated.",
+        ),
         "baseline": Param("production", type="string", title="Baseline", description="production, base or a ref."),
         "approval": Param(False, type="boolean", title="Human approval", description="Ask before the canary."),
         "canary_percent": Param(
@@ -54,18 +91,30 @@ from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
             description="Empty: the first step weight of configs/deploy.yaml.",
         ),
         "watch_window": Param(
-            "", type="string", title="Analysis window", description="Log read back per analysis; empty: the interval."
+            "",
+            type="string",
+            pattern=f"^({DURATION})?$",
+            title="Analysis window",
+            description="Log read back per analysis (e.g. 15m); empty: the interval.",
         ),
         "min_requests": Param(
             20, type="integer", minimum=1, title="Min canary requests", description="Per analysis; fewer: hold."
         ),
         "watch_timeout": Param(
-            "2h", type="string", title="Watch timeout", description="No decision by then: roll back."
+            "2h",
+            type="string",
+            pattern=f"^{DURATION}$",
+            title="Watch timeout",
+            description="No decision by then: roll back (e.g. 2h; at most 4h50m).",
         ),
         "judge": Param(True, type="boolean", title="Judge scores", description="LLM judge (endpoint or local)."),
         "max_rows": Param(0, type="integer", minimum=0, title="Held-out rows", description="0 = configs/evaluation."),
         "pod_profile": Param(
-            "cpu", type="string", title="Evaluation pod", description="Manual runs: configs/execution.yaml profile."
+            "cpu",
+            type="string",
+            enum=sorted(execution_config()["profiles"]),  # parse time: one small cached YAML (as the factory)
+            title="Evaluation pod",
+            description="Manual runs: configs/execution.yaml profile.",
         ),
     },
     **dag_kwargs(__doc__, tags=["evaluation", "deploy", "fti-inference-pipeline"], deadline=timedelta(hours=6)),
@@ -75,9 +124,20 @@ def twin_evaluation() -> None:
     def plan_evaluation(params: dict | None = None, **context) -> list[dict]:
         """One `twin evaluate` per candidate (the triggering Asset events, or the form), in a pod of the
         profile that trained it: the evaluation loads the same model."""
+        from airflow.sdk.exceptions import AirflowFailException
         from twin_ops.config import profile
 
         params = params or {}
+        # Bad watch settings fail here, not in `twin deploy watch` after the canary took traffic.
+        window, timeout = str(params.get("watch_window") or ""), str(params.get("watch_timeout") or "2h")
+        for name, value in (("watch_window", window), ("watch_timeout", timeout)):
+            if value and duration_seconds(value) is None:
+                raise AirflowFailException(f"{name} {value!r}: expected a duration above zero, like 30s, 15m or 2h")
+        if (duration_seconds(timeout) or 0) > MAX_WATCH_TIMEOUT.total_seconds():
+            raise AirflowFailException(
+                f"watch_timeout {timeout} leaves the watch no time to roll back within its execution_timeout of "
+                f"{WATCH_EXECUTION_TIMEOUT}: at most {MAX_WATCH_TIMEOUT} (e.g. 290m)"
+            )
         pods: dict[str, str] = {}
         for events in (context.get("triggering_asset_events") or {}).values():
             for event in events:
@@ -122,7 +182,9 @@ def twin_evaluation() -> None:
         task_id="approve",
         subject="Roll out the twin candidates {{ ti.xcom_pull(task_ids='check_gate') }} as canaries?",
         body="The evaluation gate passed. Reports: the `evaluate` task results (artifact store, Comet).",
-        response_timeout=timedelta(hours=24),
+        response_timeout=APPROVAL_TIMEOUT,
+        defaults="Reject",  # no answer in time: rejected, the rollout is skipped (the task succeeds)
+        retries=0,  # a retry would ask the approver again while max_active_runs=1 holds later candidates
     )
     no_approval = EmptyOperator(task_id="no_approval")
 
@@ -169,7 +231,7 @@ def twin_evaluation() -> None:
     canary_plan = plan_canary(passed)
     [approve, no_approval] >> canary_plan
     canary = twin_step_mapped("canary", profile="cpu").expand(arguments=canary_plan)
-    watch = twin_step_mapped("watch", profile="cpu", execution_timeout=timedelta(hours=5)).expand(
+    watch = twin_step_mapped("watch", profile="cpu", execution_timeout=WATCH_EXECUTION_TIMEOUT).expand(
         arguments=plan_watch(canary.output)
     )
     check_promoted(watch.output)

@@ -7,9 +7,11 @@ whitespace, PII), chunks it with the embedding model's own tokenizer (no chunk i
 embeds the chunks with sentence-transformers and loads them into Qdrant (`cleaned_*`, `embedded_*`).
 Unchanged documents are skipped by content hash; deleted or quarantined ones lose their points.
 
-A last step, `twin features run` over the whole warehouse, catches anything the per-author runs could
-not see (documents of removed authors) and emits `twin://features/cleaned` and
-`twin://features/embedded`, which trigger the dataset and inference side.
+A last step, `sync_and_publish` (`twin features run` over the whole warehouse), catches anything the
+per-author runs could not see (documents of removed authors). `check_features` then emits
+`twin://features/cleaned` and `twin://features/embedded`, which trigger the dataset and inference side,
+**only when a run changed the feature store** (a document processed or deleted, in the per-author runs
+or the last one); a run that changed nothing is skipped there and triggers nothing.
 
 **Trigger form:** `full` rebuilds every document (for instance after changing the embedding model).
 Every step is idempotent; a failed or killed run is simply run again.
@@ -51,10 +53,24 @@ def twin_features() -> None:
         ["features", "run"],
         profile="cpu",
         qdrant=True,
-        outlets=[CLEANED, EMBEDDED],
         trigger_rule="none_failed",  # also runs when there is no author to map over
     )
     featurize >> publish
+
+    @task(outlets=[CLEANED, EMBEDDED], trigger_rule="none_failed")
+    def check_features(per_author: list[dict] | None, last: dict | None) -> dict:
+        """Emit both feature Assets when a `twin features run` of this run processed or deleted a document;
+        nothing new (every document unchanged): skipped, no event, no dataset build."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        results = [r for r in [*(per_author or []), last] if r]
+        changes = {key: sum(int(r.get(key) or 0) for r in results) for key in ("processed", "deleted")}
+        print(f"features: {changes['processed']} documents processed, {changes['deleted']} deleted")
+        if not any(changes.values()):
+            raise AirflowSkipException("no document processed or deleted: the features are unchanged")
+        return changes
+
+    check_features(featurize.output, publish.output)
 
 
 twin_features()

@@ -26,13 +26,17 @@ Only authors with a new dataset version are trained (`twin_datasets` emits only 
 that ends with a version already past `candidate` (an unchanged dataset trained before) is not a new
 candidate and is left out of the event.
 
-**Trigger form:** `instruct` / `preference` dataset versions (manual runs), `profile`, `max_steps`
-(0 = the profile's; small values for smoke tests).
+**Trigger form:** `instruct` / `preference` dataset versions (manual runs: `instruct/<author_slug>/vNNNN`,
+`preference/<author_slug>/vNNNN`; the form refuses anything else), `profile`, `max_steps` (0 = the
+profile's; small values for smoke tests). DPO starts from the SFT model this run trains, so a
+`preference` needs the `instruct` of the same author: alone, or for another author, `plan_training`
+fails the run (no retry) before any pod starts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
@@ -43,14 +47,60 @@ from twin_ops.config import execution_mode
 DEFAULT_PROFILE = os.environ.get("TWIN_TRAINING_PROFILE") or (
     "gpu-8b" if execution_mode() == "kubernetes" else "cpu-tiny"
 )
+# A dataset version as the artifact store names it: <kind>/<author_slug>/vNNNN (the slug: group 1).
+INSTRUCT_VERSION = r"^(?:instruct/([a-z0-9][a-z0-9-]*)/v\d{4,})?$"
+PREFERENCE_VERSION = r"^(?:preference/([a-z0-9][a-z0-9-]*)/v\d{4,})?$"
+
+
+def form_versions(params: dict) -> dict[str, dict]:
+    """The form's datasets as ``{slug: {"instruct": id, "preference": id | None}}`` (empty: none).
+
+    DPO needs ``--from`` an SFT model of the same author (its start and reference), and the only one the
+    run has is the SFT of the form's instruct dataset: a preference alone, or another author's, is refused
+    (it was silently dropped, or trained on another author's model)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    instruct, preference = str(params.get("instruct") or ""), str(params.get("preference") or "")
+    found = {}
+    for name, value, pattern in (
+        ("instruct", instruct, INSTRUCT_VERSION),
+        ("preference", preference, PREFERENCE_VERSION),
+    ):
+        match = re.fullmatch(pattern, value)
+        if not match:
+            raise AirflowFailException(f"{name} {value!r}: expected {name}/<author_slug>/vNNNN")
+        found[name] = match.group(1)
+    if preference and not instruct:
+        raise AirflowFailException(
+            f"preference {preference} without instruct: DPO starts from this run's SFT model; "
+            "give the author's instruct dataset too"
+        )
+    if preference and found["preference"] != found["instruct"]:
+        raise AirflowFailException(
+            f"preference {preference} is {found['preference']}'s, instruct {instruct} is {found['instruct']}'s: "
+            "DPO would start from another author's SFT model"
+        )
+    return {found["instruct"]: {"instruct": instruct, "preference": preference or None}} if instruct else {}
 
 
 @dag(
     dag_id="twin_training",
     schedule=[INSTRUCT],
     params={
-        "instruct": Param("", type="string", title="Instruct dataset", description="instruct/<slug>/vNNNN (manual)."),
-        "preference": Param("", type="string", title="Preference dataset", description="preference/<slug>/vNNNN."),
+        "instruct": Param(
+            "",
+            type="string",
+            pattern=INSTRUCT_VERSION,
+            title="Instruct dataset",
+            description="instruct/<author_slug>/vNNNN (manual runs).",
+        ),
+        "preference": Param(
+            "",
+            type="string",
+            pattern=PREFERENCE_VERSION,
+            title="Preference dataset",
+            description="preference/<author_slug>/vNNNN, the instruct dataset's author (DPO after its SFT).",
+        ),
         "profile": Param(DEFAULT_PROFILE, type="string", title="Training profile", description="configs/training."),
         "max_steps": Param(0, type="integer", minimum=0, title="Max steps", description="0 = the profile's."),
     },
@@ -64,6 +114,7 @@ def twin_training() -> None:
         from twin_ops.config import training_pod_profile
 
         params = params or {}
+        manual = form_versions(params)  # bad form input fails here, before any (GPU) pod starts
         versions: dict[str, dict] = {}
         chosen = ""
         for events in (context.get("triggering_asset_events") or {}).values():
@@ -72,9 +123,7 @@ def twin_training() -> None:
                 chosen = extra.get("profile") or chosen
                 for slug, ids in (extra.get("versions") or {}).items():
                     versions.setdefault(slug, {}).update({k: v for k, v in ids.items() if v})
-        if params.get("instruct"):
-            slug = params["instruct"].split("/")[1]
-            versions[slug] = {"instruct": params["instruct"], "preference": params.get("preference") or None}
+        versions.update(manual)
         profile = chosen or params.get("profile") or DEFAULT_PROFILE
         pod_profile = training_pod_profile(profile)
         common = ["--profile", profile, "--resume"]

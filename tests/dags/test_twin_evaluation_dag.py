@@ -7,11 +7,14 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +90,104 @@ def test_plans_gate_and_promoted(dag) -> None:
     assert first_step == [["deploy", "canary", "ada/v0002", "--reason", "passed the evaluation gate"]]
     default_window = dag.get_task("plan_watch").python_callable([{"model": {"ref": "ada/v0002"}}], {})
     assert default_window == [["deploy", "watch", "ada/v0002", "--follow", "--min-requests", "20", "--timeout", "2h"]]
+
+
+# What `twin deploy watch --window/--timeout` accepts (twin_core.deploy.analysis.parse_duration), above zero.
+GOOD_DURATIONS = ["2h", "30s", "15m", "1d", "90", "1.5h", "500ms", " 15 m "]
+BAD_DURATIONS = ["2 hours", "2h30m", "1w", "-1h", "h", "0", "0s", "0.0m", "2H"]
+
+
+@pytest.mark.parametrize("value", GOOD_DURATIONS)
+def test_the_form_takes_durations_as_twin_deploy_watch_does(dag, value: str) -> None:
+    assert dag.params.get_param("watch_timeout").resolve(value) == value
+    assert dag.params.get_param("watch_window").resolve(value) == value
+
+
+@pytest.mark.parametrize("value", BAD_DURATIONS)
+def test_the_form_refuses_what_twin_deploy_watch_would_refuse_after_the_canary(dag, value: str) -> None:
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("watch_timeout").resolve(value)
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("watch_window").resolve(value)
+
+
+def test_the_form_takes_an_empty_window_not_an_empty_timeout(dag) -> None:
+    assert dag.params.get_param("watch_window").resolve("") == ""  # the interval of configs/deploy.yaml
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("watch_timeout").resolve("")
+
+
+@pytest.mark.parametrize("value", ["", "ada/v0003", "ada-q/v0002,bo/v0001", " ada-q/v0002 , bo/v10000 "])
+def test_the_form_takes_model_refs(dag, value: str) -> None:
+    assert dag.params.get_param("models").resolve(value) == value
+
+
+@pytest.mark.parametrize("value", ["ada", "ada/v2", "Ada/v0001", "ada/0001", "ada/v0001;bo/v0002", "ada/v0001,", ","])
+def test_the_form_refuses_what_is_not_a_list_of_model_refs(dag, value: str) -> None:
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("models").resolve(value)
+
+
+def test_the_form_offers_the_execution_profiles_as_evaluation_pods(dag) -> None:
+    profiles = sorted(yaml.safe_load((REPO_ROOT / "configs" / "execution.yaml").read_text())["profiles"])
+    pod = dag.params.get_param("pod_profile")
+    assert pod.schema["enum"] == profiles and "gpu-multi" in profiles
+    assert pod.resolve("gpu-multi") == "gpu-multi"
+    with pytest.raises(ParamValidationError):
+        pod.resolve("huge")
+
+
+@pytest.mark.parametrize("timeout", ["5h", "6h", "291m", "17401s", "1d"])
+def test_a_watch_timeout_the_watch_task_would_not_live_to_see_fails_the_plan(dag, timeout: str) -> None:
+    """The watch task's execution_timeout is 5 h: a longer watch (or one that leaves no time to roll back)
+    would be killed and retried with the canary left at its weight. Refused before any pod, no retry."""
+    assert dag.get_task("watch").partial_kwargs["execution_timeout"] == timedelta(hours=5)
+    plan = dag.get_task("plan_evaluation").python_callable
+    with pytest.raises(AirflowFailException, match=f"watch_timeout {timeout} leaves the watch no time to roll back"):
+        plan({"models": "ada/v0003", "pod_profile": "cpu", "watch_timeout": timeout})
+
+
+@pytest.mark.parametrize("timeout", ["290m", "4h", "2h", "17400s"])
+def test_a_watch_timeout_within_the_watch_task_is_planned(dag, timeout: str) -> None:
+    plan = dag.get_task("plan_evaluation").python_callable
+    assert plan({"models": "ada/v0003", "pod_profile": "cpu", "watch_timeout": timeout})[0]["profile"] == "cpu"
+
+
+@pytest.mark.parametrize(("name", "value"), [("watch_timeout", "2 hours"), ("watch_window", "0m")])
+def test_a_bad_watch_setting_fails_the_plan_not_the_watch(dag, name: str, value: str) -> None:
+    plan = dag.get_task("plan_evaluation").python_callable
+    with pytest.raises(AirflowFailException, match=f"{name} '{value}': expected a duration above zero"):
+        plan({"models": "ada/v0003", "pod_profile": "cpu", name: value})
+
+
+def test_a_run_with_a_bad_watch_setting_never_reaches_the_canary(dag, run_dag) -> None:
+    """dag.test: the form refuses a bad duration; a too long timeout fails plan_evaluation once (no retry)
+    and nothing downstream runs: no evaluation pod, no canary."""
+    with pytest.raises(ParamValidationError):
+        run_dag(dag, run_conf={"models": "ada/v0003", "watch_timeout": "2 hours"})
+    run, states = run_dag(dag, run_conf={"models": "ada/v0003", "watch_timeout": "5h"})
+    assert run.state == "failed"
+    assert states[("plan_evaluation", -1)] == "failed"
+    [plan] = [ti for ti in run.get_task_instances() if ti.task_id == "plan_evaluation"]
+    assert plan.try_number == 1
+    assert {states[(t, -1)] for t in ("evaluate", "check_gate", "plan_canary", "canary", "watch")} == {
+        "upstream_failed"
+    }
+
+
+def test_an_unanswered_approval_is_a_rejection_asked_once(dag, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer within the response timeout: the scheduler resumes the task with its defaults (Reject), the
+    rollout is skipped and the task succeeds; no retry asks the approver again."""
+    approve = dag.get_task("approve")
+    assert approve.retries == 0 and approve.response_timeout == timedelta(hours=24)
+    assert approve.defaults == ["Reject"] and approve.fail_on_reject is False
+    skipped: list[str] = []
+    monkeypatch.setattr(approve, "skip", lambda ti, tasks: skipped.extend(t.task_id for t in tasks))
+    # the event the scheduler's AWAITING_INPUT timeout sweep resumes the task with (HITLDetail defaults)
+    timed_out = {"chosen_options": list(approve.defaults), "params_input": {}, "responded_at": datetime.now(UTC),
+                 "responded_by_user": None, "timedout": True}  # fmt: skip
+    approve.execute_complete(context={"task": approve, "ti": None}, event=timed_out)
+    assert skipped == ["plan_canary"]  # canary, watch and check_promoted follow it
 
 
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])

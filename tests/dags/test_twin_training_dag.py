@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, ParamValidationError
 from support.dags import asset_condition, edges
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,64 @@ def test_plans_from_asset_events_and_form(dag) -> None:
          "args": ["--profile", "gpu-70b", "--resume", "--max-steps", "2"], "pod_profile": "gpu-multi"},
     ]  # fmt: skip
     assert plan({"profile": "cpu-tiny", "max_steps": 0}) == []
+
+
+@pytest.mark.parametrize("kind", ["instruct", "preference"])
+def test_the_form_takes_dataset_versions(dag, kind: str) -> None:
+    for value in ("", f"{kind}/ada-q/v0002", f"{kind}/bo/v10000"):
+        assert dag.params.get_param(kind).resolve(value) == value
+
+
+@pytest.mark.parametrize("kind", ["instruct", "preference"])
+@pytest.mark.parametrize("value", ["{kind}-ada", "ada-q/v0002", "{kind}/ada-q", "{kind}/ada-q/v2", "{kind}/Ada/v0001",
+                                   "{kind}/ada-q/v0002/", " {kind}/ada-q/v0002", "{other}/ada-q/v0002"])  # fmt: skip
+def test_the_form_refuses_what_is_not_a_dataset_version_of_its_kind(dag, kind: str, value: str) -> None:
+    other = "preference" if kind == "instruct" else "instruct"
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param(kind).resolve(value.format(kind=kind, other=other))
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"instruct": "instruct-ada"}, "instruct 'instruct-ada': expected instruct/<author_slug>/vNNNN"),  # IndexError
+        ({"instruct": "ada-q/v0002"}, "instruct 'ada-q/v0002': expected"),  # was slug v0002, failed in the GPU pod
+        ({"instruct": "instruct/ada-q/v0002", "preference": "instruct/ada-q/v0002"},
+         "preference 'instruct/ada-q/v0002': expected preference/<author_slug>/vNNNN"),
+        ({"preference": "preference/ada-q/v0001"}, "without instruct: DPO starts from this run's SFT model"),  # ignored
+        ({"instruct": "instruct/ada-q/v0002", "preference": "preference/bo/v0001"},  # DPO of bo from ada-q's SFT
+         "preference preference/bo/v0001 is bo's, instruct instruct/ada-q/v0002 is ada-q's"),
+    ],
+)  # fmt: skip
+def test_bad_form_datasets_fail_the_plan_before_any_pod(dag, form: dict, message: str) -> None:
+    plan = dag.get_task("plan_training").python_callable
+    with pytest.raises(AirflowFailException, match=message):
+        plan({"profile": "cpu-tiny", "max_steps": 0, **form})
+
+
+def test_a_run_with_a_lone_preference_fails_once_before_any_pod(dag, run_dag) -> None:
+    """dag.test: the form refuses a malformed version; a preference without its instruct fails plan_training
+    at once (no retry) and no training pod starts."""
+    with pytest.raises(ParamValidationError):
+        run_dag(dag, run_conf={"instruct": "instruct-ada"})
+    run, states = run_dag(dag, run_conf={"preference": "preference/ada-q/v0001", "profile": "cpu-tiny"})
+    assert run.state == "failed"
+    [plan] = [ti for ti in run.get_task_instances() if ti.task_id == "plan_training"]
+    assert plan.state == "failed" and plan.try_number == 1
+    assert {states[(t, -1)] for t in ("plan_sft", "train_sft", "plan_dpo", "train_dpo")} == {"upstream_failed"}
+
+
+def test_the_form_preference_goes_with_its_authors_instruct(dag) -> None:
+    plan = dag.get_task("plan_training").python_callable
+    form = {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001", "profile": "cpu-tiny"}
+    [run] = plan(form)
+    assert (run["slug"], run["instruct"], run["preference"]) == (
+        "ada-q",
+        "instruct/ada-q/v0002",
+        "preference/ada-q/v0001",
+    )
+    dpo = dag.get_task("plan_dpo").python_callable([run], [{"model": "ada-q/v0003"}])
+    assert dpo[0]["arguments"][:6] == ["train", "dpo", "--dataset", "preference/ada-q/v0001", "--from", "ada-q/v0003"]
 
 
 def test_the_profile_in_the_asset_event_wins_over_the_default(dag, tmp_path: Path, monkeypatch) -> None:
