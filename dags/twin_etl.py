@@ -6,10 +6,13 @@ one mapped task per link, stores standardized raw documents in the warehouse (Mo
 with Great Expectations, and emits the Asset `twin://warehouse/raw`, which triggers `twin_features`.
 
 **Trigger form:**
-- `user_full_name`: the author;
+- `user_full_name`: the author, whose name the documents are stored under; required with links
+  (unless the config sets it), no default: links without an author fail `plan_crawls` at once;
 - `links`: one URL per line (articles, Medium, a LinkedIn profile, git repositories);
 - `config` (optional): the name of a YAML file in `configs/etl/` (for example `ada_quillfeather`) with
   `user_full_name`, `links` and crawl `settings`; its links are added to the form's, its author wins.
+  A bad name, a missing or malformed file, or a config without links fails `plan_crawls` at once
+  (no retry), with what to fix in its message.
 
 Scheduled (weekly) and backfill runs have no form: they use the config named by the Airflow Variable
 `twin_etl_default_config`, if set; with no config and no links a run crawls nothing and emits nothing.
@@ -19,9 +22,11 @@ Backfill (one run per week, oldest first):
 Every task runs `twin …` as a Kubernetes pod (`TWIN_EXECUTION=kubernetes`) or a local subprocess. A
 failing link fails only its own mapped task, with its reason in the task log and failure message; a
 link that can never succeed (bad input, exit code 3) is not retried, an unavailable store (exit code 4)
-is. `check_changes` lets validation run when at least one crawl created or updated a document:
-validation quarantines bad documents instead of failing (up to the configured failure ratio) and emits
-the raw Asset. A run that changed nothing emits nothing, so `twin_features` does not start.
+is. `check_changes` lets validation run when at least one crawl created or updated a document, even
+if other links failed: validation quarantines bad documents instead of failing (up to the configured
+failure ratio) and emits the raw Asset. A run that changed nothing emits nothing, so `twin_features`
+does not start. `check_crawls` fails the run when `plan_crawls` or any crawl failed (the good links'
+documents are still validated and emitted), so a run with a failed link never shows as a success.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import RAW
 from twin_ops.config import execution_mode
-from twin_ops.etl_config import available_configs
+from twin_ops.etl_config import CONFIG_NAME_PATTERN, available_configs
 
 # The embedded warehouse is one file: local runs crawl one link at a time; pods crawl in parallel.
 CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
@@ -40,7 +45,14 @@ CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
     dag_id="twin_etl",
     schedule="@weekly",
     params={
-        "user_full_name": Param("Ada Quillfeather", type="string", minLength=1, title="Author full name"),
+        "user_full_name": Param(
+            None,
+            type=["null", "string"],
+            maxLength=200,
+            title="Author full name",
+            description="Who wrote the links (their documents are stored under this name), e.g. Ada "
+            "Quillfeather. Required with links, unless the config sets it.",
+        ),
         "links": Param(
             [],
             type="array",
@@ -51,6 +63,7 @@ CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
         "config": Param(
             None,
             type=["null", "string"],
+            pattern=f"^$|{CONFIG_NAME_PATTERN}",
             title="ETL config (optional)",
             description="A YAML file name from configs/etl/ (author, links, crawl settings).",
             examples=available_configs() or None,
@@ -76,11 +89,23 @@ def twin_etl() -> None:
         print(f"documents created or updated: {changed}")
         return changed > 0
 
+    @task(trigger_rule="one_failed")
+    def check_crawls() -> None:
+        """Fail the run when planning or a crawl failed (runs only then; skipped when all went well)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            "plan_crawls or a crawl failed (their logs and alerts give the reasons); "
+            "the links that succeeded are still validated"
+        )
+
+    planned = plan_crawls()
     crawl = twin_step_mapped("crawl", profile="cpu", max_active_tis_per_dagrun=CRAWLS_IN_PARALLEL).expand(
-        arguments=plan_crawls()
+        arguments=planned
     )
     validate = twin_step("validate_raw", ["validate", "raw"], profile="cpu", outlets=[RAW])
     check_changes(crawl.output) >> validate
+    [planned, crawl] >> check_crawls()
 
 
 twin_etl()

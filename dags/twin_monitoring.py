@@ -18,8 +18,10 @@ twin in `twin_training` (the closed loop; `TWIN_RETRAIN_ON_DRIFT=false` turns it
 window sends nothing new and emits nothing.
 
 **Trigger form:** `author` (empty = every author's requests together), `reference` (previous:
-recent production traffic, the alerting default; training: an informational comparison with the
-training data that never alerts).
+recent production traffic, the alerting default; baseline: a pinned window of the same length ending
+at `baseline_end`, which it needs; training: an informational comparison with the training data that
+never alerts), `baseline_end` (ISO 8601 date-time, only read with `reference` baseline; empty is
+passed as `--baseline-end ""`, which `twin monitor drift` reads as not given, like `--author ""`).
 The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
 """
 
@@ -43,8 +45,18 @@ WINDOW = "1h"  # the schedule's data interval
             "previous",
             enum=["previous", "baseline", "training"],
             title="Reference",
-            description="previous = the windows before this one (alerts); training = the latest instruct "
-            "dataset, an informational report that never alerts.",
+            description="previous = the windows before this one (alerts); baseline = a pinned window "
+            "ending at baseline_end (alerts); training = the latest instruct dataset, an informational "
+            "report that never alerts.",
+        ),
+        "baseline_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            pattern=r"^$|^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}",
+            title="Baseline end",
+            description="End of the pinned baseline window (ISO 8601, e.g. 2026-11-01T00:00:00+00:00); "
+            "required with reference baseline, ignored otherwise.",
         ),
     },
     **dag_kwargs(__doc__, tags=["monitoring", "drift"], deadline=timedelta(minutes=50)),
@@ -61,6 +73,8 @@ def twin_monitoring() -> None:
             "{{ (data_interval_end or dag_run.run_after).isoformat() }}",
             "--reference",
             "{{ params.reference }}",
+            "--baseline-end",
+            "{{ params.baseline_end or '' }}",
             "--author",
             "{{ params.author }}",
             "--alert",

@@ -2,6 +2,9 @@
 
 Config files live in ``configs/etl/`` (found by ``twin_ops.config.find_config``; ``TWIN_ETL_CONFIG_DIR``
 overrides). Only file names are accepted from the form, never paths.
+
+Bad form input or a bad config raises ``AirflowFailException``: the task fails at once, without the
+retries meant for an unavailable backend, and its message says what to fix.
 """
 
 from __future__ import annotations
@@ -10,9 +13,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from twin_ops.config import find_config
 
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A config name: a file name from configs/etl/ (the form's Param validates the same pattern).
+CONFIG_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_CONFIG_NAME = re.compile(CONFIG_NAME_PATTERN)
+DEFAULT_CONFIG_VARIABLE = "twin_etl_default_config"
 
 
 def etl_config_dir() -> Path:
@@ -25,18 +33,35 @@ def available_configs() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+def _known() -> str:
+    return ", ".join(available_configs()) or "none"
+
+
 def load_etl_config(name: str) -> dict[str, Any]:
-    """The mapping in ``configs/etl/<name>.yaml``; ValueError for a bad name, a missing file or no mapping."""
+    """The mapping in ``configs/etl/<name>.yaml``, checked; AirflowFailException for a bad name, a missing
+    or unreadable file, or a field of the wrong type."""
     import yaml
 
     if not _CONFIG_NAME.match(name):
-        raise ValueError(f"invalid config name {name!r} (a file name from configs/etl/, no path)")
+        raise AirflowFailException(
+            f"invalid config name {name!r}: give a file name from configs/etl/, no path (available: {_known()})"
+        )
     path = etl_config_dir() / f"{name.removesuffix('.yaml')}.yaml"
     if not path.is_file():
-        raise ValueError(f"ETL config {name!r} not found in {etl_config_dir()}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raise AirflowFailException(f"ETL config {name!r} not found in {etl_config_dir()} (available: {_known()})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise AirflowFailException(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping")
+        raise AirflowFailException(f"{path}: expected a mapping (user_full_name, links, settings)")
+    if not isinstance(data.get("user_full_name") or "", str):
+        raise AirflowFailException(f"{path}: user_full_name must be a string")
+    links = data.get("links") or []
+    if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+        raise AirflowFailException(f"{path}: links must be a list of URLs")
+    if not isinstance(data.get("settings") or {}, dict):
+        raise AirflowFailException(f"{path}: settings must be a mapping of setting names to values")
     return data
 
 
@@ -44,20 +69,46 @@ def plan(params: dict[str, Any], default_config: str | None = None) -> list[list
     """One `twin etl crawl` argument list per unique link (XCom carries only the links).
 
     The form's links are added to the config's; the config's author wins. With neither a config nor
-    links (a scheduled or backfill run), ``default_config`` is used; with none of them, no crawl."""
+    links (a scheduled or backfill run), ``default_config`` (the Airflow Variable
+    ``twin_etl_default_config``) is used; with none of them, no crawl. Links without an author, a config
+    that cannot be read or that lists no links fail (AirflowFailException, no retry)."""
     config_name = (params.get("config") or "").strip() or None
     form_links = [str(x).strip() for x in params.get("links") or [] if str(x).strip()]
+    from_variable = False
     if not config_name and not form_links:
-        config_name = default_config
-    cfg = load_etl_config(config_name) if config_name else {}
+        config_name = (default_config or "").strip() or None
+        from_variable = config_name is not None
+    if not config_name:
+        if not form_links:
+            return []  # the weekly run with no default config: nothing to crawl
+        cfg: dict[str, Any] = {}
+    else:
+        try:
+            cfg = load_etl_config(config_name)
+        except AirflowFailException as exc:
+            if from_variable:
+                raise AirflowFailException(f"Airflow Variable {DEFAULT_CONFIG_VARIABLE}: {exc}") from None
+            raise
+    links = list(dict.fromkeys([*(x.strip() for x in cfg.get("links") or []), *form_links]))
+    links = [link for link in links if link]
+    if not links:
+        where = f"Airflow Variable {DEFAULT_CONFIG_VARIABLE}: " if from_variable else ""
+        raise AirflowFailException(
+            f"{where}ETL config {config_name!r} lists no links and the form has none: add `links` to the "
+            "config or fill `links` in the trigger form"
+        )
     user = (cfg.get("user_full_name") or params.get("user_full_name") or "").strip()
     if not user:
-        raise ValueError("no author: set user_full_name in the form or the config")
-    links = list(dict.fromkeys([*(str(x).strip() for x in cfg.get("links") or []), *form_links]))
+        source = f"ETL config {config_name!r} sets no user_full_name; " if config_name else ""
+        raise AirflowFailException(
+            f"no author for {len(links)} link(s): {source}fill `user_full_name` in the trigger form with the "
+            "full name of the person who wrote them (their documents are stored under that name); "
+            "nothing was crawled"
+        )
     extra: list[str] = []
     for key, value in sorted((cfg.get("settings") or {}).items()):
         extra += ["--setting", f"{key}={value}"]
-    return [["etl", "crawl", "--user", user, "--link", link, *extra] for link in links if link]
+    return [["etl", "crawl", "--user", user, "--link", link, *extra] for link in links]
 
 
 def documents_changed(results: list[dict[str, Any] | None] | None) -> int:

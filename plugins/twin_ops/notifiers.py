@@ -20,19 +20,38 @@ from airflow.sdk import BaseNotifier
 log = logging.getLogger("twin.alerts")
 
 
-class TwinAlertNotifier(BaseNotifier):
-    template_fields = ("message",)
+# A task failure: which task (a mapped task's map index in brackets), which run, and why (the exception the
+# task runner puts in the callback context; the `twin` step's error, e.g. a failed link and its reason).
+FAILURE_MESSAGE = (
+    "{{ dag.dag_id }}.{{ ti.task_id }}"
+    "{% if ti.map_index is defined and ti.map_index is not none and ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %}"
+    " failed (run {{ run_id }})"
+    "{% if exception is defined and exception %}: {{ exception | string | truncate(1000, True) }}{% endif %}"
+)
 
-    def __init__(self, message: str = "{{ dag.dag_id }}.{{ ti.task_id }} failed (run {{ run_id }})") -> None:
+
+class TwinAlertNotifier(BaseNotifier):
+    """The task-failure alert every task has (``on_failure_callback``): log, and the JSON webhook.
+
+    The message is rendered per call, not in place: one instance serves every task of a DAG (default_args),
+    and several tasks can fail in one process (``dag.test``)."""
+
+    template_fields = ()
+
+    def __init__(self, message: str = FAILURE_MESSAGE) -> None:
         super().__init__()
         self.message = message
 
+    def text(self, context: dict[str, Any]) -> str:
+        return str(self.render_template(self.message, context, self.get_template_env(dag=context.get("dag"))))
+
     def notify(self, context: dict[str, Any]) -> None:
-        log.error("ALERT: %s", self.message)
+        text = self.text(context)
+        log.error("ALERT: %s", text)
         url = os.environ.get("TWIN_ALERT_WEBHOOK_URL")
         if not url:
             return
-        post_webhook(url, {"text": self.message})
+        post_webhook(url, {"text": text})
 
 
 def post_webhook(url: str, payload: dict[str, Any]) -> bool:

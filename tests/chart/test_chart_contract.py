@@ -11,6 +11,7 @@ import ast
 import configparser
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -155,6 +156,40 @@ def test_airflow_image_puts_execution_yaml_where_the_factory_looks():
         text = config_py.read_text()
         assert 'find_config("execution.yaml", "TWIN_EXECUTION_CONFIG")' in text
         assert 'Path("/opt/airflow/configs")' in text  # one of the config roots searched
+
+
+def _image_copies() -> list[str]:
+    """The build-context sources of every COPY in every image (all stages; not COPY --from)."""
+    sources = []
+    for dockerfile in sorted((cr.REPO / "images").glob("*/Dockerfile")):
+        for line in dockerfile.read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+                sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_airflow_image_ships_every_config_the_plugins_read():
+    """Each configs/ entry twin_ops looks up with find_config (at parse or plan time: execution.yaml, the
+    training profiles, the ETL configs of twin_etl's form) is copied where find_config looks in the image."""
+    plugins = cr.REPO / "plugins" / "twin_ops"
+    read = set()
+    for path in plugins.glob("*.py"):
+        read |= {m.split("/")[0] for m in re.findall(r'find_config\(f?"([^"{]+)', path.read_text())}
+    assert read >= {"execution.yaml", "training", "etl"}
+    dockerfile = (cr.REPO / "images" / "airflow" / "Dockerfile").read_text()
+    for entry in sorted(read):
+        assert f"COPY --chown=airflow:0 configs/{entry} /opt/airflow/configs/{entry}\n" in dockerfile, entry
+
+
+def test_dockerignore_sends_every_image_copy_source():
+    """.dockerignore excludes everything (`*`) and allows what the Dockerfiles copy: a COPY source that it
+    does not allow is missing from the build context, and the build fails."""
+    lines = [x.strip() for x in (cr.REPO / ".dockerignore").read_text().splitlines()]
+    assert "*" in lines
+    allowed = [x[1:].rstrip("/") for x in lines if x.startswith("!")]
+    missing = [src for src in _image_copies() if not any(src == a or src.startswith(a + "/") for a in allowed)]
+    assert missing == []
 
 
 # --------------------------------------------------------------------------- airflow.cfg

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -39,12 +40,29 @@ DAG_ID = "twin_etl"  # the `dag` fixture (conftest.py) parses it in local mode
 
 def test_graph_params_and_outlet(dag) -> None:
     assert set(dag.params) == {"user_full_name", "links", "config"}
-    assert dag.get_task("crawl").downstream_task_ids == {"check_changes"}
+    assert dag.get_task("plan_crawls").downstream_task_ids == {"crawl", "check_crawls"}
+    assert dag.get_task("crawl").downstream_task_ids == {"check_changes", "check_crawls"}
     assert dag.get_task("check_changes").downstream_task_ids == {"validate_raw"}
     assert dag.get_task("check_changes").trigger_rule == "all_done"  # failed links do not stop the rest
+    # a failed plan or crawl fails the run, whatever validation does with the links that succeeded
+    assert dag.get_task("check_crawls").trigger_rule == "one_failed"
+    assert dag.get_task("check_crawls").downstream_task_ids == set()
     validate = dag.get_task("validate_raw")
     assert {a.uri for a in validate.outlets} == {"twin://warehouse/raw"}
     assert dag.timetable.expression == "0 0 * * 0"  # schedule="@weekly", as Airflow 3.3 stores it
+
+
+def test_form_has_no_demo_author_and_validates_the_config_name(dag) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    assert dag.params["user_full_name"] is None  # no prefilled author to file someone's writing under
+    assert dag.params.validate() == {"user_full_name": None, "links": [], "config": None}
+    config = dag.params.get_param("config")
+    for good in (None, "", "ada_quillfeather", "team-2.yaml"):
+        assert config.resolve(good) == good
+    for bad in ("../etc/passwd", "/abs/team", "configs/etl/team", " team"):
+        with pytest.raises(ParamValidationError):
+            config.resolve(bad)
 
 
 def test_plan_merges_form_and_config(etl_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,9 +82,40 @@ def test_plan_merges_form_and_config(etl_module, tmp_path: Path, monkeypatch: py
     ]
     assert plan({"user_full_name": "Ada Q", "links": []}, default_config="team")[0][3] == "Zoe Ng"
     assert plan({"user_full_name": "Ada Q", "links": []}) == []
-    for bad in ("../etc/passwd", "missing"):
-        with pytest.raises(ValueError):
-            plan({"user_full_name": "Ada Q", "config": bad})
+    assert plan({"links": ["https://a.dev/x"], "config": "team"})[1][3] == "Zoe Ng"  # the config's author
+
+
+def test_plan_fails_at_once_on_bad_input(etl_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad form input or config raises AirflowFailException (no retry) saying what to fix."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    plan = etl_module.plan
+    (tmp_path / "team.yaml").write_text("user_full_name: Zoe Ng\nlinks: [https://z.dev/1]\n")
+    (tmp_path / "anon.yaml").write_text("links: [https://z.dev/1]\n")
+    (tmp_path / "empty.yaml").write_text("user_full_name: Zoe Ng\n")
+    (tmp_path / "flat.yaml").write_text("user_full_name: Zoe Ng\nlinks: https://z.dev/1\n")
+    (tmp_path / "list.yaml").write_text("- https://z.dev/1\n")
+    monkeypatch.setenv("TWIN_ETL_CONFIG_DIR", str(tmp_path))
+    author_missing = "no author for 1 link(s): fill `user_full_name` in the trigger form"
+    cases = [
+        ({"links": ["https://a.dev/x"]}, None, f"^{re.escape(author_missing)}"),
+        ({"user_full_name": "  ", "links": ["https://a.dev/x"]}, None, f"^{re.escape(author_missing)}"),
+        ({"config": "anon"}, None, r"^no author for 1 link\(s\): ETL config 'anon' sets no user_full_name; fill"),
+        ({"user_full_name": "Ada Q", "config": "../etc/passwd"}, None, r"^invalid config name '\.\./etc/passwd'"),
+        ({"user_full_name": "Ada Q", "config": "missing"}, None, r"^ETL config 'missing' not found in .*"),
+        ({"config": "empty"}, None, r"^ETL config 'empty' lists no links and the form has none"),
+        ({"config": "flat"}, None, r"flat\.yaml: links must be a list of URLs$"),
+        ({"config": "list"}, None, r"list\.yaml: expected a mapping"),
+        ({}, "gone", r"^Airflow Variable twin_etl_default_config: ETL config 'gone' not found"),
+    ]
+    for params, default_config, message in cases:
+        with pytest.raises(AirflowFailException, match=message):
+            plan(params, default_config=default_config)
+    with pytest.raises(AirflowFailException, match=r"\(available: anon, empty, flat, list, team\)$"):
+        plan({"config": "missing"})
+    # the weekly run: no links, no config, no author -> nothing to crawl, not an error
+    assert plan({}) == []
+    assert plan({"user_full_name": None, "links": [], "config": None}) == []
 
 
 def test_only_created_or_updated_documents_count_as_a_change(etl_module) -> None:
@@ -108,9 +157,106 @@ def test_dag_crawls_the_fixture_site_locally(dag, twin_env, run_dag, twin, git_r
     assert run.state == "success", states
     assert [states[("crawl", i)] for i in range(3)] == ["success"] * 3
     assert states[("validate_raw", -1)] == "success"
+    assert states[("check_crawls", -1)] == "skipped"  # nothing failed
     assert "twin_core" not in sys.modules
 
     stats = twin(env, "warehouse", "stats")
     assert stats["categories"]["articles"] == {"total": 2, "quarantined": 0}
     assert stats["categories"]["repositories"] == {"total": 1, "quarantined": 0}
     assert stats["authors"]["Ada Quillfeather"]["articles"] == 2
+
+
+@pytest.fixture
+def alerts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts of the failure alerts a run sends to the webhook (captured, nothing is posted)."""
+    from twin_ops import notifiers
+
+    sent: list[str] = []
+    monkeypatch.setenv("TWIN_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unused")
+    monkeypatch.setattr(notifiers, "post_webhook", lambda url, payload: sent.append(payload["text"]) or True)
+    return sent
+
+
+def _tries(run) -> dict[tuple[str, int], int]:  # noqa: ANN001
+    return {(ti.task_id, ti.map_index): ti.try_number for ti in run.get_task_instances()}
+
+
+def test_links_without_an_author_fail_the_run_at_once(dag, twin_env, run_dag, alerts) -> None:
+    """No author: plan_crawls fails on its first try (no retry), nothing is crawled, the run fails."""
+    twin_env(TWIN_BIN="/nonexistent/twin")  # no step may run
+    run, states = run_dag(dag, run_conf={"links": ["file:///nonexistent/repo"]})
+    assert run.state == "failed", states
+    assert states == {
+        ("plan_crawls", -1): "failed",
+        ("crawl", -1): "upstream_failed",
+        ("check_changes", -1): "success",  # all_done: it runs, finds no change
+        ("validate_raw", -1): "skipped",
+        ("check_crawls", -1): "failed",
+    }
+    assert _tries(run)[("plan_crawls", -1)] == 1
+    assert alerts == [
+        f"twin_etl.plan_crawls failed (run {run.run_id}): no author for 1 link(s): fill `user_full_name` in the "
+        "trigger form with the full name of the person who wrote them (their documents are stored under that "
+        "name); nothing was crawled",
+        f"twin_etl.check_crawls failed (run {run.run_id}): plan_crawls or a crawl failed (their logs and alerts "
+        "give the reasons); the links that succeeded are still validated",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_a_run_whose_crawls_all_fail_ends_failed(dag, twin_env, run_dag, tmp_path: Path, alerts) -> None:
+    twin_env(TWIN_BIN=str(TWIN))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("not a repository\n")
+    links = [(tmp_path / "notes").as_uri(), (tmp_path / "missing").as_uri()]  # bad input: exit code 3
+    run, states = run_dag(dag, run_conf={"user_full_name": "Ada Quillfeather", "links": links})
+    assert run.state == "failed", states
+    assert states == {
+        ("plan_crawls", -1): "success",
+        ("crawl", 0): "failed",
+        ("crawl", 1): "failed",
+        ("check_changes", -1): "success",  # it ran and found no change
+        ("validate_raw", -1): "skipped",
+        ("check_crawls", -1): "failed",
+    }
+    assert _tries(run)[("crawl", 0)] == _tries(run)[("crawl", 1)] == 1  # bad input is not retried
+    # one alert per failed task (in the order they ran), naming the mapped instance and the reason
+    by_task = {text.split(" failed (run ")[0]: text for text in alerts}
+    assert sorted(by_task) == ["twin_etl.check_crawls", "twin_etl.crawl[0]", "twin_etl.crawl[1]"], alerts
+    assert len(alerts) == 3
+    assert by_task["twin_etl.crawl[0]"] == (
+        f"twin_etl.crawl[0] failed (run {run.run_id}): `twin etl crawl --user Ada Quillfeather --link {links[0]}` "
+        f"failed (bad input, exit code 3, not retried): {links[0]}: not_a_repository: {tmp_path / 'notes'} is a "
+        "folder but not a git repository (no .git inside); run `git init` and commit, or link the repository itself"
+    )
+    assert by_task["twin_etl.crawl[1]"] == (
+        f"twin_etl.crawl[1] failed (run {run.run_id}): `twin etl crawl --user Ada Quillfeather --link {links[1]}` "
+        f"failed (bad input, exit code 3, not retried): {links[1]}: git: repository {tmp_path / 'missing'} does "
+        "not exist"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_a_partly_failed_run_validates_the_good_links_and_ends_failed(dag, twin_env, run_dag, twin, git_repo) -> None:
+    from airflow import settings
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    env = twin_env(TWIN_BIN=str(TWIN))
+    links = [git_repo.as_uri(), (git_repo.parent / "missing").as_uri()]
+    run, states = run_dag(dag, run_conf={"user_full_name": "Ada Quillfeather", "links": links})
+    assert run.state == "failed", states
+    assert states == {
+        ("plan_crawls", -1): "success",
+        ("crawl", 0): "success",
+        ("crawl", 1): "failed",
+        ("check_changes", -1): "success",
+        ("validate_raw", -1): "success",  # the good link's documents are validated ...
+        ("check_crawls", -1): "failed",  # ... and the run still fails
+    }
+    query = select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+    query = query.where(AssetModel.uri == "twin://warehouse/raw", AssetEvent.source_run_id == run.run_id)
+    assert len(list(settings.Session().scalars(query))) == 1  # the raw Asset is still emitted
+    assert twin(env, "warehouse", "stats")["categories"]["repositories"] == {"total": 1, "quarantined": 0}

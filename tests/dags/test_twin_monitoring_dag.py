@@ -96,6 +96,42 @@ def test_hourly_schedule_graph_and_outlet(dag) -> None:
     assert "data_interval_end" in args[args.index("--end") + 1]
 
 
+def _rendered_command(dag: Any, **conf: Any) -> list[str]:
+    """drift_report's `twin` arguments for a run with this trigger-form ``conf`` (validated like a trigger)."""
+    import copy
+
+    params = copy.deepcopy(dag.params)
+    for key, value in conf.items():
+        params[key] = value  # validates the value against the Param's schema
+    task = dag.get_task("drift_report")
+    end = datetime(2026, 11, 21, 11, tzinfo=UTC)
+    context = {"params": params.validate(), "data_interval_end": end, "dag_run": None}
+    return task.render_template(task.arguments, context, dag.get_template_env())
+
+
+def test_reference_baseline_passes_the_baseline_end(dag) -> None:
+    base = ["monitor", "drift", "--window", "1h", "--end", "2026-11-21T11:00:00+00:00"]
+    # "" = not given, for `twin monitor drift` (as for --author)
+    default = [*base, "--reference", "previous", "--baseline-end", "", "--author", "", "--alert"]
+    assert _rendered_command(dag) == default
+    baseline = _rendered_command(dag, reference="baseline", baseline_end="2026-11-01T00:00:00+00:00")
+    assert baseline == [*base, "--reference", "baseline", "--baseline-end", "2026-11-01T00:00:00+00:00"] + default[-3:]
+    assert dag.params["baseline_end"] is None
+    assert dag.params.get_param("reference").schema["enum"] == ["previous", "baseline", "training"]
+
+
+def test_baseline_end_must_be_a_date_time(dag) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dag.params.get_param("baseline_end")
+    assert param.schema["format"] == "date-time"  # the trigger form's date-time picker
+    for good in (None, "", "2026-11-01T00:00:00+00:00", "2026-11-01T00:00:00.000Z", "2026-11-01 00:00"):
+        assert param.resolve(good) == good
+    for bad in ("last week", "01/11/2026", "2026-11-01"):
+        with pytest.raises(ParamValidationError):
+            param.resolve(bad)
+
+
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
 def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     from airflow.dag_processing.dagbag import DagBag
@@ -144,6 +180,38 @@ def test_deadline_callback_alerts_the_webhook(sink: Sink, monkeypatch: pytest.Mo
             "dag_id": "twin_training",
         }
     ]
+
+
+def test_failure_alert_names_the_mapped_instance_and_the_reason(sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TwinAlertNotifier (every task's on_failure_callback) reads the callback context Airflow 3.3 gives:
+    ``ti.map_index`` (-1 when not mapped) and ``exception``; one instance serves several failures."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG
+    from twin_ops.local_operator import TwinStepRejected
+    from twin_ops.notifiers import TwinAlertNotifier
+
+    monkeypatch.setenv("TWIN_ALERT_WEBHOOK_URL", sink.url)
+    dag = DAG("twin_etl", schedule=None)
+    notifier = TwinAlertNotifier()  # shared, as in default_args
+    reason = "`twin etl crawl --link file:///x` failed (bad input, exit code 3, not retried): file:///x: git: gone"
+
+    def context(task_id: str, map_index: int, exception: BaseException | None) -> dict[str, Any]:
+        ti = SimpleNamespace(task_id=task_id, map_index=map_index)
+        return {"dag": dag, "ti": ti, "run_id": "manual__1", "exception": exception}
+
+    notifier(context("crawl", 2, TwinStepRejected(reason)))
+    notifier(context("crawl", 0, TwinStepRejected(reason)))
+    notifier(context("validate_raw", -1, None))
+    notifier(context("check_drift", -1, RuntimeError("x" * 3000)))
+    texts = [b["text"] for b in sink.bodies]
+    assert texts[:3] == [
+        f"twin_etl.crawl[2] failed (run manual__1): {reason}",
+        f"twin_etl.crawl[0] failed (run manual__1): {reason}",
+        "twin_etl.validate_raw failed (run manual__1)",
+    ]
+    assert texts[3] == "twin_etl.check_drift failed (run manual__1): " + "x" * 997 + "..."  # at most 1000
+    assert len(texts) == 4
 
 
 def test_closed_loop_schedules_and_switch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,6 +325,39 @@ def test_drift_alerts_the_webhook_once_and_queues_twin_datasets(
     assert states == {"drift_report": "success", "check_drift": "skipped"}, states
     assert len(sink.bodies) == sent
     assert len(_asset_events(settings.Session(), "twin://monitoring/drift")) == 1
+
+
+@pytest.mark.slow
+@needs_twin
+def test_reference_baseline_compares_with_the_pinned_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form's baseline reaches `twin monitor drift`: the checked hour is compared with the pinned hour
+    before baseline_end, not with the (shifted) hour before it; without baseline_end the step fails at once."""
+    home = tmp_path / "twin"
+    t0 = datetime(2026, 11, 21, 10, tzinfo=UTC)
+    _seed(home, t0, 1, "reference")
+    _seed(home, t0 + timedelta(hours=1), 1, "shifted")
+    _seed(home, t0 + timedelta(hours=2), 1, "reference")
+    _use_home(monkeypatch, home)
+
+    from airflow.utils import db
+
+    db.initdb()
+    dag = _parsed_dag("twin_monitoring")
+    conf = {"reference": "baseline", "baseline_end": (t0 + timedelta(hours=1)).isoformat()}
+    run = dag.test(logical_date=t0 + timedelta(hours=3), run_conf=conf)  # checks 12:00-13:00
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states == {"drift_report": "success", "check_drift": "skipped"}, states
+    report = home / "artifacts" / "monitoring" / "all" / "20261121T120000Z-1h"
+    result = json.loads((report / "result.json").read_text())
+    assert result["reference"]["kind"] == "baseline" and result["reference"]["informational"] is False
+    assert result["reference"]["window"]["key"] == "20261121T100000Z-1h"  # the pinned hour, not 11:00
+    assert result["verdict"] == "no_drift", result["drifted"]
+
+    dag = _parsed_dag("twin_monitoring")  # afresh: dag.test() keeps the last run_conf in dag.params
+    run = dag.test(logical_date=t0 + timedelta(hours=2), run_conf={"reference": "baseline"})
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert run.state == "failed"
+    assert (tis["drift_report"].state, tis["drift_report"].try_number) == ("failed", 1)  # bad input: no retry
 
 
 def _airflow_cli(*args: str) -> None:
