@@ -27,6 +27,10 @@ KUBE_VERSIONS = ("1.29.0", "1.37.0")
 
 KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
 PROMETHEUS_API = "monitoring.coreos.com/v1/PrometheusRule"
+POD_MONITOR_API = "monitoring.coreos.com/v1/PodMonitor"
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+# What a cluster with the Prometheus Operator serves (it installs the three CRDs together).
+PROMETHEUS_APIS = (PROMETHEUS_API, POD_MONITOR_API, SERVICE_MONITOR_API)
 
 
 def helm():
@@ -160,9 +164,21 @@ def _crd_validator(schema_file: str):
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+@cache
+def _pod_monitor_validator():
+    return _crd_validator("podmonitor-v1.json")
+
+
+@cache
+def _service_monitor_validator():
+    return _crd_validator("servicemonitor-v1.json")
+
+
 CRD_VALIDATORS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): _kserve_validator,
     ("monitoring.coreos.com/v1", "PrometheusRule"): _prometheus_rule_validator,
+    ("monitoring.coreos.com/v1", "PodMonitor"): _pod_monitor_validator,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _service_monitor_validator,
 }
 
 

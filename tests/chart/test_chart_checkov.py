@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 
 CHECKOV = cr.REPO / ".venv-tools" / "bin" / "checkov"
 IMAGES = cr.REPO / "images"
-BOTH_APIS = (cr.KSERVE_API, cr.PROMETHEUS_API)
+BOTH_APIS = (cr.KSERVE_API, *cr.PROMETHEUS_APIS)
 
 pytestmark = pytest.mark.skipif(
     not CHECKOV.exists(), reason=f"{CHECKOV} is missing: build it with `make setup` (requirements/tools.txt)"

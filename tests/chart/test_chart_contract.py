@@ -22,7 +22,7 @@ import chart_render as cr  # noqa: E402  (tests/chart/conftest.py puts it on sys
 import yaml  # noqa: E402
 
 EXECUTION = yaml.safe_load((cr.REPO / "configs" / "execution.yaml").read_text())
-BOTH_APIS = (cr.KSERVE_API, cr.PROMETHEUS_API)
+BOTH_APIS = (cr.KSERVE_API, *cr.PROMETHEUS_APIS)
 
 
 @pytest.fixture(scope="module")

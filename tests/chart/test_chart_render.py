@@ -11,14 +11,14 @@ pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env
 
 import chart_render as cr  # noqa: E402  (tests/chart/conftest.py puts it on sys.path)
 
-BOTH_APIS = (cr.KSERVE_API, cr.PROMETHEUS_API)
+BOTH_APIS = (cr.KSERVE_API, *cr.PROMETHEUS_APIS)
 
 # name -> (values, api versions the simulated cluster serves)
 VARIANTS = {
     "defaults": (None, ()),
     "defaults+kserve+prometheus": (None, BOTH_APIS),
     "kserve-only": (None, (cr.KSERVE_API,)),
-    "prometheus-only": (None, (cr.PROMETHEUS_API,)),
+    "prometheus-only": (None, cr.PROMETHEUS_APIS),
     "kind-cpu-only": ("kind", BOTH_APIS),
     "gpu-training": ("gpu", BOTH_APIS),
     "external-stores": ("external", BOTH_APIS),
@@ -107,6 +107,41 @@ def test_inferenceservice_only_with_kserve_api(renders):
     assert "canaryTrafficPercent" not in spec["predictor"]
 
 
+def _arg(args: list[str], flag: str) -> str:
+    assert args.count(flag) == 1, args
+    return args[args.index(flag) + 1]
+
+
+@pytest.mark.parametrize("variant", ["kserve-only", "gpu-training", "kind-cpu-only"])
+def test_predictor_serves_the_model_name_the_transformer_calls(renders, variant):
+    """KServe appends `--model_name <InferenceService name>` to a custom transformer's args, so the
+    transformer calls the predictor at /v1/models/<isvc name>:predict: the predictor must serve it."""
+    for isvc in cr.find(renders[variant], "InferenceService"):
+        name = isvc["metadata"]["name"]
+        (predictor,) = isvc["spec"]["predictor"]["containers"]
+        (transformer,) = isvc["spec"]["transformer"]["containers"]
+        assert _arg(predictor["args"], "--model-name") == name
+        assert _arg(transformer["args"], "--model-name") == name
+
+
+def test_one_model_name_per_author_inference_service():
+    authors = {"serving": {"authors": [{"slug": "ada"}, {"slug": "oskar"}]}}
+    isvcs = cr.find(cr.objects(cr.render(authors, api_versions=(cr.KSERVE_API,))), "InferenceService")
+    assert {_arg(isvc["spec"]["predictor"]["containers"][0]["args"], "--model-name") for isvc in isvcs} == {
+        "llm-twin-ada",
+        "llm-twin-oskar",
+    }
+
+
+def test_notes_unpause_twin_etl_before_triggering_it():
+    # DAGs are created paused (airflow.config.core.dags_are_paused_at_creation): a trigger alone queues forever
+    assert cr.chart_values()["airflow"]["config"]["core"]["dags_are_paused_at_creation"] == "True"
+    text = cr.notes(cr.render(None))
+    unpause = 'exec "$SCHEDULER" -- airflow dags unpause twin_etl'
+    assert unpause in text
+    assert text.index(unpause) < text.index("airflow dags trigger twin_etl")
+
+
 def test_notes_explain_missing_kserve():
     absent = cr.notes(cr.render(None))
     present = cr.notes(cr.render(None, api_versions=(cr.KSERVE_API,)))
@@ -120,6 +155,69 @@ def test_prometheus_rule_only_with_operator_api(renders):
     (rule,) = cr.find(renders["prometheus-only"], "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"LLMTwinDagRunFailed", "LLMTwinDriftDetected", "LLMTwinServingErrors"}
+
+
+def test_monitors_only_with_operator_api(renders):
+    """Without a PodMonitor / ServiceMonitor the Prometheus Operator scrapes nothing of the twin (it
+    ignores prometheus.io annotations), so no alert of the PrometheusRule could ever fire."""
+    for variant in ("defaults", "kserve-only"):
+        assert cr.find(renders[variant], "PodMonitor") == [] and cr.find(renders[variant], "ServiceMonitor") == []
+    # no KServe: no serving pods to scrape, but Airflow's StatsD exporter is there
+    assert cr.find(renders["prometheus-only"], "PodMonitor") == []
+    assert len(cr.find(renders["prometheus-only"], "ServiceMonitor")) == 1
+    # the operator serves PrometheusRule but (an older one) not the monitors: none rendered
+    objs = cr.objects(cr.render(None, api_versions=(cr.KSERVE_API, cr.PROMETHEUS_API)))
+    assert cr.find(objs, "PodMonitor") == [] and cr.find(objs, "ServiceMonitor") == []
+    assert len(cr.find(objs, "PrometheusRule")) == 1
+
+
+def test_pod_monitor_scrapes_every_serving_container(renders):
+    objs = renders["defaults+kserve+prometheus"]
+    (monitor,) = cr.find(objs, "PodMonitor")
+    assert monitor["metadata"]["namespace"] == cr.NAMESPACE
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [cr.NAMESPACE]}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (isvc,) = cr.find(objs, "InferenceService")
+    for component in ("predictor", "transformer"):
+        spec = isvc["spec"][component]
+        assert selector.items() <= spec["labels"].items(), component  # KServe puts these labels on the pods
+        (container,) = spec["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports[endpoint["port"]] == cr.chart_values()["serving"]["port"], component
+    # the 5xx-ratio alert reads the series this endpoint exposes, by the namespace label Prometheus adds
+    (rule,) = cr.find(objs, "PrometheusRule")
+    exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+    assert f'twin_serving_requests_total{{namespace="{cr.NAMESPACE}"' in exprs
+
+
+def test_service_monitor_scrapes_airflow_statsd(renders):
+    (monitor,) = cr.find(renders["defaults+kserve+prometheus"], "ServiceMonitor")
+    # the Airflow chart's statsd Service (chart/templates/statsd/statsd-service.yaml): these labels and
+    # the statsd-scrape port, where the exporter serves airflow_dagrun_failed_count and the drift counter
+    statsd = {"tier": "airflow", "component": "statsd", "release": cr.RELEASE}
+    assert monitor["spec"]["selector"]["matchLabels"] == statsd
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [cr.NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "statsd-scrape" and endpoint["path"] == "/metrics"
+    # no Airflow in the release (or its StatsD off): nothing to scrape
+    assert cr.find(renders["all-dependencies-disabled"], "ServiceMonitor") == []
+    no_statsd = cr.objects(cr.render({"airflow": {"statsd": {"enabled": False}}}, api_versions=BOTH_APIS))
+    assert cr.find(no_statsd, "ServiceMonitor") == [] and len(cr.find(no_statsd, "PodMonitor")) == 1
+
+
+def test_monitors_carry_the_alert_labels_and_can_be_disabled():
+    values = {"alerts": {"labels": {"release": "kube-prometheus-stack"}, "scrape": {"enabled": False}}}
+    objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))
+    assert cr.find(objs, "PodMonitor") == [] and cr.find(objs, "ServiceMonitor") == []
+    values["alerts"]["scrape"] = {"enabled": True, "interval": "15s"}
+    objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))
+    for kind, endpoints in (("PodMonitor", "podMetricsEndpoints"), ("ServiceMonitor", "endpoints")):
+        (monitor,) = cr.find(objs, kind)
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"][endpoints][0]["interval"] == "15s"
+    assert [e for o in objs for e in cr.validate_object(o)] == []
 
 
 def test_alerts_disabled_renders_nothing():
@@ -197,6 +295,18 @@ def test_external_mongodb(renders):
     # a URI with credentials comes from the Secret: the ConfigMap must not shadow it
     ext = renders["external-stores"]
     assert all("TWIN_MONGODB_URI" not in cm["data"] for cm in cr.find(ext, "ConfigMap", "llm-twin-settings"))
+
+
+def test_external_stores_in_a_private_range_are_reachable_from_serving(renders):
+    """ci/external-values.yaml: MongoDB and Qdrant in 10.20.0.0/16, which the internet rules exclude;
+    serving queries Qdrant and writes its request log to MongoDB, as the task pods do."""
+    objs = renders["external-stores"]
+    (tasks,) = cr.find(objs, "NetworkPolicy", "llm-twin-tasks")
+    (serving,) = cr.find(objs, "NetworkPolicy", "llm-twin-serving")
+    for policy in (tasks, serving):
+        private = [r for r in policy["spec"]["egress"] if r.get("to") == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]]
+        assert len(private) == 1, policy["metadata"]["name"]
+        assert {p["port"] for p in private[0]["ports"]} == {27017, 6333}
 
 
 def test_task_namespace_can_differ(renders):
@@ -292,9 +402,13 @@ def test_network_policies(renders):
     for needle in ('"mongodb"', '"qdrant"', '"object-store"', "0.0.0.0/0", '"port": 53'):
         assert needle in egress
     (serving,) = cr.find(objs, "NetworkPolicy", "llm-twin-serving")
-    serving_egress = serving["spec"]["egress"]
-    assert "0.0.0.0/0" not in json.dumps(serving_egress), "serving must not reach the internet"
-    assert all("ipBlock" not in peer for rule in serving_egress for peer in rule.get("to", []))
+    # the only internet access of serving: HTTPS for the default base model (hf://), never private ranges
+    assert _internet_rules(serving) == [
+        {
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": cr.chart_values()["networkPolicy"]["internetExcept"]}}],
+            "ports": [{"port": 443, "protocol": "TCP"}],
+        }
+    ]
     # every component pod is covered by a policy
     selectors = [np["spec"]["podSelector"]["matchLabels"] for np in cr.find(objs, "NetworkPolicy")]
     for owner, _spec in cr.pod_specs(objs):
@@ -303,6 +417,40 @@ def test_network_policies(renders):
         (workload,) = [o for o in objs if f"{o['kind']}/{o['metadata']['name']}" == owner]
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert any(all(labels.get(k) == v for k, v in sel.items()) for sel in selectors), owner
+
+
+def _internet_rules(policy: dict) -> list[dict]:
+    return [r for r in policy["spec"]["egress"] if any("ipBlock" in peer for peer in r.get("to", []))]
+
+
+def _serving_internet_ports(values: dict) -> set[int]:
+    objs = cr.objects(cr.render(values, api_versions=(cr.KSERVE_API,)))
+    assert [e for o in objs for e in cr.validate_object(o)] == []
+    (serving,) = cr.find(objs, "NetworkPolicy", "llm-twin-serving")
+    rules = _internet_rules(serving)
+    for rule in rules:
+        (peer,) = rule["to"]
+        assert peer["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in peer["ipBlock"]["except"]
+    return {p["port"] for r in rules for p in r["ports"]}
+
+
+def test_serving_may_download_its_models_from_the_internet():
+    """KServe's storage initializer (an init container of the predictor pod) fetches hf:// and https://
+    models itself: without egress to the internet the default InferenceService never gets Ready."""
+    s3_base = {"storageUri": "s3://llm-twin/models/base", "version": "base"}
+    # every served URI in the artifact store (the dev store, in the cluster): no internet at all
+    assert _serving_internet_ports({"serving": {"baseModel": s3_base}}) == set()
+    # an author's production weights on the Hub, or a base model over https://, open 443
+    hub_author = {"baseModel": s3_base, "authors": [{"slug": "ada", "storageUri": "hf://org/ada-twin"}]}
+    assert _serving_internet_ports({"serving": hub_author}) == {443}
+    https_base = {"storageUri": "https://models.example.com/twin.tar.gz", "version": "base"}
+    # the switch turns it off (models mirrored in the cluster)
+    assert (
+        _serving_internet_ports(
+            {"serving": {"baseModel": https_base}, "networkPolicy": {"servingDownloadsModels": False}}
+        )
+        == set()
+    )
 
 
 def test_network_policy_can_be_disabled():

@@ -1,0 +1,115 @@
+"""What users are told to set exists: every TWIN_* name in the chart's NOTES and values, the deploy docs,
+compose and the kind workflow is a variable the code reads, and the documented serving keys work.
+
+A misspelled setting is ignored silently (pydantic-settings, extra="ignore"): `TWIN_API_KEYS=key1,key2`
+left serving without keys, and both serving pods crash-looped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import chart_render as cr  # tests/chart/conftest.py puts it on sys.path
+import pytest
+
+DOCUMENTS = (
+    "charts/llm-twin/templates/NOTES.txt",
+    "charts/llm-twin/values.yaml",
+    "charts/llm-twin/ci/external-values.yaml",
+    "charts/llm-twin/ci/gpu-values.yaml",
+    "charts/llm-twin/ci/kind-values.yaml",
+    "docs/deploy.md",
+    "README.md",
+    "docker-compose.yaml",
+    ".github/workflows/kind-e2e.yaml",
+)
+NAME = re.compile(r"\bTWIN_[A-Z0-9_]*[A-Z0-9_]")
+# `--from-literal=TWIN_SERVE_API_KEYS='{...}'` (kubectl) or `TWIN_SERVE_API_KEYS='{...}'` (.env)
+API_KEYS_EXAMPLE = re.compile(r"\b(TWIN_[A-Z_]*API_KEYS)=('([^']*)'|[^\s'\\]+)")
+
+
+def _settings_variables() -> set[str]:
+    """TWIN_<flat name> of every field of twin_core.settings.Settings and its groups (each group has its
+    own env prefix, TWIN_SERVE_, TWIN_LLM_, ...; flat_names walks them)."""
+    from twin_core.settings import flat_names
+
+    return {"TWIN_" + name.upper() for name in flat_names()}
+
+
+def _variables_read_outside_settings() -> set[str]:
+    """TWIN_* variables the Airflow plugins (os.environ, find_config) and images/build.sh read."""
+    names: set[str] = set()
+    for path in (cr.REPO / "plugins").rglob("*.py"):
+        text = path.read_text()
+        names |= set(re.findall(r'environ(?:\.get\(|\[)\s*"(TWIN_[A-Z0-9_]+)"', text))
+        names |= set(re.findall(r'find_config\([^)]*"(TWIN_[A-Z0-9_]+)"', text))
+    names |= set(re.findall(r"\$\{(TWIN_[A-Z0-9_]+)", (cr.REPO / "images" / "build.sh").read_text()))
+    return names
+
+
+def test_the_real_names_are_derived_from_the_code():
+    real = _settings_variables()
+    assert {"TWIN_SERVE_API_KEYS", "TWIN_LLM_API_KEY", "TWIN_MONGODB_URI", "TWIN_LINKEDIN_LI_AT"} <= real
+    assert {"TWIN_API_KEYS", "TWIN_OPENAI_API_KEY"}.isdisjoint(real)
+    assert {"TWIN_EXECUTION_CONFIG", "TWIN_IMAGE_REGISTRY", "TWIN_IMAGE_TAG"} <= _variables_read_outside_settings()
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_documented_twin_variable_exists(document):
+    real = _settings_variables() | _variables_read_outside_settings()
+    text = (cr.REPO / document).read_text()
+    unknown = set()
+    for name in set(NAME.findall(text)):
+        if name.endswith("_"):  # a family, as in TWIN_LINKEDIN_*
+            if not any(r.startswith(name) for r in real):
+                unknown.add(name + "*")
+        elif name not in real:
+            unknown.add(name)
+    assert unknown == set(), f"{document} names variables nothing reads"
+
+
+def _api_keys_examples() -> list[tuple[str, str, str]]:
+    found = []
+    for document in DOCUMENTS:
+        for m in API_KEYS_EXAMPLE.finditer((cr.REPO / document).read_text()):
+            found.append((document, m.group(1), m.group(3) if m.group(3) is not None else m.group(2)))
+    return found
+
+
+def test_documented_serving_keys_are_accepted_by_serving(tmp_path, monkeypatch):
+    """Each example Secret / .env line, set as the docs say, gives serving its keys (twin_core's
+    load_auth, as `twin serve` calls it); with no keys and several authors it refuses to start."""
+    from twin_core.serving.auth import load_auth
+    from twin_core.settings import load_settings
+
+    examples = _api_keys_examples()
+    places = {doc for doc, _, _ in examples}
+    assert {
+        "README.md",
+        "docs/deploy.md",
+        "charts/llm-twin/templates/NOTES.txt",
+        ".github/workflows/kind-e2e.yaml",
+    } <= places
+    for document, name, value in examples:
+        with monkeypatch.context() as env:
+            for var in [v for v in os.environ if v.startswith("TWIN_")]:
+                env.delenv(var)
+            env.setenv("TWIN_HOME", str(tmp_path))  # no generated key file to fall back on
+            env.setenv(name, value)
+            auth = load_auth(load_settings(), authors=["Jane Doe", "Ada Quillfeather"])
+            assert not auth.disabled, (document, name)
+
+
+def test_a_separate_task_namespace_is_created_with_its_secret_in_the_docs():
+    """`helm install` with ci/external-values.yaml fails without the task namespace (the chart puts
+    objects there but never creates it), and task pods need the Secret there, serving in the release's."""
+    namespace = cr.ci_values("external")["tasks"]["namespace"]
+    secret = cr.chart_values()["secrets"]["existingSecret"]
+    docs = (cr.REPO / "docs" / "deploy.md").read_text()
+    assert f"kubectl create namespace {namespace}" in docs
+    loop = re.search(r"for ns in ([\w\- ]+); do\n\s+kubectl -n \"\$ns\" create secret generic (\S+)", docs)
+    assert loop, "no step creates the Secret in the task namespace"
+    assert set(loop.group(1).split()) == {cr.NAMESPACE, namespace} and loop.group(2) == secret
+    install = docs.index("-f charts/llm-twin/ci/external-values.yaml")
+    assert docs.index(f"kubectl create namespace {namespace}") < install
