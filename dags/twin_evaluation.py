@@ -230,8 +230,9 @@ def twin_evaluation() -> None:
     passed >> switch >> [approve, no_approval]
     canary_plan = plan_canary(passed)
     [approve, no_approval] >> canary_plan
-    canary = twin_step_mapped("canary", profile="cpu").expand(arguments=canary_plan)
-    watch = twin_step_mapped("watch", profile="cpu", execution_timeout=WATCH_EXECUTION_TIMEOUT).expand(
+    # deployer=True: the `twin deploy` pods alone get the Kubernetes API (the deployer service account)
+    canary = twin_step_mapped("canary", profile="cpu", deployer=True).expand(arguments=canary_plan)
+    watch = twin_step_mapped("watch", profile="cpu", deployer=True, execution_timeout=WATCH_EXECUTION_TIMEOUT).expand(
         arguments=plan_watch(canary.output)
     )
     check_promoted(watch.output)

@@ -53,10 +53,13 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def execution_config() -> dict[str, Any]:
-    """The YAML config with env overrides applied (namespace, service account, registry, tag)."""
+    """The YAML config with env overrides applied (namespace, service accounts, registry, tag)."""
     cfg = dict(_load(str(config_path())))
     cfg["namespace"] = os.environ.get("TWIN_K8S_NAMESPACE", cfg["namespace"])
     cfg["service_account"] = os.environ.get("TWIN_K8S_SERVICE_ACCOUNT", cfg["service_account"])
+    cfg["deployer_service_account"] = os.environ.get(  # a file from before the key: the chart's default name
+        "TWIN_K8S_DEPLOYER_SERVICE_ACCOUNT", cfg.get("deployer_service_account", "llm-twin-deployer")
+    )
     images = dict(cfg["images"])
     images["registry"] = os.environ.get("TWIN_IMAGE_REGISTRY", images["registry"])
     images["tag"] = os.environ.get("TWIN_IMAGE_TAG", images["tag"])

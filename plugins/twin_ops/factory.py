@@ -15,6 +15,9 @@ from typing import Any
 from twin_ops.config import execution_config, execution_mode, image_for, profile
 
 LABELS = {"app.kubernetes.io/part-of": "llm-twin", "app.kubernetes.io/component": "task"}
+# The label of the pods of ``deployer=True`` steps: the chart's NetworkPolicy llm-twin-deployer opens the
+# Kubernetes API server to these pods only.
+DEPLOYER_LABEL = {"llm-twin/deployer": "true"}
 # Local mode: the embedded Qdrant (TWIN_HOME/qdrant) admits one process at a time. Every step that opens
 # it runs in this one-slot Airflow pool, so two DAG runs never collide on its lock. `make airflow` and
 # the tests create it (scripts/airflow_local.py); in kubernetes mode steps use a Qdrant server, no pool.
@@ -73,8 +76,12 @@ def _env(prof: dict[str, Any]) -> list[Any]:
     return out
 
 
-def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
-    """The KubernetesPodOperator arguments of a step in the execution profile ``profile_name``."""
+def pod_kwargs(task_id: str, profile_name: str, *, deployer: bool = False) -> dict[str, Any]:
+    """The KubernetesPodOperator arguments of a step in the execution profile ``profile_name``.
+
+    Task pods run as ``service_account`` with no API token. ``deployer=True`` (the `twin deploy` steps,
+    which patch the twin's InferenceServices through the Kubernetes API): ``deployer_service_account``,
+    its token mounted, and ``DEPLOYER_LABEL`` (the chart's RoleBinding and NetworkPolicy for them)."""
     from kubernetes.client import models as k8s
 
     cfg = execution_config()
@@ -86,7 +93,8 @@ def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
         "image": image_for(profile_name),
         "image_pull_policy": cfg.get("image_pull_policy", "IfNotPresent"),
         "cmds": ["twin"],
-        "service_account_name": cfg["service_account"],
+        "service_account_name": cfg["deployer_service_account" if deployer else "service_account"],
+        "automount_service_account_token": deployer,
         "container_resources": k8s.V1ResourceRequirements(
             requests={k: str(v) for k, v in prof.get("requests", {}).items()},
             limits={k: str(v) for k, v in prof.get("limits", {}).items()},
@@ -99,7 +107,7 @@ def pod_kwargs(task_id: str, profile_name: str) -> dict[str, Any]:
         ],
         "env_vars": _env(prof),
         **_volumes(prof),
-        "labels": {**LABELS, "llm-twin/profile": profile_name},
+        "labels": {**LABELS, "llm-twin/profile": profile_name, **(DEPLOYER_LABEL if deployer else {})},
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True,  # uid/gid 10001 is the `twin` user of every image under images/
             run_as_user=10001,
@@ -137,7 +145,8 @@ def twin_step(task_id: str, arguments: list[str], *, profile: str = "cpu", qdran
     """A task running ``twin <arguments>`` (arguments are templated).
 
     ``qdrant=True`` marks a step that opens the feature store: in local mode it runs in the one-slot
-    pool ``EMBEDDED_QDRANT_POOL``."""
+    pool ``EMBEDDED_QDRANT_POOL``. ``deployer=True`` (a keyword of both operators) runs a `twin deploy`
+    step's pod with Kubernetes API access (``pod_kwargs``); local mode ignores it."""
     cls, base = _operator_and_kwargs(profile, qdrant)
     return cls(task_id=task_id, arguments=arguments, **base, **kwargs)
 

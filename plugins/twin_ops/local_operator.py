@@ -120,12 +120,14 @@ class TwinLocalOperator(BaseOperator):
         arguments: list[str],
         env_vars: dict[str, str] | None = None,
         profile: str = "cpu",
+        deployer: bool = False,  # kubernetes mode's API identity; a local step uses the caller's kubeconfig
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.arguments = arguments
         self.env_vars = env_vars or {}
         self.profile = profile
+        self.deployer = deployer
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         cmd = [twin_bin(), *[str(a) for a in self.arguments]]

@@ -39,9 +39,10 @@ def _last_json_object(text: str) -> dict[str, Any] | None:
 
 
 class TwinPodOperator(KubernetesPodOperator):
-    """``twin <arguments>`` in a pod of the execution profile ``profile``."""
+    """``twin <arguments>`` in a pod of the execution profile ``profile``; ``deployer=True``: as the deployer
+    service account, with its API token (`twin deploy` steps, see ``factory.pod_kwargs``)."""
 
-    def __init__(self, *, profile: str = "cpu", **kwargs: Any) -> None:
+    def __init__(self, *, profile: str = "cpu", deployer: bool = False, **kwargs: Any) -> None:
         from twin_ops.factory import pod_kwargs
 
         defaults = {
@@ -51,8 +52,9 @@ class TwinPodOperator(KubernetesPodOperator):
             # The failed pod is kept for debugging; its full repr in the task's failure is only noise.
             "log_pod_spec_on_failure": False,
         }
-        super().__init__(**{**pod_kwargs(kwargs["task_id"], profile), **defaults, **kwargs})
+        super().__init__(**{**pod_kwargs(kwargs["task_id"], profile, deployer=deployer), **defaults, **kwargs})
         self.profile = profile
+        self.deployer = deployer
 
     def _base_container_termination(self, remote_pod: Any) -> tuple[int | None, str | None]:
         """The base container's exit code and termination message, when it has terminated."""

@@ -55,6 +55,12 @@ def test_task_identity_objects_exist_with_the_factory_names(objs):
     ns = EXECUTION["namespace"]
     (sa,) = cr.find(objs, "ServiceAccount", EXECUTION["service_account"])
     assert sa["metadata"]["namespace"] == ns
+    (deployer,) = cr.find(objs, "ServiceAccount", EXECUTION["deployer_service_account"])
+    assert deployer["metadata"]["namespace"] == ns
+    (binding,) = cr.find(objs, "RoleBinding", "llm-twin-deployer")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": EXECUTION["deployer_service_account"], "namespace": ns}
+    ]
     (settings,) = cr.find(objs, "ConfigMap", EXECUTION["config_map"])
     assert settings["metadata"]["namespace"] == ns
     values = cr.chart_values()

@@ -453,6 +453,49 @@ def test_serving_may_download_its_models_from_the_internet():
     )
 
 
+def test_only_the_deploy_steps_get_the_kubernetes_api(renders):
+    """`twin deploy` (twin_evaluation's canary and watch pods) patches the InferenceServices: the deployer
+    service account mounts its token, holds the llm-twin-deployer Role and, for pods labelled as
+    deployers only, reaches the API server; the task service account keeps no token."""
+    objs = renders["external-stores"]  # the task namespace differs from the release namespace
+    (tasks_sa,) = cr.find(objs, "ServiceAccount", "llm-twin-tasks")
+    assert tasks_sa["automountServiceAccountToken"] is False
+    (sa,) = cr.find(objs, "ServiceAccount", "llm-twin-deployer")
+    assert sa["metadata"]["namespace"] == "llm-twin-tasks" and sa["automountServiceAccountToken"] is True
+    (binding,) = cr.find(objs, "RoleBinding", "llm-twin-deployer")
+    assert binding["metadata"]["namespace"] == "llm-twin"  # where the InferenceServices live
+    subject = {"kind": "ServiceAccount", "name": "llm-twin-deployer", "namespace": "llm-twin-tasks"}
+    assert binding["subjects"] == [subject]
+    assert _execution(objs)["deployer_service_account"] == "llm-twin-deployer"
+    (policy,) = cr.find(objs, "NetworkPolicy", "llm-twin-deployer")
+    assert policy["metadata"]["namespace"] == "llm-twin-tasks"
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        **cr.chart_values()["networkPolicy"]["taskPodSelector"],
+        "llm-twin/deployer": "true",
+    }
+    assert policy["spec"]["policyTypes"] == ["Egress"] and "ingress" not in policy["spec"]
+    assert policy["spec"]["egress"] == [
+        {
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+            "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        }
+    ]
+    # no other policy opens the API server port 6443
+    others = [p for p in cr.find(objs, "NetworkPolicy") if p["metadata"]["name"] != "llm-twin-deployer"]
+    assert '"port": 6443' not in json.dumps(others)
+    # the API server's address and port are values
+    narrow = {"networkPolicy": {"apiServer": {"cidrs": ["172.20.0.1/32", "10.0.0.10/32"], "ports": [443]}}}
+    narrowed = cr.objects(cr.render(narrow))
+    (policy,) = cr.find(narrowed, "NetworkPolicy", "llm-twin-deployer")
+    assert policy["spec"]["egress"] == [
+        {
+            "to": [{"ipBlock": {"cidr": "172.20.0.1/32"}}, {"ipBlock": {"cidr": "10.0.0.10/32"}}],
+            "ports": [{"port": 443, "protocol": "TCP"}],
+        }
+    ]
+    assert [e for o in narrowed for e in cr.validate_object(o)] == []
+
+
 def test_network_policy_can_be_disabled():
     assert cr.find(cr.objects(cr.render({"networkPolicy": {"enabled": False}})), "NetworkPolicy") == []
 
@@ -492,6 +535,9 @@ BAD_VALUES = [
         "/tasks/profiles/cpu/requests/cpu",
     ),
     ("qdrant zero replicas", {"qdrant": {"replicaCount": 0}}, "/qdrant/replicaCount"),
+    ("api server port out of range", {"networkPolicy": {"apiServer": {"ports": [70000]}}}, "/networkPolicy/apiServer"),
+    ("api server not a cidr", {"networkPolicy": {"apiServer": {"cidrs": ["kubernetes"]}}}, "/networkPolicy/apiServer"),
+    ("deployer account not a name", {"tasks": {"deployer": {"serviceAccountName": "Deployer"}}}, "/tasks/deployer"),
 ]
 
 

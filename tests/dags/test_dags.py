@@ -17,6 +17,9 @@ K8S_VERSION = "1.33.0"
 EXPECTED_DAGS = {"twin_datasets", "twin_etl", "twin_evaluation", "twin_features", "twin_monitoring", "twin_training"}
 # Tasks that must not retry: a human approval (a retry after its response timeout asks the approver again).
 NO_RETRY_TASKS = {("twin_evaluation", "approve")}
+# The tasks that run `twin deploy` (they patch InferenceServices through the Kubernetes API): the only
+# pods with the deployer service account and an API token.
+DEPLOYER_TASKS = {"twin_evaluation": ("canary", "watch")}
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, mode: str) -> DagBag:
@@ -76,7 +79,7 @@ def _pod_operators(dag) -> list[KubernetesPodOperator]:
 
 def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch, render_pod) -> None:
     bag = _load(monkeypatch, "kubernetes")
-    rendered = 0
+    rendered = deployers = 0
     for dag in bag.dags.values():
         non_pod = {t.task_id for t in dag.tasks} - {o.task_id for o in _pod_operators(dag)}
         # Human-in-the-loop steps and no-op branch targets run nothing either.
@@ -90,7 +93,13 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
             assert container["command"] == ["twin"]
             assert container["image"].startswith(EXEC_CFG["images"]["registry"] + "/")
             assert container["resources"]["requests"] and container["resources"]["limits"]
-            assert spec["serviceAccountName"] == EXEC_CFG["service_account"]
+            # Only the `twin deploy` steps run as the deployer, with its API token; every other pod has none.
+            deployer = op.task_id in DEPLOYER_TASKS.get(dag.dag_id, ())
+            sa = EXEC_CFG["deployer_service_account" if deployer else "service_account"]
+            assert spec["serviceAccountName"] == sa, op.task_id
+            assert spec["automountServiceAccountToken"] is deployer, op.task_id
+            assert (manifest["metadata"]["labels"].get("llm-twin/deployer") == "true") is deployer, op.task_id
+            deployers += deployer
             assert manifest["metadata"]["namespace"] == EXEC_CFG["namespace"]
             env_from = container["envFrom"]
             assert {"configMapRef": {"name": EXEC_CFG["config_map"]}} in env_from
@@ -103,6 +112,7 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
             assert op.on_finish_action.value == "delete_succeeded_pod"  # failed pods are kept
             rendered += 1
     assert rendered >= 2
+    assert deployers == sum(map(len, DEPLOYER_TASKS.values()))
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu", "serving"])

@@ -211,6 +211,14 @@ def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, render_pod, mode
         container = manifest["spec"]["containers"][0]
         assert container["args"] == args and container["image"].split("/")[-1].startswith("twin-core:")
         assert manifest["metadata"]["labels"]["llm-twin/profile"] == "cpu"
+        # only the `twin deploy` pods run as the deployer (Kubernetes API token); evaluate has no token
+        deployer = task_id != "evaluate"
+        spec = manifest["spec"]
+        assert spec["serviceAccountName"] == ("llm-twin-deployer" if deployer else "llm-twin-tasks")
+        assert spec["automountServiceAccountToken"] is deployer
+        assert ("llm-twin/deployer" in manifest["metadata"]["labels"]) is deployer
+        if deployer:
+            assert manifest["metadata"]["labels"]["llm-twin/deployer"] == "true"
 
 
 def test_the_evaluation_pod_is_the_candidates_training_pod(monkeypatch: pytest.MonkeyPatch, render_pod) -> None:
