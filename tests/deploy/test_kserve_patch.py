@@ -265,7 +265,7 @@ def test_status_reads_each_authors_inference_service(k8s: Any, versions: tuple[A
     assert json.dumps(out)
 
 
-def test_chart_lets_the_task_account_patch_only_the_twins() -> None:
+def test_chart_lets_the_deployer_account_patch_only_the_twins() -> None:
     values = {"serving": {"authors": AUTHORS}}
     objs = cr.objects(cr.render(values, api_versions=(cr.KSERVE_API,)))
     (role,) = cr.find(objs, "Role", "llm-twin-deployer")
@@ -274,7 +274,8 @@ def test_chart_lets_the_task_account_patch_only_the_twins() -> None:
          "verbs": ["get", "patch"]}
     ]  # fmt: skip
     (binding,) = cr.find(objs, "RoleBinding", "llm-twin-deployer")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-twin-tasks", "namespace": "llm-twin"}]
+    # the twin deploy steps' own account (a token mounted), not the other task pods' (no token)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-twin-deployer", "namespace": "llm-twin"}]
     assert all(cr.validate_object(o) == [] for o in (role, binding))
     assert cr.find(cr.objects(cr.render(None)), "Role", "llm-twin-deployer") == []  # no KServe: nothing to patch
 
