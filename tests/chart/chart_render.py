@@ -133,16 +133,16 @@ def with_stub_dependencies(dest: Path) -> Path:
 # --------------------------------------------------------------------------- schema validation
 
 
-@cache
-def _kserve_validator():
-    return _crd_validator("inferenceservice-v1beta1.json")
+# The custom resources the chart renders, and their vendored schemas (tests/chart/schemas/).
+CRD_SCHEMAS = {
+    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice-v1beta1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-v1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",
+}
 
 
 @cache
-def _prometheus_rule_validator():
-    return _crd_validator("prometheusrule-v1.json")
-
-
 def _crd_validator(schema_file: str):
     """A validator for a vendored CRD schema whose Kubernetes types refer to kubernetes-validate's."""
     import importlib.resources
@@ -164,32 +164,14 @@ def _crd_validator(schema_file: str):
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
-@cache
-def _pod_monitor_validator():
-    return _crd_validator("podmonitor-v1.json")
-
-
-@cache
-def _service_monitor_validator():
-    return _crd_validator("servicemonitor-v1.json")
-
-
-CRD_VALIDATORS = {
-    ("serving.kserve.io/v1beta1", "InferenceService"): _kserve_validator,
-    ("monitoring.coreos.com/v1", "PrometheusRule"): _prometheus_rule_validator,
-    ("monitoring.coreos.com/v1", "PodMonitor"): _pod_monitor_validator,
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): _service_monitor_validator,
-}
-
-
 def validate_object(obj: dict[str, Any]) -> list[str]:
     """Validation errors of one rendered object: Kubernetes schemas (strict) or a vendored CRD schema."""
     import kubernetes_validate
 
     key = (obj.get("apiVersion"), obj.get("kind"))
     name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    if key in CRD_VALIDATORS:
-        validator = CRD_VALIDATORS[key]()
+    if key in CRD_SCHEMAS:
+        validator = _crd_validator(CRD_SCHEMAS[key])
         return [f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
     errors = []
     for version in KUBE_VERSIONS:

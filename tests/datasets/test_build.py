@@ -98,7 +98,7 @@ def test_export_is_loadable_with_hugging_face_datasets(cleaned_home: Any, tmp_pa
 
 
 def test_unknown_author_exits_3_and_writes_nothing(cleaned_home: Any, twin: Any, warehouse: Any) -> None:
-    known = ", ".join(sorted(u.full_name for u in warehouse.users()))
+    known = ", ".join(u.full_name for u in warehouse.users())  # the warehouse's order, as features run says
     run = twin("datasets", "build", "--author", "Nobody Atall")
     assert run.returncode == 3
     assert run.result["error"] == f"no author named 'Nobody Atall' in the warehouse (known: {known})"

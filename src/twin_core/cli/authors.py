@@ -3,22 +3,21 @@ not an empty answer (a search without hits, a drift report for nobody, an empty 
 
 from __future__ import annotations
 
-from twin_core.errors import InputError
 from twin_core.settings import Settings
 
 
 def require_author(settings: Settings, author: str | None) -> None:
-    """Nothing when ``author`` is empty or names a warehouse author (full name in any case, slug or id)."""
+    """Nothing when ``author`` is empty or names a warehouse author (full name in any case, slug or id); else
+    ``features run``'s own error for an unknown author, naming the known ones."""
     if not author:
         return
     from twin_core.domain.ids import slugify
+    from twin_core.features.pipeline import resolve_author
     from twin_core.stores.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings)
     if warehouse.find_user(author) is not None or warehouse.get_user(author) is not None:
         return
-    users = warehouse.users()
-    if any(slugify(u.full_name) == author for u in users):
+    if any(slugify(u.full_name) == author for u in warehouse.users()):
         return
-    known = ", ".join(sorted(u.full_name for u in users)) or "none"
-    raise InputError(f"no author named {author!r} in the warehouse (known: {known})")
+    resolve_author(warehouse, author)  # finds no one: its InputError "no author named … (known: …)"

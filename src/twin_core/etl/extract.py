@@ -45,13 +45,9 @@ class Extracted:
         }
 
 
-def strip_furniture(html: str) -> str:
-    """Drop navigation/share/subscribe/comment blocks so they never reach the article text."""
-    return _clean(html)[0]
-
-
 def _clean(html: str) -> tuple[str, int]:
-    """The page without its furniture, and how many elements are left for newspaper4k to score."""
+    """The page without its furniture (navigation/share/subscribe/comment blocks, so they never reach the
+    article text), and how many elements are left for newspaper4k to score."""
     import lxml.html
 
     try:

@@ -110,19 +110,21 @@ class TwinGateway:
         if reason is not None:
             await _send_json(send, 404, {"error": reason})
             return
-        hidden = model_in_path(path) in self.hidden
+        model = model_in_path(path)
+        # a hidden model is answered as one that does not exist (KServe's own words)
+        unknown = {"error": f"Model with name {model} does not exist."} if model in self.hidden else None
         listing = is_listing_path(method, path)
         if not listing and not is_inference_path(method, path):
-            if hidden:  # e.g. readiness: answered as for a model that does not exist
-                await _send_json(send, 404, {"error": f"Model with name {model_in_path(path)} does not exist."})
+            if unknown is not None:  # e.g. readiness
+                await _send_json(send, 404, unknown)
                 return
             await self.app(scope, receive, send)
             return
         headers, key = await self._authenticate(scope, send)
         if headers is None:
             return
-        if hidden:  # after the key check, as for any unknown model
-            await _send_json(send, 404, {"error": f"Model with name {model_in_path(path)} does not exist."})
+        if unknown is not None:  # after the key check, as for any unknown model
+            await _send_json(send, 404, unknown)
             return
         if listing:
             await self.app({**scope, "headers": headers}, receive, send)
