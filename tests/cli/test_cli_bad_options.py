@@ -126,3 +126,31 @@ def test_drift_names_baseline_end_for_a_bad_baseline_end(twin, twin_home: Path) 
     run = twin("monitor", "drift", "--reference", "baseline", "--baseline-end", "garbage")
     error = _one_error_line(run, 3, "input", "monitor.drift")
     assert error == "--baseline-end 'garbage': not an ISO 8601 time (like 2026-11-22T17:00:00Z)"  # was: --end
+
+
+# TWIN_LLM_BACKEND=openai without a base URL fails as soon as the LLM is opened: a request refused with an input
+# error under it was refused before any model (the LLM, and the embedding model opened with it) was loaded.
+NO_LLM = {"TWIN_LLM_BACKEND": "openai"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["   "], "query is empty"),
+        (["hi", "--max-new-tokens", "0"], "max_new_tokens must be a positive integer (got 0)"),
+        (["x" * 2001], "query is 2001 characters; the limit is 2000 (TWIN_SERVE_MAX_QUERY_CHARS)"),
+        (["hi", "--author", "Nobody"], "no author named 'Nobody' in the warehouse (known: Ada Quillfeather)"),
+    ],
+)
+def test_rag_query_refuses_bad_input_before_loading_models(
+    twin, twin_home: Path, sample_dir: Path, args: list[str], message: str
+) -> None:
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
+    run = twin("rag", "query", *args, env=NO_LLM)
+    assert _one_error_line(run, 3, "input", "rag.query") == message
+
+
+def test_rag_query_with_good_input_does_open_the_llm(twin, twin_home: Path, sample_dir: Path) -> None:
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
+    run = twin("rag", "query", "hi", "--author", "ada quillfeather", env=NO_LLM)
+    assert _one_error_line(run, 2, "config", "rag.query").startswith("TWIN_LLM_BASE_URL: required")

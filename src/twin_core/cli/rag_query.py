@@ -21,13 +21,17 @@ def command(
 ) -> dict:
     """Answer a question with RAG over the author's own content, and print the answer and its sources."""
 
+    from twin_core.cli.authors import require_author
     from twin_core.domain.documents import Category
-    from twin_core.inference.pipeline import RAGRequest, open_pipeline
+    from twin_core.inference.pipeline import RAGRequest, open_pipeline, validate_request
     from twin_core.settings import get_settings
 
-    categories = [Category.parse(c) for c in category] if category else None
-    pipeline = open_pipeline(get_settings())
-    result = pipeline.answer(RAGRequest(query, author, max_new_tokens, categories), transport="cli")
+    settings = get_settings()
+    request = RAGRequest(query, author, max_new_tokens, [Category.parse(c) for c in category] if category else None)
+    # bad input is refused before the embedding model and the LLM load (seconds), as `rag search` does
+    validate_request(request, settings)
+    require_author(settings, author)
+    result = open_pipeline(settings).answer(request, transport="cli")
     print(result.answer, file=sys.stderr)  # for the reader; stdout carries the result line only
     for src in result.sources:
         print(f"  - {src['link']} ({src['category']}, score {src['score']})", file=sys.stderr)
