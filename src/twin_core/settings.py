@@ -1,7 +1,9 @@
 """Settings from environment variables prefixed ``TWIN_`` and an optional ``.env`` file.
 
 Every store is selected here: a URI means the real backend, unset means the embedded default under
-``TWIN_HOME``. Nothing is opened or created at import time.
+``TWIN_HOME``, in local mode only: in kubernetes mode a pod's TWIN_HOME is deleted with the pod, so opening
+an embedded store there is a ConfigError (``stores/embedded.py``, checked when a store is opened, not here:
+commands that open no store still run). Nothing is opened or created at import time.
 """
 
 from __future__ import annotations
@@ -292,17 +294,27 @@ class Settings(BaseSettings):
 
     # --- where things live -------------------------------------------------------------------
     home: Path = Field(Path(".twin"), description="Root of every embedded store.")
-    mongodb_uri: str | None = Field(None, description="mongodb://... selects MongoDB; unset = embedded.")
+    mongodb_uri: str | None = Field(
+        None, description="mongodb://... selects MongoDB; unset = embedded (refused in kubernetes mode)."
+    )
     mongodb_database: str = "twin"
     mongodb_timeout_ms: int = Field(5000, gt=0, description="Server selection / connect timeout.")
-    qdrant_url: str | None = Field(None, description="http(s)://... selects a Qdrant server.")
+    qdrant_url: str | None = Field(
+        None, description="http(s)://... selects a Qdrant server; unset = embedded (refused in kubernetes mode)."
+    )
     qdrant_api_key: SecretStr | None = None
     qdrant_timeout_s: int = Field(10, gt=0)
-    artifacts_uri: str | None = Field(None, description="s3://bucket/prefix or a local path.")
+    artifacts_uri: str | None = Field(
+        None,
+        description="s3://bucket/prefix or a local path; unset = TWIN_HOME/artifacts (refused in kubernetes mode).",
+    )
     s3_endpoint_url: str | None = Field(None, description="For MinIO and other S3-compatible stores.")
 
     # --- execution ---------------------------------------------------------------------------
-    execution: Literal["local", "kubernetes"] = "local"
+    execution: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="kubernetes: a pod; its TWIN_HOME is scratch, so no embedded store opens (stores/embedded.py).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     xcom_path: Path = Field(Path("/airflow/xcom/return.json"), description="Result file in a pod.")
 

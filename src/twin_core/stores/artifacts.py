@@ -51,6 +51,7 @@ from typing import IO, Any, Protocol
 
 from twin_core.errors import BackendUnavailable, ConfigError, InputError
 from twin_core.settings import Settings
+from twin_core.stores.embedded import refuse_in_pod
 
 METADATA_FILE = "metadata.json"
 CLAIMS_PREFIX = ".claims"
@@ -482,6 +483,8 @@ class ArtifactStore:
 
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:
+    if not settings.artifacts_uri:  # the default folder under TWIN_HOME: refused in kubernetes mode
+        refuse_in_pod(settings, "TWIN_ARTIFACTS_URI")
     location = settings.artifacts_location
     if location.startswith("s3://"):
         bucket, _, prefix = location[5:].partition("/")

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from twin_core.errors import BackendUnavailable, ConfigError
 from twin_core.settings import Settings
+from twin_core.stores.embedded import refuse_in_pod
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def open_database(settings: Settings) -> Any:
         log.debug("warehouse: MongoDB at %s", host)
         return client[settings.mongodb_database]
 
+    refuse_in_pod(settings, "TWIN_MONGODB_URI")  # kubernetes mode: a pod's TWIN_HOME is deleted with it
     import litemongo
 
     path = settings.warehouse_path

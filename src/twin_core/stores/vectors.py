@@ -18,6 +18,7 @@ from typing import Any
 
 from twin_core.errors import BackendUnavailable, ConfigError
 from twin_core.settings import Settings
+from twin_core.stores.embedded import refuse_in_pod
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def open_qdrant(settings: Settings) -> Any:
                 f"Qdrant at {settings.qdrant_url} unreachable (TWIN_QDRANT_URL): {type(exc).__name__}"
             ) from None
         return client
+    refuse_in_pod(settings, "TWIN_QDRANT_URL")  # kubernetes mode: a pod's TWIN_HOME is deleted with it
     path = settings.qdrant_path
     try:
         path.mkdir(parents=True, exist_ok=True)
