@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.domain.documents import UserDocument
+from twin_core.errors import BackendUnavailable
 from twin_core.inference.pipeline import Prepared, RAGPipeline, RAGRequest, Retrieval, validate_request
 from twin_core.llm.base import Generation
 from twin_core.llm.prompt import Prompt
@@ -20,6 +21,7 @@ ADA = "Ada Quillfeather"
 HEADERS = {"Authorization": f"Bearer {ADA_KEY}", "Content-Type": "application/json"}
 BASE_VERSION = "fake-llm:v1"
 BOOM = "boom"  # the query the fake pipeline fails with a RuntimeError
+DOWN = "down"  # the query the fake pipeline fails with BackendUnavailable (a 503)
 
 
 class FakeLLM:
@@ -43,7 +45,7 @@ class FakeLLM:
 @dataclass
 class FakePipeline:
     """The parts of ``RAGPipeline`` the transformer uses; the request log rows are kept in ``rows``. The
-    query ``BOOM`` fails as a bug would."""
+    query ``BOOM`` fails as a bug would, ``DOWN`` as a vector store that is down."""
 
     settings: Settings
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -57,6 +59,9 @@ class FakePipeline:
         for req, key_author in items:
             if req.query == BOOM:  # a bug in the pipeline: an unexpected error, not a TwinError
                 out.append(RuntimeError("the pipeline broke"))
+                continue
+            if req.query == DOWN:
+                out.append(BackendUnavailable("the vector store is down (TWIN_QDRANT_URL)"))
                 continue
             try:
                 max_new = validate_request(req, self.settings)

@@ -140,7 +140,8 @@ def test_non_json_and_huge_bodies(served: Any) -> None:
     huge = {"instances": [{"query": "a" * 1_000_000}]}
     assert _predict(served, huge, ADA).status_code == 413
     resp = requests.post(f"{served.url}/v2/models/twin/infer", json={"inputs": "nope"}, headers=ADA, timeout=30)
-    assert resp.status_code == 422  # the v2 body does not validate (inputs must be a list)
+    assert resp.status_code == 400  # the v2 body does not validate (inputs must be a list)
+    assert resp.json() == {"error": "invalid request body: inputs: Input should be a valid list"}
 
 
 def test_request_log_row_and_metrics(served: Any) -> None:

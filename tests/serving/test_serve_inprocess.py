@@ -1,6 +1,7 @@
 """The `twin serve` app in-process (tests/serving/inproc.py: real routes, gateway, metrics and predictor,
 fake pipeline and LLM): malformed text, unexpected errors, failures mid-stream, departing clients, the
-hidden predictor, bodies over the limit, unserved KServe routes and the OpenAI route's fields."""
+hidden predictor, bodies over the limit, unserved KServe routes, the OpenAI route's fields, malformed v2
+bodies (400, not FastAPI's 422) and the log lines of client errors (one line) and server errors (a traceback)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from twin_core.errors import InputError
 
-from .inproc import ADA_KEY, BASE_VERSION, BOOM, HEADERS, FakeLLM, InProcess, build, build_predictor_only, client
+from .inproc import ADA_KEY, BASE_VERSION, BOOM, DOWN, HEADERS, FakeLLM, InProcess, build, build_predictor_only, client
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -184,7 +185,7 @@ def test_a_predictor_container_still_answers_under_the_public_name() -> None:
         ),
     ],
 )
-def test_a_chunked_body_over_the_limit_is_413(path: str, body: Any) -> None:
+def test_a_chunked_body_over_the_limit_is_413(caplog: pytest.LogCaptureFixture, path: str, body: Any) -> None:
     ip = build(serve_max_body_bytes=1000)
     raw = json.dumps(body).encode()
 
@@ -193,10 +194,13 @@ def test_a_chunked_body_over_the_limit_is_413(path: str, body: Any) -> None:
             yield raw[i : i + 500]
 
     before = _sample("twin_rejected_total", reason="too_large")
-    resp = _request(ip, "POST", path, content=chunks())
+    with caplog.at_level(logging.INFO):
+        resp = _request(ip, "POST", path, content=chunks())
     assert resp.status_code == 413, resp.text
     assert "TWIN_SERVE_MAX_BODY_BYTES" in resp.json()["error"]
     assert _sample("twin_rejected_total", reason="too_large") == before + 1
+    assert not [r for r in caplog.records if r.exc_info]  # a client's mistake: no traceback
+    assert ip.pipeline.rows == []  # counted as too_large, not as a request the transformer refused
 
 
 # -- 7. KServe routes the twin does not serve: 404, not 501 ---------------------------------------
@@ -251,4 +255,147 @@ def test_v2_malformed_json_is_400_with_an_error() -> None:
     resp = _request(ip, "POST", "/v2/models/twin/infer", content=b'{"inputs": [')
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"].startswith("request body is not valid JSON")
-    assert _request(ip, "POST", "/v2/models/twin/infer", json={"inputs": "nope"}).status_code == 422  # wrong shape
+    assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]  # as a v1 body that is not JSON
+
+
+# -- 10. v2 bodies of the wrong shape: 400 naming the field, not FastAPI's 422 ---------------------
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"inputs": "x"}, "invalid request body: inputs: Input should be a valid list"),
+        ({}, "invalid request body: missing field 'inputs'"),
+        (
+            {"inputs": [{"name": "query", "datatype": "BYTES", "data": ["hi"]}]},
+            "invalid request body: missing field 'inputs[0].shape'",
+        ),
+        ([1, 2], "invalid request body: expected a JSON object"),
+    ],
+)
+def test_a_v2_body_of_the_wrong_shape_is_a_counted_and_logged_400(body: Any, error: str) -> None:
+    ip = build()
+    before = _sample("twin_serving_requests_total", code="400")
+    rejected = _sample("twin_requests_total", status="rejected")
+    resp = _request(ip, "POST", "/v2/models/twin/infer", json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json() == {"error": error}
+    assert _sample("twin_serving_requests_total", code="400") == before + 1
+    assert _sample("twin_requests_total", status="rejected") == rejected + 1
+    assert [(r["status"], str(r["error"])) for r in ip.pipeline.rows] == [("rejected", error)]
+
+
+def test_a_wrong_shape_for_another_model_or_a_predictor_container_is_400_without_a_log_row() -> None:
+    ip = build()
+    resp = _request(ip, "POST", "/v2/models/nope/infer", json={"inputs": "x"})
+    assert resp.status_code == 400 and resp.json() == {
+        "error": "invalid request body: inputs: Input should be a valid list"
+    }
+    assert ip.pipeline.rows == []  # not a request to the twin
+    resp = _request(build_predictor_only(), "POST", "/v2/models/twin/infer", json={"inputs": "x"})
+    assert resp.status_code == 400, resp.text  # no transformer, no request log
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models/twin:predict", b"{not json"),  # KServe's parser: before the transformer
+        ("/openai/v1/chat/completions", b"{not json"),  # the OpenAI route's parser
+        ("/v1/models/twin:predict", b'{"instances": "x"}'),  # the transformer's own check
+        ("/openai/v1/chat/completions", b'{"messages": "x"}'),  # the OpenAI route's check
+        ("/openai/v1/chat/completions", b'{"messages": [{"role": "user", "content": ""}]}'),  # the transformer's
+    ],
+)
+def test_v1_and_openai_400s_are_counted_and_logged_once(path: str, body: bytes) -> None:
+    ip = build()
+    before = _sample("twin_serving_requests_total", code="400")
+    resp = _request(ip, "POST", path, content=body)
+    assert resp.status_code == 400, resp.text
+    assert _sample("twin_serving_requests_total", code="400") == before + 1
+    assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]
+
+
+# -- 11. the log: a client's error is one line, a server's error keeps its traceback --------------
+@pytest.mark.parametrize(
+    ("method", "path", "body", "line"),
+    [
+        (
+            "POST",
+            "/v2/models/nope/infer",
+            _v2("hi"),
+            "POST /v2/models/nope/infer -> 404: Model with name nope does not exist.",
+        ),
+        ("POST", "/v1/models/nope:predict", {"instances": [{"query": "hi"}]}, "POST /v1/models/nope:predict -> 404: "),
+        (
+            "GET",
+            "/v2/models/nope/ready",
+            None,
+            "GET /v2/models/nope/ready -> 404: Model with name nope does not exist.",
+        ),
+        ("GET", "/v1/models/a%0Ab", None, "GET /v1/models/a\\nb -> 404: Model with name a\\nb does not exist."),
+        (
+            "POST",
+            "/v1/models/twin:predict",
+            b"{not json",
+            "POST /v1/models/twin:predict -> 400: Unrecognized request format",
+        ),
+        (
+            "POST",
+            "/v1/models/twin:predict",
+            {"instances": "x"},
+            "POST /v1/models/twin:predict -> 400: 'instances' must be",
+        ),
+        (
+            "POST",
+            "/v2/models/twin/infer",
+            {"inputs": "x"},
+            "POST /v2/models/twin/infer -> 400: invalid request body: inputs:",
+        ),
+        ("POST", "/openai/v1/chat/completions", {"messages": "x"}, "POST /openai/v1/chat/completions -> 400: expected"),
+    ],
+)
+def test_a_client_error_is_one_log_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture, method: str, path: str, body: Any, line: str
+) -> None:
+    ip = build()
+    kw = {"content": body} if isinstance(body, bytes) else ({"json": body} if body is not None else {})
+    with caplog.at_level(logging.DEBUG):
+        resp = _request(ip, method, path, **kw)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    assert "Traceback" not in caplog.text
+    lines = [r for r in caplog.records if r.name == "twin_core.serving.http_errors"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert lines[0].getMessage().startswith(line) and "\n" not in lines[0].getMessage()
+
+
+def test_a_server_error_keeps_its_traceback_once(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build()
+    with caplog.at_level(logging.DEBUG):
+        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
+    assert resp.status_code == 500, resp.text
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and tracebacks[0].levelno == logging.ERROR
+    assert "POST /v1/models/twin:predict" in tracebacks[0].getMessage()
+    assert caplog.text.count("Traceback") == 1
+
+
+def test_a_store_down_is_one_error_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build()
+    with caplog.at_level(logging.DEBUG):
+        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
+    assert resp.status_code == 503, resp.text
+    assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
+    lines = [r for r in caplog.records if r.name == "twin_core.serving.http_errors"]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    assert lines[0].getMessage() == f"POST /v1/models/twin:predict -> 503: {resp.json()['error']}"
+
+
+def test_kserves_not_ready_is_one_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    ip = build()
+    ip.transformer.ready = False  # KServe answers ModelNotReady: 503
+    with caplog.at_level(logging.DEBUG):
+        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi"}]})
+    assert resp.status_code == 503, resp.text
+    assert resp.json() == {"error": "Model with name twin is not ready."}
+    assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.name == "twin_core.serving.http_errors"]
+    assert lines == ["POST /v1/models/twin:predict -> 503: Model with name twin is not ready."]

@@ -1,5 +1,5 @@
 """The HTTP application: KServe's v1/v2/health/metrics routes on our own FastAPI app, the twin's
-error mapping, the gateway middleware, and an OpenAI-compatible chat route.
+error answers (``http_errors.py``), the gateway middleware, and an OpenAI-compatible chat route.
 
 KServe's ``RESTServer`` hard-codes ``host="0.0.0.0"``; building the app ourselves (with KServe's
 own endpoint registrars and DataPlane) lets ``twin serve`` bind 127.0.0.1 by default.
@@ -7,6 +7,7 @@ own endpoint registrars and DataPlane) lets ``twin serve`` bind 127.0.0.1 by def
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -14,8 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from twin_core.errors import BackendUnavailable, InputError, TwinError
-from twin_core.inference.errors import AccessDenied, UnknownAuthor
+from twin_core.errors import TwinError
 from twin_core.serving.auth import Auth
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import valid_text
@@ -25,37 +25,15 @@ import_kserve()
 log = logging.getLogger(__name__)
 
 
-# The most specific first; anything else (a ConfigError, an unexpected TwinError) is a 500.
-_HTTP_STATUS: tuple[tuple[type[TwinError], int], ...] = (
-    (AccessDenied, 403),
-    (UnknownAuthor, 404),
-    (InputError, 400),
-    (BackendUnavailable, 503),
-)
-
-
-def _status(exc: TwinError) -> int:
-    return next((code for kind, code in _HTTP_STATUS if isinstance(exc, kind)), 500)
-
-
-async def twin_error_handler(_request: Any, exc: TwinError) -> Any:
-    from fastapi.responses import JSONResponse
-
-    status = _status(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse(status_code=status, content={"error": str(exc), "kind": exc.kind}, headers=headers)
-
-
 def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | None) -> FastAPI:
     """A FastAPI app serving the models registered on ``server`` (a ``kserve.ModelServer``)."""
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
-    from kserve import errors as kerr
     from kserve.protocol.rest.server import metrics_handler
     from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
     from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
     from twin_core.serving.gateway import TwinGateway
+    from twin_core.serving.http_errors import ErrorAnswers
     from twin_core.serving.listings import Listing, add_listing_routes
     from twin_core.serving.metrics import StatusCounter
 
@@ -69,34 +47,10 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     if transformer is not None:
         _add_openai_route(app, transformer, listing)
 
-    app.add_exception_handler(TwinError, twin_error_handler)
-    app.add_exception_handler(kerr.InvalidInput, kerr.invalid_input_handler)
-    app.add_exception_handler(kerr.InferenceError, kerr.inference_error_handler)
-    app.add_exception_handler(kerr.ModelNotFound, kerr.model_not_found_handler)
-    app.add_exception_handler(kerr.ModelNotReady, kerr.model_not_ready_handler)
-    app.add_exception_handler(NotImplementedError, kerr.not_implemented_error_handler)
-    app.add_exception_handler(kerr.UnsupportedProtocol, kerr.unsupported_protocol_error_handler)
-    app.add_exception_handler(kerr.ServerNotLive, kerr.server_not_live_handler)
-    app.add_exception_handler(kerr.ServerNotReady, kerr.server_not_ready_handler)
-    app.add_exception_handler(RequestValidationError, _invalid_json_handler)
-    # No handler for Exception: Starlette would serve it outside StatusCounter (a 500 never counted, logged
-    # twice); StatusCounter answers, counts and logs unexpected errors itself.
+    ErrorAnswers(transformer).install(app)  # KServe's errors too: a 4xx is one log line, not a traceback
     app.add_middleware(TwinGateway, settings=settings, auth=auth, hidden=listing.hidden)
     app.add_middleware(StatusCounter)  # added last = outermost: counts the gateway's refusals too
     return app
-
-
-async def _invalid_json_handler(request: Any, exc: Any) -> Any:
-    """A v2 body that is not JSON: 400 ``{"error": ...}`` like every other malformed body (FastAPI: 422);
-    a JSON body of the wrong shape keeps FastAPI's 422 with its field list."""
-    from fastapi.exception_handlers import request_validation_exception_handler
-    from fastapi.responses import JSONResponse
-
-    bad_json = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
-    if bad_json is None:
-        return await request_validation_exception_handler(request, exc)
-    reason = (bad_json.get("ctx") or {}).get("error", "")
-    return JSONResponse(status_code=400, content={"error": f"request body is not valid JSON {reason}".strip()})
 
 
 def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
@@ -166,9 +120,10 @@ def _add_openai_route(app: FastAPI, transformer: Any, listing: Any) -> None:
     from kserve.errors import InvalidInput
 
     async def chat_completions(request: Request) -> Any:
+        raw = await request.body()  # the gateway's body limit (413) and a departing client stay what they are
         try:
-            body = await request.json()
-        except Exception:
+            body = json.loads(raw)
+        except ValueError:
             raise InvalidInput("request body is not valid JSON") from None
         instance, stream, include_usage = _openai_instance(body)
         refused = _unknown_model(body, listing, request.headers)
@@ -219,8 +174,6 @@ async def _sse(
     include_usage: bool,
 ) -> Any:
     """OpenAI ``chat.completion.chunk`` events: role, text deltas, finish reason (+ usage), [DONE]."""
-    import json
-
     created = int(time.time())
     model = (
         transformer.local_predictor.choose(state.payload["instances"][0]).version
@@ -272,8 +225,6 @@ async def _sse(
 def _error_event(exc: Exception, completion_id: str) -> str:
     """The SSE error event of a stream that failed after its headers (the transformer has logged the
     request and counted it)."""
-    import json
-
     log.warning("chat stream %s failed: %s: %s", completion_id, type(exc).__name__, exc)
     if isinstance(exc, TwinError):
         error = {"message": str(exc), "type": exc.kind}

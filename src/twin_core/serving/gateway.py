@@ -34,6 +34,8 @@ class _TooLarge(InvalidInput):
     """Raised in the app while it reads a body (without Content-Length) past the limit; whatever the app
     answers then, the gateway answers 413."""
 
+    http_status = 413  # the app's answer (and its log line) says 413 too, not InvalidInput's 400
+
     def __init__(self) -> None:
         super().__init__("request body too large (TWIN_SERVE_MAX_BODY_BYTES)")
 

@@ -292,12 +292,19 @@ class TwinTransformer(kserve.Model):
                 return await super().__call__(body, headers)
             return await super().__call__(body, headers, verb)
         except BaseException as exc:
-            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
-            await asyncio.to_thread(self._log_failure, state, exc)
+            await self._failed(state, exc)
             raise
         finally:
             metrics.IN_FLIGHT.dec()
             _STATE.reset(token)
+
+    async def refused(self, headers: dict[str, str], exc: BaseException) -> None:
+        """A request the app refused before it reached this model (a body FastAPI or KServe could not read,
+        the OpenAI route's checks): counted and written to the request log as one it refused itself."""
+        state = _RequestState(
+            request_id=headers.get("x-request-id") or str(uuid.uuid4()), client=headers.get(CLIENT_HEADER, "")
+        )
+        await self._failed(state, exc)
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         assert self.pipeline is not None
@@ -399,8 +406,7 @@ class TwinTransformer(kserve.Model):
         try:
             state.payload = await self.preprocess(body, headers)
         except BaseException as exc:
-            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
-            await asyncio.to_thread(self._log_failure, state, exc)
+            await self._failed(state, exc)
             raise
         finally:
             _STATE.reset(token)
@@ -432,8 +438,7 @@ class TwinTransformer(kserve.Model):
                 yield pred["answer"]
             yield pred
         except BaseException as exc:
-            metrics.REQUESTS.labels(status=_status_of(exc)).inc()
-            await asyncio.to_thread(self._log_failure, state, _served_by(exc, served) if served else exc)
+            await self._failed(state, _served_by(exc, served) if served else exc)
             raise
         finally:
             metrics.IN_FLIGHT.dec()
@@ -466,6 +471,13 @@ class TwinTransformer(kserve.Model):
                 transport="http",
                 request_id=state.request_id,
             )
+
+    async def _failed(self, state: _RequestState, exc: BaseException) -> None:
+        """Count a failed request and write its request-log rows, once: ``twin_logged`` tells the app's
+        error handlers (``http_errors.py``) not to log it again."""
+        metrics.REQUESTS.labels(status=_status_of(exc)).inc()
+        await asyncio.to_thread(self._log_failure, state, exc)
+        exc.twin_logged = True  # type: ignore[attr-defined]
 
     def _log_failure(self, state: _RequestState, exc: BaseException) -> None:
         if self.pipeline is None:
