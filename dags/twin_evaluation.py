@@ -31,11 +31,24 @@ profile of `configs/execution.yaml`). Durations are what `twin deploy watch` tak
 when `watch_timeout` leaves the `watch` task no time to roll back within its 5 h `execution_timeout`
 (at most 4h50m), before any pod starts.
 
-**Deadline:** 6 h from queued, the automatic path (evaluation, canary, at most 5 h of watch). It cannot
-follow the run's `approval` param: Airflow computes a `DeadlineAlert` when the run is created, from the
-DAG's fixed interval, not from the run's conf. A run with approval on may wait up to 24 h for the
-approver, so its 6 h alert can fire while it waits: there it means "still waiting for approval" (the
-`approve` task's required action); a longer DAG-wide deadline would hide a stuck automatic run for a day.
+**Alerts.** Every task has a per-try budget (`execution_timeout`): `evaluate` 1 h, `canary` 15 min,
+`watch` 5 h, every other task 5 min (the plan/check steps, and `approve`'s own code, its request and its
+resumption; its wait for the approver is the response timeout above, which ends in a rejection, not a
+failure). A try past its budget is killed and retried (2 retries, backoff from 1 min; `approve` none), and
+a step's last failure pages (`TwinAlertNotifier`): a step stuck in every try pages about 3 times its
+budget after it started (15 min; `evaluate` 3 h, `canary` 45 min, `watch` 15 h), plus the retry delays.
+
+**Deadline:** 31 h 10 min from queued: a backstop for a run that makes no progress where no budget sees it
+(steps not scheduled or never started). It is the longest run with nothing wrong: every step at its full
+budget once (7 h: `watch` 5 h, `evaluate` 1 h, `canary` 15 min, six small steps of 5 min, 15 min for the
+scheduler between them) plus the approval's full wait (24 h, and `approve`'s 10 min of code). Airflow 3.3
+computes a `DeadlineAlert` once, when the run is created, from the DAG's fixed interval (DAG-level only:
+no task-level deadline, no reference that follows the run's `approval` param), so one interval serves
+runs with and without approval: it never fires while a run waits for its approver, and a stuck step
+pages through its budget long before it. The budget counts one round of each mapped step: more
+candidates than run side by side (4 tasks at a time; one `evaluate` at a time in local mode) take more.
+Its clock starts when the run is queued, so a run queued behind another (`max_active_runs=1`) counts that
+run's time too: one queued behind a run whose approver takes most of a day can still miss it.
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
-from twin_ops import dag_kwargs, twin_step_mapped
+from twin_ops import dag_kwargs, default_args, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
 from twin_ops.config import execution_config
 
@@ -56,11 +69,24 @@ from twin_ops.config import execution_config
 DURATION = r"\s*(?=[\d.]*[1-9])(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MODEL_REF = r"[a-z0-9][a-z0-9-]*/v\d{4,}"  # <author_slug>/vNNNN, as the model registry names versions
+# Per-try budgets (execution_timeout): a try past its budget is killed and retried; the last failure pages.
+STEP_TIMEOUT = timedelta(minutes=5)  # every task without its own: the plan/check steps, approve's own code
+EVALUATE_EXECUTION_TIMEOUT = timedelta(hours=1)
+CANARY_EXECUTION_TIMEOUT = timedelta(minutes=15)
 WATCH_EXECUTION_TIMEOUT = timedelta(hours=5)
 # The watch pod must start, and roll the canary back at its timeout, before execution_timeout kills it.
 WATCH_ROLLBACK_MARGIN = timedelta(minutes=10)
 MAX_WATCH_TIMEOUT = WATCH_EXECUTION_TIMEOUT - WATCH_ROLLBACK_MARGIN
 APPROVAL_TIMEOUT = timedelta(hours=24)
+# The deadline: the longest run with nothing wrong (doc above). The automated path, one try per step:
+# plan_evaluation, check_gate, plan_approval, plan_canary, plan_watch, check_promoted (STEP_TIMEOUT each),
+# evaluate, canary, watch; plus the scheduler between them. Then the approval's full wait.
+SCHEDULING_ALLOWANCE = timedelta(minutes=15)
+AUTOMATED_BUDGET = (
+    6 * STEP_TIMEOUT + EVALUATE_EXECUTION_TIMEOUT + CANARY_EXECUTION_TIMEOUT + WATCH_EXECUTION_TIMEOUT
+) + SCHEDULING_ALLOWANCE  # 7 h
+APPROVAL_BUDGET = APPROVAL_TIMEOUT + 2 * STEP_TIMEOUT  # approve: its request, the wait, its resumption
+RUN_DEADLINE = AUTOMATED_BUDGET + APPROVAL_BUDGET  # 31 h 10 min
 
 
 def duration_seconds(text: str) -> float | None:
@@ -117,7 +143,12 @@ def duration_seconds(text: str) -> float | None:
             description="Manual runs: configs/execution.yaml profile.",
         ),
     },
-    **dag_kwargs(__doc__, tags=["evaluation", "deploy", "fti-inference-pipeline"], deadline=timedelta(hours=6)),
+    **dag_kwargs(
+        __doc__,
+        tags=["evaluation", "deploy", "fti-inference-pipeline"],
+        deadline=RUN_DEADLINE,
+        default_args=default_args(execution_timeout=STEP_TIMEOUT),
+    ),
 )
 def twin_evaluation() -> None:
     @task
@@ -224,14 +255,18 @@ def twin_evaluation() -> None:
         return extra
 
     # profile=None: each candidate's evaluation pod gets its profile from plan_evaluation
-    evaluate = twin_step_mapped("evaluate", profile=None, qdrant=True).expand_kwargs(plan_evaluation())
+    evaluate = twin_step_mapped(
+        "evaluate", profile=None, qdrant=True, execution_timeout=EVALUATE_EXECUTION_TIMEOUT
+    ).expand_kwargs(plan_evaluation())
     passed = check_gate(evaluate.output)
     switch = plan_approval()
     passed >> switch >> [approve, no_approval]
     canary_plan = plan_canary(passed)
     [approve, no_approval] >> canary_plan
     # deployer=True: the `twin deploy` pods alone get the Kubernetes API (the deployer service account)
-    canary = twin_step_mapped("canary", profile="cpu", deployer=True).expand(arguments=canary_plan)
+    canary = twin_step_mapped(
+        "canary", profile="cpu", deployer=True, execution_timeout=CANARY_EXECUTION_TIMEOUT
+    ).expand(arguments=canary_plan)
     watch = twin_step_mapped("watch", profile="cpu", deployer=True, execution_timeout=WATCH_EXECUTION_TIMEOUT).expand(
         arguments=plan_watch(canary.output)
     )

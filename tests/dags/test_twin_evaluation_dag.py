@@ -190,6 +190,129 @@ def test_an_unanswered_approval_is_a_rejection_asked_once(dag, monkeypatch: pyte
     assert skipped == ["plan_canary"]  # canary, watch and check_promoted follow it
 
 
+# -- alerts: per-try budgets, and a deadline that holds the approver's wait -------------------------------
+# Each task's execution_timeout (per try): a stuck try is killed, retried, and the last failure pages.
+BUDGETS = {
+    "plan_evaluation": timedelta(minutes=5),
+    "evaluate": timedelta(hours=1),
+    "check_gate": timedelta(minutes=5),
+    "plan_approval": timedelta(minutes=5),
+    "approve": timedelta(minutes=5),  # its own code, request and resumption; not the wait (response_timeout)
+    "no_approval": timedelta(minutes=5),  # an EmptyOperator: the scheduler marks it done, nothing runs
+    "plan_canary": timedelta(minutes=5),
+    "canary": timedelta(minutes=15),
+    "plan_watch": timedelta(minutes=5),
+    "watch": timedelta(hours=5),
+    "check_promoted": timedelta(minutes=5),
+}
+SCHEDULING_ALLOWANCE = timedelta(minutes=15)  # the scheduler's time between the steps of one run
+DEADLINE = timedelta(hours=31, minutes=10)
+
+
+def _longest(task) -> timedelta:  # noqa: ANN001
+    """The longest a task can take with nothing wrong, one try: its execution_timeout; the approval: its
+    request and its resumption around the approver's full response time; an EmptyOperator: nothing."""
+    kind = type(task).__name__
+    if kind == "EmptyOperator":
+        return timedelta(0)
+    if kind == "ApprovalOperator":
+        return task.execution_timeout + task.response_timeout + task.execution_timeout
+    return task.execution_timeout
+
+
+def _longest_path(dag) -> tuple[timedelta, list[str]]:  # noqa: ANN001
+    """The run's longest path through the graph, each task at ``_longest``."""
+    memo: dict[str, tuple[timedelta, list[str]]] = {}
+
+    def from_task(task_id: str) -> tuple[timedelta, list[str]]:
+        if task_id not in memo:
+            task = dag.get_task(task_id)
+            rest = max((from_task(d) for d in task.downstream_task_ids), default=(timedelta(0), []))
+            memo[task_id] = (_longest(task) + rest[0], [task_id, *rest[1]])
+        return memo[task_id]
+
+    return max(from_task(t.task_id) for t in dag.roots)
+
+
+def test_every_task_has_a_per_try_budget_and_a_stuck_step_pages_before_the_deadline(dag) -> None:
+    """Every task (a new one too: the set is exact) is killed at its budget; after its 2 retries the last
+    failure pages (TwinAlertNotifier). A step stuck in every try pages 3 budgets (+ backoff) after it started,
+    well before the run's deadline."""
+    assert {t.task_id: t.execution_timeout for t in dag.tasks} == BUDGETS
+    approve = dag.get_task("approve")
+    assert approve.response_timeout == timedelta(hours=24)  # the wait stays the approver's, not the budget's
+    for t in dag.tasks:
+        assert t.on_failure_callback, t.task_id
+    stuck = {t.task_id: (t.retries + 1) * t.execution_timeout for t in dag.tasks if t.task_id != "approve"}
+    assert stuck == {
+        **{t: timedelta(minutes=15) for t in BUDGETS if t not in ("approve", "evaluate", "canary", "watch")},
+        "evaluate": timedelta(hours=3),
+        "canary": timedelta(minutes=45),
+        "watch": timedelta(hours=15),
+    }
+    max_backoff = dag.default_args["max_retry_delay"]
+    assert max(stuck.values()) + 2 * max_backoff < dag.deadline[0].interval
+
+
+def test_the_deadline_is_the_longest_run_with_nothing_wrong(dag) -> None:
+    """One DAG-level DeadlineAlert from the run's queued time (Airflow 3.3 has no task-level one, and
+    computes it once, at run creation, so it cannot follow the `approval` param): the longest path at full
+    budget, approval on, waiting the approver's full 24 h, plus the scheduler's allowance. It cannot fire
+    while a run waits for its approver (the old 6 h one did, in any wait of more than about 5 h)."""
+    from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+
+    [alert] = dag.deadline
+    assert isinstance(alert.reference, DagRunQueuedAtDeadline)
+    assert alert.callback.path == "twin_ops.notifiers.deadline_missed"
+    assert alert.callback.kwargs == {"interval": "1 day, 7:10:00"}  # as the page words it
+    longest, path = _longest_path(dag)
+    assert path == ["plan_evaluation", "evaluate", "check_gate", "plan_approval", "approve", "plan_canary",
+                    "canary", "plan_watch", "watch", "check_promoted"]  # fmt: skip
+    approve = dag.get_task("approve")
+    automated = longest - approve.response_timeout - 2 * approve.execution_timeout
+    assert automated == 6 * timedelta(minutes=5) + timedelta(hours=1) + timedelta(minutes=15) + timedelta(hours=5)
+    assert alert.interval == longest + SCHEDULING_ALLOWANCE == DEADLINE
+    assert "**Deadline:** 31 h 10 min from queued" in dag.doc_md
+    assert "can fire while it waits" not in dag.doc_md
+
+
+def test_the_scheduler_sets_one_deadline_with_or_without_approval() -> None:
+    """Airflow 3.3's own path: the serialized DAG in the metadata DB, create_dagrun writes the Deadline row,
+    queued_at + the interval, the same whatever the run's conf (the deadline cannot follow `approval`)."""
+    from uuid import uuid4
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.deadline import Deadline
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils import db
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    db.initdb()
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)  # the dags-folder bundle (AIRFLOW__CORE__DAGS_FOLDER)
+    dags = REPO_ROOT / "dags"
+    bag = BundleDagBag(dag_folder=dags / "twin_evaluation.py", bundle_path=dags, bundle_name="dags-folder")
+    sync_bag_to_db(bag, "dags-folder", None)
+    with create_session() as session:
+        scheduler_dag = SerializedDagModel.get_dag(DAG_ID, session=session)
+        for conf in ({}, {"approval": True}):
+            run = scheduler_dag.create_dagrun(
+                run_id=f"manual__{uuid4().hex}", logical_date=None, data_interval=None,
+                run_after=datetime.now(UTC), conf=conf, run_type=DagRunType.MANUAL, state=DagRunState.QUEUED,
+                triggered_by=DagRunTriggeredByType.TEST, session=session,
+            )  # fmt: skip
+            session.flush()
+            [deadline] = session.scalars(select(Deadline).where(Deadline.dagrun_id == run.id)).all()
+            assert deadline.deadline_time - run.queued_at == DEADLINE, conf
+            assert deadline.callback.data["path"] == "twin_ops.notifiers.deadline_missed"
+        assert scheduler_dag.get_task("evaluate").execution_timeout == timedelta(hours=1)  # the budgets too
+        session.rollback()  # no runs left behind for the other tests of this metadata DB
+
+
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
 def test_renders_in_both_modes(monkeypatch: pytest.MonkeyPatch, render_pod, mode: str) -> None:
     monkeypatch.setenv("TWIN_EXECUTION", mode)
