@@ -71,6 +71,28 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
+{{/* The artifact store's S3 endpoint as a JSON object: scheme, host (no port), hostPort (host[:port] as
+written), port (explicit, else 443 for https and 80 for http). With artifacts.s3EndpointUrl empty and no
+dev store (AWS S3): https, empty host, port 443. `inCluster`: the namespace of a <service>.<namespace>.svc
+host (the dev store, or an S3-compatible service such as MinIO in the cluster), else empty. */}}
+{{- define "llm-twin.s3Endpoint" -}}
+{{- $url := include "llm-twin.s3EndpointUrl" . -}}
+{{- $out := dict "scheme" "https" "host" "" "hostPort" "" "port" 443 "inCluster" "" -}}
+{{- if $url -}}
+{{- $u := urlParse $url -}}
+{{- $parts := splitList ":" $u.host -}}
+{{- $port := ternary 443 80 (eq $u.scheme "https") -}}
+{{- if gt (len $parts) 1 }}{{ $port = atoi (last $parts) }}{{ end -}}
+{{- $host := first $parts -}}
+{{- $inCluster := "" -}}
+{{- if regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.svc(\\.cluster\\.local)?\\.?$" $host -}}
+{{- $inCluster = index (splitList "." $host) 1 -}}
+{{- end -}}
+{{- $out = dict "scheme" $u.scheme "host" $host "hostPort" $u.host "port" $port "inCluster" $inCluster -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{/* Bucket of TWIN_ARTIFACTS_URI (s3://bucket/prefix). */}}
 {{- define "llm-twin.artifactsBucket" -}}
 {{- $rest := trimPrefix "s3://" .Values.artifacts.uri -}}
@@ -99,4 +121,43 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "llm-twin.checkovSkipsWorkload" -}}
 checkov.io/skip1: CKV_K8S_43=Images are pinned by release tag (images.tag); digests are pinned at release time by the registry, not in the chart
 checkov.io/skip2: CKV_K8S_15=Release tags are immutable, so IfNotPresent is safe and avoids a registry round-trip per pod (configs/execution.yaml uses the same policy)
+{{- end -}}
+
+{{/* The base model a stable predictor serves (serving.baseModel, or the Hugging Face runtime's model when
+set); empty when none is configured (inferenceservice.yaml refuses that). */}}
+{{- define "llm-twin.servingBaseUri" -}}
+{{- $s := .Values.serving -}}
+{{- $base := $s.baseModel.storageUri -}}
+{{- if eq ($s.predictor.runtime | default "twin") "huggingface" -}}
+{{- $hf := $s.predictor.huggingface | default dict -}}
+{{- if $hf.storageUri }}{{ $base = $hf.storageUri }}{{ else if $hf.modelId }}{{ $base = printf "hf://%s" $hf.modelId }}{{ end -}}
+{{- end -}}
+{{- $base -}}
+{{- end -}}
+
+{{/* Every model URI a serving pod is given at install (space-separated): the base model (a rollback
+returns to it) and the authors' production weights. */}}
+{{- define "llm-twin.servedModelUris" -}}
+{{- $uris := list (include "llm-twin.servingBaseUri" .) -}}
+{{- range .Values.serving.authors }}{{ $uris = append $uris (.storageUri | default "") }}{{ end -}}
+{{- $uris | compact | join " " -}}
+{{- end -}}
+
+{{/* "true" when KServe's storage initializer may download an s3:// model: a served model URI above, or
+a version of the model registry, which lives in the artifact store (artifacts.uri) and which
+`twin deploy` puts on the predictors (STORAGE_URI / model.storageUri = the version's s3:// URI). */}}
+{{- define "llm-twin.servingReadsS3Models" -}}
+{{- $uris := append (splitList " " (include "llm-twin.servedModelUris" .)) .Values.artifacts.uri -}}
+{{- $s3 := false -}}
+{{- range $uris }}{{ if hasPrefix "s3://" . }}{{ $s3 = true }}{{ end }}{{ end -}}
+{{- if and .Values.serving.enabled $s3 }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret the serving service account lists for KServe's storage initializer (s3:// models), or
+empty when serving reads no s3:// model: serving.s3Credentials.existingSecret, else the chart's
+<serving.serviceAccount.name>-s3 (serving-s3-secret.yaml). */}}
+{{- define "llm-twin.servingS3Secret" -}}
+{{- if include "llm-twin.servingReadsS3Models" . -}}
+{{- .Values.serving.s3Credentials.existingSecret | default (printf "%s-s3" .Values.serving.serviceAccount.name) -}}
+{{- end -}}
 {{- end -}}
