@@ -136,6 +136,10 @@ class RAGPipeline:
         self.reranker = reranker or make_reranker(settings.rag.rerank_model, settings.rag.mmr_lambda)
         self.request_log = request_log(self.warehouse) if callable(request_log) else request_log
 
+    def use_llm(self, llm: LLMBackend) -> None:
+        """Answer, and count the prompt's tokens, with ``llm`` (``twin rag query`` picks it for the author)."""
+        self.llm = self.tokens = llm
+
     # -- author ----------------------------------------------------------------------------------
     def users(self) -> list[UserDocument]:
         return self.warehouse.users()
