@@ -23,6 +23,31 @@ DEPLOYER_LABEL = {"llm-twin/deployer": "true"}
 # the tests create it (scripts/airflow_local.py); in kubernetes mode steps use a Qdrant server, no pool.
 EMBEDDED_QDRANT_POOL = "twin_embedded_qdrant"
 EMBEDDED_QDRANT_POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
+# The XCom sidecar KubernetesPodOperator adds to every pod (do_xcom_push): a shell sleeping in a loop
+# (alpine), then an exec'd `cat` of return.json and a `kill`. The provider gives it requests only
+# (1m/10Mi): a namespace with a ResourceQuota on limits refuses a pod with a container without limits.
+# Set in ``TwinPodOperator.build_pod_request_obj``, unless the Kubernetes connection sets its extra
+# ``xcom_sidecar_container_resources`` (provider 10.25 has no operator argument for them).
+XCOM_SIDECAR_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}
+
+
+def container_security_context() -> Any:
+    """Every container of a task pod, the XCom sidecar too (Pod Security ``restricted``, with the pod's
+    runAsNonRoot, runAsUser 10001 and RuntimeDefault seccomp): no privilege escalation, no
+    capabilities, a read-only root filesystem."""
+    from kubernetes.client import models as k8s
+
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
+
+
+def xcom_sidecar_resources() -> Any:
+    from kubernetes.client import models as k8s
+
+    return k8s.V1ResourceRequirements(**{k: dict(v) for k, v in XCOM_SIDECAR_RESOURCES.items()})
 
 
 def _volumes(prof: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +134,16 @@ def pod_kwargs(task_id: str, profile_name: str, *, deployer: bool = False) -> di
         **_volumes(prof),
         "labels": {**LABELS, "llm-twin/profile": profile_name, **(DEPLOYER_LABEL if deployer else {})},
         "security_context": k8s.V1PodSecurityContext(
-            run_as_non_root=True,  # uid/gid 10001 is the `twin` user of every image under images/
+            # uid/gid 10001 is the `twin` user of every image under images/; the XCom sidecar (alpine,
+            # whose default user is root) runs as it too
+            run_as_non_root=True,
             run_as_user=10001,
             run_as_group=10001,
             fs_group=10001,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
+        "container_security_context": container_security_context(),
+        "xcom_sidecar_container_security_context": container_security_context(),
         "do_xcom_push": True,
         "get_logs": True,
         "on_finish_action": cfg.get("on_finish_action", "delete_succeeded_pod"),

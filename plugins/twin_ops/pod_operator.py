@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from twin_ops.local_operator import NO_RETRY_EXIT_CODES, StderrLines, TwinStepRejected, failure_reason
@@ -55,6 +56,21 @@ class TwinPodOperator(KubernetesPodOperator):
         super().__init__(**{**pod_kwargs(kwargs["task_id"], profile, deployer=deployer), **defaults, **kwargs})
         self.profile = profile
         self.deployer = deployer
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> Any:
+        """The provider's pod, with the XCom sidecar's requests and limits (``XCOM_SIDECAR_RESOURCES``).
+
+        Provider 10.25 takes the sidecar's resources from the Kubernetes connection's extra
+        ``xcom_sidecar_container_resources`` only (no operator argument, unlike its security context):
+        when that extra is set it is kept, otherwise the sidecar gets ours instead of requests only."""
+        from twin_ops.factory import xcom_sidecar_resources
+
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        if self.do_xcom_push and not self.hook.get_xcom_sidecar_container_resources():
+            for container in pod.spec.containers:
+                if container.name == PodDefaults.SIDECAR_CONTAINER_NAME:
+                    container.resources = xcom_sidecar_resources()
+        return pod
 
     def _base_container_termination(self, remote_pod: Any) -> tuple[int | None, str | None]:
         """The base container's exit code and termination message, when it has terminated."""

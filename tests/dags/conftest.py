@@ -147,11 +147,111 @@ def git_repo(tmp_path: Path) -> Path:
 
 K8S_VERSION = "1.33.0"
 
+# Pod Security Standards, profile "restricted" (baseline included), as the PodSecurity admission
+# controller of Kubernetes 1.33 enforces it (pod-security.kubernetes.io/enforce: restricted).
+PSS_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+PSS_SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+PSS_SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def pod_security_violations(manifest: dict) -> list[str]:
+    """What the Pod Security ``restricted`` profile refuses in a pod manifest (empty: admitted), and
+    what this project adds for every container: a read-only root filesystem, CPU and memory requests
+    and limits (a namespace with a ResourceQuota on limits refuses a container without them)."""
+    spec = manifest["spec"]
+    psc = spec.get("securityContext") or {}
+    out = [f"spec.{key}" for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key)]
+    out += [
+        f"volume {v['name']}: type not allowed"
+        for v in spec.get("volumes") or []
+        if set(v) - {"name"} - PSS_VOLUME_TYPES
+    ]
+    out += [f"sysctl {s['name']}" for s in psc.get("sysctls") or [] if s["name"] not in PSS_SAFE_SYSCTLS]
+    if psc.get("runAsUser") == 0:
+        out.append("pod runAsUser 0")
+    if (psc.get("seccompProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+        out.append("pod seccompProfile")
+    if (psc.get("seLinuxOptions") or {}).get("type") not in PSS_SELINUX_TYPES:
+        out.append("pod seLinuxOptions.type")
+    if (psc.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+        out.append("pod appArmorProfile")
+    containers = [
+        (kind, c) for kind in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(kind) or []
+    ]
+    for kind, c in containers:
+        where = f"{kind} {c['name']}"
+        sc = c.get("securityContext") or {}
+        caps = sc.get("capabilities") or {}
+        if sc.get("privileged"):
+            out.append(f"{where}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{where}: allowPrivilegeEscalation is not false")
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"{where}: capabilities.drop lacks ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append(f"{where}: capabilities.add")
+        if not (
+            sc.get("runAsNonRoot") is True or (psc.get("runAsNonRoot") is True and sc.get("runAsNonRoot") is not False)
+        ):
+            out.append(f"{where}: runAsNonRoot is not true")
+        if sc.get("runAsUser") == 0:
+            out.append(f"{where}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{where}: seccompProfile is {seccomp}")
+        if (sc.get("seLinuxOptions") or {}).get("type") not in PSS_SELINUX_TYPES:
+            out.append(f"{where}: seLinuxOptions.type")
+        if (sc.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+            out.append(f"{where}: appArmorProfile")
+        if sc.get("procMount") not in (None, "Default"):
+            out.append(f"{where}: procMount")
+        if (sc.get("windowsOptions") or {}).get("hostProcess"):
+            out.append(f"{where}: hostProcess")
+        if any(port.get("hostPort") for port in c.get("ports") or []):
+            out.append(f"{where}: hostPort")
+        # this project's policy on top of the profile
+        if sc.get("readOnlyRootFilesystem") is not True:
+            out.append(f"{where}: readOnlyRootFilesystem is not true")
+        resources = c.get("resources") or {}
+        for bound in ("requests", "limits"):
+            missing = {"cpu", "memory"} - set(resources.get(bound) or {})
+            if missing:
+                out.append(f"{where}: no {bound} for {', '.join(sorted(missing))}")
+    return out
+
+
+@pytest.fixture
+def pod_security():
+    """``pod_security_violations``: what Pod Security ``restricted`` (and this project) refuse in a pod."""
+    return pod_security_violations
+
 
 @pytest.fixture
 def render_pod():
     """``render(task, arguments, **mapped)``: the pod a (mapped) pod task starts for these arguments and
-    mapped kwargs, checked against the Kubernetes API schema; returns the manifest as a dict."""
+    mapped kwargs, checked against the Kubernetes API schema and the Pod Security ``restricted`` profile
+    (``pod_security_violations``, every container: the XCom sidecar the provider adds too); returns the
+    manifest as a dict."""
     import kubernetes_validate
     from kubernetes.client import ApiClient
 
@@ -167,6 +267,7 @@ def render_pod():
         manifest.setdefault("apiVersion", "v1")
         manifest.setdefault("kind", "Pod")
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+        assert pod_security_violations(manifest) == [], manifest["metadata"]["name"]
         return manifest
 
     return render

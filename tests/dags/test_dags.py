@@ -107,6 +107,12 @@ def test_kubernetes_mode_renders_valid_pod_specs(monkeypatch: pytest.MonkeyPatch
             assert spec["securityContext"]["runAsNonRoot"] is True
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            # render_pod checks every container against Pod Security `restricted`; the XCom sidecar the
+            # provider appends is as locked down as the base container, with requests and limits
+            (sidecar,) = spec["containers"][1:]
+            assert sidecar["name"] == "airflow-xcom-sidecar", op.task_id
+            assert sidecar["securityContext"] == container["securityContext"], op.task_id
+            assert sidecar["resources"]["requests"] and sidecar["resources"]["limits"], op.task_id
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
             assert op.do_xcom_push  # the result comes from /airflow/xcom/return.json
             assert op.on_finish_action.value == "delete_succeeded_pod"  # failed pods are kept

@@ -6,12 +6,15 @@ from the base container's termination message (``FallbackToLogsOnError``: the lo
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from unittest import mock
 
 import pytest
+from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
 ARGS = ["datasets", "build", "--ref", "nope"]
@@ -116,3 +119,72 @@ def test_pod_spec_puts_the_log_tail_in_the_termination_message(op, render_pod) -
     assert container["name"] == op.base_container_name == "base"
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert op.log_pod_spec_on_failure is False
+
+
+# The XCom sidecar the provider adds (do_xcom_push): restricted like the base container, with requests
+# AND limits (Pod Security `restricted` and ResourceQuota on limits admit the pod), its image pinned.
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+SIDECAR = {
+    "name": "airflow-xcom-sidecar",
+    "image": PodDefaults.SIDECAR_CONTAINER.image,  # the provider's pinned alpine (10.25: alpine:3.24.2)
+    "command": ["sh", "-c", 'trap "exit 0" INT; while true; do sleep 1; done;'],
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}},
+    "securityContext": RESTRICTED,
+    "volumeMounts": [{"name": "xcom", "mountPath": "/airflow/xcom"}],
+}
+
+
+def _sidecar(manifest: dict) -> dict:
+    (sidecar,) = [c for c in manifest["spec"]["containers"] if c["name"] == "airflow-xcom-sidecar"]
+    return sidecar
+
+
+def test_xcom_sidecar_is_restricted_bounded_and_pinned(op, render_pod) -> None:
+    manifest = render_pod(op, [])  # every container passes Pod Security `restricted` (conftest)
+    base, sidecar = manifest["spec"]["containers"]
+    assert sidecar == SIDECAR
+    assert base["securityContext"] == sidecar["securityContext"] == RESTRICTED
+    # alpine's default user is root: the pod's non-root user (the images' `twin`, 10001) covers the sidecar
+    psc = manifest["spec"]["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == psc["runAsGroup"] == 10001
+    assert "runAsUser" not in sidecar["securityContext"]  # no per-container override of the pod's user
+    assert re.fullmatch(r"[a-z0-9./-]+:\d+\.\d+\.\d+", sidecar["image"]), sidecar["image"]  # a release tag
+
+
+def test_connection_extras_size_and_mirror_the_sidecar_but_cannot_weaken_it(
+    monkeypatch: pytest.MonkeyPatch, render_pod
+) -> None:
+    """The provider's connection extras still size the sidecar and name its image (a mirror); its
+    security context is the operator's argument, which wins over the connection's."""
+    resources = {"requests": {"cpu": "20m", "memory": "24Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+    extra = {
+        "in_cluster": False,
+        "xcom_sidecar_container_image": "registry.example.com/mirror/alpine:3.24.2",
+        "xcom_sidecar_container_resources": json.dumps(resources),
+        "xcom_sidecar_container_security_context": json.dumps({"privileged": True}),
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps({"conn_type": "kubernetes", "extra": extra}))
+    monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
+    from twin_ops import twin_step
+
+    with DAG("pod_conn_probe", schedule=None):
+        task = twin_step("build", ARGS)
+    sidecar = _sidecar(render_pod(task, []))
+    assert sidecar["image"] == "registry.example.com/mirror/alpine:3.24.2"
+    assert sidecar["resources"] == resources
+    assert sidecar["securityContext"] == RESTRICTED
+
+
+def test_the_providers_default_sidecar_is_refused(op, render_pod, pod_security) -> None:
+    """Control: the sidecar as the provider builds it (requests only, no securityContext) in our pod is
+    refused by the check every rendered pod passes, so a pass means something."""
+    manifest = render_pod(op, [])
+    default = ApiClient().sanitize_for_serialization(PodDefaults.SIDECAR_CONTAINER)
+    manifest["spec"]["containers"][1] = default
+    where = "containers airflow-xcom-sidecar"
+    assert pod_security(manifest) == [
+        f"{where}: allowPrivilegeEscalation is not false",
+        f"{where}: capabilities.drop lacks ALL",
+        f"{where}: readOnlyRootFilesystem is not true",
+        f"{where}: no limits for cpu, memory",
+    ]
