@@ -6,6 +6,8 @@ its embedded defaults."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,3 +141,45 @@ def test_the_cli_step_fails_with_exit_2_and_writes_nothing(twin, twin_home: Path
     assert "Traceback" not in run.stderr
     assert not twin_home.exists()
     assert twin("train", "profiles", env=pod).returncode == 0  # a command that opens no store still runs
+
+
+def test_crawl_and_validate_fail_before_any_work_without_their_artifact_store(
+    twin_home: Path, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod whose MongoDB is configured (here: the embedded one let through) but TWIN_ARTIFACTS_URI is not:
+    the crawl and the validation refuse before they write an author, a document or a quarantine flag. The
+    crawl used to store its documents, then log the lost report as an error and succeed; the validation
+    quarantined, then failed."""
+    import twin_core.stores.mongo as mongo
+    from twin_core.domain.documents import ArticleDocument, Category
+    from twin_core.etl.runner import run_crawl
+    from twin_core.validation.raw import validate_raw
+
+    repo = tmp_path / "tiny-pipeline"
+    shutil.copytree(sample_dir / "repos" / "tiny-pipeline", repo)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "test"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True)
+    monkeypatch.setattr(mongo, "refuse_in_pod", lambda settings, variable: None)
+    pod = load_settings(execution="kubernetes", crawl_allow_local_repos=True)
+    refusal = _refusal("TWIN_ARTIFACTS_URI, TWIN_MONGODB_URI, TWIN_QDRANT_URL", EMBEDDED["artifact store"], twin_home)
+    with pytest.raises(ConfigError) as err:
+        run_crawl(pod, "Ada Quillfeather", [str(repo)])
+    assert str(err.value) == refusal
+    warehouse = open_warehouse(load_settings())
+    assert warehouse.users() == [] and warehouse.count(Category.REPOSITORIES) == 0
+
+    user, _ = warehouse.get_or_create_user("Ada Quillfeather")
+    short = ArticleDocument(
+        link="https://ada.dev/short",
+        platform="blog",
+        author_id=user.id,
+        author_full_name=user.full_name,
+        content={"Title": "T", "Content": "Too short.", "language": ""},
+    )
+    warehouse.upsert_document(short)
+    with pytest.raises(ConfigError) as err:
+        validate_raw(pod)
+    assert str(err.value) == refusal
+    assert warehouse.count(Category.ARTICLES, {"quarantined": True}) == 0
+    validate_raw(load_settings(), max_failure_ratio=1.0)  # the control: in local mode it is quarantined
+    assert warehouse.count(Category.ARTICLES, {"quarantined": True}) == 1

@@ -113,6 +113,8 @@ def run_crawl(
     if not unique:
         raise InputError("no links to crawl (give --link URL or a --config file with links)")
     author = _Author(open_warehouse(settings), user_full_name)
+    # opened before any crawl: a store that cannot open (a pod without TWIN_ARTIFACTS_URI) fails the step first
+    reports = open_artifact_store(settings)
     user = author.user
     log.info("crawling %d link(s) for %s (user %s)", len(unique), user.full_name, "known" if author.stored else "new")
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
@@ -134,7 +136,7 @@ def run_crawl(
         bar.close()
     report.links.sort(key=lambda r: unique.index(r.link))
     try:
-        open_artifact_store(settings).put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())
+        reports.put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())
     except TwinError as exc:
         log.error("could not write the crawl report: %s", exc)
     return report

@@ -61,6 +61,8 @@ def validate_raw(
 ) -> dict[str, Any]:
     threshold = settings.validation.max_failure_ratio if max_failure_ratio is None else max_failure_ratio
     warehouse = open_warehouse(settings)
+    # opened before any quarantine flag is written: a step that cannot keep its summary changes nothing
+    store = open_artifact_store(settings)
     known_authors = sorted(u.id for u in warehouse.users())
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     context, source = _gx_context()
@@ -92,7 +94,6 @@ def validate_raw(
         max_failure_ratio=threshold,
         quarantined_total=sum(warehouse.count(c, {"quarantined": True}) for c in Category),
     )
-    store = open_artifact_store(settings)
     summary["data_docs"] = publish_data_docs(context, store, f"{ARTIFACT_PREFIX}/{run_id}/data_docs") if total else None
     store.put_json(f"{ARTIFACT_PREFIX}/{run_id}/summary.json", summary)
     if ratio > threshold:
