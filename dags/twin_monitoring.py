@@ -4,11 +4,11 @@
 Every hour, `twin monitor drift --alert` checks **its own data interval** (`--end` = the run's
 `data_interval_end`, `--window 1h`): a backfill (`airflow backfill create --dag-id twin_monitoring
 --from-date … --to-date …`) gives one report per past hour. Evidently 0.7 compares the window's requests
-in the inference log with the training instructions of the latest instruct dataset (or the previous
-window): query embeddings (explicit embeddings-drift method), query and answer length,
-out-of-vocabulary share and language, retrieval scores, latency, error rate, and newly collected raw
-documents against the training corpus. HTML + JSON reports land in the artifact store under
-`monitoring/<author>/<window>/`. A window with too few requests is "not enough data", never an alert.
+in the inference log with recent production traffic, by default the hour before it (`reference`
+below): query embeddings (explicit embeddings-drift method), query and answer length,
+out-of-vocabulary share and language, retrieval scores, latency and error rate. The result
+(`result.json`) lands in the artifact store under `monitoring/<author>/<window>/`. A window with too
+few requests (or too few before it) is "not enough data", never an alert.
 
 `check_drift` sends one alert per newly drifted signal and window (log; the JSON webhook
 `TWIN_ALERT_WEBHOOK_URL`; Slack through the Airflow connection named by `TWIN_ALERT_SLACK_CONN_ID`),
@@ -20,7 +20,8 @@ window sends nothing new and emits nothing.
 **Trigger form:** `author` (empty = every author's requests together), `reference` (previous:
 recent production traffic, the alerting default; baseline: a pinned window of the same length ending
 at `baseline_end`, which it needs; training: an informational comparison with the training data that
-never alerts), `baseline_end` (ISO 8601 date-time, only read with `reference` baseline; empty is
+never alerts; it also compares the documents crawled in the window with the training corpus),
+`baseline_end` (ISO 8601 date-time, only read with `reference` baseline; empty is
 passed as `--baseline-end ""`, which `twin monitor drift` reads as not given, like `--author ""`).
 The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
 """

@@ -68,6 +68,19 @@ def test_a_lone_surrogate_in_v1_and_v2_is_400_and_logged() -> None:
     assert "input 'query' is not valid Unicode" in resp.json()["error"]
 
 
+def test_a_lone_surrogate_in_a_json_v1_body_is_the_twins_400_and_logged() -> None:
+    """With Content-Type application/json KServe parses the v1 body (orjson), which refuses the surrogate
+    before the transformer runs: the answer is the twin's own message, not the parser's."""
+    ip = build()
+    raw = _with_lone_surrogate({"instances": [{"query": "hi", "max_new_tokens": 3}]})
+    resp = _request(ip, "POST", "/v1/models/twin:predict", content=raw)  # HEADERS: application/json
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    at = raw.index("\\ud800")
+    assert error == f"request body is not valid Unicode (it holds a lone surrogate): line 1 column {at + 1} (char {at})"
+    assert [(r["status"], str(r["error"])) for r in ip.pipeline.rows] == [("rejected", error)]  # the request log has it
+
+
 def test_the_predictor_refuses_a_lone_surrogate_in_its_messages() -> None:
     ip = build()
     payload = {"instances": [{"messages": [{"role": "user", "content": "hi \ud800"}], "max_new_tokens": 2}]}
@@ -387,6 +400,13 @@ def test_a_store_down_is_one_error_line_per_request(caplog: pytest.LogCaptureFix
     lines = [r for r in caplog.records if r.name == "twin_core.serving.http_errors"]
     assert len(lines) == 1 and lines[0].levelno == logging.ERROR
     assert lines[0].getMessage() == f"POST /v1/models/twin:predict -> 503: {resp.json()['error']}"
+
+
+def test_a_backend_down_503_says_retry_after_as_configured() -> None:
+    ip = build(serve_retry_after_s=17)  # not the default (5)
+    resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
+    assert resp.status_code == 503, resp.text
+    assert resp.headers["Retry-After"] == "17"
 
 
 def test_kserves_not_ready_is_one_error_line(caplog: pytest.LogCaptureFixture) -> None:

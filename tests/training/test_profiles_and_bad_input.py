@@ -95,8 +95,52 @@ def test_base_model_not_available_offline_names_it(twin, train_env, tsettings, i
     profile.write_text(text.replace("base_model: smollm2-135m-instruct-gguf", "base_model: acme/not-cached-8b"))
     run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
     assert run.returncode == 2
-    assert "base model 'acme/not-cached-8b' cannot be loaded offline" in run.result["error"]
+    assert run.result["error"] == f"base model 'acme/not-cached-8b' cannot be loaded offline ({OFFLINE_HINT}): OSError"
     assert _registered(tsettings) == []
+
+
+OFFLINE_HINT = (
+    "not in the Hugging Face cache; download it first, or set TWIN_HF_OFFLINE=false with HF_HUB_OFFLINE unset or 0 "
+    "to fetch it from the Hub"
+)
+
+
+@pytest.mark.parametrize(
+    ("twin_hf_offline", "hf_hub_offline"), [(True, None), (True, "0"), (False, "1")], ids=["default", "hub0", "hub1"]
+)
+def test_an_uncached_base_model_names_the_settings_that_go_online(
+    monkeypatch: pytest.MonkeyPatch, twin_hf_offline: bool, hf_hub_offline: str | None
+) -> None:
+    """Offline is TWIN_HF_OFFLINE (default true) or HF_HUB_OFFLINE: HF_HUB_OFFLINE=0 alone changes nothing."""
+    from twin_core.llm.base_model import resolve_base
+
+    if hf_hub_offline is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", hf_hub_offline)
+    with pytest.raises(ConfigError) as err:
+        resolve_base(load_settings(hf_offline=twin_hf_offline), "acme/not-cached-8b")
+    assert str(err.value) == f"base model 'acme/not-cached-8b' cannot be loaded offline ({OFFLINE_HINT}): OSError"
+
+
+def test_a_base_model_the_hub_does_not_give_is_not_called_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from twin_core.llm.base_model import resolve_base
+
+    calls: list[bool] = []
+
+    def refuse(name: str, local_files_only: bool = False, **kw: object) -> None:
+        calls.append(local_files_only)
+        raise OSError("acme/not-on-the-hub-8b is not a valid model identifier")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refuse)
+    with pytest.raises(ConfigError) as err:
+        resolve_base(load_settings(hf_offline=False), "acme/not-on-the-hub-8b")
+    assert calls == [False]  # the Hub was asked
+    reason = "not a local folder, and the Hub did not give it"
+    assert str(err.value) == f"base model 'acme/not-on-the-hub-8b' cannot be loaded ({reason}): OSError"
 
 
 def test_parquet_fixture_layout(tsettings, instruct_version: str) -> None:

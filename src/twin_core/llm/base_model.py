@@ -43,13 +43,22 @@ def resolve_base(settings: Settings, base_model: str) -> str:
         if not (path / "config.json").is_file():
             raise ConfigError(f"base model {name}: no config.json (a GGUF or partial folder cannot be trained)")
         return str(path)
+    local_only = offline(settings)
     try:
         from transformers import AutoConfig
 
-        AutoConfig.from_pretrained(name, local_files_only=offline(settings))
+        AutoConfig.from_pretrained(name, local_files_only=local_only)
     except Exception as exc:  # noqa: BLE001 - any failure means: cannot load it here
-        raise ConfigError(
-            f"base model {name!r} cannot be loaded offline (not in the Hugging Face cache; "
-            f"download it first or set HF_HUB_OFFLINE=0): {type(exc).__name__}"
-        ) from None
+        raise ConfigError(unavailable_message(name, local_only, type(exc).__name__)) from None
     return name
+
+
+def unavailable_message(name: str, local_only: bool, error: str) -> str:
+    """Why ``name`` cannot be loaded, and what to change. Offline is ``TWIN_HF_OFFLINE`` (default true) or
+    ``HF_HUB_OFFLINE``: the Hub is reached only when the first is false and the second unset or 0."""
+    if local_only:
+        return (
+            f"base model {name!r} cannot be loaded offline (not in the Hugging Face cache; download it first, "
+            f"or set TWIN_HF_OFFLINE=false with HF_HUB_OFFLINE unset or 0 to fetch it from the Hub): {error}"
+        )
+    return f"base model {name!r} cannot be loaded (not a local folder, and the Hub did not give it): {error}"

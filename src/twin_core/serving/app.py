@@ -47,7 +47,8 @@ def build_app(server: Any, settings: Settings, auth: Auth, transformer: Any | No
     if transformer is not None:
         _add_openai_route(app, transformer, listing)
 
-    ErrorAnswers(transformer).install(app)  # KServe's errors too: a 4xx is one log line, not a traceback
+    # KServe's errors too: a 4xx is one log line, not a traceback
+    ErrorAnswers(transformer, settings.serve.retry_after_s).install(app)
     app.add_middleware(TwinGateway, settings=settings, auth=auth, hidden=listing.hidden)
     app.add_middleware(StatusCounter)  # added last = outermost: counts the gateway's refusals too
     return app

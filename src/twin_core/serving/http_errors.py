@@ -12,7 +12,12 @@ unknown model, a malformed body) included: a pod's log then reads as if the serv
   ``{"error": ...}`` naming the field, like every other malformed body (FastAPI answers 422);
 - a 400 on the transformer's inference routes raised before the transformer ran (FastAPI's or KServe's
   parsing of the body, the OpenAI route's checks) is counted and written to the request log as one the
-  transformer refused, as the 400s it raises itself are.
+  transformer refused, as the 400s it raises itself are;
+- KServe's parser refusing a JSON body that holds a lone surrogate (a v1 body sent as application/json)
+  answers the twin's ``request body is not valid Unicode ...`` (``payloads.unparsed_surrogate``), as the
+  routes that parse with Python's json do;
+- a TwinError's 503 (a store or the LLM endpoint down) carries ``Retry-After: TWIN_SERVE_RETRY_AFTER_S``,
+  as the gateway's "busy" 503s do.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from twin_core.errors import BackendUnavailable, InputError, TwinError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.serving.gateway import is_inference_path, model_in_path
 from twin_core.serving.kserve_import import import_kserve
+from twin_core.serving.payloads import unparsed_surrogate
 
 import_kserve()
 from kserve import errors as kerr  # noqa: E402  (after import_kserve: kserve must not read our argv)
@@ -106,10 +112,12 @@ def _field_error(error: Any, union: bool) -> str:
 
 class ErrorAnswers:
     """The app's exception handlers (``install``). ``transformer``: the RAG model whose request log gets
-    the 400s raised before it ran (None in a predictor container, which keeps no request log)."""
+    the 400s raised before it ran (None in a predictor container, which keeps no request log);
+    ``retry_after_s``: the ``Retry-After`` of a backend-down 503 (``TWIN_SERVE_RETRY_AFTER_S``)."""
 
-    def __init__(self, transformer: Any | None) -> None:
+    def __init__(self, transformer: Any | None, retry_after_s: int) -> None:
         self.transformer = transformer
+        self.retry_after = str(retry_after_s)
 
     def install(self, app: Any) -> None:
         from fastapi.exceptions import RequestValidationError
@@ -124,10 +132,13 @@ class ErrorAnswers:
     async def answer(self, request: Any, exc: Exception) -> Any:
         """A TwinError (``{"error", "kind"}``, 503s with Retry-After) or one of KServe's (``{"error"}``)."""
         status = status_of(exc)
-        body: dict[str, Any] = {"error": str(exc)}
+        reason = str(exc)
+        if isinstance(exc, kerr.InvalidInput):
+            reason = unparsed_surrogate(reason) or reason
+        body: dict[str, Any] = {"error": reason}
         if isinstance(exc, TwinError):
             body["kind"] = exc.kind
-        headers = {"Retry-After": "5"} if status == 503 and isinstance(exc, TwinError) else None
+        headers = {"Retry-After": self.retry_after} if status == 503 and isinstance(exc, TwinError) else None
         return await self._respond(request, exc, status, body, headers)
 
     async def invalid_request(self, request: Any, exc: Any) -> Any:

@@ -10,6 +10,7 @@ Every malformed shape is an InputError (HTTP 400), never a 500.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from twin_core.errors import InputError
@@ -17,6 +18,9 @@ from twin_core.inference.pipeline import RAGAnswer, RAGRequest
 
 MAX_INSTANCES = 4
 ALLOWED_FIELDS = {"query", "author", "max_new_tokens"}
+NOT_UNICODE = "is not valid Unicode (it holds a lone surrogate)"
+# KServe's message when orjson refuses a lone surrogate in a JSON body (a v1 body sent as application/json).
+_UNPARSED_SURROGATE = re.compile(r"Unrecognized request format: (?:no|invalid) (?:low|high) surrogate in string")
 
 
 def valid_text(value: str, where: str) -> str:
@@ -26,8 +30,18 @@ def valid_text(value: str, where: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError(f"{where} is not valid Unicode (it holds a lone surrogate)") from None
+        raise InputError(f"{where} {NOT_UNICODE}") from None
     return value
+
+
+def unparsed_surrogate(reason: str) -> str | None:
+    """The twin's message for KServe's refusal of a JSON body holding a lone surrogate (its parser, orjson,
+    stops there, so no field can be named), e.g. ``request body is not valid Unicode (it holds a lone
+    surrogate): line 1 column 31 (char 30)``; None for any other reason."""
+    found = _UNPARSED_SURROGATE.match(reason)
+    if found is None:
+        return None
+    return f"request body {NOT_UNICODE}{reason[found.end() :]}"
 
 
 def _instance(obj: Any, where: str) -> RAGRequest:
