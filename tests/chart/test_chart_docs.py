@@ -43,6 +43,10 @@ def _variables_read_outside_settings() -> set[str]:
     for path in (cr.REPO / "plugins").rglob("*.py"):
         text = path.read_text()
         names |= set(re.findall(r'environ(?:\.get\(|\[)\s*"(TWIN_[A-Z0-9_]+)"', text))
+        # or through a module constant: WEBHOOK_VAR = "TWIN_ALERT_WEBHOOK_URL" ... os.environ.get(WEBHOOK_VAR)
+        for const, name in re.findall(r'^(\w+) = "(TWIN_[A-Z0-9_]+)"$', text, re.M):
+            if re.search(rf"environ(?:\.get\(|\[)\s*{const}\b", text):
+                names.add(name)
         names |= set(re.findall(r'find_config\([^)]*"(TWIN_[A-Z0-9_]+)"', text))
     names |= set(re.findall(r"\$\{(TWIN_[A-Z0-9_]+)", (cr.REPO / "images" / "build.sh").read_text()))
     return names
@@ -52,7 +56,9 @@ def test_the_real_names_are_derived_from_the_code():
     real = _settings_variables()
     assert {"TWIN_SERVE_API_KEYS", "TWIN_LLM_API_KEY", "TWIN_MONGODB_URI", "TWIN_LINKEDIN_LI_AT"} <= real
     assert {"TWIN_API_KEYS", "TWIN_OPENAI_API_KEY"}.isdisjoint(real)
-    assert {"TWIN_EXECUTION_CONFIG", "TWIN_IMAGE_REGISTRY", "TWIN_IMAGE_TAG"} <= _variables_read_outside_settings()
+    outside = _variables_read_outside_settings()
+    assert {"TWIN_EXECUTION_CONFIG", "TWIN_IMAGE_REGISTRY", "TWIN_IMAGE_TAG"} <= outside
+    assert {"TWIN_ALERT_WEBHOOK_URL", "TWIN_ALERT_SLACK_CONN_ID"} <= outside  # plugins/twin_ops/notifiers.py
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

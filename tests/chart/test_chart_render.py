@@ -154,7 +154,7 @@ def test_prometheus_rule_only_with_operator_api(renders):
     assert cr.find(renders["kserve-only"], "PrometheusRule") == []
     (rule,) = cr.find(renders["prometheus-only"], "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert alerts == {"LLMTwinDagRunFailed", "LLMTwinDriftDetected", "LLMTwinServingErrors"}
+    assert alerts == {"LLMTwinDagRunFailed", "LLMTwinDriftDetected", "LLMTwinServingErrors", "LLMTwinRequestLogFailing"}
 
 
 def test_monitors_only_with_operator_api(renders):

@@ -161,3 +161,54 @@ empty when serving reads no s3:// model: serving.s3Credentials.existingSecret, e
 {{- .Values.serving.s3Credentials.existingSecret | default (printf "%s-s3" .Values.serving.serviceAccount.name) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* PromQL: what a counter counted in the last `window`, per series, for an alert on "> 0":
+include "llm-twin.promql.events" (list "<series selector>" "<window>").
+increase() alone is 0 for a series whose first sample already holds the count (prometheus/prometheus#1673),
+and the StatsD exporter exports a series only from its first event: the first drift and the first
+failure of each DAG after the exporter (re)starts would never fire. The second branch counts such a new
+series whole (its value; a series born at 0, such as a counter incremented by 0, adds 0). A series is
+new when it has no sample in the 30 minutes before the window, so a scrape gap or Prometheus restart
+shorter than that is never taken for a new series (a longer gap can raise a stale alert for a while).
+Each branch is filtered or matched per series, before any aggregation: `or` keeps the left side's
+(then 0) value for a label set both sides have. Not seen: an in-place restart of the exporter container
+(same pod, same labels) after which a series that stood at 1 comes back at 1 within 30 minutes.
+tests/chart/promtool/alerts_test.yaml replays these cases. */}}
+{{- define "llm-twin.promql.events" -}}
+{{- $series := index . 0 -}}
+{{- $window := index . 1 -}}
+(increase({{ $series }}[{{ $window }}]) > 0)
+  or ({{ $series }} unless present_over_time({{ $series }}[30m] offset {{ $window }}))
+{{- end -}}
+
+{{/* Env of the Airflow containers for the on-call notifiers (plugins/twin_ops/notifiers.py), from
+global.alertChannels. The Airflow chart renders it: values.yaml sets `airflow.extraEnv` to an include
+of this template, and the Airflow chart renders extraEnv with `tpl`, in its own context (where this
+chart's global values are visible, its other values are not), into every Airflow container: scheduler
+(with LocalExecutor it runs the tasks, their failure callbacks and twin_monitoring's check_drift),
+triggerer (DeadlineAlert AsyncCallbacks), DAG processor (failure callbacks of tasks that died outside
+their runner), API server, workers and the KubernetesExecutor pod template. The Secret references are optional: a missing Secret or key leaves Airflow running without
+that channel (NOTES.txt warns) instead of stopping every Airflow pod. */}}
+{{- define "llm-twin.airflowAlertEnv" -}}
+{{- $c := dig "alertChannels" dict (.Values.global | default dict) -}}
+{{- with $c.webhookUrlFromSecret }}{{ if .name }}
+- name: TWIN_ALERT_WEBHOOK_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ .key | default "url" | quote }}
+      optional: true
+{{- end }}{{ end }}
+{{- with $c.slackConnId }}
+- name: TWIN_ALERT_SLACK_CONN_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.slackConnectionFromSecret }}{{ if .name }}
+- name: AIRFLOW_CONN_{{ required "global.alertChannels.slackConnectionFromSecret needs global.alertChannels.slackConnId (the connection's id)" $c.slackConnId | upper }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ .key | default "connection" | quote }}
+      optional: true
+{{- end }}{{ end }}
+{{- end -}}
