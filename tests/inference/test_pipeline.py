@@ -152,3 +152,29 @@ def test_retrieval_refuses_a_collection_embedded_with_another_model(rag_pipeline
     store = rag_pipeline.retriever.store
     with pytest.raises(ConfigError, match="other-model"):
         VectorRetriever(store, OtherModel()).search([0.0] * 384, 3, author_id="x", categories=[Category.POSTS])
+
+
+def test_a_failed_request_is_logged_with_whose_failure_it_was(
+    rag_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's bad input is ``rejected``, a backend down ``unavailable``, anything else ``error``: the drift
+    check's error rate counts only the server's failures (it used to log every failure as ``error``)."""
+    from twin_core.errors import BackendUnavailable
+    from twin_core.inference.errors import UnknownAuthor
+
+    warehouse = rag_pipeline.warehouse
+    with pytest.raises(UnknownAuthor):
+        rag_pipeline.answer(RAGRequest("What is idempotency?", "Nobody At All", max_new_tokens=1))
+    assert list(warehouse.inference_logs())[-1].status == "rejected"
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailable("the LLM endpoint is down")
+
+    monkeypatch.setattr(rag_pipeline, "generate", down)
+    with pytest.raises(BackendUnavailable):
+        rag_pipeline.answer(RAGRequest("What is idempotency?", "Ada Quillfeather", max_new_tokens=1))
+    assert list(warehouse.inference_logs())[-1].status == "unavailable"
+    monkeypatch.setattr(rag_pipeline, "generate", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        rag_pipeline.answer(RAGRequest("What is idempotency?", "Ada Quillfeather", max_new_tokens=1))
+    assert list(warehouse.inference_logs())[-1].status == "error"

@@ -18,7 +18,7 @@ from twin_core.errors import InputError
 from twin_core.features.feature_store import ChunkQuery
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
-from twin_core.inference.request_log import RequestLog
+from twin_core.inference.request_log import RequestLog, failure_status
 from twin_core.inference.rerank import NoRerank, Reranker, make_reranker
 from twin_core.inference.search import RetrievedChunk, Retriever, merge_dedup
 from twin_core.inference.selfquery import AuthorMatch, match_name, self_query
@@ -348,7 +348,7 @@ class RAGPipeline:
             self.log_request(
                 req,
                 prepared=prepared,
-                status="error",
+                status=failure_status(exc),
                 error=exc,
                 started=started,
                 transport=transport,

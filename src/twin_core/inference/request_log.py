@@ -7,13 +7,28 @@ counter ``twin_request_log_failures_total`` when serving).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from twin_core.domain.inference import InferenceLog
+from twin_core.errors import BackendUnavailable, InputError
 
 log = logging.getLogger(__name__)
+
+
+def failure_status(exc: BaseException) -> str:
+    """A failed request's ``status`` in the log: ``cancelled`` (the client left), ``unavailable`` (a backend
+    down), ``rejected`` (the client's bad input) or ``error`` (the server failed). The drift check's error
+    rate counts only the server's: ``error`` and ``unavailable``."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    if isinstance(exc, InputError):
+        return "rejected"
+    return "error"
 
 
 class LogSink(Protocol):

@@ -26,7 +26,7 @@ from typing import Any
 
 from twin_core.errors import BackendUnavailable, InputError, TwinError
 from twin_core.inference.pipeline import Prepared, RAGAnswer, RAGPipeline, RAGRequest
-from twin_core.inference.request_log import RequestLog
+from twin_core.inference.request_log import RequestLog, failure_status
 from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
 from twin_core.serving.kserve_import import import_kserve
@@ -77,16 +77,6 @@ def _served_by(exc: BaseException, served: Any) -> BaseException:
         exc.served_version = served.version  # type: ignore[attr-defined]
         exc.served_stage = served.stage  # type: ignore[attr-defined]
     return exc
-
-
-def _status_of(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"  # the client went away
-    if isinstance(exc, BackendUnavailable):
-        return "unavailable"
-    if isinstance(exc, InputError):
-        return "rejected"
-    return "error"
 
 
 class TwinPredictor(kserve.Model):
@@ -475,7 +465,7 @@ class TwinTransformer(kserve.Model):
     async def _failed(self, state: _RequestState, exc: BaseException) -> None:
         """Count a failed request and write its request-log rows, once: ``twin_logged`` tells the app's
         error handlers (``http_errors.py``) not to log it again."""
-        metrics.REQUESTS.labels(status=_status_of(exc)).inc()
+        metrics.REQUESTS.labels(status=failure_status(exc)).inc()
         await asyncio.to_thread(self._log_failure, state, exc)
         exc.twin_logged = True  # type: ignore[attr-defined]
 
@@ -488,7 +478,7 @@ class TwinTransformer(kserve.Model):
             self.pipeline.log_request(
                 req,
                 prepared=prepared.get(id(req)),
-                status=_status_of(exc),
+                status=failure_status(exc),
                 error=error,
                 started=state.started,
                 transport="http",
