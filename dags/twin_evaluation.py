@@ -241,13 +241,17 @@ def twin_evaluation() -> None:
 
     @task(outlets=[PRODUCTION_MODEL], trigger_rule="none_failed")
     def check_promoted(watched: list[dict] | None, **context) -> dict:
-        """Emit the production Asset for the promoted canaries (none promoted: skipped, no event)."""
+        """Alert on each rolled-back canary with its numbers (log, webhook, Slack: fails, and is retried,
+        when one reached no configured channel); emit the production Asset for the promoted canaries
+        (none promoted: skipped, no event)."""
         from airflow.sdk.exceptions import AirflowSkipException
+        from twin_ops.notifiers import send_rollback_alerts
 
         promoted = sorted(w["model"] for w in watched or [] if w and w.get("decision") == "promote")
         for w in watched or []:
             if w:
                 print(f"{w.get('model')}: {w.get('decision')} ({'; '.join(w.get('reasons') or [])})")
+        send_rollback_alerts(list(watched or []), context)
         if not promoted:
             raise AirflowSkipException("no canary was promoted")
         extra = {"production": promoted}

@@ -24,6 +24,7 @@ never alerts; it also compares the documents crawled in the window with the trai
 `baseline_end` (ISO 8601 date-time, only read with `reference` baseline; empty is
 passed as `--baseline-end ""`, which `twin monitor drift` reads as not given, like `--author ""`).
 The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
+An alert is recorded as sent (`record_alerts`) only once delivered, and `check_new_drift` emits the Asset.
 """
 
 from __future__ import annotations
@@ -63,15 +64,13 @@ WINDOW = "1h"  # the schedule's data interval
     **dag_kwargs(__doc__, tags=["monitoring", "drift"], deadline=timedelta(minutes=50)),
 )
 def twin_monitoring() -> None:
+    window = ["--window", WINDOW, "--end", "{{ (data_interval_end or dag_run.run_after).isoformat() }}"]
     report = twin_step(
         "drift_report",
         [
             "monitor",
             "drift",
-            "--window",
-            WINDOW,
-            "--end",
-            "{{ (data_interval_end or dag_run.run_after).isoformat() }}",
+            *window,
             "--reference",
             "{{ params.reference }}",
             "--baseline-end",
@@ -83,21 +82,49 @@ def twin_monitoring() -> None:
         profile="cpu",
     )
 
-    @task(outlets=[DRIFT])
+    @task
     def check_drift(result: dict | None, **context) -> dict:
-        """Alert on each newly drifted signal; emit the drift Asset only then (else skipped)."""
+        """Deliver the alerts due (new drift, reminders, resolved signals); fail when one reached no
+        configured channel (retried, then the failure alert); skipped when none is due."""
         from airflow.sdk.exceptions import AirflowSkipException
         from twin_ops.notifiers import send_drift_alerts
 
         alerts = send_drift_alerts(result, context)
-        print(f"verdict: {(result or {}).get('verdict')}; new alerts: {[a['signal'] for a in alerts]}")
+        delivered = [f"{a['kind']}:{a['signal']}" for a in alerts]
+        print(f"verdict: {(result or {}).get('verdict')}; alerts delivered: {delivered}")
         if not alerts:
+            raise AirflowSkipException("no alert due for this window")
+        return {"window": result["window"], "delivered": delivered, "report": result["report"]}
+
+    # after the delivery, never before: what a channel took is recorded as sent (alerts.json, alert_state.json)
+    record = twin_step(
+        "record_alerts",
+        [
+            "monitor",
+            "record-alerts",
+            *window,
+            "--author",
+            "{{ params.author }}",
+            "--delivered",
+            "{{ ti.xcom_pull(task_ids='check_drift')['delivered'] | join(',') }}",
+        ],
+        profile="cpu",
+    )
+
+    @task(outlets=[DRIFT])
+    def check_new_drift(sent: dict, **context) -> dict:
+        """Emit the drift Asset for newly drifted signals (reminders and resolved ones: skipped, no event)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        signals = [d.split(":", 1)[1] for d in sent["delivered"] if d.startswith("drift:")]
+        if not signals:
             raise AirflowSkipException("no new drift in this window")
-        extra = {"window": result["window"], "signals": [a["signal"] for a in alerts], "report": result["report"]}
+        extra = {"window": sent["window"], "signals": signals, "report": sent["report"]}
         context["outlet_events"][DRIFT].extra = extra
         return extra
 
-    check_drift(report.output)
+    sent = check_drift(report.output)
+    sent >> record >> check_new_drift(sent)
 
 
 twin_monitoring()

@@ -217,6 +217,9 @@ class MonitorSettings(_Group):
         150, ge=20, description="Rows per side embedded for the embedding drift (Evidently plots them with t-SNE)."
     )
     config: Path | None = Field(None, description="Signal methods/thresholds YAML (default: configs/monitoring.yaml).")
+    alert_repeat_h: float = Field(
+        24, ge=0, description="A signal still drifting is alerted again at most every N hours (0 = every window)."
+    )
 
 
 class TrainingSettings(_Group):

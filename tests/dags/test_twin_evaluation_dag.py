@@ -6,10 +6,15 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -356,9 +361,114 @@ def test_the_evaluation_pod_is_the_candidates_training_pod(monkeypatch: pytest.M
     assert container["args"] == kwargs["arguments"] and container["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
 
+# -- a rolled-back canary pages, with its numbers -----------------------------------------------------------
+class Webhook:
+    """A JSON webhook on 127.0.0.1 that keeps the bodies it accepts (``status`` 200) or refuses."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.status = 200
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if hook.status == 200:
+                    hook.bodies.append(body)
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+    hook = Webhook()
+    monkeypatch.setenv("TWIN_ALERT_WEBHOOK_URL", hook.url)
+    monkeypatch.delenv("TWIN_ALERT_SLACK_CONN_ID", raising=False)
+    yield hook
+    hook.server.shutdown()
+
+
+# The JSON result of `twin deploy watch --follow` for a canary its analyses rolled back (deploy/watch.py).
+ROLLED_BACK = {
+    "model": "ada/v0002", "decision": "rollback", "action": "rollback", "result": "fail",
+    "reasons": ["request-success-rate 0.8 out of {'min': 0.95}: 16/20 ok, 95% CI [0.584, 0.919]",
+                "failed checks 2/2"],
+    "weight": 10, "next_weight": None, "failed_checks": 2,
+    "analysis": {"at": "2026-11-21T10:15:00+00:00", "threshold": 2, "min_requests": 20, "interval_s": 300,
+                 "window": ["2026-11-21T10:00:00+00:00", "2026-11-21T10:15:00+00:00"], "window_s": 900},
+    "canary": {"requests": 21, "counted": 20, "errors": 4, "success_rate": 0.8, "success_ci95": [0.584, 0.919],
+               "p95_ms": 950.0},
+    "production": {"requests": 180, "counted": 180, "errors": 0, "success_rate": 1.0, "success_ci95": [0.979, 1.0],
+                   "p95_ms": 610.0},
+    "checks": [], "rollout": {"stage": "archived"},
+}  # fmt: skip
+
+
+def test_a_rolled_back_canary_pages_with_its_numbers(dag, webhook: Webhook) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    check = dag.get_task("check_promoted").python_callable
+    with pytest.raises(AirflowSkipException, match="no canary was promoted"):
+        check([ROLLED_BACK, None])
+    [body] = webhook.bodies
+    assert body["text"] == (
+        "LLM Twin canary ada/v0002 rolled back at 10% traffic: request-success-rate 0.8 out of {'min': 0.95}: "
+        "16/20 ok, 95% CI [0.584, 0.919]; failed checks 2/2. canary: 21 requests, 20 counted, 4 errors, success "
+        "rate 0.8 (95% CI [0.584, 0.919]), p95 950.0 ms; production: 180 requests, 180 counted, 0 errors, success "
+        "rate 1.0 (95% CI [0.979, 1.0]), p95 610.0 ms; analysis window 2026-11-21T10:00:00+00:00 .. "
+        "2026-11-21T10:15:00+00:00, failed analyses 2/2"
+    )
+    assert body["kind"] == "rollback" and body["model"] == "ada/v0002" and body["weight"] == 10
+    assert body["canary"] == ROLLED_BACK["canary"] and body["production"] == ROLLED_BACK["production"]
+    assert body["analysis"]["window"] == ROLLED_BACK["analysis"]["window"]
+
+
+def test_a_promotion_pages_no_one_and_a_lost_rollback_alert_fails_the_task(dag, webhook: Webhook) -> None:
+    from twin_ops.assets import PRODUCTION_MODEL
+
+    check = dag.get_task("check_promoted").python_callable
+    promoted = {"model": "bo/v0003", "decision": "promote", "reasons": ["all checks passed at 50%; promote"]}
+    outlets = {PRODUCTION_MODEL: SimpleNamespace(extra=None)}
+    assert check([promoted], outlet_events=outlets) == {"production": ["bo/v0003"]}
+    assert webhook.bodies == []
+    webhook.status = 503  # the only channel down: the rollback alert reached no one -> retried
+    with pytest.raises(RuntimeError, match="rollback alert of ada/v0002 reached no alert channel"):
+        check([promoted, ROLLED_BACK], outlet_events=outlets)
+
+
+def test_the_watch_timeout_rollback_pages_too(dag, webhook: Webhook) -> None:
+    """Fail closed: no verdict before --timeout (the last analysis held) rolls back, with that analysis."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    reasons = ["request-success-rate: 3 < 20 requests",
+               "canary analysis: no promotion before the watch timeout of 7200 s (fail closed)"]  # fmt: skip
+    timed_out = {**ROLLED_BACK, "result": "hold", "action": "hold", "failed_checks": 0, "reasons": reasons}
+    with pytest.raises(AirflowSkipException):
+        dag.get_task("check_promoted").python_callable([timed_out])
+    timed_out_at_once = {"model": "ada/v0002", "decision": "rollback", "reasons": reasons[1:]}  # after a not-due
+    with pytest.raises(AirflowSkipException):
+        dag.get_task("check_promoted").python_callable([timed_out_at_once])
+    assert [b["text"] for b in webhook.bodies] == [
+        "LLM Twin canary ada/v0002 rolled back at 10% traffic: request-success-rate: 3 < 20 requests; canary "
+        "analysis: no promotion before the watch timeout of 7200 s (fail closed). canary: 21 requests, 20 counted, "
+        "4 errors, success rate 0.8 (95% CI [0.584, 0.919]), p95 950.0 ms; production: 180 requests, 180 counted, "
+        "0 errors, success rate 1.0 (95% CI [0.979, 1.0]), p95 610.0 ms; analysis window 2026-11-21T10:00:00+00:00 "
+        ".. 2026-11-21T10:15:00+00:00, failed analyses 0/2",
+        "LLM Twin canary ada/v0002 rolled back: canary analysis: no promotion before the watch timeout of 7200 s "
+        "(fail closed). No analysis numbers in the watch result: `twin registry show ada/v0002` has its history.",
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
-def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin) -> None:
+def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin, webhook: Webhook) -> None:
     gate_config = tmp_path / "evaluation.yaml"  # tiny untrained models: a gate they can pass
     gate_config.write_text(
         "samples: {max_rows: 2, min_rows: 2, max_new_tokens: 8}\n"
@@ -390,6 +500,9 @@ def test_dag_runs_locally(dag, tmp_path: Path, twin_env, run_dag, twin) -> None:
     assert states[("approve", -1)] == "skipped" and states[("no_approval", -1)] == "success"
     assert states[("canary", 0)] == "success" and states[("watch", 0)] == "success"
     assert states[("check_promoted", -1)] == "skipped"  # nothing promoted: no production Asset event
+    [page] = webhook.bodies  # the rollback pages, with the numbers of the watch's last analysis
+    assert page["kind"] == "rollback" and page["model"] == ref and "fail closed" in page["text"]
+    assert page["text"].startswith(f"LLM Twin canary {ref} rolled back"), page
     model = twin(env, "registry", "show", ref)["model"]
     assert model["stage"] == "archived"
     stages = [h["to_stage"] for h in model["history"] if h.get("to_stage")]

@@ -49,13 +49,16 @@ def test_24_stationary_hours_raise_no_alert(check: Any) -> None:
     assert [r["verdict"] for r in results] == ["no_drift"] * 24, [r["drifted"] for r in results]
     assert sum(len(r["alerts"]) for r in results) == 0
     for r in results:  # every traffic signal was scored, on 40 requests against the 40 of the hour before
-        assert set(r["signals"]) == TRAFFIC_SIGNALS
+        assert set(r["signals"]) == TRAFFIC_SIGNALS and r["held"] == []
+        assert {s["status"] for s in r["signals"].values()} == {"scored"}
         assert {s["rows"] for s in r["signals"].values() if s["scope"] != "answers"} == {PER_HOUR}
         assert {s["reference"] for s in r["signals"].values()} == {"previous"}
         assert r["reference"]["kind"] == "previous" and r["reference"]["requests"] == PER_HOUR
 
 
-def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(check: Any) -> None:
+def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(
+    check: Any, monitored_home: dict[str, Any], hour_window: Any
+) -> None:
     first = check(SHIFTED_HOUR, alert=True)
     assert first["verdict"] == "drift"
     drifted = {d["signal"]: d for d in first["drifted"]}
@@ -66,8 +69,9 @@ def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(check: Any) ->
     alert = first["alerts"][0]
     assert set(alert) == {
         "signal", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
-        "reference", "window", "report",
+        "reference", "window", "report", "p_value", "interval", "confidence",
     }  # fmt: skip
+    assert (alert["p_value"], alert["interval"], alert["confidence"]) == (None, None, None)  # a distance
     for a in first["alerts"]:
         d = drifted[a["signal"]]
         assert (a["value"] > a["threshold"]) if a["drift_when"] == "above" else (a["value"] < a["threshold"])
@@ -78,6 +82,12 @@ def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(check: Any) ->
     assert by_signal["query_length"]["statistic"] == "Wasserstein distance in reference standard deviations"
     assert by_signal["query_length"]["rows"] == by_signal["query_length"]["reference_rows"] == PER_HOUR
     assert alert["window"]["start"] == "2026-11-23T11:00:00+00:00" and alert["window"]["length"] == "1h"
+    again = check(SHIFTED_HOUR, alert=True)
+    assert again["alerts"] == first["alerts"]  # nothing is marked as sent until it was delivered
+    from twin_core.monitoring.alert_state import record_delivered
+
+    delivered = [("drift", a["signal"]) for a in first["alerts"]]
+    record_delivered(monitored_home["artifacts"], None, hour_window(SHIFTED_HOUR), delivered)
     again = check(SHIFTED_HOUR, alert=True)
     assert again["verdict"] == "drift" and again["alerts"] == []  # once per signal and window
 

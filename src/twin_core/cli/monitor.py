@@ -43,7 +43,10 @@ def drift(
     ),
     author: str = typer.Option(None, "--author", help="Only this author's requests (full name)."),
     alert: bool = typer.Option(
-        False, "--alert", help="Record new drifted signals as alerted and list them under 'alerts' (the DAG does)."
+        False,
+        "--alert",
+        help="List the alerts due under 'alerts' (new drift, reminders, resolved signals; the DAG delivers them, "
+        "then records them with `twin monitor record-alerts`).",
     ),
 ) -> dict:
     """Compare one window of the inference log with a reference; write HTML + JSON reports."""
@@ -60,7 +63,7 @@ def drift(
     win = parse_window(window or settings.monitor.window, end)
     warehouse = open_warehouse(settings)
     artifacts = open_artifact_store(settings)
-    return run_drift_check(
+    result = run_drift_check(
         settings,
         win,
         tools=lazy_text_tools(settings),
@@ -72,3 +75,33 @@ def drift(
         alert=alert,
         plots=plots,
     )
+    if not alert:
+        return result
+    from twin_core.monitoring.alert_state import pending_alerts
+
+    return pending_alerts(artifacts, result, settings.monitor.alert_repeat_h)
+
+
+@app.command("record-alerts")
+@step("monitor.record_alerts")
+def record_alerts(
+    delivered: str = typer.Option(
+        ..., "--delivered", help="The alerts a channel took, KIND:SIGNAL comma-separated (drift:query_length,...)."
+    ),
+    window: str = typer.Option(None, "--window", help="The checked window's length (as for `twin monitor drift`)."),
+    end: str = typer.Option(..., "--end", help="The checked window's end, ISO 8601 UTC."),
+    author: str = typer.Option(None, "--author", help="The checked author (full name; empty = every author)."),
+) -> dict:
+    """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json."""
+    from twin_core.errors import InputError
+    from twin_core.monitoring import parse_window
+    from twin_core.monitoring.alert_state import parse_delivered, record_delivered
+    from twin_core.settings import get_settings
+    from twin_core.stores.artifacts import open_artifact_store
+
+    settings = get_settings()
+    alerts = parse_delivered(delivered)
+    if not (end or "").strip():
+        raise InputError("--end: the checked window's end is required")
+    win = parse_window(window or settings.monitor.window, end)
+    return record_delivered(open_artifact_store(settings), (author or "").strip() or None, win, alerts)

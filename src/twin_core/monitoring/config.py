@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,52 @@ from twin_core.errors import ConfigError
 from twin_core.settings import Settings
 
 SCOPES = ("queries", "answers", "operations", "documents")
-KINDS = ("embedding", "length", "oov", "language", "numeric", "category")
-# Evidently drift methods whose score is a p-value: drift when the score is BELOW the threshold.
-PVALUE_METHODS = frozenset(
-    {"ks", "chisquare", "z", "t_test", "mannw", "fisher_exact", "cramer_von_mises", "anderson", "g_test", "es"}
-)
+KINDS = ("embedding", "length", "oov", "language", "numeric", "category", "rate")
+# The columns each scope's frame has (scopes.py): a signal names one of its scope's.
+SCOPE_COLUMNS = {
+    "queries": ("query",),
+    "answers": ("answer",),
+    "operations": ("retrieval_score", "latency_ms", "outcome"),
+    "documents": ("text",),
+}
+# The value type Evidently's stattests see for each value kind (text descriptors are numbers or categories).
+VALUE_TYPES = {"length": "num", "oov": "num", "numeric": "num", "language": "cat", "category": "cat"}
+# Evidently 0.7's drift stattests (the registry of evidently.legacy.calculations.stattests): the value types
+# each accepts and whether its score is a p-value (drift when BELOW the threshold) or a distance (ABOVE).
+# A static copy: importing Evidently takes seconds and a bad method must fail at load, before any model;
+# tests/monitoring/test_drift_config.py keeps it equal to the registry. Its two text-content tests take
+# raw text, which no signal kind passes, so they are left out.
+STATTESTS: dict[str, tuple[frozenset[str], bool]] = {
+    "anderson": (frozenset({"num"}), True),
+    "chisquare": (frozenset({"cat"}), True),
+    "cramer_von_mises": (frozenset({"num"}), True),
+    "ed": (frozenset({"num"}), False),
+    "empirical_mmd": (frozenset({"num"}), True),
+    "es": (frozenset({"num"}), True),
+    "fisher_exact": (frozenset({"cat"}), True),
+    "g_test": (frozenset({"cat"}), True),
+    "hellinger": (frozenset({"cat", "num"}), False),
+    "jensenshannon": (frozenset({"cat", "num"}), False),
+    "kl_div": (frozenset({"cat", "num"}), False),
+    "ks": (frozenset({"num"}), True),
+    "mannw": (frozenset({"num"}), True),
+    "psi": (frozenset({"cat", "num"}), False),
+    "t_test": (frozenset({"num"}), True),
+    "TVD": (frozenset({"cat"}), True),
+    "wasserstein": (frozenset({"num"}), False),
+    "z": (frozenset({"cat"}), True),
+}
+TEXT_STATTESTS = ("abs_text_content_drift", "perc_text_content_drift")  # raw text only: no signal kind
+PVALUE_METHODS = frozenset(name for name, (_, pvalue) in STATTESTS.items() if pvalue)
+# Bounded distances: a threshold at or above the largest possible score never fires. Evidently's
+# Jensen-Shannon distance uses the natural log (at most sqrt(ln 2)); Hellinger is at most 1.
+MAX_DISTANCE = {"jensenshannon": math.sqrt(math.log(2)), "hellinger": 1.0}
+# Embeddings: Evidently's embeddings-drift methods and the distances of DistanceDriftMethod.
+EMBEDDING_METHODS = ("distance", "model")
+EMBEDDING_DISTANCES = ("cosine", "euclidean", "cityblock", "chebyshev")
+# Rates (the server error rate): a one-sided decision on the increase of a proportion.
+RATE_METHODS = ("newcombe",)
+_KEYS = ("scope", "column", "kind", "method", "threshold", "dist", "confidence")
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "monitoring.yaml"
 
 
@@ -29,10 +71,11 @@ class Signal:
     method: str
     threshold: float
     dist: str = "cosine"  # embeddings, method "distance"
+    confidence: float = 0.95  # rates: the two-sided level of the interval of the increase
 
     @property
     def pvalue(self) -> bool:
-        return self.kind != "embedding" and self.method in PVALUE_METHODS
+        return self.kind in VALUE_TYPES and self.method in PVALUE_METHODS
 
     def drifted(self, score: float) -> bool:
         return score < self.threshold if self.pvalue else score > self.threshold
@@ -44,6 +87,11 @@ class Signal:
             if self.method == "model":
                 return "ROC AUC of a classifier telling reference from current embeddings"
             return f"{self.dist} distance between the mean embeddings"
+        if self.kind == "rate":
+            return (
+                f"lower bound of the {self.confidence * 100:g}% Newcombe interval of the increase in the server "
+                "error rate (current - reference)"
+            )
         if self.pvalue:
             return f"{self.method} test p-value"
         if self.method == "wasserstein":
@@ -70,7 +118,7 @@ _DEFAULT_ROWS = [
     ("answer_language", "answers", "answer", "language", "jensenshannon", 0.4),
     ("retrieval_score", "operations", "retrieval_score", "numeric", "wasserstein", 1.0),
     ("latency_ms", "operations", "latency_ms", "numeric", "wasserstein", 1.0),
-    ("error_rate", "operations", "outcome", "category", "jensenshannon", 0.3),
+    ("error_rate", "operations", "outcome", "rate", "newcombe", 0.02),
     ("document_embedding", "documents", "text", "embedding", "distance", 0.5),
     ("document_length", "documents", "text", "length", "ks", 0.05),
 ]
@@ -79,9 +127,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _number(value: Any) -> float:
+    if isinstance(value, bool):  # YAML yes/no/true: not a number
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
 def _signal(name: str, spec: Any, origin: str) -> Signal:
+    """One signal of the config, checked (scope, column, kind, method, threshold range) or a ConfigError
+    naming the file, the signal and the allowed values."""
     if not isinstance(spec, dict):
         raise ConfigError(f"{origin}: signal {name!r} must be a mapping")
+    unknown = sorted(str(k) for k in spec if k not in _KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: signal {name!r}: unknown key(s) {unknown}; allowed: {', '.join(_KEYS)}")
     try:
         sig = Signal(
             name=name,
@@ -89,16 +148,62 @@ def _signal(name: str, spec: Any, origin: str) -> Signal:
             column=str(spec["column"]),
             kind=str(spec["kind"]),
             method=str(spec["method"]),
-            threshold=float(spec["threshold"]),
+            threshold=_number(spec["threshold"]),
             dist=str(spec.get("dist", "cosine")),
+            confidence=_number(spec.get("confidence", 0.95)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: signal {name!r} needs scope, column, kind, method, threshold ({exc})") from None
     if sig.scope not in SCOPES or sig.kind not in KINDS:
         raise ConfigError(f"{origin}: signal {name!r}: scope must be one of {SCOPES}, kind one of {KINDS}")
-    if sig.kind == "embedding" and sig.method not in ("distance", "model"):
-        raise ConfigError(f"{origin}: signal {name!r}: embedding method must be distance or model")
+    if sig.column not in SCOPE_COLUMNS[sig.scope]:
+        allowed = ", ".join(SCOPE_COLUMNS[sig.scope])
+        raise ConfigError(f"{origin}: signal {name!r}: column {sig.column!r} is not in scope {sig.scope} ({allowed})")
+    problem = _method_problem(sig) or _threshold_problem(sig)
+    if problem:
+        raise ConfigError(f"{origin}: signal {name!r}: {problem}")
     return sig
+
+
+def _method_problem(sig: Signal) -> str | None:
+    """Why the signal's method does not fit its kind (None when it does)."""
+    if sig.kind == "embedding":
+        if sig.method not in EMBEDDING_METHODS:
+            return f"embedding method {sig.method!r}: expected one of {', '.join(EMBEDDING_METHODS)}"
+        if sig.method == "distance" and sig.dist not in EMBEDDING_DISTANCES:
+            return f"dist {sig.dist!r}: expected one of {', '.join(EMBEDDING_DISTANCES)}"
+        return None
+    if sig.kind == "rate":
+        if sig.column != "outcome":
+            return f"a rate reads the column 'outcome', not {sig.column!r}"
+        if sig.method not in RATE_METHODS:
+            return f"rate method {sig.method!r}: expected one of {', '.join(RATE_METHODS)}"
+        return None
+    value_type = VALUE_TYPES[sig.kind]
+    allowed = sorted(name for name, (types, _) in STATTESTS.items() if value_type in types)
+    if sig.method not in allowed:
+        return f"method {sig.method!r} for a {sig.kind} signal ({value_type}): expected one of {', '.join(allowed)}"
+    return None
+
+
+def _threshold_problem(sig: Signal) -> str | None:
+    """Why the threshold (and a rate's confidence) can never make a sound decision (None when it can)."""
+    t = sig.threshold
+    for key, value in (("threshold", t), ("confidence", sig.confidence)):
+        if not math.isfinite(value):
+            return f"{key} {value}: expected a finite number"
+    if sig.kind == "rate":
+        if not 0.5 < sig.confidence < 1:
+            return f"confidence {sig.confidence}: expected 0.5 < confidence < 1"
+        ok, need = 0 <= t < 1, "a minimum increase of the rate, 0 <= threshold < 1"
+    elif sig.kind == "embedding" and sig.method == "model":
+        ok, need = 0.5 < t < 1, "a ROC AUC, 0.5 < threshold < 1 (0.5 is chance)"
+    elif sig.pvalue:
+        ok, need = 0 < t < 1, "a p-value, 0 < threshold < 1"
+    else:
+        top = MAX_DISTANCE.get(sig.method, 2.0 if sig.kind == "embedding" and sig.dist == "cosine" else math.inf)
+        ok, need = 0 < t < top, f"a distance, 0 < threshold < {top:.4g}"
+    return None if ok else f"threshold {t} for method {sig.method!r}: expected {need}"
 
 
 def load_signals(settings: Settings) -> list[Signal]:

@@ -4,20 +4,28 @@ The alerting check compares a window of the inference log with recent production
 window(s) by default, or a pinned baseline window. The comparison with the training data (templated
 instructions, long author passages: not what users type) is a separate, informational report in the
 window's ``training/`` subfolder that never alerts. Either side below ``TWIN_MONITOR_MIN_ROWS`` is held
-("not enough data"), never scored. Each signal reports its statistic and both sample sizes.
+("not enough data"), never scored: per scope (its rows) and per signal (the values it can use: a request
+without retrieved chunks has no retrieval score). A held signal is ``status: held`` with the reason and
+its counts, never "not drifted". Each scored signal reports its statistic, the values used on both sides
+(``rows``, ``reference_rows``) and, where its method gives one, a ``p_value`` or ``interval``.
+
+Verdicts: ``drift`` (a scored signal drifted), ``no_drift`` (every signal scored, none drifted),
+``partial`` (no drift among the scored signals, some held: listed under ``held``, and in ``reason``),
+``not_enough_data`` (nothing scored), ``informational`` (``--reference training``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from twin_core.errors import InputError
-from twin_core.monitoring.config import Signal, load_signals
-from twin_core.monitoring.evidently_metrics import ScopeData, embedding_drift, value_report, value_scores
+from twin_core.monitoring.config import VALUE_TYPES, Signal, load_signals
+from twin_core.monitoring.evidently_metrics import embedding_drift, value_report, value_scores
 from twin_core.monitoring.evidently_reports import ReportWriter
+from twin_core.monitoring.measures import Measure, ScopeData
+from twin_core.monitoring.rates import rate_measure
 from twin_core.monitoring.scopes import read_logs, traffic_scopes, training_scopes
 from twin_core.monitoring.text_tools import TextTools
 from twin_core.monitoring.windows import Window, parse_time
@@ -76,7 +84,12 @@ def plan_drift_check(
         if baseline_end is None:
             raise InputError("--reference baseline needs --baseline-end (the end of the pinned baseline window)")
         end = baseline_end if isinstance(baseline_end, datetime) else parse_time(baseline_end, option="--baseline-end")
-        ref_window = Window(end - cfg.previous_windows * window.length, end)
+        try:
+            ref_window = Window(end - cfg.previous_windows * window.length, end)
+        except OverflowError:
+            raise InputError(
+                f"--baseline-end {end.isoformat()}: the baseline window starts before the year 1"
+            ) from None
         if end > window.start:
             raise InputError(f"--baseline-end {end.isoformat()} is after the checked window's start")
     scopes = _SCOPES.get(reference, _TRAFFIC_SCOPES)
@@ -121,8 +134,8 @@ def run_drift_check(
         reference_rows = read_logs(warehouse, plan.reference_window, author)
         result["reference"]["requests"] = len(reference_rows)
         scopes = traffic_scopes(current_rows, reference_rows, plan.reference, plan.min_rows)
-    scores, reports = _score(plan, scopes, tools, artifacts, writer)
-    return _record(plan, writer, result, scopes, scores, reports)
+    measures, reports = _score(plan, scopes, tools, artifacts, writer)
+    return _record(plan, writer, result, scopes, measures, reports)
 
 
 def _result_head(plan: DriftPlan, writer: ReportWriter, rows: int) -> dict[str, Any]:
@@ -134,52 +147,80 @@ def _result_head(plan: DriftPlan, writer: ReportWriter, rows: int) -> dict[str, 
         "report": writer.location,
         "signals": {},
         "drifted": [],
+        "held": [],
         "alerts": [],
     }
 
 
 def _score(
     plan: DriftPlan, scopes: dict[str, ScopeData], tools: TextTools, artifacts: Any, writer: ReportWriter
-) -> tuple[dict[str, float | None], dict[str, str]]:
-    """Run the Evidently metrics of every scope with enough data; write their reports."""
-    scores: dict[str, float | None] = {}
+) -> tuple[dict[str, Measure], dict[str, str]]:
+    """Run the Evidently metrics (and the rate tests) of every scope with enough data; write their reports."""
+    measures: dict[str, Measure] = {}
     reports: dict[str, str] = {}
     for scope, data in scopes.items():
         scoped = [s for s in plan.signals if s.scope == scope]
         if data.skipped or not scoped:
             continue
-        values = [s for s in scoped if s.kind != "embedding"]
+        minimum = data.minimum or plan.min_rows
+        values = [s for s in scoped if s.kind in VALUE_TYPES]
         if values and plan.plots:
-            snapshot, found = value_report(values, data, tools)
-            reports[scope] = writer.write_snapshot(scope, snapshot)
-            scores.update(found)
+            snapshot, found = value_report(values, data, tools, minimum)
+            if snapshot is not None:
+                reports[scope] = writer.write_snapshot(scope, snapshot)
+            measures.update(found)
         elif values:
-            scores.update(value_scores(values, data, tools))
+            measures.update(value_scores(values, data, tools, minimum))
+        for s in (s for s in scoped if s.kind == "rate"):
+            measures[s.name] = rate_measure(s, data, minimum)
         for s in (s for s in scoped if s.kind == "embedding"):
-            snapshot, scores[s.name] = embedding_drift(
-                s, data, tools, size=plan.embedding_sample, artifacts=artifacts, plots=plan.plots
+            snapshot, measures[s.name] = embedding_drift(
+                s, data, tools, size=plan.embedding_sample, artifacts=artifacts, plots=plan.plots, minimum=minimum
             )
             if snapshot is not None:
                 reports[s.name] = writer.write_snapshot(s.name, snapshot)
-    return scores, reports
+    return measures, reports
 
 
-def signal_entry(signal: Signal, data: ScopeData, score: float | None) -> dict[str, Any]:
-    """One signal's line of the result: statistic, score, threshold, both sample sizes, the decision."""
-    usable = score is not None and not (isinstance(score, float) and math.isnan(score))
+def signal_entry(signal: Signal, data: ScopeData, found: Measure | None) -> dict[str, Any]:
+    """One signal's line of the result: statistic, score, threshold, the values used on both sides, the
+    p-value or interval where the method gives one, and the decision: ``status`` ``scored``, or ``held``
+    (``skipped``: why; ``drifted`` None, never "not drifted")."""
     method = signal.method + (f"/{signal.dist}" if signal.kind == "embedding" and signal.method == "distance" else "")
-    return {
+    if found is None:  # the whole scope is held: its rows are the scope's
+        found = Measure(len(data.current), len(data.reference), held=data.skipped or "not scored")
+    held = found.held or (None if found.score is not None else "not scored")
+    entry: dict[str, Any] = {
         "scope": data.scope,
         "reference": data.reference_kind,
         "method": method,
         "statistic": signal.statistic,
         "threshold": signal.threshold,
-        "score": round(float(score), 6) if usable else None,  # type: ignore[arg-type]
-        "drifted": bool(usable and signal.drifted(float(score))),  # type: ignore[arg-type]
         "drift_when": "below" if signal.pvalue else "above",
-        "rows": len(data.current),
-        "reference_rows": len(data.reference),
+        "rows": found.rows,
+        "reference_rows": found.reference_rows,
+        "status": "held" if held else "scored",
+        "score": None,
+        "drifted": None,
+        "p_value": None,
+        "interval": None,
+        "confidence": None,
     }
+    entry.update(found.details)
+    if held or found.score is None:
+        entry["skipped"] = held
+        return entry
+    entry["score"] = round(found.score, 6)
+    entry["drifted"] = signal.drifted(found.score)
+    if signal.pvalue:
+        entry["p_value"] = entry["score"]
+    return entry
+
+
+# What a drifted signal (and so its alert) carries from its entry.
+_DRIFT_KEYS = ("score", "threshold", "method", "statistic", "drift_when", "rows", "reference_rows", "reference")
+_DECISION_KEYS = ("p_value", "interval", "confidence")
+_RATE_KEYS = ("rate", "reference_rate", "failures", "reference_failures", "increase")
 
 
 def _record(
@@ -187,30 +228,61 @@ def _record(
     writer: ReportWriter,
     result: dict[str, Any],
     scopes: dict[str, ScopeData],
-    scores: dict[str, float | None],
+    measures: dict[str, Measure],
     reports: dict[str, str],
 ) -> dict[str, Any]:
     """Signals, verdict and (for a traffic check with ``alert``) the new alerts; result.json last."""
     for s in plan.signals:
         data = scopes[s.scope]
-        if data.skipped:
-            result["signals"][s.name] = {"scope": s.scope, "skipped": data.skipped, "threshold": s.threshold}
-            continue
-        entry = result["signals"][s.name] = signal_entry(s, data, scores.get(s.name))
-        if entry["drifted"]:
-            keys = ("score", "threshold", "method", "statistic", "drift_when", "rows", "reference_rows", "reference")
+        entry = result["signals"][s.name] = signal_entry(s, data, None if data.skipped else measures.get(s.name))
+        if entry["status"] == "held":
+            result["held"].append(
+                {
+                    "signal": s.name,
+                    "reason": entry["skipped"],
+                    "rows": entry["rows"],
+                    "reference_rows": entry["reference_rows"],
+                }
+            )
+        elif entry["drifted"]:
+            keys = (*_DRIFT_KEYS, *_DECISION_KEYS, *(k for k in _RATE_KEYS if k in entry))
             result["drifted"].append({"signal": s.name, **{k: entry[k] for k in keys}})
     result["reports"] = reports
-    scored = [e for e in result["signals"].values() if "skipped" not in e]
+    _verdict(plan, result)
+    if plan.alert and result["drifted"]:
+        result["alerts"] = _with_decision(writer.new_alerts(result["drifted"]), result["drifted"])
+    writer.write_result(result)
+    return result
+
+
+def _verdict(plan: DriftPlan, result: dict[str, Any]) -> None:
+    """``drift`` (a scored signal drifted), ``no_drift`` (every signal scored, none drifted), ``partial``
+    (none of the scored drifted, some held: not checked), ``not_enough_data`` (none scored), or
+    ``informational`` (against the training data: never alerts)."""
+    signals = result["signals"]
+    scored = [n for n, e in signals.items() if e["status"] == "scored"]
+    held = "; ".join(f"{h['signal']}: {h['reason']}" for h in result["held"])
     if plan.informational:
         result["verdict"] = "informational"  # the training data is not traffic: differences, never alerts
         result["differences"], result["drifted"] = result["drifted"], []
     elif not scored:
         result["verdict"] = "not_enough_data"
-        result["reason"] = "; ".join(sorted({e["skipped"] for e in result["signals"].values()}))
+        result["reason"] = "; ".join(sorted({e["skipped"] for e in signals.values()}))
+    elif result["drifted"]:
+        result["verdict"] = "drift"
+    elif result["held"]:
+        result["verdict"] = "partial"
+        result["reason"] = f"no drift in the {len(scored)} scored signal(s); held, not checked: {held}"
     else:
-        result["verdict"] = "drift" if result["drifted"] else "no_drift"
-    if plan.alert and result["drifted"]:
-        result["alerts"] = writer.new_alerts(result["drifted"])
-    writer.write_result(result)
-    return result
+        result["verdict"] = "no_drift"
+
+
+def _with_decision(alerts: list[dict[str, Any]], drifted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The new alerts with their signal's decision data (p-value, interval, rates) next to the statistic
+    and sample sizes the alert already names."""
+    by_signal = {d["signal"]: d for d in drifted}
+    for alert in alerts:
+        for key, value in by_signal.get(alert["signal"], {}).items():
+            if key != "score":  # the alert names it "value"
+                alert.setdefault(key, value)
+    return alerts

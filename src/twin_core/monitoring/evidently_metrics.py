@@ -11,35 +11,49 @@ plot, the most expensive part of a check: it runs only with ``plots`` (``twin mo
 Embeddings are cached in the artifact store by the digest of the sampled texts, so an hour embedded as
 the current window is not embedded again when it is the next hour's reference. A query whose embedding
 the request log already holds (retrieval computed it, with the same model) is not embedded at all.
+
+Every signal is measured on the values it has (``measures.Measure``: missing values dropped, embeddings
+on their sample) and held, before any descriptor or embedding is computed, when either side has fewer
+than the minimum; a score that is not a finite number holds it too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.domain.inference import QueryEmbedding
-from twin_core.monitoring.config import Signal
+from twin_core.monitoring.config import VALUE_TYPES, Signal
+from twin_core.monitoring.measures import Measure, ScopeData, measure_or_hold, scored
 from twin_core.monitoring.text_tools import TextTools, descriptors, oov_share
 
 CACHE_PREFIX = "monitoring/_cache/embeddings"
 TSNE_MIN_ROWS = 30  # Evidently's t-SNE (perplexity 30) needs more rows than this
 
-
-@dataclass
-class ScopeData:
-    scope: str
-    reference_kind: str  # previous | baseline | training | training_corpus
-    current: Any  # pandas DataFrame
-    reference: Any
-    skipped: str | None = None
-    known: dict[tuple[str, str], QueryEmbedding] = field(default_factory=dict)  # (model id, text) -> logged embedding
+__all__ = ["Measure", "ScopeData", "embedding_drift", "value_measures", "value_report", "value_scores"]
 
 
-def value_report(signals: list[Signal], data: ScopeData, tools: TextTools) -> tuple[Any, dict[str, float | None]]:
-    """Evidently report of ValueDrift metrics over descriptors and plain columns; scores by signal."""
+def value_measures(signals: list[Signal], data: ScopeData, minimum: int) -> dict[str, Measure]:
+    """Each value signal's usable values on both sides (a descriptor of a text is always defined, so
+    these are the non-missing values of its column), held below ``minimum``."""
+    return {
+        s.name: measure_or_hold(
+            s, data, int(data.current[s.column].notna().sum()), int(data.reference[s.column].notna().sum()), minimum
+        )
+        for s in signals
+    }
+
+
+def value_report(
+    signals: list[Signal], data: ScopeData, tools: TextTools, minimum: int
+) -> tuple[Any | None, dict[str, Measure]]:
+    """Evidently report of ValueDrift metrics over descriptors and plain columns of the signals that are
+    not held (None when all are); measures by signal."""
+    measures = value_measures(signals, data, minimum)
+    signals = [s for s in signals if not measures[s.name].held]
+    if not signals:
+        return None, measures
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
@@ -57,7 +71,9 @@ def value_report(signals: list[Signal], data: ScopeData, tools: TextTools) -> tu
     metrics = [ValueDrift(column=s.feature, method=s.method, threshold=s.threshold) for s in signals]
     snapshot = Report(metrics).run(dataset(data.current), dataset(data.reference))
     by_column = {m.get("config", {}).get("column"): m.get("value") for m in snapshot.dict()["metrics"]}
-    return snapshot, {s.name: by_column.get(s.feature) for s in signals}
+    for s in signals:
+        scored(measures[s.name], by_column.get(s.feature))
+    return snapshot, measures
 
 
 def _feature(signal: Signal, column: Any, tools: TextTools, languages: dict[str, str]) -> tuple[Any, str]:
@@ -75,24 +91,23 @@ def _feature(signal: Signal, column: Any, tools: TextTools, languages: dict[str,
             return languages[text]
 
         return column.dropna().map(detect), "cat"
-    return column.dropna(), "num" if signal.kind == "numeric" else "cat"
+    return column.dropna(), VALUE_TYPES[signal.kind]
 
 
-def value_scores(signals: list[Signal], data: ScopeData, tools: TextTools) -> dict[str, float | None]:
-    """The value-drift score of each signal with Evidently's stattest of its method, without a Report."""
+def value_scores(signals: list[Signal], data: ScopeData, tools: TextTools, minimum: int) -> dict[str, Measure]:
+    """The value-drift measure of each signal with Evidently's stattest of its method, without a Report."""
     from evidently.legacy.calculations.stattests import get_stattest
 
     languages: dict[str, str] = {}
-    scores: dict[str, float | None] = {}
+    measures = value_measures(signals, data, minimum)
     for s in signals:
+        if measures[s.name].held:
+            continue
         cur, kind = _feature(s, data.current[s.column], tools, languages)
         ref, _ = _feature(s, data.reference[s.column], tools, languages)
-        if cur.empty or ref.empty:
-            scores[s.name] = None
-            continue
         test = get_stattest(ref, cur, kind, s.method)
-        scores[s.name] = float(test(ref, cur, kind, s.threshold).drift_score)
-    return scores
+        scored(measures[s.name], test(ref, cur, kind, s.threshold).drift_score)
+    return measures
 
 
 def sample(texts: list[str], n: int) -> list[str]:
@@ -136,22 +151,26 @@ def _embed(texts: list[str], tools: TextTools, known: dict[tuple[str, str], Quer
 
 
 def embedding_drift(
-    signal: Signal, data: ScopeData, tools: TextTools, *, size: int, artifacts: Any, plots: bool
-) -> tuple[Any | None, float]:
-    """The signal's embeddings-drift score; with ``plots`` (and enough rows) also Evidently's report."""
+    signal: Signal, data: ScopeData, tools: TextTools, *, size: int, artifacts: Any, plots: bool, minimum: int
+) -> tuple[Any | None, Measure]:
+    """The signal's embeddings-drift measure on a seeded sample of ``size`` texts per side (held below
+    ``minimum`` texts, before anything is embedded); with ``plots`` (and enough rows) Evidently's report."""
     from evidently.metrics.embeddings import DistanceDriftMethod, ModelDriftMethod
 
-    cur = embeddings(sample([str(t) for t in data.current[signal.column].dropna()], size), tools, artifacts, data.known)
-    ref = embeddings(
-        sample([str(t) for t in data.reference[signal.column].dropna()], size), tools, artifacts, data.known
-    )
+    cur_texts = sample([str(t) for t in data.current[signal.column].dropna()], size)
+    ref_texts = sample([str(t) for t in data.reference[signal.column].dropna()], size)
+    found = measure_or_hold(signal, data, len(cur_texts), len(ref_texts), minimum)
+    if found.held:
+        return None, found
+    cur = embeddings(cur_texts, tools, artifacts, data.known)
+    ref = embeddings(ref_texts, tools, artifacts, data.known)
     if signal.method == "model":
         method: Any = ModelDriftMethod(threshold=signal.threshold)
     else:
         method = DistanceDriftMethod(dist=signal.dist, threshold=signal.threshold)
     if not plots or len(cur) + len(ref) <= TSNE_MIN_ROWS:
         score, _, _ = method(cur.copy(), ref.copy())
-        return None, float(score)
+        return None, scored(found, score)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift
 
@@ -161,4 +180,4 @@ def embedding_drift(
     snapshot = report.run(
         Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition)
     )
-    return snapshot, float(snapshot.dict()["metrics"][0]["value"])
+    return snapshot, scored(found, snapshot.dict()["metrics"][0]["value"])

@@ -3,7 +3,11 @@ artifact store (the informational comparison with the training data in its ``tra
 
 - ``<scope>.html`` / ``<scope>.json``: Evidently's report and its JSON snapshot, per scope or embedding signal;
 - ``result.json``: the check's result (written last: its presence marks a complete check);
-- ``alerts.json``: the signals already alerted for this window, so a re-run never alerts twice.
+- ``alerts.json``: the alerts delivered for this window (signal -> kind, when), written only after the
+  delivery (`twin monitor record-alerts`, after the DAG's `check_drift`), so an alert a channel outage kept
+  from anyone is still due on the next try; a re-run never sends one twice.
+
+The per-author state across windows (open / resolved signals, reminders) is ``alert_state``'s.
 """
 
 from __future__ import annotations
@@ -40,17 +44,24 @@ class ReportWriter:
     def write_result(self, result: dict[str, Any]) -> str:
         return self.artifacts.put_json(f"{self.folder}/{RESULT_FILE}", result)
 
-    def new_alerts(self, drifted: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The drifted signals not yet alerted for this window; records them as alerted."""
+    def delivered(self) -> dict[str, Any]:
+        """The alerts delivered for this window: signal -> {kind, at}."""
         key = f"{self.folder}/{ALERTS_FILE}"
-        sent: dict[str, Any] = self.artifacts.get_json(key) if self.artifacts.exists(key) else {}
-        fresh = [d for d in drifted if d["signal"] not in sent]
-        if not fresh:
-            return []
+        return dict(self.artifacts.get_json(key)) if self.artifacts.exists(key) else {}
+
+    def mark_delivered(self, delivered: list[tuple[str, str]]) -> str:
+        """Record ``(kind, signal)`` alerts as delivered for this window (after the delivery, never before)."""
+        sent = self.delivered()
         now = datetime.now(UTC).isoformat()
-        for d in fresh:
-            sent[d["signal"]] = {"at": now, "score": d["score"], "threshold": d["threshold"]}
-        self.artifacts.put_json(key, sent)
+        for kind, signal in delivered:
+            sent[signal] = {"kind": kind, "at": now}
+        return self.artifacts.put_json(f"{self.folder}/{ALERTS_FILE}", sent)
+
+    def new_alerts(self, drifted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts of the drifted signals not yet delivered for this window. Nothing is recorded here:
+        candidates become delivered only through ``mark_delivered``, once a channel took them."""
+        sent = self.delivered()
+        fresh = [d for d in drifted if d["signal"] not in sent]
         return [
             {
                 "signal": d["signal"],

@@ -1,6 +1,11 @@
 """The data each scope compares: the window's requests against recent traffic (previous or pinned
 baseline window) for the alerting check, or against the training data for the informational report.
-A side below the minimum number of rows is held ("skipped" with the counts), never scored."""
+A side below the minimum number of rows is held ("skipped" with the counts), never scored.
+
+``outcome`` is ``ok`` or ``error`` (a server failure: ``error``, ``unavailable`` or any status but the
+client's own) and missing for ``rejected`` (the client's 4xx) and ``cancelled`` (the client went away):
+the server error rate counts neither. A missing retrieval score or latency stays missing (NaN): each
+signal is scored on, and reports, the values it has (``measures.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,14 @@ TEXT_SAMPLE = 2000  # rows per side for the text descriptors: a few thousand pin
 READ_BATCH = 100_000  # one query per window: paging with skip re-reads the embedded store per page
 DOCUMENT_CHARS = 2000
 _COLUMNS = ["query", "answer", "retrieval_score", "latency_ms", "outcome"]
+CLIENT_STATUSES = frozenset({"rejected", "cancelled"})  # the client's doing: not a server failure
+
+
+def outcome(status: str) -> str | None:
+    """``ok``, ``error`` (a server failure) or None (the client's doing: not counted)."""
+    if status == "ok":
+        return "ok"
+    return None if status in CLIENT_STATUSES else "error"
 
 
 def read_logs(warehouse: Any, window: Window, author: str | None) -> list[InferenceLog]:
@@ -38,7 +51,7 @@ def log_frame(rows: Sequence[InferenceLog]) -> Any:
                 "answer": r.answer if r.status == "ok" else None,
                 "retrieval_score": max(scores) if scores else math.nan,
                 "latency_ms": total if total is not None else math.nan,
-                "outcome": "ok" if r.status == "ok" else "error",
+                "outcome": outcome(r.status),
             }
         )
     return pd.DataFrame(data, columns=_COLUMNS)
@@ -119,5 +132,6 @@ def training_scopes(
     docs.current = pd.DataFrame({"text": [d.text[:DOCUMENT_CHARS] for d in new]}, columns=["text"])
     docs.reference = pd.DataFrame({"text": [d.text[:DOCUMENT_CHARS] for d in corpus]}, columns=["text"])
     info["new_documents"] = len(new)
+    docs.minimum = MIN_DOCUMENTS
     scopes["documents"] = _hold(docs, MIN_DOCUMENTS, "documents")
     return scopes, info

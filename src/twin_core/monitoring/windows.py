@@ -10,16 +10,19 @@ from twin_core.errors import InputError
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_DAYS = 366  # a year (and its reference window before it) of requests is the most one check reads
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30m``, ``1h``, ``2d`` -> timedelta (at least one minute)."""
+    """``30m``, ``1h``, ``2d`` -> timedelta (at least one minute, at most ``MAX_WINDOW_DAYS`` days)."""
     match = _DURATION.match(text or "")
     if not match:
         raise InputError(f"window {text!r}: expected a number and a unit s/m/h/d, like 1h or 30m")
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds < 60:
         raise InputError(f"window {text!r}: at least 1m")
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise InputError(f"window {text!r}: at most {MAX_WINDOW_DAYS}d")
     return timedelta(seconds=seconds)
 
 
@@ -70,7 +73,10 @@ class Window:
 
     def previous(self, count: int = 1) -> Window:
         """The ``count`` windows right before this one, as one window."""
-        return Window(self.start - count * self.length, self.start)
+        try:
+            return Window(self.start - count * self.length, self.start)
+        except OverflowError:
+            raise InputError(f"the {count} window(s) before {self.start.isoformat()} start before the year 1") from None
 
     def as_dict(self) -> dict[str, str]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat(), "length": self.label, "key": self.key}
@@ -78,4 +84,8 @@ class Window:
 
 def parse_window(length: str, end: str | datetime | None = None, *, now: datetime | None = None) -> Window:
     end_dt = end.astimezone(UTC) if isinstance(end, datetime) else parse_time(end, now=now, option="--end")
-    return Window(end_dt - parse_duration(length), end_dt)
+    delta = parse_duration(length)
+    try:
+        return Window(end_dt - delta, end_dt)
+    except OverflowError:
+        raise InputError(f"window {length!r} before --end {end_dt.isoformat()} starts before the year 1") from None

@@ -1,0 +1,139 @@
+"""Which drift alerts are due, across windows: ``monitoring/<author_slug|all>/alert_state.json``.
+
+A signal is **open** from the delivered alert that reported it drifting until a later window scores it
+within its threshold: that window sends one ``resolved`` alert and closes it. While it stays open, a
+drifting signal does not page every window: a ``reminder`` goes out when ``TWIN_MONITOR_ALERT_REPEAT_H``
+hours (of window time, not of the clock: re-runs and backfills decide the same) have passed since its
+last alert (0 = every window). A window that scores none of its signals (not enough data) changes nothing.
+
+Planning records nothing. `twin monitor drift --alert` lists the due alerts (``kind`` drift, reminder or
+resolved), the DAG's ``check_drift`` delivers them, and `twin monitor record-alerts` records what a channel
+took: the window's ``alerts.json`` first, this state last, so a step killed in between leaves the
+alert due, never lost. The state is the present: a window ending before the newest one recorded (a late
+re-run, a backfill of past hours) pages nothing, whatever its report says.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from twin_core.errors import InputError
+from twin_core.monitoring.evidently_reports import PREFIX, ReportWriter, author_folder
+from twin_core.monitoring.windows import Window
+
+STATE_FILE = "alert_state.json"
+KINDS = ("drift", "reminder", "resolved")
+
+
+def state_key(author: str | None) -> str:
+    return f"{PREFIX}/{author_folder(author)}/{STATE_FILE}"
+
+
+def load_state(artifacts: Any, author: str | None) -> dict[str, Any]:
+    key = state_key(author)
+    state = artifacts.get_json(key) if artifacts.exists(key) else {}
+    return {"as_of": state.get("as_of"), "signals": dict(state.get("signals") or {})}
+
+
+def _scored(entry: dict[str, Any] | None) -> bool:
+    return entry is not None and "skipped" not in entry and entry.get("score") is not None
+
+
+def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("threshold", "method", "drift_when", "statistic", "rows", "reference_rows", "reference")
+    return {
+        "signal": name,
+        "kind": "resolved",
+        "value": entry["score"],
+        **{k: entry.get(k) for k in keys},
+        "since": opened.get("since"),
+        "window": result["window"],
+        "report": result["report"],
+    }
+
+
+def plan_alerts(state: dict[str, Any], result: dict[str, Any], repeat_h: float) -> list[dict[str, Any]]:
+    """The alerts due for a check ``result`` (its ``alerts``: the drifted signals not yet delivered for its
+    window) given the ``state``: new drift, reminders, resolved signals. Pure: nothing is read or written."""
+    if (result.get("reference") or {}).get("informational"):
+        return []
+    end = datetime.fromisoformat(result["window"]["end"])
+    if state.get("as_of") and end < datetime.fromisoformat(state["as_of"]):
+        return []  # a window before the newest recorded one: the state is the present
+    signals = state.get("signals") or {}
+    due: list[dict[str, Any]] = []
+    for alert in result.get("alerts") or []:
+        opened = signals.get(alert["signal"])
+        if not opened or opened.get("status") != "open":
+            due.append({**alert, "kind": "drift"})
+        elif (end - datetime.fromisoformat(opened["last_alert"])).total_seconds() >= repeat_h * 3600:
+            due.append({**alert, "kind": "reminder", "since": opened.get("since")})
+    drifting = {d["signal"] for d in result.get("drifted") or []}
+    for name, opened in sorted(signals.items()):
+        entry = (result.get("signals") or {}).get(name)
+        if entry is not None and opened.get("status") == "open" and name not in drifting and _scored(entry):
+            due.append(_resolved(name, entry, opened, result))
+    return due
+
+
+def pending_alerts(artifacts: Any, result: dict[str, Any], repeat_h: float) -> dict[str, Any]:
+    """``result`` with ``alerts`` replaced by the due ones (``plan_alerts``), its result.json rewritten."""
+    window = Window(datetime.fromisoformat(result["window"]["start"]), datetime.fromisoformat(result["window"]["end"]))
+    due = plan_alerts(load_state(artifacts, result.get("author")), result, repeat_h)
+    if due != result.get("alerts"):
+        result = {**result, "alerts": due}
+        ReportWriter(artifacts, result.get("author"), window).write_result(result)
+    return result
+
+
+def parse_delivered(text: str) -> list[tuple[str, str]]:
+    """``drift:query_length,resolved:latency_ms`` -> [(kind, signal), ...]; bad input raises InputError."""
+    out: list[tuple[str, str]] = []
+    for item in (part.strip() for part in (text or "").split(",")):
+        if not item:
+            continue
+        kind, _, signal = item.partition(":")
+        if kind not in KINDS or not signal or not signal.replace("_", "").isalnum():
+            raise InputError(f"--delivered {item!r}: expected KIND:SIGNAL with KIND one of {', '.join(KINDS)}")
+        out.append((kind, signal))
+    return out
+
+
+def apply_delivered(state: dict[str, Any], window: Window, delivered: list[tuple[str, str]]) -> dict[str, Any]:
+    """The state after ``delivered`` alerts of ``window`` (pure). Nothing delivered, or a window before the
+    state's newest (its alerts were planned before a later window was recorded), changes nothing."""
+    end = window.end.isoformat()
+    if not delivered or (state.get("as_of") and window.end < datetime.fromisoformat(state["as_of"])):
+        return state
+    signals = {name: dict(s) for name, s in (state.get("signals") or {}).items()}
+    for kind, name in delivered:
+        current = signals.get(name) or {}
+        if kind == "resolved":
+            signals[name] = {**current, "status": "resolved", "resolved": end}
+        elif current.get("status") == "open":
+            signals[name] = {**current, "last_alert": end, "window": window.key}
+        else:
+            signals[name] = {"status": "open", "since": end, "last_alert": end, "window": window.key}
+    return {"as_of": end, "signals": signals}
+
+
+def record_delivered(
+    artifacts: Any, author: str | None, window: Window, delivered: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Record delivered alerts: the window's alerts.json, then the author's alert state (last)."""
+    marker = ReportWriter(artifacts, author, window).mark_delivered(delivered) if delivered else None
+    before = load_state(artifacts, author)
+    state = apply_delivered(before, window, delivered)
+    if state is not before:
+        artifacts.put_json(state_key(author), state)
+    opened = sorted(name for name, s in state["signals"].items() if s.get("status") == "open")
+    return {
+        "window": window.as_dict(),
+        "author": author,
+        "recorded": [f"{kind}:{signal}" for kind, signal in delivered],
+        "alerts": marker,
+        "state": artifacts.uri(state_key(author)),
+        "late": state is before and bool(delivered),
+        "open": opened,
+    }

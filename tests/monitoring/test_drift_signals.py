@@ -1,0 +1,208 @@
+"""Each signal is decided on the values it has, states them, and holds (never "not drifted") without
+enough of them; the server error rate counts server failures only and alerts only on an increase,
+with the interval of that increase.
+
+The text tools are stand-ins (one constant embedding, every text English): no model is loaded, and the
+text signals of two hours of the same synthetic traffic score far below their thresholds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.synthetic_traffic import PER_HOUR, T0, request_logs
+
+Mutate = Callable[[list[Any]], None]
+
+
+@pytest.fixture
+def tools() -> Any:
+    import numpy as np
+
+    from twin_core.monitoring import TextTools
+
+    return TextTools(embed=lambda texts: np.ones((len(texts), 8)), language=lambda _: "en", vocabulary=frozenset())
+
+
+@pytest.fixture
+def hours(settings: Any, warehouse: Any, tools: Any) -> Any:
+    """``hours(*mutations)``: hour i from T0 holds 40 requests changed by mutation i (None: as logged);
+    returns ``check(hour)``, the alerting drift check of that hour against the hour before (with the
+    settings of the time of the check)."""
+    from twin_core.monitoring import parse_window, run_drift_check
+    from twin_core.settings import get_settings
+    from twin_core.stores.artifacts import open_artifact_store
+
+    artifacts = open_artifact_store(settings)
+
+    def seed(*mutations: Mutate | None) -> Callable[[int], dict[str, Any]]:
+        for i, mutate in enumerate(mutations):
+            begin = T0 + timedelta(hours=i)
+            rows = request_logs(begin, begin + timedelta(hours=1), PER_HOUR)
+            if mutate is not None:
+                mutate(rows)
+            for row in rows:
+                warehouse.append_inference_log(row)
+        return lambda hour: run_drift_check(
+            get_settings(),
+            parse_window("1h", T0 + timedelta(hours=hour + 1)),
+            tools=tools,
+            warehouse=warehouse,
+            artifacts=artifacts,
+            alert=True,
+        )
+
+    return seed
+
+
+def _no_retrieval(keep: int = 0) -> Mutate:
+    def mutate(rows: list[Any]) -> None:
+        for row in rows[keep:]:
+            row.retrieved = []
+
+    return mutate
+
+
+def _status(status: str, count: int = 12) -> Mutate:
+    def mutate(rows: list[Any]) -> None:
+        for row in rows[:count]:
+            row.status, row.answer, row.error = status, None, f"{status}: test"
+
+    return mutate
+
+
+def test_a_window_without_any_retrieval_score_is_held_not_no_drift(hours: Any) -> None:
+    result = hours(None, _no_retrieval())(1)
+    reason = "no retrieval scores in the window (0 of 40 requests)"
+    assert result["verdict"] == "partial" and result["alerts"] == [] and result["drifted"] == []
+    assert result["held"] == [{"signal": "retrieval_score", "reason": reason, "rows": 0, "reference_rows": 40}]
+    assert result["reason"] == f"no drift in the 9 scored signal(s); held, not checked: retrieval_score: {reason}"
+    entry = result["signals"]["retrieval_score"]
+    assert (entry["status"], entry["skipped"], entry["score"], entry["drifted"]) == ("held", reason, None, None)
+    others = {n: e["status"] for n, e in result["signals"].items() if n != "retrieval_score"}
+    assert set(others.values()) == {"scored"} and len(others) == 9
+    stored = json.loads((Path(result["report"]) / "result.json").read_text())
+    assert stored["verdict"] == "partial" and stored["held"] == result["held"]
+
+
+def test_every_signal_reports_and_holds_on_the_values_it_used(hours: Any, monkeypatch: Any) -> None:
+    """Hour 1: 25 of 40 requests with a retrieval score (scored on 25); hour 2: 2 of 40 (held, not
+    scored on 2 while reporting 40); hour 3: its reference, hour 2, has 2 (held on that side)."""
+    from twin_core.settings import get_settings
+
+    monkeypatch.setenv("TWIN_MONITOR_EMBEDDING_SAMPLE", "20")
+    get_settings.cache_clear()
+    check = hours(None, _no_retrieval(keep=25), _no_retrieval(keep=2), None)
+    scored, current_held, reference_held = check(1), check(2), check(3)
+    entry = scored["signals"]["retrieval_score"]
+    assert (entry["status"], entry["rows"], entry["reference_rows"]) == ("scored", 25, 40)
+    assert scored["verdict"] == "no_drift" and scored["held"] == []
+    embedding = scored["signals"]["query_embedding"]  # embedded: a sample of 20 of the 40 queries per side
+    assert (embedding["rows"], embedding["reference_rows"]) == (20, 20)
+    assert current_held["verdict"] == "partial" and current_held["alerts"] == []
+    assert current_held["held"] == [
+        {
+            "signal": "retrieval_score",
+            "reason": "2 retrieval scores in the window (of 40 requests; < 20): not enough data",
+            "rows": 2,
+            "reference_rows": 25,
+        }
+    ]
+    assert reference_held["held"] == [
+        {
+            "signal": "retrieval_score",
+            "reason": "2 retrieval scores in the reference (previous) (of 40 requests; < 20): not enough data",
+            "rows": 40,
+            "reference_rows": 2,
+        }
+    ]
+
+
+def test_client_statuses_are_not_server_errors(hours: Any) -> None:
+    check = hours(None, _status("rejected"), _status("cancelled"))
+    for hour in (1, 2):
+        result = check(hour)
+        error_rate = result["signals"]["error_rate"]
+        assert result["verdict"] == "no_drift" and result["alerts"] == [], result["drifted"]
+        assert (error_rate["rows"], error_rate["failures"], error_rate["rate"]) == (28, 0, 0.0)
+        assert error_rate["drifted"] is False
+
+
+def test_more_server_errors_alert_with_their_rates_and_interval_a_recovery_does_not(hours: Any) -> None:
+    from twin_core.monitoring.rates import newcombe
+
+    def outage(rows: list[Any]) -> None:
+        _status("error", 6)(rows)
+        _status("unavailable", 6)(rows[6:])
+
+    check = hours(None, outage, None)
+    result = check(1)
+    assert result["verdict"] == "drift" and [d["signal"] for d in result["drifted"]] == ["error_rate"]
+    diff, low, high = newcombe(12, 40, 0, 40, 0.95)
+    (alert,) = result["alerts"]
+    assert alert["value"] == round(low, 6) == result["signals"]["error_rate"]["score"]
+    assert low > 0.02 and alert["threshold"] == 0.02 and alert["drift_when"] == "above"
+    assert alert["interval"] == [round(low, 6), round(high, 6)] and alert["confidence"] == 0.95
+    assert (alert["rate"], alert["reference_rate"], alert["increase"]) == (0.3, 0.0, round(diff, 6))
+    assert (alert["failures"], alert["reference_failures"], alert["rows"], alert["reference_rows"]) == (12, 0, 40, 40)
+    assert alert["p_value"] is None and alert["method"] == "newcombe"
+    assert alert["statistic"] == (
+        "lower bound of the 95% Newcombe interval of the increase in the server error rate (current - reference)"
+    )
+    recovery = check(2)  # 12 of 40 failures the hour before, none now: fewer errors never alert
+    error_rate = recovery["signals"]["error_rate"]
+    assert recovery["verdict"] == "no_drift" and recovery["alerts"] == []
+    assert error_rate["drifted"] is False and error_rate["score"] < 0 and error_rate["increase"] == -0.3
+
+
+def test_newcombe_interval_matches_the_published_example() -> None:
+    """Newcombe (1998), Statistics in Medicine 17:873, Table II (a): 56/70 - 48/80, method 10."""
+    from twin_core.monitoring.rates import newcombe, wilson
+
+    diff, low, high = newcombe(56, 70, 48, 80, 0.95)
+    assert (round(diff, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
+    assert wilson(0, 10, 1.959964)[0] == 0.0 and round(wilson(0, 10, 1.959964)[1], 4) == 0.2775
+
+
+def test_outcome_of_each_logged_status() -> None:
+    from twin_core.monitoring.scopes import outcome
+
+    statuses = ("ok", "error", "unavailable", "rejected", "cancelled")
+    assert [outcome(s) for s in statuses] == ["ok", "error", "error", None, None]
+
+
+def test_a_p_value_signal_states_its_p_value_and_a_distance_none() -> None:
+    import pandas as pd
+
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.drift import signal_entry
+    from twin_core.monitoring.measures import Measure, ScopeData
+
+    data = ScopeData("queries", "previous", pd.DataFrame({"query": ["a"] * 30}), pd.DataFrame({"query": ["b"] * 30}))
+    spec = {"scope": "queries", "column": "query", "kind": "length"}
+    ks = signal_entry(_signal("q", {**spec, "method": "ks", "threshold": 0.05}, "t"), data, Measure(30, 30, 0.01))
+    assert (ks["p_value"], ks["drifted"], ks["drift_when"], ks["status"]) == (0.01, True, "below", "scored")
+    wd = signal_entry(
+        _signal("q", {**spec, "method": "wasserstein", "threshold": 1.0}, "t"), data, Measure(30, 30, 0.5)
+    )
+    assert (wd["p_value"], wd["interval"], wd["drifted"]) == (None, None, False)
+    held = signal_entry(_signal("q", {**spec, "method": "ks", "threshold": 0.05}, "t"), data, Measure(3, 30, held="x"))
+    assert (held["status"], held["skipped"], held["drifted"], held["score"]) == ("held", "x", None, None)
+
+
+def test_a_score_that_is_not_a_number_holds_the_signal() -> None:
+    import pandas as pd
+
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.drift import signal_entry
+    from twin_core.monitoring.measures import Measure, ScopeData, scored
+
+    data = ScopeData("operations", "previous", pd.DataFrame({"latency_ms": [1.0] * 30}), pd.DataFrame())
+    spec = {"scope": "operations", "column": "latency_ms", "kind": "numeric", "method": "wasserstein"}
+    entry = signal_entry(_signal("latency_ms", {**spec, "threshold": 1.0}, "t"), data, scored(Measure(30, 30), "nan"))
+    assert (entry["status"], entry["drifted"], entry["score"]) == ("held", None, None)
+    assert entry["skipped"] == "the method gave no finite score ('nan') on 30 and 30 values"
