@@ -10,9 +10,11 @@ out-of-vocabulary share and language, retrieval scores, latency and error rate. 
 (`result.json`) lands in the artifact store under `monitoring/<author>/<window>/`. A window with too
 few requests (or too few before it) is "not enough data", never an alert.
 
-`check_drift` sends one alert per newly drifted signal and window (log; the JSON webhook
+`check_drift` sends the alerts due: a newly drifted signal, a reminder while it stays open, one when it
+resolves (log; the JSON webhook
 `TWIN_ALERT_WEBHOOK_URL`; Slack through the Airflow connection named by `TWIN_ALERT_SLACK_CONN_ID`),
-increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule), and emits
+increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule), and, when what users ask
+or how the twin answers drifted (not for operations: retrieval scores, latency, errors), emits
 `twin://monitoring/drift`, which schedules `twin_datasets` again, whose new dataset versions retrain the
 twin in `twin_training` (the closed loop; `TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a
 window sends nothing new and emits nothing.
@@ -35,6 +37,10 @@ from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step
 from twin_ops.assets import DRIFT
 
+# Drift that retraining can answer: what users ask and how the twin answers. Operations (retrieval scores,
+# latency, the server error rate) page on-call but never retrain: new weights fix neither a slow node nor a
+# store that is down.
+RETRAIN_SCOPES = ("queries", "answers")
 WINDOW = "1h"  # the schedule's data interval
 
 
@@ -94,7 +100,9 @@ def twin_monitoring() -> None:
         print(f"verdict: {(result or {}).get('verdict')}; alerts delivered: {delivered}")
         if not alerts:
             raise AirflowSkipException("no alert due for this window")
-        return {"window": result["window"], "delivered": delivered, "report": result["report"]}
+        scopes = {name: entry.get("scope") for name, entry in (result.get("signals") or {}).items()}
+        content = [a["signal"] for a in alerts if a["kind"] == "drift" and scopes.get(a["signal"]) in RETRAIN_SCOPES]
+        return {"window": result["window"], "delivered": delivered, "retrain": content, "report": result["report"]}
 
     # after the delivery, never before: what a channel took is recorded as sent (alerts.json, alert_state.json)
     record = twin_step(
@@ -113,12 +121,16 @@ def twin_monitoring() -> None:
 
     @task(outlets=[DRIFT])
     def check_new_drift(sent: dict, **context) -> dict:
-        """Emit the drift Asset for newly drifted signals (reminders and resolved ones: skipped, no event)."""
+        """Emit the drift Asset for signals of what users ask or how the twin answers that newly drifted
+        (reminders, resolved signals, and operations such as latency or errors: skipped, no event)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        signals = [d.split(":", 1)[1] for d in sent["delivered"] if d.startswith("drift:")]
+        signals = sent.get("retrain") or []
         if not signals:
-            raise AirflowSkipException("no new drift in this window")
+            new = [d.split(":", 1)[1] for d in sent["delivered"] if d.startswith("drift:")]
+            raise AirflowSkipException(
+                f"operational drift only ({', '.join(new)}): alerted, no retraining" if new else "no new drift"
+            )
         extra = {"window": sent["window"], "signals": signals, "report": sent["report"]}
         context["outlet_events"][DRIFT].extra = extra
         return extra

@@ -256,7 +256,10 @@ def _checked(*alerts: tuple[str, str], author: str | None = None) -> dict[str, A
          **({"since": "2026-11-21T09:00:00+00:00"} if kind != "drift" else {})}
         for kind, signal in alerts
     ]  # fmt: skip
-    signals = {name: {"status": "scored", "score": 0.1} for name in ("query_length", "latency_ms")}
+    scopes = {"query_length": "queries", "latency_ms": "operations", "retrieval_score": "operations"}
+    signals = {
+        name: {"status": "scored", "score": 0.1, "scope": scopes[name]} for name in ("query_length", "latency_ms")
+    }
     return {"window": WINDOW_11, "author": author, "verdict": "drift", "report": due[0]["report"] if due else "/a",
             "signals": signals, "alerts": due}  # fmt: skip
 
@@ -307,6 +310,7 @@ def test_a_webhook_outage_fails_check_drift_after_trying_every_alert(
     assert check(result) == {
         "window": WINDOW_11,
         "delivered": ["drift:query_length", "reminder:retrieval_score", "resolved:latency_ms"],
+        "retrain": ["query_length"],
         "report": "/a/monitoring/all/20261121T110000Z-1h",
     }
     assert [b["kind"] for b in sink.bodies] == ["drift", "drift_reminder", "drift_resolved"]
@@ -344,12 +348,42 @@ def test_only_new_drift_emits_the_drift_asset(dag) -> None:
     with pytest.raises(AirflowSkipException, match="no new drift"):
         emit(sent, outlet_events=outlet_events)
     sent["delivered"].append("drift:answer_length")
+    sent["retrain"] = ["answer_length"]
     assert emit(sent, outlet_events=outlet_events) == {
         "window": WINDOW_11,
         "signals": ["answer_length"],
         "report": "/r",
     }
     assert outlet_events[DRIFT].extra["signals"] == ["answer_length"]
+
+
+def test_operational_drift_alerts_but_never_retrains(dag, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Latency, errors or retrieval scores drifting page on-call; only what users ask or how the twin
+    answers schedules the retraining loop (new weights fix neither a slow node nor a store that is down)."""
+    from types import SimpleNamespace
+
+    import twin_ops.notifiers as notifiers
+    from airflow.sdk.exceptions import AirflowSkipException
+    from twin_ops.assets import DRIFT
+
+    monkeypatch.setattr(notifiers, "send_drift_alerts", lambda result, context: result["alerts"])
+    result = {
+        "window": WINDOW_11,
+        "report": "/r",
+        "signals": {
+            "latency_ms": {"scope": "operations"},
+            "error_rate": {"scope": "operations"},
+            "query_length": {"scope": "queries"},
+        },
+        "alerts": [{"kind": "drift", "signal": "latency_ms"}, {"kind": "drift", "signal": "error_rate"}],
+    }
+    sent = dag.get_task("check_drift").python_callable(result)
+    assert (sent["delivered"], sent["retrain"]) == (["drift:latency_ms", "drift:error_rate"], [])
+    emit = dag.get_task("check_new_drift").python_callable
+    with pytest.raises(AirflowSkipException, match=r"operational drift only \(latency_ms, error_rate\)"):
+        emit(sent, outlet_events={DRIFT: SimpleNamespace(extra=None)})
+    result["alerts"].append({"kind": "drift", "signal": "query_length"})
+    assert dag.get_task("check_drift").python_callable(result)["retrain"] == ["query_length"]
 
 
 def test_closed_loop_schedules_and_switch(monkeypatch: pytest.MonkeyPatch) -> None:
