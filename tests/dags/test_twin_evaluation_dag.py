@@ -6,21 +6,18 @@ Runs in the Airflow environment: twin_core is never imported here; the steps run
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 from support.dags import asset_condition, edges
+from support.webhook import WebhookSink as Webhook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
@@ -362,37 +359,13 @@ def test_the_evaluation_pod_is_the_candidates_training_pod(monkeypatch: pytest.M
 
 
 # -- a rolled-back canary pages, with its numbers -----------------------------------------------------------
-class Webhook:
-    """A JSON webhook on 127.0.0.1 that keeps the bodies it accepts (``status`` 200) or refuses."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                if hook.status == 200:
-                    hook.bodies.append(body)
-                self.send_response(hook.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
     hook = Webhook()
     monkeypatch.setenv("TWIN_ALERT_WEBHOOK_URL", hook.url)
     monkeypatch.delenv("TWIN_ALERT_SLACK_CONN_ID", raising=False)
     yield hook
-    hook.server.shutdown()
+    hook.close()
 
 
 # The JSON result of `twin deploy watch --follow` for a canary its analyses rolled back (deploy/watch.py).

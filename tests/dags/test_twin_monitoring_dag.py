@@ -14,14 +14,13 @@ import os
 import re
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.webhook import WebhookSink as Sink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = REPO_ROOT / ".venv" / "bin" / "twin"
@@ -32,37 +31,11 @@ needs_twin = pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environ
 DAG_ID = "twin_monitoring"  # the `dag` fixture (conftest.py) parses it in local mode
 
 
-class Sink:
-    """A JSON webhook on 127.0.0.1 that records every POST body it accepts; ``status`` other than 200: it
-    refuses them (an outage), counted in ``refused``."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.refused: list[dict[str, Any]] = []
-        self.status = 200
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                (sink.bodies if sink.status == 200 else sink.refused).append(body)
-                self.send_response(sink.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
-    s.server.shutdown()
+    s.close()
 
 
 def _seed(home: Path, start: datetime, hours: int, style: str) -> None:
