@@ -96,6 +96,32 @@ def test_follow_without_a_verdict_rolls_back_at_the_timeout(settings: Any, state
     assert mv.stage == "archived" and mv.history[-1].numbers["analysis"]["result"] == "hold"
 
 
+def test_the_timeout_rollback_after_not_due_answers_carries_the_last_analysis(
+    settings: Any, state: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Analysed (hold), then only not-due answers until the timeout: the rollback and its alert state the
+    last analysis's numbers (they had none: the not-due answer's)."""
+    import twin_core.deploy.watch as watch_module
+    from twin_core.deploy.analysis import canary_config
+    from twin_core.stores.registry import open_registry
+
+    clock = [0.0]  # the watch's monotonic clock, advanced by its sleeps only: no real waiting
+    monkeypatch.setattr(watch_module.time, "monotonic", lambda: clock[0])
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    cfg = canary_config({"interval": "1h"})  # every later analysis inside the hour is not-due
+    out = watch_module.watch(settings, author=AUTHOR, cfg=cfg, follow=True, timeout_s=120, sleep=sleep)
+    assert sleeps == [120.0]  # one more analysis (not-due), then the timeout
+    assert out["decision"] == "rollback" and "fail closed" in out["reasons"][-1]
+    assert out["analysis"]["result"] == "hold" and out["canary"]["requests"] == 0
+    mv = open_registry(settings).get(state["v2"].ref)
+    assert mv.stage == "archived" and mv.history[-1].numbers["analysis"]["result"] == "hold"
+
+
 def test_cli_local_canary_status_and_promote(settings: Any, tmp_path: Path, twin: Any) -> None:
     dataset = write_dataset(settings)
     v1 = register(settings, fake_model_folder(tmp_path, "m1"), dataset, "base")

@@ -201,13 +201,17 @@ def watch(
     reached without either rolls the canary back (fail closed: it never reached a verdict)."""
     cfg = cfg or load_config(settings)
     result = analyse(settings, author=author, ref=ref, cfg=cfg, client=client)
+    analysed = result  # the last analysis with numbers (a "not-due" answer has none)
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else float("inf"))
     while follow and result["decision"] not in TERMINAL and time.monotonic() < deadline:
         sleep(min(cfg.interval_s, max(deadline - time.monotonic(), 0.0)))
         result = analyse(settings, author=author, ref=ref or result["model"], cfg=cfg, client=client)
+        analysed = result if result["decision"] != "not-due" else analysed
     if follow and result["decision"] not in TERMINAL:
         from twin_core.deploy import rollout
 
+        # the fail-closed rollback states the numbers it rests on: those of the last analysis
+        result = analysed if analysed["decision"] != "not-due" else result
         numbers = {k: v for k, v in result.items() if k not in ("model", "decision", "reasons", "rollout")}
         reason = f"canary analysis: no promotion before the watch timeout of {timeout_s:g} s (fail closed)"
         result = {**result, "decision": "rollback", "reasons": [*result.get("reasons", []), reason]}
