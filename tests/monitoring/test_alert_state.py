@@ -160,18 +160,21 @@ def test_record_alerts_writes_the_window_marker_then_the_state(twin_home: Path, 
         assert run.returncode == 3 and "expected KIND:SIGNAL" in run.result["error"], bad
 
 
-def test_the_check_lists_what_is_due_and_rewrites_its_result(settings: Any) -> None:
-    """``pending_alerts`` (what `twin monitor drift --alert` returns) reads the state the record wrote."""
-    from twin_core.monitoring.alert_state import pending_alerts, record_delivered
+def test_the_check_lists_what_is_due_from_the_state_the_record_wrote(settings: Any) -> None:
+    """``due_alerts`` (what `twin monitor drift --alert` lists in its result) reads the state the record wrote."""
+    from twin_core.monitoring.alert_state import due_alerts, record_delivered
+    from twin_core.monitoring.evidently_reports import ReportWriter
     from twin_core.monitoring.windows import Window
     from twin_core.stores.artifacts import open_artifact_store
 
     artifacts = open_artifact_store(settings)
-    first = pending_alerts(artifacts, _result(2, {"query_length": 5.0}), repeat_h=24)
-    assert _kinds(first["alerts"]) == [("drift", "query_length")]
-    record_delivered(artifacts, None, Window(T0 + timedelta(hours=1), T0 + timedelta(hours=2)), _kinds(first["alerts"]))
-    assert pending_alerts(artifacts, _result(3, {"query_length": 5.0}), repeat_h=24)["alerts"] == []
-    resolved = pending_alerts(artifacts, _result(4, {"query_length": 0.3}), repeat_h=24)
-    assert _kinds(resolved["alerts"]) == [("resolved", "query_length")]
-    written = artifacts.get_json("monitoring/all/20261121T130000Z-1h/result.json")
-    assert written["alerts"] == resolved["alerts"]
+
+    def writer(hour: int) -> ReportWriter:
+        return ReportWriter(artifacts, None, Window(T0 + timedelta(hours=hour - 1), T0 + timedelta(hours=hour)))
+
+    first = due_alerts(writer(2), _result(2, {"query_length": 5.0}), repeat_h=24)
+    assert _kinds(first) == [("drift", "query_length")]
+    record_delivered(artifacts, None, Window(T0 + timedelta(hours=1), T0 + timedelta(hours=2)), _kinds(first))
+    assert due_alerts(writer(3), _result(3, {"query_length": 5.0}), repeat_h=24) == []
+    resolved = due_alerts(writer(4), _result(4, {"query_length": 0.3}), repeat_h=24)
+    assert _kinds(resolved) == [("resolved", "query_length")]

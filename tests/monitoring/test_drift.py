@@ -68,9 +68,12 @@ def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(
     assert [a["signal"] for a in first["alerts"]] == list(drifted)
     alert = first["alerts"][0]
     assert set(alert) == {
-        "signal", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
+        "signal", "kind", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
         "reference", "window", "report", "p_value", "interval", "confidence",
     }  # fmt: skip
+    assert {a["kind"] for a in first["alerts"]} == {"drift"}  # planned against the alert state: all new
+    written = monitored_home["artifacts"].get_json(f"monitoring/all/{hour_window(SHIFTED_HOUR).key}/result.json")
+    assert written["alerts"] == first["alerts"]  # result.json lists the due alerts, written once
     assert (alert["p_value"], alert["interval"], alert["confidence"]) == (None, None, None)  # a distance
     for a in first["alerts"]:
         d = drifted[a["signal"]]

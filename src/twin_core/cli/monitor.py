@@ -63,7 +63,7 @@ def drift(
     win = parse_window(window or settings.monitor.window, end)
     warehouse = open_warehouse(settings)
     artifacts = open_artifact_store(settings)
-    result = run_drift_check(
+    return run_drift_check(
         settings,
         win,
         tools=lazy_text_tools(settings),
@@ -75,11 +75,6 @@ def drift(
         alert=alert,
         plots=plots,
     )
-    if not alert:
-        return result
-    from twin_core.monitoring.alert_state import pending_alerts
-
-    return pending_alerts(artifacts, result, settings.monitor.alert_repeat_h)
 
 
 @app.command("record-alerts")

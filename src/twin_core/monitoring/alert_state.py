@@ -77,14 +77,12 @@ def plan_alerts(state: dict[str, Any], result: dict[str, Any], repeat_h: float) 
     return due
 
 
-def pending_alerts(artifacts: Any, result: dict[str, Any], repeat_h: float) -> dict[str, Any]:
-    """``result`` with ``alerts`` replaced by the due ones (``plan_alerts``), its result.json rewritten."""
-    window = Window(datetime.fromisoformat(result["window"]["start"]), datetime.fromisoformat(result["window"]["end"]))
-    due = plan_alerts(load_state(artifacts, result.get("author")), result, repeat_h)
-    if due != result.get("alerts"):
-        result = {**result, "alerts": due}
-        ReportWriter(artifacts, result.get("author"), window).write_result(result)
-    return result
+def due_alerts(writer: ReportWriter, result: dict[str, Any], repeat_h: float) -> list[dict[str, Any]]:
+    """The alerts due for a check ``result`` (``plan_alerts`` over the author's state and the drifted
+    signals not yet delivered for the window): what `twin monitor drift --alert` lists, before its
+    result.json is written."""
+    candidates = {**result, "alerts": writer.new_alerts(result["drifted"])}
+    return plan_alerts(load_state(writer.artifacts, result.get("author")), candidates, repeat_h)
 
 
 def parse_delivered(text: str) -> list[tuple[str, str]]:

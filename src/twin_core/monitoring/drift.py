@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from twin_core.errors import InputError
+from twin_core.monitoring.alert_state import due_alerts
 from twin_core.monitoring.config import VALUE_TYPES, Signal, load_signals
 from twin_core.monitoring.evidently_metrics import embedding_drift, value_report, value_scores
 from twin_core.monitoring.evidently_reports import ReportWriter
@@ -49,6 +50,7 @@ class DriftPlan:
     embedding_sample: int
     alert: bool
     plots: bool
+    alert_repeat_h: float = 24.0  # reminders of a signal still drifting (TWIN_MONITOR_ALERT_REPEAT_H)
 
     @property
     def informational(self) -> bool:
@@ -94,7 +96,18 @@ def plan_drift_check(
             raise InputError(f"--baseline-end {end.isoformat()} is after the checked window's start")
     scopes = _SCOPES.get(reference, _TRAFFIC_SCOPES)
     chosen = tuple(s for s in (signals or load_signals(settings)) if s.scope in scopes)
-    return DriftPlan(window, reference, ref_window, author, chosen, cfg.min_rows, cfg.embedding_sample, alert, plots)
+    return DriftPlan(
+        window,
+        reference,
+        ref_window,
+        author,
+        chosen,
+        cfg.min_rows,
+        cfg.embedding_sample,
+        alert,
+        plots,
+        settings.monitor.alert_repeat_h,
+    )
 
 
 def run_drift_check(
@@ -249,8 +262,8 @@ def _record(
             result["drifted"].append({"signal": s.name, **{k: entry[k] for k in keys}})
     result["reports"] = reports
     _verdict(plan, result)
-    if plan.alert and result["drifted"]:
-        result["alerts"] = _with_decision(writer.new_alerts(result["drifted"]), result["drifted"])
+    if plan.alert:  # the alerts due (new drift, reminders, resolved signals), listed, not recorded
+        result["alerts"] = due_alerts(writer, result, plan.alert_repeat_h)
     writer.write_result(result)
     return result
 
@@ -275,14 +288,3 @@ def _verdict(plan: DriftPlan, result: dict[str, Any]) -> None:
         result["reason"] = f"no drift in the {len(scored)} scored signal(s); held, not checked: {held}"
     else:
         result["verdict"] = "no_drift"
-
-
-def _with_decision(alerts: list[dict[str, Any]], drifted: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The new alerts with their signal's decision data (p-value, interval, rates) next to the statistic
-    and sample sizes the alert already names."""
-    by_signal = {d["signal"]: d for d in drifted}
-    for alert in alerts:
-        for key, value in by_signal.get(alert["signal"], {}).items():
-            if key != "score":  # the alert names it "value"
-                alert.setdefault(key, value)
-    return alerts

@@ -62,17 +62,13 @@ class ReportWriter:
         candidates become delivered only through ``mark_delivered``, once a channel took them."""
         sent = self.delivered()
         fresh = [d for d in drifted if d["signal"] not in sent]
+        # each alert is its signal's drifted entry (statistic, sample sizes, p-value or interval, rates),
+        # with the score named ``value``, and the window and report it came from
         return [
             {
-                "signal": d["signal"],
-                "threshold": d["threshold"],
+                **{k: v for k, v in d.items() if k != "score"},
                 "value": d["score"],
-                "method": d["method"],
                 "drift_when": d.get("drift_when", "above"),
-                "statistic": d["statistic"],
-                "rows": d["rows"],
-                "reference_rows": d["reference_rows"],
-                "reference": d["reference"],
                 "window": self.window.as_dict(),
                 "report": self.location,
             }
