@@ -110,6 +110,15 @@ def deliver(text: str, payload: dict[str, Any], context: dict[str, Any]) -> dict
     return {name: ok for name, ok in outcome.items() if ok is not None}
 
 
+def _run_fields(context: dict[str, Any]) -> dict[str, Any]:
+    """The DAG and run an alert came from, for its webhook payload."""
+    dag_run = context.get("dag_run")
+    return {
+        "dag_id": getattr(context.get("dag"), "dag_id", None),
+        "run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
+    }
+
+
 def delivered(channels: dict[str, bool]) -> bool:
     """An alert is delivered when a configured channel took it, or when none is configured (log only)."""
     return not channels or any(channels.values())
@@ -184,13 +193,7 @@ class DriftAlertNotifier(BaseNotifier):
         log.warning("DRIFT ALERT: %s", text)
         if kind != "resolved":
             emit_drift_metric(str(self.alert.get("signal")))
-        dag_run = context.get("dag_run")
-        payload = {
-            "kind": _DRIFT_KINDS.get(kind, "drift"),
-            "alert": self.alert,
-            "dag_id": getattr(context.get("dag"), "dag_id", None),
-            "run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
-        }
+        payload = {"kind": _DRIFT_KINDS.get(kind, "drift"), "alert": self.alert, **_run_fields(context)}
         return deliver(text, payload, context)
 
     def notify(self, context: dict[str, Any]) -> None:
@@ -250,7 +253,6 @@ def send_rollback_alerts(watched: list[dict[str, Any] | None], context: dict[str
     """Alert on each rolled-back canary of the watch results (log, webhook, Slack); the models alerted.
     Raises ``AlertNotDelivered`` after trying every one if one reached no configured channel."""
     sent, lost = [], []
-    dag_run = context.get("dag_run")
     for w in (w for w in watched or [] if w and w.get("decision") == "rollback"):
         text = rollback_message(w)
         log.error("ROLLBACK ALERT: %s", text)
@@ -259,8 +261,7 @@ def send_rollback_alerts(watched: list[dict[str, Any] | None], context: dict[str
             "kind": "rollback",
             "model": w.get("model"),
             **numbers,
-            "dag_id": getattr(context.get("dag"), "dag_id", None),
-            "run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
+            **_run_fields(context),
         }
         (sent if delivered(deliver(text, payload, context)) else lost).append(str(w.get("model")))
     if lost:
