@@ -10,7 +10,11 @@ every drift check adds 0 to it, so the series exists before its first drift.
 An alert counts as delivered when one configured channel took it (the log alone when none is configured,
 the local default); ``send_drift_alerts`` and ``send_rollback_alerts`` raise when an alert reached no
 configured channel, so the task is retried and its failure alert fires.
-Runs that take too long raise ``deadline_missed`` through every DAG's ``DeadlineAlert``."""
+Runs that take too long raise ``deadline_missed`` through every DAG's ``DeadlineAlert``.
+
+Every webhook alert carries ``dedup_key`` (also sent as the ``Idempotency-Key`` header): the same for the
+same event however often it is sent, so a retried task that sends an alert again (delivery is at least
+once) is one incident for a receiver that de-duplicates (PagerDuty's ``dedup_key``, Opsgenie's ``alias``)."""
 
 from __future__ import annotations
 
@@ -67,11 +71,20 @@ def webhook_url() -> str | None:
     return url
 
 
+def alert_key(*parts: Any) -> str:
+    """The de-duplication key of one event, e.g. ``llm-twin:drift:ada:query_length:drift:<window key>``."""
+    return ":".join(["llm-twin", *("-" if p is None else str(p) for p in parts)])
+
+
 def post_webhook(url: str, payload: dict[str, Any]) -> bool:
-    """POST ``payload`` as JSON; True when the webhook took it. A failure is logged, never raised."""
+    """POST ``payload`` as JSON (its ``dedup_key`` also as the Idempotency-Key header); True when the webhook
+    took it. A failure is logged, never raised."""
     try:
         body = json.dumps(payload, default=str).encode()
-        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if payload.get("dedup_key"):
+            headers["Idempotency-Key"] = str(payload["dedup_key"])
+        req = urllib.request.Request(url, data=body, headers=headers)
         urllib.request.urlopen(req, timeout=10).close()
     except (OSError, ValueError, http.client.HTTPException) as exc:  # down, refused, malformed: one failed try
         log.error("alert webhook %s failed: %s", _shown(url), str(exc).replace(url, _shown(url)))
@@ -143,7 +156,21 @@ class TwinAlertNotifier(BaseNotifier):
     def notify(self, context: dict[str, Any]) -> None:
         text = self.text(context)
         log.error("ALERT: %s", text)
-        send_webhook({"text": text})
+        send_webhook({"text": text, "dedup_key": failure_key(context)})
+
+
+def failure_key(context: dict[str, Any]) -> str:
+    """One task instance's failure: DAG, run, task, map index and try."""
+    ti, run = context.get("ti"), _run_fields(context)
+    map_index = getattr(ti, "map_index", -1)
+    return alert_key(
+        "failure",
+        run["dag_id"],
+        run["run_id"],
+        getattr(ti, "task_id", None),
+        map_index if isinstance(map_index, int) and map_index >= 0 else None,
+        getattr(ti, "try_number", None),
+    )
 
 
 DRIFT_METRIC = "twin.drift_detected"
@@ -193,11 +220,23 @@ class DriftAlertNotifier(BaseNotifier):
         log.warning("DRIFT ALERT: %s", text)
         if kind != "resolved":
             emit_drift_metric(str(self.alert.get("signal")))
-        payload = {"kind": _DRIFT_KINDS.get(kind, "drift"), "alert": self.alert, **_run_fields(context)}
+        payload = {
+            "kind": _DRIFT_KINDS.get(kind, "drift"),
+            "dedup_key": drift_key(self.alert),
+            "alert": self.alert,
+            **_run_fields(context),
+        }
         return deliver(text, payload, context)
 
     def notify(self, context: dict[str, Any]) -> None:
         self.deliver(context)
+
+
+def drift_key(alert: dict[str, Any]) -> str:
+    """One alert of one signal, author and window: a new drift, a reminder or a resolution."""
+    window = alert.get("window") or {}
+    where = window.get("key") or f"{window.get('start')}/{window.get('end')}"
+    return alert_key("drift", alert.get("author") or "all", alert.get("signal"), alert.get("kind", "drift"), where)
 
 
 def send_drift_alerts(result: dict[str, Any] | None, context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -259,6 +298,7 @@ def send_rollback_alerts(watched: list[dict[str, Any] | None], context: dict[str
         numbers = {k: w.get(k) for k in ("weight", "failed_checks", "canary", "production", "analysis", "reasons")}
         payload = {
             "kind": "rollback",
+            "dedup_key": alert_key("rollback", w.get("model")),  # a version is rolled back once
             "model": w.get("model"),
             **numbers,
             **_run_fields(context),
@@ -280,4 +320,5 @@ async def deadline_missed(context: dict[str, Any] | None = None, **kwargs: Any) 
     run_id = dag_run.get("run_id") if isinstance(dag_run, dict) else None
     text = f"LLM Twin: DAG {dag_id} run {run_id} missed its deadline ({kwargs.get('interval', '?')})"
     log.error("ALERT: %s", text)
-    await asyncio.to_thread(send_webhook, {"text": text, "kind": "deadline", "dag_id": dag_id})
+    payload = {"text": text, "kind": "deadline", "dag_id": dag_id, "dedup_key": alert_key("deadline", dag_id, run_id)}
+    await asyncio.to_thread(send_webhook, payload)

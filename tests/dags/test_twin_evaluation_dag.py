@@ -399,6 +399,7 @@ def test_a_rolled_back_canary_pages_with_its_numbers(dag, webhook: Webhook) -> N
         "2026-11-21T10:15:00+00:00, failed analyses 2/2"
     )
     assert body["kind"] == "rollback" and body["model"] == "ada/v0002" and body["weight"] == 10
+    assert body["dedup_key"] == "llm-twin:rollback:ada/v0002" and webhook.keys == [body["dedup_key"]]
     assert body["canary"] == ROLLED_BACK["canary"] and body["production"] == ROLLED_BACK["production"]
     assert body["analysis"]["window"] == ROLLED_BACK["analysis"]["window"]
 

@@ -176,8 +176,10 @@ def test_deadline_callback_alerts_the_webhook(sink: Sink, monkeypatch: pytest.Mo
             "text": "LLM Twin: DAG twin_training run scheduled__x missed its deadline (1 day, 0:00:00)",
             "kind": "deadline",
             "dag_id": "twin_training",
+            "dedup_key": "llm-twin:deadline:twin_training:scheduled__x",
         }
     ]
+    assert sink.keys == ["llm-twin:deadline:twin_training:scheduled__x"]  # the Idempotency-Key header too
 
 
 def test_failure_alert_names_the_mapped_instance_and_the_reason(sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,14 +196,14 @@ def test_failure_alert_names_the_mapped_instance_and_the_reason(sink: Sink, monk
     notifier = TwinAlertNotifier()  # shared, as in default_args
     reason = "`twin etl crawl --link file:///x` failed (bad input, exit code 3, not retried): file:///x: git: gone"
 
-    def context(task_id: str, map_index: int, exception: BaseException | None) -> dict[str, Any]:
-        ti = SimpleNamespace(task_id=task_id, map_index=map_index)
+    def context(task_id: str, map_index: int, exception: BaseException | None, try_number: int = 1) -> dict[str, Any]:
+        ti = SimpleNamespace(task_id=task_id, map_index=map_index, try_number=try_number)
         return {"dag": dag, "ti": ti, "run_id": "manual__1", "exception": exception}
 
     notifier(context("crawl", 2, TwinStepRejected(reason)))
     notifier(context("crawl", 0, TwinStepRejected(reason)))
     notifier(context("validate_raw", -1, None))
-    notifier(context("check_drift", -1, RuntimeError("x" * 3000)))
+    notifier(context("check_drift", -1, RuntimeError("x" * 3000), try_number=3))
     texts = [b["text"] for b in sink.bodies]
     assert texts[:3] == [
         f"twin_etl.crawl[2] failed (run manual__1): {reason}",
@@ -210,6 +212,12 @@ def test_failure_alert_names_the_mapped_instance_and_the_reason(sink: Sink, monk
     ]
     assert texts[3] == "twin_etl.check_drift failed (run manual__1): " + "x" * 997 + "..."  # at most 1000
     assert len(texts) == 4
+    assert [b["dedup_key"] for b in sink.bodies] == [  # one per failed task instance and try
+        "llm-twin:failure:twin_etl:manual__1:crawl:2:1",
+        "llm-twin:failure:twin_etl:manual__1:crawl:0:1",
+        "llm-twin:failure:twin_etl:manual__1:validate_raw:-:1",
+        "llm-twin:failure:twin_etl:manual__1:check_drift:-:3",
+    ]
 
 
 # -- delivery: recorded as sent only once a channel took it; a bad channel fails itself, not the loop ----
@@ -287,6 +295,17 @@ def test_a_webhook_outage_fails_check_drift_after_trying_every_alert(
         "report": "/a/monitoring/all/20261121T110000Z-1h",
     }
     assert [b["kind"] for b in sink.bodies] == ["drift", "drift_reminder", "drift_resolved"]
+    # the retry sent each alert again with the key of its first try: one incident for a de-duplicating pager
+    assert (
+        [b["dedup_key"] for b in sink.bodies]
+        == [b["dedup_key"] for b in sink.refused]
+        == [
+            "llm-twin:drift:all:query_length:drift:20261121T110000Z-1h",
+            "llm-twin:drift:all:retrieval_score:reminder:20261121T110000Z-1h",
+            "llm-twin:drift:all:latency_ms:resolved:20261121T110000Z-1h",
+        ]
+    )
+    assert sink.keys == [b["dedup_key"] for b in sink.refused + sink.bodies]
     texts = [b["text"] for b in sink.bodies]
     assert texts[1].startswith("LLM Twin drift still on: retrieval_score = 3.0 above threshold 1.0 (wasserstein)")
     assert "drifting since 2026-11-21T09:00:00+00:00" in texts[1]

@@ -10,10 +10,12 @@ from typing import Any
 
 class WebhookSink:
     """Records every POST body it accepts in ``bodies``; with ``status`` other than 200 it refuses them (an
-    outage), recorded in ``refused``. ``close()`` stops it."""
+    outage), recorded in ``refused``. ``keys``: every POST's Idempotency-Key header, in order. ``close()``
+    stops it."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.keys: list[str | None] = []
         self.refused: list[dict[str, Any]] = []
         self.status = 200
         sink = self
@@ -22,6 +24,7 @@ class WebhookSink:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                sink.keys.append(self.headers.get("Idempotency-Key"))
                 (sink.bodies if sink.status == 200 else sink.refused).append(body)
                 self.send_response(sink.status)
                 self.end_headers()
