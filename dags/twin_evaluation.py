@@ -36,7 +36,9 @@ when `watch_timeout` leaves the `watch` task no time to roll back within its 5 h
 resumption; its wait for the approver is the response timeout above, which ends in a rejection, not a
 failure). A try past its budget is killed and retried (2 retries, backoff from 1 min; `approve` none), and
 a step's last failure pages (`TwinAlertNotifier`): a step stuck in every try pages about 3 times its
-budget after it started (15 min; `evaluate` 3 h, `canary` 45 min, `watch` 15 h), plus the retry delays.
+budget after it started (15 min; `evaluate` 3 h, `canary` 45 min), plus the retry delays. `watch` also
+pages each failed try (`on_retry_callback`): a canary keeps its share of the traffic, unwatched, until a
+retry follows it again, so a stuck watch pages 5 h after it started, not 15 h.
 
 **Deadline:** 31 h 10 min from queued: a backstop for a run that makes no progress where no budget sees it
 (steps not scheduled or never started). It is the longest run with nothing wrong: every step at its full
@@ -62,6 +64,7 @@ from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, default_args, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
 from twin_ops.config import execution_config
+from twin_ops.notifiers import RETRY_MESSAGE, TwinAlertNotifier
 
 # A duration as `twin deploy watch --window/--timeout` parse it (twin_core.deploy.analysis.parse_duration:
 # a number, an optional unit ms/s/m/h/d, no unit = seconds), above zero (a 0 window is a config error, a
@@ -271,9 +274,13 @@ def twin_evaluation() -> None:
     canary = twin_step_mapped(
         "canary", profile="cpu", deployer=True, execution_timeout=CANARY_EXECUTION_TIMEOUT
     ).expand(arguments=canary_plan)
-    watch = twin_step_mapped("watch", profile="cpu", deployer=True, execution_timeout=WATCH_EXECUTION_TIMEOUT).expand(
-        arguments=plan_watch(canary.output)
-    )
+    watch = twin_step_mapped(
+        "watch",
+        profile="cpu",
+        deployer=True,
+        execution_timeout=WATCH_EXECUTION_TIMEOUT,
+        on_retry_callback=[TwinAlertNotifier(RETRY_MESSAGE, kind="retry")],  # its canary is unwatched meanwhile
+    ).expand(arguments=plan_watch(canary.output))
     check_promoted(watch.output)
 
 

@@ -44,6 +44,16 @@ FAILURE_MESSAGE = (
 )
 
 
+# A failed try that Airflow retries, for a step whose failure cannot wait for its last try (e.g. `watch`: its
+# canary keeps its share of the traffic, unwatched, until a later try follows it again).
+RETRY_MESSAGE = (
+    "{{ dag.dag_id }}.{{ ti.task_id }}"
+    "{% if ti.map_index is defined and ti.map_index is not none and ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %}"
+    " try {{ ti.try_number }} failed, retried (run {{ run_id }})"
+    "{% if exception is defined and exception %}: {{ exception | string | truncate(1000, True) }}{% endif %}"
+)
+
+
 class AlertNotDelivered(RuntimeError):
     """An alert reached none of the configured channels (retryable: the task fails, Airflow retries it)."""
 
@@ -146,9 +156,10 @@ class TwinAlertNotifier(BaseNotifier):
 
     template_fields = ()
 
-    def __init__(self, message: str = FAILURE_MESSAGE) -> None:
+    def __init__(self, message: str = FAILURE_MESSAGE, kind: str = "failure") -> None:
         super().__init__()
         self.message = message
+        self.kind = kind  # the de-duplication key's kind: "failure", or "retry" (on_retry_callback)
 
     def text(self, context: dict[str, Any]) -> str:
         return str(self.render_template(self.message, context, self.get_template_env(dag=context.get("dag"))))
@@ -156,15 +167,15 @@ class TwinAlertNotifier(BaseNotifier):
     def notify(self, context: dict[str, Any]) -> None:
         text = self.text(context)
         log.error("ALERT: %s", text)
-        send_webhook({"text": text, "dedup_key": failure_key(context)})
+        send_webhook({"text": text, "dedup_key": failure_key(context, self.kind)})
 
 
-def failure_key(context: dict[str, Any]) -> str:
-    """One task instance's failure: DAG, run, task, map index and try."""
+def failure_key(context: dict[str, Any], kind: str = "failure") -> str:
+    """One task instance's failure (or failed try): DAG, run, task, map index and try."""
     ti, run = context.get("ti"), _run_fields(context)
     map_index = getattr(ti, "map_index", -1)
     return alert_key(
-        "failure",
+        kind,
         run["dag_id"],
         run["run_id"],
         getattr(ti, "task_id", None),

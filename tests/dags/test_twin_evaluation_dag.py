@@ -254,6 +254,21 @@ def test_every_task_has_a_per_try_budget_and_a_stuck_step_pages_before_the_deadl
     }
     max_backoff = dag.default_args["max_retry_delay"]
     assert max(stuck.values()) + 2 * max_backoff < dag.deadline[0].interval
+    # the watch's canary holds traffic unwatched while it is retried: its first failed try pages (5 h, not 15)
+    assert [t.task_id for t in dag.tasks if t.on_retry_callback] == ["watch"]
+
+
+def test_a_failed_watch_try_pages_before_its_retry(dag, webhook: Webhook) -> None:
+    """The retry callback's page names the mapped instance, the try and the reason; its dedup_key is the try's."""
+    watch = dag.get_task("watch")
+    [notifier] = watch.on_retry_callback
+    ti = SimpleNamespace(task_id="watch", map_index=0, try_number=1)
+    notifier({"dag": dag, "ti": ti, "run_id": "manual__1", "exception": TimeoutError("Timeout: 18000 s")})
+    [body] = webhook.bodies
+    assert body == {
+        "text": "twin_evaluation.watch[0] try 1 failed, retried (run manual__1): Timeout: 18000 s",
+        "dedup_key": "llm-twin:retry:twin_evaluation:manual__1:watch:0:1",
+    }
 
 
 def test_the_deadline_is_the_longest_run_with_nothing_wrong(dag) -> None:
