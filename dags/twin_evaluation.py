@@ -26,10 +26,11 @@ Per candidate:
 
 **Trigger form:** `models` (manual: comma-separated `<author_slug>/vNNNN` refs), `baseline`, `approval`,
 `canary_percent`, `watch_window`, `min_requests`, `watch_timeout`, `judge`, `max_rows`, `pod_profile` (a
-profile of `configs/execution.yaml`). Durations are what `twin deploy watch` takes (`90`, `30s`, `15m`,
-`1h`, `2d`; above zero); the form refuses anything else, and `plan_evaluation` fails the run (no retry)
-when `watch_timeout` leaves the `watch` task no time to roll back within its 5 h `execution_timeout`
-(at most 4h50m), before any pod starts.
+profile of `configs/execution.yaml`, but `serving`: the model server's image has no evaluation stack).
+Durations are what `twin deploy watch` takes (`90`, `30s`, `15m`, `1h`, `2d`; above zero); the form
+refuses anything else, and `plan_evaluation` fails the run (no retry) when `watch_timeout` leaves the
+`watch` task no time to roll back within its 5 h `execution_timeout` (at most 290m), before any pod
+starts.
 
 **Alerts.** Every task has a per-try budget (`execution_timeout`): `evaluate` 1 h, `canary` 15 min,
 `watch` 5 h, every other task 5 min (the plan/check steps, and `approve`'s own code, its request and its
@@ -72,6 +73,9 @@ from twin_ops.notifiers import RETRY_MESSAGE, TwinAlertNotifier
 DURATION = r"\s*(?=[\d.]*[1-9])(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MODEL_REF = r"[a-z0-9][a-z0-9-]*/v\d{4,}"  # <author_slug>/vNNNN, as the model registry names versions
+# The form's evaluation pods: every profile of configs/execution.yaml (parse time: one small cached YAML, as the
+# factory) but `serving`, whose image (twin-serving, the KServe model server) has no evaluation stack.
+EVALUATION_POD_PROFILES = sorted(set(execution_config()["profiles"]) - {"serving"})
 # Per-try budgets (execution_timeout): a try past its budget is killed and retried; the last failure pages.
 STEP_TIMEOUT = timedelta(minutes=5)  # every task without its own: the plan/check steps, approve's own code
 EVALUATE_EXECUTION_TIMEOUT = timedelta(hours=1)
@@ -109,7 +113,13 @@ def duration_seconds(text: str) -> float | None:
             title="Models",
             description="Manual runs: <author_slug>/vNNNN, comma-separated.",
         ),
-        "baseline": Param("production", type="string", title="Baseline", description="production, base or a ref."),
+        "baseline": Param(
+            "production",
+            type="string",
+            pattern=rf"^\s*(production|base|{MODEL_REF})\s*$",
+            title="Baseline",
+            description="production, base or a model version <author_slug>/vNNNN.",
+        ),
         "approval": Param(False, type="boolean", title="Human approval", description="Ask before the canary."),
         "canary_percent": Param(
             None,
@@ -134,14 +144,14 @@ def duration_seconds(text: str) -> float | None:
             type="string",
             pattern=f"^{DURATION}$",
             title="Watch timeout",
-            description="No decision by then: roll back (e.g. 2h; at most 4h50m).",
+            description="No decision by then: roll back (e.g. 2h; at most 290m).",
         ),
         "judge": Param(True, type="boolean", title="Judge scores", description="LLM judge (endpoint or local)."),
         "max_rows": Param(0, type="integer", minimum=0, title="Held-out rows", description="0 = configs/evaluation."),
         "pod_profile": Param(
             "cpu",
             type="string",
-            enum=sorted(execution_config()["profiles"]),  # parse time: one small cached YAML (as the factory)
+            enum=EVALUATION_POD_PROFILES,
             title="Evaluation pod",
             description="Manual runs: configs/execution.yaml profile.",
         ),

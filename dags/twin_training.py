@@ -42,7 +42,7 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, INSTRUCT
-from twin_ops.config import execution_mode
+from twin_ops.config import execution_mode, training_profiles
 
 DEFAULT_PROFILE = os.environ.get("TWIN_TRAINING_PROFILE") or (
     "gpu-8b" if execution_mode() == "kubernetes" else "cpu-tiny"
@@ -101,7 +101,13 @@ def form_versions(params: dict) -> dict[str, dict]:
             title="Preference dataset",
             description="preference/<author_slug>/vNNNN, the instruct dataset's author (DPO after its SFT).",
         ),
-        "profile": Param(DEFAULT_PROFILE, type="string", title="Training profile", description="configs/training."),
+        "profile": Param(
+            DEFAULT_PROFILE,
+            type="string",
+            examples=training_profiles(),  # proposals: a trainer image may carry profiles of its own
+            title="Training profile",
+            description="configs/training/<name>.yaml.",
+        ),
         "max_steps": Param(0, type="integer", minimum=0, title="Max steps", description="0 = the profile's."),
     },
     **dag_kwargs(__doc__, tags=["training", "fti-training-pipeline", "gpu"], deadline=timedelta(hours=24)),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from airflow.sdk.exceptions import AirflowFailException
 
 MODES = ("local", "kubernetes")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,10 +68,16 @@ def execution_config() -> dict[str, Any]:
     return cfg
 
 
+class UnknownProfile(AirflowFailException, ValueError):
+    """A pod profile configs/execution.yaml lacks: a planning task fails at once (a retry reads the same
+    configs); a DAG file naming one fails to parse, as a ValueError."""
+
+
 def profile(name: str) -> dict[str, Any]:
+    """A pod profile of configs/execution.yaml; ``UnknownProfile`` if there is none of that name."""
     profiles = execution_config()["profiles"]
     if name not in profiles:
-        raise ValueError(f"unknown resource profile {name!r} (known: {', '.join(profiles)})")
+        raise UnknownProfile(f"unknown resource profile {name!r} (known: {', '.join(profiles)})")
     return profiles[name]
 
 
@@ -90,15 +97,26 @@ def twin_bin() -> str:
     return "twin"
 
 
+def training_profiles() -> list[str]:
+    """The training profiles (configs/training/<name>.yaml, or TWIN_TRAINING_PROFILES_DIR), for the form's
+    proposals: a folder listing, cheap at parse time. ``accelerate-*`` files configure a launcher, not a run."""
+    folder = Path(os.environ.get("TWIN_TRAINING_PROFILES_DIR") or "/nonexistent")
+    if not folder.is_dir():
+        folder = find_config("training", "TWIN_TRAINING_PROFILES_DIR")
+    names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    return sorted(n for n in names if not n.startswith("accelerate-"))
+
+
 def training_pod_profile(training_profile: str) -> str:
     """The pod profile (``profiles`` above) a training profile (configs/training/<name>.yaml) runs in:
-    its ``execution_profile``; for an unknown profile, ``cpu`` for cpu-* names, else ``gpu``. Read when
-    a run is planned (the profile is the run's choice), never when the DAG is parsed."""
+    its ``execution_profile``; for an unknown profile, ``cpu-train`` for cpu-* names, else ``gpu`` (both on
+    the trainer image: ``cpu``'s twin-core has no train extra). Read when a run is planned (the profile is
+    the run's choice), never when the DAG is parsed."""
     path = Path(os.environ.get("TWIN_TRAINING_PROFILES_DIR") or "/nonexistent") / f"{training_profile}.yaml"
     if not path.is_file():  # twin_core's own search: TWIN_TRAINING_PROFILES_DIR, then configs/training
         path = find_config(f"training/{training_profile}.yaml", "TWIN_TRAINING_PROFILE_FILE")
     if not path.is_file():
-        name = "cpu" if training_profile.startswith("cpu") else "gpu"
+        name = "cpu-train" if training_profile.startswith("cpu") else "gpu"
     else:
         name = str((_load(str(path)) or {}).get("execution_profile") or "gpu")
     profile(name)  # an unknown pod profile fails the planning task, before any pod starts

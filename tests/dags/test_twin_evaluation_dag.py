@@ -64,7 +64,7 @@ def test_plans_gate_and_promoted(dag) -> None:
         {"arguments": ["evaluate", "--model", "ada/v0003", "--baseline", "base", "--no-judge", "--max-rows", "5"],
          "profile": "gpu"}
     ]  # fmt: skip
-    with pytest.raises(ValueError, match="unknown resource profile"):
+    with pytest.raises(AirflowFailException, match="unknown resource profile"):  # a config error: not retried
         plan({"models": "ada/v0003", "pod_profile": "huge"})
 
     gate = dag.get_task("check_gate").python_callable
@@ -130,13 +130,27 @@ def test_the_form_refuses_what_is_not_a_list_of_model_refs(dag, value: str) -> N
         dag.params.get_param("models").resolve(value)
 
 
+@pytest.mark.parametrize("value", ["production", "base", "ada/v0001", " bo-q/v10000 "])
+def test_the_form_takes_the_baselines_twin_evaluate_takes(dag, value: str) -> None:
+    assert dag.params.get_param("baseline").resolve(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "foo", "prod", "ada", "ada/v1", "production,base", "Base"])
+def test_the_form_refuses_a_baseline_every_evaluate_pod_would_refuse(dag, value: str) -> None:
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("baseline").resolve(value)
+
+
 def test_the_form_offers_the_execution_profiles_as_evaluation_pods(dag) -> None:
+    """Every task profile of execution.yaml, not `serving` (twin-serving, the model server, has no evaluation
+    stack: `twin evaluate` would fail on its imports)."""
     profiles = sorted(yaml.safe_load((REPO_ROOT / "configs" / "execution.yaml").read_text())["profiles"])
     pod = dag.params.get_param("pod_profile")
-    assert pod.schema["enum"] == profiles and "gpu-multi" in profiles
-    assert pod.resolve("gpu-multi") == "gpu-multi"
-    with pytest.raises(ParamValidationError):
-        pod.resolve("huge")
+    assert pod.schema["enum"] == [p for p in profiles if p != "serving"] and "gpu-multi" in profiles
+    assert pod.resolve("gpu-multi") == "gpu-multi" and pod.resolve("cpu-train") == "cpu-train"
+    for refused in ("huge", "serving"):
+        with pytest.raises(ParamValidationError):
+            pod.resolve(refused)
 
 
 @pytest.mark.parametrize("timeout", ["5h", "6h", "291m", "17401s", "1d"])

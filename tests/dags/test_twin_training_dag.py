@@ -52,19 +52,19 @@ def test_plans_from_asset_events_and_form(dag) -> None:
     event = SimpleNamespace(extra=INSTRUCT_EVENT)
     runs = plan({"profile": "cpu-tiny", "max_steps": 0}, triggering_asset_events={"twin://datasets/instruct": [event]})
     assert [(r["slug"], r["instruct"], r["preference"], r["pod_profile"]) for r in runs] == [
-        ("ada-q", "instruct/ada-q/v0002", "preference/ada-q/v0001", "cpu"),
-        ("bo", "instruct/bo/v0001", None, "cpu"),
+        ("ada-q", "instruct/ada-q/v0002", "preference/ada-q/v0001", "cpu-train"),
+        ("bo", "instruct/bo/v0001", None, "cpu-train"),
     ]
     assert runs[0]["args"] == ["--profile", "cpu-tiny", "--resume"]
     sft = dag.get_task("plan_sft").python_callable(runs)
     assert sft[0] == {
         "arguments": ["train", "sft", "--dataset", "instruct/ada-q/v0002", "--profile", "cpu-tiny", "--resume"],
-        "profile": "cpu",
+        "profile": "cpu-train",
     }
     dpo = dag.get_task("plan_dpo").python_callable(runs, [{"model": "ada-q/v0003"}, {"model": "bo/v0001"}])
     assert dpo == [
         {"arguments": ["train", "dpo", "--dataset", "preference/ada-q/v0001", "--from", "ada-q/v0003",
-                       "--profile", "cpu-tiny", "--resume"], "profile": "cpu"},
+                       "--profile", "cpu-tiny", "--resume"], "profile": "cpu-train"},
     ]  # fmt: skip
     form = plan({"instruct": "instruct/ada-q/v0009", "preference": "", "profile": "gpu-70b", "max_steps": 2})
     assert form == [
@@ -139,7 +139,7 @@ def test_the_profile_in_the_asset_event_wins_over_the_default(dag, tmp_path: Pat
     assert {(r["args"][1], r["pod_profile"]) for r in runs} == {("gpu-70b", "gpu-multi")}
     (tmp_path / "odd.yaml").write_text("execution_profile: huge\n")  # a pod profile execution.yaml lacks
     monkeypatch.setenv("TWIN_TRAINING_PROFILES_DIR", str(tmp_path))
-    with pytest.raises(ValueError, match="unknown resource profile 'huge'"):  # before any pod starts
+    with pytest.raises(AirflowFailException, match="unknown resource profile 'huge'"):  # before any pod, no retry
         plan({"profile": "cpu-tiny"}, triggering_asset_events={"i": [SimpleNamespace(extra={"profile": "odd"})]})
 
 
@@ -192,6 +192,36 @@ def test_the_form_profile_shapes_every_training_pod(
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["TWIN_HOME"] == "/scratch/twin" and env["HF_HOME"] == "/scratch/hf"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("profile", ["cpu-tiny", "cpu-small", "cpu-unknown"])
+def test_cpu_training_profiles_run_on_the_trainer_image_without_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, render_pod, profile: str
+) -> None:
+    """A CPU training profile (kind, a cluster with no GPU pool; an unknown cpu-* name alike) trains in the
+    cpu-train pod profile: the trainer image (peft, trl; twin-core has no train extra), CPU requests and
+    limits, no GPU, no GPU node pool."""
+    monkeypatch.setenv("TWIN_EXECUTION", "kubernetes")
+    bag = DagBag(str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["twin_training"]
+    form = {"instruct": "instruct/ada-q/v0002", "preference": "preference/ada-q/v0001", "profile": profile}
+    runs = dag.get_task("plan_training").python_callable(form)
+    assert [r["pod_profile"] for r in runs] == ["cpu-train"]
+    planned = {
+        "train_sft": dag.get_task("plan_sft").python_callable(runs),
+        "train_dpo": dag.get_task("plan_dpo").python_callable(runs, [{"model": "ada-q/v0003"}]),
+    }
+    for task_id, [kwargs] in planned.items():
+        manifest = render_pod(dag.get_task(task_id), **kwargs)
+        spec, container = manifest["spec"], manifest["spec"]["containers"][0]
+        assert manifest["metadata"]["labels"]["llm-twin/profile"] == "cpu-train"
+        assert container["image"] == "ghcr.io/llm-twin/twin-trainer:0.1.0"
+        assert container["resources"] == {
+            "requests": {"cpu": "2", "memory": "4Gi"},
+            "limits": {"cpu": "4", "memory": "8Gi"},
+        }
+        assert not spec.get("nodeSelector") and not spec.get("tolerations")
 
 
 def _make_datasets(env: dict[str, str]) -> tuple[str, str]:
@@ -250,3 +280,16 @@ def test_dag_runs_locally(dag, twin_env, run_dag, twin, tmp_path: Path) -> None:
         "models": ["ada-quillfeather/v0002"],
         "pod_profiles": {"ada-quillfeather/v0002": "cpu"},  # tiny-random's execution_profile
     }
+
+
+def test_the_form_proposes_the_training_profiles(dag, tmp_path: Path, monkeypatch) -> None:
+    """configs/training's run profiles (not the accelerate launcher config) as proposals; another name is
+    still taken (a trainer image may carry its own profiles)."""
+    param = dag.params.get_param("profile")
+    assert param.schema["examples"] == ["cpu-small", "cpu-tiny", "gpu-70b", "gpu-8b", "gpu-small"]
+    assert param.resolve("my-profile") == "my-profile"
+    from twin_ops.config import training_profiles
+
+    (tmp_path / "mine.yaml").write_text("execution_profile: gpu\n")
+    monkeypatch.setenv("TWIN_TRAINING_PROFILES_DIR", str(tmp_path))
+    assert training_profiles() == ["mine"]

@@ -4,6 +4,9 @@ It records every request (method, path, content type, authorization, body), appl
 JSON merge patches (RFC 7386), the way the API server does for ``application/merge-patch+json``, and
 then plays KServe's validating webhook (``kserve_rules``): a patch KServe would refuse gets a 422 and
 changes nothing, so a test that passes shows every patch ``twin deploy`` sent was admissible.
+With ``allowed`` (the ``resourceNames`` of the deployer's Role) it plays RBAC too: a GET or PATCH of
+any other InferenceService is answered 403 Forbidden, before the API server looks it up, as Kubernetes
+does.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ def isvc_path(isvc: dict[str, Any]) -> str:
 
 
 class FakeKube:
-    def __init__(self, *isvcs: dict[str, Any]) -> None:
+    def __init__(self, *isvcs: dict[str, Any], allowed: list[str] | None = None) -> None:
         self.objects = {isvc_path(o): copy.deepcopy(o) for o in isvcs}
+        self.allowed = None if allowed is None else set(allowed)
         self.requests: list[dict[str, Any]] = []
         self.refused: list[list[str]] = []
         self.path = isvc_path(isvcs[0])
@@ -58,8 +62,25 @@ class FakeKube:
                     }
                 )
 
+            def _forbidden(self, verb: str) -> bool:
+                """RBAC: 403 for an InferenceService the Role does not name (existing or not)."""
+                name = self.path.split("?")[0].rsplit("/", 1)[-1]
+                if fake.allowed is None or name in fake.allowed:
+                    return False
+                ns = self.path.split("/namespaces/", 1)[1].split("/", 1)[0]
+                message = (
+                    f'inferenceservices.serving.kserve.io "{name}" is forbidden: User '
+                    f'"system:serviceaccount:{ns}:llm-twin-deployer" cannot {verb} resource "inferenceservices" '
+                    f'in API group "serving.kserve.io" in the namespace "{ns}"'
+                )
+                status = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": message}
+                self._reply(403, {**status, "details": {"name": name, "kind": "inferenceservices"}})
+                return True
+
             def do_GET(self) -> None:  # noqa: N802
                 self._record()
+                if self._forbidden("get"):
+                    return None
                 obj = fake.objects.get(self.path.split("?")[0])
                 if obj is None:
                     return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
@@ -68,6 +89,8 @@ class FakeKube:
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 self._record(body)
+                if self._forbidden("patch"):
+                    return None
                 path = self.path.split("?")[0]
                 if path not in fake.objects:
                     return self._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})

@@ -233,6 +233,34 @@ def test_author_without_an_inference_service_changes_nothing(k8s: Any, settings:
     assert open_registry(_settings()).get(mv.ref).stage == "candidate"
 
 
+def test_author_the_deployer_role_does_not_name_is_exit_3_naming_both_causes(
+    versions: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, twin: Any
+) -> None:
+    """The chart's default `serving.authors: []`: one shared llm-twin, and a deployer Role naming only it. The
+    GET of llm-twin-ada-quillfeather is answered 403 (RBAC), not 404: bad input (exit 3, not retried) naming
+    both causes, the author missing from serving.authors and the deployer account's RBAC; one GET, no PATCH."""
+    objs = cr.objects(cr.render(None, api_versions=(cr.KSERVE_API,)))
+    (role,) = cr.find(objs, "Role", "llm-twin-deployer")
+    (rule,) = role["rules"]
+    assert rule["resourceNames"] == ["llm-twin"] == [i["metadata"]["name"] for i in cr.find(objs, "InferenceService")]
+    _, v2 = versions
+    with FakeKube(*cr.find(objs, "InferenceService"), allowed=rule["resourceNames"]) as fake:
+        monkeypatch.setenv("TWIN_DEPLOY_TARGET", "kubernetes")
+        monkeypatch.setenv("TWIN_DEPLOY_KUBECONFIG", str(fake.kubeconfig(tmp_path)))
+        run = twin("deploy", "canary", v2.ref, "--percent", "10")
+        assert [(r["method"], r["path"]) for r in fake.requests] == [("GET", ISVC_URL)]
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert run.result["kind"] == "input"
+    assert run.result["error"] == (
+        f"GET InferenceService llm-twin/{ADA} forbidden (403): list the author in the chart's serving.authors (the "
+        "deployer Role may get/patch only the InferenceServices the chart renders), or give the deployer service "
+        "account (tasks.deployer.serviceAccountName) RBAC get and patch on it (Role and RoleBinding llm-twin-deployer)"
+    )
+    from twin_core.stores.registry import open_registry
+
+    assert open_registry(_settings()).get(v2.ref).stage == "candidate"  # nothing changed
+
+
 def test_promote_without_canary_exit_3_nothing_changed(k8s: Any, versions: tuple[Any, Any], twin: Any) -> None:
     fake = k8s("Standard")
     from twin_core.stores.registry import open_registry

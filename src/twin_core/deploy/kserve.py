@@ -259,6 +259,16 @@ class InferenceServiceClient:
                 f"{what} not found: list the author in the chart's serving.authors "
                 "(TWIN_DEPLOY_ISVC_NAME / TWIN_DEPLOY_NAMESPACE)"
             )
+        if status == 403:
+            # RBAC, not an outage: the chart's deployer Role names exactly the InferenceServices it renders
+            # (serving.authors), so an unlisted author's is forbidden, whether it exists or not. A retry
+            # gets the same answer: bad input (exit 3, not retried), like the 404 above.
+            return InputError(
+                f"{verb} {what} forbidden (403): list the author in the chart's serving.authors (the "
+                "deployer Role may get/patch only the InferenceServices the chart renders), or give the "
+                "deployer service account (tasks.deployer.serviceAccountName) RBAC get and patch on it "
+                "(Role and RoleBinding llm-twin-deployer)"
+            )
         if status in (400, 409, 422):
             return InputError(f"{verb} {what} refused ({status}): {getattr(exc, 'body', exc)}")
         return BackendUnavailable(f"{verb} {what}: {type(exc).__name__}: {str(exc)[:300]}")
