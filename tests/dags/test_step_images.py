@@ -34,7 +34,7 @@ COMMAND_EXTRAS = {
     "etl": {"etl"},  # newspaper4k, selenium (the crawlers)
     "validate": {"etl"},  # great-expectations, pandas
     "features": {"features"},  # sentence-transformers, the packaged embedding model
-    "datasets": {"etl", "features", "llm"},  # great-expectations checks, embeddings, LLM generation
+    "datasets": {"etl", "features", "llm", "data"},  # great-expectations checks, embeddings, LLM generation, Parquet
     "monitor": {"monitor", "features"},  # evidently, query embeddings
     "train": {"train"},  # peft, trl, datasets, comet-ml
     "evaluate": {"evaluate"},  # rouge-score, scikit-learn, jinja2, comet-ml
@@ -182,7 +182,7 @@ def test_the_command_table_is_the_dags_commands_and_pyprojects_extras(monkeypatc
 
 def test_dockerfile_extras_are_read_as_pip_installs_them() -> None:
     """The reading above: the images' extras with the ones they include; an unknown extra is a KeyError."""
-    assert image_extras("twin-core") == {"etl", "features", "llm", "monitor", "evaluate"}
-    assert image_extras("twin-trainer") == {"train", "evaluate", "llm", "features"}
+    assert image_extras("twin-core") == {"etl", "features", "llm", "data", "monitor", "evaluate"}
+    assert image_extras("twin-trainer") == {"train", "evaluate", "llm", "features", "data"}
     assert image_extras("twin-serving") == {"serve", "llm", "features"}
     assert extras_closure({"all"}) == set(EXTRAS) - {"dev"}
