@@ -46,8 +46,11 @@ def render(
     namespace: str = NAMESPACE,
     chart_dir: Path = CHART,
     kube_version: str | None = None,
+    release: str = RELEASE,
+    upgrade: bool = False,
 ) -> dict[str, str]:
-    """Template path -> rendered text, like `helm template --api-versions ... --namespace ...`.
+    """Template path -> rendered text, like `helm template --api-versions ... --namespace ...`
+    (`upgrade`: .Release.IsUpgrade instead of IsInstall).
 
     The SDK's Chart.render does not expose --api-versions/--kube-version, but the library's render
     options do (`api_versions`, `kube_version`), so the call goes one level down.
@@ -55,7 +58,8 @@ def render(
     h = helm()
     from helm_python import _native
 
-    opts: dict[str, Any] = {"name": RELEASE, "namespace": namespace, "is_install": True}
+    opts: dict[str, Any] = {"name": release, "namespace": namespace}
+    opts["is_upgrade" if upgrade else "is_install"] = True
     if api_versions:
         opts["api_versions"] = list(api_versions)
     if kube_version:
@@ -98,11 +102,53 @@ def ci_values(name: str) -> dict[str, Any]:
     return yaml.safe_load((CHART / "ci" / f"{name}-values.yaml").read_text())
 
 
+def answering_lookup(dest: Path, template: str, call: str, answers: dict[str, Any]) -> Path:
+    """A copy of the chart (at `dest`, made once, then only `template` is rewritten) in which the `lookup`
+    expression `call` of `template` is answered from `answers`, keyed by the object's name.
+
+    Offline renders see no cluster (`lookup` returns nothing); at `helm install` / `upgrade` it returns the
+    live object. `call` must end with the name argument, as `lookup "v1" "Secret" $ns $name` does: it
+    becomes `get (fromJson <answers>) $name` (an empty string, i.e. "not found", for a name not answered).
+    """
+    target = dest / CHART.name
+    if not target.exists():
+        shutil.copytree(CHART, target)
+    original = (CHART / "templates" / template).read_text()
+    assert call in original, f"{template} has no {call!r}"
+    name_arg = call.rsplit(" ", 1)[1]
+    answer = json.dumps(answers)
+    assert "`" not in answer
+    (target / "templates" / template).write_text(original.replace(call, f"get (fromJson `{answer}`) {name_arg}"))
+    return target
+
+
+# What the Airflow stand-in renders besides its marker: its values as it receives them (after Helm's
+# merge of this chart's `airflow:` values and the -f files) and airflow.cfg as the Airflow chart renders
+# it (chart/templates/configmaps/configmap.yaml: every `config` value through `tpl`, in its own context).
+_AIRFLOW_STUB = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: airflow-stand-in-values
+  namespace: {{ .Release.Namespace }}
+data:
+  values.json: {{ toJson .Values | quote }}
+  airflow.cfg: |-
+    {{- $Global := . }}
+    {{- range $section, $settings := .Values.config }}
+    [{{ $section }}]
+    {{- range $key, $val := $settings }}
+    {{ $key }} = {{ tpl ($val | toString) $Global }}
+    {{- end }}
+    {{ end }}
+"""
+
+
 def with_stub_dependencies(dest: Path) -> Path:
     """Copy the chart to `dest` with minimal stand-ins for its dependencies under charts/.
 
     Each stand-in has the declared name and version and renders one marker ConfigMap, so a test can
-    see whether Helm enabled it through its `condition:`.
+    see whether Helm enabled it through its `condition:`. The Airflow stand-in also renders the
+    ConfigMap airflow-stand-in-values: the values the Airflow chart receives and its airflow.cfg.
     """
     target = dest / CHART.name
     shutil.copytree(CHART, target)
@@ -127,7 +173,30 @@ def with_stub_dependencies(dest: Path) -> Path:
             f"  name: stub-{dep['name']}\n  namespace: {{{{ .Release.Namespace }}}}\n"
             "data: {}\n"
         )
+        if dep["name"] == "airflow":
+            (sub / "templates" / "values-and-config.yaml").write_text(_AIRFLOW_STUB)
     return target
+
+
+def stub_airflow(objs: list[dict]) -> tuple[dict[str, Any], str]:
+    """(values, airflow.cfg) the Airflow stand-in of `with_stub_dependencies` rendered."""
+    (cm,) = find(objs, "ConfigMap", "airflow-stand-in-values")
+    return json.loads(cm["data"]["values.json"]), cm["data"]["airflow.cfg"]
+
+
+def create_merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) from `old` to `new`: what Helm 3 sends when it upgrades a custom
+    resource (pkg/kube/client.go createPatch: jsonpatch.CreateMergePatch(previous manifest, new manifest)
+    for unstructured objects). Lists are replaced whole."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = create_merge_patch(old[key], value)
+    return patch
 
 
 # --------------------------------------------------------------------------- schema validation

@@ -119,3 +119,74 @@ def test_a_separate_task_namespace_is_created_with_its_secret_in_the_docs():
     assert set(loop.group(1).split()) == {cr.NAMESPACE, namespace} and loop.group(2) == secret
     install = docs.index("-f charts/llm-twin/ci/external-values.yaml")
     assert docs.index(f"kubectl create namespace {namespace}") < install
+
+
+def _section(docs: str, title: str) -> str:
+    start = docs.index(f"\n### {title}\n")
+    return docs[start : docs.index("\n### ", start + 1)]
+
+
+def test_the_twin_secret_keys_include_hf_token():
+    """A gated base model (gpu-8b's meta-llama/Llama-3.1-8B-Instruct) downloads only with a Hugging Face
+    token; huggingface_hub reads HF_TOKEN from the environment, which envFrom fills from the twin Secret."""
+    import yaml
+
+    gpu_8b = yaml.safe_load((cr.REPO / "configs" / "training" / "gpu-8b.yaml").read_text())
+    assert gpu_8b["base_model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    docs = (cr.REPO / "docs" / "deploy.md").read_text()
+    keys = _section(docs, "Namespace and secrets")
+    keys = keys[keys.index("Keys it may hold") :]
+    assert "`HF_TOKEN`" in keys and gpu_8b["base_model"] in keys
+    assert "HF_TOKEN" in (cr.CHART / "values.yaml").read_text().split("\nsecrets:")[0]  # its Expected keys
+    assert "HF_TOKEN" in _section(docs, "Managed cluster with a GPU pool")
+
+
+@pytest.mark.parametrize("walkthrough", ["Try it on kind (CPU only)", "Managed cluster with a GPU pool"])
+def test_walkthroughs_list_the_served_author(walkthrough):
+    """With serving.authors [] the chart renders one shared InferenceService and twin_evaluation's canary
+    step has no llm-twin-<slug> to patch: both walkthroughs install with the author of their example key."""
+    from twin_core.domain import slugify
+
+    docs = (cr.REPO / "docs" / "deploy.md").read_text()
+    text = _section(docs, walkthrough)
+    install = text[text.index("helm install llm-twin") :]
+    install = install[: install.index("```")]
+    slugs = re.findall(r"--set 'serving\.authors\[0\]\.slug=([a-z0-9-]+)'", install)
+    assert slugs == [slugify("Jane Doe")], install
+    assert "Jane Doe" in (text if "TWIN_SERVE_API_KEYS" in text else _section(docs, "Namespace and secrets"))
+
+
+def test_kind_walkthrough_trains_the_cpu_profile_in_the_image_it_builds():
+    """twin_training's default in Kubernetes mode is gpu-8b (dags/twin_training.py: TWIN_TRAINING_PROFILE,
+    else gpu-8b): ci/kind-values.yaml sets the CPU profile in Airflow's env (keeping values.yaml's entries,
+    which a values file's list replaces), and the walkthrough builds and loads the image of that profile's
+    pod (its execution_profile in configs/execution.yaml)."""
+    import yaml
+
+    assert 'os.environ.get("TWIN_TRAINING_PROFILE")' in (cr.REPO / "dags" / "twin_training.py").read_text()
+    kind_env = cr.ci_values("kind")["airflow"]["env"]
+    assert {"name": "TWIN_TRAINING_PROFILE", "value": "cpu-tiny"} in kind_env
+    assert all(entry in kind_env for entry in cr.chart_values()["airflow"]["env"])
+    profile = yaml.safe_load((cr.REPO / "configs" / "training" / "cpu-tiny.yaml").read_text())
+    execution = yaml.safe_load((cr.REPO / "configs" / "execution.yaml").read_text())
+    pod = execution["profiles"][profile["execution_profile"]]
+    assert profile["device"] == "cpu" and "nvidia.com/gpu" not in pod["limits"]
+    text = _section((cr.REPO / "docs" / "deploy.md").read_text(), "Try it on kind (CPU only)")
+    build = re.search(r"images/build\.sh ([\w -]+)\n", text).group(1).split()
+    loaded = re.search(r"for image in ([\w -]+); do\n\s+kind load docker-image", text).group(1).split()
+    assert pod["image"] in build and pod["image"] in loaded
+    assert "TWIN_TRAINING_PROFILE=cpu-tiny" in text
+
+
+def test_first_dag_trigger_reserializes_before_unpausing():
+    """Right after the install the DAG processor may not have stored twin_etl yet: the kind workflow runs
+    `airflow dags reserialize` before unpausing it, and so do the docs."""
+    workflow = (cr.REPO / ".github" / "workflows" / "kind-e2e.yaml").read_text()
+    for text in (workflow, _section((cr.REPO / "docs" / "deploy.md").read_text(), "Trigger the first DAG")):
+        assert text.index("airflow dags reserialize") < text.index("airflow dags unpause twin_etl")
+
+
+def test_docs_say_upgrades_keep_the_deployed_model():
+    upgrades = _section((cr.REPO / "docs" / "deploy.md").read_text(), "Upgrades")
+    assert "`helm upgrade` keeps what is running" in upgrades and "**The deployed model.**" in upgrades
+    assert "llm-twin-airflow-jwt-secret" in upgrades and "airflowKeys.generate=false" in upgrades

@@ -243,12 +243,26 @@ def test_gpu_training_block(renders):
     assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     (isvc,) = cr.find(renders["gpu-training"], "InferenceService")
     predictor = isvc["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 10
     assert predictor["nodeSelector"] == {"llm-twin/pool": "gpu"}
     assert predictor["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
     assert env["TWIN_LLM_DEVICE"] == "cuda"  # a GPU predictor fails at start if its image cannot use the GPU
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+
+
+def test_gpu_values_serve_in_standard_mode_with_no_fixed_canary(renders):
+    """The GPU walkthrough installs no Knative, and a stock Knative refuses the predictor's pod
+    securityContext, nodeSelector and tolerations: ci/gpu-values.yaml keeps Standard mode. The canary
+    share is twin deploy's (spec.canary), never a value left in the values."""
+    serving = cr.ci_values("gpu")["serving"]
+    assert serving["deploymentMode"] == "Standard" and "canaryTrafficPercent" not in serving
+    (isvc,) = cr.find(renders["gpu-training"], "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"] and "canary" not in isvc["spec"]
+    docs = (cr.REPO / "docs" / "deploy.md").read_text()
+    assert "needed for canaries" not in docs  # Standard mode runs twin deploy's canaries too
+    prerequisites = docs[docs.index("### Prerequisites") : docs.index("### Chart dependencies")]
+    for feature in ("podspec-securitycontext", "podspec-nodeselector", "podspec-tolerations"):
+        assert f"kubernetes.{feature}" in prerequisites, feature  # what Knative mode needs switched on
 
 
 def test_cpu_only_cluster_has_no_gpu_requests(renders):
@@ -559,3 +573,84 @@ def test_install_render_rejects_bad_values_too():
 def test_ci_value_sets_are_valid(name):
     with cr.helm().Chart.load(cr.CHART) as chart:
         chart.validate_schema(cr.ci_values(name))
+
+
+# --------------------------------------------------------------------------- audit fixes
+
+
+def test_pull_secrets_reach_every_pod_of_the_chart():
+    """images.pullSecrets covers task, serving and store pods (docs/deploy.md, "ImagePullBackOff"): the
+    object store's StatefulSet had none."""
+    values = {"images": {"pullSecrets": ["regcred"]}}
+    objs = cr.objects(cr.render(values, api_versions=BOTH_APIS))
+    assert [e for o in objs for e in cr.validate_object(o)] == []
+    owners = set()
+    for owner, spec in cr.pod_specs(objs):
+        assert spec.get("imagePullSecrets") == [{"name": "regcred"}], owner
+        owners.add(owner)
+    assert {"StatefulSet/llm-twin-object-store", "StatefulSet/llm-twin-mongodb", "Job/llm-twin-create-bucket"} <= owners
+    for name in ("llm-twin-tasks", "llm-twin-deployer", "llm-twin-serving"):
+        (sa,) = cr.find(objs, "ServiceAccount", name)
+        assert sa["imagePullSecrets"] == [{"name": "regcred"}], name
+
+
+def test_kubernetes_executor_starts_workers_in_the_release_namespace(tmp_path):
+    """airflow.config.kubernetes_executor.namespace was `llm-twin` whatever the namespace: in any other,
+    KubernetesExecutor started its workers where the Airflow chart's RBAC, airflow.cfg and pod template are
+    not. The Airflow chart renders the value with `tpl`, in the release's namespace."""
+    chart = cr.with_stub_dependencies(tmp_path)
+    objs = cr.objects(cr.render({"airflow": {"executor": "KubernetesExecutor"}}, chart_dir=chart, namespace="ml-prod"))
+    _, airflow_cfg = cr.stub_airflow(objs)
+    section = airflow_cfg[airflow_cfg.index("[kubernetes_executor]") :].split("\n\n")[0]
+    assert "namespace = ml-prod" in section.splitlines()
+    assert _execution(objs)["namespace"] == "ml-prod"  # and the task pods, with tasks.namespace empty
+
+
+def test_notes_point_knative_users_at_the_url_not_a_port_forward():
+    """A Knative InferenceService has no <name>-transformer Service to port-forward to (Knative routes it
+    through its ingress): NOTES printed the Standard-mode command in both modes."""
+    authors = [{"slug": "ada"}]
+    knative_values = {"serving": {"deploymentMode": "Knative", "authors": authors}}
+    knative = cr.notes(cr.render(knative_values, api_versions=BOTH_APIS))
+    assert "port-forward svc/llm-twin-ada-transformer" not in knative
+    assert "kubectl -n llm-twin get inferenceservice llm-twin-ada -o jsonpath='{.status.url}'" in knative
+    standard = cr.notes(cr.render({"serving": {"authors": authors}}, api_versions=BOTH_APIS))
+    assert "kubectl -n llm-twin port-forward svc/llm-twin-ada-transformer 8081:80" in standard
+    assert ".status.url" not in standard and "serving.authors is empty" not in standard
+    assert "serving.authors is empty" in cr.notes(cr.render(None, api_versions=BOTH_APIS))
+
+
+def test_notes_reserialize_the_dags_before_unpausing():
+    text = cr.notes(cr.render(None))
+    reserialize = 'exec "$SCHEDULER" -- airflow dags reserialize'
+    assert reserialize in text and text.index(reserialize) < text.index("airflow dags unpause twin_etl")
+
+
+def _documented_qdrant_api_key() -> dict:
+    """The qdrant.apiKey example of values.yaml's comment, as YAML."""
+    import yaml
+
+    lines = (cr.CHART / "values.yaml").read_text().splitlines()
+    start = lines.index("  #   apiKey:")
+    block = [line.replace("  #", "", 1) for line in lines[start : start + 3]]
+    return yaml.safe_load("\n".join(block))["apiKey"]
+
+
+def test_qdrant_api_key_comes_from_the_twin_secret_or_not_at_all():
+    """`qdrant.apiKey: true` makes the Qdrant chart generate a random key (qdrant-helm 1.18.1,
+    templates/_helpers.tpl "qdrant.secret"), which the twin pods never get, and a string puts a secret in
+    the values: the schema takes false or the Qdrant chart's valueFrom.secretKeyRef, which the values
+    document for the twin Secret's TWIN_QDRANT_API_KEY."""
+    documented = _documented_qdrant_api_key()
+    secrets = cr.chart_values()["secrets"]["existingSecret"]
+    assert documented == {"valueFrom": {"secretKeyRef": {"name": secrets, "key": "TWIN_QDRANT_API_KEY"}}}
+    h = cr.helm()
+    with h.Chart.load(cr.CHART) as chart:
+        chart.validate_schema({"qdrant": {"apiKey": documented}})
+        chart.validate_schema({"qdrant": {"apiKey": False}})
+        for bad in (True, "a-key-in-the-values", {"valueFrom": {"secretKeyRef": {"name": secrets}}}):
+            with pytest.raises(h.HelmValuesError) as exc:
+                chart.validate_schema({"qdrant": {"apiKey": bad}})
+            assert "/qdrant/apiKey" in str(exc.value), bad
+    docs = (cr.REPO / "docs" / "deploy.md").read_text()
+    assert "secretKeyRef: {name: llm-twin-secrets, key: TWIN_QDRANT_API_KEY}" in docs

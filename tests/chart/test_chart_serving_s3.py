@@ -37,6 +37,11 @@ def _render(values: dict | None) -> list[dict]:
     return objs
 
 
+def _serving_secrets(objs: list[dict]) -> list[dict]:
+    """The Secrets of serving (the others are Airflow's keys, templates/airflow-keys.yaml)."""
+    return [s for s in cr.find(objs, "Secret") if s["metadata"]["labels"]["app.kubernetes.io/component"] == "serving"]
+
+
 def _initializer_env(objs: list[dict]) -> dict:
     """The storage initializer's S3 variables for every serving pod: all run as one account."""
     accounts = {c["serviceAccountName"] for _, c in _serving_components(objs)}
@@ -247,7 +252,7 @@ def test_own_secret_is_listed_instead():
     """serving.s3Credentials.existingSecret (GitOps: a Secret of yours, annotated by you): the chart lists
     it and renders none."""
     objs = _render({"artifacts": EXTERNAL, "serving": {"s3Credentials": {"existingSecret": "model-store-s3"}}})
-    assert cr.find(objs, "Secret") == []
+    assert _serving_secrets(objs) == []
     (sa,) = cr.find(objs, "ServiceAccount", SA)
     assert sa["secrets"] == [{"name": "model-store-s3"}]
     with pytest.raises(kc.MissingSecret):  # KServe refuses the pods until it exists
@@ -256,7 +261,7 @@ def test_own_secret_is_listed_instead():
 
 def test_no_serving_no_credentials():
     objs = _render({"serving": {"enabled": False}})
-    assert cr.find(objs, "Secret") == [] and cr.find(objs, "ServiceAccount", SA) == []
+    assert _serving_secrets(objs) == [] and cr.find(objs, "ServiceAccount", SA) == []
 
 
 @pytest.mark.parametrize(

@@ -36,12 +36,57 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s/%s:%s" $root.Values.images.registry $name $root.Values.images.tag -}}
 {{- end -}}
 
+{{/* The objects this chart names after the release, as [kind, suffix, longest name Kubernetes takes]
+(JSON). A StatefulSet's name has 52 characters at most: its pods get the label controller-revision-hash
+= <name>-<10-character hash>, and a label value has 63. A Service's and a Job's name is a DNS label (63;
+a Job's name is also its pods' job-name label). Helm itself allows release names of 53 characters. */}}
+{{- define "llm-twin.releaseNamedObjects" -}}
+{{- $objects := list -}}
+{{- if .Values.artifacts.devObjectStore.enabled -}}
+{{- $objects = append $objects (list "StatefulSet" "object-store" 52) -}}
+{{- $objects = append $objects (list "Job" "create-bucket" 63) -}}
+{{- end -}}
+{{- if eq .Values.mongodb.mode "embedded" -}}
+{{- $objects = append $objects (list "StatefulSet" "mongodb" 52) -}}
+{{- end -}}
+{{- toJson $objects -}}
+{{- end -}}
+
+{{/* Fails, naming the object and the longest release name that fits, when the release name is too long
+for one of the objects above (Kubernetes would refuse it, or its pods, after `helm install` began). */}}
+{{- define "llm-twin.checkReleaseName" -}}
+{{- $fits := 53 -}}
+{{- $tightest := list -}}
+{{- range (include "llm-twin.releaseNamedObjects" . | fromJsonArray) -}}
+{{- $room := sub (index . 2 | int) (add1 (len (index . 1))) | int -}}
+{{- if lt $room $fits }}{{ $fits = $room }}{{ $tightest = . }}{{ end -}}
+{{- end -}}
+{{- if gt (len .Release.Name) $fits -}}
+{{- $name := printf "%s-%s" .Release.Name (index $tightest 1) -}}
+{{- fail (printf "release name %q has %d characters: this chart takes at most %d, because the %s %q would have %d characters and Kubernetes allows %d%s. Choose a shorter release name (docs/deploy.md uses llm-twin)" .Release.Name (len .Release.Name) $fits (index $tightest 0) $name (len $name) (index $tightest 2 | int) (ternary " (its pods' controller-revision-hash label adds 11)" "" (eq (index $tightest 0) "StatefulSet"))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Names of the in-chart stores and the bucket Job (release name checked above). */}}
+{{- define "llm-twin.mongodbName" -}}
+{{- include "llm-twin.checkReleaseName" . -}}
+{{- printf "%s-mongodb" .Release.Name -}}
+{{- end -}}
+{{- define "llm-twin.objectStoreName" -}}
+{{- include "llm-twin.checkReleaseName" . -}}
+{{- printf "%s-object-store" .Release.Name -}}
+{{- end -}}
+{{- define "llm-twin.createBucketName" -}}
+{{- include "llm-twin.checkReleaseName" . -}}
+{{- printf "%s-create-bucket" .Release.Name -}}
+{{- end -}}
+
 {{/* In-cluster service names of the stores (only meaningful when the store is enabled). */}}
 {{- define "llm-twin.mongodbHost" -}}
-{{- printf "%s-mongodb.%s.svc" .Release.Name .Release.Namespace -}}
+{{- printf "%s.%s.svc" (include "llm-twin.mongodbName" .) .Release.Namespace -}}
 {{- end -}}
 {{- define "llm-twin.objectStoreHost" -}}
-{{- printf "%s-object-store.%s.svc" .Release.Name .Release.Namespace -}}
+{{- printf "%s.%s.svc" (include "llm-twin.objectStoreName" .) .Release.Namespace -}}
 {{- end -}}
 
 {{/* TWIN_MONGODB_URI, or empty when it comes from the Secret. */}}
