@@ -80,7 +80,10 @@ def twin_datasets() -> None:
                 if any(author.get("created", {}).values()):  # unchanged authors are not trained again
                     versions[author["author_slug"]] = author["versions"]
         if not versions:
-            raise AirflowSkipException("no new dataset version: nothing to train on")
+            raise AirflowSkipException(
+                "no new dataset version: every author's corpus is unchanged since its last build, so "
+                "twin_training is not triggered (the same data would train the same model)"
+            )
         extra = {"versions": versions}
         context["outlet_events"][INSTRUCT].extra = extra
         context["outlet_events"][PREFERENCE].extra = extra

@@ -10,19 +10,27 @@ with Great Expectations, and emits the Asset `twin://warehouse/raw`, which trigg
   (unless the config sets it), no default: links without an author fail `plan_crawls` at once;
 - `links`: one URL per line (articles, Medium, a LinkedIn profile, git repositories);
 - `config` (optional): the name of a YAML file in `configs/etl/` (for example `ada_quillfeather`) with
-  `user_full_name`, `links` and crawl `settings`; its links are added to the form's, its author wins.
+  `user_full_name`, `links` and crawl `settings`; its links are added to the form's, all crawled as its
+  author. Leave `user_full_name` empty with a config, or give the same name (case and spacing aside):
+  another name fails `plan_crawls`, since the form's links would be filed under the config's author.
   A bad name, a missing or malformed file, or a config without links fails `plan_crawls` at once
   (no retry), with what to fix in its message.
 
+A run with neither `links` nor a `config` crawls the Airflow Variable `twin_etl_default_config`'s config;
+without that Variable, a manual run (an author alone, or an empty form) fails `plan_crawls` at once
+instead of ending green having crawled nothing.
 Scheduled (weekly) and backfill runs have no form: they use the config named by the Airflow Variable
 `twin_etl_default_config`, if set; with no config and no links a run crawls nothing and emits nothing.
-Backfill (one run per week, oldest first):
-`airflow backfill create --dag-id twin_etl --from-date 2026-01-01 --to-date 2026-01-31`.
+Backfill (one run per week, oldest first, one at a time: without `--max-active-runs 1`, `airflow backfill
+create` runs up to 10 at once, whatever the DAG's `max_active_runs`):
+`airflow backfill create --dag-id twin_etl --from-date 2026-01-01 --to-date 2026-01-31 --max-active-runs 1`.
 
 Every task runs `twin …` as a Kubernetes pod (`TWIN_EXECUTION=kubernetes`) or a local subprocess. A
-failing link fails only its own mapped task, with its reason in the task log and failure message; a
-link that can never succeed (bad input, exit code 3) is not retried, an unavailable store (exit code 4)
-is. `check_changes` lets validation run when at least one crawl created or updated a document, even
+failing link fails only its own mapped task, with its reason in the task log and failure message. A
+crawl whose failures a later try may fix (a timeout, a 5xx or 429 answer, a DNS or connection failure,
+the warehouse unavailable; exit code 4) is retried; one that can never succeed (an invalid URL, a 404,
+a page too large or empty, ...; exit code 3, bad input) is not (twin_core.etl.errors classifies each
+reason). `check_changes` lets validation run when at least one crawl created or updated a document, even
 if other links failed: validation quarantines bad documents instead of failing (up to the configured
 failure ratio) and emits the raw Asset. A run that changed nothing emits nothing, so `twin_features`
 does not start. `check_crawls` fails the run when `plan_crawls` or any crawl failed (the good links'
@@ -51,7 +59,8 @@ CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
             maxLength=200,
             title="Author full name",
             description="Who wrote the links (their documents are stored under this name), e.g. Ada "
-            "Quillfeather. Required with links, unless the config sets it.",
+            "Quillfeather. Required with links, unless the config sets it; with a config, empty or the "
+            "config's author.",
         ),
         "links": Param(
             [],
@@ -73,12 +82,13 @@ CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
 )
 def twin_etl() -> None:
     @task
-    def plan_crawls(params: dict | None = None) -> list[list[str]]:
+    def plan_crawls(params: dict | None = None, dag_run=None) -> list[list[str]]:
         """Merge the form with the optional config into one crawl command per link."""
         from airflow.sdk import Variable
-        from twin_ops.etl_config import plan
+        from twin_ops.etl_config import DEFAULT_CONFIG_VARIABLE, plan
 
-        return plan(params or {}, Variable.get("twin_etl_default_config", default=None))
+        manual = getattr(dag_run, "run_type", None) == "manual"  # a trigger (form, REST API, `dags test`)
+        return plan(params or {}, Variable.get(DEFAULT_CONFIG_VARIABLE, default=None), manual=manual)
 
     @task.short_circuit(trigger_rule="all_done")
     def check_changes(results: list[dict] | None) -> bool:

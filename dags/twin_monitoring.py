@@ -3,9 +3,11 @@
 
 Every hour, `twin monitor drift --alert` checks **its own data interval** (`--end` = the run's
 `data_interval_end`, `--window 1h`): a backfill (`airflow backfill create --dag-id twin_monitoring
---from-date … --to-date …`) gives one report per past hour. Evidently 0.7 compares the window's requests
-in the inference log with recent production traffic, by default the hour before it (`reference`
-below): query embeddings (explicit embeddings-drift method), query and answer length,
+--from-date … --to-date … --max-active-runs 1`) gives one report per past hour, one hour at a time
+(without `--max-active-runs 1` a backfill runs up to 10 windows at once, whatever `max_active_runs=1`
+says, and two windows checked before either's `record_alerts` page the same drift twice). Evidently 0.7
+compares the window's requests in the inference log with recent production traffic, by default the hour
+before it (`reference` below): query embeddings (explicit embeddings-drift method), query and answer length,
 out-of-vocabulary share and language, retrieval scores, latency and error rate. The result
 (`result.json`) lands in the artifact store under `monitoring/<author>/<window>/`. A window with too
 few requests (or too few before it) is "not enough data", never an alert.
@@ -15,9 +17,12 @@ resolves (log; the JSON webhook
 `TWIN_ALERT_WEBHOOK_URL`; Slack through the Airflow connection named by `TWIN_ALERT_SLACK_CONN_ID`),
 increments the StatsD counter `twin.drift_detected` (the chart's PrometheusRule), and, when what users ask
 or how the twin answers drifted (not for operations: retrieval scores, latency, errors), emits
-`twin://monitoring/drift`, which schedules `twin_datasets` again, whose new dataset versions retrain the
-twin in `twin_training` (the closed loop; `TWIN_RETRAIN_ON_DRIFT=false` turns it off). A re-run of a
-window sends nothing new and emits nothing.
+`twin://monitoring/drift`, which schedules `twin_datasets` again to rebuild the datasets (the closed loop;
+`TWIN_RETRAIN_ON_DRIFT=false` turns it off). Training follows only when that build made a new dataset
+version (the corpus changed since the last build) and `twin_training` retrains on it; on an unchanged
+corpus the build returns the existing versions, `check_versions` skips with its reason in the log, and
+nothing is retrained (the same data would make the same model). A re-run of a window sends nothing new
+and emits nothing.
 
 **Trigger form:** `author` (empty = every author's requests together), `reference` (previous:
 recent production traffic, the alerting default; baseline: a pinned window of the same length ending

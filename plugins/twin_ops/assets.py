@@ -9,7 +9,9 @@ INSTRUCT = Asset("twin://datasets/instruct")
 PREFERENCE = Asset("twin://datasets/preference")
 CANDIDATE_MODEL = Asset("twin://models/candidate")
 PRODUCTION_MODEL = Asset("twin://models/production")
-DRIFT = Asset("twin://monitoring/drift")  # twin_monitoring: a signal drifted in a window (retrains the twin)
+# twin_monitoring: what users ask or how the twin answers drifted (rebuilds the datasets; training follows only
+# when that makes a new dataset version, i.e. the corpus changed)
+DRIFT = Asset("twin://monitoring/drift")
 
 ASSETS = {a.uri: a for a in (RAW, CLEANED, EMBEDDED, INSTRUCT, PREFERENCE, CANDIDATE_MODEL, PRODUCTION_MODEL, DRIFT)}
 

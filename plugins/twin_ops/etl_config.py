@@ -65,19 +65,34 @@ def load_etl_config(name: str) -> dict[str, Any]:
     return data
 
 
-def plan(params: dict[str, Any], default_config: str | None = None) -> list[list[str]]:
+def author_key(name: str) -> str:
+    """The author a name stands for, as twin_core identifies users (``user_id``): whitespace collapsed,
+    case folded. "ada  QUILLFEATHER" and "Ada Quillfeather" are one author."""
+    return " ".join(name.split()).casefold()
+
+
+def plan(params: dict[str, Any], default_config: str | None = None, *, manual: bool = False) -> list[list[str]]:
     """One `twin etl crawl` argument list per unique link (XCom carries only the links).
 
-    The form's links are added to the config's; the config's author wins. With neither a config nor
-    links (a scheduled or backfill run), ``default_config`` (the Airflow Variable
-    ``twin_etl_default_config``) is used; with none of them, no crawl. Links without an author, a config
-    that cannot be read or that lists no links fail (AirflowFailException, no retry)."""
+    The form's links are added to the config's, crawled under the one author both name (the form's
+    ``user_full_name`` may be left empty to use the config's). A run with neither a config nor links uses
+    ``default_config`` (the Airflow Variable ``twin_etl_default_config``); with none of them, a scheduled or
+    backfill run crawls nothing. These fail (AirflowFailException, no retry), saying what to fix: a manual
+    run (``manual``) or an author with nothing to crawl, a form author other than the config's, links
+    without an author, a config that cannot be read or that lists no links."""
     config_name = (params.get("config") or "").strip() or None
     form_links = [str(x).strip() for x in params.get("links") or [] if str(x).strip()]
+    form_user = " ".join(str(params.get("user_full_name") or "").split())
     from_variable = False
-    if not config_name and not form_links:
+    if not config_name and not form_links:  # the default config: a scheduled run's, or an empty trigger form's
         config_name = (default_config or "").strip() or None
         from_variable = config_name is not None
+        if not config_name and (manual or form_user):
+            named = f" for {form_user!r}" if form_user else ""
+            raise AirflowFailException(
+                f"nothing to crawl{named}: fill `links` in the trigger form, name a `config` from configs/etl/ "
+                f"(available: {_known()}) or set the Airflow Variable {DEFAULT_CONFIG_VARIABLE}; nothing was crawled"
+            )
     if not config_name:
         if not form_links:
             return []  # the weekly run with no default config: nothing to crawl
@@ -89,15 +104,22 @@ def plan(params: dict[str, Any], default_config: str | None = None) -> list[list
             if from_variable:
                 raise AirflowFailException(f"Airflow Variable {DEFAULT_CONFIG_VARIABLE}: {exc}") from None
             raise
+    where = f"Airflow Variable {DEFAULT_CONFIG_VARIABLE}: " if from_variable else ""
+    config_user = " ".join((cfg.get("user_full_name") or "").split())
+    if form_user and config_user and author_key(form_user) != author_key(config_user):
+        raise AirflowFailException(
+            f"{where}the form names the author {form_user!r} but ETL config {config_name!r} crawls "
+            f"{config_user!r}'s links: leave `user_full_name` empty to crawl the config as {config_user!r}, or "
+            f"leave `config` empty to crawl the form's links as {form_user!r}; nothing was crawled"
+        )
     links = list(dict.fromkeys([*(x.strip() for x in cfg.get("links") or []), *form_links]))
     links = [link for link in links if link]
     if not links:
-        where = f"Airflow Variable {DEFAULT_CONFIG_VARIABLE}: " if from_variable else ""
         raise AirflowFailException(
             f"{where}ETL config {config_name!r} lists no links and the form has none: add `links` to the "
             "config or fill `links` in the trigger form"
         )
-    user = (cfg.get("user_full_name") or params.get("user_full_name") or "").strip()
+    user = config_user or form_user
     if not user:
         source = f"ETL config {config_name!r} sets no user_full_name; " if config_name else ""
         raise AirflowFailException(

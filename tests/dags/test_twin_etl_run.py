@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TWIN = Path(os.environ.get("TWIN_BIN", REPO_ROOT / ".venv" / "bin" / "twin"))
 SITE_SERVER = REPO_ROOT / "tests" / "etl" / "fixtures" / "site_server.py"
 SAMPLE_REPO = SAMPLE_DIR / "repos" / "tiny-pipeline"
+DAGS = REPO_ROOT / "dags"
 
 
 def _load(name: str, path: Path):
@@ -75,14 +76,17 @@ def test_plan_merges_form_and_config(etl_module, tmp_path: Path, monkeypatch: py
     )
     monkeypatch.setenv("TWIN_ETL_CONFIG_DIR", str(tmp_path))
     assert etl_module.available_configs() == ["team"]
-    cmds = plan({"user_full_name": "Ada Q", "links": ["https://a.dev/x"], "config": "team"})
+    # the form may name the config's author, case and spacing aside (twin_core's user id ignores them)
+    cmds = plan({"user_full_name": " zoe  NG ", "links": ["https://a.dev/x"], "config": "team"}, manual=True)
     assert cmds == [
         ["etl", "crawl", "--user", "Zoe Ng", "--link", link, "--setting", "crawl_max_bytes=1000"]
         for link in ("https://z.dev/1", "https://a.dev/x")
     ]
-    assert plan({"user_full_name": "Ada Q", "links": []}, default_config="team")[0][3] == "Zoe Ng"
-    assert plan({"user_full_name": "Ada Q", "links": []}) == []
     assert plan({"links": ["https://a.dev/x"], "config": "team"})[1][3] == "Zoe Ng"  # the config's author
+    assert plan({"config": "team"}, manual=True)[0][3] == "Zoe Ng"
+    # a scheduled or backfill run (an empty form) crawls the default config
+    assert plan({"user_full_name": None, "links": [], "config": None}, default_config="team")[0][3] == "Zoe Ng"
+    assert plan({"user_full_name": "Ada Q", "links": ["https://a.dev/x"]}, manual=True)[0][3] == "Ada Q"
 
 
 def test_plan_fails_at_once_on_bad_input(etl_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,6 +120,81 @@ def test_plan_fails_at_once_on_bad_input(etl_module, tmp_path: Path, monkeypatch
     # the weekly run: no links, no config, no author -> nothing to crawl, not an error
     assert plan({}) == []
     assert plan({"user_full_name": None, "links": [], "config": None}) == []
+
+
+def test_plan_refuses_a_manual_run_that_would_misfile_or_crawl_nothing(
+    etl_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's author must be the config's (else its links would be filed under the config's author),
+    and a manual run must name links or a config (else it ends green having crawled nothing)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    plan = etl_module.plan
+    (tmp_path / "ada_quillfeather.yaml").write_text("user_full_name: Ada Quillfeather\nlinks: [https://a.dev/1]\n")
+    monkeypatch.setenv("TWIN_ETL_CONFIG_DIR", str(tmp_path))
+    bob = {"user_full_name": "Bob Builder", "links": ["https://bob.dev/post"], "config": "ada_quillfeather"}
+    mismatch = (
+        "the form names the author 'Bob Builder' but ETL config 'ada_quillfeather' crawls 'Ada Quillfeather''s "
+        "links: leave `user_full_name` empty to crawl the config as 'Ada Quillfeather', or leave `config` empty "
+        "to crawl the form's links as 'Bob Builder'; nothing was crawled"
+    )
+    nothing = "nothing to crawl for 'Bob Builder': fill `links` in the trigger form, name a `config` from "
+    unset = "or set the Airflow Variable twin_etl_default_config; nothing was crawled$"
+    variable_mismatch = r"^Airflow Variable twin_etl_default_config: the form names the author 'Bob Builder' but"
+    cases = [
+        (bob, None, True, f"^{re.escape(mismatch)}$"),
+        ({**bob, "links": []}, None, True, f"^{re.escape(mismatch)}$"),
+        # a name alone: nothing to crawl, or the default config, which must be that author's
+        ({"user_full_name": "Bob Builder"}, None, True, f"^{re.escape(nothing)}.*{unset}"),
+        ({"user_full_name": "Bob Builder"}, None, False, f"^{re.escape(nothing)}.*{unset}"),
+        ({"user_full_name": "Bob Builder", "links": [], "config": None}, "ada_quillfeather", True, variable_mismatch),
+        ({"user_full_name": "Bob Builder"}, "ada_quillfeather", False, variable_mismatch),
+        # an empty trigger form with no default config: a manual run says so instead of ending green
+        ({}, None, True, rf"^nothing to crawl: fill `links` in the trigger form, name a `config`.*{unset}"),
+    ]
+    for params, default_config, manual, message in cases:
+        with pytest.raises(AirflowFailException, match=message):
+            plan(params, default_config=default_config, manual=manual)
+    # a scheduled run, or the trigger form left empty: the default config; a scheduled run without one: nothing
+    for manual in (False, True):
+        assert plan({}, default_config="ada_quillfeather", manual=manual) == [
+            ["etl", "crawl", "--user", "Ada Quillfeather", "--link", "https://a.dev/1"]
+        ]
+    assert plan({"user_full_name": " ada  QUILLFEATHER"}, default_config="ada_quillfeather", manual=True) == [
+        ["etl", "crawl", "--user", "Ada Quillfeather", "--link", "https://a.dev/1"]
+    ]
+    assert plan({}) == []
+
+
+def test_plan_crawls_tells_a_manual_run_from_a_scheduled_one(dag, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.utils.types import DagRunType
+
+    monkeypatch.setattr(Variable, "get", lambda key, default=None: None)
+    plan_crawls = dag.get_task("plan_crawls").python_callable
+    form = {"user_full_name": "Bob Builder", "links": [], "config": None}
+    with pytest.raises(AirflowFailException, match="^nothing to crawl for 'Bob Builder'"):
+        plan_crawls(form, dag_run=SimpleNamespace(run_type=DagRunType.MANUAL))
+    empty = {"user_full_name": None, "links": [], "config": None}
+    with pytest.raises(AirflowFailException, match="^nothing to crawl: "):
+        plan_crawls(empty, dag_run=SimpleNamespace(run_type=DagRunType.MANUAL))
+    for run_type in (DagRunType.SCHEDULED, DagRunType.BACKFILL_JOB):
+        assert plan_crawls(empty, dag_run=SimpleNamespace(run_type=run_type)) == []
+
+
+def test_documented_backfills_run_one_window_at_a_time() -> None:
+    """`airflow backfill create` runs up to 10 runs at once unless told otherwise (the DAG's max_active_runs
+    does not bound a backfill): every documented backfill command passes --max-active-runs 1."""
+    sources = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), *sorted(DAGS.glob("*.py"))]
+    commands = []
+    for source in sources:
+        text = " ".join(source.read_text(encoding="utf-8").split())
+        commands += [(source.name, c.strip()) for c in re.findall(r"airflow backfill create (--dag-id [^`#]*)", text)]
+    assert {"README.md", "twin_etl.py", "twin_monitoring.py"} <= {name for name, _ in commands}
+    assert [(name, c) for name, c in commands if not re.search(r"--max-active-runs 1\b", c)] == []
 
 
 def test_only_created_or_updated_documents_count_as_a_change(etl_module) -> None:
@@ -260,3 +339,34 @@ def test_a_partly_failed_run_validates_the_good_links_and_ends_failed(dag, twin_
     query = query.where(AssetModel.uri == "twin://warehouse/raw", AssetEvent.source_run_id == run.run_id)
     assert len(list(settings.Session().scalars(query))) == 1  # the raw Asset is still emitted
     assert twin(env, "warehouse", "stats")["categories"]["repositories"] == {"total": 1, "quarantined": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWIN.exists(), reason="the twin_core environment (.venv) is not built")
+def test_a_crawl_a_retry_may_fix_is_retried_and_bad_input_is_not(dag, twin_env, run_dag, alerts) -> None:
+    """A link answering 503 fails its crawl with exit code 4: retried (here once, at once), then it pages as
+    retryable; a 404 is bad input (exit code 3): one try."""
+    from datetime import timedelta
+
+    twin_env(TWIN_BIN=str(TWIN), TWIN_CRAWL_ALLOW_HOSTS="127.0.0.1", TWIN_CRAWL_BACKOFF_S="0.05")
+    crawl = dag.get_task("crawl")
+    crawl.retries, crawl.retry_delay, crawl.retry_exponential_backoff = 1, timedelta(0), False  # no waiting
+    site = _load("twin_etl_fixture_site", SITE_SERVER).FixtureServer().start()
+    try:
+        links = [f"{site.base_url}/status/503", f"{site.base_url}/status/404"]
+        run, states = run_dag(dag, run_conf={"user_full_name": "Ada Quillfeather", "links": links})
+    finally:
+        site.stop()
+    assert run.state == "failed", states
+    assert (states[("crawl", 0)], states[("crawl", 1)]) == ("failed", "failed")
+    assert (_tries(run)[("crawl", 0)], _tries(run)[("crawl", 1)]) == (2, 1)
+    by_task = {text.split(" failed (run ")[0]: text for text in alerts}
+    command = "`twin etl crawl --user Ada Quillfeather --link {}`"
+    assert by_task["twin_etl.crawl[0]"] == (
+        f"twin_etl.crawl[0] failed (run {run.run_id}): {command.format(links[0])} failed (exit code 4, "
+        f"retryable): {links[0]}: http_503: {links[0]} answered 503"
+    )
+    assert by_task["twin_etl.crawl[1]"] == (
+        f"twin_etl.crawl[1] failed (run {run.run_id}): {command.format(links[1])} failed (bad input, exit code 3, "
+        f"not retried): {links[1]}: http_404: {links[1]} answered 404 Not Found"
+    )
