@@ -25,6 +25,8 @@ nearest passage, no model call).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import CLEANED, INSTRUCT, PREFERENCE, or_drift
@@ -48,7 +50,7 @@ AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
             description="other_author alone needs no model call.",
         ),
     },
-    **dag_kwargs(__doc__, tags=["datasets", "fti-training-pipeline"]),
+    **dag_kwargs(__doc__, tags=["datasets", "fti-training-pipeline"], step_timeout=timedelta(hours=1)),
 )
 def twin_datasets() -> None:
     authors = twin_step("list_authors", ["warehouse", "authors"], profile="cpu")

@@ -39,6 +39,8 @@ documents are still validated and emitted), so a run with a failed link never sh
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import RAW
@@ -78,7 +80,7 @@ CRAWLS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
             examples=available_configs() or None,
         ),
     },
-    **dag_kwargs(__doc__, tags=["etl", "feature-pipeline-input"]),
+    **dag_kwargs(__doc__, tags=["etl", "feature-pipeline-input"], step_timeout=timedelta(minutes=45)),
 )
 def twin_etl() -> None:
     @task

@@ -62,7 +62,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
-from twin_ops import dag_kwargs, default_args, twin_step_mapped
+from twin_ops import dag_kwargs, twin_step_mapped
 from twin_ops.assets import CANDIDATE_MODEL, PRODUCTION_MODEL
 from twin_ops.config import execution_config
 from twin_ops.notifiers import RETRY_MESSAGE, TwinAlertNotifier
@@ -159,8 +159,8 @@ def duration_seconds(text: str) -> float | None:
     **dag_kwargs(
         __doc__,
         tags=["evaluation", "deploy", "fti-inference-pipeline"],
+        step_timeout=STEP_TIMEOUT,
         deadline=RUN_DEADLINE,
-        default_args=default_args(execution_timeout=STEP_TIMEOUT),
     ),
 )
 def twin_evaluation() -> None:

@@ -19,6 +19,8 @@ Every step is idempotent; a failed or killed run is simply run again.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, task
 from twin_ops import dag_kwargs, twin_step, twin_step_mapped
 from twin_ops.assets import CLEANED, EMBEDDED, RAW
@@ -33,7 +35,7 @@ AUTHORS_IN_PARALLEL = None if execution_mode() == "kubernetes" else 1
     dag_id="twin_features",
     schedule=[RAW],
     params={"full": Param(False, type="boolean", title="Rebuild everything", description="Ignore the sync state.")},
-    **dag_kwargs(__doc__, tags=["features", "fti-feature-pipeline"]),
+    **dag_kwargs(__doc__, tags=["features", "fti-feature-pipeline"], step_timeout=timedelta(hours=1)),
 )
 def twin_features() -> None:
     authors = twin_step("list_authors", ["warehouse", "authors"], profile="cpu")

@@ -72,7 +72,9 @@ WINDOW = "1h"  # the schedule's data interval
             "required with reference baseline, ignored otherwise.",
         ),
     },
-    **dag_kwargs(__doc__, tags=["monitoring", "drift"], deadline=timedelta(minutes=50)),
+    **dag_kwargs(
+        __doc__, tags=["monitoring", "drift"], step_timeout=timedelta(minutes=40), deadline=timedelta(minutes=50)
+    ),
 )
 def twin_monitoring() -> None:
     window = ["--window", WINDOW, "--end", "{{ (data_interval_end or dag_run.run_after).isoformat() }}"]

@@ -110,7 +110,12 @@ def form_versions(params: dict) -> dict[str, dict]:
         ),
         "max_steps": Param(0, type="integer", minimum=0, title="Max steps", description="0 = the profile's."),
     },
-    **dag_kwargs(__doc__, tags=["training", "fti-training-pipeline", "gpu"], deadline=timedelta(hours=24)),
+    **dag_kwargs(
+        __doc__,
+        tags=["training", "fti-training-pipeline", "gpu"],
+        step_timeout=timedelta(hours=8),  # a killed try resumes from its last checkpoint (--resume)
+        deadline=timedelta(hours=24),
+    ),
 )
 def twin_training() -> None:
     @task

@@ -47,15 +47,22 @@ def default_args(**overrides: Any) -> dict[str, Any]:
 
 
 def dag_kwargs(
-    doc_md: str, *, tags: list[str], deadline: timedelta = DEFAULT_DEADLINE, **overrides: Any
+    doc_md: str,
+    *,
+    tags: list[str],
+    step_timeout: timedelta,
+    deadline: timedelta = DEFAULT_DEADLINE,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``@dag`` shared by all pipelines (``deadline``: how long a run may take)."""
+    """Keyword arguments for ``@dag`` shared by all pipelines. ``step_timeout``: each task's budget per try
+    (``execution_timeout``: a stuck try is killed, then retried, and its last failure pages; without one a
+    hung step held the DAG's only active run for good); ``deadline``: how long a run may take."""
     kwargs: dict[str, Any] = {
         **({"deadline": deadline_alert(deadline)} if deadlines_enabled() else {}),
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
-        "default_args": default_args(),
+        "default_args": default_args(execution_timeout=step_timeout),
         "doc_md": doc_md,
         "tags": ["llm-twin", *tags],
         "owner_links": {OWNER: "https://github.com/llm-twin/llm-twin"},

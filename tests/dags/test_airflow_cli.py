@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,6 @@ def test_airflow_dags_test_runs_twin_etl(cli_env: dict[str, str], tmp_path: Path
 def test_deadline_alert_can_be_left_out_for_one_process_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     from twin_ops.defaults import dag_kwargs
 
-    assert dag_kwargs("doc", tags=[])["deadline"].name == "run-took-too-long"
+    assert dag_kwargs("doc", tags=[], step_timeout=timedelta(minutes=5))["deadline"].name == "run-took-too-long"
     monkeypatch.setenv("TWIN_DAG_DEADLINES", "0")
-    assert "deadline" not in dag_kwargs("doc", tags=[])
+    assert "deadline" not in dag_kwargs("doc", tags=[], step_timeout=timedelta(minutes=5))

@@ -3,6 +3,7 @@ renders a pod spec that validates against the Kubernetes schema."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,26 @@ def test_every_dag_is_owned_documented_tagged_and_retried(dagbag: DagBag) -> Non
             else:
                 assert task.retries >= 2, f"{dag_id}.{task.task_id}"
             assert task.on_failure_callback, f"{dag_id}.{task.task_id} has no failure alert"
+
+
+def test_every_task_has_a_budget_per_try_within_its_runs_deadline(local_dagbag) -> None:
+    """A hung step is killed at its execution_timeout, retried, and its last failure pages: without one it held
+    the DAG's only active run (max_active_runs=1) for good, e.g. a stuck drift check blocked every later hour.
+    One try fits in the run's deadline; a mapped task's budget is its partial's."""
+    budgets = {}
+    for dag_id, dag in local_dagbag.dags.items():
+        for task in dag.tasks:
+            timeout = task.partial_kwargs.get("execution_timeout") if hasattr(task, "partial_kwargs") else None
+            timeout = timeout or task.execution_timeout
+            assert timeout and timeout < dag.deadline[0].interval, f"{dag_id}.{task.task_id}: {timeout}"
+            budgets.setdefault(dag_id, set()).add(timeout)
+    assert {d: max(b) for d, b in budgets.items() if d != "twin_evaluation"} == {
+        "twin_etl": timedelta(minutes=45),
+        "twin_features": timedelta(hours=1),
+        "twin_datasets": timedelta(hours=1),
+        "twin_training": timedelta(hours=8),
+        "twin_monitoring": timedelta(minutes=40),
+    }
 
 
 def test_invalid_execution_mode_is_an_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
