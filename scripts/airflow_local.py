@@ -15,8 +15,17 @@ terminal reaches the whole group; on Ctrl-C or SIGTERM the launcher also termina
 (components, executor workers, `twin` task subprocesses) and, when it leads its own group (started with
 ``setsid``, as the tests do), the group. A second start reuses the metadata DB and the login.
 
+The API server's port is known before it starts (``[core] execution_api_server_url`` and ``[api] base_url``
+name it), so it cannot bind port 0. ``--port 0`` lets the launcher own the choice: it picks a free port,
+and when the API server cannot bind it (another process took it meanwhile: "address already in use")
+it picks another and starts the API server again, a few times at most. Either way the server counts as
+up only once the listening socket on that port belongs to the API server it started, and that server
+answers its health check: another Airflow on the same port cannot pass for it. The scheduler and the
+triggerer run with ``--skip-serve-logs``: all components share one AIRFLOW_HOME, so the API server reads
+task logs from its files and no log-server port is opened. The line ``Airflow is up: URL`` gives the URL.
+
 Run with the Airflow environment's Python: ``.venv-airflow/bin/python scripts/airflow_local.py``.
-The end-to-end test (tests/dags/test_airflow_e2e.py) starts this very script on free ports.
+The end-to-end test (tests/dags/test_airflow_e2e.py) starts this very script with ``--port 0``.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +52,17 @@ LOCAL_SETTINGS = Path(__file__).with_name("airflow_local_settings.py")
 POOL = "twin_embedded_qdrant"  # twin_ops.factory.EMBEDDED_QDRANT_POOL
 POOL_DESCRIPTION = "LLM Twin local mode: steps using the embedded Qdrant, one at a time"
 USER = "admin"
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# After the API server: they need its execution API. Their log servers are not started (one AIRFLOW_HOME).
+COMPONENTS = {
+    "scheduler": ["--skip-serve-logs"],
+    "dag-processor": [],
+    "triggerer": ["--skip-serve-logs"],
+}
+PORT_ATTEMPTS = 5  # with --port 0: API server starts on a fresh free port after "address already in use"
+API_START_TIMEOUT_S = 180  # per start of the API server: listening and healthy
+SETUP_TIMEOUT_S = 900  # `airflow db migrate`, `airflow pools set` (SQLite, a loaded 2-core machine)
+ADDRESS_IN_USE = "address already in use"
+LOOPBACK_ANY = ("127.0.0.1", "0.0.0.0")
 
 
 def _free_port() -> int:
@@ -71,12 +91,12 @@ def _secrets(home: Path) -> dict[str, str]:
     return values
 
 
-def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> dict[str, str]:
+def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str], port: int) -> dict[str, str]:
     passwords = home / "simple_auth_manager_passwords.json"
     if not passwords.is_file() or json.loads(passwords.read_text()).get(USER) != creds["password"]:
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({USER: creds["password"]}))
-    url = f"http://127.0.0.1:{args.port}"
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "PATH": f"{AF_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -97,14 +117,12 @@ def airflow_env(args: argparse.Namespace, home: Path, creds: dict[str, str]) -> 
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(args.port),
+        "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": creds["secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(args.log_port or _free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         # A busy 2-core laptop answers the task execution API slowly; the default timeout fails tasks.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
@@ -143,26 +161,149 @@ def write_env_file(home: Path, env: dict[str, str]) -> Path:
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("a") as out:
-        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.run(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=SETUP_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{' '.join(cmd)} did not finish within {SETUP_TIMEOUT_S}s; see {log}") from None
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); end of {log}:\n{tail}")
 
 
-def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], timeout: float) -> None:
+class PortTaken(Exception):
+    """The API server could not listen on its port: another process holds it."""
+
+
+def listeners(port: int) -> set[int | None]:
+    """Who listens on 127.0.0.1:``port`` (or on 0.0.0.0:``port``, which covers it): process ids; None for a
+    socket psutil could not match to a process (another user's, or one opened while it looked)."""
+    import psutil  # an Airflow dependency
+
+    return {
+        c.pid
+        for c in psutil.net_connections(kind="tcp4")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.laddr.ip in LOOPBACK_ANY
+    }
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (an API server with several workers listens from a child)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(p.pid for p in root.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """True when every listener on 127.0.0.1:``port`` is the process ``pid`` or a descendant (and there is
+    one). Raises PortTaken when another process of ours listens there; a listener psutil cannot name is
+    not taken as ours (False: ask again; if it holds the port, the API server fails to bind it)."""
+    holders = listeners(port)
+    ours = process_tree(pid)
+    others = holders - ours
+    if others - {None}:
+        raise PortTaken(f"another process listens on port {port}: pid {sorted(others - {None})}")
+    return bool(holders) and not others
+
+
+def _log_mentions(log: Path, offset: int, text: str) -> bool:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return text in f.read().decode("utf-8", errors="replace").lower()
+
+
+def _terminate_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for p in family:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(family, timeout=grace)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    proc.wait()
+
+
+def wait_api_server(
+    proc: subprocess.Popen,
+    port: int,
+    log: Path,
+    log_offset: int,
+    timeout: float,
+    healthy: Callable[[str], bool] | None = None,
+) -> None:
+    """Return once ``proc`` listens on 127.0.0.1:``port`` (its own socket, see owns_port) and answers its
+    health check. Raises PortTaken when it cannot bind the port (it exits, or logs "address already in
+    use"), SystemExit when it exits otherwise or is not up within ``timeout`` seconds."""
+    url = f"http://127.0.0.1:{port}"
+    healthy = healthy or _health_ok
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise SystemExit(f"{name} exited with code {proc.returncode} during start-up")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+    while True:
+        if proc.poll() is not None:
+            if _log_mentions(log, log_offset, ADDRESS_IN_USE):
+                raise PortTaken(f"the API server could not bind port {port}: {ADDRESS_IN_USE}")
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
+            raise SystemExit(f"api-server exited with code {proc.returncode} during start-up; end of {log}:\n{tail}")
+        if _log_mentions(log, log_offset, ADDRESS_IN_USE):
+            _terminate_tree(proc)
+            raise PortTaken(f"the API server could not bind port {port}: {ADDRESS_IN_USE}")
+        # Only once the listener is this server's is an answer on the port its answer.
+        if owns_port(proc.pid, port) and healthy(url):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the API server did not answer on {url} within {timeout:.0f}s; see {log}")
         time.sleep(0.5)
-    raise SystemExit(f"the API server did not answer on {url} within {timeout:.0f}s")
+
+
+def _health_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_api_server(
+    cmd: list[str],
+    env_for_port: Callable[[int], dict[str, str]],
+    port: int,
+    log: Path,
+    attempts: int = PORT_ATTEMPTS,
+    timeout: float = API_START_TIMEOUT_S,
+    healthy: Callable[[str], bool] | None = None,
+) -> tuple[subprocess.Popen, int, dict[str, str]]:
+    """Start the API server (``cmd``, environment ``env_for_port(port)``) and wait until it is up.
+
+    ``port`` 0: a free port is picked; when the server cannot bind it (taken meanwhile), another one, up
+    to ``attempts`` starts. A fixed port is tried once. Returns (process, port, environment)."""
+    for attempt in range(1, attempts + 1):
+        chosen = port or _free_port()
+        env = env_for_port(chosen)
+        offset = log.stat().st_size if log.exists() else 0
+        with log.open("a") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_api_server(proc, chosen, log, offset, timeout, healthy)
+            return proc, chosen, env
+        except PortTaken as exc:
+            if proc.poll() is None:
+                _terminate_tree(proc)
+            if port or attempt == attempts:
+                raise SystemExit(f"{exc} (attempt {attempt} of {1 if port else attempts})") from None
+            print(f"{exc}; starting it again on another port", flush=True)
+        except BaseException:
+            if proc.poll() is None:
+                _terminate_tree(proc)
+            raise
+    raise AssertionError("unreachable")
 
 
 def _warm_up_execution_api(url: str, timeout: float = 600) -> None:
@@ -202,11 +343,15 @@ def _stop_group(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("AIRFLOW_PORT", "8080")),
+        help="the API server's port on 127.0.0.1 (0: a free one, another one if it is taken meanwhile)",
+    )
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("TWIN_AIRFLOW_HOME", REPO / "airflow-home")))
     parser.add_argument("--twin-home", type=Path, default=Path(os.environ.get("TWIN_HOME", REPO / ".twin")))
     parser.add_argument("--parallelism", type=int, default=int(os.environ.get("AIRFLOW_PARALLELISM", "4")))
-    parser.add_argument("--log-port", type=int, default=8793, help="worker log server port (0: a free one)")
     parser.add_argument("--refresh-interval", type=int, default=30, help="seconds between DAG folder scans")
     parser.add_argument(
         "--paused", action="store_true", help="new DAGs start paused (default: active, so Assets chain at once)"
@@ -214,14 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
     args.twin_home = args.twin_home.resolve()
-    if _port_in_use(args.port):
+    if args.port and _port_in_use(args.port):
         print(
             f"port {args.port} on 127.0.0.1 is in use: stop what runs there or pass --port / AIRFLOW_PORT",
             file=sys.stderr,
         )
         return 2
-    if args.log_port and _port_in_use(args.log_port):
-        args.log_port = 0
     if not (REPO / ".venv" / "bin" / "twin").exists():
         print("the twin_core environment is missing: run `make setup` first", file=sys.stderr)
         return 2
@@ -232,10 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.home / "airflow.cfg").touch()
     install_local_settings(args.home)
     creds = _secrets(args.home)
-    env = airflow_env(args, args.home, creds)
-    env_file = write_env_file(args.home, env)
+    # `db migrate` and `pools set` never call the API server: any port will do until it has one.
+    env = airflow_env(args, args.home, creds, args.port or 8080)
     airflow = str(AF_BIN / "airflow")
-    url = f"http://127.0.0.1:{args.port}"
 
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -254,14 +396,21 @@ def main(argv: list[str] | None = None) -> int:
         print("creating the metadata DB…" if first else "reusing the metadata DB…", flush=True)
         _run([airflow, "db", "migrate"], env, logs / "setup.log")
         _run([airflow, "pools", "set", POOL, "1", POOL_DESCRIPTION], env, logs / "setup.log")
-        for name in COMPONENTS:
-            out = (logs / f"{name}.log").open("a")
-            procs[name] = subprocess.Popen(
-                [airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-            if name == "api-server":  # tasks call its execution API: it must answer before any is queued
-                _wait_healthy(url, procs, timeout=180)
-                _warm_up_execution_api(url)
+        # First the API server: tasks call its execution API, it must answer before any is queued.
+        procs["api-server"], port, env = start_api_server(
+            [airflow, "api-server"],
+            lambda port: airflow_env(args, args.home, creds, port),
+            args.port,
+            logs / "api-server.log",
+        )
+        url = f"http://127.0.0.1:{port}"
+        env_file = write_env_file(args.home, env)
+        _warm_up_execution_api(url)
+        for name, options in COMPONENTS.items():
+            with (logs / f"{name}.log").open("a") as out:
+                procs[name] = subprocess.Popen(
+                    [airflow, name, *options], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
         print(
             f"\nAirflow is up: {url}\n  login: {USER} / {creds['password']}\n"
             f"  trigger twin_etl from its form ({url}/dags/twin_etl), watch twin_features start from the Asset.\n"

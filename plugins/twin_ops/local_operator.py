@@ -108,6 +108,9 @@ def failure_reason(result: dict[str, Any] | None, problems: Sequence[str], retur
     return f"exit code {returncode} and no error message"
 
 
+KILL_GRACE_S = 10  # on_kill: how long `twin` may take to stop on SIGTERM before SIGKILL
+
+
 class TwinLocalOperator(BaseOperator):
     """Run ``twin <arguments>`` locally; push the JSON result as XCom."""
 
@@ -135,12 +138,18 @@ class TwinLocalOperator(BaseOperator):
         env.pop("TWIN_XCOM_PATH", None)
         self.log.info("running (profile %s): %s", self.profile, " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL)
+        self._proc = proc  # for on_kill
         lines = StderrLines()
         stderr_thread = threading.Thread(target=self._pump_stderr, args=(proc, lines), daemon=True)
         stderr_thread.start()
         stdout_bytes = proc.stdout.read() if proc.stdout is not None else b""
         proc.wait()
-        stderr_thread.join(timeout=5)
+        # Every stderr line, up to the last: the failure message quotes its WARNING/ERROR lines. The reader
+        # ends at EOF, once every holder of the pipe has exited: `twin` and what it started (accelerate
+        # ranks), all in the task's process group, which Airflow kills as a whole (os.killpg) when it
+        # stops the task; a `twin` killed by a signal closes its end too. No timeout: one could cut the
+        # reason off a slow machine's log.
+        stderr_thread.join()
         result = parse_result(stdout_bytes.decode("utf-8", errors="replace"))
         if proc.returncode != 0:
             reason = failure_reason(result, list(lines.problems), proc.returncode)
@@ -157,6 +166,22 @@ class TwinLocalOperator(BaseOperator):
             raise TwinStepFailed("step printed no JSON result line")
         self.log.info("result: %s", json.dumps(result)[:2000])
         return result
+
+    def on_kill(self) -> None:
+        """The task was stopped (its execution_timeout, a user marking it failed, SIGTERM): stop `twin` too.
+        Without this, a timed-out step kept running beside its retry (two `evaluate`s on one embedded
+        Qdrant, two `deploy watch`es on one canary). SIGTERM first, for its own clean-up; SIGKILL after
+        ``KILL_GRACE_S``."""
+        proc = getattr(self, "_proc", None)
+        if proc is None or proc.poll() is not None:
+            return
+        self.log.warning("stopping `twin` (pid %s)", proc.pid)
+        proc.terminate()
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def _pump_stderr(self, proc: subprocess.Popen, lines: StderrLines) -> None:
         assert proc.stderr is not None

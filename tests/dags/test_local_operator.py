@@ -98,19 +98,26 @@ def test_embedded_qdrant_lock_collision_is_a_clear_retryable_error(tmp_path, mon
     home = tmp_path / "home"
     (home / "qdrant").mkdir(parents=True)
     monkeypatch.setenv("TWIN_HOME", str(home))
-    hold = "from qdrant_client import QdrantClient; import sys, time; c = QdrantClient(path=sys.argv[1]); "
-    hold += "print('held', flush=True); time.sleep(120)"
+    # The holder keeps the lock until the test ends: it blocks on its stdin, and is killed in `finally`.
+    hold = "from qdrant_client import QdrantClient; import sys; c = QdrantClient(path=sys.argv[1]); "
+    hold += "print('held', flush=True); sys.stdin.read()"
     holder = subprocess.Popen(
-        [str(TWIN.parent / "python"), "-c", hold, str(home / "qdrant")], stdout=subprocess.PIPE, text=True
+        [str(TWIN.parent / "python"), "-c", hold, str(home / "qdrant")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         locked = r"exit code 4, retryable\): embedded Qdrant at .* is in use by another process"
         with pytest.raises(TwinStepFailed, match=locked):
             _op(["features", "run"]).execute(context={})
+        assert holder.poll() is None  # it held the lock all along
     finally:
         holder.kill()
         holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
 
 
 def test_warning_after_a_progress_bar_reaches_the_failure_message(tmp_path, monkeypatch) -> None:
@@ -122,6 +129,72 @@ def test_warning_after_a_progress_bar_reaches_the_failure_message(tmp_path, monk
         "`twin etl crawl` failed (bad input, exit code 3, not retried): 2026-01-01 10:00:00,000 WARNING "
         "twin_core.etl.runner: failed file:///x: git: /x is not a git repository"
     )
+
+
+def test_the_last_warning_after_a_long_stderr_reaches_the_failure_message(tmp_path, monkeypatch) -> None:
+    """The stderr reader is joined without a timeout: a slow machine's reader still delivers the last line."""
+    noise = "".join(f"2026-01-01 10:00:00,000 INFO twin_core.etl.runner: line {i}\n" for i in range(20_000))
+    warning = "2026-01-01 10:00:01,000 WARNING twin_core.etl.runner: failed file:///x: the reason, last of all"
+    monkeypatch.setenv("TWIN_BIN", str(_fake_twin(tmp_path, noise + warning + "\n", "", 3)))
+    with pytest.raises(TwinStepRejected) as exc:
+        _op(["etl", "crawl"]).execute(context={})
+    assert str(exc.value) == f"`twin etl crawl` failed (bad input, exit code 3, not retried): {warning}"
+
+
+def test_a_step_killed_by_a_signal_fails_retryable_with_its_last_warning(tmp_path, monkeypatch) -> None:
+    """A killed `twin` closes its stderr: the reader ends and the task fails (no hang), with the reason."""
+    script = tmp_path / "killed-twin"
+    script.write_text(
+        f"#!{sys.executable}\nimport os, signal, sys\n"
+        "sys.stderr.write('2026-01-01 10:00:00,000 ERROR twin_core: out of memory\\n')\nsys.stderr.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("TWIN_BIN", str(script))
+    with pytest.raises(TwinStepFailed) as exc:
+        _op(["features", "run"]).execute(context={})
+    assert str(exc.value) == (
+        "`twin features run` failed (exit code -9, retryable): 2026-01-01 10:00:00,000 ERROR twin_core: out of memory"
+    )
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_on_kill_stops_twin(tmp_path, monkeypatch, ignores_sigterm: bool) -> None:
+    """Airflow calls on_kill when a try passes its execution_timeout (or is stopped): `twin` stops too, by
+    SIGTERM, or SIGKILL after the grace period (it kept running beside the retry). No timing: the step
+    runs in a thread until its `twin` has written its pid, then the test stops it as the task runner does."""
+    import threading
+
+    import twin_ops.local_operator as local_operator
+
+    ready = tmp_path / "pid"
+    script = tmp_path / "stuck-twin"
+    script.write_text(
+        f"#!{sys.executable}\nimport os, signal\n"
+        + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
+        + f"open({str(ready)!r}, 'w').write(str(os.getpid()))\nwhile True:\n    signal.pause()\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("TWIN_BIN", str(script))
+    monkeypatch.setattr(local_operator, "KILL_GRACE_S", 0.5)
+    op, raised = _op(["evaluate", "--model", "ada/v0002"]), []
+
+    def run() -> None:
+        try:
+            op.execute(context={})
+        except Exception as exc:  # noqa: BLE001 - the step's failure, checked below
+            raised.append(exc)
+
+    step = threading.Thread(target=run)
+    step.start()
+    while not ready.exists() or not ready.read_text():  # pytest-timeout bounds it
+        step.join(0.05)
+    op.on_kill()
+    step.join()
+    assert op._proc.returncode == (-9 if ignores_sigterm else -15)
+    assert [type(e) for e in raised] == [TwinStepFailed]
+    assert str(raised[0]).startswith(f"`twin evaluate --model ada/v0002` failed (exit code {op._proc.returncode}")
+    op.on_kill()  # nothing left to stop: a no-op
 
 
 def test_unexpected_exit_is_retryable(tmp_path, monkeypatch) -> None:
