@@ -69,8 +69,15 @@ class TwinRun:
     stderr: str
 
 
-def run_twin(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None) -> TwinRun:
-    """Run the `twin` executable as a pipeline step would, and parse its last stdout line."""
+def run_twin(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    cwd: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> TwinRun:
+    """Run the `twin` executable as a pipeline step would, and parse its last stdout line. ``pass_fds``: file
+    descriptors the process inherits, under the same numbers (every other one but 0-2 is closed in it)."""
     proc = subprocess.run(
         [str(TWIN_BIN), *args],
         capture_output=True,
@@ -78,6 +85,7 @@ def run_twin(*args: str, env: dict[str, str] | None = None, timeout: float = 600
         timeout=timeout,
         env={**os.environ, **(env or {})},
         cwd=cwd,
+        pass_fds=pass_fds,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     result = None

@@ -90,6 +90,50 @@ def test_serve_accepts_a_predictor_host_without_a_port(twin, twin_home: Path, ta
     assert "is already in use" in _one_error_line(run, 2, "config", "serve")
 
 
+def _fd_error(twin, fd: int, *extra: str, pass_fds: tuple[int, ...] = ()) -> str:
+    return _one_error_line(twin("serve", "--fd", str(fd), *extra, pass_fds=pass_fds), 2, "config", "serve")
+
+
+def test_serve_refuses_an_fd_that_is_not_a_listening_tcp_socket(twin, twin_home: Path, tmp_path: Path) -> None:
+    # the child closes every descriptor but 0-2 and those passed: 1000 is none of its own this early
+    assert _fd_error(twin, 1000) == (
+        "--fd 1000: not an open file descriptor of this process (Bad file descriptor); pass it a listening "
+        "socket (e.g. subprocess pass_fds)"
+    )
+    with open(tmp_path / "a-file", "w") as file:
+        fd = file.fileno()
+        assert _fd_error(twin, fd, pass_fds=(fd,)) == f"--fd {fd}: not a socket; expected a listening TCP socket"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        fd = udp.fileno()
+        assert _fd_error(twin, fd, pass_fds=(fd,)) == (
+            f"--fd {fd}: not a TCP socket (an IPv4 or IPv6 stream socket); expected a listening one"
+        )
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # bound, never listening
+        fd = bound.fileno()
+        assert _fd_error(twin, fd, pass_fds=(fd,)) == (
+            f"--fd {fd}: the socket is not listening; bind it and call listen() before passing it"
+        )
+
+
+def test_serve_fd_is_given_alone_and_a_listening_socket_passes_the_check(twin, twin_home: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        fd = sock.fileno()
+        alone = "the server listens on the socket it was given, at that socket's address; give --fd alone"
+        assert _fd_error(twin, fd, "--port", "8080", pass_fds=(fd,)) == f"--fd {fd} with --port: {alone}"
+        both = _fd_error(twin, fd, "--http_port", "8080", "--host", "127.0.0.1", pass_fds=(fd,))
+        assert both == f"--fd {fd} with --host and --port: {alone}"
+        # alone, the socket passes: the server goes on to its settings (a fresh home has no API keys)
+        error = _fd_error(twin, fd, pass_fds=(fd,))
+        assert error.startswith("TWIN_SERVE_API_KEYS: no API keys configured"), error
+    assert _one_error_line(twin("serve", "--fd", "-1"), 2, "usage", "serve") == (
+        "Invalid value for '--fd': Input should be greater than or equal to 0"
+    )
+
+
 def test_evaluate_names_the_baseline_and_what_it_accepts(twin, twin_home: Path) -> None:
     run = twin("evaluate", "--model", "ada/v0001", "--baseline", "prod", "--no-judge")
     error = _one_error_line(run, 3, "input", "evaluate")

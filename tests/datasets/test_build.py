@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.openai_stub import ChatHandler, serve
+from support.ports import refused_port
 
 from twin_core.datasets.build import BuildOptions, build_author, read_cleaned
 from twin_core.datasets.versions import list_versions, load_dataset_version
@@ -123,16 +123,11 @@ def test_an_author_with_nothing_to_build_from_is_skipped_and_the_others_built(
     assert alone.returncode == 3 and "no cleaned documents" in alone.result["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_llm_endpoint_exits_4_naming_the_url(cleaned_home: Any, twin: Any) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
-    env = {"TWIN_LLM_BACKEND": "openai", "TWIN_LLM_BASE_URL": url, "TWIN_LLM_RETRIES": "0"}
-    run = twin("datasets", "build", "--strategy", "llm", "--max-extracts", "2", env=env)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        env = {"TWIN_LLM_BACKEND": "openai", "TWIN_LLM_BASE_URL": url, "TWIN_LLM_RETRIES": "0"}
+        run = twin("datasets", "build", "--strategy", "llm", "--max-extracts", "2", env=env)
     assert run.returncode == 4
     assert url in run.result["error"]
     assert list_versions(cleaned_home) == []

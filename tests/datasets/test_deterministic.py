@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from support.datasets import write_cleaned_docs
+from support.demo_site import kept_demo_site
 
 from twin_core.datasets.splits import assign_splits, held_out_keys, link_key
 
@@ -56,23 +57,31 @@ def test_two_fresh_homes_give_the_same_row_ids_splits_and_document_ids(
 ) -> None:
     import twin_core.demo.etl as demo_etl
 
-    first = _build_fresh_home(tmp_path / "home-1", sample_dir, monkeypatch)
-    second = _build_fresh_home(tmp_path / "home-2", sample_dir, monkeypatch)
-    assert second == first  # row ids, splits and the documents (uuid5 of the links) behind them
-    ada = first["Ada Quillfeather"]
-    assert len({doc for _, doc in ada.values()}) >= 30
-    for rows in _splits(first).values():
-        assert {"train", "test"} == set(rows.values())
-    assert list(_splits(first)["Ada Quillfeather"].values()).count("test") >= 20  # the evaluation's minimum
+    # The two builds crawl one demo site of this test's own, as two demo runs crawl the demo's fixed port: the
+    # same links. (The fixed port itself may be another process's meanwhile: the demo would fall back to a random
+    # port after its wait, and the second build get other links.)
+    with kept_demo_site(monkeypatch) as site:
+        first = _build_fresh_home(tmp_path / "home-1", sample_dir, monkeypatch)
+        second = _build_fresh_home(tmp_path / "home-2", sample_dir, monkeypatch)
+        assert site.crawls == 2
+        assert second == first  # row ids, splits and the documents (uuid5 of the links) behind them
+        ada = first["Ada Quillfeather"]
+        assert len({doc for _, doc in ada.values()}) >= 30
+        for rows in _splits(first).values():
+            assert {"train", "test"} == set(rows.values())
+        assert list(_splits(first)["Ada Quillfeather"].values()).count("test") >= 20  # the evaluation's minimum
 
-    # The demo's port taken for longer than the wait: the pages get new links (new document ids), yet
-    # the row ids and the split stay the same (the split key ignores a loopback port). The port taken is one
-    # this test owns, made the demo's for this build: holding the real 8754 for a whole build would make a demo
-    # stage of another test worker fall back to a random port after its wait.
-    monkeypatch.setattr(demo_etl, "PORT_WAIT_S", 0.0)
-    with socket.create_server(("127.0.0.1", 0)) as busy:
-        monkeypatch.setattr(demo_etl, "DEMO_PORT", busy.getsockname()[1])
-        third = _build_fresh_home(tmp_path / "home-3", sample_dir, monkeypatch)
+        # The demo's port taken for longer than the wait: the demo's own server falls back to a random port, so
+        # the pages get new links (new document ids), yet the row ids and the split stay the same (the split key
+        # ignores a loopback port). The port taken is one this test owns, made the demo's for this build: holding
+        # the real 8754 for a whole build would make a demo stage of another test worker fall back after its wait.
+        # The kept site still holds its port: the random one cannot be it.
+        monkeypatch.setattr(demo_etl, "_serve", site.demo_serve)
+        monkeypatch.setattr(demo_etl, "PORT_WAIT_S", 0.0)
+        with socket.create_server(("127.0.0.1", 0)) as busy:
+            monkeypatch.setattr(demo_etl, "DEMO_PORT", busy.getsockname()[1])
+            third = _build_fresh_home(tmp_path / "home-3", sample_dir, monkeypatch)
+    assert site.crawls == 2
     assert _splits(third) == _splits(first)
     assert third != first
 

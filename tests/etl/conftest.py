@@ -55,7 +55,7 @@ def crawl_overrides(site: Any) -> dict[str, Any]:
     return {
         "crawl_allow_hosts": "127.0.0.1",
         # ample for a page of the local site on a loaded machine (a timed-out fetch is retried, which would also
-        # change the hit counts some tests assert); the tests that expect /slow to time out set 1 s themselves
+        # change the hit counts some tests assert); /slow never answers, so it times out whatever the bound
         "crawl_timeout_s": 5.0,
         "crawl_backoff_s": 0.05,
         "crawl_max_retries": 2,

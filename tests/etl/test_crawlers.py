@@ -129,7 +129,7 @@ def test_linkedin_without_credentials_fails_clearly(ctx, site):
     assert "TWIN_LINKEDIN_LI_AT" in err.value.message
 
 
-def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_settings):
+def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_settings, tmp_path, monkeypatch):
     exact = "def f(x):\n\tif x:  \n\t\treturn 1\r\n    # trailing spaces   \n\n\n"
     repo = make_repo(
         {
@@ -142,10 +142,22 @@ def test_git_repository_is_kept_byte_exact_and_filtered(ctx, make_repo, crawl_se
             "latin1.txt": "caf\xe9".encode("latin-1"),
         }
     )
-    before = set(os.listdir(tempfile.gettempdir()))
+    # the clone's temporary folder goes to this test's own folder (the shared /tmp holds other processes' clones)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made: list[str] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args, **kwargs):
+        made.append(mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
     [doc] = GitHubCrawler().crawl(repo.as_uri(), ctx)
-    after = set(os.listdir(tempfile.gettempdir()))
-    assert not {n for n in after - before if n.startswith("twin-git-")}  # clone removed
+    clones = [Path(d) for d in made if Path(d).name.startswith("twin-git-")]
+    assert [d.parent for d in clones] == [scratch]  # the crawl cloned into a folder of its own, here
+    assert not [n for n in os.listdir(scratch) if n.startswith("twin-git-")]  # and removed it
     assert doc.category is Category.REPOSITORIES
     assert doc.platform == "git"
     assert doc.name == "repo"

@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.demo_site import kept_demo_site
 
 pytestmark = pytest.mark.slow
 
 
-def test_etl_demo_stage_is_idempotent_and_validates(settings, sample_dir: Path) -> None:
+def test_etl_demo_stage_is_idempotent_and_validates(settings, sample_dir: Path, monkeypatch) -> None:
     from twin_core.demo.etl import stage
     from twin_core.demo.validation import stage as validate_stage
 
-    first = stage(sample_dir)
+    # both crawls on one site of this test's own (the demo's fixed port may be another process's meanwhile)
+    with kept_demo_site(monkeypatch) as site:
+        first = stage(sample_dir)
+        second = stage(sample_dir)
+    assert site.crawls == 2
     assert first["totals"]["failed"] == 0
     assert first["totals"]["documents_created"] == 3
-    second = stage(sample_dir)
+    assert first["domains"][site.base_url.removeprefix("http://")]["succeeded"] == 2  # the two pages
     assert second["totals"]["documents_unchanged"] == 3
     assert second["totals"]["documents_created"] == 0
     checked = validate_stage(sample_dir)

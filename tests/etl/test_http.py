@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+from support.ports import refused_port
 
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
@@ -39,7 +40,7 @@ def test_500_gives_up_after_retries_and_404_is_not_retried(http, site):
 
 
 def test_timeout(crawl_settings, site):
-    http = HttpClient(updated(crawl_settings, crawl_timeout_s=1.0))  # /slow answers after 3 s
+    http = HttpClient(updated(crawl_settings, crawl_timeout_s=1.0))  # /slow never answers
     assert _reason(http, f"{site.base_url}/slow") == "timeout"
 
 
@@ -64,17 +65,17 @@ def test_robots_txt_is_respected(http, site):
 
 
 def test_a_host_that_refuses_is_a_connection_error_not_a_robots_disallow(http):
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    with pytest.raises(CrawlError) as err:
-        http.get(f"{origin}/x")
-    assert str(err.value) == (
-        f"connection: cannot connect to {origin}/robots.txt: ConnectionError (while checking robots.txt for {origin}/x)"
-    )
-    assert http.requests_made == 3  # robots.txt, with crawl_max_retries=2; the page is never asked for
-    assert _reason(http, f"{origin}/y") == "connection"
-    assert http.requests_made == 3  # the failure is remembered for the origin: no new attempts
+    with refused_port() as port:
+        origin = f"http://127.0.0.1:{port}"
+        with pytest.raises(CrawlError) as err:
+            http.get(f"{origin}/x")
+        assert str(err.value) == (
+            f"connection: cannot connect to {origin}/robots.txt: ConnectionError "
+            f"(while checking robots.txt for {origin}/x)"
+        )
+        assert http.requests_made == 3  # robots.txt, with crawl_max_retries=2; the page is never asked for
+        assert _reason(http, f"{origin}/y") == "connection"
+        assert http.requests_made == 3  # the failure is remembered for the origin: no new attempts
 
 
 def test_a_host_that_never_answers_is_a_timeout_not_a_robots_disallow(crawl_settings):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import socket
+from support.ports import refused_port
 
 from twin_core.domain.documents import Category, UserDocument
 from twin_core.etl.runner import run_crawl
 from twin_core.stores.warehouse import open_warehouse
 
 
-def _refused_link() -> str:
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/x"
-
-
 def test_a_crawl_whose_links_all_fail_creates_no_author(crawl_settings, site):
-    links = [_refused_link(), f"{site.base_url}/status/404"]
-    report = run_crawl(crawl_settings, "Ada Quilfeather", links)
+    with refused_port() as port:
+        links = [f"http://127.0.0.1:{port}/x", f"{site.base_url}/status/404"]
+        report = run_crawl(crawl_settings, "Ada Quilfeather", links)
     assert [(r.status, r.reason) for r in report.links] == [("failed", "connection"), ("failed", "http_404")]
     assert open_warehouse(crawl_settings).users() == []  # a typo'd name leaves no phantom author
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
+from support.ports import refused_port
 
 from twin_core.domain.documents import ArticleDocument, PostDocument, RepositoryDocument
 from twin_core.errors import BackendUnavailable, InputError
@@ -66,20 +66,18 @@ def test_unreachable_qdrant_fails_fast_and_the_run_resumes(
     warehouse.upsert_document(
         PostDocument(link="https://l/1", platform="linkedin", content={"Content": "Hello there."}, **_author(warehouse))
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    run = twin("features", "run", env={"TWIN_QDRANT_URL": f"http://127.0.0.1:{port}"})
-    assert run.returncode == 4, run.stderr
-    assert run.result["kind"] == "unavailable"
-    assert "TWIN_QDRANT_URL" in run.result["error"]
-    assert "loading embedding model" not in run.stderr  # failed before any heavy work
-
     from twin_core.features.pipeline import run_features
 
-    bad = updated(settings, qdrant_url=f"http://127.0.0.1:{port}")
-    with pytest.raises(BackendUnavailable):
-        run_features(bad)
+    with refused_port() as port:
+        run = twin("features", "run", env={"TWIN_QDRANT_URL": f"http://127.0.0.1:{port}"})
+        assert run.returncode == 4, run.stderr
+        assert run.result["kind"] == "unavailable"
+        assert "TWIN_QDRANT_URL" in run.result["error"]
+        assert "loading embedding model" not in run.stderr  # failed before any heavy work
+
+        bad = updated(settings, qdrant_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(BackendUnavailable):
+            run_features(bad)
     result = featurize()  # the same run against the reachable store completes
     assert result["processed"] == 1
     assert result["points"] == 1

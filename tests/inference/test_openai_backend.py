@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from support.openai_stub import ChatHandler
+from support.ports import refused_port
 
 from twin_core.errors import BackendUnavailable, ConfigError
 from twin_core.llm.openai import OpenAICompatibleLLM
@@ -66,14 +67,10 @@ def test_retries_then_succeeds(stub_url: str) -> None:
 
 
 def test_endpoint_down_is_a_clear_error() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "tiny", retries=1, timeout_s=2)
-    with pytest.raises(BackendUnavailable, match="unavailable after 2 attempts.*TWIN_LLM_BASE_URL"):
-        llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
+    with refused_port() as port:
+        llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "tiny", retries=1, timeout_s=2)
+        with pytest.raises(BackendUnavailable, match="unavailable after 2 attempts.*TWIN_LLM_BASE_URL"):
+            llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
 
 
 def test_missing_base_url_names_the_setting(settings: Any) -> None:

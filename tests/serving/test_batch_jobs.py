@@ -102,7 +102,8 @@ def test_shares_are_consecutive_and_differ_by_one_request_at_most() -> None:
     assert _shares(0, 1) == [range(0, 0)]
 
 
-@pytest.mark.usefixtures("two_threads")
+# `llm` first: loading it converts the packaged model into llm_models_dir/PACKAGED_DIRNAME, which this test loads
+@pytest.mark.usefixtures("llm", "two_threads")
 def test_twin_llm_batch_engines_sets_how_many_engines_a_batch_job_runs(llm_models_dir: Path, monkeypatch) -> None:
     from twin_core.llm.batch_jobs import generate_all
     from twin_core.llm.local import PACKAGED_DIRNAME, load_local_folder

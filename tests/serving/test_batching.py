@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,21 @@ def _messages(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+def _batch_sizes(version: str) -> dict[str, float]:
+    """The ``twin_batch_size`` histogram of ``version``: batches, batches by size (cumulative buckets), sizes' sum."""
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"model_version": version, **labels}) or 0.0
+
+    return {
+        "batches": sample("twin_batch_size_count"),
+        "of at most 3": sample("twin_batch_size_bucket", le="3.0"),
+        "of at most 4": sample("twin_batch_size_bucket", le="4.0"),
+        "sum": sample("twin_batch_size_sum"),
+    }
+
+
 @pytest.fixture(params=["window", "continuous"])
 def make_batcher(request: pytest.FixtureRequest) -> Any:
     """Either batcher, with the options the window one needs (the continuous one ignores the window)."""
@@ -50,11 +66,11 @@ def test_batch_gives_each_request_its_own_answer_as_alone(llm: Any) -> None:
         batcher = Batcher(llm, max_batch=8, window_ms=200)
         return await asyncio.gather(*(batcher.generate(_messages(p), max_new_tokens=n) for p, n in PROMPTS))
 
-    from twin_core.serving import metrics
-
-    before = metrics.BATCH_SIZE.labels(llm.model_version)._sum.get()
+    before = _batch_sizes(llm.model_version)
     batched = asyncio.run(together())
-    assert metrics.BATCH_SIZE.labels(llm.model_version)._sum.get() - before == len(PROMPTS)  # one batch of 4
+    after = _batch_sizes(llm.model_version)
+    # one batch of 4 (four batches of 1, or two of 2, would add 4 to the sum too)
+    assert {k: after[k] - before[k] for k in before} == {"batches": 1, "of at most 3": 0, "of at most 4": 1, "sum": 4}
     for (_, n), a, b in zip(PROMPTS, alone, batched, strict=True):
         assert b.text == a.text  # greedy: identical
         assert b.completion_tokens == a.completion_tokens <= n
@@ -115,9 +131,19 @@ def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any, make_b
 
     async def run() -> Any:
         batcher = make_batcher(llm, window_ms=50)
-        long = asyncio.ensure_future(batcher.generate(_messages("Tell me a long story."), max_new_tokens=400))
+        loop = asyncio.get_running_loop()
+        generating, first_piece = asyncio.Event(), threading.Event()
+
+        def on_text(piece: str) -> None:  # called in the generation thread: tells the loop once, while it waits
+            if not first_piece.is_set():
+                first_piece.set()
+                loop.call_soon_threadsafe(generating.set)
+
+        long = asyncio.ensure_future(
+            batcher.generate(_messages("Tell me a long story."), max_new_tokens=400, on_text=on_text)
+        )
         short = asyncio.ensure_future(batcher.generate(_messages("Hi"), max_new_tokens=4))
-        await asyncio.sleep(1.0)  # both are generating in one batch
+        await generating.wait()  # the long row has produced its first piece: both are generating in one batch
         long.cancel()  # what the gateway does when the client disconnects
         done = await short
         # the batch ends as soon as the long row sees its cancel flag: the next request runs right away
@@ -162,7 +188,6 @@ def test_a_retired_version_answers_its_requests_before_the_server_exits(
     # the server's event loop, and `asyncio.run` must not return (the process then exits) while its decode
     # thread is still in torch code (exit 134) or before its requests are answered.
     import shutil
-    import threading
 
     from twin_core.llm.local import GenRequest
     from twin_core.serving.kserve_models import TwinPredictor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import uuid
 from typing import Any
 
 import pytest
@@ -21,9 +21,9 @@ def _predict(served: Any, body: Any, headers: dict[str, str] | None = None, **kw
 
 
 def test_health_and_readiness(served: Any) -> None:
-    assert requests.get(f"{served.url}/v2/health/live", timeout=5).json() == {"live": True}
-    assert requests.get(f"{served.url}/v2/health/ready", timeout=5).json() == {"ready": True}
-    assert requests.get(f"{served.url}/v1/models/twin", timeout=5).json()["ready"] is True
+    assert requests.get(f"{served.url}/v2/health/live", timeout=60).json() == {"live": True}
+    assert requests.get(f"{served.url}/v2/health/ready", timeout=60).json() == {"ready": True}
+    assert requests.get(f"{served.url}/v1/models/twin", timeout=60).json()["ready"] is True
 
 
 def test_v1_predict(served: Any) -> None:
@@ -144,12 +144,28 @@ def test_non_json_and_huge_bodies(served: Any) -> None:
     assert resp.json() == {"error": "invalid request body: inputs: Input should be a valid list"}
 
 
+def _metrics(served: Any) -> dict[tuple[str, frozenset], float]:
+    """Every sample of /metrics: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{served.url}/metrics", timeout=60).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def test_request_log_row_and_metrics(served: Any) -> None:
-    rid = "test-request-log-0001"
+    before = _metrics(served)
+    rid = f"test-request-log-{uuid.uuid4().hex}"  # this request's row only, on a server shared by the package
     resp = _predict(
         served, {"instances": [{"query": "What is idempotency?", "max_new_tokens": 2}]}, {**ADA, "x-request-id": rid}
     )
     assert resp.status_code == 200
+    refused = _predict(served, {"instances": [{"query": "hi"}]}, {"Authorization": "Bearer wrong-key-0123456789"})
+    assert refused.status_code == 401
+    after = _metrics(served)
     from twin_core.stores.warehouse import open_warehouse
 
     rows = [r for r in open_warehouse(served.settings).inference_logs() if r.request_id == rid]
@@ -165,14 +181,28 @@ def test_request_log_row_and_metrics(served: Any) -> None:
     assert row.latency_ms.retrieval is not None
     assert row.latency_ms.total >= row.latency_ms.generation
     assert "ada-test-key" not in row.model_dump_json()
-    text = requests.get(f"{served.url}/metrics", timeout=5).text
-    assert 'twin_requests_total{status="ok"}' in text
-    assert "twin_retrieval_seconds_count" in text
-    assert 'twin_rejected_total{reason="unauthorized"}' in text
-    assert "twin_request_log_failures_total" in text
-    # the series the chart's PrometheusRule alerts on, by HTTP code (gateway refusals included)
-    assert 'twin_serving_requests_total{code="200"}' in text
-    assert 'twin_serving_requests_total{code="401"}' in text
-    generations = re.search(r"^twin_generation_seconds_count (\S+)$", text, re.MULTILINE)
-    assert generations is not None
-    assert float(generations.group(1)) >= 1  # this test's own request at least
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        assert key in after, f"{name} {labels} not in /metrics"
+        return after[key] - before.get(key, 0.0)
+
+    # this test's two requests, and nothing else, between the two scrapes (/metrics itself is not counted)
+    assert {
+        "answered": delta("twin_requests_total", status="ok"),
+        "refused": delta("twin_rejected_total", reason="unauthorized"),
+        "retrievals": delta("twin_retrieval_seconds_count"),
+        "generations": delta("twin_generation_seconds_count"),
+        "log failures": delta("twin_request_log_failures_total"),
+        # the series the chart's PrometheusRule alerts on, by HTTP code (gateway refusals included)
+        "HTTP 200": delta("twin_serving_requests_total", code="200"),
+        "HTTP 401": delta("twin_serving_requests_total", code="401"),
+    } == {
+        "answered": 1,
+        "refused": 1,
+        "retrievals": 1,
+        "generations": 1,
+        "log failures": 0,
+        "HTTP 200": 1,
+        "HTTP 401": 1,
+    }

@@ -1,8 +1,10 @@
 """`twin serve` in a subprocess for tests and benchmarks, around the demo's own launcher.
 
-``running_server(env, log_path)`` picks a free port, starts the server, waits until it is ready (a
-server that dies or never gets ready fails with the tail of its log), yields it, and always stops it
-with SIGTERM; afterwards ``server.stopped`` holds its exit code and result line.
+``running_server(env, log_path)`` binds a listening socket on a free port of 127.0.0.1, starts the server
+on it (``twin serve --fd``: no other process can take the port while the models load, so the readiness
+check and the tests talk to this server and no other), waits until it is ready (a server that dies or
+never gets ready fails with the tail of its log), yields it, and always stops it with SIGTERM; afterwards
+``server.stopped`` holds its exit code and result line. The socket is closed once the server has stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twin_core.demo.serving import free_port, start_server, stop_server, wait_ready
+from twin_core.demo.serving import listening_socket, start_server, stop_server, wait_ready
 
 
 @dataclass
@@ -36,13 +38,14 @@ class RunningServer:
 @contextmanager
 def running_server(env: dict[str, str], log_path: Path) -> Iterator[RunningServer]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    server = RunningServer(port, start_server(port, env=env, log_path=log_path), env, log_path)
-    try:
+    with listening_socket() as sock:
+        port = sock.getsockname()[1]
+        server = RunningServer(port, start_server(sock, env=env, log_path=log_path), env, log_path)
         try:
-            wait_ready(server.proc, port)
-        except Exception as exc:
-            raise AssertionError(f"{exc}\n{server.log_tail()}") from None
-        yield server
-    finally:
-        server.stopped = stop_server(server.proc)
+            try:
+                wait_ready(server.proc, port)
+            except Exception as exc:
+                raise AssertionError(f"{exc}\n{server.log_tail()}") from None
+            yield server
+        finally:
+            server.stopped = stop_server(server.proc)

@@ -65,8 +65,41 @@ def check_bindable(host: str, port: int) -> None:
                 raise ConfigError(_bind_error(host, port, exc)) from None
 
 
+def check_listening_fd(fd: int) -> tuple[str, int]:
+    """The address of the listening TCP socket ``fd`` (``--fd``), checked before any model loads.
+
+    The caller (a test harness, a supervisor) bound and listens on it, and passed it to this process: the port
+    is taken from the bind on, so no other process can take it while the models load (seconds)."""
+    import os
+    import socket
+    import stat
+
+    from twin_core.errors import ConfigError
+
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise ConfigError(
+            f"--fd {fd}: not an open file descriptor of this process ({exc.strerror}); pass it a listening "
+            "socket (e.g. subprocess pass_fds)"
+        ) from None
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"--fd {fd}: not a socket; expected a listening TCP socket")
+    with socket.socket(fileno=os.dup(fd)) as sock:  # a duplicate: closing it leaves ``fd`` open for uvicorn
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            raise ConfigError(f"--fd {fd}: not a TCP socket (an IPv4 or IPv6 stream socket); expected a listening one")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ConfigError(f"--fd {fd}: the socket is not listening; bind it and call listen() before passing it")
+        # uvicorn opens an inherited socket as AF_UNIX, so asyncio does not set TCP_NODELAY on the connections it
+        # accepts; Linux copies it from the listening socket to each of them (no 40 ms delayed-ACK stalls)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
 @step("serve")
 def app(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 only inside a container)."),
     # No 0 (any free port): the result line and the logs would report 0, not the port bound.
     port: int = typer.Option(8080, "--port", "--http_port", min=1, max=65535, help="HTTP port (1-65535)."),
@@ -83,14 +116,30 @@ def app(
     model_name: str = typer.Option(
         None, "--model-name", "--model_name", help="KServe model name (default TWIN_SERVE_MODEL_NAME)."
     ),
+    fd: int = typer.Option(
+        None,
+        "--fd",
+        min=0,
+        help="Serve on this inherited listening TCP socket (a file descriptor) instead of binding --host/--port, "
+        "which cannot be given with it: the result line and the logs report the socket's own address.",
+    ),
 ) -> dict:
     """Serve /v1/models/<name>:predict, /v2/models/<name>/infer, /v2/health/*, /metrics and
     /openai/v1/chat/completions until interrupted (Ctrl-C / SIGTERM stop it cleanly)."""
-    from twin_core.errors import InputError
+    from twin_core.errors import ConfigError, InputError
 
     if component not in ("all", "transformer", "predictor"):  # before kserve's import (seconds)
         raise InputError(f"--component must be all, transformer or predictor (got {component!r})")
-    check_bindable(host, port)  # before kserve's import and the models (seconds)
+    if fd is None:
+        check_bindable(host, port)  # before kserve's import and the models (seconds)
+    else:
+        given = [f"--{name}" for name in ("host", "port") if ctx.get_parameter_source(name).name == "COMMANDLINE"]
+        if given:
+            raise ConfigError(
+                f"--fd {fd} with {' and '.join(given)}: the server listens on the socket it was given, at that "
+                "socket's address; give --fd alone"
+            )
+        host, port = check_listening_fd(fd)  # before kserve's import and the models (seconds)
     from twin_core.serving.server import serve
     from twin_core.settings import get_settings
 
@@ -101,5 +150,6 @@ def app(
         component=component,  # type: ignore[arg-type]
         predictor_host=predictor_host,
         model_name=model_name,
+        fd=fd,
     )
     return {"host": report.host, "port": report.port, "component": report.component, "models": report.models}

@@ -38,11 +38,13 @@ class ServeReport:
 
 
 class TwinModelServer(kserve.ModelServer):
-    """KServe's ModelServer (registry, DataPlane, model lifecycle), served on a chosen host."""
+    """KServe's ModelServer (registry, DataPlane, model lifecycle), served on a chosen host, or on an inherited
+    listening socket ``fd`` (``twin serve --fd``; ``host`` and ``port`` are then that socket's address)."""
 
-    def __init__(self, host: str, port: int, predictor_config: Any | None = None) -> None:
+    def __init__(self, host: str, port: int, predictor_config: Any | None = None, *, fd: int | None = None) -> None:
         super().__init__(http_port=port, enable_grpc=False, workers=1, predictor_config=predictor_config)
         self.host = host
+        self.fd = fd
         self._uvicorn: Any = None
 
     def start_app(self, models: list[Any], app_factory: Any) -> None:
@@ -50,10 +52,11 @@ class TwinModelServer(kserve.ModelServer):
 
         self._register_and_check_atleast_one_model_is_ready(models)
         app = app_factory(self)
+        # the inherited socket, or a socket uvicorn binds itself
+        where: dict[str, Any] = {"fd": self.fd} if self.fd is not None else {"host": self.host, "port": self.http_port}
         config = uvicorn.Config(
             app,
-            host=self.host,
-            port=self.http_port,
+            **where,
             log_config=None,
             timeout_graceful_shutdown=self.grace_period,
             timeout_keep_alive=self.timeout_keep_alive,
@@ -78,8 +81,9 @@ class TwinModelServer(kserve.ModelServer):
         except SystemExit as exc:  # uvicorn exits (code 3) when it cannot bind: a JSON error line instead
             if self._uvicorn.started:
                 raise
+            option = "--host/--port" if self.fd is None else f"--fd {self.fd}"
             raise ConfigError(
-                f"--host/--port: the HTTP server could not start on {self.host}:{self.http_port} (uvicorn exit "
+                f"{option}: the HTTP server could not start on {self.host}:{self.http_port} (uvicorn exit "
                 f"{exc.code}; its error is logged above, e.g. the address is already in use)"
             ) from None
         finally:
@@ -143,8 +147,10 @@ def serve(
     component: Component = "all",
     predictor_host: str | None = None,
     model_name: str | None = None,
+    fd: int | None = None,
 ) -> ServeReport:
-    """Load the models and serve until SIGINT/SIGTERM."""
+    """Load the models and serve until SIGINT/SIGTERM: on ``host:port``, or on the inherited listening socket
+    ``fd`` (whose address the caller passes as ``host`` and ``port``, for the logs and the report)."""
     from kserve import PredictorConfig
 
     from twin_core.serving.app import build_app
@@ -163,9 +169,10 @@ def serve(
         predictor_protocol="v1",
         predictor_request_timeout_seconds=int(settings.serve.request_timeout_s),
     )
-    server = TwinModelServer(host, port, predictor_config)
+    server = TwinModelServer(host, port, predictor_config, fd=fd)
     models, transformer = build_models(settings, component, name, auth_disabled=auth.disabled, authors=authors)
     names = [m.name for m in models]
-    log.info("twin serve: %s on http://%s:%d (models: %s)", component, host, port, ", ".join(names))
+    on = f" (inherited socket, --fd {fd})" if fd is not None else ""
+    log.info("twin serve: %s on http://%s:%d%s (models: %s)", component, host, port, on, ", ".join(names))
     server.start_app(models, lambda srv: build_app(srv, settings, auth, transformer))
     return ServeReport(host, port, component, names)
