@@ -14,11 +14,9 @@ import os
 import re
 import subprocess
 
-import pytest
-
-pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
-
 import chart_render as cr  # noqa: E402  (tests/chart/conftest.py puts it on sys.path)
+import helm_python  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import pytest
 import yaml  # noqa: E402
 
 EXECUTION = yaml.safe_load((cr.REPO / "configs" / "execution.yaml").read_text())

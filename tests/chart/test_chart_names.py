@@ -8,12 +8,10 @@ hash> and a label value has 63.
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
-pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env, dev extra) is not installed")
-
 import chart_render as cr  # noqa: E402
+import helm_python  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import kubernetes_validate  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import pytest
 
 ALL_APIS = (cr.KSERVE_API, *cr.PROMETHEUS_APIS)
 NO_DEV_STORE = {"artifacts": {"uri": "s3://acme-llm-twin/artifacts", "devObjectStore": {"enabled": False}}}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
-pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env, dev extra) is not installed")
-
 import chart_render as cr  # noqa: E402
+import helm_python  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import kubernetes_validate  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import pytest
 
 HF = {
     "serving": {

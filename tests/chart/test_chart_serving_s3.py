@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
-pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env, dev extra) is not installed")
-
 import chart_render as cr  # noqa: E402  (tests/chart/conftest.py puts it on sys.path)
+import helm_python  # noqa: F401 - a dev dependency: missing is a failure, not a skip
 import kserve_credentials as kc  # noqa: E402
+import kubernetes_validate  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import pytest
 
 SA = "llm-twin-serving"
 SECRET = "llm-twin-serving-s3"

@@ -11,13 +11,11 @@ from __future__ import annotations
 import base64
 import copy
 
-import pytest
-
-pytest.importorskip("helm_python", reason="helm-python-sdk (twin env, dev extra) is not installed")
-pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (twin env, dev extra) is not installed")
-
 import chart_render as cr  # noqa: E402
+import helm_python  # noqa: F401 - a dev dependency: missing is a failure, not a skip
 import kserve_rules  # noqa: E402
+import kubernetes_validate  # noqa: F401 - a dev dependency: missing is a failure, not a skip
+import pytest
 
 # --------------------------------------------------------------------------- helm install --wait
 
