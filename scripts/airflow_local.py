@@ -221,15 +221,22 @@ def _terminate_tree(proc: subprocess.Popen, grace: float = 10.0) -> None:
     import psutil
 
     with contextlib.suppress(psutil.Error):
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        for p in family:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _, alive = psutil.wait_procs(family, timeout=grace)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
+        _terminate_all([psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)], grace)
     proc.wait()
+
+
+def _terminate_all(processes: list, grace: float) -> None:
+    """SIGTERM each of ``processes`` (psutil), SIGKILL those still alive after ``grace`` seconds."""
+    import psutil
+
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def wait_api_server(
@@ -328,14 +335,7 @@ def _stop_group(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getpgrp() == os.getpid():  # started with its own group (setsid, a test): the whole group
         os.killpg(os.getpgrp(), signal.SIGTERM)
-    for p in everyone:  # every descendant, also those that left the group (setsid)
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(everyone, timeout=grace)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=5)
+    _terminate_all(everyone, grace)  # every descendant, also those that left the group (setsid)
     for proc in procs.values():
         if proc.poll() is None:
             proc.wait(timeout=5)
