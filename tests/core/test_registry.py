@@ -95,6 +95,31 @@ def test_promote_archives_previous_production_and_rollback(registry: ModelRegist
         registry.rollback(AUTHOR, "nothing left")
 
 
+def test_an_archived_version_is_never_rolled_back_to(registry: ModelRegistry, tmp_path: Path) -> None:
+    """promote v2, promote v4, rollback (v2), archive v2, rollback: nothing left, v2 stays archived."""
+    v1, v2, v3, v4 = (registry.register(AUTHOR, make_model(tmp_path, str(i)), {}).ref for i in range(1, 5))
+    registry.set_stage(v2, "production", "v2")
+    registry.set_stage(v4, "production", "v4")
+    assert registry.rollback(AUTHOR, "v4 regressed").ref == v2
+    registry.archive(v2, "retired")
+    state_before = registry.store.get_bytes("models/ada-quillfeather/registry.json")
+    with pytest.raises(InputError) as err:
+        registry.rollback(AUTHOR, "again")
+    assert str(err.value) == (
+        f"{AUTHOR}: no previous production version left to roll back to (no production version now; archived "
+        "versions are not brought back: promote one with twin registry promote REF --stage production)"
+    )
+    assert registry.store.get_bytes("models/ada-quillfeather/registry.json") == state_before
+    assert registry.get(v2).stage == "archived" and registry.production(AUTHOR) is None
+    # archiving one on the stack below the production: the rollback passes over it
+    registry.set_stage(v1, "production", "v1")
+    registry.set_stage(v3, "production", "v3")
+    registry.set_stage(v4, "production", "v4 again")
+    registry.archive(v3, "bad data")
+    assert registry.rollback(AUTHOR, "v4 again regressed").ref == v1
+    assert registry.get(v3).stage == "archived" and registry.get(v4).stage == "archived"
+
+
 def test_bad_requests_change_nothing(registry: ModelRegistry, tmp_path: Path) -> None:
     ref = registry.register(AUTHOR, make_model(tmp_path, "1"), {}).ref
     state_before = registry.store.get_bytes("models/ada-quillfeather/registry.json")
@@ -159,6 +184,7 @@ def test_cli_list_show_promote_rollback_archive(twin, settings, tmp_path: Path) 
 
     back = twin("registry", "rollback", "--author", AUTHOR, "--reason", "bad answers")
     assert back.returncode == 0 and back.result["model"]["ref"] == v1 and back.result["replaced"] == v2
+    assert back.result["restored"] == v1
     assert reg.production(AUTHOR).ref == v1
 
     state = (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes()
@@ -171,3 +197,10 @@ def test_cli_list_show_promote_rollback_archive(twin, settings, tmp_path: Path) 
     archived = twin("registry", "archive", v1, "--reason", "retired")
     assert archived.returncode == 0 and archived.result["model"]["stage"] == "archived"
     assert reg.production(AUTHOR) is None
+
+    state = (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes()
+    none_left = twin("registry", "rollback", "--author", AUTHOR)  # v1 archived on purpose: not brought back
+    assert none_left.returncode == 3
+    assert "no previous production version left to roll back to" in none_left.result["error"]
+    assert (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes() == state
+    assert reg.get(v1).stage == "archived"

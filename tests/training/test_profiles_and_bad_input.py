@@ -31,6 +31,28 @@ def test_repo_profiles_load() -> None:
         load_profile(settings, "nope")
 
 
+def test_a_profile_that_is_not_a_mapping_or_invalid_is_one_clean_config_error(
+    twin, train_env, instruct_version: str, tmp_path: Path
+) -> None:
+    from twin_core.training.profiles import load_profile
+
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- name: tiny-test\n- device: cpu\n")
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(listed), env=train_env)
+    assert run.returncode == 2, run.stderr
+    assert run.result["error"] == (
+        f"training profile {listed}: expected a mapping of settings (name: ..., base_model: ...), got a list"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase_model: x\ndevice: tpu\nsft: {max_steps: -1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(load_settings(), str(bad))
+    assert str(err.value) == (
+        f"training profile {bad}: 2 invalid settings: device: Input should be 'cpu' or 'gpu' (got 'tpu'); "
+        "sft.max_steps: Input should be greater than or equal to 0 (got -1)"
+    )
+
+
 def test_accelerate_launch_command() -> None:
     from twin_core.training.launch import launch_command
     from twin_core.training.profiles import load_profile

@@ -121,6 +121,9 @@ def test_killed_run_resumes_from_its_checkpoint(train_env, tsettings, instruct_v
     assert [v.ref for v in versions] == ["ada-quillfeather/v0001"]
     curve = versions[0].metadata["loss_curve"]
     assert [step for step, _ in curve] == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's state, then 3-4
+    metrics = versions[0].metadata["metrics"]  # the mean over all 4 steps, not Trainer's over steps 3-4
+    assert metrics["train_loss"] == round(sum(loss for _, loss in curve) / 4, 4)
+    assert "train_loss_since_resume" not in metrics
     archive = Path(versions[0].storage_uri).parent / versions[0].metadata["comet_archive"]
     assert len(_comet_metrics(archive)["loss"]) == 2  # the resumed process trained steps 3 and 4 only
 

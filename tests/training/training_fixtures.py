@@ -107,8 +107,8 @@ KILLED_AFTER_FIRST_CHECKPOINT = """
 import os, signal
 from twin_core.training import checkpoints
 make = checkpoints.make_callback
-def make_callback(store, rid):
-    cb = make(store, rid)
+def make_callback(store, rid, *args, **kwargs):
+    cb = make(store, rid, *args, **kwargs)
     upload = cb.on_save
     def on_save(*args, **kwargs):
         upload(*args, **kwargs)

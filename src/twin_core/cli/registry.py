@@ -78,7 +78,7 @@ def promote(
     before = reg.get(ref)
     mv = reg.set_stage(ref, stage, reason, canary_percent=percent)
     result: dict[str, Any] = {"model": _summary(mv), "from_stage": before.stage}
-    if before.stage == mv.stage and before.canary_percent == mv.canary_percent:
+    if len(mv.history) == len(before.history):  # the stage it had (archived: and no rollback target)
         result["status"] = "unchanged"
     return result
 
@@ -89,11 +89,12 @@ def rollback(
     author: str = typer.Option(..., "--author", help="Author full name (or slug) whose production rolls back."),
     reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Bring back the previous production version; the current one is archived."""
+    """Bring back the previous production version; the current one is archived. Versions archived with
+    `twin registry archive` are never brought back; none left: exit 3, nothing changed."""
     reg = _registry()
     current = reg.production(author)
     mv = reg.rollback(author, reason)
-    return {"model": _summary(mv), "replaced": current.ref if current else None}
+    return {"model": _summary(mv), "restored": mv.ref, "replaced": current.ref if current else None}
 
 
 @app.command("archive")
@@ -102,11 +103,12 @@ def archive(
     ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
     reason: str = typer.Option("manual archive", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Archive a version (archiving the production leaves the author on the base model)."""
+    """Archive a version (archiving the production leaves the author on the base model); rollback never
+    brings an archived-on-purpose version back."""
     reg = _registry()
     before = reg.get(ref)
     mv = reg.archive(ref, reason)
     result: dict[str, Any] = {"model": _summary(mv), "from_stage": before.stage}
-    if before.stage == "archived":
+    if len(mv.history) == len(before.history):  # archived and no rollback target already
         result["status"] = "unchanged"
     return result

@@ -11,7 +11,8 @@ Layout (artifact store keys):
 
 A version missing from ``registry.json`` (its registration was killed between the two writes) is a
 candidate. Stages: candidate -> canary -> production -> archived; promoting to production archives
-the previous production and remembers it, so ``rollback`` can bring it back.
+the previous production and remembers it, so ``rollback`` can bring it back. Archiving a version on
+purpose (``archive``) forgets it: no rollback brings it back.
 """
 
 from __future__ import annotations
@@ -278,7 +279,8 @@ class ModelRegistry:
 
         production: the previous production is archived (and remembered for ``rollback``);
         canary: ``canary_percent`` (1-99, default 10) of the author's traffic, the previous canary is
-        archived. Asking for the stage a version already has changes nothing.
+        archived; archived (on purpose): forgotten by ``rollback``, also when a promotion had archived it
+        already. Asking for the stage a version already has changes nothing otherwise.
         """
         if stage not in STAGES:
             raise InputError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
@@ -293,15 +295,22 @@ class ModelRegistry:
         with self._locked(slug):
             state = self._read_state(slug)
             rec = state["versions"].get(version, {"stage": "candidate", "canary_percent": None})
-            if rec["stage"] == stage and rec.get("canary_percent") == canary_percent:
+            on_stack = version in state["production_stack"]  # archived by a promotion: rollback may restore it
+            if (
+                rec["stage"] == stage
+                and rec.get("canary_percent") == canary_percent
+                and not (stage == "archived" and on_stack)
+            ):
                 return self._entry(slug, version, state)
             for other, orec in state["versions"].items():
                 if other != version and stage in ("production", "canary") and orec.get("stage") == stage:
                     self._change(state, other, "archived", f"replaced by {slug}/{version}: {reason}", numbers)
             self._change(state, version, stage, reason, numbers, canary_percent)  # type: ignore[arg-type]
+            stack = [v for v in state["production_stack"] if v != version]
             if stage == "production":
-                stack = [v for v in state["production_stack"] if v != version]
                 state["production_stack"] = [*stack, version]
+            elif stage == "archived":  # retired on purpose: no rollback brings it back
+                state["production_stack"] = stack
             self._write_state(slug, state)
             return self._entry(slug, version, state)
 
@@ -323,7 +332,9 @@ class ModelRegistry:
         return self.set_stage(ref, "archived", reason)
 
     def rollback(self, author: str, reason: str) -> ModelVersion:
-        """Bring back the production version before the current one (the current is archived)."""
+        """Bring back the production version before the current one (the current is archived). Versions
+        archived with ``archive`` (or ``set_stage(..., "archived")``) are off the stack: never brought back.
+        None left -> InputError, nothing changed."""
         slug = slugify(author)
         with self._locked(slug):
             state = self._read_state(slug)
@@ -331,7 +342,11 @@ class ModelRegistry:
             stack = [v for v in state["production_stack"] if v in state["versions"]]
             previous = next((v for v in reversed(stack) if v != current), None)
             if previous is None:
-                raise InputError(f"{author}: no previous production version to roll back to")
+                now = f"production stays {slug}/{current}" if current else "no production version now"
+                raise InputError(
+                    f"{author}: no previous production version left to roll back to ({now}; archived versions are "
+                    "not brought back: promote one with twin registry promote REF --stage production)"
+                )
             if current is not None:
                 self._change(state, current, "archived", f"rolled back to {slug}/{previous}: {reason}", None)
             self._change(state, previous, "production", f"rollback: {reason}", None)

@@ -45,7 +45,21 @@ def latest_checkpoint(store: ArtifactStore, rid: str, work_dir: Path) -> tuple[P
     return target, step
 
 
-def make_callback(store: ArtifactStore, rid: str) -> Any:
+def runs_with_checkpoints(store: ArtifactStore, **labels: Any) -> list[tuple[str, int]]:
+    """(run id, newest step) of every run whose newest checkpoint carries ``labels`` (e.g. the dataset):
+    what a ``--resume`` that finds nothing for its own run id names instead."""
+    rids = {key.split("/")[1] for key in store.list("training/") if key.count("/") >= 3 and "/checkpoints/" in key}
+    found = []
+    for rid in sorted(rids):
+        versions = store.versions(checkpoints_name(rid))
+        meta = store.get_version(checkpoints_name(rid), versions[-1]).metadata if versions else {}
+        if meta and all(meta.get(k) == v for k, v in labels.items()):
+            found.append((rid, int(meta["step"])))
+    return found
+
+
+def make_callback(store: ArtifactStore, rid: str, labels: dict[str, Any] | None = None) -> Any:
+    """The callback that uploads each checkpoint; ``labels`` (kind, dataset) go into its metadata."""
     from transformers import TrainerCallback
 
     class ArtifactCheckpoints(TrainerCallback):
@@ -58,7 +72,9 @@ def make_callback(store: ArtifactStore, rid: str) -> Any:
             if not folder.is_dir():
                 raise InputError(f"checkpoint folder {folder} missing after save")
             files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
-            av = store.put_version(checkpoints_name(rid), files, {"step": state.global_step, "run_id": rid})
+            av = store.put_version(
+                checkpoints_name(rid), files, {"step": state.global_step, "run_id": rid, **(labels or {})}
+            )
             log.info("checkpoint step %d -> %s", state.global_step, av.uri)
             return control
 

@@ -94,6 +94,14 @@ class TrainingProfile(_Strict):
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"source"})
 
+    def identity(self) -> dict[str, Any]:
+        """What goes into a run's id (what ``--resume`` finds): the profile less the fields that do not
+        change the trained weights: ``description`` and ``execution_profile`` (the pod it runs on)."""
+        return self.model_dump(mode="json", exclude=set(NOT_TRAINING_FIELDS))
+
+
+NOT_TRAINING_FIELDS = ("source", "description", "execution_profile")
+
 
 def profiles_dir(settings: Settings) -> Path:
     return settings.training.profiles_dir or _REPO_PROFILES
@@ -117,9 +125,25 @@ def load_profile(settings: Settings, name: str | None = None) -> TrainingProfile
         raise ConfigError(f"{source}: unknown training profile {name!r} (known: {known}; {path} missing)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"training profile {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"training profile {path}: expected a mapping of settings (name: ..., base_model: ...), "
+                          f"got a {type(raw).__name__}")  # fmt: skip
+    try:
         profile = TrainingProfile.model_validate({**raw, "source": str(path)})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"training profile {path}: {str(exc).splitlines()[0]} {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"training profile {path}: {_validation_message(exc)}") from None
     if profile.accelerate and not Path(profile.accelerate.config_file).is_absolute():
         profile.accelerate.config_file = str(path.parent / profile.accelerate.config_file)
     return profile
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """One line per problem: ``sft.max_steps: Input should be greater than or equal to 0 (got -1)``."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or "profile"
+        got = f" (got {repr(err['input'])[:80]})" if err["type"] not in ("missing", "value_error") else ""
+        problems.append(f"{where}: {err['msg']}{got}")
+    return f"{len(problems)} invalid setting{'s' if len(problems) != 1 else ''}: " + "; ".join(problems)

@@ -106,11 +106,12 @@ def plan_training(
         if not from_ref:
             raise InputError("twin train dpo needs --from MODEL_VERSION (the SFT model, also the DPO reference)")
         parent = open_registry(settings).get(from_ref)  # unknown -> InputError
+        _check_parent(parent, td)
     base_name = parent.metadata.get("base_model", parent.ref) if parent else profile.base_model
     steps = _steps(profile, kind, len(td.train), settings)
     ckpt = settings.training.checkpoint_steps or profile.checkpoint_steps
     identity = {"kind": kind, "dataset": td.version_id, "base": base_name, "parent": parent.ref if parent else None,
-                "profile": profile.public(), "steps": steps, "checkpoint_steps": ckpt}  # fmt: skip
+                "profile": profile.identity(), "steps": steps, "checkpoint_steps": ckpt}  # fmt: skip
     rid = checkpoints.run_id(**identity)
     params = {"kind": kind, "dataset_version": td.version_id, "base_model": base_name, "from_model": from_ref,
               "profile": profile.public(), "steps": steps, "checkpoint_steps": ckpt, "run_id": rid,
@@ -128,6 +129,19 @@ def plan_training(
         resume=resume,
         params=params,
     )
+
+
+def _check_parent(parent: Any, td: data.TrainingData) -> None:
+    """DPO's --from: the same author's SFT model (a registered kind other than sft is refused; a version
+    registered without one is taken as SFT), else InputError before any model loads."""
+    if parent.author_slug != td.author_slug:
+        raise InputError(
+            f"--from {parent.ref} is {parent.author}'s model, but {td.version_id} is {td.author}'s preference data: "
+            f"DPO starts from the same author's SFT model ({td.author_slug}/vNNNN)"
+        )
+    kind = parent.metadata.get("kind")
+    if kind is not None and kind != "sft":
+        raise InputError(f"--from {parent.ref} is a {kind} model: DPO starts from an SFT model (twin train sft)")
 
 
 def run_training(
@@ -194,7 +208,8 @@ def _trainer(
     td, kind = plan.data, plan.kind
     tracker = _tracker(settings, plan, work / "comet", f"{kind}-{td.author_slug}-{plan.run_id}",
                        [kind, td.author_slug, plan.profile.name])  # fmt: skip
-    callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id), tracker.callback(),
+    labels = {"kind": kind, "dataset": td.version_id}  # what a --resume that finds no checkpoint names
+    callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id, labels), tracker.callback(),
                  progress_callback(progress, f"train {kind} {td.author_slug}")]  # fmt: skip
     if settings.training.torch_profile:  # where a step's time goes (slows the steps it records)
         from twin_core.training.torch_profile import profile_callback
@@ -224,18 +239,37 @@ def _resume_point(settings: Settings, plan: TrainingPlan, work: Path) -> tuple[t
 
     from twin_core.stores.artifacts import open_artifact_store
 
-    found = checkpoints.latest_checkpoint(open_artifact_store(settings), plan.run_id, work / "trainer")
+    store = open_artifact_store(settings)
+    found = checkpoints.latest_checkpoint(store, plan.run_id, work / "trainer")
     if not found:
+        _warn_no_checkpoint(store, plan)
         return None, 0
     log.info("resuming run %s from step %d", plan.run_id, found[1])
     state = json.loads((found[0] / "trainer_state.json").read_text())
     return found, int(state.get("num_input_tokens_seen") or 0)
 
 
+def _warn_no_checkpoint(store: Any, plan: TrainingPlan) -> None:
+    """--resume with no checkpoint for this run id: a WARNING (training starts over), naming the runs of
+    the same kind and dataset that do have checkpoints (another profile, step cap or base)."""
+    others = checkpoints.runs_with_checkpoints(store, kind=plan.kind, dataset=plan.data.version_id)
+    others = [(rid, step) for rid, step in others if rid != plan.run_id]
+    hint = (
+        "; runs of this dataset with checkpoints: "
+        + ", ".join(f"{rid} (step {step})" for rid, step in others)
+        + " (another profile, --max-steps, checkpoint interval or --from)"
+        if others
+        else ""
+    )
+    log.warning("--resume: no checkpoint for run %s (%s %s): training starts from step 0%s",
+                plan.run_id, plan.kind, plan.data.version_id, hint)  # fmt: skip
+
+
 def _train(trainer: Any, resume_from: tuple[Path, int] | None, plan: TrainingPlan, fit: memory_fit.Fit | None
-           ) -> float | None:  # fmt: skip
-    """Train (or take a finished run's last checkpoint as is); the mean training loss. Running out of GPU
-    memory is a TwinError that says which split ran out and what to change."""
+           ) -> tuple[float | None, bool]:  # fmt: skip
+    """Train (or take a finished run's last checkpoint as is); the mean training loss and whether it covers
+    every step (see ``_train_or_take``). Running out of GPU memory is a TwinError that says which split ran
+    out and what to change."""
     import torch
 
     try:
@@ -245,15 +279,28 @@ def _train(trainer: Any, resume_from: tuple[Path, int] | None, plan: TrainingPla
         raise TwinError(f"the GPU ran out of memory training {advice}. torch: {str(exc).splitlines()[0]}") from exc
 
 
-def _train_or_take(trainer: Any, resume_from: tuple[Path, int] | None, steps: int) -> float | None:
+def _train_or_take(trainer: Any, resume_from: tuple[Path, int] | None, steps: int) -> tuple[float | None, bool]:
+    """(mean training loss, whether it covers every step). Trainer's own mean covers only the steps this
+    process trained: after a resume the mean of the logged losses (the checkpoint's log history has the
+    earlier steps, one loss per step) is taken instead, and when that history is incomplete the loss is
+    Trainer's, flagged as covering the steps since the resume only."""
     if resume_from and resume_from[1] >= steps:
         # the run had finished (killed while saving or registering): Trainer.train would run one step
         # past max_steps here
         _load_finished(trainer, resume_from[0])
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        return sum(losses) / len(losses) if losses else None  # what Trainer reports: the mean
+        return _logged_mean(trainer.state.log_history), True
     output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
-    return float(output.training_loss)
+    if not resume_from:
+        return float(output.training_loss), True
+    logged = {int(h["step"]) for h in trainer.state.log_history if "loss" in h and "step" in h}
+    if logged >= set(range(1, int(trainer.state.global_step) + 1)):
+        return _logged_mean(trainer.state.log_history), True
+    return float(output.training_loss), False
+
+
+def _logged_mean(log_history: list[dict[str, Any]]) -> float | None:
+    losses = [float(h["loss"]) for h in log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else None  # what Trainer reports: the mean
 
 
 def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = silent) -> Outcome:
@@ -277,7 +324,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     clock = step_clock()
     trainer.add_callback(clock)
     started = time.perf_counter()
-    train_loss = _train(trainer, resume_from, plan, fit)
+    train_loss = _train(trainer, resume_from, plan, fit)  # (loss, covers every step)
     seconds = time.perf_counter() - started
     tokens = int(trainer.state.num_input_tokens_seen or 0) - tokens_before
     ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
@@ -296,12 +343,15 @@ def _loss_curve(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 
 def _metrics(
-    trainer: Any, kind: Kind, curve: list[tuple[int, float]], train_loss: float | None,
+    trainer: Any, kind: Kind, curve: list[tuple[int, float]], train_loss: tuple[float | None, bool],
     ppl: tuple[float | None, float | None], tokens_per_s: float,
 ) -> dict[str, Any]:  # fmt: skip
+    """The run's numbers; ``train_loss`` is the mean over every step, ``train_loss_since_resume`` instead
+    when a resumed run's history lacks the earlier steps' losses."""
     state = trainer.state
+    loss, every_step = train_loss
     metrics: dict[str, Any] = {
-        "train_loss": round(train_loss, 4) if train_loss is not None else None,
+        "train_loss" if every_step else "train_loss_since_resume": round(loss, 4) if loss is not None else None,
         "first_loss": curve[0][1] if curve else None,
         "last_loss": curve[-1][1] if curve else None,
         "perplexity_base": round(ppl[0], 3) if ppl[0] else None,
