@@ -147,7 +147,14 @@ def duration_seconds(text: str) -> float | None:
             description="No decision by then: roll back (e.g. 2h; at most 290m).",
         ),
         "judge": Param(True, type="boolean", title="Judge scores", description="LLM judge (endpoint or local)."),
-        "max_rows": Param(0, type="integer", minimum=0, title="Held-out rows", description="0 = configs/evaluation."),
+        "max_rows": Param(
+            0,
+            type="integer",
+            minimum=0,
+            title="Held-out rows",
+            description="0 = configs/evaluation.yaml's; else at least its samples.min_rows (20): the gate decides "
+            "on no fewer rows (evaluate refuses, exit 3).",
+        ),
         "pod_profile": Param(
             "cpu",
             type="string",

@@ -151,7 +151,8 @@ def test_evaluate_names_a_malformed_model(twin, twin_home: Path) -> None:
 def test_evaluate_refuses_negative_row_counts(twin, twin_home: Path, option: str) -> None:
     run = twin("evaluate", "--model", "ada/v0001", option, "-3")
     error = _one_error_line(run, 2, "usage", "evaluate")
-    assert error == f"Invalid value for '{option}': Input should be greater than or equal to 0"
+    minimum = 1 if option == "--min-rows" else 0  # the gate decides on at least one row
+    assert error == f"Invalid value for '{option}': Input should be greater than or equal to {minimum}"
 
 
 def test_train_blames_the_profile_option_it_came_from(twin, twin_home: Path) -> None:

@@ -1,3 +1,4 @@
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -73,3 +74,37 @@ def test_concurrent_versions_from_threads_do_not_corrupt(tmp_path: Path) -> None
     for t in threads:
         t.join()
     assert sorted(store.get_json(f"r/{i}.json")["i"] for i in range(8)) == list(range(8))
+
+
+def test_earlier_content_returns_its_earlier_version(store: ArtifactStore) -> None:
+    v1 = store.put_version("datasets/instruct", {"train.jsonl": b"a\n"}, {"content_hash": "h1"})
+    v2 = store.put_version("datasets/instruct", {"train.jsonl": b"b\n"}, {"content_hash": "h2"})
+    back = store.put_version("datasets/instruct", {"train.jsonl": b"a\n"}, {"content_hash": "h1"})
+    assert (v1.version, v2.version, back.version) == ("v0001", "v0002", "v0001")
+    assert back.metadata == v1.metadata
+    assert store.versions("datasets/instruct") == ["v0001", "v0002"]
+
+
+def test_a_failed_upload_removes_its_files_and_raises_the_original_error(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "gone.bin"
+    files = {"a.bin": b"written first", "b.bin": missing}  # written in name order: a.bin, then b.bin fails
+    with pytest.raises(InputError, match=f"^{re.escape(str(missing))}: not a file$"):
+        store.put_version("models/x", files, {"content_hash": "h1"})
+    assert store.list("models/x") == []
+    assert store.versions("models/x") == []
+    if store.local_path("models/x") is not None:
+        assert not store.local_path("models/x/v0001").exists()
+
+    def broken_delete(key: str) -> None:
+        raise OSError("cleanup fails too")
+
+    monkeypatch.setattr(store._b, "delete", broken_delete)
+    with pytest.raises(InputError, match="not a file"):  # the cleanup's error never masks the upload's
+        store.put_version("models/x", files, {"content_hash": "h1"})
+    monkeypatch.undo()
+    ok = store.put_version("models/x", {"a.bin": b"whole"}, {"content_hash": "h1"})
+    assert ok.version == "v0003"  # a failed writer's number is not reused
+    assert store.versions("models/x") == ["v0003"]
+    assert store.read_version_file("models/x", "v0003", "a.bin") == b"whole"

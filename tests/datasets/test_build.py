@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -208,3 +209,126 @@ def test_preference_pairs_come_from_the_base_model_through_the_serving_prompt(cl
     assert build_author(settings, AUTHOR, opts, open_model=GenerationModel(settings, AUTHOR)).stats == {
         "unchanged": True
     }
+
+
+def test_pair_settings_and_earlier_settings_give_the_existing_instruct_version(cleaned_home: Any) -> None:
+    first = build_author(cleaned_home, AUTHOR, EXTRACTIVE)
+    assert (first.versions, first.created) == ({"instruct": "instruct/ada-quillfeather/v0001"}, {"instruct": True})
+    # max_rejected and pair_kinds decide preference rows only: the instruct rows are the same version
+    for opts in (
+        BuildOptions(strategy="extractive", seed=7, max_rejected=4),
+        BuildOptions(strategy="extractive", seed=7, max_rejected=32, pair_kinds=("other_author",)),
+    ):
+        again = build_author(cleaned_home, AUTHOR, opts)  # no model, no embedded chunks: no pairs
+        assert (again.versions, again.created) == (first.versions, {"instruct": False})
+        assert again.stats["preference"] == {"skipped": "no rows"}
+    assert list_versions(cleaned_home) == ["instruct/ada-quillfeather/v0001"]
+    other = build_author(cleaned_home, AUTHOR, BuildOptions(strategy="extractive", seed=8, max_rejected=0))
+    assert (other.versions, other.created) == ({"instruct": "instruct/ada-quillfeather/v0002"}, {"instruct": True})
+    back = build_author(cleaned_home, AUTHOR, EXTRACTIVE)  # back to seed 7: v0001 again, not a byte-identical v0003
+    assert (back.versions, back.created) == (first.versions, {"instruct": False})
+    assert list_versions(cleaned_home) == ["instruct/ada-quillfeather/v0001", "instruct/ada-quillfeather/v0002"]
+
+
+def test_cli_rebuild_with_other_pair_settings_is_unchanged(cleaned_home: Any, twin: Any) -> None:
+    first = twin("datasets", "build", "--max-rejected", "0")
+    assert (first.returncode, first.result["status"]) == (0, "ok")
+    assert first.result["versions"] == {"ada-quillfeather": {"instruct": "instruct/ada-quillfeather/v0001"}}
+    again = twin("datasets", "build", "--max-rejected", "4", "--pair-kinds", "other_author")
+    assert (again.returncode, again.result["status"]) == (0, "unchanged")
+    assert again.result["versions"] == first.result["versions"]
+    assert [a["created"] for a in again.result["authors"]] == [{"instruct": False}]
+    assert "warnings" not in again.result
+    assert list_versions(cleaned_home) == ["instruct/ada-quillfeather/v0001"]
+
+
+def _held_out_warning(version_id: str, min_rows: int) -> str:
+    return (
+        f"author 'Ada Quillfeather': dataset {version_id} has 0 held-out (test) rows; the evaluation needs at "
+        f"least {min_rows} (samples.min_rows in configs/evaluation.yaml) and will refuse it (more documents, or a "
+        "higher TWIN_DATASETS_TEST_PERCENT / TWIN_DATASETS_MIN_TEST_ROWS)"
+    )
+
+
+def test_a_build_without_held_out_rows_warns(cleaned_home: Any, twin: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings = updated(cleaned_home, datasets_test_percent=0, datasets_min_test_rows=0)
+    version = "instruct/ada-quillfeather/v0001"
+    from twin_core.evaluation.config import load_eval_config
+
+    min_rows = load_eval_config(settings).min_rows  # the CLI passes the evaluation's minimum to the build
+    expected = _held_out_warning(version, min_rows)
+    opts = dataclasses.replace(EXTRACTIVE, min_held_out=min_rows)
+    with caplog.at_level("WARNING", logger="twin_core.datasets.build"):
+        built = build_author(settings, AUTHOR, opts)
+    assert built.versions == {"instruct": version}
+    assert load_dataset_version(settings, version).rows("test") == []
+    assert built.as_dict()["warnings"] == [expected]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [f"datasets build: {expected}"]
+    assert build_author(settings, AUTHOR, opts).stats == {"unchanged": True, "warnings": [expected]}
+    assert "warnings" not in build_author(cleaned_home, AUTHOR, opts).stats  # the default split holds out
+    without = build_author(settings, AUTHOR, EXTRACTIVE).stats["warnings"]  # no minimum given: 0 rows still warn
+    minimum = f"needs at least {min_rows} (samples.min_rows in configs/evaluation.yaml) and "
+    assert without == [expected.replace(minimum, "")]
+
+    env = {"TWIN_DATASETS_TEST_PERCENT": "0", "TWIN_DATASETS_MIN_TEST_ROWS": "0"}
+    run = twin("datasets", "build", "--seed", "7", "--max-rejected", "0", env=env)  # EXTRACTIVE
+    assert (run.returncode, run.result["status"]) == (0, "unchanged")
+    assert run.result["warnings"] == [expected]
+    assert run.result["authors"][0]["warnings"] == [expected]
+    assert f"datasets build: {expected}" in run.stderr
+
+
+def test_export_refuses_a_folder_it_did_not_write(cleaned_home: Any, tmp_path: Path, twin: Any) -> None:
+    from twin_core.datasets.export import MARKER, export_version
+
+    version = build_author(cleaned_home, AUTHOR, EXTRACTIVE).versions["instruct"]
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    (dest / "README.md").write_text("keep\n")
+    error = (
+        f"cannot export dataset {version} to {dest}: the folder is not empty (README.md) and is not an earlier "
+        f"dataset export (no {MARKER}); choose an empty or new folder, or pass --force to overwrite README.md and "
+        "data/*.parquet there"
+    )
+    with pytest.raises(InputError) as caught:
+        export_version(cleaned_home, version, dest)
+    assert str(caught.value) == error
+    run = twin("datasets", "export", version, str(dest))
+    assert (run.returncode, run.result["error"]) == (3, error)
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md"]  # nothing written
+    assert (dest / "README.md").read_text() == "keep\n"
+
+    fresh = tmp_path / "fresh"
+    first = export_version(cleaned_home, version, fresh)
+    assert json.loads((fresh / MARKER).read_text())["version"] == version
+    (fresh / "notes.txt").write_text("mine")
+    assert export_version(cleaned_home, version, fresh) == first  # an earlier export: written again
+    assert (fresh / "notes.txt").read_text() == "mine"
+
+    forced = twin("datasets", "export", version, str(dest), "--force")
+    assert forced.returncode == 0
+    assert AUTHOR in (dest / "README.md").read_text()
+    assert sorted(p.name for p in (dest / "data").iterdir()) == ["test.parquet", "train.parquet"]
+
+
+def test_an_export_killed_while_writing_a_file_leaves_the_earlier_file(
+    cleaned_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twin_core.datasets.export import export_version
+
+    version = build_author(cleaned_home, AUTHOR, EXTRACTIVE).versions["instruct"]
+    dest = tmp_path / "export"
+    export_version(cleaned_home, version, dest)
+    before = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    real = Path.write_bytes
+
+    def dies_halfway(self: Path, data: bytes) -> int:
+        real(self, data[: len(data) // 2])
+        raise KeyboardInterrupt  # the process is stopped in the middle of a file
+
+    monkeypatch.setattr(Path, "write_bytes", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        export_version(cleaned_home, version, dest)
+    monkeypatch.setattr(Path, "write_bytes", real)
+    after = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert after == before  # whole earlier files, no temporary file left

@@ -121,3 +121,53 @@ def test_batched_answers_equal_one_at_a_time(settings: Any, tmp_path: Path, env:
     one = generate(llm, prompts, 6, batch_size=1)
     batched = generate(llm, prompts, 6, batch_size=3)
     assert all(isinstance(t, str) for t in one) and batched == one
+
+
+def test_sample_sizes_are_checked_before_any_model(
+    settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]
+) -> None:
+    """--max-rows below min_rows: exit 3 naming where each number came from; --min-rows 0: a usage error.
+    The candidate's folder holds no weights: any attempt to load a model would fail otherwise."""
+    mv = register(settings, fake_model_folder(tmp_path, "c"), write_dataset(settings), "x")  # 3 held-out rows
+    run = twin("evaluate", "--model", mv.ref, "--max-rows", "2", "--min-rows", "3", "--no-judge", env=env)
+    assert run.returncode == 3 and run.result["kind"] == "input"
+    assert run.result["error"] == (
+        "max_rows 2 (--max-rows) is below min_rows 3 (--min-rows), the fewest rows the gate decides on: "
+        "raise max_rows (0 = all rows) or lower min_rows"
+    )
+    config = tmp_path / "eval.yaml"
+    config.write_text("samples:\n  min_rows: 3\n")
+    run = twin(
+        "evaluate", "--model", mv.ref, "--max-rows", "2", "--no-judge", env={**env, "TWIN_EVAL_CONFIG": str(config)}
+    )
+    assert run.returncode == 3 and run.result["error"].startswith(
+        f"max_rows 2 (--max-rows) is below min_rows 3 (samples.min_rows in {config}),"
+    )
+    run = twin("evaluate", "--model", mv.ref, "--min-rows", "5", "--no-judge", env=env)  # 3 rows < 5
+    assert run.returncode == 3
+    assert run.result["error"].startswith(f"dataset {mv.metadata['dataset_versions'][0]} holds out 3 usable rows")
+    assert "the evaluation needs at least 5 (--min-rows)" in run.result["error"]
+    run = twin("evaluate", "--model", mv.ref, "--min-rows", "0", env=env)
+    assert run.returncode == 2 and run.result["kind"] == "usage"
+    assert run.result["error"] == "Invalid value for '--min-rows': Input should be greater than or equal to 1"
+    assert not (Path(settings.artifacts_location) / "evaluations").exists()  # nothing evaluated
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("gate:\n  confidence: 7\n", "gate.confidence must be between 0 and 1"),
+        ("- samples\n", "must be a mapping (got list)"),
+        ("gate:\n  metrics:\n    rouge_L: {better: higher, min_delta: 0}\n", "gate.metrics.rouge_L: unknown metric"),
+    ],
+)
+def test_invalid_config_exit_2_before_any_model(
+    settings: Any, tmp_path: Path, twin: Any, env: dict[str, str], text: str, key: str
+) -> None:
+    mv = register(settings, fake_model_folder(tmp_path, "c"), write_dataset(settings), "x")
+    config = tmp_path / "eval.yaml"
+    config.write_text(text)
+    args = ("evaluate", "--model", mv.ref, "--min-rows", "3", "--no-judge")
+    run = twin(*args, env={**env, "TWIN_EVAL_CONFIG": str(config)})
+    assert run.returncode == 2 and run.result["kind"] == "config"
+    assert run.result["error"].startswith(f"{config}: ") and key in run.result["error"]

@@ -135,6 +135,123 @@ def test_bad_gate_config_is_a_config_error(settings: Any, tmp_path: Path) -> Non
         load_eval_config(settings, bad)
 
 
+def test_gate_needs_min_rows_paired_rows(settings: Any) -> None:
+    """A metric measured on fewer than min_rows paired rows is not decided on: required -> missing (the
+    gate fails closed, naming rows and minimum), optional -> skipped."""
+    from twin_core.evaluation.config import Rule
+    from twin_core.evaluation.gate import apply_gate
+
+    rules = (Rule("rouge_l", "higher", min_delta=-0.02), Rule("judge_style", "higher", min_delta=0.0, required=False))
+    cfg = _cfg(settings, rules=rules)  # min_rows 3
+    base = {"rouge_l": [0.3, 0.5, 0.1, 0.4], "judge_style": [2.0, 2.0, 3.0, 1.0]}
+    cand = {"rouge_l": [0.9, 0.9, None, None], "judge_style": [3.0, None, None, 3.0]}  # 2 paired rows each
+    res = apply_gate(cand, base, cfg)
+    assert res.passed is False and res.failing == ["rouge_l"] and res.missing == ["rouge_l", "judge_style"]
+    assert [(c.outcome, c.rows, c.diff, c.reason) for c in res.checks] == [
+        ("missing", 2, None, "2 paired rows, fewer than 3 (min_rows 3, set by the caller)"),
+        ("skipped", 2, None, "2 paired rows, fewer than 3 (min_rows 3, set by the caller)"),
+    ]
+    assert res.as_dict()["min_rows"] == 3
+    cli = load_cfg(settings).with_options(min_rows=3)
+    reason = apply_gate(cand, base, dataclasses.replace(cli, rules=rules)).checks[0].reason
+    assert reason == "2 paired rows, fewer than 3 (min_rows 3, --min-rows)"
+    full = apply_gate({**cand, "rouge_l": [0.9, 0.9, 0.9, None]}, base, cfg)  # 3 paired rows: decided
+    assert full.passed is True and full.checks[0].outcome == "pass" and full.checks[0].rows == 3
+
+
+def load_cfg(settings: Any) -> Any:
+    from twin_core.evaluation.config import load_eval_config
+
+    return load_eval_config(settings)
+
+
+def test_max_rows_below_min_rows_is_refused_before_any_model(settings: Any, setup: dict[str, Any]) -> None:
+    """min_rows counts the rows left after the max_rows cut: the gate never decides on fewer."""
+    from twin_core.errors import InputError
+    from twin_core.evaluation.run import check_inputs, evaluate
+
+    cfg = _cfg(settings, max_rows=2)  # the dataset holds out 3 rows; min_rows 3
+    expected = (
+        f"max_rows 2 (set by the caller) keeps 2 of the 3 held-out rows of dataset {setup['dataset']}; the "
+        "evaluation needs at least 3 (set by the caller): raise max_rows (0 = all) or lower min_rows"
+    )
+    with pytest.raises(InputError) as err:
+        check_inputs(settings, setup["cand"].ref, "base", cfg)
+    assert str(err.value) == expected
+    with pytest.raises(InputError, match="keeps 2 of the 3"):
+        evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup), config=cfg)
+    assert all(model.calls == 0 for model in setup["models"].values())  # no model asked anything
+    source = load_cfg(settings).source
+    with pytest.raises(InputError) as err:
+        load_cfg(settings).with_options(max_rows=2)
+    assert str(err.value) == (
+        f"max_rows 2 (--max-rows) is below min_rows 20 (samples.min_rows in {source}), the fewest rows the gate "
+        "decides on: raise max_rows (0 = all rows) or lower min_rows"
+    )
+    with pytest.raises(InputError) as err:
+        load_cfg(settings).with_options(max_rows=2, min_rows=3)
+    assert str(err.value) == (
+        "max_rows 2 (--max-rows) is below min_rows 3 (--min-rows), the fewest rows the gate decides on: "
+        "raise max_rows (0 = all rows) or lower min_rows"
+    )
+    with pytest.raises(InputError) as err:
+        load_cfg(settings).with_options(min_rows=0)
+    assert str(err.value) == "min_rows 0 (--min-rows): the gate needs at least 1 row"
+    ok = load_cfg(settings).with_options(max_rows=0, min_rows=3)  # 0 = every held-out row
+    assert (ok.max_rows, ok.min_rows, ok.origin("min_rows"), ok.origin("max_rows")) == (
+        0,
+        3,
+        "--min-rows",
+        "--max-rows",
+    )
+    assert len(check_inputs(settings, setup["cand"].ref, "base", ok).eval_set.rows) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("- samples\n- gate\n", "must be a mapping (got list)"),
+        ("samples: [1, 2]\n", "samples must be a mapping (got list)"),
+        ("gate:\n  confidence: 7\n", "gate.confidence must be between 0 and 1, e.g. 0.95 (got 7.0)"),
+        ("gate:\n  confidence: 0\n", "gate.confidence must be between 0 and 1, e.g. 0.95 (got 0.0)"),
+        ("gate:\n  confidence: high\n", "gate.confidence must be a number (got 'high')"),
+        (
+            "gate:\n  metrics:\n    rouge_L: {better: higher, min_delta: 0, required: false}\n",
+            "gate.metrics.rouge_L: unknown metric (known: perplexity, topic_similarity, rouge_l, style_distance, "
+            "attribution, judge_accuracy, judge_style, groundedness)",
+        ),
+        ("gate:\n  metrics: [rouge_l]\n", "gate.metrics must be a mapping (got list)"),
+        ("samples:\n  min_rows: 0\n", "samples.min_rows must be at least 1 (got 0)"),
+        ("samples:\n  max_rows: -1\n", "samples.max_rows must be 0 (all rows) or more (got -1)"),
+        (
+            "samples:\n  max_rows: 5\n  min_rows: 10\n",
+            "samples.max_rows 5 is below samples.min_rows 10: the gate would never have enough rows",
+        ),
+        ("samples:\n  min_row: 5\n", "samples: unknown keys ['min_row']"),
+        ("sample:\n  min_rows: 5\n", "unknown sections ['sample']"),
+    ],
+)
+def test_invalid_eval_config_is_a_config_error_naming_file_and_key(
+    settings: Any, tmp_path: Path, text: str, error: str
+) -> None:
+    from twin_core.errors import ConfigError
+    from twin_core.evaluation.config import load_eval_config
+
+    path = tmp_path / "eval.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_eval_config(settings, path)
+    assert str(err.value).startswith(f"{path}: ") and error in str(err.value)
+
+
+def test_metric_names_are_the_evaluations(settings: Any) -> None:
+    from twin_core.evaluation import run
+    from twin_core.evaluation.config import METRICS
+
+    assert run.METRICS is METRICS
+    assert {r.metric for r in load_cfg(settings).rules} <= set(METRICS)  # the repository's config loads
+
+
 def test_evaluate_against_base(settings: Any, setup: dict[str, Any]) -> None:
     from twin_core.evaluation.run import evaluate
 

@@ -48,6 +48,7 @@ def build(
         max_extracts=ds.max_extracts if max_extracts is None else max_extracts,
         max_rejected=ds.max_rejected if max_rejected is None else max_rejected,
         pair_kinds=_pair_kinds(pair_kinds),
+        min_held_out=_eval_min_rows(settings),
     )
     if opts.strategy not in ("extractive", "llm"):
         raise InputError(f"--strategy {opts.strategy!r}: expected extractive or llm")
@@ -63,7 +64,20 @@ def build(
         "authors": results,
         "versions": {r["author_slug"]: r["versions"] for r in results},
     }
+    warnings = [w for r in results for w in r.get("warnings", [])]  # e.g. too few held-out rows to evaluate
+    if warnings:
+        out["warnings"] = warnings
     return {**out, "skipped": skipped} if skipped else out
+
+
+def _eval_min_rows(settings: Any) -> int | None:
+    """``samples.min_rows`` of the evaluation config, for the build's held-out warning; None if unreadable."""
+    try:
+        from twin_core.evaluation.config import load_eval_config
+
+        return load_eval_config(settings).min_rows
+    except Exception:  # noqa: BLE001 - only the wording of a warning depends on it
+        return None
 
 
 def _build_each(settings: Any, authors: list[str], opts: Any, *, skip_empty: bool) -> tuple[list[dict], list[dict]]:
@@ -126,12 +140,16 @@ def show(version: str = typer.Argument(..., help="instruct|preference/<author_sl
 def export(
     version: str = typer.Argument(..., help="instruct|preference/<author_slug>/vNNNN"),
     dest: Path = typer.Argument(..., help="Folder to write (Hugging Face datasets layout)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a non-empty folder that is not an earlier export (replaces README.md)."
+    ),
 ) -> dict:
-    """Write parquet per split + a dataset card (README.md), loadable with `datasets.load_dataset(DIR)`."""
+    """Write parquet per split + a dataset card (README.md), loadable with `datasets.load_dataset(DIR)`.
+    The folder must be new, empty or an earlier export (exit 3 otherwise, nothing written), unless --force."""
     from twin_core.datasets.export import export_version
     from twin_core.settings import get_settings
 
-    return export_version(get_settings(), version, dest)
+    return export_version(get_settings(), version, dest, force=force)
 
 
 def _pair_kinds(value: str) -> tuple[str, ...]:

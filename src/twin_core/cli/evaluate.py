@@ -14,7 +14,10 @@ def _print_gate(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     gate = result["gate"]
-    title = f"gate: {gate['decision'].upper()} ({gate['confidence']:.0%} bootstrap intervals of paired differences)"
+    title = (
+        f"gate: {gate['decision'].upper()} ({gate['confidence']:.0%} bootstrap intervals of paired differences, "
+        f"at least {gate.get('min_rows', 2)} paired rows per metric)"
+    )
     table = Table("metric", "candidate", "baseline", "rows", "diff [interval]", "rule", "outcome", title=title)
     fmt = lambda v: "missing" if v is None else f"{v:.4g}"  # noqa: E731
     for c in gate["checks"]:
@@ -92,7 +95,11 @@ def app(
         None, "--max-rows", min=0, help="Held-out rows evaluated, 0 = all (default: configs/evaluation.yaml)."
     ),
     min_rows: int = typer.Option(
-        None, "--min-rows", min=0, help="Fewest held-out rows to decide on (default: configs/evaluation.yaml, 20)."
+        None,
+        "--min-rows",
+        min=1,
+        help="Fewest held-out rows (and paired rows per metric) to decide on, at least 1; --max-rows may not be "
+        "below it (default: configs/evaluation.yaml, 20).",
     ),
     require_pass: bool = typer.Option(False, "--require-pass", help="Exit 3 when the gate fails (for pipelines)."),
 ) -> dict:
@@ -101,8 +108,6 @@ def app(
     The report (JSON + HTML) goes to the artifact store and to Comet; the gate decision, the failing
     metrics and every number are in the result line.
     """
-    import dataclasses
-
     _check_refs(model, baseline)
     from twin_core.evaluation.config import load_eval_config
     from twin_core.evaluation.eval_report import write_report
@@ -111,11 +116,7 @@ def app(
     from twin_core.settings import get_settings
 
     settings = get_settings()
-    cfg = load_eval_config(settings)
-    if max_rows is not None:
-        cfg = dataclasses.replace(cfg, max_rows=max_rows)
-    if min_rows is not None:
-        cfg = dataclasses.replace(cfg, min_rows=min_rows)
+    cfg = load_eval_config(settings).with_options(max_rows=max_rows, min_rows=min_rows)  # bad sizes: exit 2/3
     check_inputs(settings, model, baseline, cfg)  # unknown version, too few held-out rows: exit 3, no model loaded
     result = evaluate(settings, model, baseline, tools=build_tools(settings, judge=judge), config=cfg)
     report = result.as_dict()

@@ -1,10 +1,11 @@
 """`twin datasets build`: cleaned documents -> instruction and preference dataset versions.
 
-Three phases: ``plan_build`` (pure: the extracts, the snapshot hash of every input, whether a model is
-needed), ``run_build`` (rows, filters, split, decontamination, pairs; LLM calls cached as they go) and
-``record_build`` (``record.py``: validation, then one artifact version per kind whose metadata is
-written last). A killed build leaves no half version; a re-run on an unchanged corpus returns the
-existing versions (snapshot hash) without calling any model.
+Three phases: ``plan_build`` (pure: the extracts, the content hash of each kind from only what decides its
+rows, whether a model is needed), ``run_build`` (rows, filters, split, decontamination, pairs; LLM calls
+cached as they go) and ``record_build`` (``record.py``: validation, then one artifact version per kind whose metadata is
+written last). A killed build leaves no half version; a build whose kind hash matches any existing
+version of that kind and author returns that version (``created`` false) instead of a byte-identical copy,
+and when every wanted kind matches, without calling any model.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class BuildOptions:
     # which pairs the candidates give: "model" (a generated, length-matched answer: one model call each)
     # and "other_author" (the nearest passage of another author: no model call)
     pair_kinds: tuple[str, ...] = PAIR_KINDS
+    # the evaluation's samples.min_rows (the CLI reads it: datasets does not import evaluation); fewer held-out
+    # rows warn. Not a build input: it changes no row and no hash.
+    min_held_out: int | None = None
 
 
 @dataclass
@@ -72,7 +76,7 @@ class BuildPlan:
     slug: str
     opts: BuildOptions
     datasets: DatasetSettings
-    snapshot: str
+    hashes: dict[str, str]  # kind -> content hash of what decides its rows (``kind_hashes``)
     extracts: list[Extract]
     documents: list[dict[str, str]]  # lineage: id, content hash, link
     needs_model: bool
@@ -116,26 +120,44 @@ def read_cleaned(settings: Settings, author: str, store: Any = None) -> list[Cle
             store.close()
 
 
-def snapshot_hash(
+def kind_hashes(
     docs: list[CleanedDocument], ds: DatasetSettings, opts: BuildOptions, model: str | None, features: Any = None
-) -> str:
-    """Content hash of every input of a build: same hash, same versions."""
-    return content_hash(
+) -> dict[str, str]:
+    """Content hash of each kind, from only what decides its rows: same hash, same version.
+
+    instruct: the corpus, what the feature store adds (retrieved context), the build logic, the strategy, the
+    sampling, the filter/split settings and, for the llm strategy only, the model and its prompt. Nothing of
+    the preference pairs (``max_rejected``, ``pair_kinds``, the rejected answers' model) enters it.
+    preference: the instruct hash (its pairs come from those rows), ``max_rejected``, ``pair_kinds``, the
+    length budget and, when model pairs are asked for, the model and the serving prompt."""
+    llm = opts.strategy == "llm"
+    instruct = content_hash(
         {
             "features": features,
             "documents": [[d.id, content_hash(d.content)] for d in docs],
             "build": BUILD_VERSION,
             "strategy": opts.strategy,
-            "seed": opts.seed,
+            # the seed picks the extractive instruction forms and the sample of extracts (if limited)
+            "seed": opts.seed if not llm or opts.max_extracts else None,
             "max_extracts": opts.max_extracts,
-            "max_rejected": opts.max_rejected,
-            # only when narrowed, so versions built with both kinds keep their hash
-            **({"pair_kinds": list(opts.pair_kinds)} if tuple(opts.pair_kinds) != PAIR_KINDS else {}),
-            "model": model,
-            "prompt": [PROMPT_VERSION, GENERATION_PROMPT_VERSION],
-            "settings": ds.model_dump(mode="json", exclude={"strategy", "seed", "max_extracts", "max_rejected"}),
+            **({"model": model, "prompt": [PROMPT_VERSION, GENERATION_PROMPT_VERSION]} if llm else {}),
+            "settings": ds.model_dump(
+                mode="json",
+                exclude={"strategy", "seed", "max_extracts", "max_rejected", "rejected_max_new_tokens"},
+            ),
         }
     )
+    by_model = "model" in opts.pair_kinds
+    preference = content_hash(
+        {
+            "instruct": instruct,
+            "max_rejected": opts.max_rejected,
+            "pair_kinds": list(opts.pair_kinds),
+            "rejected_max_new_tokens": ds.rejected_max_new_tokens,
+            **({"model": model, "prompt": PROMPT_VERSION} if by_model else {}),
+        }
+    )
+    return {"instruct": instruct, "preference": preference}
 
 
 def _sample(extracts: list[Extract], seed: int, limit: int) -> list[Extract]:
@@ -155,7 +177,7 @@ def plan_build(
     features: Any = None,
     context_tokens: int = 1024,
 ) -> BuildPlan:
-    """Pure: the extracts to turn into rows, the snapshot hash and whether a model will be needed.
+    """Pure: the extracts to turn into rows, the content hash of each kind and whether a model will be needed.
     ``features`` describes what the feature store adds (``neighbours.snapshot_label``)."""
     if not docs:
         raise InputError(f"author {author!r} has no cleaned documents in the feature store (run `twin features run`)")
@@ -167,7 +189,7 @@ def plan_build(
         slug=slugify(author),
         opts=opts,
         datasets=ds,
-        snapshot=snapshot_hash(docs, ds, opts, model_label, features),
+        hashes=kind_hashes(docs, ds, opts, model_label, features),
         extracts=extracts,
         documents=[{"id": d.id, "content_hash": content_hash(d.content), "link": d.link} for d in docs],
         needs_model=opts.strategy == "llm" or (bool(opts.max_rejected) and "model" in opts.pair_kinds),
@@ -255,7 +277,8 @@ def build_author(
     embedder: Any = None,
 ) -> AuthorBuild:
     """Build (or find) both dataset versions of ``author``. ``open_model()`` -> LLMBackend is called only
-    when a model is needed (LLM strategy, rejected answers); its ``label`` enters the snapshot hash.
+    when a model is needed (LLM strategy, rejected answers); its ``label`` enters the content hash of
+    the kinds it makes.
     ``embedder`` replaces the configured embedding model (tests)."""
     from twin_core.datasets.neighbours import Neighbours, snapshot_label
     from twin_core.datasets.record import existing_versions, record_build
@@ -270,10 +293,38 @@ def build_author(
         features = {**snapshot_label(settings, neighbours), "context_tokens": settings.rag.context_tokens}
         plan = plan_build(author, docs, settings.datasets, opts, label, features, settings.rag.context_tokens)
         store = open_artifact_store(settings)
-        existing = existing_versions(store, plan.slug, plan.snapshot, want_preference=bool(opts.max_rejected))
+        existing = existing_versions(store, plan.slug, plan.hashes, want_preference=bool(opts.max_rejected))
         if existing:
-            return AuthorBuild(author, plan.slug, existing, {k: False for k in existing}, {"unchanged": True})
+            result = AuthorBuild(author, plan.slug, existing, {k: False for k in existing}, {"unchanged": True})
+            return with_warnings(result, store, opts.min_held_out)
         built = run_build(plan, store, open_model, progress, neighbours)
     finally:
         vectors.close()
-    return record_build(plan, built, store, AuthorBuild(author, plan.slug))
+    return with_warnings(record_build(plan, built, store, AuthorBuild(author, plan.slug)), store, opts.min_held_out)
+
+
+def with_warnings(result: AuthorBuild, store: Any, min_rows: int | None) -> AuthorBuild:
+    """A WARNING (and a ``warnings`` entry in the result) when the instruct version holds out fewer rows
+    than the evaluation needs (``min_rows``; at least 1): ``twin evaluate`` would refuse it."""
+    from twin_core.datasets.versions import artifact_name, parse_version_id
+
+    version_id = result.versions.get("instruct")
+    if not version_id:
+        return result
+    kind, slug, version = parse_version_id(version_id)
+    held_out = int(store.get_version(artifact_name(kind, slug), version).metadata.get("splits", {}).get("test", 0))
+    if held_out >= max(min_rows or 0, 1):
+        return result
+    if min_rows is None:
+        why = "the evaluation will refuse it"
+    else:
+        why = (
+            f"the evaluation needs at least {min_rows} (samples.min_rows in configs/evaluation.yaml) and will refuse it"
+        )
+    warning = (
+        f"author {result.author!r}: dataset {version_id} has {held_out} held-out (test) rows; {why} "
+        "(more documents, or a higher TWIN_DATASETS_TEST_PERCENT / TWIN_DATASETS_MIN_TEST_ROWS)"
+    )
+    log.warning("datasets build: %s", warning)
+    result.stats.setdefault("warnings", []).append(warning)
+    return result

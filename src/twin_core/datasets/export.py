@@ -1,15 +1,24 @@
 """Export a version in the Hugging Face ``datasets`` layout that TRL reads: ``data/<split>.parquet``
-and a dataset card (``README.md`` with YAML front matter naming the splits)."""
+and a dataset card (``README.md`` with YAML front matter naming the splits).
+
+The destination must be absent, empty or an earlier export (it holds ``.twin-export.json``, written last
+by every export): anything else is refused (InputError) unless ``force``, so an export never replaces a
+README or a parquet file it did not write. Each file is written to a temporary sibling and renamed, so a
+killed export leaves whole files only (and no marker if it did not finish)."""
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 from twin_core.datasets.versions import load_dataset_version, to_parquet
-from twin_core.errors import writing_to
+from twin_core.errors import InputError, writing_to
 from twin_core.settings import Settings
+
+MARKER = ".twin-export.json"  # names the version exported; its presence marks the folder as an export
 
 CARD = """---
 language:
@@ -39,15 +48,42 @@ removed. Filter counts: `{filters}`.
 """
 
 
-def export_version(settings: Settings, version_id: str, dest: Path) -> dict[str, Any]:
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` to a temporary sibling, then renamed onto ``path``: never a half file under its name."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def refuse_foreign(dest: Path, version_id: str) -> None:
+    """InputError unless ``dest`` is absent, an empty folder or an earlier export (its marker)."""
+    if not dest.is_dir() or (dest / MARKER).is_file():
+        return  # absent (created), an earlier export, or a file (writing_to reports it)
+    entries = sorted(p.name for p in dest.iterdir())
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise InputError(
+            f"cannot export dataset {version_id} to {dest}: the folder is not empty ({shown}) and is not an "
+            f"earlier dataset export (no {MARKER}); choose an empty or new folder, or pass --force to "
+            "overwrite README.md and data/*.parquet there"
+        )
+
+
+def export_version(settings: Settings, version_id: str, dest: Path, force: bool = False) -> dict[str, Any]:
     v = load_dataset_version(settings, version_id)
-    data = Path(dest) / "data"
+    dest = Path(dest)
+    if not force:
+        refuse_foreign(dest, v.version_id)
+    data = dest / "data"
     counts = {}
     with writing_to(dest, f"dataset {v.version_id}"):
         data.mkdir(parents=True, exist_ok=True)
         for split in ("train", "test"):
             rows = v.rows(split)
-            (data / f"{split}.parquet").write_bytes(to_parquet(rows))
+            _write_atomic(data / f"{split}.parquet", to_parquet(rows))
             counts[split] = len(rows)
     meta = v.metadata
     files = "\n".join(f"  - split: {s}\n    path: data/{s}.parquet" for s in counts)
@@ -64,6 +100,8 @@ def export_version(settings: Settings, version_id: str, dest: Path) -> dict[str,
         prompt_version=meta.get("prompt_version"),
         filters=json.dumps(meta.get("filters", {}), sort_keys=True),
     )
+    marker = {"version": v.version_id, "files": ["README.md", *(f"data/{s}.parquet" for s in counts)]}
     with writing_to(dest, f"dataset {v.version_id}"):
-        (Path(dest) / "README.md").write_text(card, encoding="utf-8")
+        _write_atomic(dest / "README.md", card.encode("utf-8"))
+        _write_atomic(dest / MARKER, json.dumps(marker, indent=2).encode())  # last: the export is complete
     return {"version": v.version_id, "dest": str(dest), "rows": counts}

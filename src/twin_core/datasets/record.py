@@ -20,15 +20,26 @@ Row = dict[str, Any]
 SUMMARY_KEYS = ("forms_used", "largest_form_share", "distinct_instruction_share")
 
 
-def existing_versions(store: Any, slug: str, snapshot: str, want_preference: bool) -> dict[str, str]:
-    """The newest versions if they were built from this very snapshot (the preference one only if wanted)."""
+def find_version(store: Any, kind: str, slug: str, chash: str) -> Any:
+    """The version of ``kind`` and author whose content hash is ``chash`` (any of them, not only the newest:
+    going back to earlier settings gives the earlier version), else None."""
+    name = artifact_name(kind, slug)
+    for version in store.versions(name):
+        av = store.get_version(name, version)
+        if av.metadata.get("content_hash") == chash:
+            return av
+    return None
+
+
+def existing_versions(store: Any, slug: str, hashes: dict[str, str], want_preference: bool) -> dict[str, str]:
+    """The versions built from these very inputs, if every wanted kind has one (the preference one only if
+    wanted), else {} (the build runs; a kind that has one still gets it back from ``write_version``)."""
     found: dict[str, str] = {}
     for kind in ("instruct", "preference") if want_preference else ("instruct",):
-        name = artifact_name(kind, slug)
-        versions = store.versions(name)
-        if not versions or store.get_version(name, versions[-1]).metadata.get("content_hash") != snapshot:
+        av = find_version(store, kind, slug, hashes[kind])
+        if av is None:
             return {}
-        found[kind] = f"{kind}/{slug}/{versions[-1]}"
+        found[kind] = f"{kind}/{slug}/{av.version}"
     return found
 
 
@@ -80,7 +91,6 @@ def common_metadata(plan: BuildPlan, built: BuiltRows) -> dict[str, Any]:
     return {
         "author": plan.author,
         "author_slug": plan.slug,
-        "content_hash": plan.snapshot,
         "strategy": plan.opts.strategy,
         "seed": plan.opts.seed,
         "model": built.model_version,
@@ -88,7 +98,7 @@ def common_metadata(plan: BuildPlan, built: BuiltRows) -> dict[str, Any]:
         "generation_prompt_version": GENERATION_PROMPT_VERSION,
         "build_version": plan.build_version,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "lineage": {"documents": plan.documents, "snapshot_hash": plan.snapshot},
+        "lineage": {"documents": plan.documents},
         "extracts": len(plan.extracts),
         "llm_calls": built.llm_calls,
         "llm_cache_hits": built.llm_cache_hits,
@@ -108,9 +118,14 @@ def validated(kind: str, rows: list[Row], min_answer_chars: int, store: Any, pre
 
 
 def write_version(store: Any, plan: BuildPlan, kind: str, rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
-    """Validate and store one dataset; returns its version id, whether it is new, and its counts."""
+    """Validate and store one dataset; returns its version id, whether it is new, and its counts. A version
+    of this kind with the same content hash (any, not only the newest) is returned as it is."""
     name = artifact_name(kind, plan.slug)
-    prefix = f"{name}/data_docs/{plan.snapshot[:16]}"
+    chash = plan.hashes[kind]
+    same = find_version(store, kind, plan.slug, chash)
+    if same is not None:
+        return _written(kind, plan.slug, same.version, False, same.metadata)
+    prefix = f"{name}/data_docs/{chash[:16]}"
     kept, rejected, docs_uri = validated(kind, rows, plan.datasets.min_answer_chars, store, prefix)
     files = {f"{s}.parquet": to_parquet([r for r in kept if r["split"] == s]) for s in ("train", "test")}
     if rejected:
@@ -118,15 +133,26 @@ def write_version(store: Any, plan: BuildPlan, kind: str, rows: list[Row], meta:
     meta = {
         **meta,
         "kind": kind,
+        "content_hash": chash,
+        "lineage": {**meta.get("lineage", {}), "snapshot_hash": chash},
         **split_counts(kept),
         "validation": {"rejected": len(rejected), "data_docs": docs_uri},
     }
     before = store.versions(name)
-    version = store.put_version(name, files, meta).version
+    av = store.put_version(name, files, meta)
+    return _written(kind, plan.slug, av.version, av.version not in before, av.metadata)
+
+
+def _written(kind: str, slug: str, version: str, created: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    counts = {"splits": meta.get("splits", {}), "categories": meta.get("categories", {})}
     return {
-        "version": f"{kind}/{plan.slug}/{version}",
-        "created": version not in before,
-        "stats": {"rows": len(kept), **split_counts(kept), "rejected_by_validation": len(rejected)},
+        "version": f"{kind}/{slug}/{version}",
+        "created": created,
+        "stats": {
+            "rows": sum(counts["splits"].values()),
+            **counts,
+            "rejected_by_validation": meta.get("validation", {}).get("rejected", 0),
+        },
     }
 
 

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from twin_core.errors import ConfigError
+from twin_core.errors import ConfigError, InputError
 from twin_core.settings import Settings
 
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "evaluation.yaml"
 RULE_KEYS = {"better", "max_ratio", "min_delta", "min", "max", "decide", "required"}
+# every per-row metric the evaluation measures: the only names a gate rule may use
+METRICS = (
+    "perplexity",
+    "topic_similarity",
+    "rouge_l",
+    "style_distance",
+    "attribution",
+    "judge_accuracy",
+    "judge_style",
+    "groundedness",
+)
+SECTIONS = {
+    "samples": {"max_rows", "min_rows", "batch_size", "max_new_tokens", "perplexity_max_length"},
+    "rag": {"k"},
+    "judge": {"max_new_tokens", "max_consecutive_failures"},
+    "gate": {"bootstrap_resamples", "confidence", "metrics"},
+}
+CLI_OPTIONS = {"max_rows": "--max-rows", "min_rows": "--min-rows"}  # fields `twin evaluate` may override
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,40 @@ class EvalConfig:
     confidence: float = 0.95
     rules: tuple[Rule, ...] = field(default_factory=tuple)
     source: str = "defaults"
+    overridden: tuple[str, ...] = ()  # fields set on the command line (see with_options)
+    loaded: tuple[tuple[str, int], ...] = ()  # the sample sizes as read from ``source``
+
+    def origin(self, name: str) -> str:
+        """Where a sample size came from, for messages: the CLI option, the config file's key, the default,
+        or (a value changed in code, e.g. the demo's) the caller."""
+        if name in self.overridden and name in CLI_OPTIONS:
+            return CLI_OPTIONS[name]
+        if self.source == "defaults":
+            default = EvalConfig.__dataclass_fields__[name].default
+            return "the default" if getattr(self, name) == default else "set by the caller"
+        if dict(self.loaded).get(name) != getattr(self, name):
+            return "set by the caller"
+        return f"samples.{name} in {self.source}"
+
+    def with_options(self, max_rows: int | None = None, min_rows: int | None = None) -> EvalConfig:
+        """The sample sizes given on the command line, checked before any model loads: InputError (exit 3)
+        when they leave fewer rows than the gate may decide on (max_rows, 0 = all, below min_rows)."""
+        changes = {k: v for k, v in (("max_rows", max_rows), ("min_rows", min_rows)) if v is not None}
+        cfg = replace(self, **changes, overridden=tuple(dict.fromkeys(self.overridden + tuple(changes))))
+        mx, mn = (
+            f"max_rows {cfg.max_rows} ({cfg.origin('max_rows')})",
+            f"min_rows {cfg.min_rows} ({cfg.origin('min_rows')})",
+        )
+        if cfg.min_rows < 1:
+            raise InputError(f"{mn}: the gate needs at least 1 row")
+        if cfg.max_rows < 0:
+            raise InputError(f"{mx}: expected 0 (all rows) or more")
+        if 0 < cfg.max_rows < cfg.min_rows:
+            raise InputError(
+                f"{mx} is below {mn}, the fewest rows the gate decides on: raise max_rows (0 = all rows) "
+                "or lower min_rows"
+            )
+        return cfg
 
 
 def _rule(name: str, spec: Any, origin: str) -> Rule:
@@ -82,8 +134,28 @@ def _rule(name: str, spec: Any, origin: str) -> Rule:
     return Rule(metric=name, better=better, decide=decide, required=bool(spec.get("required", True)), **values)
 
 
+def _mapping(value: Any, what: str, origin: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin}: {what} must be a mapping (got {type(value).__name__})")
+    return value
+
+
+def _number(section: str, data: dict[str, Any], key: str, default: float, kind: type, origin: str) -> Any:
+    value = data.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {section}.{key} must be a number (got {value!r})") from None
+
+
 def load_eval_config(settings: Settings, path: Path | None = None) -> EvalConfig:
-    """The evaluation config: TWIN_EVAL_CONFIG, else the repository's configs/evaluation.yaml."""
+    """The evaluation config: TWIN_EVAL_CONFIG, else the repository's configs/evaluation.yaml. ConfigError
+    (exit 2, naming the file and the key) when it is not a mapping, has an unknown section, key or metric,
+    or a value out of range: checked here, before any model loads."""
     path = path or settings.eval.config or (_REPO_CONFIG if _REPO_CONFIG.is_file() else None)
     if path is None:
         return EvalConfig()
@@ -91,25 +163,63 @@ def load_eval_config(settings: Settings, path: Path | None = None) -> EvalConfig
     if not path.is_file():
         raise ConfigError(f"TWIN_EVAL_CONFIG: {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    samples, rag, judge, gate = (data.get(k) or {} for k in ("samples", "rag", "judge", "gate"))
-    rules = tuple(_rule(name, spec, str(path)) for name, spec in (gate.get("metrics") or {}).items())
-    try:
-        return EvalConfig(
-            max_rows=int(samples.get("max_rows", 40)),
-            min_rows=int(samples.get("min_rows", 20)),
-            batch_size=max(1, int(samples.get("batch_size", 8))),
-            max_new_tokens=int(samples.get("max_new_tokens", 64)),
-            perplexity_max_length=int(samples.get("perplexity_max_length", 512)),
-            rag_k=int(rag.get("k", 5)),
-            judge_max_new_tokens=int(judge.get("max_new_tokens", 160)),
-            judge_max_failures=int(judge.get("max_consecutive_failures", 3)),
-            bootstrap_resamples=int(gate.get("bootstrap_resamples", 2000)),
-            confidence=float(gate.get("confidence", 0.95)),
-            rules=rules,
-            source=str(path),
+    origin = str(path)
+    sections = _sections(data, origin)
+    samples, rag, judge, gate = (sections[k] for k in ("samples", "rag", "judge", "gate"))
+    metrics = _mapping(gate.get("metrics"), "gate.metrics", origin)
+    for name in metrics:
+        if name not in METRICS:
+            raise ConfigError(f"{origin}: gate.metrics.{name}: unknown metric (known: {', '.join(METRICS)})")
+    rules = tuple(_rule(name, spec, origin) for name, spec in metrics.items())
+
+    def num(section: str, values: dict[str, Any], key: str, default: float, kind: type = int) -> Any:
+        return _number(section, values, key, default, kind, origin)
+
+    cfg = EvalConfig(
+        max_rows=num("samples", samples, "max_rows", 40),
+        min_rows=num("samples", samples, "min_rows", 20),
+        batch_size=max(1, num("samples", samples, "batch_size", 8)),
+        max_new_tokens=num("samples", samples, "max_new_tokens", 64),
+        perplexity_max_length=num("samples", samples, "perplexity_max_length", 512),
+        rag_k=num("rag", rag, "k", 5),
+        judge_max_new_tokens=num("judge", judge, "max_new_tokens", 160),
+        judge_max_failures=num("judge", judge, "max_consecutive_failures", 3),
+        bootstrap_resamples=num("gate", gate, "bootstrap_resamples", 2000),
+        confidence=num("gate", gate, "confidence", 0.95, float),
+        rules=rules,
+        source=origin,
+    )
+    return _in_range(replace(cfg, loaded=(("max_rows", cfg.max_rows), ("min_rows", cfg.min_rows))), origin)
+
+
+def _sections(data: Any, origin: str) -> dict[str, dict[str, Any]]:
+    """The config's sections, each a mapping with known keys only (a typo is an error, not a silent default)."""
+    data = _mapping(data, f"the file (sections {', '.join(SECTIONS)})", origin)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown sections {unknown} (allowed: {sorted(SECTIONS)})")
+    sections = {name: _mapping(data.get(name), name, origin) for name in SECTIONS}
+    for name, keys in SECTIONS.items():
+        unknown = sorted(set(sections[name]) - keys)
+        if unknown:
+            raise ConfigError(f"{origin}: {name}: unknown keys {unknown} (allowed: {sorted(keys)})")
+    return sections
+
+
+def _in_range(cfg: EvalConfig, origin: str) -> EvalConfig:
+    """``cfg`` if its numbers make sense together; else a ConfigError naming the key."""
+    if not 0 < cfg.confidence < 1:
+        raise ConfigError(f"{origin}: gate.confidence must be between 0 and 1, e.g. 0.95 (got {cfg.confidence!r})")
+    if cfg.min_rows < 1:
+        raise ConfigError(f"{origin}: samples.min_rows must be at least 1 (got {cfg.min_rows})")
+    if cfg.max_rows < 0:
+        raise ConfigError(f"{origin}: samples.max_rows must be 0 (all rows) or more (got {cfg.max_rows})")
+    if 0 < cfg.max_rows < cfg.min_rows:
+        raise ConfigError(
+            f"{origin}: samples.max_rows {cfg.max_rows} is below samples.min_rows {cfg.min_rows}: "
+            "the gate would never have enough rows"
         )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return cfg

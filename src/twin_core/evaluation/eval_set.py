@@ -43,16 +43,34 @@ def held_out_rows(settings: Settings, version_id: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: str(r.get("id", "")))
 
 
-def load_eval_set(settings: Settings, version_id: str, min_rows: int, max_rows: int) -> EvalSet:
-    """The held-out rows (at most ``max_rows``, 0 = all); InputError below ``min_rows``."""
+def load_eval_set(
+    settings: Settings,
+    version_id: str,
+    min_rows: int,
+    max_rows: int,
+    *,
+    min_from: str = "samples.min_rows",
+    max_from: str = "samples.max_rows",
+) -> EvalSet:
+    """The held-out rows (at most ``max_rows``, 0 = all); InputError when fewer than ``min_rows`` (at least 1)
+    remain after that cut: the gate never decides on fewer. ``min_from``/``max_from`` name where the two
+    numbers came from (a config key and its file, or a CLI option)."""
+    need = max(min_rows, 1)
     rows = held_out_rows(settings, version_id)
-    if len(rows) < max(min_rows, 1):
+    if len(rows) < need:
         raise InputError(
             f"dataset {version_id} holds out {len(rows)} usable rows (an instruction and the author's answer); "
-            f"the evaluation needs at least {min_rows} (samples.min_rows in configs/evaluation.yaml): "
+            f"the evaluation needs at least {need} ({min_from}): "
             "rebuild the dataset with more held-out documents, or lower min_rows"
         )
-    return EvalSet(version_id, rows[:max_rows] if max_rows > 0 else rows)
+    kept = rows[:max_rows] if max_rows > 0 else rows
+    if len(kept) < need:
+        raise InputError(
+            f"max_rows {max_rows} ({max_from}) keeps {len(kept)} of the {len(rows)} held-out rows of dataset "
+            f"{version_id}; "
+            f"the evaluation needs at least {need} ({min_from}): raise max_rows (0 = all) or lower min_rows"
+        )
+    return EvalSet(version_id, kept)
 
 
 def _prose(settings: Settings, version_id: str) -> dict[str, list[str]]:

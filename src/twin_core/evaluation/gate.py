@@ -5,8 +5,9 @@ The difference is taken in the good direction (``better:``), so a positive value
 higher-is-better ``c - b``, lower-is-better ``b - c``, and for ``max_ratio`` the per-row log ratio
 ``log(b / c)``. "not worse" passes when the interval's worst (low) end is within the tolerance
 (``min_delta``, or ``-log(max_ratio)``); "better" needs the whole interval above 0. ``min``/``max``
-bound the candidate's mean. A required metric with fewer than two paired rows fails; an optional one
-is skipped; when every metric is missing the gate fails.
+bound the candidate's mean. A metric needs ``min_rows`` paired rows (at least 2) to be decided on:
+with fewer (rows where an answer, the judge or the metric failed) a required metric is missing and
+fails the gate, an optional one is skipped; when every metric is missing the gate fails.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class GateResult:
     missing: list[str]
     checks: list[Check]
     confidence: float
+    min_rows: int  # paired rows a metric needs to be decided on
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class GateResult:
             "failing": self.failing,
             "missing": self.missing,
             "confidence": self.confidence,
+            "min_rows": self.min_rows,
             "checks": [asdict(c) for c in self.checks],
         }
 
@@ -100,12 +103,19 @@ def _verdict(rule: Rule, cand_mean: float, low: float, bound: float | None) -> t
     return "pass", ""
 
 
+def min_paired(config: EvalConfig) -> int:
+    """The fewest paired rows a metric is decided on: ``min_rows``, and never under 2 (an interval)."""
+    return max(2, config.min_rows)
+
+
 def check(rule: Rule, cand: list[float | None], base: list[float | None], config: EvalConfig) -> Check:
     c, b = paired(cand, base)
     desc = rule.describe()
-    if len(c) < 2:
+    need = min_paired(config)
+    if len(c) < need:
         outcome = "missing" if rule.required else "skipped"
-        return Check(rule.metric, outcome, None, None, len(c), None, None, None, None, desc, "fewer than 2 paired rows")
+        reason = f"{len(c)} paired rows, fewer than {need} (min_rows {config.min_rows}, {config.origin('min_rows')})"
+        return Check(rule.metric, outcome, None, None, len(c), None, None, None, None, desc, reason)
     diffs = _differences(rule, c, b)
     low, high = interval(diffs, config.bootstrap_resamples, config.confidence)
     bound = _tolerance(rule)
@@ -122,4 +132,4 @@ def apply_gate(candidate: PerRow, baseline: PerRow, config: EvalConfig) -> GateR
     failing = [c.metric for c in checks if c.outcome in ("fail", "missing")]
     missing = [c.metric for c in checks if c.outcome in ("missing", "skipped")]
     measured = any(c.outcome in ("pass", "fail") for c in checks)
-    return GateResult(bool(measured and not failing), failing, missing, checks, config.confidence)
+    return GateResult(bool(measured and not failing), failing, missing, checks, config.confidence, min_paired(config))

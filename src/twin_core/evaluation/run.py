@@ -2,7 +2,8 @@
 
 Three phases:
 - ``plan`` (no model loaded): the candidate, the baseline, the evaluation set (the author's instruct
-  test split, whatever dataset trained the candidate; InputError below ``min_rows``), the other
+  test split, whatever dataset trained the candidate, cut to ``max_rows``; InputError when fewer than
+  ``min_rows`` remain), the other
   authors' held-out text (attribution) and production twins (perplexity specificity);
 - ``run``: retrieval once per row (shared), then per model: per-row perplexity of the author's text,
   batched answers, per-row metrics, batched judge scores;
@@ -21,7 +22,7 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.evaluation import metrics as m
 from twin_core.evaluation.attribution import Attributor, fit_attributor
-from twin_core.evaluation.config import EvalConfig, load_eval_config
+from twin_core.evaluation.config import METRICS, EvalConfig, load_eval_config
 from twin_core.evaluation.eval_set import EvalSet, authors_prose, instruct_version, load_eval_set
 from twin_core.evaluation.gate import apply_gate
 from twin_core.evaluation.judge import Judge
@@ -32,16 +33,6 @@ from twin_core.stores.registry import ModelRegistry, ModelVersion, open_registry
 
 log = logging.getLogger(__name__)
 
-METRICS = (
-    "perplexity",
-    "topic_similarity",
-    "rouge_l",
-    "style_distance",
-    "attribution",
-    "judge_accuracy",
-    "judge_style",
-    "groundedness",
-)
 Retrieve = Callable[[str, str, int], list[dict[str, Any]]]  # (query, author, k) -> hits with document_id, link, text
 
 
@@ -163,7 +154,9 @@ def plan(settings: Settings, model_ref: str, baseline: str = "production", cfg: 
     registry = open_registry(settings)
     mv = registry.get(model_ref)  # unknown -> InputError
     version = instruct_version(settings, mv.author_slug, list(mv.metadata.get("dataset_versions") or []))
-    eval_set = load_eval_set(settings, version, cfg.min_rows, cfg.max_rows)
+    eval_set = load_eval_set(
+        settings, version, cfg.min_rows, cfg.max_rows, min_from=cfg.origin("min_rows"), max_from=cfg.origin("max_rows")
+    )
     base = resolve_baseline(settings, registry, mv, baseline)
     extra = [] if base.ref.startswith("base:") else [_base_subject(settings, mv, role="base")]
     prose = authors_prose(settings, mv.author_slug, version)

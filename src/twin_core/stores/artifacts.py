@@ -22,8 +22,10 @@ Guarantees:
 
 - metadata last: a version exists for readers once its ``metadata.json`` (written after every file)
   exists; a killed writer leaves no half version.
-- idempotent: if the newest version has the same ``metadata['content_hash']``, ``put_version`` returns
-  it instead of writing a new one.
+- idempotent: if any version has the same ``metadata['content_hash']``, ``put_version`` returns it
+  instead of writing a new one (as the model registry's ``register`` does).
+- a ``put_version`` that fails while writing files (an exception, Ctrl-C) removes the files it wrote,
+  best effort, and re-raises the original error; a killed process leaves its files but no version.
 - no two writers ever get the same version number, across threads, processes and machines: a writer
   takes number N by creating the claim object ``.claims/<name>/vNNNN.claim`` atomically, "only if
   absent" (locally ``os.open(O_CREAT | O_EXCL)``; on S3 a conditional ``PutObject`` with
@@ -83,6 +85,8 @@ class _Backend(Protocol):
     def list_keys(self, prefix: str) -> list[str]: ...
     def uri(self, key: str) -> str: ...
     def local_path(self, key: str) -> Path | None: ...
+    def delete(self, key: str) -> None: ...
+    def prune(self, prefix: str) -> None: ...
 
 
 class LocalBackend:
@@ -160,6 +164,22 @@ class LocalBackend:
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def prune(self, prefix: str) -> None:
+        """Remove the empty folders left under (and at) ``prefix``, and stray ``.part`` files in them."""
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for p in sorted(base.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+            if p.is_file() and p.name.endswith(".part"):
+                p.unlink(missing_ok=True)
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        if not any(base.iterdir()):
+            base.rmdir()
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -294,6 +314,12 @@ class S3Backend:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
+    def delete(self, key: str) -> None:
+        self._call(self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def prune(self, prefix: str) -> None:
+        """S3 has no folders (an aborted multipart upload is boto3's to abort)."""
+
     def local_path(self, key: str) -> Path | None:
         return None
 
@@ -401,28 +427,44 @@ class ArtifactStore:
         """Write a new version: files first (``Path`` values are streamed), ``metadata.json`` last (it
         marks the version complete).
 
-        If the newest version has identical ``metadata['content_hash']``, it is returned unchanged,
-        so re-running a step does not create a duplicate version.
+        If any version has identical ``metadata['content_hash']``, it is returned unchanged, so re-running
+        a step (or going back to earlier content) does not create a duplicate version. If writing a file
+        fails, the files already written are removed (best effort) and the error re-raised.
         """
         name = _clean_key(name)
         clean = {_clean_key(fname): data for fname, data in files.items()}
         if METADATA_FILE in clean:
             raise InputError(f"{name}: a version file may not be called {METADATA_FILE} (it is the store's)")
         existing = self.versions(name)
-        if existing and metadata.get("content_hash"):
-            last = self.get_version(name, existing[-1])
-            if last.metadata.get("content_hash") == metadata["content_hash"]:
-                return last
+        if metadata.get("content_hash"):
+            for v in existing:  # any version, not only the newest: going back to earlier content reuses it
+                same = self.get_version(name, v)
+                if same.metadata.get("content_hash") == metadata["content_hash"]:
+                    return same
         version = self._claim_version(name, existing)
-        for fname, data in sorted(clean.items()):
-            key = f"{name}/{version}/{fname}"
-            if isinstance(data, Path):
-                self.put_file(key, data)
-            else:
-                self._b.put_bytes(key, data)
+        try:
+            for fname, data in sorted(clean.items()):
+                key = f"{name}/{version}/{fname}"
+                if isinstance(data, Path):
+                    self.put_file(key, data)
+                else:
+                    self._b.put_bytes(key, data)
+        except BaseException:
+            self._remove_partial(name, version)  # no metadata was written: the version never existed
+            raise
         meta = {**metadata, "name": name, "version": version, "files": sorted(clean)}
         self._b.put_bytes(f"{name}/{version}/{METADATA_FILE}", json.dumps(meta, indent=2, default=str).encode())
         return ArtifactVersion(name, version, meta, self._b.uri(f"{name}/{version}"))
+
+    def _remove_partial(self, name: str, version: str) -> None:
+        """Best effort: delete the files a failed ``put_version`` wrote under ``name/version`` (never its
+        metadata, which is written last). Errors here are swallowed: the caller re-raises the original one.
+        The claim stays, so the number is not reused; a killed process leaves the files, but no version."""
+        with contextlib.suppress(Exception):
+            for key in self._b.list_keys(f"{name}/{version}"):
+                if key.rsplit("/", 1)[-1] != METADATA_FILE:
+                    self._b.delete(key)
+            self._b.prune(f"{name}/{version}")
 
     def put_version_dir(self, name: str, folder: Path, metadata: dict[str, Any]) -> ArtifactVersion:
         """``put_version`` of every file under ``folder`` (relative paths kept), streamed."""
