@@ -221,11 +221,12 @@ def test_max_rows_below_min_rows_is_refused_before_any_model(settings: Any, setu
             "attribution, judge_accuracy, judge_style, groundedness)",
         ),
         ("gate:\n  metrics: [rouge_l]\n", "gate.metrics must be a mapping (got list)"),
-        ("samples:\n  min_rows: 0\n", "samples.min_rows must be at least 1 (got 0)"),
-        ("samples:\n  max_rows: -1\n", "samples.max_rows must be 0 (all rows) or more (got -1)"),
+        ("samples:\n  min_rows: 0\n", "samples.min_rows 0: the gate needs at least 1 row"),
+        ("samples:\n  max_rows: -1\n", "samples.max_rows -1: expected 0 (all rows) or more"),
         (
             "samples:\n  max_rows: 5\n  min_rows: 10\n",
-            "samples.max_rows 5 is below samples.min_rows 10: the gate would never have enough rows",
+            "samples.max_rows 5 is below samples.min_rows 10, the fewest rows the gate decides on: raise max_rows "
+            "(0 = all rows) or lower min_rows",
         ),
         ("samples:\n  min_row: 5\n", "samples: unknown keys ['min_row']"),
         ("sample:\n  min_rows: 5\n", "unknown sections ['sample']"),

@@ -93,20 +93,28 @@ class EvalConfig:
         when they leave fewer rows than the gate may decide on (max_rows, 0 = all, below min_rows)."""
         changes = {k: v for k, v in (("max_rows", max_rows), ("min_rows", min_rows)) if v is not None}
         cfg = replace(self, **changes, overridden=tuple(dict.fromkeys(self.overridden + tuple(changes))))
-        mx, mn = (
+        problem = rows_problem(
+            cfg,
             f"max_rows {cfg.max_rows} ({cfg.origin('max_rows')})",
             f"min_rows {cfg.min_rows} ({cfg.origin('min_rows')})",
         )
-        if cfg.min_rows < 1:
-            raise InputError(f"{mn}: the gate needs at least 1 row")
-        if cfg.max_rows < 0:
-            raise InputError(f"{mx}: expected 0 (all rows) or more")
-        if 0 < cfg.max_rows < cfg.min_rows:
-            raise InputError(
-                f"{mx} is below {mn}, the fewest rows the gate decides on: raise max_rows (0 = all rows) "
-                "or lower min_rows"
-            )
+        if problem:
+            raise InputError(problem)
         return cfg
+
+
+def rows_problem(cfg: EvalConfig, max_label: str, min_label: str) -> str | None:
+    """What is wrong with ``cfg``'s row counts (labelled as the user gave them), or None."""
+    if cfg.min_rows < 1:
+        return f"{min_label}: the gate needs at least 1 row"
+    if cfg.max_rows < 0:
+        return f"{max_label}: expected 0 (all rows) or more"
+    if 0 < cfg.max_rows < cfg.min_rows:
+        return (
+            f"{max_label} is below {min_label}, the fewest rows the gate decides on: raise max_rows (0 = all rows) "
+            "or lower min_rows"
+        )
+    return None
 
 
 def _rule(name: str, spec: Any, origin: str) -> Rule:
@@ -213,13 +221,7 @@ def _in_range(cfg: EvalConfig, origin: str) -> EvalConfig:
     """``cfg`` if its numbers make sense together; else a ConfigError naming the key."""
     if not 0 < cfg.confidence < 1:
         raise ConfigError(f"{origin}: gate.confidence must be between 0 and 1, e.g. 0.95 (got {cfg.confidence!r})")
-    if cfg.min_rows < 1:
-        raise ConfigError(f"{origin}: samples.min_rows must be at least 1 (got {cfg.min_rows})")
-    if cfg.max_rows < 0:
-        raise ConfigError(f"{origin}: samples.max_rows must be 0 (all rows) or more (got {cfg.max_rows})")
-    if 0 < cfg.max_rows < cfg.min_rows:
-        raise ConfigError(
-            f"{origin}: samples.max_rows {cfg.max_rows} is below samples.min_rows {cfg.min_rows}: "
-            "the gate would never have enough rows"
-        )
+    problem = rows_problem(cfg, f"samples.max_rows {cfg.max_rows}", f"samples.min_rows {cfg.min_rows}")
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
     return cfg
