@@ -170,6 +170,23 @@ def test_huggingface_runtime_upgrade_keeps_the_promoted_storage_uri(tmp_path):
     assert _refs(live) == {"llm-twin/production-ref": REF}
 
 
+def test_an_inference_service_twin_deploy_never_touched_follows_the_values(tmp_path):
+    """No canary, no production ref, the install's base model: a new serving.baseModel reaches it (and the
+    base annotation), while a deployed one keeps its model."""
+    from twin_core.deploy import kserve
+
+    installed = _install(_values("Standard"))
+    new_base = {"baseModel": {"storageUri": "hf://HuggingFaceTB/SmolLM2-360M-Instruct", "version": "base"}}
+    promoted = _deploy(installed[ADA], kserve.canary_patch(installed[ADA], REF, URI, 10))
+    promoted = _deploy(promoted, kserve.promote_patch(promoted))
+    upgraded = _upgrade(tmp_path, _values("Standard", **new_base), {ADA: promoted, OSKAR: installed[OSKAR]})
+    oskar = _apply(installed[OSKAR], installed[OSKAR], upgraded[OSKAR])
+    assert _model(oskar["spec"]["predictor"]) == kserve.model_env("base", new_base["baseModel"]["storageUri"])
+    assert oskar["metadata"]["annotations"]["llm-twin/base-storage-uri"] == new_base["baseModel"]["storageUri"]
+    ada = _apply(promoted, installed[ADA], upgraded[ADA])
+    assert _model(ada["spec"]["predictor"]) == kserve.model_env(REF, URI)
+
+
 def test_without_a_live_inference_service_the_values_choose_the_model(tmp_path):
     """Only what the cluster holds is kept: an InferenceService not there yet (a new author, or no
     cluster to read) starts on the values' model, as at install."""

@@ -76,13 +76,14 @@ def test_concurrent_versions_from_threads_do_not_corrupt(tmp_path: Path) -> None
     assert sorted(store.get_json(f"r/{i}.json")["i"] for i in range(8)) == list(range(8))
 
 
-def test_earlier_content_returns_its_earlier_version(store: ArtifactStore) -> None:
+def test_earlier_content_is_written_again_as_the_newest(store: ArtifactStore) -> None:
+    """Readers take the newest version as current: content going back to v0001's becomes v0003, not v0001."""
     v1 = store.put_version("datasets/instruct", {"train.jsonl": b"a\n"}, {"content_hash": "h1"})
     v2 = store.put_version("datasets/instruct", {"train.jsonl": b"b\n"}, {"content_hash": "h2"})
+    same = store.put_version("datasets/instruct", {"train.jsonl": b"b\n"}, {"content_hash": "h2"})
     back = store.put_version("datasets/instruct", {"train.jsonl": b"a\n"}, {"content_hash": "h1"})
-    assert (v1.version, v2.version, back.version) == ("v0001", "v0002", "v0001")
-    assert back.metadata == v1.metadata
-    assert store.versions("datasets/instruct") == ["v0001", "v0002"]
+    assert (v1.version, v2.version, same.version, back.version) == ("v0001", "v0002", "v0002", "v0003")
+    assert store.versions("datasets/instruct") == ["v0001", "v0002", "v0003"]
 
 
 def test_a_failed_upload_removes_its_files_and_raises_the_original_error(

@@ -39,6 +39,9 @@ class Health(http.server.BaseHTTPRequestHandler):
 try:
     server = http.server.HTTPServer(("127.0.0.1", port), Health)
 except OSError as exc:
+    if os.environ.get("FAKE_STAY_SILENT"):  # neither exits nor logs: only the port's listener tells
+        import time
+        time.sleep(3600)
     print(f"[Errno {exc.errno}] error while attempting to bind on address ('127.0.0.1', {port}): "
           f"{exc.strerror.lower()}", flush=True)
     sys.exit(3)
@@ -131,8 +134,10 @@ def test_a_fixed_port_held_by_another_process_fails_the_start(
 
     with _bound(listen=True) as taken:
         port = taken.getsockname()[1]
+        # the started server stays up, silent (no exit, no "address in use" to race with): the listener decides
+        env = lambda p: {**_env(p), "FAKE_STAY_SILENT": "1"}  # noqa: E731
         with pytest.raises(SystemExit) as exc:
-            launcher.start_api_server(fake_api_server, _env, port, tmp_path / "api-server.log", healthy=healthy)
+            launcher.start_api_server(fake_api_server, env, port, tmp_path / "api-server.log", healthy=healthy)
     assert str(exc.value) == f"another process listens on port {port}: pid [{os.getpid()}] (attempt 1 of 1)"
     assert answered == []
 

@@ -91,6 +91,49 @@ def test_a_host_that_never_answers_is_a_timeout_not_a_robots_disallow(crawl_sett
     )
 
 
+def test_a_robots_txt_answering_503_fails_the_link_as_503_not_as_a_robots_refusal(crawl_settings):
+    """A site under maintenance (5xx on everything) is not crawled (RFC 9309), but its links fail with the
+    temporary http_503, which the crawl retries (exit 4), not the permanent robots refusal."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Maintenance(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    http = HttpClient(updated(crawl_settings, crawl_max_retries=0))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Maintenance)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{server.server_address[1]}"
+        assert _reason(http, f"{origin}/post") == "http_503"
+        assert http.requests_made == 1  # robots.txt only: the page is never asked for
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        ("fatal: unable to access 'https://github.com/a/b/': Could not resolve host: github.com", "dns"),
+        ("fatal: unable to access 'https://github.com/a/b/': Failed to connect to github.com port 443", "connection"),
+        ("fatal: unable to access 'https://github.com/a/b/': Connection timed out after 30001 milliseconds", "timeout"),
+        ("fatal: unable to access 'https://github.com/a/b/': The requested URL returned error: 502", "http_502"),
+        ("fatal: unable to access 'https://github.com/a/b/': The requested URL returned error: 403", "git"),
+        ("fatal: repository 'https://github.com/a/b/' not found", "git"),
+    ],
+)
+def test_a_failed_clone_tells_the_network_from_a_missing_repository(stderr: str, reason: str) -> None:
+    from twin_core.etl.crawlers.github import git_failure_reason
+
+    assert git_failure_reason(stderr) == reason
+
+
 def test_user_agent_is_configurable(crawl_settings, site):
     settings = updated(crawl_settings, crawl_user_agent="TwinTest/1.0")
     headers = json.loads(HttpClient(settings).get(f"{site.base_url}/headers").text)

@@ -81,6 +81,10 @@ def export_version(settings: Settings, version_id: str, dest: Path, force: bool 
     counts = {}
     with writing_to(dest, f"dataset {v.version_id}"):
         data.mkdir(parents=True, exist_ok=True)
+        # the marker first says "being written": a kill below leaves a folder a re-run may overwrite, and no
+        # earlier export's marker vouching for these new files
+        writing = {"version": v.version_id, "complete": False}
+        _write_atomic(dest / MARKER, json.dumps(writing, indent=2).encode())
         for split in ("train", "test"):
             rows = v.rows(split)
             _write_atomic(data / f"{split}.parquet", to_parquet(rows))
@@ -100,7 +104,11 @@ def export_version(settings: Settings, version_id: str, dest: Path, force: bool 
         prompt_version=meta.get("prompt_version"),
         filters=json.dumps(meta.get("filters", {}), sort_keys=True),
     )
-    marker = {"version": v.version_id, "files": ["README.md", *(f"data/{s}.parquet" for s in counts)]}
+    marker = {
+        "version": v.version_id,
+        "complete": True,
+        "files": ["README.md", *(f"data/{s}.parquet" for s in counts)],
+    }
     with writing_to(dest, f"dataset {v.version_id}"):
         _write_atomic(dest / "README.md", card.encode("utf-8"))
         _write_atomic(dest / MARKER, json.dumps(marker, indent=2).encode())  # last: the export is complete

@@ -21,14 +21,15 @@ SUMMARY_KEYS = ("forms_used", "largest_form_share", "distinct_instruction_share"
 
 
 def find_version(store: Any, kind: str, slug: str, chash: str) -> Any:
-    """The version of ``kind`` and author whose content hash is ``chash`` (any of them, not only the newest:
-    going back to earlier settings gives the earlier version), else None."""
+    """The newest version of ``kind`` and author if its content hash is ``chash``, else None. The newest only:
+    it is what training, evaluation and monitoring take as the author's current dataset, so a build going
+    back to earlier settings writes a new newest version (and trains) rather than pointing at an old one."""
     name = artifact_name(kind, slug)
-    for version in store.versions(name):
-        av = store.get_version(name, version)
-        if av.metadata.get("content_hash") == chash:
-            return av
-    return None
+    versions = store.versions(name)
+    if not versions:
+        return None
+    av = store.get_version(name, versions[-1])
+    return av if av.metadata.get("content_hash") == chash else None
 
 
 def existing_versions(store: Any, slug: str, hashes: dict[str, str], want_preference: bool) -> dict[str, str]:

@@ -19,7 +19,7 @@ from urllib.robotparser import RobotFileParser
 
 import requests
 
-from twin_core.etl.errors import CrawlError
+from twin_core.etl.errors import CrawlError, is_temporary
 from twin_core.etl.safety import check_target
 from twin_core.settings import Settings
 
@@ -119,8 +119,9 @@ class HttpClient:
         return True if rules is None else rules.can_fetch(self.settings.crawl.user_agent, url)
 
     def _load_robots(self, origin: str) -> RobotFileParser | CrawlError | None:
-        """None means "no rules" (robots.txt missing or 4xx); a CrawlError, a host that refuses or does not
-        answer (the link fails with that reason); any other failure, such as a 5xx, disallows all (RFC 9309)."""
+        """None means "no rules" (robots.txt missing or 4xx); a CrawlError, a host that refuses, does not
+        answer or answers a temporary error (5xx, 429): the link fails with that reason (retryable); any other
+        failure disallows all (RFC 9309)."""
         robots_url = origin + "/robots.txt"
         parser = RobotFileParser(robots_url)
         try:
@@ -128,7 +129,9 @@ class HttpClient:
         except CrawlError as exc:
             if exc.reason.startswith("http_4"):
                 return None
-            if exc.reason in _UNREACHABLE:
+            if exc.reason in _UNREACHABLE or is_temporary(exc.reason):
+                # down, or a 5xx/429 (RFC 9309: disallowed for now): the link fails with that reason, which a
+                # retry may fix, not as a robots refusal, which it would not
                 return exc
             log.warning("robots.txt of %s unavailable (%s): treating the site as disallowed", origin, exc)
             parser.disallow_all = True

@@ -22,8 +22,8 @@ Guarantees:
 
 - metadata last: a version exists for readers once its ``metadata.json`` (written after every file)
   exists; a killed writer leaves no half version.
-- idempotent: if any version has the same ``metadata['content_hash']``, ``put_version`` returns it
-  instead of writing a new one (as the model registry's ``register`` does).
+- idempotent: if the newest version has the same ``metadata['content_hash']``, ``put_version`` returns
+  it instead of writing a new one.
 - a ``put_version`` that fails while writing files (an exception, Ctrl-C) removes the files it wrote,
   best effort, and re-raises the original error; a killed process leaves its files but no version.
 - no two writers ever get the same version number, across threads, processes and machines: a writer
@@ -427,20 +427,22 @@ class ArtifactStore:
         """Write a new version: files first (``Path`` values are streamed), ``metadata.json`` last (it
         marks the version complete).
 
-        If any version has identical ``metadata['content_hash']``, it is returned unchanged, so re-running
-        a step (or going back to earlier content) does not create a duplicate version. If writing a file
-        fails, the files already written are removed (best effort) and the error re-raised.
+        If the newest version has identical ``metadata['content_hash']``, it is returned unchanged, so
+        re-running a step does not create a duplicate version. If writing a file fails, the files already
+        written are removed (best effort) and the error re-raised.
         """
         name = _clean_key(name)
         clean = {_clean_key(fname): data for fname, data in files.items()}
         if METADATA_FILE in clean:
             raise InputError(f"{name}: a version file may not be called {METADATA_FILE} (it is the store's)")
         existing = self.versions(name)
-        if metadata.get("content_hash"):
-            for v in existing:  # any version, not only the newest: going back to earlier content reuses it
-                same = self.get_version(name, v)
-                if same.metadata.get("content_hash") == metadata["content_hash"]:
-                    return same
+        if existing and metadata.get("content_hash"):
+            # the newest only: the newest version is what readers take as current, so content going back to an
+            # earlier version's is written again as the newest (the model registry's register differs: a
+            # stage, not recency, says which model is current)
+            last = self.get_version(name, existing[-1])
+            if last.metadata.get("content_hash") == metadata["content_hash"]:
+                return last
         version = self._claim_version(name, existing)
         try:
             for fname, data in sorted(clean.items()):

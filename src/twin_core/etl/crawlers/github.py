@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -158,7 +159,31 @@ class GitHubCrawler(BaseCrawler):
             lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
             fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]  # the reason, not the hint after it
             detail = (fatal or lines or [f"exit code {proc.returncode}"])[0]
-            raise CrawlError("git", f"git clone of {url} failed: {detail}")
+            raise CrawlError(git_failure_reason(proc.stderr), f"git clone of {url} failed: {detail}")
+
+
+# git's own words for a network failure (a retry may succeed), as opposed to a missing or private repository
+_GIT_NETWORK = (
+    (re.compile(r"could not resolve host", re.I), "dns"),
+    (re.compile(r"connection timed out|operation timed out|timed out after", re.I), "timeout"),
+    (
+        re.compile(r"failed to connect|connection refused|connection reset|early eof|unexpected disconnect", re.I),
+        "connection",
+    ),
+)
+_GIT_HTTP = re.compile(r"returned error: (\d{3})")
+
+
+def git_failure_reason(stderr: str) -> str:
+    """The reason of a failed clone: ``dns``, ``timeout``, ``connection`` or ``http_5xx``/``http_429`` (a retry
+    may succeed), else ``git`` (the repository is missing or private: permanent)."""
+    for pattern, reason in _GIT_NETWORK:
+        if pattern.search(stderr):
+            return reason
+    status = _GIT_HTTP.search(stderr)
+    if status and (status.group(1).startswith("5") or status.group(1) == "429"):
+        return f"http_{status.group(1)}"
+    return "git"
 
 
 def walk_repository(root: Path, settings: Settings) -> tuple[dict[str, str], dict[str, int]]:
