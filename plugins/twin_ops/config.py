@@ -100,9 +100,7 @@ def twin_bin() -> str:
 def training_profiles() -> list[str]:
     """The training profiles (configs/training/<name>.yaml, or TWIN_TRAINING_PROFILES_DIR), for the form's
     proposals: a folder listing, cheap at parse time. ``accelerate-*`` files configure a launcher, not a run."""
-    folder = Path(os.environ.get("TWIN_TRAINING_PROFILES_DIR") or "/nonexistent")
-    if not folder.is_dir():
-        folder = find_config("training", "TWIN_TRAINING_PROFILES_DIR")
+    folder = find_config("training", "TWIN_TRAINING_PROFILES_DIR")  # the variable if set, else configs/training
     names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
     return sorted(n for n in names if not n.startswith("accelerate-"))
 

@@ -34,24 +34,18 @@ WEBHOOK_VAR = "TWIN_ALERT_WEBHOOK_URL"
 SLACK_VAR = "TWIN_ALERT_SLACK_CONN_ID"
 
 
-# A task failure: which task (a mapped task's map index in brackets), which run, and why (the exception the
-# task runner puts in the callback context; the `twin` step's error, e.g. a failed link and its reason).
-FAILURE_MESSAGE = (
+# Which task (a mapped task's map index in brackets) and why (the exception the task runner puts in the
+# callback context; the `twin` step's error, e.g. a failed link and its reason): the two ends of a task alert.
+_TASK = (
     "{{ dag.dag_id }}.{{ ti.task_id }}"
     "{% if ti.map_index is defined and ti.map_index is not none and ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %}"
-    " failed (run {{ run_id }})"
-    "{% if exception is defined and exception %}: {{ exception | string | truncate(1000, True) }}{% endif %}"
 )
-
-
+_REASON = "{% if exception is defined and exception %}: {{ exception | string | truncate(1000, True) }}{% endif %}"
+# A task failure, and which run.
+FAILURE_MESSAGE = _TASK + " failed (run {{ run_id }})" + _REASON
 # A failed try that Airflow retries, for a step whose failure cannot wait for its last try (e.g. `watch`: its
 # canary keeps its share of the traffic, unwatched, until a later try follows it again).
-RETRY_MESSAGE = (
-    "{{ dag.dag_id }}.{{ ti.task_id }}"
-    "{% if ti.map_index is defined and ti.map_index is not none and ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %}"
-    " try {{ ti.try_number }} failed, retried (run {{ run_id }})"
-    "{% if exception is defined and exception %}: {{ exception | string | truncate(1000, True) }}{% endif %}"
-)
+RETRY_MESSAGE = _TASK + " try {{ ti.try_number }} failed, retried (run {{ run_id }})" + _REASON
 
 
 class AlertNotDelivered(RuntimeError):
