@@ -35,8 +35,6 @@ TEXT_TYPES = (
     "application/atom+xml",
 )
 _CHUNK = 64 * 1024
-# Failures that mean the host could not be reached, not that it answered: never reported as a robots disallow.
-_UNREACHABLE = ("connection", "timeout")
 
 
 @dataclass(frozen=True)
@@ -129,9 +127,9 @@ class HttpClient:
         except CrawlError as exc:
             if exc.reason.startswith("http_4"):
                 return None
-            if exc.reason in _UNREACHABLE or is_temporary(exc.reason):
-                # down, or a 5xx/429 (RFC 9309: disallowed for now): the link fails with that reason, which a
-                # retry may fix, not as a robots refusal, which it would not
+            if is_temporary(exc.reason):
+                # unreachable (connection, timeout, DNS), or a 5xx/429 (RFC 9309: disallowed for now): the link
+                # fails with that reason, which a retry may fix, not as a robots refusal, which it would not
                 return exc
             log.warning("robots.txt of %s unavailable (%s): treating the site as disallowed", origin, exc)
             parser.disallow_all = True
