@@ -23,6 +23,7 @@ from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from twin_ops.local_operator import NO_RETRY_EXIT_CODES, StderrLines, TwinStepRejected, failure_reason
+from twin_ops.pod_spec import pod_kwargs, xcom_sidecar_resources
 
 
 def _last_json_object(text: str) -> dict[str, Any] | None:
@@ -41,11 +42,9 @@ def _last_json_object(text: str) -> dict[str, Any] | None:
 
 class TwinPodOperator(KubernetesPodOperator):
     """``twin <arguments>`` in a pod of the execution profile ``profile``; ``deployer=True``: as the deployer
-    service account, with its API token (`twin deploy` steps, see ``factory.pod_kwargs``)."""
+    service account, with its API token (`twin deploy` steps, see ``pod_spec.pod_kwargs``)."""
 
     def __init__(self, *, profile: str = "cpu", deployer: bool = False, **kwargs: Any) -> None:
-        from twin_ops.factory import pod_kwargs
-
         defaults = {
             # On a non-zero exit the tail of the log (with the JSON result line) becomes the container's
             # termination message, read below when the step is rejected.
@@ -63,8 +62,6 @@ class TwinPodOperator(KubernetesPodOperator):
         Provider 10.25 takes the sidecar's resources from the Kubernetes connection's extra
         ``xcom_sidecar_container_resources`` only (no operator argument, unlike its security context):
         when that extra is set it is kept, otherwise the sidecar gets ours instead of requests only."""
-        from twin_ops.factory import xcom_sidecar_resources
-
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
         if self.do_xcom_push and not self.hook.get_xcom_sidecar_container_resources():
             for container in pod.spec.containers:

@@ -123,8 +123,8 @@ def test_serving_reads_the_same_settings_and_secret(objs):
 
 
 def test_factory_pods_are_selected_by_the_task_network_policy(objs):
-    factory = cr.REPO / "plugins" / "twin_ops" / "factory.py"
-    labels = _module_constant(factory, "LABELS")
+    pod_spec = cr.REPO / "plugins" / "twin_ops" / "pod_spec.py"
+    labels = _module_constant(pod_spec, "LABELS")
     (np,) = cr.find(objs, "NetworkPolicy", "llm-twin-tasks")
     assert np["metadata"]["namespace"] == EXECUTION["namespace"]
     selector = np["spec"]["podSelector"]["matchLabels"]

@@ -153,7 +153,7 @@ def export(
 
 
 def _pair_kinds(value: str) -> tuple[str, ...]:
-    from twin_core.datasets.build import PAIR_KINDS
+    from twin_core.datasets.plan import PAIR_KINDS
     from twin_core.errors import InputError
 
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())

@@ -115,7 +115,7 @@ def _analysis_time(now: str | None) -> Any:
 
 
 def _config(settings: Any, interval: str | None, window: str | None, min_requests: int | None) -> Any:
-    from twin_core.deploy.watch import load_config
+    from twin_core.deploy.analysis import load_config
 
     return load_config(settings, interval=interval, window=window, min_requests=min_requests)
 

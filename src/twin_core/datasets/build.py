@@ -2,23 +2,29 @@
 
 Three phases: ``plan_build`` (pure: the extracts, the content hash of each kind from only what decides its
 rows, whether a model is needed), ``run_build`` (rows, filters, split, decontamination, pairs; LLM calls
-cached as they go) and ``record_build`` (``record.py``: validation, then one artifact version per kind whose metadata is
-written last). A killed build leaves no half version; a build whose kind hash matches any existing
-version of that kind and author returns that version (``created`` false) instead of a byte-identical copy,
-and when every wanted kind matches, without calling any model.
+cached as they go) and ``record_build`` (``record.py``: validation, then one artifact version per kind whose
+metadata is written last); their types are in ``plan.py``. A killed build leaves no half version; a build
+whose kind hash matches the newest version of that kind and author returns that version (``created`` false)
+instead of a byte-identical copy, and when every wanted kind matches, without calling any model.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.datasets import pairs, quality, rows
 from twin_core.datasets.extracts import Extract, cut
 from twin_core.datasets.generate import GENERATION_PROMPT_VERSION, CachedLLM
+from twin_core.datasets.plan import (
+    BUILD_VERSION,
+    AuthorBuild,
+    BuildOptions,
+    BuildPlan,
+    BuiltRows,
+    Row,
+)
 from twin_core.datasets.splits import assign_splits, link_key
 from twin_core.domain.documents import Category
 from twin_core.domain.features import CleanedDocument
@@ -29,74 +35,6 @@ from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import DatasetSettings, Settings
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = "datasets-v3"  # bump when the build logic changes what a version contains
-Row = dict[str, Any]
-
-
-PAIR_KINDS = ("model", "other_author")
-
-
-@dataclass
-class BuildOptions:
-    strategy: str = "extractive"
-    seed: int = 42
-    max_extracts: int = 0  # 0 = all
-    max_rejected: int = 32  # preference candidates per author
-    # which pairs the candidates give: "model" (a generated, length-matched answer: one model call each)
-    # and "other_author" (the nearest passage of another author: no model call)
-    pair_kinds: tuple[str, ...] = PAIR_KINDS
-    # the evaluation's samples.min_rows (the CLI reads it: datasets does not import evaluation); fewer held-out
-    # rows warn. Not a build input: it changes no row and no hash.
-    min_held_out: int | None = None
-
-
-@dataclass
-class AuthorBuild:
-    author: str
-    slug: str
-    versions: dict[str, str] = field(default_factory=dict)  # kind -> version id
-    created: dict[str, bool] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "author": self.author,
-            "author_slug": self.slug,
-            "versions": self.versions,
-            "created": self.created,
-            **self.stats,
-        }
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """What a build will do, decided from its inputs alone."""
-
-    author: str
-    slug: str
-    opts: BuildOptions
-    datasets: DatasetSettings
-    hashes: dict[str, str]  # kind -> content hash of what decides its rows (``kind_hashes``)
-    extracts: list[Extract]
-    documents: list[dict[str, str]]  # lineage: id, content hash, link
-    needs_model: bool
-    boilerplate: frozenset[str] = frozenset()  # lines recurring across the author's documents
-    context_tokens: int = 1024  # budget of each row's retrieved context
-    build_version: str = BUILD_VERSION
-
-
-@dataclass
-class BuiltRows:
-    """What ``run_build`` produced, before validation."""
-
-    instruct: list[Row]
-    preference: list[Row]
-    forms: Counter
-    report: dict[str, Any]
-    pairs: dict[str, Any] = field(default_factory=dict)
-    model_version: str | None = None
-    llm_calls: int = 0
-    llm_cache_hits: int = 0
 
 
 def read_cleaned(settings: Settings, author: str, store: Any = None) -> list[CleanedDocument]:

@@ -6,17 +6,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin_core.datasets import checks, quality
 from twin_core.datasets.generate import GENERATION_PROMPT_VERSION
+from twin_core.datasets.plan import AuthorBuild, BuildPlan, BuiltRows, Row
 from twin_core.datasets.versions import artifact_name, to_parquet
 from twin_core.llm.prompt import PROMPT_VERSION
 
-if TYPE_CHECKING:
-    from twin_core.datasets.build import AuthorBuild, BuildPlan, BuiltRows
-
-Row = dict[str, Any]
 SUMMARY_KEYS = ("forms_used", "largest_form_share", "distinct_instruction_share")
 
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -31,6 +31,10 @@ from twin_core.domain.inference import InferenceLog
 from twin_core.errors import ConfigError
 from twin_core.evaluation.metrics import wilson
 
+if TYPE_CHECKING:
+    from twin_core.settings import Settings
+
+_REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "deploy.yaml"
 NOT_COUNTED = ("rejected", "cancelled")  # the client's doing: neither a success nor a model error
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -113,6 +117,12 @@ def load_canary_config(path: Path | None, **overrides: Any) -> CanaryConfig:
             raise ConfigError(f"deploy config {path} does not exist")
         data = (yaml.safe_load(Path(path).read_text()) or {}).get("canary") or {}
     return canary_config(data, **overrides)
+
+
+def load_config(settings: Settings | None = None, path: Path | None = None, **overrides: Any) -> CanaryConfig:
+    """configs/deploy.yaml's ``canary`` (or TWIN_DEPLOY_CONFIG), with non-None ``overrides`` on top."""
+    path = path or (settings.deploy.config if settings else None) or (_REPO_CONFIG if _REPO_CONFIG.is_file() else None)
+    return load_canary_config(path, **overrides)
 
 
 def _quantile(values: list[float], q: float) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twin_core.deploy import kserve
+from twin_core.deploy.analysis import load_config
 from twin_core.domain import slugify
 from twin_core.errors import InputError
 from twin_core.settings import Settings
@@ -38,8 +39,6 @@ def _isvc(settings: Settings, client: Any, author: str) -> kserve.InferenceServi
 
 
 def _first_step(settings: Settings) -> int:
-    from twin_core.deploy.watch import load_config
-
     return load_config(settings).step_weights[0]
 
 

@@ -15,24 +15,17 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from twin_core.deploy.analysis import CanaryConfig, Decision, Quality, decide, load_canary_config
+from twin_core.deploy import rollout
+from twin_core.deploy.analysis import CanaryConfig, Decision, Quality, decide, load_config
 from twin_core.domain.inference import InferenceLog
 from twin_core.errors import InputError
 from twin_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "deploy.yaml"
 TERMINAL = ("promote", "rollback")
-
-
-def load_config(settings: Settings | None = None, path: Path | None = None, **overrides: Any) -> CanaryConfig:
-    """configs/deploy.yaml's ``canary`` (or TWIN_DEPLOY_CONFIG), with non-None ``overrides`` on top."""
-    path = path or (settings.deploy.config if settings else None) or (_REPO_CONFIG if _REPO_CONFIG.is_file() else None)
-    return load_canary_config(path, **overrides)
 
 
 def _utc(at: datetime) -> datetime:
@@ -133,7 +126,6 @@ def _numbers(decision: Decision, now: datetime, start: datetime, cfg: CanaryConf
 def _act(
     settings: Settings, mv: Any, decision: Decision, numbers: dict[str, Any], client: Any
 ) -> dict[str, Any] | None:
-    from twin_core.deploy import rollout
     from twin_core.stores.registry import open_registry
 
     reason = f"canary analysis: {'; '.join(decision.reasons)}"
@@ -160,7 +152,6 @@ def analyse(
     quality: QualityFn = live_quality,
 ) -> dict[str, Any]:
     """One analysis of the canary at ``now`` (default: the clock), and the action it took."""
-    from twin_core.deploy import rollout
     from twin_core.stores.warehouse import open_warehouse
 
     cfg = cfg or load_config(settings)
@@ -208,8 +199,6 @@ def watch(
         result = analyse(settings, author=author, ref=ref or result["model"], cfg=cfg, client=client)
         analysed = result if result["decision"] != "not-due" else analysed
     if follow and result["decision"] not in TERMINAL:
-        from twin_core.deploy import rollout
-
         # the fail-closed rollback states the numbers it rests on: those of the last analysis
         result = analysed if analysed["decision"] != "not-due" else result
         numbers = {k: v for k, v in result.items() if k not in ("model", "decision", "reasons", "rollout")}
