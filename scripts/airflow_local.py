@@ -341,7 +341,7 @@ def _stop_group(procs: dict[str, subprocess.Popen], grace: float = 10.0) -> None
             proc.wait(timeout=5)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--port",
@@ -359,27 +359,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.home = args.home.resolve()
     args.twin_home = args.twin_home.resolve()
+    return args
+
+
+def _cannot_start(args: argparse.Namespace) -> str | None:
+    """Why the launcher cannot start (a fixed port already answered, no twin_core environment), or None."""
     if args.port and _port_in_use(args.port):
-        print(
-            f"port {args.port} on 127.0.0.1 is in use: stop what runs there or pass --port / AIRFLOW_PORT",
-            file=sys.stderr,
-        )
-        return 2
+        return f"port {args.port} on 127.0.0.1 is in use: stop what runs there or pass --port / AIRFLOW_PORT"
     if not (REPO / ".venv" / "bin" / "twin").exists():
-        print("the twin_core environment is missing: run `make setup` first", file=sys.stderr)
-        return 2
+        return "the twin_core environment is missing: run `make setup` first"
+    return None
+
+
+def _prepare_homes(args: argparse.Namespace) -> Path:
+    """AIRFLOW_HOME (an empty airflow.cfg, the local settings) and TWIN_HOME; returns the logs folder."""
     args.home.mkdir(parents=True, exist_ok=True)
     args.twin_home.mkdir(parents=True, exist_ok=True)
     logs = args.home / "logs"
     logs.mkdir(exist_ok=True)
     (args.home / "airflow.cfg").touch()
     install_local_settings(args.home)
-    creds = _secrets(args.home)
-    # `db migrate` and `pools set` never call the API server: any port will do until it has one.
-    env = airflow_env(args, args.home, creds, args.port or 8080)
-    airflow = str(AF_BIN / "airflow")
+    return logs
 
-    procs: dict[str, subprocess.Popen] = {}
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread, once: the first unwinds into the
+    stopping ``finally``, a second one (an impatient Ctrl-C) does not interrupt that clean-up."""
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -390,27 +395,66 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _start_components(
+    args: argparse.Namespace,
+    creds: dict[str, str],
+    env: dict[str, str],
+    logs: Path,
+    procs: dict[str, subprocess.Popen],
+) -> tuple[str, Path]:
+    """Migrate the DB, set the pool (``env``: any API port), start the API server, then the other
+    components, each added to ``procs`` as soon as it runs (so the caller stops it whatever happens).
+    Returns the URL and env.sh."""
+    airflow = str(AF_BIN / "airflow")
+    first = not (args.home / "airflow.db").exists()
+    print("creating the metadata DB…" if first else "reusing the metadata DB…", flush=True)
+    _run([airflow, "db", "migrate"], env, logs / "setup.log")
+    _run([airflow, "pools", "set", POOL, "1", POOL_DESCRIPTION], env, logs / "setup.log")
+    # First the API server: tasks call its execution API, it must answer before any is queued.
+    procs["api-server"], port, env = start_api_server(
+        [airflow, "api-server"],
+        lambda port: airflow_env(args, args.home, creds, port),
+        args.port,
+        logs / "api-server.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    env_file = write_env_file(args.home, env)
+    _warm_up_execution_api(url)
+    for name, options in COMPONENTS.items():
+        with (logs / f"{name}.log").open("a") as out:
+            procs[name] = subprocess.Popen(
+                [airflow, name, *options], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+    return url, env_file
+
+
+def _watch(procs: dict[str, subprocess.Popen], logs: Path) -> int:
+    """Wait until a component exits (then 1: Airflow is incomplete) or a signal interrupts."""
+    while True:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping (see {logs / (name + '.log')})")
+                return 1
+        time.sleep(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    problem = _cannot_start(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    logs = _prepare_homes(args)
+    creds = _secrets(args.home)
+    # `db migrate` and `pools set` never call the API server: any port will do until it has one.
+    env = airflow_env(args, args.home, creds, args.port or 8080)
+    procs: dict[str, subprocess.Popen] = {}
+    _stop_on_signals()
     try:
         print(f"AIRFLOW_HOME={args.home}  TWIN_HOME={args.twin_home}  (logs in {logs})", flush=True)
-        first = not (args.home / "airflow.db").exists()
-        print("creating the metadata DB…" if first else "reusing the metadata DB…", flush=True)
-        _run([airflow, "db", "migrate"], env, logs / "setup.log")
-        _run([airflow, "pools", "set", POOL, "1", POOL_DESCRIPTION], env, logs / "setup.log")
-        # First the API server: tasks call its execution API, it must answer before any is queued.
-        procs["api-server"], port, env = start_api_server(
-            [airflow, "api-server"],
-            lambda port: airflow_env(args, args.home, creds, port),
-            args.port,
-            logs / "api-server.log",
-        )
-        url = f"http://127.0.0.1:{port}"
-        env_file = write_env_file(args.home, env)
-        _warm_up_execution_api(url)
-        for name, options in COMPONENTS.items():
-            with (logs / f"{name}.log").open("a") as out:
-                procs[name] = subprocess.Popen(
-                    [airflow, name, *options], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-                )
+        url, env_file = _start_components(args, creds, env, logs, procs)
         print(
             f"\nAirflow is up: {url}\n  login: {USER} / {creds['password']}\n"
             f"  trigger twin_etl from its form ({url}/dags/twin_etl), watch twin_features start from the Asset.\n"
@@ -418,12 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
-        while True:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping (see {logs / (name + '.log')})")
-                    return 1
-            time.sleep(1)
+        return _watch(procs, logs)
     except KeyboardInterrupt:
         print("\nstopping Airflow…", flush=True)
         return 0

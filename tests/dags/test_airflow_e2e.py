@@ -233,6 +233,19 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
 
 
 def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, git_repo: Path, twin) -> None:
+    _wait_parsed_then_unpause_ours(airflow)
+    run_id, links = _trigger_etl_and_wait(airflow, git_repo)
+    _check_etl_tasks_and_logs(airflow, run_id, links)
+    features_run = _check_only_our_run_triggered_features(airflow, run_id)
+    feature_states = airflow.task_states("twin_features", features_run)
+    assert feature_states[("featurize_author", 0)] == "success"
+    assert feature_states[("sync_and_publish", -1)] == "success"
+    _check_stores(airflow, twin)
+
+
+def _wait_parsed_then_unpause_ours(airflow: Airflow) -> None:
+    """Once twin_etl and twin_features are parsed (no import error, the pool set up), unpause them alone."""
+
     def parsed() -> bool:
         dags = {d["dag_id"] for d in airflow.get("/dags", limit=100)["dags"]}
         return set(OUR_DAGS) <= dags
@@ -244,6 +257,10 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
     for dag_id in OUR_DAGS:  # every other DAG stays paused
         airflow.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
+
+def _trigger_etl_and_wait(airflow: Airflow, git_repo: Path) -> tuple[str, list[str]]:
+    """Trigger twin_etl with one author and two links (the fixture site's page, the git repository) and
+    wait for its success; the site serves until then. Returns the run's id and its links."""
     site = _load("e2e_fixture_site", SITE_SERVER).FixtureServer().start()
     try:
         links = [f"{site.base_url}/substack.html", git_repo.as_uri()]
@@ -257,6 +274,10 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
         airflow.wait_run("twin_etl", run_id, timeout=600)
     finally:
         site.stop()
+    return run_id, links
+
+
+def _check_etl_tasks_and_logs(airflow: Airflow, run_id: str, links: list[str]) -> None:
     states = airflow.task_states("twin_etl", run_id)
     assert states[("crawl", 0)] == "success"
     assert states[("crawl", 1)] == "success"
@@ -274,9 +295,13 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
         validated = f"INFO twin_core.validation.raw: validate {category}: 1 documents, 0 failing"
         assert any(line.endswith(validated) for line in validate_log), validate_log[-30:]
 
-    # The raw Asset queued twin_features, and nothing else did: the scheduled twin_etl run that unpausing
-    # creates has no links, so it emits nothing. Counted once no more twin_features run can come: every
-    # twin_etl run so far finished (none can emit any more), and no Asset event waits for twin_features.
+
+def _check_only_our_run_triggered_features(airflow: Airflow, run_id: str) -> str:
+    """The raw Asset queued twin_features, and nothing else did: the scheduled twin_etl run that unpausing
+    creates has no links, so it emits nothing. Counted once no more twin_features run can come: every
+    twin_etl run so far finished (none can emit any more), and no Asset event waits for twin_features.
+    Returns the one twin_features run's id."""
+
     def settled() -> list[dict] | None:
         etl = airflow.runs("twin_etl")
         if not any(r["run_type"] == "scheduled" for r in etl) or not all(r["state"] in DONE for r in etl):
@@ -295,10 +320,12 @@ def test_twin_etl_triggers_twin_features_through_the_rest_api(airflow: Airflow, 
         "validate_raw",
     )
     assert [(r["dag_id"], r["run_id"]) for r in event["created_dagruns"]] == [("twin_features", runs[0]["dag_run_id"])]
-    feature_states = airflow.task_states("twin_features", runs[0]["dag_run_id"])
-    assert feature_states[("featurize_author", 0)] == "success"
-    assert feature_states[("sync_and_publish", -1)] == "success"
+    return runs[0]["dag_run_id"]
 
+
+def _check_stores(airflow: Airflow, twin) -> None:  # noqa: ANN001
+    """The author's two documents are in the warehouse, and their points in Qdrant (a second `features
+    run` finds nothing to do)."""
     env = {**os.environ, "TWIN_HOME": str(airflow.twin_home), "TWIN_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
     stats = twin(env, "warehouse", "stats")
     assert stats["categories"]["articles"] == {"total": 1, "quarantined": 0}

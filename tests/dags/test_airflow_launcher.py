@@ -15,9 +15,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support.ports import refused_port
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "scripts" / "airflow_local.py"
 
@@ -78,13 +80,14 @@ def _env(port: int) -> dict[str, str]:
     return {"AIRFLOW__API__PORT": str(port), "PATH": "/usr/bin:/bin"}
 
 
-def _bound(listen: bool) -> socket.socket:
-    """A socket on a 127.0.0.1 port the kernel picks, listening or only bound (both block a bind)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    if listen:
+@contextmanager
+def _listening_port() -> Iterator[int]:
+    """A 127.0.0.1 port the kernel picks, with this process listening on it (nothing answers) until the
+    block ends. Only bound, not listening, is support.ports.refused_port: both block a bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
         s.listen()
-    return s
+        yield s.getsockname()[1]
 
 
 def _ports(launcher, monkeypatch: pytest.MonkeyPatch, first: int) -> list[int]:  # noqa: ANN001
@@ -107,8 +110,8 @@ def test_port_zero_moves_to_another_port_when_the_pick_is_taken(
     """Bound-only: the API server exits with "address already in use". Listening: the launcher sees
     another process's listener on the port. Either way: a second start, on another port."""
     log = tmp_path / "api-server.log"
-    with _bound(listening) as taken:
-        picks = _ports(launcher, monkeypatch, taken.getsockname()[1])
+    with _listening_port() if listening else refused_port() as taken:
+        picks = _ports(launcher, monkeypatch, taken)
         proc, port, env = launcher.start_api_server(fake_api_server, _env, 0, log)
         started.append(proc)
     assert len(picks) == 2
@@ -132,8 +135,7 @@ def test_a_fixed_port_held_by_another_process_fails_the_start(
         answered.append(url)
         return True  # anything on the port would answer
 
-    with _bound(listen=True) as taken:
-        port = taken.getsockname()[1]
+    with _listening_port() as port:
         # the started server stays up, silent (no exit, no "address in use" to race with): the listener decides
         env = lambda p: {**_env(p), "FAKE_STAY_SILENT": "1"}  # noqa: E731
         with pytest.raises(SystemExit) as exc:
@@ -145,10 +147,8 @@ def test_a_fixed_port_held_by_another_process_fails_the_start(
 def test_a_fixed_port_the_server_cannot_bind_fails_the_start_with_the_reason(
     launcher, fake_api_server, tmp_path: Path
 ) -> None:
-    with _bound(listen=False) as taken:
-        port = taken.getsockname()[1]
-        with pytest.raises(SystemExit) as exc:
-            launcher.start_api_server(fake_api_server, _env, port, tmp_path / "api-server.log")
+    with refused_port() as port, pytest.raises(SystemExit) as exc:
+        launcher.start_api_server(fake_api_server, _env, port, tmp_path / "api-server.log")
     assert str(exc.value) == f"the API server could not bind port {port}: address already in use (attempt 1 of 1)"
 
 
@@ -156,9 +156,9 @@ def test_the_listener_is_the_started_server(launcher, fake_api_server, started, 
     proc, port, _ = launcher.start_api_server(fake_api_server, _env, 0, tmp_path / "api-server.log")
     started.append(proc)
     assert launcher.listeners(port) == {proc.pid}
-    with _bound(listen=False) as other:  # a port nobody listens on
-        assert launcher.listeners(other.getsockname()[1]) == set()
-        assert not launcher.owns_port(proc.pid, other.getsockname()[1])
+    with refused_port() as other:  # a port nobody listens on
+        assert launcher.listeners(other) == set()
+        assert not launcher.owns_port(proc.pid, other)
 
 
 def test_scheduler_and_triggerer_start_without_log_servers(launcher) -> None:
