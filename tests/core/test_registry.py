@@ -120,6 +120,61 @@ def test_an_archived_version_is_never_rolled_back_to(registry: ModelRegistry, tm
     assert registry.get(v3).stage == "archived" and registry.get(v4).stage == "archived"
 
 
+def _stack(registry: ModelRegistry) -> list[str]:
+    return registry.store.get_json("models/ada-quillfeather/registry.json")["production_stack"]
+
+
+def _orders(registry: ModelRegistry) -> dict[str, int | None]:
+    return {mv.version: mv.rollback_order for mv in registry.list(AUTHOR)}
+
+
+def test_a_rolled_back_version_leaves_the_stack_for_good(registry: ModelRegistry, tmp_path: Path) -> None:
+    """promote v1, v2, v3, rollback, rollback, promote v4, rollback; then promote v2 again, rollback:
+    no rolled-back version comes back by a rollback, the stack holds no duplicate, and every version
+    says which rollback would restore it and, rolled back, when and why."""
+    v1, v2, v3, v4 = (registry.register(AUTHOR, make_model(tmp_path, str(i)), {}).ref for i in range(1, 5))
+    for ref in (v1, v2, v3):
+        registry.set_stage(ref, "production", "p")
+    assert _stack(registry) == ["v0001", "v0002", "v0003"]
+    assert _orders(registry) == {"v0001": 2, "v0002": 1, "v0003": None, "v0004": None}
+    assert registry.rollback(AUTHOR, "v3 slow").ref == v2
+    assert _stack(registry) == ["v0001", "v0002"]
+    rolled = registry.get(v3).rolled_back
+    assert rolled is not None and rolled.reason == f"rolled back to {v2}: v3 slow"
+    assert (rolled.from_stage, rolled.to_stage) == ("production", "archived") and rolled.at
+    assert registry.rollback(AUTHOR, "v2 wrong").ref == v1
+    assert _stack(registry) == ["v0001"]
+    registry.set_stage(v4, "production", "p")
+    assert _stack(registry) == ["v0001", "v0004"]
+    assert _orders(registry) == {"v0001": 1, "v0002": None, "v0003": None, "v0004": None}
+    assert registry.rollback(AUTHOR, "v4 bad").ref == v1
+    assert _stack(registry) == ["v0001"]
+    with pytest.raises(InputError, match="no previous production"):  # v2, v3, v4 were rolled back
+        registry.rollback(AUTHOR, "again")
+    assert [mv.version for mv in registry.list(AUTHOR) if mv.rolled_back] == ["v0002", "v0003", "v0004"]
+    assert registry.get(v1).rolled_back is None and registry.get(v1).stage == "production"
+    registry.set_stage(v2, "production", "fixed after all")  # an explicit promotion brings it back
+    assert _stack(registry) == ["v0001", "v0002"] and registry.get(v2).rolled_back is None
+    assert registry.rollback(AUTHOR, "v2 bad again").ref == v1
+    assert _stack(registry) == ["v0001"]
+    assert registry.get(v2).rolled_back.reason == f"rolled back to {v1}: v2 bad again"
+
+
+def test_a_production_moved_off_by_hand_is_not_rolled_back_to(registry: ModelRegistry, tmp_path: Path) -> None:
+    """promote v1, v2, v3, move v3 to candidate (or canary): a rollback restores v2, not v3 again."""
+    v1, v2, v3 = (registry.register(AUTHOR, make_model(tmp_path, str(i)), {}).ref for i in range(1, 4))
+    for ref in (v1, v2, v3):
+        registry.set_stage(ref, "production", "p")
+    registry.set_stage(v3, "candidate", "not ready")
+    assert _stack(registry) == ["v0001", "v0002"] and registry.production(AUTHOR) is None
+    assert _orders(registry) == {"v0001": 2, "v0002": 1, "v0003": None}
+    assert registry.rollback(AUTHOR, "back to v2").ref == v2
+    assert registry.get(v3).stage == "candidate"
+    registry.set_stage(v2, "canary", "retry", canary_percent=10)  # the production made a canary by hand
+    assert _stack(registry) == ["v0001"]
+    assert registry.rollback(AUTHOR, "back to v1").ref == v1 and registry.canary(AUTHOR).ref == v2
+
+
 def test_bad_requests_change_nothing(registry: ModelRegistry, tmp_path: Path) -> None:
     ref = registry.register(AUTHOR, make_model(tmp_path, "1"), {}).ref
     state_before = registry.store.get_bytes("models/ada-quillfeather/registry.json")
@@ -182,10 +237,23 @@ def test_cli_list_show_promote_rollback_archive(twin, settings, tmp_path: Path) 
     ]
     assert all(h["at"] for h in history)
 
+    listed = twin("registry", "list")
+    assert [(v["ref"], v["rollback_order"], v["rolled_back"]) for v in listed.result["versions"]] == [
+        (v1, 1, None),
+        (v2, None, None),
+    ]
     back = twin("registry", "rollback", "--author", AUTHOR, "--reason", "bad answers")
     assert back.returncode == 0 and back.result["model"]["ref"] == v1 and back.result["replaced"] == v2
     assert back.result["restored"] == v1
     assert reg.production(AUTHOR).ref == v1
+    listed = twin("registry", "list")
+    rows = {v["ref"]: v for v in listed.result["versions"]}
+    assert (rows[v1]["stage"], rows[v1]["rollback_order"], rows[v1]["rolled_back"]) == ("production", None, None)
+    assert (rows[v2]["stage"], rows[v2]["rollback_order"]) == ("archived", None)
+    assert rows[v2]["rolled_back"]["reason"] == f"rolled back to {v1}: bad answers"
+    assert rows[v2]["rolled_back"]["from_stage"] == "production" and rows[v2]["rolled_back"]["at"]
+    shown = twin("registry", "show", v2).result["model"]
+    assert shown["rolled_back"]["reason"] == f"rolled back to {v1}: bad answers" and shown["rollback_order"] is None
 
     state = (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes()
     unknown = twin("registry", "promote", "ada-quillfeather/v0042", "--stage", "production")
@@ -204,3 +272,21 @@ def test_cli_list_show_promote_rollback_archive(twin, settings, tmp_path: Path) 
     assert "no previous production version left to roll back to" in none_left.result["error"]
     assert (settings.home / "artifacts" / "models" / "ada-quillfeather" / "registry.json").read_bytes() == state
     assert reg.get(v1).stage == "archived"
+
+
+def test_a_rolled_back_canary_is_listed_with_its_reason(twin, settings, tmp_path: Path) -> None:
+    """twin deploy's canary rollback archives the canary: the listing names it rolled back, and why."""
+    from twin_core.deploy import rollout
+
+    reg = open_registry(settings)
+    v1, v2 = (reg.register(AUTHOR, make_model(tmp_path, str(i)), {}).ref for i in (1, 2))
+    reg.set_stage(v1, "production", "p")
+    rollout.start_canary(settings, v2, 10)
+    rollout.rollback(settings, ref=v2, reason="error rate")
+    rows = {v["ref"]: v for v in twin("registry", "list").result["versions"]}
+    assert rows[v2]["stage"] == "archived" and rows[v2]["rollback_order"] is None
+    assert rows[v2]["rolled_back"]["reason"] == "canary rolled back: error rate"
+    assert rows[v2]["rolled_back"]["from_stage"] == "canary"
+    assert rows[v1]["rolled_back"] is None and rows[v1]["stage"] == "production"
+    reg.archive(v1, "retired")  # archived on purpose: not a rollback
+    assert reg.get(v1).rolled_back is None and reg.get(v1).rollback_order is None

@@ -22,7 +22,15 @@ def _summary(mv: Any) -> dict[str, Any]:
         "kind": mv.metadata.get("kind"),
         "dataset_versions": mv.metadata.get("dataset_versions"),
         "storage_uri": mv.storage_uri,
+        "rollback_order": mv.rollback_order,  # 1: the next rollback restores it; None: only a promotion
+        "rolled_back": mv.rolled_back.model_dump(mode="json") if mv.rolled_back else None,  # when, why
     }
+
+
+def _note(mv: Any) -> str:
+    if mv.rolled_back:
+        return mv.rolled_back.reason
+    return f"rollback #{mv.rollback_order}" if mv.rollback_order else ""
 
 
 def _registry() -> Any:
@@ -35,7 +43,7 @@ def _registry() -> Any:
 @app.command("list")
 @step("registry.list")
 def list_(author: str = typer.Option(None, "--author", help="Only this author's versions (full name).")) -> dict:
-    """Every model version with its stage (a table on stderr)."""
+    """Every model version with its stage, which rollback restores it and, rolled back, why (a table on stderr)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -44,13 +52,19 @@ def list_(author: str = typer.Option(None, "--author", help="Only this author's 
 
     require_author(get_settings(), author)
     versions = _registry().list(author)
-    table = Table("ref", "stage", "kind", "base model", "dataset", "registered")
+    table = Table("ref", "stage", "kind", "base model", "dataset", "registered", "rollback")
     for mv in versions:
         stage = f"canary {mv.canary_percent}%" if mv.stage == "canary" else mv.stage
         datasets = ", ".join(mv.metadata.get("dataset_versions") or [])
         created = mv.created_at.strftime("%Y-%m-%d %H:%M") if mv.created_at else ""
         table.add_row(
-            mv.ref, stage, str(mv.metadata.get("kind", "")), str(mv.metadata.get("base_model", "")), datasets, created
+            mv.ref,
+            stage,
+            str(mv.metadata.get("kind", "")),
+            str(mv.metadata.get("base_model", "")),
+            datasets,
+            created,
+            _note(mv),
         )
     Console(stderr=True).print(table)
     return {"versions": [_summary(mv) for mv in versions], "count": len(versions)}
@@ -89,8 +103,9 @@ def rollback(
     author: str = typer.Option(..., "--author", help="Author full name (or slug) whose production rolls back."),
     reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Bring back the previous production version; the current one is archived. Versions archived with
-    `twin registry archive` are never brought back; none left: exit 3, nothing changed."""
+    """Bring back the previous production version; the current one is archived and leaves the production
+    stack (only a promotion brings it back). Versions archived with `twin registry archive` are never
+    brought back; none left: exit 3, nothing changed."""
     reg = _registry()
     current = reg.production(author)
     mv = reg.rollback(author, reason)

@@ -15,7 +15,7 @@ from twin_core.deploy.analysis import load_config
 from twin_core.domain import slugify
 from twin_core.errors import InputError
 from twin_core.settings import Settings
-from twin_core.stores.registry import ModelVersion, open_registry
+from twin_core.stores.registry import CANARY_ROLLED_BACK_REASON, ModelVersion, open_registry
 
 
 def deploy_target(settings: Settings) -> str:
@@ -143,7 +143,7 @@ def rollback(
     isvc = _isvc(settings, client, canary.author if canary is not None else author)
     if canary is not None:
         cluster = kserve.rollback(isvc) if isvc is not None else None
-        after = reg.set_stage(canary.ref, "archived", f"canary rolled back: {reason}", numbers)
+        after = reg.set_stage(canary.ref, "archived", f"{CANARY_ROLLED_BACK_REASON}{reason}", numbers)
         return {
             "action": "rollback",
             "scope": "canary",

@@ -11,8 +11,11 @@ Layout (artifact store keys):
 
 A version missing from ``registry.json`` (its registration was killed between the two writes) is a
 candidate. Stages: candidate -> canary -> production -> archived; promoting to production archives
-the previous production and remembers it, so ``rollback`` can bring it back. Archiving a version on
-purpose (``archive``) forgets it: no rollback brings it back.
+the previous production and remembers it on the author's production stack, so ``rollback`` can bring
+it back. Only a version a promotion replaced stays on the stack: a version rolled back, archived on
+purpose (``archive``), or moved off production to another stage by hand leaves it, and only an
+explicit promotion brings it back. ``ModelVersion.rollback_order`` says which rollback would restore
+a version, ``ModelVersion.rolled_back`` which stage change (when, why) rolled it back.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ COMET_DIR = "comet"
 DEFAULT_CANARY_PERCENT = 10
 
 _REF_RE = re.compile(r"^([a-z0-9][a-z0-9-]*)/(v\d{4,})$")
+# how a rollback's history entry starts: the production's (``rollback`` below) and the canary's
+# (twin_core.deploy.rollout.rollback archives the canary with this reason)
+ROLLED_BACK_REASON = "rolled back to "
+CANARY_ROLLED_BACK_REASON = "canary rolled back: "
 
 
 class StageChange(BaseModel):
@@ -68,6 +75,10 @@ class ModelVersion(BaseModel):
     files: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     history: list[StageChange] = Field(default_factory=list)
+    # 1: the next rollback restores it, 2: the one after...; None: only a promotion brings it to production
+    rollback_order: int | None = None
+    # the stage change that rolled it back (production or canary) while it is still archived by it
+    rolled_back: StageChange | None = None
 
     @property
     def adapter_uri(self) -> str:
@@ -96,6 +107,23 @@ def folder_content_hash(folder: Path) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _rollback_order(state: dict[str, Any]) -> list[str]:
+    """The versions successive rollbacks restore, next first: the production stack below the production."""
+    current = next((v for v, r in state["versions"].items() if r.get("stage") == "production"), None)
+    stack = [v for v in state["production_stack"] if v in state["versions"]]
+    return [v for v in reversed(stack) if v != current]
+
+
+def _rolled_back(history: list[StageChange]) -> StageChange | None:
+    """The last stage change, when it archived a production or canary by a rollback."""
+    moves = [h for h in history if h.from_stage != h.to_stage]  # record() entries change no stage
+    last = moves[-1] if moves else None
+    if last is None or last.to_stage != "archived":
+        return None
+    by = {"production": ROLLED_BACK_REASON, "canary": CANARY_ROLLED_BACK_REASON}.get(last.from_stage or "")
+    return last if by and last.reason.startswith(by) else None
 
 
 class ModelRegistry:
@@ -154,6 +182,8 @@ class ModelRegistry:
         for key in ("name", "version", "author_slug", "storage_uri"):
             meta.pop(key, None)
         files = meta.pop("files", [])
+        history = [StageChange.model_validate(h) for h in rec.get("history", [])]
+        order = _rollback_order(state)
         return ModelVersion(
             author=author,
             author_slug=slug,
@@ -165,7 +195,9 @@ class ModelRegistry:
             created_at=created,
             files=files,
             metadata=meta,
-            history=[StageChange.model_validate(h) for h in rec.get("history", [])],
+            history=history,
+            rollback_order=order.index(version) + 1 if version in order else None,
+            rolled_back=_rolled_back(history),
         )
 
     def _slugs(self) -> list[str]:
@@ -280,7 +312,8 @@ class ModelRegistry:
         production: the previous production is archived (and remembered for ``rollback``);
         canary: ``canary_percent`` (1-99, default 10) of the author's traffic, the previous canary is
         archived; archived (on purpose): forgotten by ``rollback``, also when a promotion had archived it
-        already. Asking for the stage a version already has changes nothing otherwise.
+        already. The production moved to any other stage is forgotten by ``rollback`` too. Asking for the
+        stage a version already has changes nothing otherwise.
         """
         if stage not in STAGES:
             raise InputError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
@@ -296,6 +329,7 @@ class ModelRegistry:
             state = self._read_state(slug)
             rec = state["versions"].get(version, {"stage": "candidate", "canary_percent": None})
             on_stack = version in state["production_stack"]  # archived by a promotion: rollback may restore it
+            was_production = rec["stage"] == "production"
             if (
                 rec["stage"] == stage
                 and rec.get("canary_percent") == canary_percent
@@ -309,8 +343,8 @@ class ModelRegistry:
             stack = [v for v in state["production_stack"] if v != version]
             if stage == "production":
                 state["production_stack"] = [*stack, version]
-            elif stage == "archived":  # retired on purpose: no rollback brings it back
-                state["production_stack"] = stack
+            elif stage == "archived" or was_production:  # retired or taken off production
+                state["production_stack"] = stack  # on purpose: no rollback brings it back
             self._write_state(slug, state)
             return self._entry(slug, version, state)
 
@@ -340,7 +374,7 @@ class ModelRegistry:
             state = self._read_state(slug)
             current = next((v for v, r in state["versions"].items() if r.get("stage") == "production"), None)
             stack = [v for v in state["production_stack"] if v in state["versions"]]
-            previous = next((v for v in reversed(stack) if v != current), None)
+            previous = next(iter(_rollback_order(state)), None)
             if previous is None:
                 now = f"production stays {slug}/{current}" if current else "no production version now"
                 raise InputError(
@@ -348,9 +382,9 @@ class ModelRegistry:
                     "not brought back: promote one with twin registry promote REF --stage production)"
                 )
             if current is not None:
-                self._change(state, current, "archived", f"rolled back to {slug}/{previous}: {reason}", None)
+                self._change(state, current, "archived", f"{ROLLED_BACK_REASON}{slug}/{previous}: {reason}", None)
             self._change(state, previous, "production", f"rollback: {reason}", None)
-            state["production_stack"] = stack[: stack.index(previous) + 1]
+            state["production_stack"] = stack[: stack.index(previous) + 1]  # the rolled-back ones leave it
             self._write_state(slug, state)
             return self._entry(slug, previous, state)
 
