@@ -1,4 +1,4 @@
-"""What KServe's storage initializer gets for s3:// models: the environment its webhook builds from the
+"""What KServe's storage initializer gets for s3:// and hf:// models: the environment its webhook builds from the
 predictor's service account, transcribed from KServe's source (0.15 to 0.21 agree):
 
 - pkg/credentials/service_account_credentials.go: CreateSecretVolumeAndEnvFromServiceAccount (an
@@ -9,7 +9,11 @@ predictor's service account, transcribed from KServe's source (0.15 to 0.21 agre
   secretKeyRef to that Secret, under the configured key names);
 - pkg/credentials/s3/utils.go: BuildS3EnvVars, getEnvValue (annotation, else the Secret's data, else the
   inferenceservice-config), getEndpointConfiguration (a scheme in the endpoint decides S3_USE_HTTPS);
-- pkg/utils/utils.go: MergeEnvs (an override replaces only ``value``).
+- pkg/utils/utils.go: MergeEnvs (an override replaces only ``value``);
+- pkg/credentials/hf/hf_secret.go: BuildSecretEnvs (HF_TOKEN as a secretKeyRef to the Secret, appended).
+  mountSecretCredential's branches are exclusive, in this order: S3 (s3SecretAccessKeyName), GCS, Azure,
+  HTTPS, HDFS, then Hugging Face (HF_TOKEN; since 0.14), then ModelScope: a Secret with the S3 key never
+  gives HF_TOKEN.
 
 ``DEFAULT_S3_CONFIG`` is the ``credentials.s3`` block of KServe's default inferenceservice-config
 (charts/kserve-resources/files/common/configmap.yaml).
@@ -46,6 +50,20 @@ _PLAIN = [
     (A + "s3-cabundle", "AWS_CA_BUNDLE", "s3CABundle", "AWS_CA_BUNDLE"),
     (A + "s3-cabundle-configmap", "AWS_CA_BUNDLE_CONFIGMAP", "s3CABundleConfigMap", "AWS_CA_BUNDLE_CONFIGMAP"),
 ]
+
+
+# Data keys of the branches mountSecretCredential tries between S3's and Hugging Face's (GCS's default
+# gcsCredentialFileName, Azure's four, HTTPS's, HDFS's): a Secret with one of them is that store's.
+_BEFORE_HF = (
+    "gcloud-application-credentials.json",
+    "AZ_CLIENT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_ACCESS_TOKEN",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "https-host",
+    "HDFS_NAMENODE",
+)
+HF_TOKEN = "HF_TOKEN"
 
 
 class MissingSecret(Exception):
@@ -104,8 +122,8 @@ def merge_envs(base: list[dict], overrides: list[dict]) -> list[dict]:
 def storage_initializer_env(
     service_account: dict[str, Any], secrets: dict[str, dict[str, Any]], cfg: dict[str, str] = DEFAULT_S3_CONFIG
 ) -> list[dict]:
-    """The S3 environment of the storage-initializer container of a pod running as ``service_account``;
-    ``secrets``: the Secrets of its namespace by name."""
+    """The S3 and Hugging Face environment of the storage-initializer container of a pod running as
+    ``service_account``; ``secrets``: the Secrets of its namespace by name."""
     env: list[dict] = []
     annotations = service_account.get("metadata", {}).get("annotations") or {}
     if IRSA in annotations:
@@ -123,7 +141,11 @@ def storage_initializer_env(
             ]
             sec_annotations = secret.get("metadata", {}).get("annotations") or {}
             env = merge_envs(copy.deepcopy(env), refs + build_s3_env_vars(sec_annotations, data, cfg))
-        # a Secret without the key is another store's (GCS, Azure, HF, ...) or none: no S3 variables
+        elif any(key in data for key in _BEFORE_HF):
+            pass  # another store's (GCS, Azure, HTTPS, HDFS): none of the variables modelled here
+        elif HF_TOKEN in data:
+            env = env + [{"name": HF_TOKEN, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": HF_TOKEN}}}]
+        # a Secret with none of the keys is skipped: KServe adds nothing for it
     return env
 
 

@@ -190,3 +190,25 @@ def test_docs_say_upgrades_keep_the_deployed_model():
     upgrades = _section((cr.REPO / "docs" / "deploy.md").read_text(), "Upgrades")
     assert "`helm upgrade` keeps what is running" in upgrades and "**The deployed model.**" in upgrades
     assert "llm-twin-airflow-jwt-secret" in upgrades and "airflowKeys.generate=false" in upgrades
+
+
+def test_docs_say_what_a_key_rotation_needs(tmp_path):
+    """KServe gives the storage initializer references to the Secrets the serving account lists and reads
+    the S3 endpoint from that Secret's annotations, so the chart copies the twin Secret's S3 keys and
+    HF_TOKEN into Secrets of its own, which a rotation reaches only at `helm upgrade`. Every such copy is
+    named in "Rotating the keys", with the one command that refreshes them and the way around it."""
+    twin = {"AWS_ACCESS_KEY_ID": "QUtJQQ==", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0", "HF_TOKEN": "aGZfdG9rZW4="}
+    call = 'lookup "v1" "Secret" .Release.Namespace .Values.secrets.existingSecret'
+    answers = {cr.chart_values()["secrets"]["existingSecret"]: {"data": twin}}
+    for template in ("serving-s3-secret.yaml", "serving-hf-secret.yaml"):
+        chart = cr.answering_lookup(tmp_path, template, call, answers)
+    values = {"artifacts": {"devObjectStore": {"enabled": False}}}
+    objs = cr.objects(cr.render(values, api_versions=(cr.KSERVE_API,), chart_dir=chart))
+    copied = set(twin.items())
+    copies = {s["metadata"]["name"] for s in cr.find(objs, "Secret") if set((s.get("data") or {}).items()) & copied}
+    assert copies == {"llm-twin-serving-s3", "llm-twin-serving-hf"}
+    section = _section((cr.REPO / "docs" / "deploy.md").read_text(), "Serving and s3:// models")
+    rotation = section[section.index("**Rotating the keys.**") :]
+    assert f"helm upgrade {cr.RELEASE} charts/llm-twin -n {cr.NAMESPACE} --reuse-values" in rotation
+    assert all(f"`{name}`" in rotation for name in copies)
+    assert "serving.s3Credentials.existingSecret" in rotation and "serving.hfCredentials.existingSecret" in rotation

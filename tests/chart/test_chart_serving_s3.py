@@ -20,6 +20,9 @@ import pytest
 
 SA = "llm-twin-serving"
 SECRET = "llm-twin-serving-s3"
+# the Hugging Face token's, listed too while a served model is hf:// (the default base model):
+# test_chart_serving_hf.py
+HF_SECRET = "llm-twin-serving-hf"
 DEV_ENDPOINT = "llm-twin-object-store.llm-twin.svc:8333"
 EXTERNAL = {"devObjectStore": {"enabled": False}}
 INTERNET_EXCEPT = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
@@ -98,7 +101,7 @@ def test_dev_store_models_are_read_anonymously_from_the_dev_store(runtime):
     version are read from the dev store's in-cluster address, unsigned."""
     objs = _render({"serving": {"authors": AUTHORS, "predictor": {"runtime": runtime}}})
     (sa,) = cr.find(objs, "ServiceAccount", SA)
-    assert sa["secrets"] == [{"name": SECRET}] and sa["automountServiceAccountToken"] is False
+    assert sa["secrets"] == [{"name": SECRET}, {"name": HF_SECRET}] and sa["automountServiceAccountToken"] is False
     (secret,) = cr.find(objs, "Secret", SECRET)
     assert secret["metadata"]["namespace"] == cr.NAMESPACE
     assert secret["metadata"]["annotations"] == {
@@ -138,7 +141,7 @@ def test_registry_versions_need_the_credentials_even_with_a_hub_base_model():
     versions in the artifact store (s3://): the account lists the Secret from the start."""
     objs = _render(None)
     (sa,) = cr.find(objs, "ServiceAccount", SA)
-    assert sa["secrets"] == [{"name": SECRET}]
+    assert sa["secrets"] == [{"name": SECRET}, {"name": HF_SECRET}]
     assert _initializer_env(objs)["AWS_ENDPOINT_URL"] == f"http://{DEV_ENDPOINT}"
 
 
@@ -176,7 +179,8 @@ def test_external_s3_compatible_endpoint_comes_from_the_store_values():
     # what the initializer gets once the keys are there (as `helm install` copies them)
     with_keys = {**secret, "data": {"AWS_ACCESS_KEY_ID": "QUtJQQ==", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0"}}
     (sa,) = cr.find(objs, "ServiceAccount", SA)
-    env = kc.as_dict(kc.storage_initializer_env(sa, {SECRET: with_keys}))
+    secrets = {s["metadata"]["name"]: s for s in cr.find(objs, "Secret")} | {SECRET: with_keys}
+    env = kc.as_dict(kc.storage_initializer_env(sa, secrets))
     assert env == {
         "AWS_ACCESS_KEY_ID": ("secretKeyRef", SECRET, "AWS_ACCESS_KEY_ID"),
         "AWS_SECRET_ACCESS_KEY": ("secretKeyRef", SECRET, "AWS_SECRET_ACCESS_KEY"),
@@ -250,9 +254,9 @@ def test_own_secret_is_listed_instead():
     """serving.s3Credentials.existingSecret (GitOps: a Secret of yours, annotated by you): the chart lists
     it and renders none."""
     objs = _render({"artifacts": EXTERNAL, "serving": {"s3Credentials": {"existingSecret": "model-store-s3"}}})
-    assert _serving_secrets(objs) == []
+    assert [s["metadata"]["name"] for s in _serving_secrets(objs)] == [HF_SECRET]
     (sa,) = cr.find(objs, "ServiceAccount", SA)
-    assert sa["secrets"] == [{"name": "model-store-s3"}]
+    assert sa["secrets"] == [{"name": "model-store-s3"}, {"name": HF_SECRET}]
     with pytest.raises(kc.MissingSecret):  # KServe refuses the pods until it exists
         kc.storage_initializer_env(sa, {})
 

@@ -207,6 +207,24 @@ empty when serving reads no s3:// model: serving.s3Credentials.existingSecret, e
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when KServe's storage initializer may download an hf:// model: a served model URI above (the
+base model, an author's weights, the Hugging Face runtime's model). `twin deploy` rolls out registry
+versions (s3://) and rolls back to the base model, so the values name every hf:// one. */}}
+{{- define "llm-twin.servingReadsHfModels" -}}
+{{- $hf := false -}}
+{{- range (splitList " " (include "llm-twin.servedModelUris" .)) }}{{ if hasPrefix "hf://" . }}{{ $hf = true }}{{ end }}{{ end -}}
+{{- if and .Values.serving.enabled $hf }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret the serving service account lists for the Hugging Face token of KServe's storage
+initializer (hf:// models), or empty when serving reads no hf:// model: serving.hfCredentials.existingSecret,
+else the chart's <serving.serviceAccount.name>-hf (serving-hf-secret.yaml). */}}
+{{- define "llm-twin.servingHfSecret" -}}
+{{- if include "llm-twin.servingReadsHfModels" . -}}
+{{- .Values.serving.hfCredentials.existingSecret | default (printf "%s-hf" .Values.serving.serviceAccount.name) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* PromQL: what a counter counted in the last `window`, per series, for an alert on "> 0":
 include "llm-twin.promql.events" (list "<series selector>" "<window>").
 increase() alone is 0 for a series whose first sample already holds the count (prometheus/prometheus#1673),
