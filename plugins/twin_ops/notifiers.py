@@ -190,9 +190,11 @@ def drift_message(alert: dict[str, Any]) -> str:
     head = {"reminder": "LLM Twin drift still on", "resolved": "LLM Twin drift resolved"}.get(kind, "LLM Twin drift")
     where = "within" if kind == "resolved" else alert.get("drift_when", "above")
     since = f"; drifting since {alert.get('since')}" if kind in ("reminder", "resolved") else ""
+    # the counts behind the value, in words, where the signal gives them (retrieval coverage: "0 of 412 …")
+    detail = f"; {alert['detail']}" if alert.get("detail") else ""
     return (
         f"{head}{who}: {alert['signal']} = {alert['value']} {where} threshold {alert['threshold']} "
-        f"({alert.get('method', '?')}), window {window.get('start')} .. {window.get('end')}{since}; "
+        f"({alert.get('method', '?')}){detail}, window {window.get('start')} .. {window.get('end')}{since}; "
         f"report: {alert.get('report')}"
     )
 

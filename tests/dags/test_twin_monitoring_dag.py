@@ -328,6 +328,24 @@ def test_with_no_channel_configured_the_log_is_the_alert(dag, monkeypatch: pytes
     ]
 
 
+def test_a_retrieval_coverage_page_states_its_counts(dag, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """The coverage signal's alert carries its counts in words (``detail``): the page says how many requests
+    retrieved nothing, not only the interval's bound."""
+    monkeypatch.delenv("TWIN_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("TWIN_ALERT_SLACK_CONN_ID", raising=False)
+    caplog.set_level("INFO", logger="twin.alerts")
+    checked = _checked(("drift", "retrieval_coverage"))
+    detail = "0 of 412 requests retrieved a chunk (95% interval of the share: 0.0000 to 0.0092)"
+    checked["alerts"][0].update(value=0.0092, threshold=0.5, method="wilson", drift_when="below", detail=detail)
+    sent = dag.get_task("check_drift").python_callable(checked)
+    assert sent["delivered"] == ["drift:retrieval_coverage"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DRIFT ALERT")]
+    assert logged == [
+        f"DRIFT ALERT: LLM Twin drift: retrieval_coverage = 0.0092 below threshold 0.5 (wilson); {detail}, "
+        "window 2026-11-21T11:00:00+00:00 .. 2026-11-21T12:00:00+00:00; report: /a/monitoring/all/20261121T110000Z-1h"
+    ]
+
+
 def test_only_new_drift_emits_the_drift_asset(dag) -> None:
     from types import SimpleNamespace
 

@@ -24,6 +24,7 @@ TRAFFIC_SIGNALS = {
     "retrieval_score",
     "latency_ms",
     "error_rate",
+    "retrieval_coverage",
 }
 
 

@@ -14,6 +14,7 @@ import pytest
 
 LENGTH = "scope: queries, column: query, kind: length"
 RATE = "scope: operations, column: outcome, kind: rate"
+COVERAGE = "scope: operations, column: retrieved, kind: coverage"
 
 
 def test_the_static_method_table_is_evidentlys_registry() -> None:
@@ -59,6 +60,20 @@ def test_the_shipped_config_is_the_built_in_copy(settings: Any) -> None:
         "newcombe",
         0.02,
         0.95,
+    )
+    coverage = next(s for s in load_signals(settings) if s.name == "retrieval_coverage")
+    assert (coverage.column, coverage.kind, coverage.method, coverage.threshold, coverage.confidence) == (
+        "retrieved",
+        "coverage",
+        "wilson",
+        0.5,
+        0.95,
+    )
+    assert (coverage.below, coverage.absolute, coverage.drifted(0.49), coverage.drifted(0.5)) == (
+        True,
+        True,
+        True,
+        False,
     )
 
 
@@ -107,6 +122,14 @@ def test_the_shipped_config_is_the_built_in_copy(settings: Any) -> None:
         (f"{RATE}, method: newcombe, threshold: -0.1", "expected a minimum increase of the rate, 0 <= threshold < 1"),
         (f"{RATE}, method: newcombe, threshold: 0.02, confidence: 1", "confidence 1.0: expected 0.5 < confidence < 1"),
         (f"{RATE}, method: newcombe, threshold: 0.02, confidence: .nan", "confidence nan: expected a finite number"),
+        (f"{COVERAGE}, method: newcombe, threshold: 0.5", "coverage method 'newcombe': expected one of wilson"),
+        (f"{COVERAGE}, method: wilson, threshold: 0", "expected a share of the requests, 0 < threshold < 1"),
+        (f"{COVERAGE}, method: wilson, threshold: 1", "expected a share of the requests, 0 < threshold < 1"),
+        (f"{COVERAGE}, method: wilson, threshold: 0.5, confidence: 0.4", "confidence 0.4: expected 0.5 < confidence"),
+        (
+            "scope: operations, column: outcome, kind: coverage, method: wilson, threshold: 0.5",
+            "a coverage reads the column 'retrieved', not 'outcome'",
+        ),
     ],
 )
 def test_a_bad_signal_is_a_config_error_naming_file_signal_and_allowed_values(

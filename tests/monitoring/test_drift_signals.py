@@ -1,6 +1,7 @@
 """Each signal is decided on the values it has, states them, and holds (never "not drifted") without
 enough of them; the server error rate counts server failures only and alerts only on an increase,
-with the interval of that increase.
+with the interval of that increase; a window where (nearly) no answered request retrieved a chunk pages
+on its own, once per episode, and holds with too few requests.
 
 The text tools are stand-ins (one constant embedding, every text English): no model is loaded, and the
 text signals of two hours of the same synthetic traffic score far below their thresholds."""
@@ -75,18 +76,149 @@ def _status(status: str, count: int = 12) -> Mutate:
     return mutate
 
 
-def test_a_window_without_any_retrieval_score_is_held_not_no_drift(hours: Any) -> None:
-    result = hours(None, _no_retrieval())(1)
-    reason = "no retrieval scores in the window (0 of 40 requests)"
-    assert result["verdict"] == "partial" and result["alerts"] == [] and result["drifted"] == []
-    assert result["held"] == [{"signal": "retrieval_score", "reason": reason, "rows": 0, "reference_rows": 40}]
-    assert result["reason"] == f"no drift in the 9 scored signal(s); held, not checked: retrieval_score: {reason}"
-    entry = result["signals"]["retrieval_score"]
-    assert (entry["status"], entry["skipped"], entry["score"], entry["drifted"]) == ("held", reason, None, None)
-    others = {n: e["status"] for n, e in result["signals"].items() if n != "retrieval_score"}
-    assert set(others.values()) == {"scored"} and len(others) == 9
-    stored = json.loads((Path(result["report"]) / "result.json").read_text())
-    assert stored["verdict"] == "partial" and stored["held"] == result["held"]
+def _keep(count: int) -> Mutate:
+    def mutate(rows: list[Any]) -> None:
+        del rows[count:]
+
+    return mutate
+
+
+def _both(*mutations: Mutate) -> Mutate:
+    def mutate(rows: list[Any]) -> None:
+        for m in mutations:
+            m(rows)
+
+    return mutate
+
+
+def _deliver(result: dict[str, Any]) -> None:
+    """What `twin monitor record-alerts` records once a channel took the result's alerts."""
+    from twin_core.monitoring import parse_window
+    from twin_core.monitoring.alert_state import record_delivered
+    from twin_core.settings import get_settings
+    from twin_core.stores.artifacts import open_artifact_store
+
+    window = parse_window("1h", result["window"]["end"])
+    delivered = [(a["kind"], a["signal"]) for a in result["alerts"]]
+    record_delivered(open_artifact_store(get_settings()), None, window, delivered)
+
+
+UPPER_0_OF_40 = 0.087622  # the 95% Wilson interval of 0 of 40 is [0, 0.087622]
+COVERAGE_STATISTIC = (
+    "upper bound of the 95% Wilson interval of the share of the requests the server answered that retrieved a chunk"
+)
+
+
+def test_a_window_where_no_request_retrieved_a_chunk_pages_once_reminds_and_resolves(
+    hours: Any, monkeypatch: Any
+) -> None:
+    """Hours 1-3 retrieve nothing (retrieval_score is held: no score to compare), hour 4 is back: one
+    page, nothing the next hour within the repeat interval, a reminder with a 1 h repeat, one resolved."""
+    from twin_core.monitoring.rates import wilson
+    from twin_core.settings import get_settings
+
+    check = hours(None, _no_retrieval(), _no_retrieval(), _no_retrieval(), None)
+    first = check(1)
+    score_reason = "no retrieval scores in the window (0 of 40 requests)"
+    assert first["verdict"] == "drift" and [d["signal"] for d in first["drifted"]] == ["retrieval_coverage"]
+    assert first["held"] == [{"signal": "retrieval_score", "reason": score_reason, "rows": 0, "reference_rows": 40}]
+    assert round(wilson(0, 40, 1.959964)[1], 6) == UPPER_0_OF_40
+    (alert,) = first["alerts"]
+    assert {k: v for k, v in alert.items() if k not in ("window", "report")} == {
+        "signal": "retrieval_coverage", "kind": "drift", "value": UPPER_0_OF_40, "threshold": 0.5,
+        "method": "wilson", "drift_when": "below", "statistic": COVERAGE_STATISTIC, "rows": 40,
+        "reference_rows": 40, "reference": "previous", "p_value": None, "interval": [0.0, UPPER_0_OF_40],
+        "confidence": 0.95, "share": 0.0, "reference_share": 1.0, "retrieved": 0, "reference_retrieved": 40,
+        "detail": "0 of 40 requests retrieved a chunk (95% interval of the share: 0.0000 to 0.0876)",
+    }  # fmt: skip
+    assert alert["window"]["end"] == (T0 + timedelta(hours=2)).isoformat()
+    stored = json.loads((Path(first["report"]) / "result.json").read_text())
+    assert stored["verdict"] == "drift" and stored["alerts"] == first["alerts"] and stored["held"] == first["held"]
+    _deliver(first)
+    assert check(2)["alerts"] == []  # still open, within TWIN_MONITOR_ALERT_REPEAT_H (24 h): no second page
+    monkeypatch.setenv("TWIN_MONITOR_ALERT_REPEAT_H", "1")
+    get_settings.cache_clear()
+    (reminder,) = check(3)["alerts"]  # 2 h of window time after the page: reminded
+    since = (T0 + timedelta(hours=2)).isoformat()
+    assert (reminder["kind"], reminder["signal"], reminder["since"], reminder["rows"]) == (
+        "reminder", "retrieval_coverage", since, 40,
+    )  # fmt: skip
+    _deliver(check(3))
+    back = check(4)
+    (resolved,) = back["alerts"]
+    assert back["verdict"] == "partial" and back["drifted"] == []  # retrieval_score: its reference has none
+    assert (resolved["kind"], resolved["signal"], resolved["since"], resolved["value"]) == (
+        "resolved", "retrieval_coverage", since, 1.0,
+    )  # fmt: skip
+    assert resolved["detail"] == "40 of 40 requests retrieved a chunk (95% interval of the share: 0.9124 to 1.0000)"
+    _deliver(back)
+    assert check(4)["alerts"] == []  # resolved once
+
+
+def test_no_retrieval_in_too_few_requests_holds_and_never_pages(hours: Any) -> None:
+    """Hour 1: 19 requests, none retrieving (< TWIN_MONITOR_MIN_ROWS 20): not enough data. Hour 3: 40
+    requests, 25 rejected by the client, the 15 answered ones without chunks: the coverage is held."""
+    check = hours(None, _both(_no_retrieval(), _keep(19)), None, _both(_no_retrieval(), _status("rejected", 25)))
+    small = check(1)
+    assert small["verdict"] == "not_enough_data" and small["alerts"] == [] and small["signals"] == {}
+    assert small["reason"] == "19 requests in the window (< 20): no drift check"
+    answered = check(3)
+    reason = "15 requests the server answered in the window (of 40 requests; < 20): not enough data"
+    coverage = answered["signals"]["retrieval_coverage"]
+    assert (coverage["status"], coverage["skipped"], coverage["drifted"], coverage["rows"]) == (
+        "held",
+        reason,
+        None,
+        15,
+    )
+    assert answered["verdict"] == "partial" and answered["alerts"] == [] and answered["drifted"] == []
+    assert {"signal": "retrieval_coverage", "reason": reason, "rows": 15, "reference_rows": 40} in answered["held"]
+
+
+def test_no_retrieval_pages_even_when_the_reference_is_too_short_to_compare(hours: Any) -> None:
+    """The hour before had 5 requests: every comparison of operations is held, the coverage (the window
+    alone) still pages, with the reference's 5 reported."""
+    result = hours(_keep(5), _no_retrieval())(1)
+    assert result["verdict"] == "drift" and [d["signal"] for d in result["drifted"]] == ["retrieval_coverage"]
+    (alert,) = result["alerts"]
+    assert (alert["value"], alert["rows"], alert["reference_rows"], alert["reference_share"]) == (
+        UPPER_0_OF_40, 40, 5, 1.0,
+    )  # fmt: skip
+    held = {h["signal"]: h["reason"] for h in result["held"]}
+    short = "5 reference rows (previous) (< 20): not enough data"
+    assert {n: held.get(n) for n in ("retrieval_score", "latency_ms", "error_rate")} == dict.fromkeys(
+        ("retrieval_score", "latency_ms", "error_rate"), short
+    )
+
+
+def test_a_few_requests_without_chunks_never_page_and_too_small_a_sample_holds() -> None:
+    """The coverage drifts on the upper bound of its interval: 10 of 40 retrieving pages, 15 of 40 does
+    not; a sample where even 0 retrieving could not reach below the threshold is held, not "no drift"."""
+    import pandas as pd
+
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.measures import ScopeData
+    from twin_core.monitoring.rates import coverage_measure
+
+    spec = {"scope": "operations", "column": "retrieved", "kind": "coverage", "method": "wilson", "threshold": 0.5}
+    signal = _signal("retrieval_coverage", spec, "t")
+
+    def frame(hits: int, n: int) -> Any:
+        return pd.DataFrame({"outcome": ["ok"] * n, "retrieved": [3] * hits + [0] * (n - hits)})
+
+    def decide(hits: int, n: int, minimum: int = 20) -> Any:
+        return coverage_measure(signal, ScopeData("operations", "previous", frame(hits, n), frame(0, 0)), minimum)
+
+    pages, quiet = decide(10, 40), decide(15, 40)
+    assert (round(pages.score, 4), signal.drifted(pages.score)) == (0.4019, True)
+    assert (round(quiet.score, 4), signal.drifted(quiet.score)) == (0.5297, False)
+    assert "reference_share" not in pages.details and pages.reference_rows == 0  # no reference: not needed
+    tiny = decide(0, 3, minimum=3)
+    assert (tiny.score, tiny.rows) == (None, 3)
+    assert tiny.held == (
+        "3 requests the server answered in the window: even 0 of 3 would leave the upper bound at 0.5615 "
+        "(>= 0.5): not enough data"
+    )
 
 
 def test_every_signal_reports_and_holds_on_the_values_it_used(hours: Any, monkeypatch: Any) -> None:
@@ -103,7 +235,11 @@ def test_every_signal_reports_and_holds_on_the_values_it_used(hours: Any, monkey
     assert scored["verdict"] == "no_drift" and scored["held"] == []
     embedding = scored["signals"]["query_embedding"]  # embedded: a sample of 20 of the 40 queries per side
     assert (embedding["rows"], embedding["reference_rows"]) == (20, 20)
-    assert current_held["verdict"] == "partial" and current_held["alerts"] == []
+    # 2 of 40 retrieved a chunk: the coverage pages (its interval's upper bound 0.165 < 0.5)
+    assert current_held["verdict"] == "drift" and [a["signal"] for a in current_held["alerts"]] == [
+        "retrieval_coverage"
+    ]
+    assert current_held["signals"]["retrieval_coverage"]["detail"].startswith("2 of 40 requests retrieved a chunk")
     assert current_held["held"] == [
         {
             "signal": "retrieval_score",

@@ -47,6 +47,7 @@ def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: 
         "kind": "resolved",
         "value": entry["score"],
         **{k: entry.get(k) for k in keys},
+        **{k: entry[k] for k in ("detail",) if k in entry},  # the counts in words (retrieval coverage)
         "since": opened.get("since"),
         "window": result["window"],
         "report": result["report"],

@@ -13,12 +13,12 @@ from twin_core.errors import ConfigError
 from twin_core.settings import Settings
 
 SCOPES = ("queries", "answers", "operations", "documents")
-KINDS = ("embedding", "length", "oov", "language", "numeric", "category", "rate")
+KINDS = ("embedding", "length", "oov", "language", "numeric", "category", "rate", "coverage")
 # The columns each scope's frame has (scopes.py): a signal names one of its scope's.
 SCOPE_COLUMNS = {
     "queries": ("query",),
     "answers": ("answer",),
-    "operations": ("retrieval_score", "latency_ms", "outcome"),
+    "operations": ("retrieval_score", "latency_ms", "outcome", "retrieved"),
     "documents": ("text",),
 }
 # The value type Evidently's stattests see for each value kind (text descriptors are numbers or categories).
@@ -58,6 +58,10 @@ EMBEDDING_METHODS = ("distance", "model")
 EMBEDDING_DISTANCES = ("cosine", "euclidean", "cityblock", "chebyshev")
 # Rates (the server error rate): a one-sided decision on the increase of a proportion.
 RATE_METHODS = ("newcombe",)
+# Coverage (the share of the requests the server answered that retrieved a chunk): decided on the window
+# alone, never against the reference (a retrieval that is broken in both windows is still broken).
+COVERAGE_METHODS = ("wilson",)
+ABSOLUTE_KINDS = frozenset({"coverage"})
 _KEYS = ("scope", "column", "kind", "method", "threshold", "dist", "confidence")
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "monitoring.yaml"
 
@@ -77,8 +81,18 @@ class Signal:
     def pvalue(self) -> bool:
         return self.kind in VALUE_TYPES and self.method in PVALUE_METHODS
 
+    @property
+    def below(self) -> bool:
+        """Drifts when the score is below the threshold (p-values, coverage); else above it."""
+        return self.pvalue or self.kind == "coverage"
+
+    @property
+    def absolute(self) -> bool:
+        """Decided on the window alone: the reference is reported, never required."""
+        return self.kind in ABSOLUTE_KINDS
+
     def drifted(self, score: float) -> bool:
-        return score < self.threshold if self.pvalue else score > self.threshold
+        return score < self.threshold if self.below else score > self.threshold
 
     @property
     def statistic(self) -> str:
@@ -91,6 +105,11 @@ class Signal:
             return (
                 f"lower bound of the {self.confidence * 100:g}% Newcombe interval of the increase in the server "
                 "error rate (current - reference)"
+            )
+        if self.kind == "coverage":
+            return (
+                f"upper bound of the {self.confidence * 100:g}% Wilson interval of the share of the requests the "
+                "server answered that retrieved a chunk"
             )
         if self.pvalue:
             return f"{self.method} test p-value"
@@ -119,6 +138,7 @@ _DEFAULT_ROWS = [
     ("retrieval_score", "operations", "retrieval_score", "numeric", "wasserstein", 1.0),
     ("latency_ms", "operations", "latency_ms", "numeric", "wasserstein", 1.0),
     ("error_rate", "operations", "outcome", "rate", "newcombe", 0.02),
+    ("retrieval_coverage", "operations", "retrieved", "coverage", "wilson", 0.5),
     ("document_embedding", "documents", "text", "embedding", "distance", 0.5),
     ("document_length", "documents", "text", "length", "ks", 0.05),
 ]
@@ -179,6 +199,12 @@ def _method_problem(sig: Signal) -> str | None:
         if sig.method not in RATE_METHODS:
             return f"rate method {sig.method!r}: expected one of {', '.join(RATE_METHODS)}"
         return None
+    if sig.kind == "coverage":
+        if sig.column != "retrieved":
+            return f"a coverage reads the column 'retrieved', not {sig.column!r}"
+        if sig.method not in COVERAGE_METHODS:
+            return f"coverage method {sig.method!r}: expected one of {', '.join(COVERAGE_METHODS)}"
+        return None
     value_type = VALUE_TYPES[sig.kind]
     allowed = sorted(name for name, (types, _) in STATTESTS.items() if value_type in types)
     if sig.method not in allowed:
@@ -187,15 +213,17 @@ def _method_problem(sig: Signal) -> str | None:
 
 
 def _threshold_problem(sig: Signal) -> str | None:
-    """Why the threshold (and a rate's confidence) can never make a sound decision (None when it can)."""
+    """Why the threshold (and a rate's or coverage's confidence) can never make a sound decision (None when it can)."""
     t = sig.threshold
     for key, value in (("threshold", t), ("confidence", sig.confidence)):
         if not math.isfinite(value):
             return f"{key} {value}: expected a finite number"
+    if sig.kind in ("rate", "coverage") and not 0.5 < sig.confidence < 1:
+        return f"confidence {sig.confidence}: expected 0.5 < confidence < 1"
     if sig.kind == "rate":
-        if not 0.5 < sig.confidence < 1:
-            return f"confidence {sig.confidence}: expected 0.5 < confidence < 1"
         ok, need = 0 <= t < 1, "a minimum increase of the rate, 0 <= threshold < 1"
+    elif sig.kind == "coverage":
+        ok, need = 0 < t < 1, "a share of the requests, 0 < threshold < 1"
     elif sig.kind == "embedding" and sig.method == "model":
         ok, need = 0.5 < t < 1, "a ROC AUC, 0.5 < threshold < 1 (0.5 is chance)"
     elif sig.pvalue:

@@ -7,7 +7,9 @@ window's ``training/`` subfolder that never alerts. Either side below ``TWIN_MON
 ("not enough data"), never scored: per scope (its rows) and per signal (the values it can use: a request
 without retrieved chunks has no retrieval score). A held signal is ``status: held`` with the reason and
 its counts, never "not drifted". Each scored signal reports its statistic, the values used on both sides
-(``rows``, ``reference_rows``) and, where its method gives one, a ``p_value`` or ``interval``.
+(``rows``, ``reference_rows``) and, where its method gives one, a ``p_value`` or ``interval``. The
+retrieval coverage is decided on the window alone (``rates.coverage_measure``): a window where none of its
+answered requests retrieved a chunk drifts (it pages) even when the reference is too short to compare.
 
 Verdicts: ``drift`` (a scored signal drifted), ``no_drift`` (every signal scored, none drifted),
 ``partial`` (no drift among the scored signals, some held: listed under ``held``, and in ``reason``),
@@ -26,7 +28,7 @@ from twin_core.monitoring.config import VALUE_TYPES, Signal, load_signals
 from twin_core.monitoring.evidently_metrics import embedding_drift, value_report, value_scores
 from twin_core.monitoring.evidently_reports import ReportWriter
 from twin_core.monitoring.measures import Measure, ScopeData
-from twin_core.monitoring.rates import rate_measure
+from twin_core.monitoring.rates import coverage_measure, rate_measure
 from twin_core.monitoring.scopes import read_logs, traffic_scopes, training_scopes
 from twin_core.monitoring.text_tools import TextTools
 from twin_core.monitoring.windows import Window, parse_time
@@ -173,9 +175,11 @@ def _score(
     reports: dict[str, str] = {}
     for scope, data in scopes.items():
         scoped = [s for s in plan.signals if s.scope == scope]
+        minimum = data.minimum or plan.min_rows
+        for s in (s for s in scoped if s.kind == "coverage"):  # the window alone: even when the reference is short
+            measures[s.name] = coverage_measure(s, data, minimum)
         if data.skipped or not scoped:
             continue
-        minimum = data.minimum or plan.min_rows
         values = [s for s in scoped if s.kind in VALUE_TYPES]
         if values and plan.plots:
             snapshot, found = value_report(values, data, tools, minimum)
@@ -209,7 +213,7 @@ def signal_entry(signal: Signal, data: ScopeData, found: Measure | None) -> dict
         "method": method,
         "statistic": signal.statistic,
         "threshold": signal.threshold,
-        "drift_when": "below" if signal.pvalue else "above",
+        "drift_when": "below" if signal.below else "above",
         "rows": found.rows,
         "reference_rows": found.reference_rows,
         "status": "held" if held else "scored",
@@ -234,6 +238,7 @@ def signal_entry(signal: Signal, data: ScopeData, found: Measure | None) -> dict
 _DRIFT_KEYS = ("score", "threshold", "method", "statistic", "drift_when", "rows", "reference_rows", "reference")
 _DECISION_KEYS = ("p_value", "interval", "confidence")
 _RATE_KEYS = ("rate", "reference_rate", "failures", "reference_failures", "increase")
+_COVERAGE_KEYS = ("share", "reference_share", "retrieved", "reference_retrieved", "detail")
 
 
 def _record(
@@ -247,7 +252,8 @@ def _record(
     """Signals, verdict and (for a traffic check with ``alert``) the new alerts; result.json last."""
     for s in plan.signals:
         data = scopes[s.scope]
-        entry = result["signals"][s.name] = signal_entry(s, data, None if data.skipped else measures.get(s.name))
+        found = None if data.skipped and not s.absolute else measures.get(s.name)
+        entry = result["signals"][s.name] = signal_entry(s, data, found)
         if entry["status"] == "held":
             result["held"].append(
                 {
@@ -258,7 +264,7 @@ def _record(
                 }
             )
         elif entry["drifted"]:
-            keys = (*_DRIFT_KEYS, *_DECISION_KEYS, *(k for k in _RATE_KEYS if k in entry))
+            keys = (*_DRIFT_KEYS, *_DECISION_KEYS, *(k for k in (*_RATE_KEYS, *_COVERAGE_KEYS) if k in entry))
             result["drifted"].append({"signal": s.name, **{k: entry[k] for k in keys}})
     result["reports"] = reports
     _verdict(plan, result)

@@ -20,6 +20,7 @@ _VALUES = {
     "retrieval_score": "retrieval scores",
     "latency_ms": "latencies",
     "outcome": "server outcomes (ok, error, unavailable)",
+    "retrieved": "requests the server answered",
 }
 
 
@@ -54,13 +55,14 @@ def _side(used: int, total: int, what: str, where: str, unit: str, minimum: int)
 
 
 def measure_or_hold(signal: Signal, data: ScopeData, rows: int, reference_rows: int, minimum: int) -> Measure:
-    """A Measure to score (``held`` None) when both sides have ``minimum`` usable values, else held."""
+    """A Measure to score (``held`` None) when both sides have ``minimum`` usable values, else held. A
+    signal decided on the window alone (``signal.absolute``) needs them in the window only."""
     what = _VALUES.get(signal.column, f"{signal.column} values")
     unit = "requests" if data.scope == "operations" else "rows"
     held = None
     if rows < minimum:
         held = _side(rows, len(data.current), what, "in the window", unit, minimum)
-    elif reference_rows < minimum:
+    elif reference_rows < minimum and not signal.absolute:
         held = _side(
             reference_rows, len(data.reference), what, f"in the reference ({data.reference_kind})", unit, minimum
         )

@@ -5,7 +5,8 @@ A side below the minimum number of rows is held ("skipped" with the counts), nev
 ``outcome`` is ``ok`` or ``error`` (a server failure: ``error``, ``unavailable`` or any status but the
 client's own) and missing for ``rejected`` (the client's 4xx) and ``cancelled`` (the client went away):
 the server error rate counts neither. A missing retrieval score or latency stays missing (NaN): each
-signal is scored on, and reports, the values it has (``measures.py``)."""
+signal is scored on, and reports, the values it has (``measures.py``). ``retrieved`` is the number of
+chunks the request kept (0 when retrieval found nothing or failed): the retrieval coverage."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ MIN_DOCUMENTS = 5
 TEXT_SAMPLE = 2000  # rows per side for the text descriptors: a few thousand pin a distribution down
 READ_BATCH = 100_000  # one query per window: paging with skip re-reads the embedded store per page
 DOCUMENT_CHARS = 2000
-_COLUMNS = ["query", "answer", "retrieval_score", "latency_ms", "outcome"]
+_COLUMNS = ["query", "answer", "retrieval_score", "latency_ms", "outcome", "retrieved"]
 CLIENT_STATUSES = frozenset({"rejected", "cancelled"})  # the client's doing: not a server failure
 
 
@@ -52,6 +53,7 @@ def log_frame(rows: Sequence[InferenceLog]) -> Any:
                 "retrieval_score": max(scores) if scores else math.nan,
                 "latency_ms": total if total is not None else math.nan,
                 "outcome": outcome(r.status),
+                "retrieved": len(r.retrieved),
             }
         )
     return pd.DataFrame(data, columns=_COLUMNS)
