@@ -61,6 +61,8 @@ RATE_METHODS = ("newcombe",)
 # Coverage (the share of the requests the server answered that retrieved a chunk): decided on the window
 # alone, never against the reference (a retrieval that is broken in both windows is still broken).
 COVERAGE_METHODS = ("wilson",)
+# the kinds that count requests: kind -> (the column they read, their methods)
+COUNTED_KINDS = {"rate": ("outcome", RATE_METHODS), "coverage": ("retrieved", COVERAGE_METHODS)}
 ABSOLUTE_KINDS = frozenset({"coverage"})
 _KEYS = ("scope", "column", "kind", "method", "threshold", "dist", "confidence")
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "monitoring.yaml"
@@ -193,17 +195,12 @@ def _method_problem(sig: Signal) -> str | None:
         if sig.method == "distance" and sig.dist not in EMBEDDING_DISTANCES:
             return f"dist {sig.dist!r}: expected one of {', '.join(EMBEDDING_DISTANCES)}"
         return None
-    if sig.kind == "rate":
-        if sig.column != "outcome":
-            return f"a rate reads the column 'outcome', not {sig.column!r}"
-        if sig.method not in RATE_METHODS:
-            return f"rate method {sig.method!r}: expected one of {', '.join(RATE_METHODS)}"
-        return None
-    if sig.kind == "coverage":
-        if sig.column != "retrieved":
-            return f"a coverage reads the column 'retrieved', not {sig.column!r}"
-        if sig.method not in COVERAGE_METHODS:
-            return f"coverage method {sig.method!r}: expected one of {', '.join(COVERAGE_METHODS)}"
+    if sig.kind in COUNTED_KINDS:  # a share of requests: one column, its own methods
+        column, methods = COUNTED_KINDS[sig.kind]
+        if sig.column != column:
+            return f"a {sig.kind} reads the column {column!r}, not {sig.column!r}"
+        if sig.method not in methods:
+            return f"{sig.kind} method {sig.method!r}: expected one of {', '.join(methods)}"
         return None
     value_type = VALUE_TYPES[sig.kind]
     allowed = sorted(name for name, (types, _) in STATTESTS.items() if value_type in types)
