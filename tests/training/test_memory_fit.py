@@ -109,12 +109,13 @@ def test_fit_memory_is_for_one_gpu_and_leaves_run_ids_alone(tmp_path) -> None:  
 
 def test_the_run_takes_the_fitted_plan_only_when_the_profile_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     from twin_core.training import run
+    from twin_core.training.plan import TrainingPlan
     from twin_core.training.profiles import load_profile
 
     settings = load_settings()
     model = type("Model", (), {"config": _llama(**LLAMA_8B)})()
     monkeypatch.setattr(memory_fit, "gpu_budget", lambda: 17_079_081_574)  # what a 24 GB card leaves
-    plan = run.TrainingPlan("sft", load_profile(settings, "cpu-tiny"), None, "b", None, [], 10, 5, "rid", False)
+    plan = TrainingPlan("sft", load_profile(settings, "cpu-tiny"), None, "b", None, [], 10, 5, "rid", False)
     assert run._fit_memory(plan, model) == (plan, None)
     gpu_plan = dataclasses.replace(plan, profile=load_profile(settings, "gpu-8b"))
     fitted, fit = run._fit_memory(gpu_plan, model)
@@ -172,12 +173,13 @@ def test_running_out_of_gpu_memory_says_which_split_and_what_to_change(monkeypat
 
     from twin_core.errors import TwinError
     from twin_core.training import run
+    from twin_core.training.plan import TrainingPlan
     from twin_core.training.profiles import load_profile
 
     settings = load_settings()
     model = type("Model", (), {"config": _llama(**LLAMA_8B)})()
     monkeypatch.setattr(memory_fit, "gpu_budget", lambda: 17_079_081_574)  # what a 24 GB card leaves
-    plan = run.TrainingPlan("sft", load_profile(settings, "gpu-8b"), None, "b", None, [], 10, 5, "rid", False)
+    plan = TrainingPlan("sft", load_profile(settings, "gpu-8b"), None, "b", None, [], 10, 5, "rid", False)
     fitted, fit = run._fit_memory(plan, model)
 
     class Trainer:

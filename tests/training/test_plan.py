@@ -10,7 +10,7 @@ from twin_core.errors import InputError
 
 
 def test_plan_is_pure_and_deterministic(tsettings, instruct_version) -> None:
-    from twin_core.training.run import plan_training
+    from twin_core.training.plan import plan_training
 
     plan = plan_training(tsettings, "sft", instruct_version, profile_name="tiny-test")
     again = plan_training(tsettings, "sft", instruct_version, profile_name="tiny-test")
@@ -26,7 +26,7 @@ def test_plan_is_pure_and_deterministic(tsettings, instruct_version) -> None:
 
 
 def test_plan_refuses_dpo_without_parent(tsettings, preference_version) -> None:
-    from twin_core.training.run import plan_training
+    from twin_core.training.plan import plan_training
 
     with pytest.raises(InputError, match="--from"):
         plan_training(tsettings, "dpo", preference_version, profile_name="tiny-test")
@@ -46,7 +46,7 @@ def _variant(tmp_path: Path, name: str, old: str, new: str) -> str:
 
 def test_run_id_ignores_what_does_not_train(tsettings, instruct_version, tmp_path: Path) -> None:
     """description and execution_profile (the pod) change no weight: --resume finds the run after editing them."""
-    from twin_core.training.run import plan_training
+    from twin_core.training.plan import plan_training
 
     plan = plan_training(tsettings, "sft", instruct_version, profile_name="tiny-test")
     edited = _variant(tmp_path, "edited", "execution_profile: cpu\n", "execution_profile: cpu-train\n"
@@ -66,7 +66,8 @@ def test_resume_without_checkpoint_warns_and_names_the_runs_that_have_one(
 ) -> None:
     from twin_core.stores.artifacts import open_artifact_store
     from twin_core.training import checkpoints
-    from twin_core.training.run import _resume_point, plan_training
+    from twin_core.training.plan import plan_training
+    from twin_core.training.run import _resume_point
 
     plan = plan_training(tsettings, "sft", instruct_version, profile_name="tiny-test", resume=True)
     store = open_artifact_store(tsettings)
@@ -101,7 +102,7 @@ def _register(settings, author: str, tag: str, kind: str | None, tmp_path: Path)
 
 
 def test_dpo_starts_from_the_same_authors_sft_model(tsettings, preference_version, tmp_path: Path) -> None:
-    from twin_core.training.run import plan_training
+    from twin_core.training.plan import plan_training
 
     toms = _register(tsettings, "Tom Tiny", "tom", "sft", tmp_path)
     with pytest.raises(InputError) as err:

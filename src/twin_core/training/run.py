@@ -2,12 +2,12 @@
 
 Three phases, each testable on its own:
 
-1. ``plan_training`` (pure: reads the profile, the dataset rows and, for DPO, the parent version; writes
-   nothing, loads no model): the run id, steps, checkpoint interval, parameters;
+1. ``plan_training`` (``plan.py``; pure: reads the profile, the dataset rows and, for DPO, the parent
+   version; writes nothing, loads no model): the run id, steps, checkpoint interval, parameters;
 2. ``execute`` (the trainer): GPU check, base model, held-out perplexity before, TRL training with
    checkpoints mirrored to the artifact store (``--resume`` continues from the newest), Comet and a
    progress bar each step, held-out perplexity after;
-3. ``record``: adapter + merged weights + tokenizer + Comet archive written and registered (metadata
+3. ``record`` (``record.py``): adapter + merged weights + tokenizer + Comet archive written and registered (metadata
    last: a version appears only complete), and the step result.
 
 The run folder ``TWIN_HOME/training/<run_id>`` is scratch; the artifact store holds what matters.
@@ -17,131 +17,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twin_core.domain import content_hash
-from twin_core.errors import InputError, TwinError
+from twin_core.errors import TwinError
 from twin_core.llm import rows
 from twin_core.llm.base_model import resolve_base
 from twin_core.llm.perplexity import perplexity
 from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
-from twin_core.training import checkpoints, data, memory_fit
+from twin_core.training import checkpoints, memory_fit
 from twin_core.training import peft_model as models
-from twin_core.training.profiles import TrainingProfile, load_profile
+from twin_core.training.plan import TrainingPlan, plan_training
+from twin_core.training.record import Outcome, record
 from twin_core.training.step_clock import step_clock
-from twin_core.training.trainers import Kind, build_trainer, stage_of, trainer_args
+from twin_core.training.trainers import Kind, build_trainer, trainer_args
 
 log = logging.getLogger(__name__)
 
 EVAL_EXAMPLES = 64  # held-out examples scored for perplexity (the test split is small anyway)
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """What one run will do: decided before any model is loaded."""
-
-    kind: Kind
-    profile: TrainingProfile
-    data: data.TrainingData
-    base_name: str  # the base model's name (DPO: the SFT version's base)
-    parent_ref: str | None  # DPO: the SFT model version (start and reference)
-    parent_datasets: list[str]
-    steps: int
-    checkpoint_steps: int
-    run_id: str
-    resume: bool
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def evaluate(self) -> bool:
-        """Held-out eval loss during training (early stopping) when the stage asks and there is a split."""
-        return bool(stage_of(self.profile, self.kind).early_stopping_patience and self.data.test)
-
-
-@dataclass
-class Outcome:
-    trainer: Any
-    tokenizer: Any
-    base_location: str
-    metrics: dict[str, Any]
-    curve: list[tuple[int, float]]
-    seconds: float
-    resumed_from_step: int | None
-    tracker: Any
-
-
-def _steps(profile: TrainingProfile, kind: Kind, n_rows: int, settings: Settings) -> int:
-    stage = stage_of(profile, kind)
-    per_step = stage.batch_size * stage.grad_accum
-    epoch_steps = max(1, math.ceil(n_rows / per_step))
-    steps = stage.max_steps or max(1, math.ceil(epoch_steps * stage.epochs))
-    if settings.training.max_steps:
-        steps = min(steps, settings.training.max_steps)
-    return steps
-
-
-def plan_training(
-    settings: Settings,
-    kind: Kind,
-    dataset_version: str,
-    *,
-    profile_name: str | None = None,
-    from_ref: str | None = None,
-    resume: bool = False,
-) -> TrainingPlan:
-    """Profile, rows, base, steps and the run id; unknown/empty data or a DPO without --from -> InputError."""
-    from twin_core.stores.registry import open_registry
-
-    profile = load_profile(settings, profile_name)
-    td = data.load_training_data(settings, dataset_version, "instruct" if kind == "sft" else "preference")
-    parent = None
-    if kind == "dpo":
-        if not from_ref:
-            raise InputError("twin train dpo needs --from MODEL_VERSION (the SFT model, also the DPO reference)")
-        parent = open_registry(settings).get(from_ref)  # unknown -> InputError
-        _check_parent(parent, td)
-    base_name = parent.metadata.get("base_model", parent.ref) if parent else profile.base_model
-    steps = _steps(profile, kind, len(td.train), settings)
-    ckpt = settings.training.checkpoint_steps or profile.checkpoint_steps
-    identity = {"kind": kind, "dataset": td.version_id, "base": base_name, "parent": parent.ref if parent else None,
-                "profile": profile.identity(), "steps": steps, "checkpoint_steps": ckpt}  # fmt: skip
-    rid = checkpoints.run_id(**identity)
-    params = {"kind": kind, "dataset_version": td.version_id, "base_model": base_name, "from_model": from_ref,
-              "profile": profile.public(), "steps": steps, "checkpoint_steps": ckpt, "run_id": rid,
-              "train_rows": len(td.train), "test_rows": len(td.test)}  # fmt: skip
-    return TrainingPlan(
-        kind=kind,
-        profile=profile,
-        data=td,
-        base_name=base_name,
-        parent_ref=parent.ref if parent else None,
-        parent_datasets=list(parent.metadata.get("dataset_versions", [])) if parent else [],
-        steps=steps,
-        checkpoint_steps=ckpt,
-        run_id=rid,
-        resume=resume,
-        params=params,
-    )
-
-
-def _check_parent(parent: Any, td: data.TrainingData) -> None:
-    """DPO's --from: the same author's SFT model (a registered kind other than sft is refused; a version
-    registered without one is taken as SFT), else InputError before any model loads."""
-    if parent.author_slug != td.author_slug:
-        raise InputError(
-            f"--from {parent.ref} is {parent.author}'s model, but {td.version_id} is {td.author}'s preference data: "
-            f"DPO starts from the same author's SFT model ({td.author_slug}/vNNNN)"
-        )
-    kind = parent.metadata.get("kind")
-    if kind is not None and kind != "sft":
-        raise InputError(f"--from {parent.ref} is a {kind} model: DPO starts from an SFT model (twin train sft)")
 
 
 def run_training(
@@ -368,77 +265,6 @@ def _metrics(
     return metrics
 
 
-# -- record ------------------------------------------------------------------------------------------
-
-
-def record(settings: Settings, plan: TrainingPlan, outcome: Outcome) -> dict[str, Any]:
-    """Save and register the model version (idempotent: the same weights -> the version already there)."""
-    from twin_core.stores.registry import open_registry
-
-    work = settings.home / "training" / plan.run_id
-    out = work / "model"
-    models.save_model_folder(outcome.trainer.model, outcome.tokenizer, out, plan.profile, outcome.base_location,
-                             settings)  # fmt: skip
-    archive = outcome.tracker.end(out / "comet")
-    metadata = {
-        "kind": plan.kind,
-        "base_model": plan.base_name,
-        "parent": plan.parent_ref,
-        "dataset_versions": [plan.data.version_id, *plan.parent_datasets],
-        "profile": plan.profile.name,
-        "config": plan.params,
-        "metrics": outcome.metrics,
-        "loss_curve": outcome.curve,
-        "comet_experiment_key": outcome.tracker.key,
-        "comet_online": outcome.tracker.online,
-        "comet_archive": f"comet/{archive.name}" if archive else None,
-        "run_id": plan.run_id,
-        "resumed_from_step": outcome.resumed_from_step,
-        "prompt_version": _prompt_version(),
-    }
-    # identity = the weights (not the Comet archive): a retried run that ends with the same model
-    # returns the version already registered
-    metadata["content_hash"] = content_hash({p.relative_to(out).as_posix(): _file_hash(p) for p in _weight_files(out)})
-    mv = open_registry(settings).register(plan.data.author, out, metadata)
-    shutil.rmtree(work, ignore_errors=True)
-    return {
-        "model": mv.ref,
-        "version": mv.version,
-        "author": plan.data.author,
-        "stage": mv.stage,
-        "storage_uri": mv.storage_uri,
-        "dataset": plan.data.version_id,
-        "profile": plan.profile.name,
-        "run_id": plan.run_id,
-        "resumed_from_step": outcome.resumed_from_step,
-        "steps": outcome.metrics["global_step"],
-        "train_rows": len(plan.data.train),
-        "test_rows": len(plan.data.test),
-        "metrics": outcome.metrics,
-        "comet_experiment_key": mv.metadata.get("comet_experiment_key"),  # the registered run's (a retry
-        "comet_archive": mv.metadata.get("comet_archive"),  # that ends with the same weights keeps it)
-        "seconds": round(outcome.seconds, 1),
-    }
-
-
-def _weight_files(out: Path) -> list[Path]:
-    """The files that make a model (adapter_config.json lists target modules in set order: left out)."""
-    from twin_core.stores.registry import ADAPTER_DIR, MERGED_DIR
-
-    return sorted([*(out / MERGED_DIR).glob("*.safetensors"), out / MERGED_DIR / "config.json",
-                   *(out / ADAPTER_DIR).glob("*.safetensors")])  # fmt: skip
-
-
-def _file_hash(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_finished(trainer: Any, checkpoint: Path) -> None:
     """Adapter weights and trainer state of a checkpoint at the last step, without training."""
     from peft import set_peft_model_state_dict
@@ -454,9 +280,3 @@ def _tracker(settings: Settings, plan: TrainingPlan, folder: Path, name: str, ta
 
     # system metrics on a GPU only: on a CPU their sampling thread slows every step (tracking.py)
     return Tracker(settings, folder, name, plan.params, tags, sample_system=plan.profile.device != "cpu")
-
-
-def _prompt_version() -> str:
-    from twin_core.llm.prompt import PROMPT_VERSION
-
-    return PROMPT_VERSION
