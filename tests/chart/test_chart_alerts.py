@@ -30,8 +30,9 @@ def _rules(values=None) -> dict[str, dict]:
 
 def _events(series: str, window: str) -> str:
     """What the chart's llm-twin.promql.events renders for one counter and window."""
-    new_series = f"{series} unless present_over_time({series}[30m] offset {window})"
-    return f"(increase({series}[{window}]) > 0)\n  or ({new_series})"
+    new_series = f"({series} unless present_over_time({series}[30m] offset {window}))"
+    scraping = f"count(present_over_time(up[30m] offset {window}))"
+    return f"(increase({series}[{window}]) > 0)\n  or (\n    {new_series}\n      and on() {scraping}\n  )"
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -55,6 +56,9 @@ def test_pipeline_alerts_count_the_first_event_of_a_series():
         # never a bare increase(): the > 0 filter makes `or` take the new-series branch for a series at 1
         assert re.findall(r"increase\([^)]*\]\)", expr) and "]) > 0)" in expr, name
         assert "unless present_over_time(" in expr, name
+        # a series is new only where Prometheus was scraping in the lookback: after a Prometheus outage
+        # longer than 30 minutes an old count is not paged again (promtool case "Prometheus outage ...")
+        assert "and on() count(present_over_time(up[30m] offset " in expr, name
 
 
 def test_request_log_failures_page():
@@ -127,8 +131,9 @@ NO_PROMTOOL = "promtool is not installed (Debian package prometheus; or set $PRO
 
 @pytest.mark.skipif(_promtool() is None, reason=NO_PROMTOOL)
 def test_rules_pass_promtool_unit_tests(tmp_path):
-    """First events, a scrape gap, a replaced exporter, counters born at 0, request-log failures and the
-    5xx ratio, evaluated by Prometheus' own engine (annotations are checked above, not here)."""
+    """First events, a scrape gap, a replaced exporter, counters born at 0, a Prometheus outage longer than
+    30 minutes, request-log failures and the 5xx ratio, evaluated by Prometheus' own engine (annotations
+    are checked above, not here)."""
     (rule,) = cr.find(cr.objects(cr.render(None, api_versions=APIS)), "PrometheusRule")
     groups = rule["spec"]["groups"]
     for group in groups:

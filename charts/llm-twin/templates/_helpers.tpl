@@ -231,17 +231,29 @@ increase() alone is 0 for a series whose first sample already holds the count (p
 and the StatsD exporter exports a series only from its first event: the first drift and the first
 failure of each DAG after the exporter (re)starts would never fire. The second branch counts such a new
 series whole (its value; a series born at 0, such as a counter incremented by 0, adds 0). A series is
-new when it has no sample in the 30 minutes before the window, so a scrape gap or Prometheus restart
-shorter than that is never taken for a new series (a longer gap can raise a stale alert for a while).
-Each branch is filtered or matched per series, before any aggregation: `or` keeps the left side's
-(then 0) value for a label set both sides have. Not seen: an in-place restart of the exporter container
-(same pod, same labels) after which a series that stood at 1 comes back at 1 within 30 minutes.
-tests/chart/promtool/alerts_test.yaml replays these cases. */}}
+new when it has no sample in the 30 minutes before the window, so a scrape gap shorter than that is
+never taken for a new series, and only while Prometheus itself was scraping then (some `up` series, of
+any target, has a sample there; count() of nothing is empty): after a Prometheus outage longer than 30
+minutes, or on a Prometheus that starts without data, an old, unchanged count is not paged as new when
+the lookback falls in the gap. The price: while it does (the first `window` after Prometheus starts
+without data; after an outage, from `window` + 30 minutes after it began to `window` after it ended),
+this branch counts nothing, so the first event of a series that appeared in the `window` before is held
+for missing data: its alert comes late, or resolves and fires again. A scrape gap of the exporter alone
+longer than 30 minutes (Prometheus running: other targets' `up`, or its own at 0) can still raise a
+stale alert for a while. Each branch is filtered or matched per series, before any aggregation: `or`
+keeps the left side's (then 0) value for a label set both sides have; `and on()` passes the left side
+through unchanged.
+Not seen: an in-place restart of the exporter container (same pod, same labels) after which a series
+that stood at 1 comes back at 1 within 30 minutes. tests/chart/promtool/alerts_test.yaml replays these
+cases. */}}
 {{- define "llm-twin.promql.events" -}}
 {{- $series := index . 0 -}}
 {{- $window := index . 1 -}}
 (increase({{ $series }}[{{ $window }}]) > 0)
-  or ({{ $series }} unless present_over_time({{ $series }}[30m] offset {{ $window }}))
+  or (
+    ({{ $series }} unless present_over_time({{ $series }}[30m] offset {{ $window }}))
+      and on() count(present_over_time(up[30m] offset {{ $window }}))
+  )
 {{- end -}}
 
 {{/* Env of the Airflow containers for the on-call notifiers (plugins/twin_ops/notifiers.py), from
