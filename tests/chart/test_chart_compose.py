@@ -40,13 +40,13 @@ def _one_shot(svc: dict) -> bool:
 
 
 def documented_services() -> set[str]:
-    """Compose services named in README.md and docs/deploy.md.
+    """Compose services named in README.md, docs/usage.md and docs/deploy.md.
 
     A name counts when it is the first backticked cell of a table row in a section whose heading
     mentions compose, or the service argument of a `docker compose <verb> <service>` command.
     """
     names: set[str] = set()
-    for doc in (REPO / "README.md", REPO / "docs" / "deploy.md"):
+    for doc in (REPO / "README.md", REPO / "docs" / "usage.md", REPO / "docs" / "deploy.md"):
         if not doc.exists():
             continue
         in_compose_section = False

@@ -21,6 +21,7 @@ DOCUMENTS = (
     "charts/llm-twin/ci/kind-values.yaml",
     "docs/deploy.md",
     "README.md",
+    "docs/usage.md",
     "docker-compose.yaml",
     ".github/workflows/kind-e2e.yaml",
 )
@@ -93,6 +94,7 @@ def test_documented_serving_keys_are_accepted_by_serving(tmp_path, monkeypatch):
     places = {doc for doc, _, _ in examples}
     assert {
         "README.md",
+        "docs/usage.md",
         "docs/deploy.md",
         "charts/llm-twin/templates/NOTES.txt",
         ".github/workflows/kind-e2e.yaml",

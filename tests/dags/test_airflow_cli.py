@@ -1,4 +1,4 @@
-"""The Airflow CLI over the repo, as the README documents it, in a throw-away AIRFLOW_HOME:
+"""The Airflow CLI over the repo, as docs/usage.md documents it, in a throw-away AIRFLOW_HOME:
 
 - `airflow dags list-import-errors` is empty in both execution modes;
 - `airflow dags test twin_etl -c '{…}'` runs the DAG in one process (TWIN_EXECUTION=local) and crawls
@@ -66,7 +66,7 @@ def test_airflow_dags_test_runs_twin_etl(cli_env: dict[str, str], tmp_path: Path
         subprocess.run(cmd, cwd=repo, env=git_env, check=True, capture_output=True)
     conf = json.dumps({"user_full_name": "Ada Quillfeather", "links": [repo.as_uri()]})
     # TWIN_DAG_DEADLINES=0: Airflow 3.3.2's `dags test` crashes after a successful run of a DAG with a
-    # DeadlineAlert (apache/airflow#73428); the README documents the same command line.
+    # DeadlineAlert (apache/airflow#73428); docs/usage.md documents the same command line.
     env = {**cli_env, "TWIN_EXECUTION": "local", "TWIN_BIN": str(TWIN), "TWIN_DAG_DEADLINES": "0"}
     _airflow(env, "dags", "test", "twin_etl", "-c", conf)
 

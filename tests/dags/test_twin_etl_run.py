@@ -193,7 +193,7 @@ def test_documented_backfills_run_one_window_at_a_time() -> None:
     for source in sources:
         text = " ".join(source.read_text(encoding="utf-8").split())
         commands += [(source.name, c.strip()) for c in re.findall(r"airflow backfill create (--dag-id [^`#]*)", text)]
-    assert {"README.md", "twin_etl.py", "twin_monitoring.py"} <= {name for name, _ in commands}
+    assert {"usage.md", "twin_etl.py", "twin_monitoring.py"} <= {name for name, _ in commands}
     assert [(name, c) for name, c in commands if not re.search(r"--max-active-runs 1\b", c)] == []
 
 
