@@ -9,11 +9,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twin_core.domain.documents import RawDocument, UserDocument
+from twin_core.domain.documents import Category, RawDocument, UserDocument
 from twin_core.errors import InputError, TwinError
 from twin_core.etl.crawl_report import CrawlReport, LinkResult
 from twin_core.etl.crawlers.base import CrawlContext
-from twin_core.etl.crawlers.github import is_local_link, local_repo_uri
+from twin_core.etl.crawlers.github import canonical_repo_link, is_local_link, local_repo_uri
 from twin_core.etl.dispatcher import Dispatcher
 from twin_core.etl.errors import CrawlError
 from twin_core.etl.http import HttpClient
@@ -28,12 +28,11 @@ REPORTS_PREFIX = "etl/reports"
 
 
 def canonical_link(link: str) -> str:
+    """The one form of a link, from which its document id is derived: duplicates in a run are dropped."""
     link = link.strip()
-    return (
-        local_repo_uri(link)
-        if is_local_link(link) and Path(link.removeprefix("file://")).exists()
-        else normalize_link(link)
-    )
+    if is_local_link(link) and Path(link.removeprefix("file://")).exists():
+        return local_repo_uri(link)
+    return canonical_repo_link(normalize_link(link))
 
 
 def dedupe(links: list[str]) -> tuple[list[str], list[str]]:
@@ -78,8 +77,9 @@ class _Author:
                 log.info("created user %s", self.user.full_name)
 
 
-def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author) -> LinkResult:
-    """The result of one link: its documents upserted (the author first), or the reason it failed."""
+def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author, stored: list[RawDocument]) -> LinkResult:
+    """The result of one link: its documents upserted (the author first, each appended to ``stored``),
+    or the reason it failed."""
     result = LinkResult(link=link, domain=domain_of(link), crawler="", status="failed", notes=ctx.notes)
     try:
         result.crawler, docs = fut.result()
@@ -87,7 +87,8 @@ def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author) -> LinkR
         if docs:
             author.store()
         for doc in docs:
-            counts[author.warehouse.upsert_document(doc).value] += 1
+            counts[author.warehouse.upsert_document(doc, pending=True).value] += 1
+            stored.append(doc)
         result.documents = counts
         changed = counts["created"] + counts["updated"]
         result.status = "succeeded" if changed else "unchanged"
@@ -122,6 +123,7 @@ def run_crawl(
     http = HttpClient(settings)
     dispatcher = Dispatcher.from_entry_points()
 
+    stored: dict[str, list[RawDocument]] = {}  # link -> the documents it upserted
     with ThreadPoolExecutor(max_workers=min(settings.crawl.concurrency, len(unique))) as pool:
         futures: dict[Future, tuple[str, CrawlContext]] = {}
         for link in unique:
@@ -131,7 +133,8 @@ def run_crawl(
         # Documents are written from this thread only: the embedded warehouse is not shared across threads.
         for fut in as_completed(futures):
             link, ctx = futures[fut]
-            report.links.append(_record(fut, link, ctx, author))
+            stored[link] = []
+            report.links.append(_record(fut, link, ctx, author, stored[link]))
             bar.update(1)
         bar.close()
     report.links.sort(key=lambda r: unique.index(r.link))
@@ -139,4 +142,16 @@ def run_crawl(
         reports.put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())
     except TwinError as exc:
         log.error("could not write the crawl report: %s", exc)
+    _settle(author.warehouse, report, stored)
     return report
+
+
+def _settle(warehouse: Warehouse, report: CrawlReport, stored: dict[str, list[RawDocument]]) -> None:
+    """Last, once the report is complete: the documents of the links that did not fail are reported, so a
+    later crawl finds them unchanged. Those of a failed link (a retry is coming) stay pending, as do those
+    of a run killed before this point: the next crawl reports them created or updated again."""
+    for result in report.links:
+        if result.status == "failed":
+            continue
+        for cat in Category:
+            warehouse.settle_documents(cat, [d.id for d in stored.get(result.link, []) if d.category is cat])

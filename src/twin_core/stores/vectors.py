@@ -107,17 +107,21 @@ class VectorStore:
         return self.client.collection_exists(name)
 
     def ensure_collection(self, name: str, dim: int | None, *, metadata: dict[str, Any] | None = None) -> None:
-        """Create ``name`` if missing: with cosine vectors of ``dim``, or payload-only if ``dim`` is None."""
+        """Create ``name`` if missing: with cosine vectors of ``dim``, or payload-only if ``dim`` is None;
+        then its payload indexes that are missing (a run killed between the two left some out)."""
         from qdrant_client import models
 
         if self.client.collection_exists(name):
-            return
-        vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE) if dim else {}
-        self.client.create_collection(name, vectors_config=vectors, metadata=metadata)
+            have = set(self.client.get_collection(name).payload_schema or {})
+        else:
+            vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE) if dim else {}
+            self.client.create_collection(name, vectors_config=vectors, metadata=metadata)
+            have = set()
         with warnings.catch_warnings():  # local mode warns that it ignores payload indexes
             warnings.simplefilter("ignore", UserWarning)
             for field_name in PAYLOAD_INDEXES:
-                self.client.create_payload_index(name, field_name, models.PayloadSchemaType.KEYWORD)
+                if field_name not in have:
+                    self.client.create_payload_index(name, field_name, models.PayloadSchemaType.KEYWORD)
 
     def collection_metadata(self, name: str) -> dict[str, Any]:
         info = self.client.get_collection(name)

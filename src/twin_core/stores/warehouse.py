@@ -46,6 +46,10 @@ def _owned(method: Any) -> Any:
     return call
 
 
+# A crawled document's outcome (created/updated) not yet reported by a finished crawl (see upsert_document).
+PENDING_FIELD = "crawl_pending"
+
+
 class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
@@ -134,18 +138,36 @@ class Warehouse:
 
     # -- documents -----------------------------------------------------------------------------
     @_owned
-    def upsert_document(self, doc: RawDocument, *, touch: bool = True) -> Outcome:
-        """Insert, update (content hash changed) or, if unchanged, only touch ``checked_at``."""
+    def upsert_document(self, doc: RawDocument, *, touch: bool = True, pending: bool = False) -> Outcome:
+        """Insert, update (content hash changed) or, if unchanged, only touch ``checked_at``.
+
+        With ``pending`` (a crawl) a created or updated document keeps its outcome in the same write
+        (``PENDING_FIELD``) until ``settle_documents``: a crawl killed after storing it, whose report was
+        never delivered, is reported ``created``/``updated`` again by its retry, not ``unchanged`` (which
+        would leave the document unvalidated and unfeaturized)."""
         self.ensure_indexes()
         col = self._db[doc.category.collection]
-        existing = col.find_one({"_id": doc.id}, {"content_hash": 1, "crawled_at": 1})
+        existing = col.find_one({"_id": doc.id}, {"content_hash": 1, PENDING_FIELD: 1})
+        earlier = (existing or {}).get(PENDING_FIELD) if pending else None
         if existing and existing.get("content_hash") == doc.content_hash:
             if touch:
                 col.update_one({"_id": doc.id}, {"$set": {"checked_at": utcnow()}})
-            return Outcome.UNCHANGED
+            return Outcome(earlier) if earlier else Outcome.UNCHANGED
+        outcome = Outcome(earlier) if earlier else Outcome.UPDATED if existing else Outcome.CREATED
         row = doc.to_mongo()
+        if pending:
+            row[PENDING_FIELD] = outcome.value
         col.replace_one({"_id": doc.id}, row, upsert=True)
-        return Outcome.UPDATED if existing else Outcome.CREATED
+        return outcome
+
+    @_owned
+    def settle_documents(self, category: Category, ids: Iterable[str]) -> None:
+        """Forget the pending outcome of these documents: the crawl that reports them has finished."""
+        ids = list(ids)
+        if ids:
+            self._db[category.collection].update_many(
+                {"_id": {"$in": ids}, PENDING_FIELD: {"$exists": True}}, {"$unset": {PENDING_FIELD: ""}}
+            )
 
     def upsert_documents(self, docs: Iterable[RawDocument]) -> UpsertReport:
         report = UpsertReport()

@@ -41,6 +41,9 @@ IGNORE_FILES = (
 )  # fmt: skip
 
 
+GITHUB_HOSTS = ("github.com", "www.github.com")
+
+
 def is_local_link(link: str) -> bool:
     """A file:// URL or something that is clearly a filesystem path (not a bare word)."""
     if link.startswith("file://"):
@@ -56,6 +59,19 @@ def local_repo_uri(link: str) -> str:
     return path.resolve().as_uri()
 
 
+def canonical_repo_link(link: str) -> str:
+    """``https://github.com/<owner>/<repo>`` for any link into a GitHub repository (``.git``, a trailing
+    slash, ``www.``, ``/tree/<branch>/...``, a query or fragment): the crawler clones the same repository
+    for all of them, so they must be one document (its id is derived from the link). Other links unchanged."""
+    parts = urlsplit(link.strip())
+    if parts.scheme.lower() not in ("http", "https") or (parts.hostname or "").lower() not in GITHUB_HOSTS:
+        return link
+    segments = [p for p in parts.path.split("/") if p]
+    if len(segments) < 2 or not segments[1].removesuffix(".git"):
+        return link
+    return f"https://github.com/{segments[0]}/{segments[1].removesuffix('.git')}"
+
+
 def is_git_repository(path: Path) -> bool:
     """A work tree (``.git`` folder or file) or a bare repository (``HEAD`` and ``objects/``)."""
     return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
@@ -69,7 +85,7 @@ class GitHubCrawler(BaseCrawler):
         if is_local_link(link):
             return True
         host = (urlsplit(link).hostname or "").lower()
-        return host in ("github.com", "www.github.com") or urlsplit(link).path.endswith(".git")
+        return host in GITHUB_HOSTS or urlsplit(link).path.endswith(".git")
 
     def clone_url(self, link: str, settings: Settings) -> tuple[str, str]:
         """(URL to clone, repository name) after the safety checks."""
