@@ -5,12 +5,13 @@ through ``httpx.ASGITransport`` or straight to the ASGI app."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from twin_core.domain.documents import UserDocument
-from twin_core.errors import BackendUnavailable
+from twin_core.errors import BackendUnavailable, InputError
 from twin_core.inference.pipeline import Prepared, RAGPipeline, RAGRequest, Retrieval, validate_request
 from twin_core.llm.base import Generation
 from twin_core.llm.prompt import Prompt
@@ -22,6 +23,8 @@ HEADERS = {"Authorization": f"Bearer {ADA_KEY}", "Content-Type": "application/js
 BASE_VERSION = "fake-llm:v1"
 BOOM = "boom"  # the query the fake pipeline fails with a RuntimeError
 DOWN = "down"  # the query the fake pipeline fails with BackendUnavailable (a 503)
+HANG = "hang"  # the query the fake LLM never answers (until the request is cancelled)
+TOO_LONG = "too long"  # the query whose prompt does not fit the fake LLM's context
 
 
 class FakeLLM:
@@ -29,14 +32,33 @@ class FakeLLM:
 
     model_version = BASE_VERSION
 
-    def generate_batch(self, reqs: Sequence[Any], timeout_s: float | None = None) -> list[Generation]:
-        out = []
+    def __init__(self) -> None:
+        self.hanging = threading.Event()  # set once a HANG generation has started
+
+    def generate_batch(self, reqs: Sequence[Any], timeout_s: float | None = None) -> list[Generation | Exception]:
+        out: list[Generation | Exception] = []
         for req in reqs:
+            if req.messages[-1]["content"] == HANG:  # never answers: only a cancellation ends it
+                self.hanging.set()
+                req.cancelled.wait(600)
+                out.append(RuntimeError("cancelled"))
+                continue
+            try:
+                self.encode(req.messages, req.max_new_tokens)
+            except InputError as exc:  # as LocalLLM: a request that cannot run fails alone
+                out.append(exc)
+                continue
             for piece in ("hello", " world"):
                 if req.on_text is not None:
                     req.on_text(piece)
             out.append(Generation("hello world", 3, 2, self.model_version, 0.01))
         return out
+
+    def encode(self, messages: Any, max_new_tokens: int) -> list[int]:
+        """Like ``LocalLLM.encode``: the query ``TOO_LONG`` does not fit the model's context."""
+        if messages[-1]["content"] == TOO_LONG:
+            raise InputError(f"prompt of 9000 tokens + max_new_tokens {max_new_tokens} exceeds the model's context")
+        return [1, 2, 3]
 
     def chat(self, messages: Any, **kw: Any) -> Generation:
         return Generation("hello world", 3, 2, self.model_version, 0.01)

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from twin_core.errors import InputError
+from twin_core.serving.error_bodies import error_message
 
 from .inproc import ADA_KEY, BASE_VERSION, BOOM, DOWN, HEADERS, FakeLLM, InProcess, build, build_predictor_only, client
 
@@ -52,7 +53,7 @@ def test_a_lone_surrogate_in_the_openai_query_is_400(stream: bool) -> None:
     raw = _with_lone_surrogate(_chat(stream=stream))
     resp = _request(ip, "POST", "/openai/v1/chat/completions", content=raw)
     assert resp.status_code == 400, resp.text
-    assert "messages[0].content is not valid Unicode" in resp.json()["error"]
+    assert "messages[0].content is not valid Unicode" in resp.json()["error"]["message"]  # OpenAI's error shape
 
 
 def test_a_lone_surrogate_in_v1_and_v2_is_400_and_logged() -> None:
@@ -210,7 +211,7 @@ def test_a_chunked_body_over_the_limit_is_413(caplog: pytest.LogCaptureFixture, 
     with caplog.at_level(logging.INFO):
         resp = _request(ip, "POST", path, content=chunks())
     assert resp.status_code == 413, resp.text
-    assert "TWIN_SERVE_MAX_BODY_BYTES" in resp.json()["error"]
+    assert "TWIN_SERVE_MAX_BODY_BYTES" in error_message(resp.json())  # either shape (the OpenAI route's)
     assert _sample("twin_rejected_total", reason="too_large") == before + 1
     assert not [r for r in caplog.records if r.exc_info]  # a client's mistake: no traceback
     assert ip.pipeline.rows == []  # counted as too_large, not as a request the transformer refused
@@ -251,7 +252,7 @@ def test_openai_model_must_be_listed_for_the_key() -> None:
 def test_openai_flags_must_be_booleans(fields: dict[str, Any]) -> None:
     resp = _request(build(), "POST", "/openai/v1/chat/completions", json=_chat(**fields))
     assert resp.status_code == 400, resp.text
-    assert "expected true or false" in resp.json()["error"]
+    assert "expected true or false" in resp.json()["error"]["message"]
 
 
 def test_openai_null_max_completion_tokens_leaves_max_tokens() -> None:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 
 from twin_core.errors import TwinError
 from twin_core.serving.auth import Auth
+from twin_core.serving.error_bodies import openai_error
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import valid_text
 from twin_core.settings import Settings
@@ -61,18 +62,37 @@ def _openai_instance(body: Any) -> tuple[dict[str, Any], bool, bool]:
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
         raise InvalidInput("expected {'messages': [{'role': 'user', 'content': '...'}]}")
     users = [(i, m) for i, m in enumerate(body["messages"]) if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or not isinstance(users[-1][1].get("content"), str):
+    if not users:
         raise InvalidInput("no user message with text content")
     index, last = users[-1]
-    instance: dict[str, Any] = {"query": valid_text(last["content"], f"messages[{index}].content")}
+    instance: dict[str, Any] = {"query": _text_content(last.get("content"), f"messages[{index}].content")}
     # null is absent, as in OpenAI's API: "max_completion_tokens": null leaves max_tokens in force
-    max_tokens = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), None)
-    if max_tokens is not None:
-        instance["max_new_tokens"] = max_tokens
+    field = next((k for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), None)
+    if field is not None:
+        if isinstance(body[field], bool) or not isinstance(body[field], int):
+            raise InvalidInput(f"{field}: expected an integer, got {type(body[field]).__name__}")
+        instance["max_new_tokens"] = body[field]
     if body.get("author") is not None:
         instance["author"] = body["author"]
     options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
     return instance, _flag(body.get("stream"), "stream"), _flag(options.get("include_usage"), "include_usage")
+
+
+def _text_content(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of content parts, whose text parts are joined (one per
+    line); a part of another type (an image, audio) is refused, not dropped."""
+    from kserve.errors import InvalidInput
+
+    if isinstance(content, list) and content:
+        texts = []
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise InvalidInput(f"{where}[{j}]: only text parts are supported ({{'type': 'text', 'text': '...'}})")
+            texts.append(part["text"])
+        content = "\n".join(texts)
+    if not isinstance(content, str):
+        raise InvalidInput(f"{where}: expected a string or a list of text parts")
+    return valid_text(content, where)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -97,13 +117,8 @@ def _unknown_model(body: Any, listing: Any, headers: Any) -> Any:
         raise InvalidInput(f"model: expected a string, got {type(model).__name__}")
     if model in listing.ids(headers):
         return None
-    error = {
-        "message": f"The model '{model}' does not exist or you do not have access to it (GET /openai/v1/models)",
-        "type": "invalid_request_error",
-        "param": "model",
-        "code": "model_not_found",
-    }
-    return JSONResponse(status_code=404, content={"error": error})
+    message = f"The model '{model}' does not exist or you do not have access to it (GET /openai/v1/models)"
+    return JSONResponse(status_code=404, content={"error": openai_error(404, message, "model_not_found", "model")})
 
 
 def _add_openai_route(app: FastAPI, transformer: Any, listing: Any) -> None:
@@ -226,9 +241,11 @@ async def _sse(
 def _error_event(exc: Exception, completion_id: str) -> str:
     """The SSE error event of a stream that failed after its headers (the transformer has logged the
     request and counted it)."""
+    from twin_core.serving.http_errors import status_of
+
     log.warning("chat stream %s failed: %s: %s", completion_id, type(exc).__name__, exc)
-    if isinstance(exc, TwinError):
-        error = {"message": str(exc), "type": exc.kind}
+    if isinstance(exc, TwinError):  # OpenAI's error object, as the route's HTTP errors carry it
+        error = openai_error(status_of(exc), str(exc), exc.kind)
     else:  # a generation failure (a fault drill, a batch error)
-        error = {"message": f"generation failed ({type(exc).__name__}: {exc})", "type": "server_error"}
+        error = openai_error(500, f"generation failed ({type(exc).__name__}: {exc})")
     return f"data: {json.dumps({'error': error})}\n\n"

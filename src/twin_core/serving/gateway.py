@@ -14,12 +14,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from kserve.errors import InvalidInput
 
 from twin_core.serving import metrics
 from twin_core.serving.auth import Auth
+from twin_core.serving.deadline import DEADLINE, Deadline
+from twin_core.serving.error_bodies import error_body
 from twin_core.serving.kserve_models import AUTHOR_HEADER, CLIENT_HEADER
 from twin_core.serving.routing import client_id_of
 from twin_core.settings import Settings
@@ -85,8 +86,16 @@ def model_in_path(path: str) -> str | None:
     return None
 
 
-async def _send_json(send: Callable, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-    raw = json.dumps(body).encode()
+async def _send_error(
+    send: Callable,
+    scope: dict,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
+) -> None:
+    """An error answer in the shape of the route (``error_bodies.py``); ``code``: OpenAI's ``code``."""
+    raw = json.dumps(error_body(scope["path"], status, message, code=code)).encode()
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
@@ -110,15 +119,15 @@ class TwinGateway:
         method, path = scope["method"], scope["path"]
         reason = closed_reason(path)
         if reason is not None:
-            await _send_json(send, 404, {"error": reason})
+            await _send_error(send, scope, 404, reason)
             return
         model = model_in_path(path)
         # a hidden model is answered as one that does not exist (KServe's own words)
-        unknown = {"error": f"Model with name {model} does not exist."} if model in self.hidden else None
+        unknown = f"Model with name {model} does not exist." if model in self.hidden else None
         listing = is_listing_path(method, path)
         if not listing and not is_inference_path(method, path):
             if unknown is not None:  # e.g. readiness
-                await _send_json(send, 404, unknown)
+                await _send_error(send, scope, 404, unknown)
                 return
             await self.app(scope, receive, send)
             return
@@ -126,7 +135,7 @@ class TwinGateway:
         if headers is None:
             return
         if unknown is not None:  # after the key check, as for any unknown model
-            await _send_json(send, 404, unknown)
+            await _send_error(send, scope, 404, unknown)
             return
         if listing:
             await self.app({**scope, "headers": headers}, receive, send)
@@ -144,14 +153,20 @@ class TwinGateway:
         author = self.auth.author_for(key)
         if author is None:
             metrics.REJECTED.labels(reason="unauthorized").inc()
-            await _send_json(
+            await _send_error(
                 send,
+                scope,
                 401,
-                {"error": "missing or invalid API key (Authorization: Bearer <key>)"},
+                "missing or invalid API key (Authorization: Bearer <key>)",
                 {"WWW-Authenticate": "Bearer"},
+                code="invalid_api_key",
             )
             return None, key
         return [*headers, (AUTHOR_HEADER.encode(), author.encode("utf-8"))], key
+
+    async def _busy(self, send: Callable, scope: dict) -> None:
+        busy = {"Retry-After": self.retry_after}
+        await _send_error(send, scope, 503, "server busy, retry later", busy, code="server_busy")
 
     async def _limited(self, scope: dict, receive: Callable, send: Callable, key: str | None) -> None:
         """An inference request: client identity, body limit, bounded concurrency, then ``_run``."""
@@ -169,13 +184,13 @@ class TwinGateway:
         limit = self.settings.serve.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             metrics.REJECTED.labels(reason="too_large").inc()
-            await _send_json(send, 413, {"error": f"request body above {limit} bytes (TWIN_SERVE_MAX_BODY_BYTES)"})
+            await _send_error(send, scope, 413, _too_large(limit), code="request_too_large")
             return
 
         # Bounded concurrency: `max_concurrency` run, `max_queue` wait, the rest are told to retry.
         if self.slots.locked() and self.waiting >= self.settings.serve.max_queue:
             metrics.REJECTED.labels(reason="overloaded").inc()
-            await _send_json(send, 503, {"error": "server busy, retry later"}, {"Retry-After": self.retry_after})
+            await self._busy(send, scope)
             return
         self.waiting += 1
         metrics.QUEUED.inc()
@@ -183,7 +198,7 @@ class TwinGateway:
             await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.serve.request_timeout_s)
         except TimeoutError:
             metrics.REJECTED.labels(reason="queue_timeout").inc()
-            await _send_json(send, 503, {"error": "server busy, retry later"}, {"Retry-After": self.retry_after})
+            await self._busy(send, scope)
             return
         finally:
             self.waiting -= 1
@@ -197,7 +212,10 @@ class TwinGateway:
         """Run the app with the body limit and the timeout; a client that disconnects before its
         response is complete cancels its request (its batch row stops, its slot is freed)."""
         exchange = _Exchange(receive, send, limit)
+        deadline = Deadline(self.settings.serve.request_timeout_s)
+        token = DEADLINE.set(deadline)  # the app's task runs in a copy of this context: it sees the deadline
         app_task = asyncio.ensure_future(self.app(scope, exchange.app_receive, exchange.app_send))
+        DEADLINE.reset(token)
         pump_task = asyncio.ensure_future(exchange.pump())
         gone_task = asyncio.ensure_future(exchange.gone.wait())
         try:
@@ -211,15 +229,15 @@ class TwinGateway:
             if app_task in done and not exchange.too_large and not (exchange.gone.is_set() and _failed(app_task)):
                 app_task.result()
                 return
+            # cancelled for time, not for a departing client: the request log says error (deadline.py)
+            deadline.passed = not done and not exchange.gone.is_set() and not exchange.too_large
             app_task.cancel()
             with contextlib.suppress(BaseException):
                 await app_task
             if exchange.too_large:
                 metrics.REJECTED.labels(reason="too_large").inc()
                 if not exchange.started:
-                    await _send_json(
-                        send, 413, {"error": f"request body above {limit} bytes (TWIN_SERVE_MAX_BODY_BYTES)"}
-                    )
+                    await _send_error(send, scope, 413, _too_large(limit), code="request_too_large")
                 return
             if exchange.gone.is_set():
                 if not exchange.finished:
@@ -228,11 +246,15 @@ class TwinGateway:
                 return
             metrics.REJECTED.labels(reason="timeout").inc()
             if not exchange.started:
-                await _send_json(send, 504, {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"})
+                await _send_error(send, scope, 504, "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)", code="timeout")
         finally:
             for task in (pump_task, gone_task, app_task):
                 if not task.done():
                     task.cancel()
+
+
+def _too_large(limit: int) -> str:
+    return f"request body above {limit} bytes (TWIN_SERVE_MAX_BODY_BYTES)"
 
 
 def _failed(task: asyncio.Future) -> bool:

@@ -17,7 +17,9 @@ unknown model, a malformed body) included: a pod's log then reads as if the serv
   answers the twin's ``request body is not valid Unicode ...`` (``payloads.unparsed_surrogate``), as the
   routes that parse with Python's json do;
 - a TwinError's 503 (a store or the LLM endpoint down) carries ``Retry-After: TWIN_SERVE_RETRY_AFTER_S``,
-  as the gateway's "busy" 503s do.
+  as the gateway's "busy" 503s do;
+- Starlette's own 404 (no such route) and 405 are ``{"error": ...}`` too, not FastAPI's ``{"detail": ...}``;
+- every body has the shape of its route (``error_bodies.py``): OpenAI's error object on ``/openai/...``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from twin_core.errors import BackendUnavailable, InputError, TwinError
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
+from twin_core.serving.error_bodies import error_body, error_message
 from twin_core.serving.gateway import is_inference_path, model_in_path
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import unparsed_surrogate
@@ -121,11 +124,13 @@ class ErrorAnswers:
 
     def install(self, app: Any) -> None:
         from fastapi.exceptions import RequestValidationError
+        from starlette.exceptions import HTTPException as StarletteHTTPException
 
         app.add_exception_handler(TwinError, self.answer)
         for kind, _ in _KSERVE_STATUS:
             app.add_exception_handler(kind, self.answer)
         app.add_exception_handler(RequestValidationError, self.invalid_request)
+        app.add_exception_handler(StarletteHTTPException, self.http_exception)
         # No handler for Exception: Starlette would serve it outside StatusCounter (a 500 never counted,
         # logged twice); StatusCounter answers, counts and logs unexpected errors itself.
 
@@ -135,24 +140,41 @@ class ErrorAnswers:
         reason = str(exc)
         if isinstance(exc, kerr.InvalidInput):
             reason = unparsed_surrogate(reason) or reason
-        body: dict[str, Any] = {"error": reason}
-        if isinstance(exc, TwinError):
-            body["kind"] = exc.kind
+        kind = exc.kind if isinstance(exc, TwinError) else None
+        body = error_body(request.scope["path"], status, reason, kind=kind)
         headers = {"Retry-After": self.retry_after} if status == 503 and isinstance(exc, TwinError) else None
         return await self._respond(request, exc, status, body, headers)
 
     async def invalid_request(self, request: Any, exc: Any) -> Any:
         """A body FastAPI could not read into the route's model (not JSON, wrong shape): 400, not 422."""
-        return await self._respond(request, exc, 400, {"error": validation_reason(exc.errors())})
+        body = error_body(request.scope["path"], 400, validation_reason(exc.errors()))
+        return await self._respond(request, exc, 400, body)
+
+    async def http_exception(self, request: Any, exc: Any) -> Any:
+        """Starlette's own errors (no such route: 404, a route without this method: 405, a body that could
+        not be read: 400) in the route's error shape, ``{"error": ...}``, not FastAPI's ``{"detail": ...}``; 405
+        keeps its ``Allow`` header. Not a request the transformer refused: no request-log row (a body the
+        gateway cut at its limit is its 413)."""
+        status = exc.status_code
+        body = error_body(request.scope["path"], status, str(exc.detail))
+        return await self._respond(request, exc, status, body, dict(exc.headers or {}) or None, refusal=False)
 
     async def _respond(
-        self, request: Any, exc: Exception, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        request: Any,
+        exc: Exception,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        refusal: bool = True,
     ) -> Any:
         from fastapi.responses import JSONResponse
 
-        log_answer(request, status, body["error"], exc)
-        if status == 400:
-            await self._refused(request, exc, body["error"])
+        reason = error_message(body)
+        log_answer(request, status, reason, exc)
+        if status == 400 and refusal:
+            await self._refused(request, exc, reason)
         return JSONResponse(status_code=status, content=body, headers=headers)
 
     async def _refused(self, request: Any, exc: Exception, reason: str) -> None:

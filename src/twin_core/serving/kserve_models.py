@@ -29,6 +29,7 @@ from twin_core.inference.pipeline import Prepared, RAGAnswer, RAGPipeline, RAGRe
 from twin_core.inference.request_log import RequestLog, failure_status
 from twin_core.llm.base import Generation, LLMBackend
 from twin_core.serving import metrics
+from twin_core.serving.deadline import cancel_status, outcome
 from twin_core.serving.kserve_import import import_kserve
 from twin_core.serving.payloads import parse_v1, parse_v2, prediction, v2_response, valid_text
 from twin_core.serving.retrieval_batching import RetrievalBatcher
@@ -151,6 +152,16 @@ class TwinPredictor(kserve.Model):
             return None
         return self.pool.choose(instance.get("author"), str(instance.get("client") or ""))
 
+    async def check_fits(self, payload: Any) -> None:
+        """InputError (400) when an instance's prompt and answer do not fit the context of the model that
+        would serve it: the engine finds it too, but only once the generation starts, which for a stream is
+        after its headers went out (an error event in a 200, where OpenAI's API answers 400)."""
+        for inst in payload["instances"]:
+            served = self.choose(inst)
+            encode = getattr(served.llm, "encode", None) if served is not None else None
+            if encode is not None:
+                await asyncio.to_thread(encode, inst["messages"], inst["max_new_tokens"])
+
     def _instances(self, payload: Any) -> list[tuple[list[dict[str, str]], int, dict[str, Any]]]:
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:
             raise InputError('the predictor expects {"instances": [{"messages": [...], "max_new_tokens": N}]}')
@@ -193,8 +204,8 @@ class TwinPredictor(kserve.Model):
                 gen = await served.batcher.generate(
                     messages, max_new_tokens=n, temperature=self.settings.llm.temperature
                 )
-            except asyncio.CancelledError as exc:
-                metrics.MODEL_REQUESTS.labels(served.version, stage, "cancelled").inc()
+            except asyncio.CancelledError as exc:  # the client left, or the request ran past its deadline
+                metrics.MODEL_REQUESTS.labels(served.version, stage, cancel_status()).inc()
                 _served_by(exc, served)
                 raise
             except Exception as exc:
@@ -395,6 +406,8 @@ class TwinTransformer(kserve.Model):
         token = _STATE.set(state)
         try:
             state.payload = await self.preprocess(body, headers)
+            if self.local_predictor is not None:
+                await self.local_predictor.check_fits(state.payload)
         except BaseException as exc:
             await self._failed(state, exc)
             raise
@@ -442,8 +455,8 @@ class TwinTransformer(kserve.Model):
             ):
                 yield piece
         except BaseException as exc:
-            gone = isinstance(exc, asyncio.CancelledError | GeneratorExit)  # the client went away
-            metrics.MODEL_REQUESTS.labels(served.version, served.stage, "cancelled" if gone else "error").inc()
+            gone = isinstance(exc, asyncio.CancelledError | GeneratorExit)  # the client went away (or timed out)
+            metrics.MODEL_REQUESTS.labels(served.version, served.stage, cancel_status() if gone else "error").inc()
             raise
         metrics.MODEL_REQUESTS.labels(served.version, served.stage, "ok").inc()
 
@@ -464,9 +477,11 @@ class TwinTransformer(kserve.Model):
 
     async def _failed(self, state: _RequestState, exc: BaseException) -> None:
         """Count a failed request and write its request-log rows, once: ``twin_logged`` tells the app's
-        error handlers (``http_errors.py``) not to log it again."""
-        metrics.REQUESTS.labels(status=failure_status(exc)).inc()
-        await asyncio.to_thread(self._log_failure, state, exc)
+        error handlers (``http_errors.py``) not to log it again. A request the gateway cancelled for time is
+        logged as the server's failure (``deadline.py``), not as a client that left."""
+        failure = outcome(exc)
+        metrics.REQUESTS.labels(status=failure_status(failure)).inc()
+        await asyncio.to_thread(self._log_failure, state, failure)
         exc.twin_logged = True  # type: ignore[attr-defined]
 
     def _log_failure(self, state: _RequestState, exc: BaseException) -> None:

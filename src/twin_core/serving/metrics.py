@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from twin_core.serving.error_bodies import error_body
+
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter("twin_requests_total", "RAG requests by outcome", ["status"])
@@ -56,7 +58,8 @@ class StatusCounter:
         except Exception as exc:
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if not started:  # else the client sees its response cut short
-                raw = json.dumps({"error": f"{type(exc).__name__} : {exc}"}).encode()  # KServe's 500 body
+                # KServe's 500 body (OpenAI's shape on the OpenAI routes)
+                raw = json.dumps(error_body(scope.get("path", ""), 500, f"{type(exc).__name__} : {exc}")).encode()
                 headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
                 await counting_send({"type": "http.response.start", "status": 500, "headers": headers})
                 await counting_send({"type": "http.response.body", "body": raw})

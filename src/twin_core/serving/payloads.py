@@ -2,14 +2,16 @@
 
 v1: ``{"instances": [{"query": str, "author": str?, "max_new_tokens": int?}]}`` ->
 ``{"predictions": [{"answer": str, "sources": [{"link", "score", ...}], "model_version": str}]}``.
-v2: inputs ``query`` (BYTES), optional ``author`` (BYTES) and ``max_new_tokens`` (INT32/INT64), one
-element each -> outputs ``answer``, ``sources`` (JSON text) and ``model_version`` (BYTES).
+v2: inputs ``query`` (BYTES), optional ``author`` (BYTES) and ``max_new_tokens`` (an integer datatype), one
+element each (shape ``[1]``; another datatype or shape is a 400) -> outputs ``answer``, ``sources`` (JSON
+text) and ``model_version`` (BYTES).
 Every malformed shape is an InputError (HTTP 400), never a 500.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -17,6 +19,7 @@ from twin_core.errors import InputError
 from twin_core.inference.pipeline import RAGAnswer, RAGRequest
 
 MAX_INSTANCES = 4
+INT_DATATYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 ALLOWED_FIELDS = {"query", "author", "max_new_tokens"}
 NOT_UNICODE = "is not valid Unicode (it holds a lone surrogate)"
 # KServe's message when orjson refuses a lone surrogate in a JSON body (a v1 body sent as application/json).
@@ -78,10 +81,23 @@ def parse_v1(body: Any) -> list[RAGRequest]:
     return [_instance(obj, f"instances[{i}]") for i, obj in enumerate(instances)]
 
 
+def _checked_tensor(tensor: Any, name: str, kind: type) -> None:
+    """The tensor's declared type and shape: ``BYTES`` for text, an integer type for numbers, and a shape of
+    one element (``[1]``, ``[1, 1]``): a tensor that says something else is refused, not read as if it did."""
+    datatypes = ("BYTES",) if kind is str else INT_DATATYPES
+    if tensor.datatype not in datatypes:
+        expected = "BYTES" if kind is str else "an integer datatype (INT32, INT64...)"
+        raise InputError(f"input '{name}': datatype {tensor.datatype!r}, expected {expected}")
+    shape = list(tensor.shape or [])
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) or math.prod(shape) != 1:
+        raise InputError(f"input '{name}': shape {shape} is not one element (expected [1])")
+
+
 def _scalar(infer_request: Any, name: str, kind: type) -> Any:
     tensor = infer_request.get_input_by_name(name)
     if tensor is None:
         return None
+    _checked_tensor(tensor, name, kind)
     data = tensor.data
     if hasattr(data, "tolist"):
         data = data.tolist()
