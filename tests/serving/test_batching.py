@@ -150,10 +150,10 @@ def test_a_cancelled_request_leaves_its_batch_and_frees_its_row(llm: Any, make_b
         after = await batcher.generate(_messages("Hi"), max_new_tokens=2)
         return done, after, long
 
-    cancelled_before = metrics.BATCH_CANCELLED.labels(llm.model_version)._value.get()
+    cancelled_before = metrics.BATCH_CANCELLED.labels(llm.model_version, "client_gone")._value.get()
     done, after, long = asyncio.run(run())
     assert long.cancelled() and done.completion_tokens <= 4 and after.completion_tokens <= 2
-    assert metrics.BATCH_CANCELLED.labels(llm.model_version)._value.get() == cancelled_before + 1
+    assert metrics.BATCH_CANCELLED.labels(llm.model_version, "client_gone")._value.get() == cancelled_before + 1
 
 
 def test_the_predictors_teardown_waits_for_its_decode_thread(llm: Any, llm_models_dir: Path) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from .inproc import ADA_KEY, BASE_VERSION, BOOM, DOWN, HANG, HEADERS, TOO_LONG, InProcess, build, client
 
 CHAT = "/openai/v1/chat/completions"
+REASONS = ("client_gone", "timeout")  # twin_batch_cancelled_total's
 PREDICT = "/v1/models/twin:predict"
 
 
@@ -91,14 +92,16 @@ def test_a_request_past_its_timeout_is_an_error_of_the_version_a_departure_a_can
 
     labels = {"model_version": BASE_VERSION, "stage": "base"}
 
-    def counts() -> tuple[float, float]:
-        return tuple(_sample("twin_model_requests_total", **labels, status=s) for s in ("error", "cancelled"))
+    def counts() -> tuple[float, ...]:
+        statuses = [_sample("twin_model_requests_total", **labels, status=s) for s in ("error", "cancelled")]
+        reasons = [_sample("twin_batch_cancelled_total", model_version=BASE_VERSION, reason=r) for r in REASONS]
+        return (*statuses, *reasons)
 
     # a client that leaves mid-generation: the client's doing
     ip, before = build(), counts()
     _leave_mid_generation(ip)
     assert _rows(ip) == [("cancelled", BASE_VERSION, "RuntimeError")]
-    assert counts() == (before[0], before[1] + 1)
+    assert counts() == (before[0], before[1] + 1, before[2] + 1, before[3])
     # the fake LLM never answers HANG: the gateway's timeout (1 s, counted once the generation started)
     # always ends the request
     ip, before = build(serve_request_timeout_s=1), counts()
@@ -109,7 +112,7 @@ def test_a_request_past_its_timeout_is_an_error_of_the_version_a_departure_a_can
     # what the drift check and the canary analysis count: a server error of the version that hung
     assert _rows(ip) == [("error", BASE_VERSION, "RequestTimedOut")]
     assert "after 1 s (TWIN_SERVE_REQUEST_TIMEOUT_S)" in str(ip.pipeline.rows[0]["error"])
-    assert counts() == (before[0] + 1, before[1])
+    assert counts() == (before[0] + 1, before[1], before[2], before[3] + 1)
 
 
 # -- 2. error bodies: OpenAI's object on the OpenAI routes, KServe's {"error": ...} elsewhere ---------------

@@ -28,6 +28,7 @@ from typing import Any
 
 from twin_core.llm.base import Generation, Messages
 from twin_core.serving import metrics
+from twin_core.serving.deadline import cancel_reason
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Batcher:
             if item in self._pending:
                 self._pending.remove(item)
                 metrics.BATCH_PENDING.labels(self.version).dec()
-            metrics.BATCH_CANCELLED.labels(self.version).inc()
+            metrics.BATCH_CANCELLED.labels(self.version, cancel_reason()).inc()
             raise
 
     async def stream(
@@ -246,7 +247,7 @@ class ContinuousBatcher(Batcher):
             return await future
         except asyncio.CancelledError:
             req.cancelled.set()  # the engine drops the row at its next step
-            metrics.BATCH_CANCELLED.labels(self.version).inc()
+            metrics.BATCH_CANCELLED.labels(self.version, cancel_reason()).inc()
             raise
 
     def close(self, *, wait: bool = False) -> None:

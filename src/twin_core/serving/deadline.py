@@ -52,6 +52,11 @@ def outcome(exc: BaseException) -> BaseException:
     return timeout
 
 
+def cancel_reason() -> str:
+    """``twin_batch_cancelled_total``'s reason for a generation that was cancelled."""
+    return "timeout" if timed_out() else "client_gone"
+
+
 def cancel_status() -> str:
     """``twin_model_requests_total``'s status for a generation that was cancelled."""
     return "error" if timed_out() else "cancelled"

@@ -83,7 +83,9 @@ PREFILL_TOKENS = Counter(
 BATCH_PENDING = Gauge("twin_batch_pending", "Generations waiting for a batch", ["model_version"])
 BATCH_ACTIVE = Gauge("twin_batch_active", "Generations in the running batch", ["model_version"])
 BATCH_CANCELLED = Counter(
-    "twin_batch_cancelled_total", "Generations dropped because their client went away", ["model_version"]
+    "twin_batch_cancelled_total",
+    "Generations dropped: their client went away (reason client_gone) or their request timed out (timeout)",
+    ["model_version", "reason"],
 )
 MODEL_REQUESTS = Counter(
     "twin_model_requests_total",
