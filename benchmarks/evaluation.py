@@ -121,7 +121,7 @@ def main() -> None:
     from twin_core.evaluation.judge import Judge
     from twin_core.evaluation.run import Tools, evaluate
     from twin_core.features.embedding_model import load_embedder
-    from twin_core.llm.local import load_local_llm, resolve_source
+    from twin_core.llm.loading import load_local_llm, resolve_source
     from twin_core.settings import load_settings, updated
     from twin_core.stores.registry import open_registry
 

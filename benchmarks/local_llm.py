@@ -99,7 +99,8 @@ def main() -> None:
     args = _args()
     import torch
 
-    from twin_core.llm.local import GenRequest, load_local_llm
+    from twin_core.llm.loading import load_local_llm
+    from twin_core.llm.local import GenRequest
 
     with tempfile.TemporaryDirectory(prefix="twin-bench-llm-") as tmp:
         llm = load_local_llm(_settings(args, Path(tmp)))

@@ -149,7 +149,7 @@ def overhead(home: Path, models: Path, runs: int = 8, tokens: int = 16) -> dict[
     """Same messages, same token count: raw predictor route over HTTP vs LocalLLM.chat in-process."""
     import requests
 
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
 
     messages = [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Explain idempotency."}]
     with _serve(home, models) as server:

@@ -99,7 +99,7 @@ def test_updated_refuses_a_bad_value_or_name(twin_home: Path, override: dict, fr
 
 
 def test_an_empty_variable_means_the_default(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from twin_core.llm.local import models_dir
+    from twin_core.llm.loading import models_dir
 
     monkeypatch.setenv("TWIN_LLM_MODELS_DIR", "")
     monkeypatch.setenv("TWIN_EVAL_CONFIG", "")

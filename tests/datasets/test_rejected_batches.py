@@ -56,7 +56,7 @@ def test_a_local_model_answers_through_the_engine_each_answer_cached_as_it_ends(
     """The local model's misses run through the continuous engine in the order their prompts read (rows
     join as others end, a prompt's start shared with the one before prefilled once): each answer is the
     text ``chat`` gives alone, and each is in the cache (a re-run makes no call)."""
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
     from twin_core.settings import load_settings
     from twin_core.stores.artifacts import open_artifact_store
 

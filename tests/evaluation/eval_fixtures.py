@@ -128,7 +128,7 @@ def tiny_model_folder(root: Path, name: str, settings: Any, seed: int = 0) -> Pa
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from twin_core.llm.local import resolve_source
+    from twin_core.llm.loading import resolve_source
 
     folder = root / name
     merged = folder / "merged"

@@ -30,7 +30,7 @@ def rag_settings(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path)
 
 @pytest.fixture(scope="session")
 def tiny_llm(rag_settings: Any) -> Any:
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
 
     return load_local_llm(rag_settings)
 

@@ -128,7 +128,7 @@ def test_failed_log_write_never_fails_the_request(rag_pipeline: Any, monkeypatch
 
 
 def test_hub_id_offline_falls_back_to_the_packaged_model(rag_settings: Any) -> None:
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
 
     llm = load_local_llm(updated(rag_settings, llm_model_id="no-such-org/no-such-model-xyz"))
     assert llm.model_version.startswith("smollm2-135m-instruct")

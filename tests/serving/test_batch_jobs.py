@@ -26,7 +26,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def llm(llm_models_dir: Path) -> Any:
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
     from twin_core.settings import load_settings
 
     return load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))
@@ -106,7 +106,7 @@ def test_shares_are_consecutive_and_differ_by_one_request_at_most() -> None:
 @pytest.mark.usefixtures("llm", "two_threads")
 def test_twin_llm_batch_engines_sets_how_many_engines_a_batch_job_runs(llm_models_dir: Path, monkeypatch) -> None:
     from twin_core.llm.batch_jobs import generate_all
-    from twin_core.llm.local import PACKAGED_DIRNAME, load_local_folder
+    from twin_core.llm.loading import PACKAGED_DIRNAME, load_local_folder
     from twin_core.settings import load_settings
 
     monkeypatch.setenv("TWIN_LLM_BATCH_ENGINES", "1")  # the least memory: one key/value cache

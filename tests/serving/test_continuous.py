@@ -19,7 +19,7 @@ SHORT = ("What is idempotency?", 6)
 
 @pytest.fixture(scope="module")
 def llm(llm_models_dir: Path) -> Any:
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
     from twin_core.settings import load_settings
 
     return load_local_llm(load_settings(llm_models_dir=llm_models_dir, llm_threads=1))

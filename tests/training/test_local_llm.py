@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow
 def test_cpu_by_default_and_batched_greedy_equals_unbatched(llm_models_dir: Path, monkeypatch) -> None:
     import torch
 
-    from twin_core.llm.local import GenRequest, load_local_llm, placement
+    from twin_core.llm.loading import load_local_llm, placement
+    from twin_core.llm.local import GenRequest
     from twin_core.settings import load_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU default, also on a GPU machine
@@ -30,7 +31,7 @@ def test_cpu_by_default_and_batched_greedy_equals_unbatched(llm_models_dir: Path
 def test_packed_decode_weights_can_be_turned_off(llm_models_dir: Path, monkeypatch) -> None:
     import torch
 
-    from twin_core.llm.local import PACKAGED_DIRNAME, load_local_folder, load_local_llm
+    from twin_core.llm.loading import PACKAGED_DIRNAME, load_local_folder, load_local_llm
     from twin_core.settings import load_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -46,7 +47,7 @@ def test_packed_decode_weights_can_be_turned_off(llm_models_dir: Path, monkeypat
 def test_placement_prefers_a_cuda_gpu_in_bf16(monkeypatch) -> None:
     import torch
 
-    from twin_core.llm.local import placement
+    from twin_core.llm.loading import placement
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert placement() == ("cuda", torch.bfloat16)
@@ -56,28 +57,28 @@ def test_twin_llm_device_chooses_the_cpu_or_demands_a_gpu(monkeypatch, tmp_path:
     import torch
 
     from twin_core.errors import ConfigError
-    from twin_core.llm import local
+    from twin_core.llm import loading
     from twin_core.settings import load_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert local.placement("cpu") == ("cpu", None)  # a GPU machine can keep the local LLM off its GPU
-    assert local.placement("cuda") == ("cuda", torch.bfloat16)
+    assert loading.placement("cpu") == ("cpu", None)  # a GPU machine can keep the local LLM off its GPU
+    assert loading.placement("cuda") == ("cuda", torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert local.placement("auto") == ("cpu", None)
+    assert loading.placement("auto") == ("cpu", None)
     with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda: no CUDA GPU"):
-        local.placement("cuda")
+        loading.placement("cuda")
 
     def no_weights(*_args: object, **_kw: object) -> None:
         raise AssertionError("weights loaded before the device was checked")
 
-    monkeypatch.setattr(local, "_load_pretrained", no_weights)
+    monkeypatch.setattr(loading, "_load_pretrained", no_weights)
     monkeypatch.setenv("TWIN_LLM_DEVICE", "cuda")
     settings = load_settings(llm_models_dir=tmp_path)
     assert settings.llm.device == "cuda"
     with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda"):
-        local.load_local_llm(settings)
+        loading.load_local_llm(settings)
     with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE=cuda"):
-        local.load_local_folder(settings, tmp_path, "v1")
+        loading.load_local_folder(settings, tmp_path, "v1")
     monkeypatch.setenv("TWIN_LLM_DEVICE", "gpu")
     with pytest.raises(ConfigError, match="TWIN_LLM_DEVICE"):
         load_settings()

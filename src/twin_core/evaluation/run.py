@@ -171,7 +171,7 @@ check_inputs = plan  # the CLI's cheap pre-flight: the same checks, no model loa
 
 # -- run ---------------------------------------------------------------------------------------------
 def _load_model(settings: Settings, location: str, version: str) -> Any:
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
 
     return load_local_llm(updated(settings, llm_model_id=location, llm_model_version=version))
 

@@ -50,7 +50,7 @@ def open_answering_llm(settings: Settings, author: str, which: str = "production
         return open_llm(settings)
     if version.author_slug != slugify(author):
         raise InputError(f"--model {version.ref} is {version.author}'s model, not {author}'s")
-    from twin_core.llm.local import load_local_folder
+    from twin_core.llm.loading import load_local_folder
 
     log.info("%s's %s model %s answers", author, version.stage, version.ref)
     return load_local_folder(settings, registry.local_weights(version.ref), version.ref)

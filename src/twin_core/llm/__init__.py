@@ -18,6 +18,6 @@ def open_llm(settings: Settings) -> LLMBackend:
         from twin_core.llm.openai import OpenAICompatibleLLM
 
         return OpenAICompatibleLLM.from_settings(settings)
-    from twin_core.llm.local import load_local_llm
+    from twin_core.llm.loading import load_local_llm
 
     return load_local_llm(settings)

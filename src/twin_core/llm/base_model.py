@@ -1,7 +1,7 @@
 """Base-model resolution (offline): where a base model's plain weights are, for training and evaluation.
 
 Trainer refuses GGUF-quantized weights, so the packaged SmolLM2 GGUF is resolved to the safetensors
-copy ``twin_core.llm.local`` converts once (``models_dir/smollm2-135m-instruct``).
+copy ``twin_core.llm.loading`` converts once (``models_dir/smollm2-135m-instruct``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def resolve_base(settings: Settings, base_model: str) -> str:
     The packaged SmolLM2 GGUF is converted once (through ``load_local_llm``); a model that cannot be
     loaded offline is a ConfigError naming it.
     """
-    from twin_core.llm.local import PACKAGED_ID, load_local_llm, resolve_source
+    from twin_core.llm.loading import PACKAGED_ID, load_local_llm, resolve_source
 
     name = base_model.strip()
     if name.lower() in (PACKAGED_ID, "packaged", ""):

@@ -505,7 +505,7 @@ class TwinTransformer(kserve.Model):
 
 def _tokenizer_counter(settings: Settings) -> Any:
     """Only the tokenizer of the served model (a transformer container has no LLM): exact budgets."""
-    from twin_core.llm.local import load_tokenizer_counter
+    from twin_core.llm.loading import load_tokenizer_counter
 
     try:
         return load_tokenizer_counter(settings)

@@ -115,7 +115,7 @@ class ModelPool:
 
     # -- registry ------------------------------------------------------------------------------
     def _load(self, ref: str, stage: str) -> ServedModel:
-        from twin_core.llm.local import load_local_folder
+        from twin_core.llm.loading import load_local_folder
 
         model = self._loaded.get(ref)
         if model is None:
