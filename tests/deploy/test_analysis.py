@@ -13,7 +13,28 @@ from twin_core.domain.inference import InferenceLog, LatencyMs
 from twin_core.errors import ConfigError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-GOOD_Q = Quality(10, 10, 1.0, 0.9, 0.8, 0.82)  # style +0.1, groundedness -0.02: within the ranges
+
+
+def quality(
+    style: tuple[float, float] = (1.0, 0.9),
+    grounded: tuple[float, float] = (0.8, 0.82),
+    answers: tuple[int, int] = (10, 10),
+    spread: float = 0.05,
+) -> Quality:
+    """Sampled answers: pooled Delta per side (its increase's interval +-``spread``) and per-answer
+    groundedness alternating +-``spread`` around each side's mean (exact means, no luck)."""
+    increase = style[0] - style[1]
+
+    def values(centre: float, k: int) -> tuple[float, ...]:
+        return tuple(centre + (spread if i % 2 else -spread) for i in range(k - k % 2))
+
+    return Quality(
+        *answers, *style, values(grounded[0], answers[0]), values(grounded[1], answers[1]),
+        style_interval=(increase - spread, increase + spread),
+    )  # fmt: skip
+
+
+GOOD_Q = quality()  # style +0.1, groundedness -0.02: within the ranges
 
 
 def rows(n: int, errors: int = 0, latency: float = 100.0, status: str = "error") -> list[InferenceLog]:
@@ -41,7 +62,7 @@ def test_no_data_holds_and_never_promotes() -> None:
     few = run(rows(19), rows(200))
     assert few.action == "hold" and few.checks[0].detail == "19 < 20 requests"
     # quality: too few sampled answers on a side holds too
-    d = run(rows(40), rows(200), Quality(3, 10, 1.0, 1.0, 0.8, 0.8))
+    d = run(rows(40), rows(200), quality(answers=(3, 10)))
     assert d.action == "hold" and [c.result for c in d.checks] == ["pass", "pass", "hold", "hold"]
 
 
@@ -77,9 +98,9 @@ def test_inconclusive_success_rate_holds_and_rejected_requests_do_not_count() ->
 def test_latency_and_quality_checks_fail_out_of_range() -> None:
     slow = run(rows(40, latency=200), rows(400, latency=100))
     assert slow.action == "fail" and slow.checks[1].value == 2.0 and slow.checks[1].result == "fail"
-    worse_style = run(rows(40), rows(400), Quality(10, 10, 1.6, 1.0, 0.8, 0.8))
+    worse_style = run(rows(40), rows(400), quality(style=(1.6, 1.0), grounded=(0.8, 0.8)))
     assert worse_style.action == "fail" and worse_style.checks[2].value == 0.6
-    ungrounded = run(rows(40), rows(400), Quality(10, 10, 1.0, 1.0, 0.5, 0.8))
+    ungrounded = run(rows(40), rows(400), quality(style=(1.0, 1.0), grounded=(0.5, 0.8)))
     assert ungrounded.action == "fail" and ungrounded.checks[3].value == 0.3
 
 

@@ -32,7 +32,7 @@ def _rows(version: str, n: int, at: datetime) -> list[Any]:
 def _good(*_: Any) -> Any:
     from twin_core.deploy.analysis import Quality
 
-    return Quality(10, 10, 1.0, 1.0, 0.8, 0.8)
+    return Quality(10, 10, 1.0, 1.0, (0.8,) * 10, (0.8,) * 10, style_interval=(-0.05, 0.05))
 
 
 @pytest.fixture

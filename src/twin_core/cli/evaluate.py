@@ -8,6 +8,9 @@ import typer
 
 from twin_core.cli.protocol import step
 
+# what the result line keeps of each gate check: its sample, its interval(s) and the outcome
+GATE_CHECK_KEYS = ("outcome", "rows", "diff", "low", "high", "candidate_low", "candidate_high")
+
 
 def _print_gate(result: dict[str, Any]) -> None:
     from rich.console import Console
@@ -22,7 +25,10 @@ def _print_gate(result: dict[str, Any]) -> None:
     fmt = lambda v: "missing" if v is None else f"{v:.4g}"  # noqa: E731
     for c in gate["checks"]:
         ci = "" if c["diff"] is None else f"{fmt(c['diff'])} [{fmt(c['low'])}, {fmt(c['high'])}]"
-        row = (c["metric"], fmt(c["candidate"]), fmt(c["baseline"]), str(c["rows"]), ci, c["rule"], c["outcome"])
+        cand = fmt(c["candidate"])
+        if c.get("candidate_low") is not None:  # a min / max rule: the interval of the candidate's mean
+            cand += f" [{fmt(c['candidate_low'])}, {fmt(c['candidate_high'])}]"
+        row = (c["metric"], cand, fmt(c["baseline"]), str(c["rows"]), ci, c["rule"], c["outcome"])
         table.add_row(*row)
     Console(stderr=True).print(table)
 
@@ -51,9 +57,7 @@ def _result_line(report: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
         "author": report["author"],
         "dataset_version": report["dataset_version"],
         "rows": report["rows"],
-        "gate_checks": {
-            c["metric"]: {k: c[k] for k in ("outcome", "rows", "diff", "low", "high")} for c in gate["checks"]
-        },
+        "gate_checks": {c["metric"]: {k: c.get(k) for k in GATE_CHECK_KEYS} for c in gate["checks"]},
         "gate": gate["decision"],
         "passed": gate["passed"],
         "failing": gate["failing"],
@@ -107,6 +111,8 @@ def app(
 
     The report (JSON + HTML) goes to the artifact store and to Comet; the gate decision, the failing
     metrics and every number are in the result line.
+
+    Example: twin evaluate --model ada-quillfeather/v0002 --baseline production --require-pass
     """
     _check_refs(model, baseline)
     from twin_core.evaluation.config import load_eval_config

@@ -6,13 +6,21 @@ Every ``interval`` one analysis looks at the last ``window`` of the log (a slidi
 - ``request-success-rate`` (min): the canary's ok / (ok + errors); rejected and cancelled requests are
   the client's doing and count for neither. Wilson 95 % interval: the check fails only when the whole
   interval is below ``min``, passes when the estimate is at or above it, and holds in between.
-- ``latency-p95-ratio`` (max): canary p95 / production p95 of ``latency_ms.total`` of ok requests.
+- ``latency-p95-ratio`` (max): canary p95 / production p95 of ``latency_ms.total`` of ok requests. Its
+  95 % interval joins each side's distribution-free 97.5 % interval of its p95 (order statistics;
+  Bonferroni): [canary low / production high, canary high / production low].
 - ``style-distance-increase`` (max): Burrows' Delta of a sample of the canary's answers from the
-  author's documents, minus the same for production's answers.
-- ``groundedness-drop`` (max): production's mean groundedness minus the canary's, same samples.
+  author's documents, minus the same for production's answers; 95 % percentile bootstrap interval over
+  the sampled answers (``stylometry.style_difference_interval``).
+- ``groundedness-drop`` (max): production's mean groundedness minus the canary's, over the sampled
+  answers that retrieved context; 95 % percentile bootstrap interval of the difference of the means.
 
-A check with too little data (fewer than ``min_requests`` canary requests, or ``quality_min_answers``
-answers a side) holds: no data never promotes and never counts as a failure. One failing check fails
+Every check states its sample sizes (``n``), its ``interval`` and ``confidence``, and decides as the
+success rate does: it fails only when the whole interval is out of range, passes when the estimate is in
+range, and holds (inconclusive) in between: a p95 ratio of 2 from a handful of requests does not fail.
+A check with too little data (fewer than ``min_requests`` canary requests or ok latencies a side, or
+``quality_min_answers`` answers, or answers with retrieved context, a side) holds: no data never promotes
+and never counts as a failure. One failing check fails
 the analysis; ``threshold`` failed analyses roll the canary back. A passing analysis moves the weight
 to the next step, and one at the last step (``max_weight``) promotes.
 """
@@ -38,6 +46,8 @@ _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "deploy.yaml"
 NOT_COUNTED = ("rejected", "cancelled")  # the client's doing: neither a success nor a model error
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+CONFIDENCE = 0.95  # of every check's interval
+RESAMPLES = 2000  # of the bootstrap intervals (seeded: the same window gives the same interval)
 DEFAULT_METRICS = {
     "request-success-rate": {"min": 0.95},
     "latency-p95-ratio": {"max": 1.5},
@@ -135,6 +145,36 @@ def _quantile(values: list[float], q: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def quantile_interval(values: list[float], q: float, confidence: float) -> tuple[float, float | None] | None:
+    """Distribution-free ``confidence`` interval of the ``q`` quantile from the order statistics (how many
+    values fall below the quantile is binomial), whatever the distribution. The upper end is None
+    (unbounded) when there are too few values to bound it: a p95 at 97.5 % needs 86. None without values."""
+    from scipy.stats import binom
+
+    if not values:
+        return None
+    ordered, n, tail = sorted(values), len(values), (1 - confidence) / 2
+    lo = int(binom.ppf(tail, n, q))  # 1-based: P(fewer than lo values below the quantile) < tail
+    hi = int(binom.ppf(1 - tail, n, q)) + 1  # P(hi or more values below it) <= tail
+    return (ordered[lo - 1] if lo >= 1 else 0.0), (ordered[hi - 1] if hi <= n else None)
+
+
+def difference_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)``, each sample resampled on its own; seeded."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    res = bootstrap(
+        (np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        paired=False, n_resamples=RESAMPLES, confidence_level=confidence, method="percentile", rng=0,
+    )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+P95_SIDE = 1 - (1 - CONFIDENCE) / 2  # each side's p95 interval: the ratio's holds at CONFIDENCE (Bonferroni)
+
+
 @dataclass
 class SideStats:
     requests: int  # every row of the window
@@ -143,6 +183,8 @@ class SideStats:
     success_rate: float | None
     success_ci95: tuple[float, float] | None
     p95_ms: float | None
+    latencies: int = 0  # ok requests with a latency: the p95's sample
+    p95_interval_ms: tuple[float, float | None] | None = None  # at P95_SIDE; high None = unbounded
 
 
 def side_stats(rows: Iterable[InferenceLog]) -> SideStats:
@@ -157,6 +199,8 @@ def side_stats(rows: Iterable[InferenceLog]) -> SideStats:
         success_rate=round(ok / len(counted), 4) if counted else None,
         success_ci95=tuple(round(x, 4) for x in wilson(ok, len(counted))) if counted else None,  # type: ignore[misc]
         p95_ms=_quantile(lat, 0.95),
+        latencies=len(lat),
+        p95_interval_ms=quantile_interval(lat, 0.95, P95_SIDE),
     )
 
 
@@ -166,11 +210,12 @@ class Quality:
 
     canary_answers: int = 0
     production_answers: int = 0
-    canary_style: float | None = None
+    canary_style: float | None = None  # pooled Delta of each side's sampled answers
     production_style: float | None = None
-    canary_groundedness: float | None = None
-    production_groundedness: float | None = None
+    canary_grounded: tuple[float, ...] = ()  # groundedness of each sampled answer that retrieved context
+    production_grounded: tuple[float, ...] = ()
     note: str = ""
+    style_interval: tuple[float, float] | None = None  # of canary_style - production_style (bootstrap)
 
 
 @dataclass
@@ -180,14 +225,27 @@ class Check:
     value: float | None
     range: dict[str, float]
     detail: str
+    n: dict[str, int] | None = None  # the sample sizes the value rests on, per side
+    interval: list[float | None] | None = None  # of the value, at ``confidence``; None end = unbounded
+    confidence: float | None = None
 
 
-def _in_range(name: str, value: float | None, rng: dict[str, float], detail: str, hold: str | None) -> Check:
-    if hold is not None or value is None:
-        return Check(name, "hold", value, rng, hold or "no data")
-    low, high = rng.get("min"), rng.get("max")
-    bad = (low is not None and value < low) or (high is not None and value > high)
-    return Check(name, "fail" if bad else "pass", round(value, 4), rng, detail)
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _bounded(name: str, value: float, ci: tuple[float, float | None], rng: dict[str, float], detail: str,
+             n: dict[str, int]) -> Check:  # fmt: skip
+    """Fail when the whole interval is out of range, pass when ``value`` is in it, hold in between."""
+    low, high = ci
+    floor, ceiling = rng.get("min"), rng.get("max")
+    outside = (ceiling is not None and low > ceiling) or (floor is not None and high is not None and high < floor)
+    inside = (ceiling is None or value <= ceiling) and (floor is None or value >= floor)
+    result = "fail" if outside else "pass" if inside else "hold"
+    sizes = ", ".join(f"{side} {k}" for side, k in n.items())
+    text = f"{detail}; n {sizes}; {CONFIDENCE:.0%} CI [{low:.3f}, {'unbounded' if high is None else f'{high:.3f}'}]"
+    text += {"fail": " wholly out of range", "hold": " inconclusive", "pass": ""}[result]
+    return Check(name, result, round(value, 4), rng, text, n, [_round(low), _round(high)], CONFIDENCE)
 
 
 def success_check(can: SideStats, cfg: CanaryConfig) -> Check:
@@ -200,46 +258,58 @@ def success_check(can: SideStats, cfg: CanaryConfig) -> Check:
     low, high = can.success_ci95
     detail = f"{can.counted - can.errors}/{can.counted} ok, 95% CI [{low:.3f}, {high:.3f}]"
     floor = rng.get("min", 0.0)
+    stated = {"n": {"canary": can.counted}, "interval": [low, high], "confidence": CONFIDENCE}
     if high < floor:
-        return Check("request-success-rate", "fail", can.success_rate, rng, detail + f" wholly below {floor:g}")
+        detail += f" wholly below {floor:g}"
+        return Check("request-success-rate", "fail", can.success_rate, rng, detail, **stated)
     if can.success_rate < floor:
-        return Check("request-success-rate", "hold", can.success_rate, rng, detail + " inconclusive")
-    return Check("request-success-rate", "pass", can.success_rate, rng, detail)
+        return Check("request-success-rate", "hold", can.success_rate, rng, detail + " inconclusive", **stated)
+    return Check("request-success-rate", "pass", can.success_rate, rng, detail, **stated)
 
 
 def latency_check(can: SideStats, prod: SideStats, cfg: CanaryConfig) -> Check:
     rng = cfg.metrics["latency-p95-ratio"]
-    short = min(can.counted - can.errors, prod.counted - prod.errors) < cfg.min_requests
-    if short or not can.p95_ms or not prod.p95_ms:
-        return _in_range("latency-p95-ratio", None, rng, "", f"fewer than {cfg.min_requests} ok requests a side")
-    ratio = can.p95_ms / prod.p95_ms
-    return _in_range("latency-p95-ratio", ratio, rng, f"p95 {can.p95_ms:.0f} ms vs {prod.p95_ms:.0f} ms", None)
+    n = {"canary": can.latencies, "production": prod.latencies}
+    if min(n.values()) < cfg.min_requests or not can.p95_ms or not prod.p95_ms:
+        hold = f"{can.latencies}/{prod.latencies} ok requests with a latency < {cfg.min_requests} a side"
+        return Check("latency-p95-ratio", "hold", None, rng, hold, n)
+    assert can.p95_interval_ms is not None and prod.p95_interval_ms is not None
+    (c_low, c_high), (p_low, p_high) = can.p95_interval_ms, prod.p95_interval_ms
+    low = c_low / p_high if p_high else 0.0
+    high = c_high / p_low if c_high is not None and p_low > 0 else None
+    detail = f"p95 {can.p95_ms:.0f} ms vs {prod.p95_ms:.0f} ms"
+    return _bounded("latency-p95-ratio", can.p95_ms / prod.p95_ms, (low, high), rng, detail, n)
+
+
+def style_check(q: Quality, cfg: CanaryConfig) -> Check:
+    rng = cfg.metrics["style-distance-increase"]
+    n = {"canary": q.canary_answers, "production": q.production_answers}
+    hold = None
+    if min(n.values()) < cfg.quality_min_answers:
+        hold = f"{q.canary_answers}/{q.production_answers} answers < {cfg.quality_min_answers} a side"
+    elif q.canary_style is None or q.production_style is None or q.style_interval is None:
+        hold = q.note or "style not measured (no interval)"
+    if hold is not None:
+        return Check("style-distance-increase", "hold", None, rng, hold, n)
+    assert q.canary_style is not None and q.production_style is not None and q.style_interval is not None
+    detail = f"Delta {q.canary_style:.3f} vs {q.production_style:.3f}"
+    return _bounded("style-distance-increase", q.canary_style - q.production_style, q.style_interval, rng, detail, n)
+
+
+def groundedness_check(q: Quality, cfg: CanaryConfig) -> Check:
+    rng = cfg.metrics["groundedness-drop"]
+    can, prod = q.canary_grounded, q.production_grounded
+    n = {"canary": len(can), "production": len(prod)}
+    if min(n.values()) < cfg.quality_min_answers:
+        hold = f"{len(can)}/{len(prod)} answers with retrieved context < {cfg.quality_min_answers} a side"
+        return Check("groundedness-drop", "hold", None, rng, hold, n)
+    c_mean, p_mean = sum(can) / len(can), sum(prod) / len(prod)
+    detail = f"groundedness {c_mean:.3f} vs {p_mean:.3f}"
+    return _bounded("groundedness-drop", p_mean - c_mean, difference_interval(prod, can), rng, detail, n)
 
 
 def quality_checks(q: Quality, cfg: CanaryConfig) -> list[Check]:
-    few = min(q.canary_answers, q.production_answers) < cfg.quality_min_answers
-    hold = f"{q.canary_answers}/{q.production_answers} answers < {cfg.quality_min_answers} a side" if few else None
-    style = grounded = None
-    if q.canary_style is not None and q.production_style is not None:
-        style = q.canary_style - q.production_style
-    if q.canary_groundedness is not None and q.production_groundedness is not None:
-        grounded = q.production_groundedness - q.canary_groundedness
-    return [
-        _in_range(
-            "style-distance-increase",
-            style,
-            cfg.metrics["style-distance-increase"],
-            f"Delta {q.canary_style} vs {q.production_style}",
-            hold or (q.note if style is None and q.note else None),
-        ),
-        _in_range(
-            "groundedness-drop",
-            grounded,
-            cfg.metrics["groundedness-drop"],
-            f"groundedness {q.canary_groundedness} vs {q.production_groundedness}",
-            hold,
-        ),
-    ]
+    return [style_check(q, cfg), groundedness_check(q, cfg)]
 
 
 @dataclass

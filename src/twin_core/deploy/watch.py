@@ -68,10 +68,10 @@ def _sample(rows: list[InferenceLog], n: int) -> list[InferenceLog]:
 def live_quality(
     settings: Settings, author: str, canary: list[InferenceLog], production: list[InferenceLog], n: int
 ) -> Quality:
-    """Style distance (from the author's documents) and groundedness (in the documents each answer
-    retrieved) of a sample of each side's answers."""
-    from twin_core.evaluation.metrics import groundedness, mean
-    from twin_core.evaluation.stylometry import style_distance
+    """Style distance (from the author's documents, with the bootstrap interval of the increase) and
+    groundedness (in the documents each answer retrieved: per answer) of a sample of each side's answers."""
+    from twin_core.evaluation.metrics import groundedness
+    from twin_core.evaluation.stylometry import style_difference_interval, style_distance
     from twin_core.stores.warehouse import open_warehouse
 
     can, prod = _sample(canary, n), _sample(production, n)
@@ -89,12 +89,16 @@ def live_quality(
             texts[link] = doc.text if doc else ""
         return [texts[r.link] for r in row.retrieved if r.link and texts.get(r.link)]
 
-    q.canary_groundedness = mean(groundedness(r.answer, contexts(r)) for r in can)
-    q.production_groundedness = mean(groundedness(r.answer, contexts(r)) for r in prod)
+    def grounded(rows: list[InferenceLog]) -> tuple[float, ...]:
+        return tuple(g for g in (groundedness(r.answer, contexts(r)) for r in rows) if g is not None)
+
+    q.canary_grounded, q.production_grounded = grounded(can), grounded(prod)
+    can_texts, prod_texts = [r.answer or "" for r in can], [r.answer or "" for r in prod]
     try:
-        q.canary_style = style_distance([r.answer or "" for r in can], reference)
-        q.production_style = style_distance([r.answer or "" for r in prod], reference)
-    except ValueError as exc:  # too little text to measure style: that check holds
+        q.canary_style = style_distance(can_texts, reference)
+        q.production_style = style_distance(prod_texts, reference)
+        q.style_interval = style_difference_interval(can_texts, prod_texts, reference)
+    except ValueError as exc:  # too little text to measure style (or its interval): that check holds
         q.note = f"style not measurable: {exc}"
     return q
 

@@ -52,13 +52,19 @@ pre{white-space:pre-wrap;margin:0}
 {% endif %}</div>
 <p>Paired rows: each metric compares candidate and baseline on the same held-out rows; the interval is a
 {{ (r.gate.confidence * 100) | round | int }} % bootstrap interval of the mean paired difference, taken in
-the good direction (positive favours the candidate; log ratio for perplexity).</p>
+the good direction (positive favours the candidate; log ratio for perplexity). A gated metric's candidate and
+baseline columns are the means over its paired rows (an ungated one's over the rows each model was measured
+on); a rule with an absolute bound (min / max) decides on the interval of the candidate's mean, shown next
+to it.</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>better</th><th class="num">candidate</th><th class="num">baseline</th>
 <th class="num">paired rows</th><th class="num">difference [interval]</th><th>gate rule</th><th>outcome</th></tr>
 {% for name, (label, better) in labels.items() %}{% set c = checks.get(name) %}
-<tr><td>{{ label }}</td><td>{{ better }}</td><td class="num">{{ fmt(r.metrics.candidate[name]) }}</td>
-<td class="num">{{ fmt(r.metrics.baseline[name]) }}</td><td class="num">{{ c.rows if c else "" }}</td>
+{% set decided = c and c.candidate is not none %}{% set cm = c.candidate if decided else r.metrics.candidate[name] %}
+<tr><td>{{ label }}</td><td>{{ better }}</td><td class="num">{{ fmt(cm) }}{% if c and c.candidate_low is not none %}
+[{{ fmt(c.candidate_low) }}, {{ fmt(c.candidate_high) }}]{% endif %}</td>
+<td class="num">{{ fmt(c.baseline if decided else r.metrics.baseline[name]) }}</td>
+<td class="num">{{ c.rows if c else "" }}</td>
 <td class="num">{% if c and c.diff is not none %}{{ fmt(c.diff) }} [{{ fmt(c.low) }}, {{ fmt(c.high) }}]{% endif %}</td>
 <td>{{ c.rule if c else "(not gated)" }}</td>
 <td class="{{ c.outcome if c else '' }}">{{ c.outcome if c else "" }}

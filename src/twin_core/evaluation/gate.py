@@ -5,9 +5,11 @@ The difference is taken in the good direction (``better:``), so a positive value
 higher-is-better ``c - b``, lower-is-better ``b - c``, and for ``max_ratio`` the per-row log ratio
 ``log(b / c)``. "not worse" passes when the interval's worst (low) end is within the tolerance
 (``min_delta``, or ``-log(max_ratio)``); "better" needs the whole interval above 0. ``min``/``max``
-bound the candidate's mean. A metric needs ``min_rows`` paired rows (at least 2) to be decided on:
-with fewer (rows where an answer, the judge or the metric failed) a required metric is missing and
-fails the gate, an optional one is skipped; when every metric is missing the gate fails.
+bound the candidate's mean the same way: the worst end of its bootstrap interval (``candidate_low`` /
+``candidate_high``) must be within the bound, so a mean that clears it by noise does not pass. A metric
+needs ``min_rows`` paired rows (at least 2) to be decided on: with fewer (rows where an answer, the judge
+or the metric failed) a required metric is missing and fails the gate, an optional one is skipped; when
+every metric is missing the gate fails.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Check:
     bound: float | None  # the tolerance the low end had to reach
     rule: str
     reason: str = ""
+    candidate_low: float | None = None  # bootstrap interval of the candidate's mean (rules with min / max)
+    candidate_high: float | None = None
 
 
 @dataclass
@@ -91,15 +95,18 @@ def _tolerance(rule: Rule) -> float | None:
     return rule.min_delta
 
 
-def _verdict(rule: Rule, cand_mean: float, low: float, bound: float | None) -> tuple[str, str]:
+def _verdict(rule: Rule, low: float, bound: float | None, mean_ci: tuple[float, float] | None) -> tuple[str, str]:
     if bound is not None:
         ok = low > bound if rule.decide == "better" else low >= bound - 1e-12
         if not ok:
             return "fail", f"CI low end {low:.4g} {'<=' if rule.decide == 'better' else '<'} {bound:.4g}"
-    if rule.min is not None and cand_mean < rule.min:
-        return "fail", f"{cand_mean:.4g} < {rule.min:g}"
-    if rule.max is not None and cand_mean > rule.max:
-        return "fail", f"{cand_mean:.4g} > {rule.max:g}"
+    if mean_ci is None:
+        return "pass", ""
+    c_low, c_high = mean_ci  # the candidate's mean: its interval's worst end must clear the bound
+    if rule.min is not None and not c_low >= rule.min:
+        return "fail", f"candidate mean CI low end {c_low:.4g} < {rule.min:g}"
+    if rule.max is not None and not c_high <= rule.max:
+        return "fail", f"candidate mean CI high end {c_high:.4g} > {rule.max:g}"
     return "pass", ""
 
 
@@ -119,10 +126,12 @@ def check(rule: Rule, cand: list[float | None], base: list[float | None], config
     diffs = _differences(rule, c, b)
     low, high = interval(diffs, config.bootstrap_resamples, config.confidence)
     bound = _tolerance(rule)
-    outcome, reason = _verdict(rule, sum(c) / len(c), low, bound)
+    absolute = rule.min is not None or rule.max is not None
+    mean_ci = interval(c, config.bootstrap_resamples, config.confidence) if absolute else None
+    outcome, reason = _verdict(rule, low, bound, mean_ci)
     return Check(
         rule.metric, outcome, sum(c) / len(c), sum(b) / len(b), len(c), sum(diffs) / len(diffs), low, high, bound,
-        desc, reason,
+        desc, reason, *(mean_ci or (None, None)),
     )  # fmt: skip
 
 

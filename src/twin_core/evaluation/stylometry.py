@@ -6,6 +6,8 @@ is the mean absolute z difference. Topic words are rare, so the measure follows 
 
 - ``style_distance(texts, reference)``: Delta of the pooled ``texts`` from the author profile, the
   mean of the reference documents (the population: each document a sample of the author's style).
+- ``style_difference_interval(texts, other, reference)``: the bootstrap interval of the difference of two
+  such Deltas (the canary's live-quality check: how sure an increase is, from a few sampled answers).
 
 Attribution among authors is ``attribution.py``'s: Delta's was checked there against the authors'
 held-out writing and found biased towards one author.
@@ -58,19 +60,58 @@ def _standardizer(population: list[list[str]]) -> tuple[list[str], Any, Any]:
     return [w for w, k in zip(vocab, keep, strict=True) if k], mean[keep], std[keep]
 
 
+def _profile(reference: list[str]) -> tuple[list[str], Any, Any]:
+    """The reference documents' vocabulary, mean and std; ValueError when they cannot scale a word."""
+    refs = [t for t in (tokens(r) for r in reference) if t]
+    if len(refs) < 2:
+        raise ValueError("style_distance needs at least two reference documents (their spread scales the words)")
+    vocab, mean, std = _standardizer(refs)
+    if not vocab:
+        raise ValueError("style_distance: the reference documents do not differ on any frequent word")
+    return vocab, mean, std
+
+
 def style_distance(texts: list[str], reference: list[str]) -> float:
     """Burrows' Delta of ``texts`` (pooled) from the ``reference`` documents' profile; lower = closer.
 
     ValueError when fewer than two reference documents have words, or ``texts`` has none.
     """
-    refs = [t for t in (tokens(r) for r in reference) if t]
-    if len(refs) < 2:
-        raise ValueError("style_distance needs at least two reference documents (their spread scales the words)")
+    vocab, mean, std = _profile(reference)
     pooled = [w for t in texts for w in tokens(t)]
     if not pooled:
         raise ValueError("style_distance: no words in the texts to measure")
-    vocab, mean, std = _standardizer(refs)
-    if not vocab:
-        raise ValueError("style_distance: the reference documents do not differ on any frequent word")
     z = (_frequencies([pooled], vocab)[0] - mean) / std
     return float(abs(z).mean())
+
+
+def style_difference_interval(
+    texts: list[str], other: list[str], reference: list[str], *, confidence: float = 0.95, resamples: int = 2000
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``style_distance(texts) - style_distance(other)``: each side's
+    texts (those with words) resampled with replacement on their own, seeded (the same texts give the same
+    interval). ValueError as ``style_distance``, or with fewer than two texts with words on a side."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    vocab, mean, std = _profile(reference)
+
+    def counts(side: list[str]) -> tuple[Any, Any]:
+        docs = [t for t in (tokens(x) for x in side) if t]
+        if len(docs) < 2:
+            raise ValueError(f"style interval: {len(docs)} text(s) with words on a side, fewer than 2")
+        found = [[Counter(d)[w] for w in vocab] for d in docs]
+        return np.asarray(found, dtype=float), np.asarray([len(d) for d in docs])
+
+    (ca, ta), (cb, tb) = counts(texts), counts(other)
+
+    def delta(c: Any, t: Any, idx: Any) -> float:
+        rows = np.asarray(idx, dtype=int)
+        return float(np.abs((c[rows].sum(axis=0) / t[rows].sum() - mean) / std).mean())
+
+    res = bootstrap(
+        (np.arange(len(ca)), np.arange(len(cb))),
+        lambda ia, ib: delta(ca, ta, ia) - delta(cb, tb, ib),
+        paired=False, vectorized=False, n_resamples=resamples, confidence_level=confidence, method="percentile",
+        rng=0,
+    )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
