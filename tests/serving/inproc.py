@@ -135,6 +135,24 @@ def client(app: Any) -> Any:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://twin.test", timeout=30)
 
 
+def request(ip: InProcess, method: str, path: str, **kw: Any) -> Any:
+    """One request through the in-process app (``headers`` default: Ada's key, JSON)."""
+    import asyncio
+
+    async def go() -> Any:
+        async with client(ip.app) as c:
+            return await c.request(method, path, headers=kw.pop("headers", HEADERS), **kw)
+
+    return asyncio.run(go())
+
+
+def sample(name: str, **labels: str) -> float:
+    """A Prometheus sample of this process's registry (0 when the series does not exist yet)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def build_predictor_only(**overrides: Any) -> InProcess:
     """The app of ``twin serve --component predictor``: the predictor alone, under the public name."""
     from twin_core.serving.app import build_app

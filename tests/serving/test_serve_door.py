@@ -11,27 +11,24 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client import REGISTRY
 
-from .inproc import ADA_KEY, BASE_VERSION, BOOM, DOWN, HANG, HEADERS, TOO_LONG, InProcess, build, client
+from .inproc import (
+    ADA_KEY,
+    BASE_VERSION,
+    BOOM,
+    DOWN,
+    HANG,
+    TOO_LONG,
+    InProcess,
+    build,
+    request,
+    sample,
+)
 
 CHAT = "/openai/v1/chat/completions"
 REASONS = ("client_gone", "timeout")  # twin_batch_cancelled_total's
 PREDICT = "/v1/models/twin:predict"
-
-
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def _request(ip: InProcess, method: str, path: str, **kw: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        async with client(ip.app) as c:
-            return await c.request(method, path, headers=kw.pop("headers", HEADERS), **kw)
-
-    return asyncio.run(go())
 
 
 def _chat(content: Any = "hi", **fields: Any) -> dict[str, Any]:
@@ -93,8 +90,8 @@ def test_a_request_past_its_timeout_is_an_error_of_the_version_a_departure_a_can
     labels = {"model_version": BASE_VERSION, "stage": "base"}
 
     def counts() -> tuple[float, ...]:
-        statuses = [_sample("twin_model_requests_total", **labels, status=s) for s in ("error", "cancelled")]
-        reasons = [_sample("twin_batch_cancelled_total", model_version=BASE_VERSION, reason=r) for r in REASONS]
+        statuses = [sample("twin_model_requests_total", **labels, status=s) for s in ("error", "cancelled")]
+        reasons = [sample("twin_batch_cancelled_total", model_version=BASE_VERSION, reason=r) for r in REASONS]
         return (*statuses, *reasons)
 
     # a client that leaves mid-generation: the client's doing
@@ -106,7 +103,7 @@ def test_a_request_past_its_timeout_is_an_error_of_the_version_a_departure_a_can
     # always ends the request
     ip, before = build(serve_request_timeout_s=1), counts()
     monkeypatch.setattr(gateway, "asyncio", _TimeoutOnceHanging(ip.predictor.llm.hanging))
-    resp = _request(ip, "POST", PREDICT, json={"instances": [{"query": HANG}]})
+    resp = request(ip, "POST", PREDICT, json={"instances": [{"query": HANG}]})
     assert resp.status_code == 504, resp.text
     assert resp.json() == {"error": "request timed out (TWIN_SERVE_REQUEST_TIMEOUT_S)"}
     # what the drift check and the canary analysis count: a server error of the version that hung
@@ -135,7 +132,7 @@ def test_every_error_of_the_openai_routes_is_openais_error_object(
     method: str, path: str, kw: dict[str, Any], status: int, code: str | None, message: str
 ) -> None:
     ip = build(serve_max_body_bytes=1000)
-    resp = _request(ip, method, path, **kw)
+    resp = request(ip, method, path, **kw)
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
@@ -153,7 +150,7 @@ def test_every_error_of_the_openai_routes_is_openais_error_object(
     ],
 )
 def test_unknown_routes_answer_kserves_error_shape(method: str, path: str, status: int, body: Any) -> None:
-    resp = _request(build(), method, path)
+    resp = request(build(), method, path)
     assert resp.status_code == status, resp.text
     assert resp.json() == body
     if status == 405:
@@ -180,13 +177,13 @@ def _input(name: str, datatype: str, data: list[Any], shape: list[int] | None = 
 )
 def test_a_v2_tensor_of_another_datatype_or_shape_is_a_logged_400(inputs: list[Any], error: str) -> None:
     ip = build()
-    resp = _request(ip, "POST", "/v2/models/twin/infer", json={"inputs": inputs})
+    resp = request(ip, "POST", "/v2/models/twin/infer", json={"inputs": inputs})
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"].startswith(error)
     assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]
     for shape in ([1], [1, 1]):  # one element, however nested, is read
         ok = [_input("query", "BYTES", ["hi"], shape=shape), _input("max_new_tokens", "INT64", [2])]
-        resp = _request(ip, "POST", "/v2/models/twin/infer", json={"inputs": ok})
+        resp = request(ip, "POST", "/v2/models/twin/infer", json={"inputs": ok})
         assert resp.status_code == 200, resp.text
 
 
@@ -194,7 +191,7 @@ def test_a_v2_tensor_of_another_datatype_or_shape_is_a_logged_400(inputs: list[A
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_prompt_over_the_context_is_400_streamed_or_not(stream: bool) -> None:
     ip = build()
-    resp = _request(ip, "POST", CHAT, json=_chat(TOO_LONG, stream=stream))
+    resp = request(ip, "POST", CHAT, json=_chat(TOO_LONG, stream=stream))
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     assert "exceeds the model's context" in error["message"] and error["code"] == "input"
@@ -205,11 +202,11 @@ def test_a_prompt_over_the_context_is_400_streamed_or_not(stream: bool) -> None:
 def test_openai_text_content_parts_are_the_query() -> None:
     ip = build()
     parts = [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]
-    resp = _request(ip, "POST", CHAT, json=_chat(parts))
+    resp = request(ip, "POST", CHAT, json=_chat(parts))
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"] == "hello world"
     assert [r["query"] for r in ip.pipeline.rows] == ["hi\nthere"]
     image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
-    resp = _request(ip, "POST", CHAT, json=_chat(image))
+    resp = request(ip, "POST", CHAT, json=_chat(image))
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["message"].startswith("messages[0].content[1]: only text parts are supported")

@@ -11,26 +11,23 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client import REGISTRY
 
 from twin_core.errors import InputError
 from twin_core.serving.error_bodies import error_message
 
-from .inproc import ADA_KEY, BASE_VERSION, BOOM, DOWN, HEADERS, FakeLLM, InProcess, build, build_predictor_only, client
-
-
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def _request(ip: InProcess, method: str, path: str, **kw: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        async with client(ip.app) as c:
-            return await c.request(method, path, headers=kw.pop("headers", HEADERS), **kw)
-
-    return asyncio.run(go())
+from .inproc import (
+    ADA_KEY,
+    BASE_VERSION,
+    BOOM,
+    DOWN,
+    HEADERS,
+    FakeLLM,
+    build,
+    build_predictor_only,
+    request,
+    sample,
+)
 
 
 def _chat(**fields: Any) -> dict[str, Any]:
@@ -51,7 +48,7 @@ def _with_lone_surrogate(body: Any) -> str:
 def test_a_lone_surrogate_in_the_openai_query_is_400(stream: bool) -> None:
     ip = build()
     raw = _with_lone_surrogate(_chat(stream=stream))
-    resp = _request(ip, "POST", "/openai/v1/chat/completions", content=raw)
+    resp = request(ip, "POST", "/openai/v1/chat/completions", content=raw)
     assert resp.status_code == 400, resp.text
     assert "messages[0].content is not valid Unicode" in resp.json()["error"]["message"]  # OpenAI's error shape
 
@@ -60,11 +57,11 @@ def test_a_lone_surrogate_in_v1_and_v2_is_400_and_logged() -> None:
     ip = build()
     raw = _with_lone_surrogate({"instances": [{"query": "hi", "max_new_tokens": 3}]})
     plain = {**HEADERS, "Content-Type": "text/plain"}  # KServe hands the raw body to the transformer
-    resp = _request(ip, "POST", "/v1/models/twin:predict", content=raw, headers=plain)
+    resp = request(ip, "POST", "/v1/models/twin:predict", content=raw, headers=plain)
     assert resp.status_code == 400, resp.text
     assert "instances[0].query is not valid Unicode" in resp.json()["error"]
     assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]  # the request log has it
-    resp = _request(ip, "POST", "/v2/models/twin/infer", content=_with_lone_surrogate(_v2("hi")))
+    resp = request(ip, "POST", "/v2/models/twin/infer", content=_with_lone_surrogate(_v2("hi")))
     assert resp.status_code == 400, resp.text
     assert "input 'query' is not valid Unicode" in resp.json()["error"]
 
@@ -74,7 +71,7 @@ def test_a_lone_surrogate_in_a_json_v1_body_is_the_twins_400_and_logged() -> Non
     before the transformer runs: the answer is the twin's own message, not the parser's."""
     ip = build()
     raw = _with_lone_surrogate({"instances": [{"query": "hi", "max_new_tokens": 3}]})
-    resp = _request(ip, "POST", "/v1/models/twin:predict", content=raw)  # HEADERS: application/json
+    resp = request(ip, "POST", "/v1/models/twin:predict", content=raw)  # HEADERS: application/json
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     at = raw.index("\\ud800")
@@ -92,28 +89,28 @@ def test_the_predictor_refuses_a_lone_surrogate_in_its_messages() -> None:
 # -- 2. unexpected errors -------------------------------------------------------------------------
 def test_an_unexpected_error_is_a_counted_500_with_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
     ip = build()
-    before = _sample("twin_serving_requests_total", code="500")
+    before = sample("twin_serving_requests_total", code="500")
     with caplog.at_level(logging.ERROR):
-        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
+        resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
     assert resp.status_code == 500
     assert resp.json() == {"error": "RuntimeError : the pipeline broke"}
-    assert _sample("twin_serving_requests_total", code="500") == before + 1  # what the 5xx alert reads
+    assert sample("twin_serving_requests_total", code="500") == before + 1  # what the 5xx alert reads
     assert len([r for r in caplog.records if r.exc_info]) == 1
 
 
 # -- 3. a generation that fails mid-stream -------------------------------------------------------
 def test_a_stream_whose_generation_fails_ends_with_an_error_event_and_done(caplog: pytest.LogCaptureFixture) -> None:
     ip = build(serve_faults={BASE_VERSION: 1.0})  # every generation of the base model fails
-    before = _sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error")
+    before = sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error")
     with caplog.at_level(logging.WARNING, logger="twin_core.serving.app"):
-        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(stream=True))
+        resp = request(ip, "POST", "/openai/v1/chat/completions", json=_chat(stream=True))
     assert resp.status_code == 200  # the headers went out before generation
     events = [line.removeprefix("data: ") for line in resp.text.splitlines() if line.startswith("data: ")]
     assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
     error = json.loads(events[1])["error"]
     assert error["type"] == "server_error" and "injected fault" in error["message"]
     assert events[2:] == ["[DONE]"]
-    assert _sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error") == before + 1
+    assert sample("twin_model_requests_total", model_version=BASE_VERSION, stage="base", status="error") == before + 1
     assert [(r["status"], r["model_version"]) for r in ip.pipeline.rows] == [("error", BASE_VERSION)]
     assert len([r for r in caplog.records if r.name == "twin_core.serving.app"]) == 1
 
@@ -141,11 +138,11 @@ def test_a_client_leaving_mid_body_is_a_departure_not_a_500(caplog: pytest.LogCa
         "query_string": b"",
         "client": ("127.0.0.1", 5000),
     }
-    before = _sample("twin_rejected_total", reason="disconnected")
+    before = sample("twin_rejected_total", reason="disconnected")
     with caplog.at_level(logging.INFO):
         asyncio.run(ip.app(scope, receive, send))
     assert sent == []  # nobody to answer
-    assert _sample("twin_rejected_total", reason="disconnected") == before + 1
+    assert sample("twin_rejected_total", reason="disconnected") == before + 1
     assert not [r for r in caplog.records if r.exc_info]
 
 
@@ -163,10 +160,10 @@ def test_a_client_leaving_mid_body_is_a_departure_not_a_500(caplog: pytest.LogCa
 def test_every_route_naming_the_in_process_predictor_is_404(method: str, path: str) -> None:
     ip = build()
     body = {"instances": [{"messages": [{"role": "user", "content": "Say hi"}], "max_new_tokens": 4}]}
-    resp = _request(ip, method, path, **({"json": body} if method == "POST" else {}))
+    resp = request(ip, method, path, **({"json": body} if method == "POST" else {}))
     assert resp.status_code == 404, resp.text
     # the transformer still reaches it, in-process
-    ok = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi", "max_new_tokens": 2}]})
+    ok = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi", "max_new_tokens": 2}]})
     assert ok.status_code == 200 and ok.json()["predictions"][0]["answer"] == "hello world"
 
 
@@ -180,11 +177,11 @@ def test_a_predictor_container_still_answers_under_the_public_name() -> None:
     bob = ServedModel(bob_llm.model_version, "production", bob_llm, Batcher(bob_llm, window_ms=0))
     ip.predictor.pool.routes["Bob Marlowe"] = AuthorRoute("Bob Marlowe", "bob-marlowe", production=bob)
     instance = {"messages": [{"role": "user", "content": "Say hi"}], "max_new_tokens": 4, "author": "Bob Marlowe"}
-    resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [instance]})
+    resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [instance]})
     assert resp.status_code == 200, resp.text
     # Ada's key gets Ada's model (the base one here), whatever author the body names
     assert resp.json()["predictions"][0]["model_version"] == BASE_VERSION
-    assert _request(ip, "GET", "/v2/models/twin/ready").status_code == 200
+    assert request(ip, "GET", "/v2/models/twin/ready").status_code == 200
 
 
 # -- 6. bodies over the limit without Content-Length ----------------------------------------------
@@ -207,12 +204,12 @@ def test_a_chunked_body_over_the_limit_is_413(caplog: pytest.LogCaptureFixture, 
         for i in range(0, len(raw), 500):
             yield raw[i : i + 500]
 
-    before = _sample("twin_rejected_total", reason="too_large")
+    before = sample("twin_rejected_total", reason="too_large")
     with caplog.at_level(logging.INFO):
-        resp = _request(ip, "POST", path, content=chunks())
+        resp = request(ip, "POST", path, content=chunks())
     assert resp.status_code == 413, resp.text
     assert "TWIN_SERVE_MAX_BODY_BYTES" in error_message(resp.json())  # either shape (the OpenAI route's)
-    assert _sample("twin_rejected_total", reason="too_large") == before + 1
+    assert sample("twin_rejected_total", reason="too_large") == before + 1
     assert not [r for r in caplog.records if r.exc_info]  # a client's mistake: no traceback
     assert ip.pipeline.rows == []  # counted as too_large, not as a request the transformer refused
 
@@ -229,7 +226,7 @@ def test_a_chunked_body_over_the_limit_is_413(caplog: pytest.LogCaptureFixture, 
 )
 def test_unserved_kserve_routes_are_404(method: str, path: str) -> None:
     body = {"instances": [{"query": "hi"}]}
-    resp = _request(build(), method, path, **({"json": body} if method == "POST" else {}))
+    resp = request(build(), method, path, **({"json": body} if method == "POST" else {}))
     assert resp.status_code == 404, resp.text
     assert resp.json()["error"].startswith("not served")
 
@@ -237,20 +234,20 @@ def test_unserved_kserve_routes_are_404(method: str, path: str) -> None:
 # -- 8. the OpenAI route's fields -----------------------------------------------------------------
 def test_openai_model_must_be_listed_for_the_key() -> None:
     ip = build()
-    listed = [m["id"] for m in _request(ip, "GET", "/openai/v1/models").json()["data"]]
+    listed = [m["id"] for m in request(ip, "GET", "/openai/v1/models").json()["data"]]
     assert listed == ["twin", BASE_VERSION]
     for model in listed:
-        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
+        resp = request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
         assert resp.status_code == 200, resp.text
     for model in ("gpt-99", "twin-llm"):
-        resp = _request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
+        resp = request(ip, "POST", "/openai/v1/chat/completions", json=_chat(model=model))
         assert resp.status_code == 404, resp.text
         assert resp.json()["error"]["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize("fields", [{"stream": "no"}, {"stream": 1}, {"stream_options": {"include_usage": "yes"}}])
 def test_openai_flags_must_be_booleans(fields: dict[str, Any]) -> None:
-    resp = _request(build(), "POST", "/openai/v1/chat/completions", json=_chat(**fields))
+    resp = request(build(), "POST", "/openai/v1/chat/completions", json=_chat(**fields))
     assert resp.status_code == 400, resp.text
     assert "expected true or false" in resp.json()["error"]["message"]
 
@@ -258,7 +255,7 @@ def test_openai_flags_must_be_booleans(fields: dict[str, Any]) -> None:
 def test_openai_null_max_completion_tokens_leaves_max_tokens() -> None:
     ip = build()
     body = _chat(max_completion_tokens=None, max_tokens=2)  # the fake answers 2 tokens: "length" iff the cap is 2
-    resp = _request(ip, "POST", "/openai/v1/chat/completions", json=body)
+    resp = request(ip, "POST", "/openai/v1/chat/completions", json=body)
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["finish_reason"] == "length"
 
@@ -266,7 +263,7 @@ def test_openai_null_max_completion_tokens_leaves_max_tokens() -> None:
 # -- 9. v2 bodies that are not JSON ---------------------------------------------------------------
 def test_v2_malformed_json_is_400_with_an_error() -> None:
     ip = build()
-    resp = _request(ip, "POST", "/v2/models/twin/infer", content=b'{"inputs": [')
+    resp = request(ip, "POST", "/v2/models/twin/infer", content=b'{"inputs": [')
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"].startswith("request body is not valid JSON")
     assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]  # as a v1 body that is not JSON
@@ -287,24 +284,24 @@ def test_v2_malformed_json_is_400_with_an_error() -> None:
 )
 def test_a_v2_body_of_the_wrong_shape_is_a_counted_and_logged_400(body: Any, error: str) -> None:
     ip = build()
-    before = _sample("twin_serving_requests_total", code="400")
-    rejected = _sample("twin_requests_total", status="rejected")
-    resp = _request(ip, "POST", "/v2/models/twin/infer", json=body)
+    before = sample("twin_serving_requests_total", code="400")
+    rejected = sample("twin_requests_total", status="rejected")
+    resp = request(ip, "POST", "/v2/models/twin/infer", json=body)
     assert resp.status_code == 400, resp.text
     assert resp.json() == {"error": error}
-    assert _sample("twin_serving_requests_total", code="400") == before + 1
-    assert _sample("twin_requests_total", status="rejected") == rejected + 1
+    assert sample("twin_serving_requests_total", code="400") == before + 1
+    assert sample("twin_requests_total", status="rejected") == rejected + 1
     assert [(r["status"], str(r["error"])) for r in ip.pipeline.rows] == [("rejected", error)]
 
 
 def test_a_wrong_shape_for_another_model_or_a_predictor_container_is_400_without_a_log_row() -> None:
     ip = build()
-    resp = _request(ip, "POST", "/v2/models/nope/infer", json={"inputs": "x"})
+    resp = request(ip, "POST", "/v2/models/nope/infer", json={"inputs": "x"})
     assert resp.status_code == 400 and resp.json() == {
         "error": "invalid request body: inputs: Input should be a valid list"
     }
     assert ip.pipeline.rows == []  # not a request to the twin
-    resp = _request(build_predictor_only(), "POST", "/v2/models/twin/infer", json={"inputs": "x"})
+    resp = request(build_predictor_only(), "POST", "/v2/models/twin/infer", json={"inputs": "x"})
     assert resp.status_code == 400, resp.text  # no transformer, no request log
 
 
@@ -320,10 +317,10 @@ def test_a_wrong_shape_for_another_model_or_a_predictor_container_is_400_without
 )
 def test_v1_and_openai_400s_are_counted_and_logged_once(path: str, body: bytes) -> None:
     ip = build()
-    before = _sample("twin_serving_requests_total", code="400")
-    resp = _request(ip, "POST", path, content=body)
+    before = sample("twin_serving_requests_total", code="400")
+    resp = request(ip, "POST", path, content=body)
     assert resp.status_code == 400, resp.text
-    assert _sample("twin_serving_requests_total", code="400") == before + 1
+    assert sample("twin_serving_requests_total", code="400") == before + 1
     assert [r["status"] for r in ip.pipeline.rows] == ["rejected"]
 
 
@@ -372,7 +369,7 @@ def test_a_client_error_is_one_log_line_without_a_traceback(
     ip = build()
     kw = {"content": body} if isinstance(body, bytes) else ({"json": body} if body is not None else {})
     with caplog.at_level(logging.DEBUG):
-        resp = _request(ip, method, path, **kw)
+        resp = request(ip, method, path, **kw)
     assert 400 <= resp.status_code < 500, resp.text
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
     assert "Traceback" not in caplog.text
@@ -384,7 +381,7 @@ def test_a_client_error_is_one_log_line_without_a_traceback(
 def test_a_server_error_keeps_its_traceback_once(caplog: pytest.LogCaptureFixture) -> None:
     ip = build()
     with caplog.at_level(logging.DEBUG):
-        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
+        resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": BOOM}]})
     assert resp.status_code == 500, resp.text
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and tracebacks[0].levelno == logging.ERROR
@@ -395,7 +392,7 @@ def test_a_server_error_keeps_its_traceback_once(caplog: pytest.LogCaptureFixtur
 def test_a_store_down_is_one_error_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
     ip = build()
     with caplog.at_level(logging.DEBUG):
-        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
+        resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
     assert resp.status_code == 503, resp.text
     assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
     lines = [r for r in caplog.records if r.name == "twin_core.serving.http_errors"]
@@ -405,7 +402,7 @@ def test_a_store_down_is_one_error_line_per_request(caplog: pytest.LogCaptureFix
 
 def test_a_backend_down_503_says_retry_after_as_configured() -> None:
     ip = build(serve_retry_after_s=17)  # not the default (5)
-    resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
+    resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": DOWN}]})
     assert resp.status_code == 503, resp.text
     assert resp.headers["Retry-After"] == "17"
 
@@ -414,7 +411,7 @@ def test_kserves_not_ready_is_one_error_line(caplog: pytest.LogCaptureFixture) -
     ip = build()
     ip.transformer.ready = False  # KServe answers ModelNotReady: 503
     with caplog.at_level(logging.DEBUG):
-        resp = _request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi"}]})
+        resp = request(ip, "POST", "/v1/models/twin:predict", json={"instances": [{"query": "hi"}]})
     assert resp.status_code == 503, resp.text
     assert resp.json() == {"error": "Model with name twin is not ready."}
     assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
