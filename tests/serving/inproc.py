@@ -113,8 +113,9 @@ def build(**overrides: Any) -> InProcess:
     """The app of ``twin serve --component all`` with Ada's key, on the fakes above."""
     from twin_core.serving.app import build_app
     from twin_core.serving.auth import Auth
-    from twin_core.serving.kserve_models import TwinPredictor, TwinTransformer
+    from twin_core.serving.predictor import TwinPredictor
     from twin_core.serving.server import TwinModelServer
+    from twin_core.serving.transformer import TwinTransformer
 
     settings = load_settings(**{"serve_registry_poll_s": 0, "serve_batch_window_ms": 0, **overrides})
     predictor = TwinPredictor("twin-llm", settings, llm=FakeLLM())
@@ -157,7 +158,7 @@ def build_predictor_only(**overrides: Any) -> InProcess:
     """The app of ``twin serve --component predictor``: the predictor alone, under the public name."""
     from twin_core.serving.app import build_app
     from twin_core.serving.auth import Auth
-    from twin_core.serving.kserve_models import TwinPredictor
+    from twin_core.serving.predictor import TwinPredictor
     from twin_core.serving.server import TwinModelServer
 
     settings = load_settings(**{"serve_registry_poll_s": 0, "serve_batch_window_ms": 0, **overrides})

@@ -160,7 +160,7 @@ def test_the_predictors_teardown_waits_for_its_decode_thread(llm: Any, llm_model
     # KServe's stop() at the end of `twin serve`: a decode thread still in torch code when the process
     # exits is stopped inside C++, and the process aborts (exit 134)
     from twin_core.serving.batching import ContinuousBatcher
-    from twin_core.serving.kserve_models import TwinPredictor
+    from twin_core.serving.predictor import TwinPredictor
     from twin_core.settings import load_settings
 
     predictor = TwinPredictor("twin-llm", load_settings(llm_models_dir=llm_models_dir, serve_batch_mode="continuous"),
@@ -190,7 +190,7 @@ def test_a_retired_version_answers_its_requests_before_the_server_exits(
     import shutil
 
     from twin_core.llm.local import GenRequest
-    from twin_core.serving.kserve_models import TwinPredictor
+    from twin_core.serving.predictor import TwinPredictor
     from twin_core.settings import load_settings
     from twin_core.stores.registry import open_registry
 

@@ -21,7 +21,7 @@ from twin_core.serving import metrics
 from twin_core.serving.auth import Auth
 from twin_core.serving.deadline import DEADLINE, Deadline
 from twin_core.serving.error_bodies import error_body
-from twin_core.serving.kserve_models import AUTHOR_HEADER, CLIENT_HEADER
+from twin_core.serving.headers import AUTHOR_HEADER, CLIENT_HEADER
 from twin_core.serving.routing import client_id_of
 from twin_core.settings import Settings
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from twin_core.serving.kserve_models import trusted_author
+from twin_core.serving.headers import trusted_author
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def build_models(
     (and canary) of ``authors``, else the base model. A ``predictor`` container serves the model it
     was given (on a cluster, KServe's storageUri and canaryTrafficPercent choose the version).
     """
-    from twin_core.serving.kserve_models import TwinPredictor, TwinTransformer
+    from twin_core.serving.predictor import TwinPredictor
+    from twin_core.serving.transformer import TwinTransformer
 
     if component == "predictor":
         predictor = TwinPredictor(model_name, settings)
