@@ -15,13 +15,25 @@ from typing import Any
 ProgressFactory = Callable[..., Any]
 
 
+def bars_enabled() -> bool:
+    return os.environ.get("TWIN_PROGRESS", "1") != "0"
+
+
+def quiet_library_bars() -> None:
+    """With TWIN_PROGRESS=0, the libraries' own bars (Hugging Face downloads, transformers' "Loading weights")
+    are off too. Called before they are imported: huggingface_hub reads the variable once, and transformers
+    follows it."""
+    if not bars_enabled():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def progress(
     iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it"
 ) -> Any:
-    """A tqdm progress bar on stderr; silent when TWIN_PROGRESS=0."""
+    """A tqdm progress bar on stderr; silent when TWIN_PROGRESS=0 (see also :func:`quiet_library_bars`)."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("TWIN_PROGRESS", "1") == "0"
+    disable = not bars_enabled()
     return tqdm(
         iterable,
         total=total,

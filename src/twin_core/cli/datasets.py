@@ -13,6 +13,8 @@ from twin_core.cli.protocol import step
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Build instruction and preference datasets.", no_args_is_help=True)
 
+_VERSION_HELP = "Dataset version: instruct|preference/<author_slug>/vNNNN (see `twin datasets list`)."
+
 
 @app.command("build")
 @step("datasets.build")
@@ -31,9 +33,13 @@ def build(
         "other_author (another author's nearest passage, no model call).",
     ),
 ) -> dict:
-    """Build both datasets per author; an unchanged corpus gives the existing versions (no model call).
-    Without --author, an author with nothing to build from is skipped with its reason (status partial, exit 3)
-    and the others are built."""
+    """Build each author's instruct and preference datasets from the cleaned documents.
+
+    An unchanged corpus gives the existing versions (no model call). Without --author, an author with nothing to
+    build from is skipped with its reason (status partial, exit 3) and the others are built.
+
+    Example: twin datasets build --author "Ada Quillfeather" --max-rejected 0 (instruct only, no model call)
+    """
     from twin_core.cli.authors import require_author
     from twin_core.datasets.build import BuildOptions
     from twin_core.errors import InputError
@@ -122,8 +128,11 @@ def list_(kind: str = typer.Option(None, "--kind", help="instruct or preference.
 
 @app.command("show")
 @step("datasets.show")
-def show(version: str = typer.Argument(..., help="instruct|preference/<author_slug>/vNNNN")) -> dict:
-    """A version's stats and lineage."""
+def show(version: str = typer.Argument(..., help=_VERSION_HELP)) -> dict:
+    """A version's stats and lineage.
+
+    Example: twin datasets show instruct/ada-quillfeather/v0001
+    """
     from twin_core.datasets.versions import load_dataset_version
     from twin_core.settings import get_settings
 
@@ -138,14 +147,19 @@ def show(version: str = typer.Argument(..., help="instruct|preference/<author_sl
 @app.command("export")
 @step("datasets.export")
 def export(
-    version: str = typer.Argument(..., help="instruct|preference/<author_slug>/vNNNN"),
+    version: str = typer.Argument(..., help=_VERSION_HELP),
     dest: Path = typer.Argument(..., help="Folder to write (Hugging Face datasets layout)."),
     force: bool = typer.Option(
         False, "--force", help="Write into a non-empty folder that is not an earlier export (replaces README.md)."
     ),
 ) -> dict:
-    """Write parquet per split + a dataset card (README.md), loadable with `datasets.load_dataset(DIR)`.
-    The folder must be new, empty or an earlier export (exit 3 otherwise, nothing written), unless --force."""
+    """Write a version as parquet per split plus a dataset card (README.md), in the Hugging Face layout.
+
+    Loadable with `datasets.load_dataset(DIR)`. The folder must be new, empty or an earlier export (exit 3
+    otherwise, nothing written), unless --force.
+
+    Example: twin datasets export instruct/ada-quillfeather/v0001 ./ada-instruct
+    """
     from twin_core.datasets.export import export_version
     from twin_core.settings import get_settings
 

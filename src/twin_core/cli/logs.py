@@ -10,6 +10,8 @@ import os
 import sys
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # as Settings.log_level (TWIN_LOG_LEVEL) accepts them
+# Libraries that log their internals at INFO (great_expectations: ~200 lines per `twin validate raw`).
+NOISY = ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "botocore", "great_expectations")
 
 
 def check_level(level: str | None) -> str:
@@ -18,6 +20,12 @@ def check_level(level: str | None) -> str:
     if name not in LEVELS:
         raise ValueError(f"{level!r} is not a log level: expected one of {', '.join(LEVELS)}")
     return name
+
+
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    """Drops a chatty library's records below WARNING, also from its modules that set their own level
+    (great_expectations' data_context.types.base sets INFO on its logger)."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(tuple(f"{n}." for n in NOISY))
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -34,9 +42,10 @@ def setup_logging(level: str | None = None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_not_library_chatter)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root._twin_configured = True  # type: ignore[attr-defined]
     # Quiet chatty libraries unless debugging.
-    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "botocore"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

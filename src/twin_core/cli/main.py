@@ -6,10 +6,13 @@ Group modules import only typer at module level; heavy libraries load inside the
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from twin_core import __version__
 from twin_core.cli import (
@@ -28,9 +31,45 @@ from twin_core.cli import (
     warehouse,
 )
 from twin_core.cli.logs import check_level, setup_logging
+from twin_core.progress import quiet_library_bars
+
+# `twin --help` lists the commands in this order (typer would list the single commands before the groups).
+PIPELINE_ORDER = (
+    "warehouse", "etl", "validate", "features", "datasets", "train", "evaluate", "registry", "serve", "rag",
+    "deploy", "monitor", "demo",
+)  # fmt: skip
+
+
+def reflow(text: str | None) -> str | None:
+    """Docstring paragraphs as one line each, for the terminal to wrap: typer's rich help keeps a docstring's
+    line breaks, so a paragraph wrapped at 120 characters in the source came out broken at 80 columns. A
+    paragraph whose lines are all indented (an example) keeps its lines."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    kept = [p if all(ln.startswith(" ") for ln in p.splitlines()) else " ".join(p.split()) for p in paragraphs]
+    return "\n\n".join(kept)
+
+
+class _PipelineGroup(TyperGroup):
+    """The root group: its commands listed in pipeline order, every command's help reflowed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        todo = list(self.commands.values())
+        while todo:
+            command = todo.pop()
+            command.help = reflow(command.help)
+            todo.extend(getattr(command, "commands", {}).values())
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
+
 
 app = typer.Typer(
     name="twin",
+    cls=_PipelineGroup,
     help="LLM Twin: build, refresh and serve a language model that writes like one person.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -68,25 +107,49 @@ def root(
     setup_logging(log_level)
 
 
-# Groups (typer sub-apps) and single commands, in pipeline order.
+# Groups (typer sub-apps) and single commands, in pipeline order. A single command gets a ``short_help`` (its
+# line in `twin --help`), never a ``help``: that would replace its docstring on its own `--help` page.
 app.add_typer(warehouse.app, name="warehouse", help="Import, export and inspect the data warehouse.")
 app.add_typer(etl.app, name="etl", help="Crawl links into the warehouse.")
 app.add_typer(validate.app, name="validate", help="Validate warehouse data with Great Expectations.")
 app.add_typer(features.app, name="features", help="Clean, chunk and embed documents into the feature store.")
-app.add_typer(datasets.app, name="datasets", help="Build instruction and preference datasets.")
+app.add_typer(datasets.app, name="datasets", help="Build, list, show and export instruction and preference datasets.")
 app.add_typer(train.app, name="train", help="Fine-tune the twin (SFT with LoRA, then DPO).")
-app.command("evaluate", help="Evaluate a candidate model against production.")(evaluate.app)
-app.add_typer(registry.app, name="registry", help="List and promote model versions.")
-app.command("serve", help="Serve the twin over HTTP (KServe model server).")(serve.app)
+app.command("evaluate", short_help="Evaluate a model version against a baseline (production) and gate it.")(
+    evaluate.app
+)
+app.add_typer(registry.app, name="registry", help="List, show, promote, archive and roll back model versions.")
+app.command("serve", short_help="Serve the twin over HTTP (KServe model server).")(serve.app)
 app.add_typer(rag.app, name="rag", help="Search the feature store and ask the twin from the command line.")
-app.add_typer(deploy.app, name="deploy", help="Roll a model out on KServe (canary, promote, rollback).")
+app.add_typer(
+    deploy.app, name="deploy", help="Roll a model out on KServe: canary, promote, rollback, status, analyse, watch."
+)
 app.add_typer(monitor.app, name="monitor", help="Drift reports and alerts with Evidently.")
-app.command("demo", help="Run the whole pipeline on the sample corpus and the embedded stores.")(demo.app)
+app.command("demo", short_help="Run the whole pipeline on the sample corpus and the embedded stores.")(demo.app)
 
 
 def _click_exception() -> type[Exception]:
     """click's base exception as typer uses it (typer ≥ 0.25 vendors click as ``typer._click``)."""
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _command_line_context(argv: list[str]) -> typer.Context:
+    """The context of the command ``argv`` names, for an error raised before it had one (an option given
+    without its value): the command's path and usage for the message, its step name for the JSON line."""
+    command = typer.main.get_command(app)
+    ctx = command.context_class(command, info_name="twin", **command.context_settings)
+    args = iter(argv)
+    for token in args:
+        commands = getattr(ctx.command, "commands", {})
+        if token in commands:
+            ctx = commands[token].context_class(commands[token], info_name=token, parent=ctx)
+        elif token.startswith("-") and "=" not in token:
+            option = next((p for p in ctx.command.params if token in (*p.opts, *p.secondary_opts)), None)
+            if option is not None and not getattr(option, "is_flag", False) and option.nargs > 0:
+                next(args, None)  # its value, not a command name
+        else:
+            break
+    return ctx
 
 
 def _usage_error(exc: Exception) -> None:
@@ -96,13 +159,16 @@ def _usage_error(exc: Exception) -> None:
     from twin_core.cli.protocol import emit_result, error_result
 
     exit_code = int(getattr(exc, "exit_code", 2))
+    if getattr(exc, "ctx", None) is None and hasattr(exc, "ctx"):  # click's parser errors carry none
+        exc.ctx = _command_line_context(sys.argv[1:])
     rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
     if type(exc).__name__ == "NoArgsIsHelpError":  # `twin` or `twin <group>` alone: help, not a command run
         sys.exit(exit_code)
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path.split()[1:] if ctx is not None else []
+    name = getattr(ctx.command.callback, "twin_step", None) if ctx is not None else None  # the step's own name
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-    emit_result(error_result(".".join(path) or "twin", message, "usage"))
+    emit_result(error_result(name or ".".join(path) or "twin", message, "usage"))
     sys.exit(exit_code)
 
 
@@ -110,6 +176,7 @@ def main() -> None:
     # transformers' Trainer imports comet_ml (its integration) before our tracking code runs; comet_ml
     # reads this on import: never send crash reports to Comet's Sentry from a pipeline step.
     os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    quiet_library_bars()
     try:
         code = app(standalone_mode=False)  # usage errors come back here instead of exiting
     except _click_exception() as exc:

@@ -106,6 +106,7 @@ def step(name: str) -> Callable[[F], F]:
             if status not in ("ok", "unchanged"):
                 raise SystemExit(result.get("exit_code", 3))
 
+        wrapper.twin_step = name  # type: ignore[attr-defined]  # a usage error's JSON line names the step too
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -8,7 +8,9 @@ import typer
 
 from twin_core.cli.protocol import step
 
-app = typer.Typer(help="List and promote model versions.", no_args_is_help=True)
+app = typer.Typer(help="List, show, promote, archive and roll back model versions.", no_args_is_help=True)
+
+_REF_HELP = "Model version: <author_slug>/vNNNN (see `twin registry list`)."
 
 
 def _summary(mv: Any) -> dict[str, Any]:
@@ -31,6 +33,30 @@ def _note(mv: Any) -> str:
     if mv.rolled_back:
         return mv.rolled_back.reason
     return f"rollback #{mv.rollback_order}" if mv.rollback_order else ""
+
+
+def _check_stage(stage: str, percent: int | None) -> None:
+    """--stage and --percent named when wrong, before the version is looked up (its error would come first)."""
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import STAGES
+
+    if stage not in STAGES:
+        raise InputError(f"--stage {stage!r}: expected {', '.join(STAGES[:-1])} or {STAGES[-1]}")
+    if percent is not None and stage != "canary":
+        raise InputError(f"--percent {percent}: a canary's share of the traffic, only with --stage canary")
+
+
+def _check_author(reg: Any, author: str) -> None:
+    """An author without model versions (a typo) named with the known ones, not "nothing to roll back"."""
+    from twin_core.domain.ids import slugify
+    from twin_core.errors import InputError
+
+    known = sorted({mv.author for mv in reg.list()})
+    if slugify(author) not in {slugify(name) for name in known}:
+        raise InputError(
+            f"--author {author!r}: no model version of this author in the registry "
+            f"(known: {', '.join(known) or 'none'})"
+        )
 
 
 def _registry() -> Any:
@@ -72,8 +98,11 @@ def list_(author: str = typer.Option(None, "--author", help="Only this author's 
 
 @app.command("show")
 @step("registry.show")
-def show(ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN.")) -> dict:
-    """One version: stage, lineage, metrics, Comet key, storage URI and its stage history."""
+def show(ref: str = typer.Argument(..., help=_REF_HELP)) -> dict:
+    """One version: stage, lineage, metrics, Comet key, storage URI and its stage history.
+
+    Example: twin registry show ada-quillfeather/v0001
+    """
     from twin_core.stores.registry import describe
 
     return {"model": describe(_registry().get(ref))}
@@ -82,12 +111,18 @@ def show(ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN
 @app.command("promote")
 @step("registry.promote")
 def promote(
-    ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
+    ref: str = typer.Argument(..., help=_REF_HELP),
     stage: str = typer.Option(..., "--stage", help="candidate, canary, production or archived."),
-    percent: int = typer.Option(None, "--percent", help="Canary share of the author's traffic (1-99, default 10)."),
+    percent: int = typer.Option(
+        None, "--percent", min=1, max=99, help="With --stage canary: its share of the author's traffic (default 10)."
+    ),
     reason: str = typer.Option("manual promotion", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Move a version to a stage. Promoting to production archives the previous production."""
+    """Move a version to a stage. Promoting to production archives the previous production.
+
+    Example: twin registry promote ada-quillfeather/v0002 --stage canary --percent 20
+    """
+    _check_stage(stage, percent)
     reg = _registry()
     before = reg.get(ref)
     mv = reg.set_stage(ref, stage, reason, canary_percent=percent)
@@ -103,10 +138,15 @@ def rollback(
     author: str = typer.Option(..., "--author", help="Author full name (or slug) whose production rolls back."),
     reason: str = typer.Option("manual rollback", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Bring back the previous production version; the current one is archived and leaves the production
-    stack (only a promotion brings it back). Versions archived with `twin registry archive` are never
-    brought back; none left: exit 3, nothing changed."""
+    """Bring back an author's previous production version; the current one is archived.
+
+    The current one leaves the production stack (only a promotion brings it back). Versions archived with
+    `twin registry archive` are never brought back; none left: exit 3, nothing changed.
+
+    Example: twin registry rollback --author "Ada Quillfeather" --reason "answers regressed"
+    """
     reg = _registry()
+    _check_author(reg, author)
     current = reg.production(author)
     mv = reg.rollback(author, reason)
     return {"model": _summary(mv), "restored": mv.ref, "replaced": current.ref if current else None}
@@ -115,11 +155,15 @@ def rollback(
 @app.command("archive")
 @step("registry.archive")
 def archive(
-    ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
+    ref: str = typer.Argument(..., help=_REF_HELP),
     reason: str = typer.Option("manual archive", "--reason", help="Why (kept in the history)."),
 ) -> dict:
-    """Archive a version (archiving the production leaves the author on the base model); rollback never
-    brings an archived-on-purpose version back."""
+    """Archive a version: no rollback ever brings it back.
+
+    Archiving the production leaves the author on the base model.
+
+    Example: twin registry archive ada-quillfeather/v0001 --reason retired
+    """
     reg = _registry()
     before = reg.get(ref)
     mv = reg.archive(ref, reason)

@@ -29,9 +29,36 @@ def _report(result: dict) -> None:
     )
 
 
+def _check_refs(kind: str, dataset: str, from_ref: str | None) -> None:
+    """A malformed --dataset (or one of the other kind) or --from, named by its option, before anything loads
+    (a profile, a GPU relaunch, the dataset): the stores' own messages name neither option."""
+    from twin_core.datasets.versions import parse_version_id
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import parse_ref
+
+    want = "instruct" if kind == "sft" else "preference"
+    expected = f"{want}/<author_slug>/vNNNN, e.g. {want}/paul-iusztin/v0001 (see `twin datasets list`)"
+    try:
+        got = parse_version_id(dataset)[0]
+    except InputError:
+        raise InputError(f"--dataset {dataset!r}: expected {expected}") from None
+    if got != want:
+        article = "an" if got == "instruct" else "a"
+        raise InputError(f"--dataset {dataset!r} is {article} {got} dataset; twin train {kind} needs {expected}")
+    if from_ref is not None:
+        try:
+            parse_ref(from_ref)
+        except InputError:
+            raise InputError(
+                f"--from {from_ref!r}: expected the SFT model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001 "
+                "(see `twin registry list`)"
+            ) from None
+
+
 def _run(
     kind: str, dataset: str, profile: str | None, resume: bool, max_steps: int | None, from_ref: str | None = None
 ) -> dict:
+    _check_refs(kind, dataset, from_ref)
     from twin_core.progress import progress
     from twin_core.settings import get_settings, updated
     from twin_core.training.launch import maybe_relaunch, publish_result
@@ -66,7 +93,10 @@ def sft(
     resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
     max_steps: int = typer.Option(0, "--max-steps", min=0, help=_STEPS_HELP),
 ) -> dict:
-    """Supervised fine-tuning with LoRA (QLoRA on GPU profiles); registers a candidate model version."""
+    """Supervised fine-tuning with LoRA (QLoRA on GPU profiles); registers a candidate model version.
+
+    Example: twin train sft --dataset instruct/ada-quillfeather/v0001 --profile cpu-tiny
+    """
     return _run("sft", dataset, profile, resume, max_steps)
 
 
@@ -81,7 +111,11 @@ def dpo(
     resume: bool = typer.Option(False, "--resume", help=_RESUME_HELP),
     max_steps: int = typer.Option(0, "--max-steps", min=0, help=_STEPS_HELP),
 ) -> dict:
-    """Direct preference optimization from an SFT model version; registers a candidate model version."""
+    """Direct preference optimization from an SFT model version; registers a candidate model version.
+
+    Example: twin train dpo --dataset preference/ada-quillfeather/v0001 --from ada-quillfeather/v0001
+    --profile cpu-tiny
+    """
     return _run("dpo", dataset, profile, resume, max_steps, from_ref)
 
 
