@@ -70,8 +70,8 @@ def image_extras(image: str) -> set[str]:
 def cli_groups() -> set[str]:
     """The `twin` command groups and single commands (src/twin_core/cli/main.py)."""
     main = (REPO_ROOT / "src" / "twin_core" / "cli" / "main.py").read_text()
-    return set(re.findall(r'add_typer\(\w+\.app, name="([\w-]+)"', main)) | set(
-        re.findall(r'app\.command\("([\w-]+)"', main)
+    return set(re.findall(r'add_typer\(\s*\w+\.app,\s*name="([\w-]+)"', main)) | set(
+        re.findall(r'app\.command\(\s*"([\w-]+)"', main)
     )
 
 

@@ -27,7 +27,9 @@ def _settings() -> Any:
 @step("deploy.canary")
 def canary(
     ref: str = typer.Argument(..., help="Model version: <author_slug>/vNNNN."),
-    percent: int = typer.Option(None, "--percent", help="Share of the author's traffic, 1-99 (default: first step)."),
+    percent: int = typer.Option(
+        None, "--percent", min=1, max=99, help="Share of the author's traffic, 1-99 (default: first step)."
+    ),
     reason: str = typer.Option("manual canary", "--reason", help="Why (kept in the registry history)."),
     force: bool = typer.Option(False, "--force", help="Canary an archived (rolled-back) version again."),
 ) -> dict:
@@ -91,9 +93,32 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
 
 
 NOW = typer.Option(None, "--now", help="Analyse as of this ISO time, past only (default: now); drives the intervals.")
-INTERVAL = typer.Option(None, "--interval", help="One analysis per interval (e.g. 5m; configs/deploy.yaml).")
-WINDOW = typer.Option(None, "--window", help="Log read back from now per analysis (default: the interval).")
-MIN_REQUESTS = typer.Option(None, "--min-requests", help="Canary requests in a window before judging (>= 1).")
+
+
+def _duration(value: str | None) -> str | None:
+    """A duration option (--interval, --window, --timeout) checked while parsing: a usage error naming it,
+    before the settings, the registry or the deploy config are read."""
+    if value is None:
+        return None
+    from twin_core.deploy.analysis import parse_duration
+    from twin_core.errors import TwinError
+
+    try:
+        seconds = parse_duration(value)
+    except TwinError:
+        raise typer.BadParameter(f"{value!r}: not a duration (e.g. 30s, 15m, 1h)") from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value!r}: must be longer than 0 (e.g. 30s, 1h)")
+    return value
+
+
+INTERVAL = typer.Option(
+    None, "--interval", callback=_duration, help="One analysis per interval (e.g. 5m; configs/deploy.yaml)."
+)
+WINDOW = typer.Option(
+    None, "--window", callback=_duration, help="Log read back from now per analysis (default: the interval)."
+)
+MIN_REQUESTS = typer.Option(None, "--min-requests", min=1, help="Canary requests in a window before judging (>= 1).")
 
 
 def _analysis_time(now: str | None) -> Any:
@@ -130,8 +155,10 @@ def analyse(
     window: str = WINDOW,
     min_requests: int = MIN_REQUESTS,
 ) -> dict:
-    """ONE canary analysis over the last window of the request log: hold, fail, step up, promote or
-    roll back (configs/deploy.yaml `canary`). "not-due" before an interval has passed."""
+    """One canary analysis over the last window of the request log: hold, fail, step up, promote or roll back.
+
+    The checks and their thresholds are configs/deploy.yaml's `canary` section. Before an interval has passed
+    since the last analysis, the answer is "not-due"."""
     from twin_core.deploy.watch import analyse as do_analyse
 
     settings = _settings()
@@ -149,10 +176,14 @@ def watch(
     window: str = WINDOW,
     min_requests: int = MIN_REQUESTS,
     follow: bool = typer.Option(False, "--follow", help="One analysis every interval until promote or rollback."),
-    timeout: str = typer.Option(None, "--timeout", help="With --follow: stop after this long (e.g. 2h)."),
+    timeout: str = typer.Option(
+        None, "--timeout", callback=_duration, help="With --follow: stop after this long (e.g. 2h)."
+    ),
 ) -> dict:
-    """The progressive canary: one analysis (as `analyse`), or with --follow one per interval until
-    promote or rollback. Each decision and its numbers go in the registry history."""
+    """The progressive canary: one analysis as `analyse`, or with --follow one per interval to the end.
+
+    With --follow, the analyses go on until the canary is promoted or rolled back (or --timeout passes). Each
+    decision and its numbers go in the registry history."""
     from twin_core.deploy.analysis import parse_duration
     from twin_core.deploy.watch import watch as do_watch
 

@@ -30,6 +30,8 @@ def crawl(
     from twin_core.progress import progress
     from twin_core.settings import get_settings, load_settings
 
+    if config is not None and not config.exists():
+        raise InputError(f"--config {str(config)!r}: the file does not exist (give the path of a YAML file)")
     cfg = load_config(config) if config else EtlConfig()
     overrides = {**cfg.settings, **parse_setting_overrides(setting or [])}
     settings = load_settings(**overrides) if overrides else get_settings()

@@ -24,6 +24,23 @@ def lazy_text_tools(settings: object) -> object:
     return LazyTextTools(lambda: text_tools(settings))
 
 
+def window_length(settings: object, window: str | None) -> str:
+    """--window, else TWIN_MONITOR_WINDOW, checked: a wrong length named by where it came from (bad input for
+    the option, a config error for the variable)."""
+    from twin_core.errors import ConfigError, InputError
+    from twin_core.monitoring.windows import parse_duration
+
+    length = window or settings.monitor.window  # type: ignore[attr-defined]
+    try:
+        parse_duration(length)
+    except InputError as exc:
+        reason = str(exc).split(": ", 1)[-1]  # "window 'xx': expected ...": the reason, without "window 'xx'"
+        if window:
+            raise InputError(f"--window {window!r}: {reason}") from None
+        raise ConfigError(f"TWIN_MONITOR_WINDOW {length!r}: {reason}") from None
+    return length
+
+
 @app.command("drift")
 @step("monitor.drift")
 def drift(
@@ -60,7 +77,7 @@ def drift(
     author = (author or "").strip() or None  # the DAG passes "" for every author
     require_author(settings, author)
     reference = (reference or "").strip() or None
-    win = parse_window(window or settings.monitor.window, end)
+    win = parse_window(window_length(settings, window), end)
     warehouse = open_warehouse(settings)
     artifacts = open_artifact_store(settings)
     return run_drift_check(
@@ -98,5 +115,5 @@ def record_alerts(
     alerts = parse_delivered(delivered)
     if not (end or "").strip():
         raise InputError("--end: the checked window's end is required")
-    win = parse_window(window or settings.monitor.window, end)
+    win = parse_window(window_length(settings, window), end)
     return record_delivered(open_artifact_store(settings), (author or "").strip() or None, win, alerts)

@@ -29,13 +29,13 @@ def command(
     """Answer a question with RAG over the author's own content, and print the answer and its sources."""
 
     from twin_core.cli.authors import require_author
-    from twin_core.domain.documents import Category
+    from twin_core.cli.rag_search import parse_categories
     from twin_core.inference.answering_model import check_model_choice
     from twin_core.inference.pipeline import RAGRequest, validate_request
     from twin_core.settings import get_settings
 
     settings = get_settings()
-    request = RAGRequest(query, author, max_new_tokens, [Category.parse(c) for c in category] if category else None)
+    request = RAGRequest(query, author, max_new_tokens, parse_categories(category))
     # bad input is refused before the embedding model and the LLM load (seconds), as `rag search` does
     validate_request(request, settings)
     which = check_model_choice(settings, model)

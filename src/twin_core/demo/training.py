@@ -16,6 +16,7 @@ DPO_STEPS = 2
 
 def stage(sample: Path) -> dict[str, Any]:
     from twin_core.errors import InputError
+    from twin_core.progress import progress
     from twin_core.settings import get_settings, updated
     from twin_core.training.data import dataset_versions
     from twin_core.training.run import run_training
@@ -29,11 +30,13 @@ def stage(sample: Path) -> dict[str, Any]:
     for version in instruct:
         slug = version.split("/")[1]
         sft_settings = updated(settings, training_max_steps=SFT_STEPS, training_checkpoint_steps=SFT_STEPS // 2)
-        sft = run_training(sft_settings, "sft", version, profile_name="cpu-tiny", resume=True)
+        sft = run_training(sft_settings, "sft", version, profile_name="cpu-tiny", resume=True, progress=progress)
         run = {"sft": _summary(sft)}
         if slug in preference:
             dpo_settings = updated(settings, training_max_steps=DPO_STEPS, training_checkpoint_steps=DPO_STEPS)
-            dpo = run_training(dpo_settings, "dpo", preference[slug], profile_name="cpu-tiny", from_ref=sft["model"])
+            dpo = run_training(
+                dpo_settings, "dpo", preference[slug], profile_name="cpu-tiny", from_ref=sft["model"], progress=progress
+            )
             run["dpo"] = _summary(dpo)
         runs.append(run)
     return {"runs": runs, "candidates": [r.get("dpo", r["sft"])["model"] for r in runs]}
