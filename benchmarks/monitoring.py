@@ -10,8 +10,9 @@ time depends on the load, printed too), in one run:
 - after: the default (Evidently's stattests called directly, no plots, embeddings cached by text);
 both on a cold embedding cache, then the default again on the warm cache (the next hour reuses this
 hour's embeddings), then the default on a cold cache over the same traffic logged with its query
-embeddings (as `twin serve` and `twin rag query` write them: the check embeds no logged query). The
-embedding model is loaded before the clock starts. Prints one JSON line.
+embeddings (as `twin serve` and `twin rag query` write them: the check embeds no logged query). Every
+timing includes the permutation test of each distance signal (999 relabellings, at most 1,000 values a
+side). The embedding model is loaded before the clock starts. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
         "reference_rows": after["reference"]["requests"],
         "embedding_sample": settings.monitor.embedding_sample,
         "drifted": [d["signal"] for d in after["drifted"]],
+        # each distance's permutation test (p-value, values permuted a side): part of every timing below
+        "p_values": {d["signal"]: [d["p_value"], d.get("permuted_rows")] for d in after["drifted"]},
         "before_plots_cpu_s": round(before_cpu, 2),
         "after_cpu_s": round(after_cpu, 2),
         "after_warm_cache_cpu_s": round(warm_cpu, 2),

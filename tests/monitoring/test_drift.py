@@ -70,15 +70,18 @@ def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(
     alert = first["alerts"][0]
     assert set(alert) == {
         "signal", "kind", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
-        "reference", "window", "report", "p_value", "interval", "confidence",
+        "reference", "window", "report", "p_value", "interval", "confidence", "permutations", "permuted_rows",
+        "detail",
     }  # fmt: skip
     assert {a["kind"] for a in first["alerts"]} == {"drift"}  # planned against the alert state: all new
     written = monitored_home["artifacts"].get_json(f"monitoring/all/{hour_window(SHIFTED_HOUR).key}/result.json")
     assert written["alerts"] == first["alerts"]  # result.json lists the due alerts, written once
-    assert (alert["p_value"], alert["interval"], alert["confidence"]) == (None, None, None)  # a distance
+    # a distance: the p-value of its permutation test (no relabelling of the pooled hours is as far apart)
+    assert (alert["p_value"], alert["interval"], alert["confidence"], alert["permutations"]) == (0.001, None, 0.95, 999)
     for a in first["alerts"]:
         d = drifted[a["signal"]]
         assert (a["value"] > a["threshold"]) if a["drift_when"] == "above" else (a["value"] < a["threshold"])
+        assert a["p_value"] == 0.001 < 1 - a["confidence"] and "permutation test: p = 0.0010" in a["detail"]
         assert a["rows"] == d["rows"] > 0 and a["reference_rows"] == d["reference_rows"] > 0
         assert a["reference"] == "previous"
     by_signal = {a["signal"]: a for a in first["alerts"]}

@@ -50,6 +50,21 @@ def test_the_static_method_table_is_evidentlys_registry() -> None:
     assert math.isclose(top, MAX_DISTANCE["jensenshannon"], rel_tol=1e-9)
 
 
+def test_every_distance_signal_is_decided_with_its_permutation_p_value(settings: Any) -> None:
+    """The distances of the shipped config (wasserstein, jensenshannon, the embedding distance) drift when
+    above their threshold AND their p-value is below alpha 0.05; p-value tests, rates and coverage not."""
+    from twin_core.monitoring.config import load_signals
+
+    signals = {s.name: s for s in load_signals(settings)}
+    permuted = {n for n, s in signals.items() if s.permuted}
+    assert permuted == {n for n, s in signals.items() if s.method in ("wasserstein", "jensenshannon", "distance")}
+    assert {signals[n].alpha for n in permuted} == {0.05}
+    length = signals["query_length"]
+    assert (length.drifted(1.5, 0.001), length.drifted(1.5, 0.05), length.drifted(1.5, None)) == (True, False, None)
+    assert (length.drifted(0.5, 0.001), length.drifted(0.5, None)) == (False, False)  # within: p is not needed
+    assert signals["document_length"].drifted(0.01) and not signals["error_rate"].permuted
+
+
 def test_the_shipped_config_is_the_built_in_copy(settings: Any) -> None:
     from twin_core.monitoring.config import DEFAULTS, _signal, load_signals
 
@@ -130,6 +145,15 @@ def test_the_shipped_config_is_the_built_in_copy(settings: Any) -> None:
             "scope: operations, column: outcome, kind: coverage, method: wilson, threshold: 0.5",
             "a coverage reads the column 'retrieved', not 'outcome'",
         ),
+        (  # a distance's alpha (1 - confidence) at or below the smallest permutation p-value never drifts
+            f"{LENGTH}, method: wasserstein, threshold: 1.0, confidence: 0.9995",
+            "confidence 0.9995: expected 0.5 < confidence < 0.999 (its alpha must be above the smallest p-value "
+            "of 999 permutations, 1/1000)",
+        ),
+        (
+            "scope: queries, column: query, kind: embedding, method: distance, threshold: 0.3, confidence: 0.4",
+            "confidence 0.4: expected 0.5 < confidence < 0.999",
+        ),
     ],
 )
 def test_a_bad_signal_is_a_config_error_naming_file_signal_and_allowed_values(
@@ -204,4 +228,4 @@ def test_a_reference_before_the_year_1_is_bad_input(settings: Any) -> None:
 def test_the_cli_refuses_a_window_too_long_with_exit_3(twin_home: Path, twin: Any) -> None:
     run = twin("monitor", "drift", "--window", "99999999999d")
     assert run.returncode == 3
-    assert run.result["kind"] == "input" and run.result["error"] == "window '99999999999d': at most 366d"
+    assert run.result["kind"] == "input" and run.result["error"] == "--window '99999999999d': at most 366d"

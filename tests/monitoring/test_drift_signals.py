@@ -342,3 +342,95 @@ def test_a_score_that_is_not_a_number_holds_the_signal() -> None:
     entry = signal_entry(_signal("latency_ms", {**spec, "threshold": 1.0}, "t"), data, scored(Measure(30, 30), "nan"))
     assert (entry["status"], entry["drifted"], entry["score"]) == ("held", None, None)
     assert entry["skipped"] == "the method gave no finite score ('nan') on 30 and 30 values"
+
+
+def _latencies(values: Callable[[int, float], float]) -> Mutate:
+    """Each request's total latency set to ``values(i, logged)``."""
+    from twin_core.domain.inference import LatencyMs
+
+    def mutate(rows: list[Any]) -> None:
+        for i, row in enumerate(rows):
+            row.latency_ms = LatencyMs(total=values(i, row.latency_ms.total))
+
+    return mutate
+
+
+def test_one_slow_request_in_a_small_window_is_noise_stated_with_its_p_value(hours: Any) -> None:
+    """20 requests against 20: one request of 30 s in the window puts the latency's Wasserstein distance
+    at 7.8 reference standard deviations (the threshold 1.0 paged on it before), but a 30 s request
+    lands in either hour of the pooled 40 about as often: the permutation p-value is 0.12, not below
+    alpha 0.05, so it does not drift, and says so."""
+    slow = _latencies(lambda i, ms: 30_000.0 if i == 7 else ms)
+    result = hours(_keep(20), _both(_keep(20), slow))(1)
+    latency = result["signals"]["latency_ms"]
+    assert (latency["rows"], latency["reference_rows"], latency["status"]) == (20, 20, "scored")
+    assert latency["score"] > 7 * latency["threshold"]  # far above the threshold: the old rule drifted
+    assert (latency["p_value"], latency["permutations"], latency["permuted_rows"]) == (0.122, 999, [20, 20])
+    assert (latency["drifted"], latency["confidence"]) == (False, 0.95)
+    assert latency["detail"] == (
+        "permutation test: p = 0.1220 (999 permutations of 20 and 20 values; not significant at alpha 0.05)"
+    )
+    assert result["verdict"] == "no_drift" and result["drifted"] == [] and result["alerts"] == []
+
+
+def test_a_real_shift_in_a_small_window_still_drifts_with_its_p_value_in_the_alert(hours: Any) -> None:
+    """20 requests against 20, every latency doubled: far above the threshold and p = 1/1000 (no
+    relabelling of the pooled 40 is as far apart): it drifts, and the alert carries the p-value, its
+    permutations and the test in words (the notifier's message line prints ``detail``)."""
+    result = hours(_keep(20), _both(_keep(20), _latencies(lambda i, ms: 2 * ms)))(1)
+    assert result["verdict"] == "drift" and [d["signal"] for d in result["drifted"]] == ["latency_ms"]
+    (alert,) = result["alerts"]
+    assert alert["value"] > alert["threshold"] == 1.0 and alert["p_value"] == 0.001 < 1 - alert["confidence"]
+    assert (alert["permutations"], alert["permuted_rows"], alert["rows"], alert["reference_rows"]) == (
+        999, [20, 20], 20, 20,
+    )  # fmt: skip
+    assert alert["detail"] == (
+        "permutation test: p = 0.0010 (999 permutations of 20 and 20 values; significant at alpha 0.05)"
+    )
+    assert alert["statistic"] == "Wasserstein distance in reference standard deviations"
+
+
+def test_a_distance_above_its_threshold_between_two_draws_of_one_distribution_does_not_drift() -> None:
+    """Both hours drawn from one heavy-tailed latency distribution (seeded lognormal, 20 a side): normed by
+    the reference's small spread, the distance is 1.20 (> 1.0: the threshold alone drifted), p = 0.205."""
+    import numpy as np
+    import pandas as pd
+
+    from twin_core.monitoring import TextTools
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.drift import signal_entry
+    from twin_core.monitoring.evidently_metrics import value_scores
+    from twin_core.monitoring.measures import ScopeData
+
+    spec = {"scope": "operations", "column": "latency_ms", "kind": "numeric", "method": "wasserstein"}
+    signal = _signal("latency_ms", {**spec, "threshold": 1.0}, "t")
+    draws = np.random.default_rng(53).lognormal(7.3, 0.8, 40)
+    data = ScopeData(
+        "operations", "previous", pd.DataFrame({"latency_ms": draws[20:]}), pd.DataFrame({"latency_ms": draws[:20]})
+    )
+    tools = TextTools(embed=lambda texts: np.ones((len(texts), 8)), language=lambda _: "en", vocabulary=frozenset())
+    found = value_scores([signal], data, tools, minimum=20)["latency_ms"]
+    entry = signal_entry(signal, data, found)
+    assert (round(entry["score"], 3), entry["p_value"], entry["permutations"]) == (1.202, 0.205, 999)
+    assert (entry["status"], entry["drifted"], entry["rows"], entry["reference_rows"]) == ("scored", False, 20, 20)
+
+
+def test_a_distance_above_its_threshold_without_a_p_value_is_held_not_decided() -> None:
+    """Fail closed: a distance beyond its threshold is decided by its p-value; with none it is held (below
+    the threshold it is "not drifted" whatever the p-value)."""
+    import pandas as pd
+
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.drift import signal_entry
+    from twin_core.monitoring.measures import Measure, ScopeData
+
+    data = ScopeData("operations", "previous", pd.DataFrame({"latency_ms": [1.0] * 30}), pd.DataFrame())
+    spec = {"scope": "operations", "column": "latency_ms", "kind": "numeric", "method": "wasserstein"}
+    signal = _signal("latency_ms", {**spec, "threshold": 1.0}, "t")
+    entry = signal_entry(signal, data, Measure(30, 30, 5.0))
+    assert (entry["status"], entry["drifted"]) == ("held", None)
+    assert entry["skipped"] == "distance 5 above the threshold 1 with no p-value: not decided"
+    decided = signal_entry(signal, data, Measure(30, 30, 5.0, details={"p_value": 0.001}))
+    assert (decided["status"], decided["drifted"], decided["p_value"]) == ("scored", True, 0.001)
+    noise = signal_entry(signal, data, Measure(30, 30, 5.0, details={"p_value": 0.3}))
+    assert (noise["status"], noise["drifted"]) == ("scored", False)

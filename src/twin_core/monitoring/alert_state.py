@@ -47,7 +47,8 @@ def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: 
         "kind": "resolved",
         "value": entry["score"],
         **{k: entry.get(k) for k in keys},
-        **{k: entry[k] for k in ("detail",) if k in entry},  # the counts in words (retrieval coverage)
+        # the counts or the permutation test in words, and a distance's p-value
+        **{k: entry[k] for k in ("detail", "p_value", "permutations") if entry.get(k) is not None},
         "since": opened.get("since"),
         "window": result["window"],
         "report": result["report"],

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from twin_core.errors import ConfigError
+from twin_core.monitoring.permutation import PERMUTATIONS
 from twin_core.settings import Settings
 
 SCOPES = ("queries", "answers", "operations", "documents")
@@ -77,7 +78,8 @@ class Signal:
     method: str
     threshold: float
     dist: str = "cosine"  # embeddings, method "distance"
-    confidence: float = 0.95  # rates: the two-sided level of the interval of the increase
+    # rates, coverage: the two-sided level of the interval; distances: 1 - the alpha of their permutation test
+    confidence: float = 0.95
 
     @property
     def pvalue(self) -> bool:
@@ -93,8 +95,24 @@ class Signal:
         """Decided on the window alone: the reference is reported, never required."""
         return self.kind in ABSOLUTE_KINDS
 
-    def drifted(self, score: float) -> bool:
-        return score < self.threshold if self.below else score > self.threshold
+    @property
+    def permuted(self) -> bool:
+        """A distance (or an embedding's ROC AUC): its uncertainty is a permutation test's p-value."""
+        return self.kind == "embedding" or (self.kind in VALUE_TYPES and not self.pvalue)
+
+    @property
+    def alpha(self) -> float:
+        """A distance drifts only when its permutation p-value is below this (1 - confidence)."""
+        return round(1 - self.confidence, 12)
+
+    def drifted(self, score: float, p_value: float | None = None) -> bool | None:
+        """Beyond the threshold; a distance also needs its permutation ``p_value`` below ``alpha`` (None,
+        undecided, when a distance above its threshold has no p-value)."""
+        if self.below:
+            return score < self.threshold
+        if score <= self.threshold or not self.permuted:
+            return score > self.threshold
+        return None if p_value is None else p_value < self.alpha
 
     @property
     def statistic(self) -> str:
@@ -210,13 +228,19 @@ def _method_problem(sig: Signal) -> str | None:
 
 
 def _threshold_problem(sig: Signal) -> str | None:
-    """Why the threshold (and a rate's or coverage's confidence) can never make a sound decision (None when it can)."""
+    """Why the threshold (or the confidence) can never make a sound decision (None when it can)."""
     t = sig.threshold
     for key, value in (("threshold", t), ("confidence", sig.confidence)):
         if not math.isfinite(value):
             return f"{key} {value}: expected a finite number"
     if sig.kind in ("rate", "coverage") and not 0.5 < sig.confidence < 1:
         return f"confidence {sig.confidence}: expected 0.5 < confidence < 1"
+    if sig.permuted and not 0.5 < sig.confidence < 1 - 1 / (PERMUTATIONS + 1):
+        top = 1 - 1 / (PERMUTATIONS + 1)
+        return (
+            f"confidence {sig.confidence}: expected 0.5 < confidence < {top:g} (its alpha must be above the "
+            f"smallest p-value of {PERMUTATIONS} permutations, 1/{PERMUTATIONS + 1})"
+        )
     if sig.kind == "rate":
         ok, need = 0 <= t < 1, "a minimum increase of the rate, 0 <= threshold < 1"
     elif sig.kind == "coverage":

@@ -7,7 +7,10 @@ window's ``training/`` subfolder that never alerts. Either side below ``TWIN_MON
 ("not enough data"), never scored: per scope (its rows) and per signal (the values it can use: a request
 without retrieved chunks has no retrieval score). A held signal is ``status: held`` with the reason and
 its counts, never "not drifted". Each scored signal reports its statistic, the values used on both sides
-(``rows``, ``reference_rows``) and, where its method gives one, a ``p_value`` or ``interval``. The
+(``rows``, ``reference_rows``) and its uncertainty: the ``p_value`` of a p-value test, the ``interval`` of
+a rate or coverage, and for a distance the ``p_value`` of a seeded permutation test of that distance
+(``permutations``, ``permuted_rows``, ``detail``): a distance drifts only when it is above its threshold
+AND that p-value is below ``1 - confidence`` (0.05), so noise in a small window does not page. The
 retrieval coverage is decided on the window alone (``rates.coverage_measure``): a window where none of its
 answered requests retrieved a chunk drifts (it pages) even when the reference is too short to compare.
 
@@ -202,7 +205,8 @@ def _score(
 def signal_entry(signal: Signal, data: ScopeData, found: Measure | None) -> dict[str, Any]:
     """One signal's line of the result: statistic, score, threshold, the values used on both sides, the
     p-value or interval where the method gives one, and the decision: ``status`` ``scored``, or ``held``
-    (``skipped``: why; ``drifted`` None, never "not drifted")."""
+    (``skipped``: why; ``drifted`` None, never "not drifted"). A distance drifts when it is above its
+    threshold AND its permutation p-value is below ``1 - confidence``."""
     method = signal.method + (f"/{signal.dist}" if signal.kind == "embedding" and signal.method == "distance" else "")
     if found is None:  # the whole scope is held: its rows are the scope's
         found = Measure(len(data.current), len(data.reference), held=data.skipped or "not scored")
@@ -228,9 +232,12 @@ def signal_entry(signal: Signal, data: ScopeData, found: Measure | None) -> dict
         entry["skipped"] = held
         return entry
     entry["score"] = round(found.score, 6)
-    entry["drifted"] = signal.drifted(found.score)
     if signal.pvalue:
         entry["p_value"] = entry["score"]
+    entry["drifted"] = signal.drifted(found.score, entry["p_value"])
+    if entry["drifted"] is None:  # a distance above its threshold without the p-value to decide it: held
+        why = f"distance {found.score:.4g} above the threshold {signal.threshold:g} with no p-value: not decided"
+        entry.update(status="held", skipped=why)
     return entry
 
 
@@ -239,6 +246,7 @@ _DRIFT_KEYS = ("score", "threshold", "method", "statistic", "drift_when", "rows"
 _DECISION_KEYS = ("p_value", "interval", "confidence")
 _RATE_KEYS = ("rate", "reference_rate", "failures", "reference_failures", "increase")
 _COVERAGE_KEYS = ("share", "reference_share", "retrieved", "reference_retrieved", "detail")
+_PERMUTATION_KEYS = ("permutations", "permuted_rows")  # a distance's test ("detail" says it in words)
 
 
 def _record(
@@ -264,7 +272,8 @@ def _record(
                 }
             )
         elif entry["drifted"]:
-            keys = (*_DRIFT_KEYS, *_DECISION_KEYS, *(k for k in (*_RATE_KEYS, *_COVERAGE_KEYS) if k in entry))
+            extra = (k for k in (*_RATE_KEYS, *_COVERAGE_KEYS, *_PERMUTATION_KEYS) if k in entry)
+            keys = (*_DRIFT_KEYS, *_DECISION_KEYS, *extra)
             result["drifted"].append({"signal": s.name, **{k: entry[k] for k in keys}})
     result["reports"] = reports
     _verdict(plan, result)

@@ -15,15 +15,22 @@ the request log already holds (retrieval computed it, with the same model) is no
 Every signal is measured on the values it has (``measures.Measure``: missing values dropped, embeddings
 on their sample) and held, before any descriptor or embedding is computed, when either side has fewer
 than the minimum; a score that is not a finite number holds it too.
+
+A distance (and an embedding's ROC AUC) states its uncertainty: the p-value of a seeded permutation test
+of the same distance on the same values (``permutation.py``), with its permutations and the values it
+used; a distance whose test cannot run is held, never decided on the threshold alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twin_core.domain.inference import QueryEmbedding
+from twin_core.monitoring import permutation
 from twin_core.monitoring.config import VALUE_TYPES, Signal
 from twin_core.monitoring.measures import Measure, ScopeData, measure_or_hold, scored
 from twin_core.monitoring.text_tools import TextTools, descriptors, oov_share
@@ -71,8 +78,13 @@ def value_report(
     metrics = [ValueDrift(column=s.feature, method=s.method, threshold=s.threshold) for s in signals]
     snapshot = Report(metrics).run(dataset(data.current), dataset(data.reference))
     by_column = {m.get("config", {}).get("column"): m.get("value") for m in snapshot.dict()["metrics"]}
+    languages: dict[str, str] = {}
     for s in signals:
         scored(measures[s.name], by_column.get(s.feature))
+        if s.permuted and not measures[s.name].held:
+            cur, kind = _feature(s, data.current[s.column], tools, languages)
+            ref, _ = _feature(s, data.reference[s.column], tools, languages)
+            with_p_value(measures[s.name], s, partial(_value_test, s, ref, cur, kind))
     return snapshot, measures
 
 
@@ -107,7 +119,37 @@ def value_scores(signals: list[Signal], data: ScopeData, tools: TextTools, minim
         ref, _ = _feature(s, data.reference[s.column], tools, languages)
         test = get_stattest(ref, cur, kind, s.method)
         scored(measures[s.name], test(ref, cur, kind, s.threshold).drift_score)
+        if s.permuted:
+            with_p_value(measures[s.name], s, partial(_value_test, s, ref, cur, kind))
     return measures
+
+
+def with_p_value(found: Measure, signal: Signal, test: Callable[[], permutation.Permuted]) -> Measure:
+    """``found`` (scored) with its permutation test's p-value, permutations and values used; held when the
+    test cannot give one (fail closed: a distance is never decided on its threshold alone)."""
+    if found.held:
+        return found
+    try:
+        outcome = test()
+    except (ValueError, ArithmeticError) as exc:
+        found.held = f"no permutation p-value ({exc}) on {found.rows} and {found.reference_rows} values"
+        found.score = None
+        return found
+    found.details.update(outcome.details(signal.alpha), confidence=signal.confidence)
+    return found
+
+
+def _value_test(signal: Signal, ref: Any, cur: Any, kind: str) -> permutation.Permuted:
+    """The permutation test of a value signal's distance: vectorised for wasserstein and a categorical
+    Jensen-Shannon, else the signal's own Evidently stattest on a smaller sample."""
+    if signal.method == "wasserstein":
+        return permutation.wasserstein(ref, cur)
+    if signal.method == "jensenshannon" and kind == "cat":
+        return permutation.category_distance(ref, cur, signal.method)
+    from evidently.legacy.calculations.stattests import get_stattest
+
+    test = get_stattest(ref, cur, kind, signal.method)
+    return permutation.generic(ref, cur, lambda r, c: test(r, c, kind, signal.threshold).drift_score)
 
 
 def sample(texts: list[str], n: int) -> list[str]:
@@ -166,11 +208,13 @@ def embedding_drift(
     ref = embeddings(ref_texts, tools, artifacts, data.known)
     if signal.method == "model":
         method: Any = ModelDriftMethod(threshold=signal.threshold)
+        test = partial(permutation.classifier_auc, ref.copy(), cur.copy())
     else:
         method = DistanceDriftMethod(dist=signal.dist, threshold=signal.threshold)
+        test = partial(permutation.mean_embedding_distance, ref.copy(), cur.copy(), signal.dist)
     if not plots or len(cur) + len(ref) <= TSNE_MIN_ROWS:
         score, _, _ = method(cur.copy(), ref.copy())
-        return None, scored(found, score)
+        return None, with_p_value(scored(found, score), signal, test)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift
 
@@ -180,4 +224,4 @@ def embedding_drift(
     snapshot = report.run(
         Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition)
     )
-    return snapshot, scored(found, snapshot.dict()["metrics"][0]["value"])
+    return snapshot, with_p_value(scored(found, snapshot.dict()["metrics"][0]["value"]), signal, test)

@@ -1,6 +1,6 @@
 """The server error rate: a one-sided decision on its increase, with the uncertainty stated.
 
-Only server failures count: ``error`` and ``unavailable`` (``serving/kserve_models.py``, the RAG
+Only server failures count: ``error`` and ``unavailable`` (``serving/transformer.py``, the RAG
 pipeline) over the requests the server answered (``ok`` + failures). A ``rejected`` request (the
 client's 4xx) or a ``cancelled`` one (the client went away) counts in neither. The score is the lower
 bound of Newcombe's hybrid score interval (Wilson intervals of both proportions, Newcombe 1998, method
