@@ -31,7 +31,7 @@ def _rules(values=None) -> dict[str, dict]:
 def _events(series: str, window: str) -> str:
     """What the chart's llm-twin.promql.events renders for one counter and window."""
     new_series = f"({series} unless present_over_time({series}[30m] offset {window}))"
-    scraping = f"count(present_over_time(up[30m] offset {window}))"
+    scraping = f'count(present_over_time(up{{namespace="{cr.NAMESPACE}"}}[30m] offset {window}))'
     return f"(increase({series}[{window}]) > 0)\n  or (\n    {new_series}\n      and on() {scraping}\n  )"
 
 
@@ -58,7 +58,7 @@ def test_pipeline_alerts_count_the_first_event_of_a_series():
         assert "unless present_over_time(" in expr, name
         # a series is new only where Prometheus was scraping in the lookback: after a Prometheus outage
         # longer than 30 minutes an old count is not paged again (promtool case "Prometheus outage ...")
-        assert "and on() count(present_over_time(up[30m] offset " in expr, name
+        assert f'and on() count(present_over_time(up{{namespace="{cr.NAMESPACE}"}}[30m] offset ' in expr, name
 
 
 def test_request_log_failures_page():

@@ -73,6 +73,27 @@ def test_an_ongoing_drift_pages_once_reminds_after_the_repeat_and_resolves_once(
     assert state["as_of"] == "2026-11-22T15:00:00+00:00"
 
 
+def test_a_distance_beyond_its_threshold_but_not_significant_stays_open_without_a_page() -> None:
+    """Drifted, then twice above the threshold with p >= alpha (not drifted, not back within it): no resolved
+    alert and no reminder, the signal stays open; back within the threshold it resolves once."""
+    from twin_core.monitoring.alert_state import apply_delivered, plan_alerts
+    from twin_core.monitoring.windows import Window
+
+    state: dict[str, Any] = {}
+    pages: list[tuple[int, str, str]] = []
+    for hour, score, drifted in ((1, 5.0, True), (2, 3.0, False), (3, 2.5, False), (4, 0.4, False)):
+        result = _result(hour, {"latency_ms": score})
+        result["signals"]["latency_ms"]["drifted"] = drifted  # p-value: significant at hour 1 only
+        if not drifted:
+            result["drifted"], result["alerts"] = [], []
+        due = plan_alerts(state, result, repeat_h=0)
+        pages += [(hour, kind, signal) for kind, signal in _kinds(due)]
+        state = apply_delivered(state, Window(T0 + timedelta(hours=hour - 1), T0 + timedelta(hours=hour)), _kinds(due))
+        if hour in (2, 3):
+            assert state["signals"]["latency_ms"]["status"] == "open"
+    assert pages == [(1, "drift", "latency_ms"), (4, "resolved", "latency_ms")]
+
+
 def test_nothing_is_recorded_until_delivered_so_an_undelivered_alert_stays_due() -> None:
     from twin_core.monitoring.alert_state import plan_alerts
 

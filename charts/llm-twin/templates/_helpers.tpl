@@ -226,14 +226,16 @@ else the chart's <serving.serviceAccount.name>-hf (serving-hf-secret.yaml). */}}
 {{- end -}}
 
 {{/* PromQL: what a counter counted in the last `window`, per series, for an alert on "> 0":
-include "llm-twin.promql.events" (list "<series selector>" "<window>").
+include "llm-twin.promql.events" (list "<series selector>" "<window>" "<release namespace>").
 increase() alone is 0 for a series whose first sample already holds the count (prometheus/prometheus#1673),
 and the StatsD exporter exports a series only from its first event: the first drift and the first
 failure of each DAG after the exporter (re)starts would never fire. The second branch counts such a new
 series whole (its value; a series born at 0, such as a counter incremented by 0, adds 0). A series is
 new when it has no sample in the 30 minutes before the window, so a scrape gap shorter than that is
-never taken for a new series, and only while Prometheus itself was scraping then (some `up` series, of
-any target, has a sample there; count() of nothing is empty): after a Prometheus outage longer than 30
+never taken for a new series, and only while Prometheus itself was scraping then (some `up` series of a
+target in the release's namespace, where the StatsD exporter and the serving pods run, has a sample there:
+a Thanos Ruler querying several Prometheus servers is not fooled by another cluster's; count() of nothing
+is empty): after a Prometheus outage longer than 30
 minutes, or on a Prometheus that starts without data, an old, unchanged count is not paged as new when
 the lookback falls in the gap. The price: while it does (the first `window` after Prometheus starts
 without data; after an outage, from `window` + 30 minutes after it began to `window` after it ended),
@@ -249,10 +251,11 @@ cases. */}}
 {{- define "llm-twin.promql.events" -}}
 {{- $series := index . 0 -}}
 {{- $window := index . 1 -}}
+{{- $namespace := index . 2 -}}
 (increase({{ $series }}[{{ $window }}]) > 0)
   or (
     ({{ $series }} unless present_over_time({{ $series }}[30m] offset {{ $window }}))
-      and on() count(present_over_time(up[30m] offset {{ $window }}))
+      and on() count(present_over_time(up{namespace="{{ $namespace }}"}[30m] offset {{ $window }}))
   )
 {{- end -}}
 

@@ -1,10 +1,13 @@
 """Which drift alerts are due, across windows: ``monitoring/<author_slug|all>/alert_state.json``.
 
 A signal is **open** from the delivered alert that reported it drifting until a later window scores it
-within its threshold: that window sends one ``resolved`` alert and closes it. While it stays open, a
-drifting signal does not page every window: a ``reminder`` goes out when ``TWIN_MONITOR_ALERT_REPEAT_H``
-hours (of window time, not of the clock: re-runs and backfills decide the same) have passed since its
-last alert (0 = every window). A window that scores none of its signals (not enough data) changes nothing.
+within its threshold: that window sends one ``resolved`` alert and closes it. A distance still beyond its
+threshold whose permutation p-value is not significant is not drifted, and not resolved either: it stays
+open without a reminder (a p-value hovering near alpha would otherwise flip drift / resolved every window).
+While it stays open, a drifting signal does not page every window: a ``reminder`` goes out when
+``TWIN_MONITOR_ALERT_REPEAT_H`` hours (of window time, not of the clock: re-runs and backfills decide the
+same) have passed since its last alert (0 = every window). A window that scores none of its signals (not
+enough data) changes nothing.
 
 Planning records nothing. `twin monitor drift --alert` lists the due alerts (``kind`` drift, reminder or
 resolved), the DAG's ``check_drift`` delivers them, and `twin monitor record-alerts` records what a channel
@@ -38,6 +41,14 @@ def load_state(artifacts: Any, author: str | None) -> dict[str, Any]:
 
 def _scored(entry: dict[str, Any] | None) -> bool:
     return entry is not None and "skipped" not in entry and entry.get("score") is not None
+
+
+def _within(entry: dict[str, Any]) -> bool:
+    """The score is back on the quiet side of its threshold (above a ``below`` signal's, at or under the others')."""
+    score, threshold = entry["score"], entry.get("threshold")
+    if threshold is None:
+        return True
+    return score >= threshold if entry.get("drift_when") == "below" else score <= threshold
 
 
 def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +85,7 @@ def plan_alerts(state: dict[str, Any], result: dict[str, Any], repeat_h: float) 
     drifting = {d["signal"] for d in result.get("drifted") or []}
     for name, opened in sorted(signals.items()):
         entry = (result.get("signals") or {}).get(name)
-        if entry is not None and opened.get("status") == "open" and name not in drifting and _scored(entry):
+        if opened.get("status") == "open" and name not in drifting and _scored(entry) and _within(entry):
             due.append(_resolved(name, entry, opened, result))
     return due
 
