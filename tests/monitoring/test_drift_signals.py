@@ -213,6 +213,11 @@ def test_a_few_requests_without_chunks_never_page_and_too_small_a_sample_holds()
     assert (round(pages.score, 4), signal.drifted(pages.score)) == (0.4019, True)
     assert (round(quiet.score, 4), signal.drifted(quiet.score)) == (0.5297, False)
     assert "reference_share" not in pages.details and pages.reference_rows == 0  # no reference: not needed
+    # a window of server errors retrieved nothing because it failed: the error rate pages for it, not the
+    # coverage (only answered requests count: 40 errors and 5 answers with chunks are 5 answered, held)
+    failed = pd.DataFrame({"outcome": ["error"] * 40 + ["ok"] * 5, "retrieved": [0] * 40 + [3] * 5})
+    errors = coverage_measure(signal, ScopeData("operations", "previous", failed, frame(0, 0)), 20)
+    assert (errors.score, errors.rows) == (None, 5) and errors.held.startswith("5 requests the server answered")
     tiny = decide(0, 3, minimum=3)
     assert (tiny.score, tiny.rows) == (None, 3)
     assert tiny.held == (
@@ -328,6 +333,31 @@ def test_a_p_value_signal_states_its_p_value_and_a_distance_none() -> None:
     assert (wd["p_value"], wd["interval"], wd["drifted"]) == (None, None, False)
     held = signal_entry(_signal("q", {**spec, "method": "ks", "threshold": 0.05}, "t"), data, Measure(3, 30, held="x"))
     assert (held["status"], held["skipped"], held["drifted"], held["score"]) == ("held", "x", None, None)
+
+
+def test_a_distance_without_its_p_value_is_decided_within_its_threshold_and_held_beyond_it() -> None:
+    """A permutation test that cannot run (e.g. one class in the classifier's held-out half) leaves the score
+    without a p-value: a score within its threshold is "not drifted" (no p-value needed), one beyond it held."""
+    import pandas as pd
+
+    from twin_core.monitoring.config import _signal
+    from twin_core.monitoring.drift import signal_entry
+    from twin_core.monitoring.evidently_metrics import with_p_value
+    from twin_core.monitoring.measures import Measure, ScopeData
+
+    data = ScopeData("queries", "previous", pd.DataFrame({"query": ["a"] * 30}), pd.DataFrame({"query": ["b"] * 30}))
+    signal = _signal("q", {"scope": "queries", "column": "query", "kind": "length", "method": "wasserstein",
+                           "threshold": 1.0}, "t")  # fmt: skip
+
+    def cannot() -> Any:
+        raise ValueError("only one class")
+
+    low = signal_entry(signal, data, with_p_value(Measure(30, 30, 0.5), signal, cannot))
+    high = signal_entry(signal, data, with_p_value(Measure(30, 30, 2.5), signal, cannot))
+    assert (low["status"], low["score"], low["drifted"], low["p_value"]) == ("scored", 0.5, False, None)
+    assert low["detail"] == "no permutation p-value (only one class) on 30 and 30 values"
+    assert (high["status"], high["score"], high["drifted"]) == ("held", 2.5, None)
+    assert high["skipped"] == "distance 2.5 above the threshold 1 with no p-value: not decided"
 
 
 def test_a_score_that_is_not_a_number_holds_the_signal() -> None:

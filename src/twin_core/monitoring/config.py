@@ -59,7 +59,7 @@ EMBEDDING_METHODS = ("distance", "model")
 EMBEDDING_DISTANCES = ("cosine", "euclidean", "cityblock", "chebyshev")
 # Rates (the server error rate): a one-sided decision on the increase of a proportion.
 RATE_METHODS = ("newcombe",)
-# Coverage (the share of the requests the server answered that retrieved a chunk): decided on the window
+# Coverage (the share of the requests the server answered, ok, that retrieved a chunk): decided on the window
 # alone, never against the reference (a retrieval that is broken in both windows is still broken).
 COVERAGE_METHODS = ("wilson",)
 # the kinds that count requests: kind -> (the column they read, their methods)

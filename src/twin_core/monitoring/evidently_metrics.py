@@ -125,15 +125,18 @@ def value_scores(signals: list[Signal], data: ScopeData, tools: TextTools, minim
 
 
 def with_p_value(found: Measure, signal: Signal, test: Callable[[], permutation.Permuted]) -> Measure:
-    """``found`` (scored) with its permutation test's p-value, permutations and values used; held when the
-    test cannot give one (fail closed: a distance is never decided on its threshold alone)."""
+    """``found`` (scored) with its permutation test's p-value, permutations and values used. When the test
+    cannot give one, the score stays without a p-value: within its threshold it is not drifted, beyond it
+    held (``Signal.drifted``: a distance is never decided drifted on its threshold alone)."""
     if found.held:
         return found
     try:
         outcome = test()
     except (ValueError, ArithmeticError) as exc:
-        found.held = f"no permutation p-value ({exc}) on {found.rows} and {found.reference_rows} values"
-        found.score = None
+        found.details.update(
+            confidence=signal.confidence,
+            detail=f"no permutation p-value ({exc}) on {found.rows} and {found.reference_rows} values",
+        )
         return found
     found.details.update(outcome.details(signal.alpha), confidence=signal.confidence)
     return found

@@ -9,7 +9,7 @@ worth an alert), so fewer errors than before (a recovery) never alert, and a few
 window do not either.
 
 The retrieval coverage (``coverage_measure``) is decided on the window alone: the share of the requests
-the server answered that retrieved at least one chunk. Its score is the upper bound of the share's Wilson
+the server answered (``ok``) that retrieved at least one chunk. Its score is the upper bound of the share's Wilson
 interval: it drifts when that bound is below the threshold, so a window where none of 412 answered
 requests retrieved anything (bound 0.0092) pages whatever the reference was (a retrieval broken in both
 windows is still broken), and a few requests without chunks never do. Fewer answered requests than the
@@ -53,9 +53,10 @@ def _z(confidence: float) -> float:
 
 
 def _answered(frame: Any, column: str) -> Any:
-    """``column`` of the requests the server answered (a server outcome: not the client's rejected or
-    cancelled ones)."""
-    return frame.loc[frame["outcome"].notna(), column]
+    """``column`` of the requests the server answered with an answer (outcome ``ok``): a failed request
+    retrieved nothing because it failed (the error rate pages for it), and the client's rejected or
+    cancelled ones are not the server's."""
+    return frame.loc[frame["outcome"] == "ok", column]
 
 
 def coverage_measure(signal: Signal, data: ScopeData, minimum: int) -> Measure:
