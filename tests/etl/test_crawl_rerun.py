@@ -116,3 +116,30 @@ def test_one_github_repository_crawled_under_several_links_is_one_document(
     assert second.totals()["documents_unchanged"] == 1
     [doc] = _docs(settings)
     assert doc.link == "https://github.com/ada/tiny"
+
+
+def test_a_repository_stored_under_an_older_link_form_is_replaced_not_duplicated(
+    settings: Any, make_repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warehouse from before links into one repository were one document holds it under `…/tiny.git`: the
+    next crawl stores `https://github.com/ada/tiny` and removes the old document (features drop its chunks),
+    saying so in the link's notes; Oskar's document under the same link form is not his author's to replace."""
+    from twin_core.domain.ids import document_id
+
+    source = make_repo()
+    monkeypatch.setattr(GitHubCrawler, "_clone", lambda self, url, dest, settings: shutil.copytree(source, dest))
+    settings = updated(settings, crawl_allow_hosts="github.com,www.github.com")  # no DNS offline
+    run_crawl(settings, AUTHOR, ["https://github.com/ada/tiny"])
+    warehouse = open_warehouse(settings)
+    [doc] = warehouse.find(Category.REPOSITORIES)
+    old = doc.model_copy(
+        update={"id": document_id("https://github.com/ada/tiny.git"), "link": "https://github.com/ada/tiny.git"}
+    )
+    other = doc.model_copy(update={"id": "oskar-tiny", "link": "https://github.com/ada/tiny/", "author_id": "oskar"})
+    warehouse.delete_document(Category.REPOSITORIES, doc.id)
+    warehouse.upsert_document(old)
+    warehouse.upsert_document(other)
+    report = run_crawl(settings, AUTHOR, ["https://github.com/ada/tiny.git"])
+    assert report.links[0].notes[-1] == "replaced https://github.com/ada/tiny.git (the same repository)"
+    links = sorted((d.author_id == doc.author_id, d.link) for d in warehouse.find(Category.REPOSITORIES))
+    assert links == [(False, "https://github.com/ada/tiny/"), (True, "https://github.com/ada/tiny")]

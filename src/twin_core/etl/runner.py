@@ -77,6 +77,19 @@ class _Author:
                 log.info("created user %s", self.user.full_name)
 
 
+def _retire_link_variants(warehouse: Warehouse, docs: list[RawDocument]) -> list[str]:
+    """The links of the documents removed because a stored repository document now stands for them: one
+    stored under another link into the same GitHub repository (``…/r.git``, ``…/tree/main``, ``www.``) before
+    such links became one document. Features drop their chunks on the next run (deletions propagate)."""
+    retired: list[str] = []
+    for doc in (d for d in docs if d.category is Category.REPOSITORIES):
+        for doc_id, link in warehouse.document_links(doc.category, doc.author_id).items():
+            if doc_id != doc.id and canonical_repo_link(normalize_link(link)) == doc.link:
+                warehouse.delete_document(doc.category, doc_id)
+                retired.append(link)
+    return retired
+
+
 def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author, stored: list[RawDocument]) -> LinkResult:
     """The result of one link: its documents upserted (the author first, each appended to ``stored``),
     or the reason it failed."""
@@ -89,6 +102,7 @@ def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author, stored: 
         for doc in docs:
             counts[author.warehouse.upsert_document(doc, pending=True).value] += 1
             stored.append(doc)
+        ctx.notes += [f"replaced {old} (the same repository)" for old in _retire_link_variants(author.warehouse, docs)]
         result.documents = counts
         changed = counts["created"] + counts["updated"]
         result.status = "succeeded" if changed else "unchanged"

@@ -234,6 +234,12 @@ class Warehouse:
         )
 
     @_owned
+    def document_links(self, category: Category, author_id: str) -> dict[str, str]:
+        """document id -> link of the author's documents of ``category`` (quarantined ones too)."""
+        rows = self._db[category.collection].find({"author_id": author_id}, {"link": 1})
+        return {row["_id"]: row["link"] for row in rows}
+
+    @_owned
     def delete_document(self, category: Category, doc_id: str) -> bool:
         return self._db[category.collection].delete_one({"_id": doc_id}).deleted_count == 1
 
