@@ -123,3 +123,19 @@ def test_validate_draws_our_bar_and_none_of_great_expectations(twin, twin_home: 
     assert run.returncode == 0, run.stderr[-2000:]
     assert "validate: 100%" in run.stderr
     assert "Calculating Metrics" not in run.stderr
+
+
+def test_a_followed_watch_always_ends_two_hours_by_default(twin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deploy watch --follow` without --timeout used to watch without an end: a canary whose checks hold
+    (too little traffic) stayed at its weight for good. It now rolls back after 2h unless told otherwise."""
+    from typer.testing import CliRunner
+
+    from twin_core.cli.main import app
+    from twin_core.deploy import watch
+
+    seen: list[float | None] = []
+    monkeypatch.setattr(watch, "watch", lambda settings, **kw: seen.append(kw["timeout_s"]) or {"decision": "hold"})
+    for extra in ([], ["--timeout", "30m"]):
+        result = CliRunner().invoke(app, ["deploy", "watch", "--follow", *extra])
+        assert result.exit_code == 0, result.output
+    assert seen == [7200.0, 1800.0]

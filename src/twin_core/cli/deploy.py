@@ -15,6 +15,7 @@ from twin_core.cli.protocol import step
 app = typer.Typer(help="Roll a model out: canary, promote, rollback, status, analyse, watch.", no_args_is_help=True)
 
 AUTHOR = typer.Option(None, "--author", help="Author full name (default: the only author with a canary).")
+WATCH_TIMEOUT = "2h"  # the twin_evaluation DAG's default watch_timeout
 
 
 def _settings() -> Any:
@@ -177,17 +178,21 @@ def watch(
     min_requests: int = MIN_REQUESTS,
     follow: bool = typer.Option(False, "--follow", help="One analysis every interval until promote or rollback."),
     timeout: str = typer.Option(
-        None, "--timeout", callback=_duration, help="With --follow: stop after this long (e.g. 2h)."
+        WATCH_TIMEOUT,
+        "--timeout",
+        callback=_duration,
+        help="With --follow: no promotion by then rolls the canary back (fail closed), e.g. 2h.",
     ),
 ) -> dict:
     """The progressive canary: one analysis as `analyse`, or with --follow one per interval to the end.
 
-    With --follow, the analyses go on until the canary is promoted or rolled back (or --timeout passes). Each
-    decision and its numbers go in the registry history."""
+    With --follow, the analyses go on until the canary is promoted or rolled back; one that has not earned a
+    promotion by --timeout (default 2h, as the twin_evaluation DAG) is rolled back. Each decision and its
+    numbers go in the registry history."""
     from twin_core.deploy.analysis import parse_duration
     from twin_core.deploy.watch import watch as do_watch
 
     settings = _settings()
-    timeout_s = parse_duration(timeout) if timeout else None
+    timeout_s = parse_duration(timeout)  # never None: a watch without an end would hold a canary for good
     cfg = _config(settings, interval, window, min_requests)
     return do_watch(settings, author=author, ref=ref, cfg=cfg, follow=follow, timeout_s=timeout_s)
