@@ -395,10 +395,12 @@ def test_one_slow_request_in_a_small_window_is_noise_stated_with_its_p_value(hou
     latency = result["signals"]["latency_ms"]
     assert (latency["rows"], latency["reference_rows"], latency["status"]) == (20, 20, "scored")
     assert latency["score"] > 7 * latency["threshold"]  # far above the threshold: the old rule drifted
-    assert (latency["p_value"], latency["permutations"], latency["permuted_rows"]) == (0.122, 999, [20, 20])
+    # p = 0.122 with the NumPy of this writing (its random streams may change across versions): not significant
+    assert latency["p_value"] > 0.05 and (latency["permutations"], latency["permuted_rows"]) == (999, [20, 20])
     assert (latency["drifted"], latency["confidence"]) == (False, 0.95)
     assert latency["detail"] == (
-        "permutation test: p = 0.1220 (999 permutations of 20 and 20 values; not significant at alpha 0.05)"
+        f"permutation test: p = {latency['p_value']:.4f} (999 permutations of 20 and 20 values; "
+        "not significant at alpha 0.05)"
     )
     assert result["verdict"] == "no_drift" and result["drifted"] == [] and result["alerts"] == []
 
@@ -441,7 +443,8 @@ def test_a_distance_above_its_threshold_between_two_draws_of_one_distribution_do
     tools = TextTools(embed=lambda texts: np.ones((len(texts), 8)), language=lambda _: "en", vocabulary=frozenset())
     found = value_scores([signal], data, tools, minimum=20)["latency_ms"]
     entry = signal_entry(signal, data, found)
-    assert (round(entry["score"], 3), entry["p_value"], entry["permutations"]) == (1.202, 0.205, 999)
+    assert (round(entry["score"], 3), entry["permutations"]) == (1.202, 999)
+    assert entry["p_value"] > 0.05  # 0.205 with the NumPy of this writing (its streams may change)
     assert (entry["status"], entry["drifted"], entry["rows"], entry["reference_rows"]) == ("scored", False, 20, 20)
 
 

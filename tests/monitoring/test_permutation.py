@@ -32,7 +32,9 @@ def test_the_wasserstein_test_recomputes_evidentlys_score_and_separates_shift_fr
     ref, cur = pd.Series(same[:40]), pd.Series(same[40:])
     noise = permutation.wasserstein(ref, cur)
     assert math.isclose(noise.statistic, _evidently("wasserstein", "num", ref, cur), rel_tol=1e-9)
-    assert (noise.p_value, noise.permutations, noise.rows, noise.reference_rows) == (0.456, 999, 40, 40)
+    # p itself (0.456 with the NumPy of this writing) follows NumPy's random streams, which NumPy does not
+    # promise to keep across versions: the behaviour is "not significant", and the same p on every run
+    assert noise.p_value > 0.05 and (noise.permutations, noise.rows, noise.reference_rows) == (999, 40, 40)
     assert permutation.wasserstein(ref, cur) == noise  # seeded: the same data, the same p-value
     shifted = permutation.wasserstein(ref, cur + 400)
     assert shifted.p_value == 1 / 1000 and shifted.statistic > 1.5
