@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli import one_error_line
 
 LEVELS = "expected one of DEBUG, INFO, WARNING, ERROR"
 HOST_PORT = (
@@ -16,23 +17,15 @@ HOST_PORT = (
 )
 
 
-def _one_error_line(run, code: int, kind: str, step: str) -> str:
-    assert run.returncode == code, run.stderr[-2000:]
-    assert len(run.stdout.splitlines()) == 1, run.stdout
-    assert "Traceback" not in run.stderr
-    assert (run.result["status"], run.result["kind"], run.result["step"]) == ("error", kind, step)
-    return run.result["error"]
-
-
 def test_a_bad_log_level_flag_is_a_usage_error(twin, twin_home: Path) -> None:
     run = twin("--log-level", "bogus", "warehouse", "stats")
-    error = _one_error_line(run, 2, "usage", "twin")
+    error = one_error_line(run, 2, "usage", "twin")
     assert error == f"Invalid value for '--log-level': 'bogus' is not a log level: {LEVELS}"
 
 
 def test_a_bad_log_level_variable_names_the_variable(twin, twin_home: Path) -> None:
     run = twin("warehouse", "stats", env={"TWIN_LOG_LEVEL": "bogus"})
-    error = _one_error_line(run, 2, "usage", "twin")
+    error = one_error_line(run, 2, "usage", "twin")
     assert error == f"Invalid value for TWIN_LOG_LEVEL: 'bogus' is not a log level: {LEVELS}"
 
 
@@ -54,7 +47,7 @@ def test_a_log_level_flag_is_case_insensitive(twin, twin_home: Path) -> None:
     ],
 )
 def test_serve_refuses_a_port_out_of_range(twin, twin_home: Path, port: str, bound: str) -> None:
-    error = _one_error_line(twin("serve", "--port", port), 2, "usage", "serve")
+    error = one_error_line(twin("serve", "--port", port), 2, "usage", "serve")
     assert error == f"Invalid value for '--port' / '--http_port': Input should be {bound}"
 
 
@@ -69,7 +62,7 @@ def taken_port() -> Iterator[int]:
 def test_serve_refuses_a_port_in_use_before_loading_anything(twin, twin_home: Path, taken_port: int) -> None:
     # A fresh home: without the early check, the missing API keys (or the models) would come first.
     run = twin("serve", "--host", "127.0.0.1", "--port", str(taken_port))
-    error = _one_error_line(run, 2, "config", "serve")
+    error = one_error_line(run, 2, "config", "serve")
     assert error == (
         f"--port {taken_port}: 127.0.0.1:{taken_port} is already in use (another process listens there); "
         "choose another --port"
@@ -79,7 +72,7 @@ def test_serve_refuses_a_port_in_use_before_loading_anything(twin, twin_home: Pa
 @pytest.mark.parametrize("value", ["not a host", "http://predictor:8080", "predictor:99999", "predictor:"])
 def test_serve_refuses_a_malformed_predictor_host(twin, twin_home: Path, value: str) -> None:
     run = twin("serve", "--component", "transformer", "--predictor-host", value)
-    error = _one_error_line(run, 2, "usage", "serve")
+    error = one_error_line(run, 2, "usage", "serve")
     assert error == f"Invalid value for '--predictor-host' / '--predictor_host': {value!r}: {HOST_PORT}"
 
 
@@ -87,11 +80,11 @@ def test_serve_accepts_a_predictor_host_without_a_port(twin, twin_home: Path, ta
     # KServe's controller passes the predictor's service name alone: past the host check, to the port check.
     run = twin("serve", "--component", "transformer", "--predictor-host", "twin-predictor.default",
                "--port", str(taken_port))  # fmt: skip
-    assert "is already in use" in _one_error_line(run, 2, "config", "serve")
+    assert "is already in use" in one_error_line(run, 2, "config", "serve")
 
 
 def _fd_error(twin, fd: int, *extra: str, pass_fds: tuple[int, ...] = ()) -> str:
-    return _one_error_line(twin("serve", "--fd", str(fd), *extra, pass_fds=pass_fds), 2, "config", "serve")
+    return one_error_line(twin("serve", "--fd", str(fd), *extra, pass_fds=pass_fds), 2, "config", "serve")
 
 
 def test_serve_refuses_an_fd_that_is_not_a_listening_tcp_socket(twin, twin_home: Path, tmp_path: Path) -> None:
@@ -129,47 +122,47 @@ def test_serve_fd_is_given_alone_and_a_listening_socket_passes_the_check(twin, t
         # alone, the socket passes: the server goes on to its settings (a fresh home has no API keys)
         error = _fd_error(twin, fd, pass_fds=(fd,))
         assert error.startswith("TWIN_SERVE_API_KEYS: no API keys configured"), error
-    assert _one_error_line(twin("serve", "--fd", "-1"), 2, "usage", "serve") == (
+    assert one_error_line(twin("serve", "--fd", "-1"), 2, "usage", "serve") == (
         "Invalid value for '--fd': Input should be greater than or equal to 0"
     )
 
 
 def test_evaluate_names_the_baseline_and_what_it_accepts(twin, twin_home: Path) -> None:
     run = twin("evaluate", "--model", "ada/v0001", "--baseline", "prod", "--no-judge")
-    error = _one_error_line(run, 3, "input", "evaluate")
+    error = one_error_line(run, 3, "input", "evaluate")
     assert error == (
         "--baseline 'prod': expected production, base or a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
     )
 
 
 def test_evaluate_names_a_malformed_model(twin, twin_home: Path) -> None:
-    error = _one_error_line(twin("evaluate", "--model", "ada"), 3, "input", "evaluate")
+    error = one_error_line(twin("evaluate", "--model", "ada"), 3, "input", "evaluate")
     assert error == "--model 'ada': expected a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
 
 
 @pytest.mark.parametrize("option", ["--max-rows", "--min-rows"])
 def test_evaluate_refuses_negative_row_counts(twin, twin_home: Path, option: str) -> None:
     run = twin("evaluate", "--model", "ada/v0001", option, "-3")
-    error = _one_error_line(run, 2, "usage", "evaluate")
+    error = one_error_line(run, 2, "usage", "evaluate")
     minimum = 1 if option == "--min-rows" else 0  # the gate decides on at least one row
     assert error == f"Invalid value for '{option}': Input should be greater than or equal to {minimum}"
 
 
 def test_train_blames_the_profile_option_it_came_from(twin, twin_home: Path) -> None:
     run = twin("train", "sft", "--dataset", "instruct/ada/v0001", "--profile", "nope")
-    error = _one_error_line(run, 2, "config", "train.sft")
+    error = one_error_line(run, 2, "config", "train.sft")
     assert error.startswith("--profile: unknown training profile 'nope' (known: cpu-small, cpu-tiny, ")
 
 
 def test_train_blames_the_variable_when_no_profile_option(twin, twin_home: Path) -> None:
     run = twin("train", "sft", "--dataset", "instruct/ada/v0001", env={"TWIN_TRAINING_PROFILE": "nope"})
-    error = _one_error_line(run, 2, "config", "train.sft")
+    error = one_error_line(run, 2, "config", "train.sft")
     assert error.startswith("TWIN_TRAINING_PROFILE: unknown training profile 'nope' (known: cpu-small, cpu-tiny, ")
 
 
 def test_drift_names_baseline_end_for_a_bad_baseline_end(twin, twin_home: Path) -> None:
     run = twin("monitor", "drift", "--reference", "baseline", "--baseline-end", "garbage")
-    error = _one_error_line(run, 3, "input", "monitor.drift")
+    error = one_error_line(run, 3, "input", "monitor.drift")
     assert error == "--baseline-end 'garbage': not an ISO 8601 time (like 2026-11-22T17:00:00Z)"  # was: --end
 
 
@@ -192,10 +185,10 @@ def test_rag_query_refuses_bad_input_before_loading_models(
 ) -> None:
     assert twin("warehouse", "import", str(sample_dir)).returncode == 0
     run = twin("rag", "query", *args, env=NO_LLM)
-    assert _one_error_line(run, 3, "input", "rag.query") == message
+    assert one_error_line(run, 3, "input", "rag.query") == message
 
 
 def test_rag_query_with_good_input_does_open_the_llm(twin, twin_home: Path, sample_dir: Path) -> None:
     assert twin("warehouse", "import", str(sample_dir)).returncode == 0
     run = twin("rag", "query", "hi", "--author", "ada quillfeather", env=NO_LLM)
-    assert _one_error_line(run, 2, "config", "rag.query").startswith("TWIN_LLM_BASE_URL: required")
+    assert one_error_line(run, 2, "config", "rag.query").startswith("TWIN_LLM_BASE_URL: required")

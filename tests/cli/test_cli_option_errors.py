@@ -8,17 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import one_error_line
 
 DURATION = "not a duration (e.g. 30s, 15m, 1h)"
 AT_LEAST_1 = "Input should be greater than or equal to 1"
-
-
-def _error(run, code: int, kind: str, step: str) -> str:
-    assert run.returncode == code, run.stderr[-2000:]
-    assert len(run.stdout.splitlines()) == 1, run.stdout
-    assert "Traceback" not in run.stderr
-    assert (run.result["status"], run.result["kind"], run.result["step"]) == ("error", kind, step)
-    return run.result["error"]
 
 
 @pytest.mark.parametrize(
@@ -35,7 +28,7 @@ def test_deploy_names_a_bad_duration_or_min_requests(twin, twin_home: Path, args
     # was "not a duration: 'garbage' (e.g. ...)" naming no option, and "deploy config: min_requests must be >= 1
     # ..." blaming the config file for the command line's value
     run = twin("deploy", *args)
-    assert _error(run, 2, "usage", f"deploy.{args[0]}") == message
+    assert one_error_line(run, 2, "usage", f"deploy.{args[0]}") == message
 
 
 @pytest.mark.parametrize(
@@ -46,19 +39,20 @@ def test_deploy_canary_names_a_bad_percent_before_looking_up_the_version(
 ) -> None:
     # the version was looked up first: "unknown model version ada-quillfeather/v0001" hid the bad --percent
     run = twin("deploy", "canary", "ada-quillfeather/v0001", "--percent", percent)
-    assert _error(run, 2, "usage", "deploy.canary") == f"Invalid value for '--percent': Input should be {bound}"
+    assert one_error_line(run, 2, "usage", "deploy.canary") == f"Invalid value for '--percent': Input should be {bound}"
 
 
 def test_rag_search_names_k(twin, twin_home: Path) -> None:
     run = twin("rag", "search", "q", "-k", "0")  # was "k must be at least 1 (got 0)", exit 3
-    assert _error(run, 2, "usage", "rag.search") == f"Invalid value for '-k' / '--k': {AT_LEAST_1}"
+    assert one_error_line(run, 2, "usage", "rag.search") == f"Invalid value for '-k' / '--k': {AT_LEAST_1}"
 
 
 @pytest.mark.parametrize("command", ["search", "query"])
 def test_rag_names_a_bad_category(twin, twin_home: Path, command: str) -> None:
     # was "unknown category 'foo' (known: articles, posts, repositories)"
     run = twin("rag", command, "q", "--category", "posts", "--category", "foo")
-    assert _error(run, 3, "input", f"rag.{command}") == "--category 'foo': expected articles, posts or repositories"
+    message = one_error_line(run, 3, "input", f"rag.{command}")
+    assert message == "--category 'foo': expected articles, posts or repositories"
 
 
 def test_rag_search_still_takes_category_aliases(twin, twin_home: Path) -> None:
@@ -78,18 +72,18 @@ def test_rag_search_still_takes_category_aliases(twin, twin_home: Path) -> None:
 )  # fmt: skip
 def test_monitor_names_a_bad_window(twin, twin_home: Path, args: list[str], step: str, message: str) -> None:
     run = twin("monitor", *args)  # was "window 'xx': ...", naming no option
-    assert _error(run, 3, "input", f"monitor.{step}") == message
+    assert one_error_line(run, 3, "input", f"monitor.{step}") == message
 
 
 def test_monitor_names_the_variable_a_bad_default_window_came_from(twin, twin_home: Path) -> None:
     run = twin("monitor", "drift", env={"TWIN_MONITOR_WINDOW": "xx"})
-    error = _error(run, 2, "config", "monitor.drift")
+    error = one_error_line(run, 2, "config", "monitor.drift")
     assert error == "TWIN_MONITOR_WINDOW 'xx': expected a number and a unit s/m/h/d, like 1h or 30m"
 
 
 def test_etl_crawl_names_a_missing_config(twin, twin_home: Path) -> None:
     run = twin("etl", "crawl", "--config", "/nonexistent.yaml")  # was "ETL config /nonexistent.yaml does not exist"
-    error = _error(run, 3, "input", "etl.crawl")
+    error = one_error_line(run, 3, "input", "etl.crawl")
     assert error == "--config '/nonexistent.yaml': the file does not exist (give the path of a YAML file)"
 
 

@@ -10,14 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
-def _error(run, code: int, kind: str, step: str) -> str:
-    assert run.returncode == code, run.stderr[-2000:]
-    assert len(run.stdout.splitlines()) == 1, run.stdout
-    assert "Traceback" not in run.stderr
-    assert (run.result["status"], run.result["kind"], run.result["step"]) == ("error", kind, step)
-    return run.result["error"]
+from support.cli import one_error_line
 
 
 @pytest.mark.parametrize(
@@ -33,7 +26,7 @@ def test_an_option_without_its_value_names_the_command(twin, twin_home: Path, ar
     # click's parser raises this error without a context: the JSON line said step "twin", and no usage was shown
     run = twin(*args)
     option = next(a for a in reversed(args) if a.startswith("--"))
-    assert _error(run, 2, "usage", step) == f"Option '{option}' requires an argument."
+    assert one_error_line(run, 2, "usage", step) == f"Option '{option}' requires an argument."
     assert f"Usage: {usage} [OPTIONS]" in run.stderr
     assert f"Try '{usage} -h' for help." in run.stderr
 
@@ -41,7 +34,7 @@ def test_an_option_without_its_value_names_the_command(twin, twin_home: Path, ar
 def test_a_usage_error_carries_the_step_name_of_the_result_line(twin, twin_home: Path) -> None:
     # `monitor record-alerts` reports its results as step monitor.record_alerts: its usage errors said record-alerts
     run = twin("monitor", "record-alerts", "--end", "2026-11-21T13:00:00Z")
-    assert _error(run, 2, "usage", "monitor.record_alerts") == "Missing option '--delivered'."
+    assert one_error_line(run, 2, "usage", "monitor.record_alerts") == "Missing option '--delivered'."
 
 
 @pytest.mark.parametrize(
@@ -72,7 +65,7 @@ def test_a_usage_error_carries_the_step_name_of_the_result_line(twin, twin_home:
 def test_train_names_a_malformed_dataset_or_from(twin, twin_home: Path, args: list[str], message: str) -> None:
     # was "dataset version 'ada/v0001': expected ..." / "model version 'ada-quillfeather': ...", naming no option
     run = twin("train", *args, "--profile", "cpu-tiny")
-    assert _error(run, 3, "input", f"train.{args[0]}") == message
+    assert one_error_line(run, 3, "input", f"train.{args[0]}") == message
 
 
 @pytest.mark.parametrize(
@@ -96,13 +89,13 @@ def test_train_names_a_malformed_dataset_or_from(twin, twin_home: Path, args: li
 def test_registry_promote_names_a_bad_stage_or_percent(twin, twin_home: Path, extra, code, kind, message) -> None:
     # the version was looked up first: "unknown model version ada-quillfeather/v0009" hid the typo
     run = twin("registry", "promote", "ada-quillfeather/v0009", *extra)
-    assert _error(run, code, kind, "registry.promote") == message
+    assert one_error_line(run, code, kind, "registry.promote") == message
 
 
 def test_registry_rollback_names_an_unknown_author(twin, twin_home: Path) -> None:
     # was "Nobody: no previous production version left to roll back to (...)", as if the author had versions
     run = twin("registry", "rollback", "--author", "Nobody")
-    error = _error(run, 3, "input", "registry.rollback")
+    error = one_error_line(run, 3, "input", "registry.rollback")
     assert error == "--author 'Nobody': no model version of this author in the registry (known: none)"
 
 
