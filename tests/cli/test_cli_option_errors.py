@@ -129,6 +129,9 @@ def test_a_followed_watch_always_ends_two_hours_by_default(twin_home: Path, monk
 
     seen: list[float | None] = []
     monkeypatch.setattr(watch, "watch", lambda settings, **kw: seen.append(kw["timeout_s"]) or {"decision": "hold"})
+    # in-process: the root callback's logging set-up would point this worker's root logger at the runner's
+    # stderr, closed after the call (later tests' caplog and log calls would see it)
+    monkeypatch.setattr("twin_core.cli.main.setup_logging", lambda *args, **kwargs: None)
     for extra in ([], ["--timeout", "30m"]):
         result = CliRunner().invoke(app, ["deploy", "watch", "--follow", *extra])
         assert result.exit_code == 0, result.output
