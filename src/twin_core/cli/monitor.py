@@ -32,12 +32,11 @@ def window_length(settings: object, window: str | None) -> str:
 
     length = window or settings.monitor.window  # type: ignore[attr-defined]
     try:
-        parse_duration(length)
+        parse_duration(length, option="--window" if window else "TWIN_MONITOR_WINDOW")
     except InputError as exc:
-        reason = str(exc).split(": ", 1)[-1]  # "window 'xx': expected ...": the reason, without "window 'xx'"
         if window:
-            raise InputError(f"--window {window!r}: {reason}") from None
-        raise ConfigError(f"TWIN_MONITOR_WINDOW {length!r}: {reason}") from None
+            raise
+        raise ConfigError(str(exc)) from None
     return length
 
 

@@ -18,7 +18,8 @@ than the minimum; a score that is not a finite number holds it too.
 
 A distance (and an embedding's ROC AUC) states its uncertainty: the p-value of a seeded permutation test
 of the same distance on the same values (``permutation.py``), with its permutations and the values it
-used; a distance whose test cannot run is held, never decided on the threshold alone.
+used; a distance whose test cannot run keeps its score without a p-value: not drifted within its
+threshold, held beyond it (never decided drifted on the threshold alone).
 """
 
 from __future__ import annotations
@@ -82,10 +83,15 @@ def value_report(
     for s in signals:
         scored(measures[s.name], by_column.get(s.feature))
         if s.permuted and not measures[s.name].held:
-            cur, kind = _feature(s, data.current[s.column], tools, languages)
-            ref, _ = _feature(s, data.reference[s.column], tools, languages)
-            with_p_value(measures[s.name], s, partial(_value_test, s, ref, cur, kind))
+            with_p_value(measures[s.name], s, partial(_value_test, s, *_sides(s, data, tools, languages)))
     return snapshot, measures
+
+
+def _sides(signal: Signal, data: ScopeData, tools: TextTools, languages: dict[str, str]) -> tuple[Any, Any, str]:
+    """(reference values, current values, their type) of a value signal, as its stattest compares them."""
+    cur, kind = _feature(signal, data.current[signal.column], tools, languages)
+    ref, _ = _feature(signal, data.reference[signal.column], tools, languages)
+    return ref, cur, kind
 
 
 def _feature(signal: Signal, column: Any, tools: TextTools, languages: dict[str, str]) -> tuple[Any, str]:
@@ -115,8 +121,7 @@ def value_scores(signals: list[Signal], data: ScopeData, tools: TextTools, minim
     for s in signals:
         if measures[s.name].held:
             continue
-        cur, kind = _feature(s, data.current[s.column], tools, languages)
-        ref, _ = _feature(s, data.reference[s.column], tools, languages)
+        ref, cur, kind = _sides(s, data, tools, languages)
         test = get_stattest(ref, cur, kind, s.method)
         scored(measures[s.name], test(ref, cur, kind, s.threshold).drift_score)
         if s.permuted:

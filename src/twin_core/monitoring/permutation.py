@@ -8,9 +8,10 @@ its score is above the threshold AND ``p < 1 - confidence`` (``config.Signal.dri
 
 Cheap by construction: the relabellings are one boolean matrix, and each distance is computed for all of
 them at once (Wasserstein from one sort of the pooled values; category shares, mean embeddings and the
-classifier's ROC AUC by matrix products). Above ``MAX_ROWS`` values a side, the test runs on a seeded
-subsample of that many (stated: ``permuted_rows``); a distance Evidently defines otherwise (hellinger,
-psi, ...) is recomputed with its Evidently stattest on at most ``GENERIC_MAX_ROWS`` values a side.
+classifier's ROC AUC by matrix products). Above ``MAX_ROWS`` values a side, a value test runs on a seeded
+subsample of that many (stated: ``permuted_rows``); the embedding tests run on the embedding sample taken
+before them (``TWIN_MONITOR_EMBEDDING_SAMPLE``); a distance Evidently defines otherwise (hellinger, psi,
+...) is recomputed with its Evidently stattest on at most ``GENERIC_MAX_ROWS`` values a side.
 """
 
 from __future__ import annotations
@@ -68,8 +69,14 @@ def _labels(n_cur: int, n_ref: int, rng: Any) -> Any:
     """(PERMUTATIONS + 1, n_cur + n_ref) booleans, True = current: row 0 as observed, then the shuffles."""
     import numpy as np
 
-    base = np.r_[np.ones(n_cur, dtype=bool), np.zeros(n_ref, dtype=bool)]
-    return np.vstack([base, rng.permuted(np.tile(base, (PERMUTATIONS, 1)), axis=1)])
+    return _relabelled(np.r_[np.ones(n_cur, dtype=bool), np.zeros(n_ref, dtype=bool)], rng)
+
+
+def _relabelled(observed: Any, rng: Any) -> Any:
+    """(PERMUTATIONS + 1, len(observed)) booleans: row 0 ``observed``, then ``PERMUTATIONS`` shuffles of it."""
+    import numpy as np
+
+    return np.vstack([observed, rng.permuted(np.tile(observed, (PERMUTATIONS, 1)), axis=1)])
 
 
 def _p(stats: Any, rows: int, reference_rows: int) -> Permuted:
@@ -166,7 +173,7 @@ def classifier_auc(reference: Any, current: Any) -> Permuted:
     negatives = len(y_test) - positives
     if positives == 0 or negatives == 0:
         raise ValueError("the classifier's held-out half has one side only")
-    labels = np.vstack([y_test.astype(bool), _rng().permuted(np.tile(y_test.astype(bool), (PERMUTATIONS, 1)), axis=1)])
+    labels = _relabelled(y_test.astype(bool), _rng())
     auc = (labels.astype(float) @ ranks - positives * (positives + 1) / 2) / (positives * negatives)
     return _p(auc, negatives, positives)
 

@@ -13,16 +13,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_DAYS = 366  # a year (and its reference window before it) of requests is the most one check reads
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30m``, ``1h``, ``2d`` -> timedelta (at least one minute, at most ``MAX_WINDOW_DAYS`` days)."""
+def parse_duration(text: str, *, option: str = "window") -> timedelta:
+    """``30m``, ``1h``, ``2d`` -> timedelta (at least one minute, at most ``MAX_WINDOW_DAYS`` days); a wrong one
+    is an InputError naming ``option`` (where the length came from: ``--window``, a variable...)."""
     match = _DURATION.match(text or "")
     if not match:
-        raise InputError(f"window {text!r}: expected a number and a unit s/m/h/d, like 1h or 30m")
+        raise InputError(f"{option} {text!r}: expected a number and a unit s/m/h/d, like 1h or 30m")
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds < 60:
-        raise InputError(f"window {text!r}: at least 1m")
+        raise InputError(f"{option} {text!r}: at least 1m")
     if seconds > MAX_WINDOW_DAYS * 86400:
-        raise InputError(f"window {text!r}: at most {MAX_WINDOW_DAYS}d")
+        raise InputError(f"{option} {text!r}: at most {MAX_WINDOW_DAYS}d")
     return timedelta(seconds=seconds)
 
 
