@@ -84,7 +84,7 @@ def _retire_link_variants(warehouse: Warehouse, docs: list[RawDocument]) -> list
     retired: list[str] = []
     for doc in (d for d in docs if d.category is Category.REPOSITORIES):
         for doc_id, link in warehouse.document_links(doc.category, doc.author_id).items():
-            if doc_id != doc.id and canonical_repo_link(normalize_link(link)) == doc.link:
+            if doc_id != doc.id and canonical_link(link) == doc.link:
                 warehouse.delete_document(doc.category, doc_id)
                 retired.append(link)
     return retired
@@ -164,8 +164,6 @@ def _settle(warehouse: Warehouse, report: CrawlReport, stored: dict[str, list[Ra
     """Last, once the report is complete: the documents of the links that did not fail are reported, so a
     later crawl finds them unchanged. Those of a failed link (a retry is coming) stay pending, as do those
     of a run killed before this point: the next crawl reports them created or updated again."""
-    for result in report.links:
-        if result.status == "failed":
-            continue
-        for cat in Category:
-            warehouse.settle_documents(cat, [d.id for d in stored.get(result.link, []) if d.category is cat])
+    settled = [doc for r in report.links if r.status != "failed" for doc in stored.get(r.link, [])]
+    for cat in Category:
+        warehouse.settle_documents(cat, [d.id for d in settled if d.category is cat])
