@@ -47,7 +47,8 @@ def _check_stage(stage: str, percent: int | None) -> None:
 
 
 def _check_author(reg: Any, author: str) -> None:
-    """An author without model versions (a typo) named with the known ones, not "nothing to roll back"."""
+    """An author without model versions (a typo) named with the known ones, not "nothing to roll back" (read
+    only when the rollback failed: it lists every version of every author)."""
     from twin_core.domain.ids import slugify
     from twin_core.errors import InputError
 
@@ -145,10 +146,15 @@ def rollback(
 
     Example: twin registry rollback --author "Ada Quillfeather" --reason "answers regressed"
     """
+    from twin_core.errors import InputError
+
     reg = _registry()
-    _check_author(reg, author)
     current = reg.production(author)
-    mv = reg.rollback(author, reason)
+    try:
+        mv = reg.rollback(author, reason)
+    except InputError:
+        _check_author(reg, author)  # nothing to roll back: say so for an author the registry does not know
+        raise
     return {"model": _summary(mv), "restored": mv.ref, "replaced": current.ref if current else None}
 
 

@@ -109,11 +109,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _current(state: dict[str, Any]) -> str | None:
+    """The version in production now, if any."""
+    return next((v for v, r in state["versions"].items() if r.get("stage") == "production"), None)
+
+
+def _stack(state: dict[str, Any]) -> list[str]:
+    """The production stack, oldest first, of the versions still registered."""
+    return [v for v in state["production_stack"] if v in state["versions"]]
+
+
 def _rollback_order(state: dict[str, Any]) -> list[str]:
     """The versions successive rollbacks restore, next first: the production stack below the production."""
-    current = next((v for v, r in state["versions"].items() if r.get("stage") == "production"), None)
-    stack = [v for v in state["production_stack"] if v in state["versions"]]
-    return [v for v in reversed(stack) if v != current]
+    current = _current(state)
+    return [v for v in reversed(_stack(state)) if v != current]
 
 
 def _rolled_back(history: list[StageChange]) -> StageChange | None:
@@ -372,8 +381,7 @@ class ModelRegistry:
         slug = slugify(author)
         with self._locked(slug):
             state = self._read_state(slug)
-            current = next((v for v, r in state["versions"].items() if r.get("stage") == "production"), None)
-            stack = [v for v in state["production_stack"] if v in state["versions"]]
+            current, stack = _current(state), _stack(state)
             previous = next(iter(_rollback_order(state)), None)
             if previous is None:
                 now = f"production stays {slug}/{current}" if current else "no production version now"
