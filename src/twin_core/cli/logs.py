@@ -10,8 +10,11 @@ import os
 import sys
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # as Settings.log_level (TWIN_LOG_LEVEL) accepts them
-# Libraries that log their internals at INFO (great_expectations: ~200 lines per `twin validate raw`).
-NOISY = ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "botocore", "great_expectations")
+# Libraries that log their internals at INFO (great_expectations: ~200 lines per `twin validate raw`; absl:
+# "Using default tokenizer." once per ROUGE scorer).
+NOISY = (
+    "httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "botocore", "great_expectations", "absl",
+)  # fmt: skip
 
 
 def check_level(level: str | None) -> str:
@@ -23,9 +26,11 @@ def check_level(level: str | None) -> str:
 
 
 def _not_library_chatter(record: logging.LogRecord) -> bool:
-    """Drops a chatty library's records below WARNING, also from its modules that set their own level
-    (great_expectations' data_context.types.base sets INFO on its logger)."""
-    return record.levelno >= logging.WARNING or not record.name.startswith(tuple(f"{n}." for n in NOISY))
+    """Drops a chatty library's records below WARNING, also from loggers that set their own level
+    (great_expectations' data_context.types.base sets INFO on its logger, absl on its own)."""
+    if record.levelno >= logging.WARNING:
+        return True
+    return record.name not in NOISY and not record.name.startswith(tuple(f"{n}." for n in NOISY))
 
 
 def setup_logging(level: str | None = None) -> None:

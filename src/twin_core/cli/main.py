@@ -7,7 +7,6 @@ Group modules import only typer at module level; heavy libraries load inside the
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from typing import Any
 
@@ -31,6 +30,7 @@ from twin_core.cli import (
     warehouse,
 )
 from twin_core.cli.logs import check_level, setup_logging
+from twin_core.llm.comet import quiet_comet
 from twin_core.progress import quiet_library_bars
 
 # `twin --help` lists the commands in this order (typer would list the single commands before the groups).
@@ -173,9 +173,9 @@ def _usage_error(exc: Exception) -> None:
 
 
 def main() -> None:
-    # transformers' Trainer imports comet_ml (its integration) before our tracking code runs; comet_ml
-    # reads this on import: never send crash reports to Comet's Sentry from a pipeline step.
-    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    # transformers' integrations import comet_ml before our tracking code runs, and comet_ml reads its
+    # settings on import: never send crash reports to Comet's Sentry from a pipeline step, no auto-logging.
+    quiet_comet()
     quiet_library_bars()
     try:
         code = app(standalone_mode=False)  # usage errors come back here instead of exiting

@@ -140,10 +140,12 @@ def render_html(report: dict[str, Any]) -> str:
 
 def _comet(settings: Settings, report: dict[str, Any], html: str, folder: Path) -> dict[str, Any]:
     """Log params, both metric columns, the gate and the HTML page; returns key/mode/archive path."""
-    from twin_core.llm.comet import quiet_comet
+    from twin_core.llm.comet import drop_misleading_warnings, quiet_comet
 
     quiet_comet()  # before comet_ml's first import: no crash reports to its Sentry
     import comet_ml
+
+    drop_misleading_warnings()
 
     online = bool(os.environ.get("COMET_API_KEY"))
     config = comet_ml.ExperimentConfig(

@@ -28,6 +28,9 @@ class Tracker:
     ) -> None:  # fmt: skip
         import comet_ml
 
+        from twin_core.llm.comet import drop_misleading_warnings
+
+        drop_misleading_warnings()
         self.offline_dir = offline_dir
         self.online = bool(os.environ.get("COMET_API_KEY"))
         offline_dir.mkdir(parents=True, exist_ok=True)
