@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -140,30 +139,15 @@ def render_html(report: dict[str, Any]) -> str:
 
 def _comet(settings: Settings, report: dict[str, Any], html: str, folder: Path) -> dict[str, Any]:
     """Log params, both metric columns, the gate and the HTML page; returns key/mode/archive path."""
-    from twin_core.llm.comet import drop_misleading_warnings, quiet_comet
+    from twin_core.llm.comet import is_online, offline_archive, start_experiment
 
-    quiet_comet()  # before comet_ml's first import: no crash reports to its Sentry
-    import comet_ml
-
-    drop_misleading_warnings()
-
-    online = bool(os.environ.get("COMET_API_KEY"))
-    config = comet_ml.ExperimentConfig(
-        name=f"eval-{report['candidate']['ref'].replace('/', '-')}",
-        tags=["evaluation", report["author_slug"], report["gate"]["decision"]],
-        offline_directory=str(folder),
-        auto_metric_logging=False,
-        auto_param_logging=False,
-        log_code=False,
-        log_git_metadata=False,
-        log_git_patch=False,
-        display_summary_level=0,
-    )
-    exp = comet_ml.start(
-        project_name=settings.eval.comet_project,
-        workspace=settings.training.comet_workspace if online else None,
-        online=online,
-        experiment_config=config,
+    online = is_online()
+    exp = start_experiment(
+        f"eval-{report['candidate']['ref'].replace('/', '-')}",
+        ["evaluation", report["author_slug"], report["gate"]["decision"]],
+        folder,
+        project=settings.eval.comet_project,
+        workspace=settings.training.comet_workspace,
     )
     exp.log_parameters(
         {
@@ -181,10 +165,7 @@ def _comet(settings: Settings, report: dict[str, Any], html: str, folder: Path) 
     exp.log_html(html)
     key = exp.get_key()
     exp.end()
-    archive = None
-    if not online:
-        zips = sorted(folder.glob(f"{key}*.zip")) or sorted(folder.glob("*.zip"))
-        archive = zips[-1] if zips else None
+    archive = None if online else offline_archive(folder, key)
     return {"key": key, "mode": "online" if online else "offline", "archive": archive}
 
 

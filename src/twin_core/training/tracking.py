@@ -11,7 +11,6 @@ The offline archive (``<key>.zip``, uploadable later with
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,35 +25,22 @@ class Tracker:
         self, settings: Settings, offline_dir: Path, name: str, params: dict[str, Any], tags: list[str],
         *, sample_system: bool = True,
     ) -> None:  # fmt: skip
-        import comet_ml
+        from twin_core.llm.comet import is_online, start_experiment
 
-        from twin_core.llm.comet import drop_misleading_warnings
-
-        drop_misleading_warnings()
         self.offline_dir = offline_dir
-        self.online = bool(os.environ.get("COMET_API_KEY"))
+        self.online = is_online()
         offline_dir.mkdir(parents=True, exist_ok=True)
-        config = comet_ml.ExperimentConfig(
-            name=name,
-            tags=tags,
-            offline_directory=str(offline_dir),
-            auto_metric_logging=False,  # we log the Trainer's metrics ourselves (report_to="none")
-            auto_param_logging=False,
-            log_code=False,
+        self.experiment = start_experiment(
+            name,
+            tags,
+            offline_dir,
+            project=settings.training.comet_project,
+            workspace=settings.training.comet_workspace,
             log_graph=False,  # the graph of a PEFT model is only its repr
             log_env_cpu=sample_system,
             log_env_gpu=sample_system,
             log_env_network=sample_system,
             log_env_disk=sample_system,
-            log_git_metadata=False,
-            log_git_patch=False,
-            display_summary_level=0,
-        )
-        self.experiment = comet_ml.start(
-            project_name=settings.training.comet_project,
-            workspace=settings.training.comet_workspace if self.online else None,
-            online=self.online,
-            experiment_config=config,
         )
         self.key = self.experiment.get_key()
         self.experiment.log_parameters(_flatten(params))
@@ -81,16 +67,18 @@ class Tracker:
 
     def end(self, dest: Path) -> Path | None:
         """Finish the experiment; the offline archive is copied into ``dest`` (None when online)."""
+        from twin_core.llm.comet import offline_archive
+
         self.experiment.end()
         if self.online:
             return None
-        archives = sorted(self.offline_dir.glob(f"{self.key}*.zip")) or sorted(self.offline_dir.glob("*.zip"))
-        if not archives:
+        archive = offline_archive(self.offline_dir, self.key)
+        if archive is None:
             log.warning("Comet offline archive missing in %s", self.offline_dir)
             return None
         dest.mkdir(parents=True, exist_ok=True)
-        target = dest / archives[-1].name
-        shutil.copy2(archives[-1], target)
+        target = dest / archive.name
+        shutil.copy2(archive, target)
         return target
 
 
