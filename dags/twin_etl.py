@@ -32,7 +32,9 @@ the warehouse unavailable; exit code 4) is retried; one that can never succeed (
 a page too large or empty, ...; exit code 3, bad input) is not (twin_core.etl.errors classifies each
 reason). `check_changes` lets validation run when at least one crawl created or updated a document, even
 if other links failed: validation quarantines bad documents instead of failing (up to the configured
-failure ratio) and emits the raw Asset. A run that changed nothing emits nothing, so `twin_features`
+failure ratio) and emits the raw Asset. A stored document counts as created or updated in every crawl's
+result until `validate_raw` has seen it, so a crawl retried after its result was lost (a killed pod, a
+failed XCom push) still lets validation run. A run that changed nothing emits nothing, so `twin_features`
 does not start. `check_crawls` fails the run when `plan_crawls` or any crawl failed (the good links'
 documents are still validated and emitted), so a run with a failed link never shows as a success.
 """

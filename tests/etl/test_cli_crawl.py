@@ -37,6 +37,11 @@ def test_article_and_repository_then_unchanged(twin, crawl_settings, site, make_
     assert len(snap["articles"]) == 1
     assert len(snap["repositories"]) == 1
     assert len(snap["users"]) == 1
+    checked = twin("validate", "raw")  # the pipeline's next step: it settles the documents it has seen
+    assert (checked.returncode, checked.result["documents"], checked.result["quarantined"]) == (0, 2, []), (
+        checked.stderr[-2000:]
+    )
+    assert _snapshot(crawl_settings) == snap
 
     second = twin(*args)
     assert second.returncode == 0, second.stderr[-2000:]

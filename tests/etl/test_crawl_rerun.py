@@ -24,6 +24,13 @@ def _docs(settings: Any) -> list:
     return open_warehouse(settings).find(Category.REPOSITORIES)
 
 
+def _validate(settings: Any) -> None:
+    """`twin validate raw`, the step after the crawls: it settles the crawled documents it has seen."""
+    from twin_core.validation.raw import validate_raw
+
+    assert validate_raw(settings).get("status", "ok") == "ok"
+
+
 def _dies_after_storing(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """The first document write stores the document, then the run dies (a SIGKILL's stand-in) or the
     warehouse drops the connection before answering (a temporary failure: the link is retried)."""
@@ -54,6 +61,7 @@ def test_a_crawl_interrupted_after_storing_reports_its_documents_again(
     # created, not "unchanged": the DAG validates (and featurizes) only when a crawl created or updated
     assert retry.totals()["documents_created"] == 1
     assert retry.links[0].status == "succeeded"
+    _validate(settings)
     again = run_crawl(settings, AUTHOR, [link])
     assert again.totals()["documents_unchanged"] == 1
     assert again.links[0].status == "unchanged"
@@ -66,6 +74,7 @@ def test_a_killed_recrawl_of_a_changed_repository_reports_it_updated(
     repo = make_repo()
     link = repo.as_uri()
     assert run_crawl(settings, AUTHOR, [link]).totals()["documents_created"] == 1
+    _validate(settings)
     (repo / "NEW.md").write_text("A new file, so the repository changed.\n")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, capture_output=True)
     subprocess.run(
@@ -82,6 +91,7 @@ def test_a_killed_recrawl_of_a_changed_repository_reports_it_updated(
 
     retry = run_crawl(settings, AUTHOR, [link])
     assert retry.totals()["documents_updated"] == 1
+    _validate(settings)
     assert run_crawl(settings, AUTHOR, [link]).totals()["documents_unchanged"] == 1
     assert len(_docs(settings)) == 1
 
@@ -112,6 +122,7 @@ def test_one_github_repository_crawled_under_several_links_is_one_document(
     settings = updated(settings, crawl_allow_hosts="github.com,www.github.com")  # no DNS offline
     first = run_crawl(settings, AUTHOR, ["https://github.com/ada/tiny", "https://github.com/ada/tiny.git"])
     assert first.duplicates == ["https://github.com/ada/tiny.git"]
+    _validate(settings)
     second = run_crawl(settings, AUTHOR, ["https://github.com/ada/tiny/tree/main", "https://github.com/ada/tiny/"])
     assert second.totals()["documents_unchanged"] == 1
     [doc] = _docs(settings)

@@ -17,7 +17,9 @@ def test_etl_demo_stage_is_idempotent_and_validates(settings, sample_dir: Path, 
     # both crawls on one site of this test's own (the demo's fixed port may be another process's meanwhile)
     with kept_demo_site(monkeypatch) as site:
         first = stage(sample_dir)
+        validated = validate_stage(sample_dir)  # the demo's order: the crawl, then validation (which settles it)
         second = stage(sample_dir)
+    assert (validated["status"], validated["documents"], validated["quarantined"]) == ("ok", 3, [])
     assert site.crawls == 2
     assert first["totals"]["failed"] == 0
     assert first["totals"]["documents_created"] == 3

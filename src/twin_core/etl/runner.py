@@ -90,18 +90,34 @@ def _retire_link_variants(warehouse: Warehouse, docs: list[RawDocument]) -> list
     return retired
 
 
-def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author, stored: list[RawDocument]) -> LinkResult:
-    """The result of one link: its documents upserted (the author first, each appended to ``stored``),
-    or the reason it failed."""
+def _store(author: _Author, docs: list[RawDocument]) -> tuple[dict[str, int], list[str]]:
+    """Upsert the documents (the author first): the counts per outcome, and the outcomes of those reported
+    again only because no validation has seen them since an earlier crawl stored them (still pending)."""
+    counts = {o.value: 0 for o in Outcome}
+    again: list[str] = []
+    if docs:
+        author.store()
+    for doc in docs:
+        waiting = doc.id in author.warehouse.pending_documents(doc.category, [doc.id])
+        outcome = author.warehouse.upsert_document(doc, pending=True).value
+        counts[outcome] += 1
+        if waiting:
+            again.append(outcome)
+    return counts, again
+
+
+def _record(fut: Future, link: str, ctx: CrawlContext, author: _Author) -> LinkResult:
+    """The result of one link: its documents upserted, or the reason it failed. A stored document stays
+    pending (reported created or updated by every crawl) until `twin validate raw` has seen it."""
     result = LinkResult(link=link, domain=domain_of(link), crawler="", status="failed", notes=ctx.notes)
     try:
         result.crawler, docs = fut.result()
-        counts = {o.value: 0 for o in Outcome}
-        if docs:
-            author.store()
-        for doc in docs:
-            counts[author.warehouse.upsert_document(doc, pending=True).value] += 1
-            stored.append(doc)
+        counts, again = _store(author, docs)
+        if again:
+            ctx.notes.append(
+                "still awaiting validation since an earlier crawl, so reported again: "
+                + ", ".join(f"{o}={again.count(o)}" for o in sorted(set(again)))
+            )
         ctx.notes += [f"replaced {old} (the same repository)" for old in _retire_link_variants(author.warehouse, docs)]
         result.documents = counts
         changed = counts["created"] + counts["updated"]
@@ -137,7 +153,6 @@ def run_crawl(
     http = HttpClient(settings)
     dispatcher = Dispatcher.from_entry_points()
 
-    stored: dict[str, list[RawDocument]] = {}  # link -> the documents it upserted
     with ThreadPoolExecutor(max_workers=min(settings.crawl.concurrency, len(unique))) as pool:
         futures: dict[Future, tuple[str, CrawlContext]] = {}
         for link in unique:
@@ -147,8 +162,7 @@ def run_crawl(
         # Documents are written from this thread only: the embedded warehouse is not shared across threads.
         for fut in as_completed(futures):
             link, ctx = futures[fut]
-            stored[link] = []
-            report.links.append(_record(fut, link, ctx, author, stored[link]))
+            report.links.append(_record(fut, link, ctx, author))
             bar.update(1)
         bar.close()
     report.links.sort(key=lambda r: unique.index(r.link))
@@ -156,14 +170,5 @@ def run_crawl(
         reports.put_json(f"{REPORTS_PREFIX}/{run_id}.json", report.as_dict())
     except TwinError as exc:
         log.error("could not write the crawl report: %s", exc)
-    _settle(author.warehouse, report, stored)
+    # no settling here: the documents stay pending until `twin validate raw` has seen them (see upsert_document)
     return report
-
-
-def _settle(warehouse: Warehouse, report: CrawlReport, stored: dict[str, list[RawDocument]]) -> None:
-    """Last, once the report is complete: the documents of the links that did not fail are reported, so a
-    later crawl finds them unchanged. Those of a failed link (a retry is coming) stay pending, as do those
-    of a run killed before this point: the next crawl reports them created or updated again."""
-    settled = [doc for r in report.links if r.status != "failed" for doc in stored.get(r.link, [])]
-    for cat in Category:
-        warehouse.settle_documents(cat, [d.id for d in settled if d.category is cat])

@@ -46,7 +46,7 @@ def _owned(method: Any) -> Any:
     return call
 
 
-# A crawled document's outcome (created/updated) not yet reported by a finished crawl (see upsert_document).
+# A crawled document's outcome (created/updated) while no validation has seen it (see upsert_document).
 PENDING_FIELD = "crawl_pending"
 
 
@@ -142,9 +142,9 @@ class Warehouse:
         """Insert, update (content hash changed) or, if unchanged, only touch ``checked_at``.
 
         With ``pending`` (a crawl) a created or updated document keeps its outcome in the same write
-        (``PENDING_FIELD``) until ``settle_documents``: a crawl killed after storing it, whose report was
-        never delivered, is reported ``created``/``updated`` again by its retry, not ``unchanged`` (which
-        would leave the document unvalidated and unfeaturized)."""
+        (``PENDING_FIELD``) until a validation that has seen it settles it (``settle_documents``): every crawl
+        before then reports it ``created``/``updated`` again, not ``unchanged`` (which would leave it
+        unvalidated and unfeaturized when the report that said so was lost: a killed crawl, a lost XCom)."""
         self.ensure_indexes()
         col = self._db[doc.category.collection]
         existing = col.find_one({"_id": doc.id}, {"content_hash": 1, PENDING_FIELD: 1})
@@ -161,13 +161,26 @@ class Warehouse:
         return outcome
 
     @_owned
-    def settle_documents(self, category: Category, ids: Iterable[str]) -> None:
-        """Forget the pending outcome of these documents: the crawl that reports them has finished."""
-        ids = list(ids)
-        if ids:
-            self._db[category.collection].update_many(
-                {"_id": {"$in": ids}, PENDING_FIELD: {"$exists": True}}, {"$unset": {PENDING_FIELD: ""}}
-            )
+    def pending_documents(self, category: Category, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """id -> content hash of the documents of ``category`` (only ``ids``, when given) that a crawl stored
+        created or updated and that no validation has settled yet (quarantined ones too)."""
+        query: dict[str, Any] = {PENDING_FIELD: {"$exists": True}}
+        if ids is not None:
+            query["_id"] = {"$in": list(ids)}
+        rows = self._db[category.collection].find(query, {"content_hash": 1})
+        return {str(row["_id"]): row.get("content_hash", "") for row in rows}
+
+    @_owned
+    def settle_documents(self, category: Category, seen: dict[str, str]) -> int:
+        """Forget the pending outcome of the documents a validation has seen (``seen``: id -> the content hash
+        it read, from ``pending_documents``): a later crawl finds them unchanged. One replaced since by a
+        crawl (another content hash) stays pending: its new content is not validated yet. Returns how many."""
+        col = self._db[category.collection]
+        settled = 0
+        for doc_id, content_hash in seen.items():  # one atomic write each: hash and pending checked in the filter
+            query = {"_id": doc_id, "content_hash": content_hash, PENDING_FIELD: {"$exists": True}}
+            settled += col.update_one(query, {"$unset": {PENDING_FIELD: ""}}).modified_count
+        return settled
 
     def upsert_documents(self, docs: Iterable[RawDocument]) -> UpsertReport:
         report = UpsertReport()

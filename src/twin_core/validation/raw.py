@@ -3,6 +3,11 @@
 Quarantine is a flag on the document (kept, never deleted; excluded downstream by the warehouse's
 default queries). A quarantined document that passes again is released. The step fails only when
 the share of failing documents exceeds ``TWIN_VALIDATE_MAX_FAILURE_RATIO``.
+
+A crawled document stays pending (every crawl reports it created or updated) until a validation has
+seen it: the last write of a validation that did not fail settles exactly the documents that were
+pending when it read them, with the content it read (``Warehouse.settle_documents``). A validation
+killed before that, or one that failed, leaves them pending, so the next crawl triggers validation again.
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ def validate_raw(
 
     summary: dict[str, Any] = {"run_id": run_id, "categories": {}, "quarantined": [], "released": []}
     total = failed = 0
+    seen: dict[Category, dict[str, str]] = {}  # the pending documents, read before the frame: settled at the end
     for category in progress(list(Category), desc="validate", unit="category"):
+        seen[category] = warehouse.pending_documents(category)
         frame = category_frame(warehouse, category)
         if frame.empty:
             summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
@@ -99,4 +106,8 @@ def validate_raw(
     if ratio > threshold:
         summary["status"] = "failed"
         summary["error"] = f"{failed}/{total} documents failed validation (ratio {ratio:.2f} > {threshold})"
+        return summary  # nothing settled: the next crawl reports the documents again, and validation reruns
+    # last: the flags and the summary are stored, so these documents have been validated
+    settled = sum(warehouse.settle_documents(category, ids) for category, ids in seen.items())
+    log.info("validate: %d crawled document(s) settled (a re-crawl finds them unchanged)", settled)
     return summary

@@ -44,6 +44,12 @@ IGNORE_FILES = (
 GITHUB_HOSTS = ("github.com", "www.github.com")
 
 
+def is_github_host(link: str) -> bool:
+    """A link whose host is github.com itself (``GITHUB_HOSTS``): not ``gist.github.com`` (a gist is another
+    repository), not a look-alike such as ``notgithub.com``, nor a path that merely contains ``github.com``."""
+    return (urlsplit(link.strip()).hostname or "").lower() in GITHUB_HOSTS
+
+
 def is_local_link(link: str) -> bool:
     """A file:// URL or something that is clearly a filesystem path (not a bare word)."""
     if link.startswith("file://"):
@@ -61,12 +67,13 @@ def local_repo_uri(link: str) -> str:
 
 def canonical_repo_link(link: str) -> str:
     """``https://github.com/<owner>/<repo>`` for any link into a GitHub repository (``.git``, a trailing
-    slash, ``www.``, ``/tree/<branch>/...``, a query or fragment): the crawler clones the same repository
-    for all of them, so they must be one document (its id is derived from the link). Other links unchanged."""
+    slash, ``www.``, ``/tree/<branch>/...``, a query or fragment, any letter case: GitHub's owner and
+    repository names are case-insensitive): the crawler clones the same repository for all of them, so they
+    must be one document (its id is derived from the link). Other links (``gist.github.com`` too) unchanged."""
     parts = urlsplit(link.strip())
-    if parts.scheme.lower() not in ("http", "https") or (parts.hostname or "").lower() not in GITHUB_HOSTS:
+    if parts.scheme.lower() not in ("http", "https") or not is_github_host(link):
         return link
-    segments = [p for p in parts.path.split("/") if p]
+    segments = [p.lower() for p in parts.path.split("/") if p]
     if len(segments) < 2 or not segments[1].removesuffix(".git"):
         return link
     return f"https://github.com/{segments[0]}/{segments[1].removesuffix('.git')}"
@@ -84,8 +91,7 @@ class GitHubCrawler(BaseCrawler):
     def matches(self, link: str, settings: Settings) -> bool:
         if is_local_link(link):
             return True
-        host = (urlsplit(link).hostname or "").lower()
-        return host in GITHUB_HOSTS or urlsplit(link).path.endswith(".git")
+        return is_github_host(link) or urlsplit(link).path.endswith(".git")
 
     def clone_url(self, link: str, settings: Settings) -> tuple[str, str]:
         """(URL to clone, repository name) after the safety checks."""
@@ -112,8 +118,8 @@ class GitHubCrawler(BaseCrawler):
             return uri, path.name.removesuffix(".git")
         parts = check_target(link, settings)
         segments = [p for p in parts.path.split("/") if p]
-        if (parts.hostname or "").endswith("github.com"):
-            if len(segments) < 2:
+        if is_github_host(link):  # github.com itself: gist.github.com and look-alikes clone from the link as given
+            if len(segments) < 2 or not segments[1].removesuffix(".git"):
                 raise CrawlError("invalid_url", f"{link} is not a repository URL (expected github.com/<owner>/<repo>)")
             segments = segments[:2]  # drop /tree/<branch>/..., /blob/...
             url = f"https://github.com/{segments[0]}/{segments[1].removesuffix('.git')}.git"
@@ -136,7 +142,7 @@ class GitHubCrawler(BaseCrawler):
             ctx.notes.append("skipped files: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())))
         if not content:
             raise CrawlError("empty", f"{link}: no text files left after filtering")
-        platform = "github" if "github.com" in url else "git"
+        platform = "github" if is_github_host(url) else "git"
         doc_link = local_repo_uri(link) if is_local_link(link) else link
         return [
             RepositoryDocument(
