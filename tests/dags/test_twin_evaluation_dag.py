@@ -400,8 +400,8 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
 # The JSON result of `twin deploy watch --follow` for a canary its analyses rolled back (deploy/watch.py).
 ROLLED_BACK = {
     "model": "ada/v0002", "decision": "rollback", "action": "rollback", "result": "fail",
-    "reasons": ["request-success-rate 0.8 out of {'min': 0.95}: 16/20 ok, 95% CI [0.584, 0.919]",
-                "failed checks 2/2"],
+    "reasons": ["request-success-rate 0.8 out of {'min': 0.95}: success rate 0.800 (16/20 ok); n canary 20, "
+                "production 180; 95% CI [0.584, 0.919] wholly out of range", "failed checks 2/2"],
     "weight": 10, "next_weight": None, "failed_checks": 2,
     "analysis": {"at": "2026-11-21T10:15:00+00:00", "threshold": 2, "min_requests": 20, "interval_s": 300,
                  "window": ["2026-11-21T10:00:00+00:00", "2026-11-21T10:15:00+00:00"], "window_s": 900},
@@ -422,7 +422,8 @@ def test_a_rolled_back_canary_pages_with_its_numbers(dag, webhook: Webhook) -> N
     [body] = webhook.bodies
     assert body["text"] == (
         "LLM Twin canary ada/v0002 rolled back at 10% traffic: request-success-rate 0.8 out of {'min': 0.95}: "
-        "16/20 ok, 95% CI [0.584, 0.919]; failed checks 2/2. canary: 21 requests, 20 counted, 4 errors, success "
+        "success rate 0.800 (16/20 ok); n canary 20, production 180; 95% CI [0.584, 0.919] wholly out of range; "
+        "failed checks 2/2. canary: 21 requests, 20 counted, 4 errors, success "
         "rate 0.8 (95% CI [0.584, 0.919]), p95 950.0 ms; production: 180 requests, 180 counted, 0 errors, success "
         "rate 1.0 (95% CI [0.979, 1.0]), p95 610.0 ms; analysis window 2026-11-21T10:00:00+00:00 .. "
         "2026-11-21T10:15:00+00:00, failed analyses 2/2"
@@ -450,7 +451,7 @@ def test_the_watch_timeout_rollback_pages_too(dag, webhook: Webhook) -> None:
     """Fail closed: no verdict before --timeout (the last analysis held) rolls back, with that analysis."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    reasons = ["request-success-rate: 3 < 20 requests",
+    reasons = ["request-success-rate: 3/180 requests (ok + errors) < 20 on the canary side",
                "canary analysis: no promotion before the watch timeout of 7200 s (fail closed)"]  # fmt: skip
     timed_out = {**ROLLED_BACK, "result": "hold", "action": "hold", "failed_checks": 0, "reasons": reasons}
     with pytest.raises(AirflowSkipException):
@@ -459,11 +460,11 @@ def test_the_watch_timeout_rollback_pages_too(dag, webhook: Webhook) -> None:
     with pytest.raises(AirflowSkipException):
         dag.get_task("check_promoted").python_callable([timed_out_at_once])
     assert [b["text"] for b in webhook.bodies] == [
-        "LLM Twin canary ada/v0002 rolled back at 10% traffic: request-success-rate: 3 < 20 requests; canary "
-        "analysis: no promotion before the watch timeout of 7200 s (fail closed). canary: 21 requests, 20 counted, "
-        "4 errors, success rate 0.8 (95% CI [0.584, 0.919]), p95 950.0 ms; production: 180 requests, 180 counted, "
-        "0 errors, success rate 1.0 (95% CI [0.979, 1.0]), p95 610.0 ms; analysis window 2026-11-21T10:00:00+00:00 "
-        ".. 2026-11-21T10:15:00+00:00, failed analyses 0/2",
+        "LLM Twin canary ada/v0002 rolled back at 10% traffic: request-success-rate: 3/180 requests (ok + errors) "
+        "< 20 on the canary side; canary analysis: no promotion before the watch timeout of 7200 s (fail closed). "
+        "canary: 21 requests, 20 counted, 4 errors, success rate 0.8 (95% CI [0.584, 0.919]), p95 950.0 ms; "
+        "production: 180 requests, 180 counted, 0 errors, success rate 1.0 (95% CI [0.979, 1.0]), p95 610.0 ms; "
+        "analysis window 2026-11-21T10:00:00+00:00 .. 2026-11-21T10:15:00+00:00, failed analyses 0/2",
         "LLM Twin canary ada/v0002 rolled back: canary analysis: no promotion before the watch timeout of 7200 s "
         "(fail closed). No analysis numbers in the watch result: `twin registry show ada/v0002` has its history.",
     ]

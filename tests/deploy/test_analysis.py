@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from twin_core.deploy.analysis import CanaryConfig, Quality, canary_config, decide, next_weight, wilson
+from twin_core.deploy.analysis import CanaryConfig, Quality, canary_config, decide, next_weight
 from twin_core.domain.inference import InferenceLog, LatencyMs
 from twin_core.errors import ConfigError
 
@@ -58,9 +58,10 @@ def run(can: list[InferenceLog], prod: list[InferenceLog], q: Quality = GOOD_Q, 
 def test_no_data_holds_and_never_promotes() -> None:
     d = run([], rows(200))
     assert (d.action, d.result, d.next_weight, d.failed_checks) == ("hold", "hold", None, 0)
-    assert d.checks[0].detail == "0 < 20 requests" and d.canary.requests == 0
+    assert d.checks[0].detail == "0/200 requests (ok + errors) < 20 on the canary side" and d.canary.requests == 0
+    assert d.checks[0].n == {"canary": 0, "production": 200}
     few = run(rows(19), rows(200))
-    assert few.action == "hold" and few.checks[0].detail == "19 < 20 requests"
+    assert few.action == "hold" and few.checks[0].detail == "19/200 requests (ok + errors) < 20 on the canary side"
     # quality: too few sampled answers on a side holds too
     d = run(rows(40), rows(200), quality(answers=(3, 10)))
     assert d.action == "hold" and [c.result for c in d.checks] == ["pass", "pass", "hold", "hold"]
@@ -81,8 +82,13 @@ def test_thirty_percent_errors_fail_then_roll_back_at_threshold() -> None:
     assert (d.action, d.result, d.failed_checks) == ("fail", "fail", 1)
     check = d.checks[0]
     assert (check.name, check.result, check.value) == ("request-success-rate", "fail", 0.7)
-    low, high = wilson(28, 40)
-    assert d.canary.success_ci95 == (round(low, 4), round(high, 4)) and high < 0.95
+    # 28 of 40 ok: Wilson 95 % interval [0.5457, 0.8193], wholly below 0.95
+    assert d.canary.success_ci95 == (0.5457, 0.8193) and check.interval == [0.5457, 0.8193]
+    assert check.n == {"canary": 40, "production": 400} and check.confidence == 0.95
+    assert check.detail == (
+        "success rate 0.700 (28/40 ok); n canary 40, production 400; 95% CI [0.546, 0.819] wholly out of range"
+    )
+    assert d.reasons[0] == f"request-success-rate 0.7 out of {{'min': 0.95}}: {check.detail}"
     again = run(rows(40, errors=12), rows(400), failed=1)
     assert (again.action, again.failed_checks) == ("rollback", 2)
     assert again.reasons[-1] == "failed checks 2/2"
@@ -90,7 +96,10 @@ def test_thirty_percent_errors_fail_then_roll_back_at_threshold() -> None:
 
 def test_inconclusive_success_rate_holds_and_rejected_requests_do_not_count() -> None:
     d = run(rows(20, errors=2), rows(400))  # 0.90 < 0.95 but the CI reaches above it
-    assert d.checks[0].result == "hold" and "inconclusive" in d.checks[0].detail and d.action == "hold"
+    assert d.checks[0].result == "hold" and d.action == "hold"
+    assert d.checks[0].detail == (
+        "success rate 0.900 (18/20 ok); n canary 20, production 400; 95% CI [0.699, 0.972] inconclusive"
+    )
     d = run(rows(40, errors=30, status="rejected"), rows(400))  # 30 client errors, 10 ok: too few
     assert d.canary.counted == 10 and d.canary.errors == 0 and d.action == "hold"
 

@@ -78,7 +78,8 @@ def test_every_check_states_its_sample_and_interval_in_the_recorded_numbers() ->
     d = run(rows([100.0] * 40), rows([100.0] * 400))
     assert d.action == "step"
     checks = {c["name"]: c for c in d.numbers()["checks"]}
-    assert checks["request-success-rate"]["n"] == {"canary": 40}
+    assert checks["request-success-rate"]["n"] == {"canary": 40, "production": 400}
+    assert d.checks[0].detail == "success rate 1.000 (40/40 ok); n canary 40, production 400; 95% CI [0.912, 1.000]"
     assert checks["latency-p95-ratio"]["n"] == {"canary": 40, "production": 400}
     assert checks["style-distance-increase"]["interval"] == [-0.05, 0.05]
     assert checks["groundedness-drop"]["n"] == {"canary": 10, "production": 10}
@@ -115,3 +116,39 @@ def test_live_quality_on_the_warehouse_counts_only_answers_with_context(settings
     assert grounded.result == "hold" and grounded.detail.startswith("2/10 answers with retrieved context")
     # the same answers on both sides: no increase, and its interval is stated around 0
     assert style.value == 0.0 and style.result == "pass" and style.interval[0] <= 0.0 <= style.interval[1]
+
+
+def test_live_quality_profiles_the_authors_documents_once_per_analysis(settings: Any, monkeypatch: Any) -> None:
+    """Both sides' Delta and the interval of the increase rest on one profile of the reference documents
+    (it was built three times per analysis), with the same numbers as the separate measures."""
+    from twin_core.deploy.watch import live_quality
+    from twin_core.domain import PostDocument
+    from twin_core.evaluation import stylometry
+    from twin_core.stores.warehouse import open_warehouse
+
+    wh = open_warehouse(settings)
+    user, _ = wh.get_or_create_user("Ada Quillfeather")
+    docs = [
+        "I think the index is the thing that we should build first, and then we can test it.",
+        "We built the cache and it was fast, but the thing is that we had to test it again.",
+        "It is the data that matters, and I think we should keep the schema simple and small.",
+    ]
+    for i, text in enumerate(docs):
+        wh.upsert_document(PostDocument(link=f"https://ada.example/{i}", platform="linkedin", author_id=user.id,
+                                        author_full_name=user.full_name, content={"Content": text}))  # fmt: skip
+    answers = {"canary": [*docs, "The thing is, we test it first."], "prod": ["So it is, which is fine.", *docs[:2]]}
+
+    def answered(version: str) -> list[InferenceLog]:
+        return [InferenceLog(status="ok", request_id=f"{version}-{i}", model_version=version, answer=text)
+                for i, text in enumerate(answers[version])]  # fmt: skip
+
+    profiled: list[int] = []
+    profile = stylometry._profile
+    monkeypatch.setattr(stylometry, "_profile", lambda reference: profiled.append(len(reference)) or profile(reference))
+    q = live_quality(settings, "Ada Quillfeather", answered("canary"), answered("prod"), 20)
+    assert profiled == [3] and q.note == ""
+    monkeypatch.undo()
+    can, prod = answers["canary"], answers["prod"]
+    assert q.canary_style == stylometry.style_distance(can, docs)
+    assert q.production_style == stylometry.style_distance(prod, docs)
+    assert q.style_interval == stylometry.style_difference_interval(can, prod, docs)

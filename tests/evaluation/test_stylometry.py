@@ -44,3 +44,43 @@ def test_style_distance_needs_two_reference_documents_and_words() -> None:
         style_distance(["", "42"], A)
     with pytest.raises(ValueError, match="do not differ"):
         style_distance(["a b"], ["a b", "b a"])
+
+
+def test_style_comparison_is_the_three_measures_on_one_profile() -> None:
+    from twin_core.evaluation.stylometry import style_comparison, style_difference_interval
+
+    distances_and_interval = (style_distance(A[:2], B), style_distance(A[2:] + B[:1], B))
+    expected = (*distances_and_interval, style_difference_interval(A[:2], A[2:] + B[:1], B, resamples=200))
+    assert style_comparison(A[:2], A[2:] + B[:1], B, resamples=200) == expected
+
+
+@pytest.mark.parametrize(
+    ("texts", "other", "reference", "message"),
+    [
+        (A, B, ["a b", "   "], "style_distance needs at least two reference documents"),
+        (["42"], B, A, "style_distance: no words in the texts to measure"),  # the first side's Delta
+        (B, ["", "42"], A, "style_distance: no words in the texts to measure"),  # the second side's Delta
+        (B[:1], ["", "42"], A, "style_distance: no words in the texts to measure"),  # a Delta before the interval
+        (B[:1], B, A, "style interval: 1 text(s) with words on a side, fewer than 2"),  # the first side: 1 text
+        (B, ["The cat.", "42", ""], A, "style interval: 1 text(s) with words on a side, fewer than 2"),
+        (B[:2] + ["", "42"], ["The cat."], A, "style interval: 1 text(s) with words on a side, fewer than 2"),
+    ],
+)
+def test_style_comparison_raises_the_error_the_three_measures_raised_first(
+    texts: list[str], other: list[str], reference: list[str], message: str
+) -> None:
+    from twin_core.evaluation.stylometry import style_comparison, style_difference_interval
+
+    def first_error() -> str:
+        try:
+            style_distance(texts, reference)
+            style_distance(other, reference)
+            style_difference_interval(texts, other, reference, resamples=200)
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    assert first_error().startswith(message)
+    with pytest.raises(ValueError) as raised:
+        style_comparison(texts, other, reference, resamples=200)
+    assert str(raised.value) == first_error()

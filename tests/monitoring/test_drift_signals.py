@@ -114,7 +114,8 @@ def test_a_window_where_no_request_retrieved_a_chunk_pages_once_reminds_and_reso
 ) -> None:
     """Hours 1-3 retrieve nothing (retrieval_score is held: no score to compare), hour 4 is back: one
     page, nothing the next hour within the repeat interval, a reminder with a 1 h repeat, one resolved."""
-    from twin_core.monitoring.rates import wilson
+    from statistics import NormalDist
+
     from twin_core.settings import get_settings
 
     check = hours(None, _no_retrieval(), _no_retrieval(), _no_retrieval(), None)
@@ -122,7 +123,8 @@ def test_a_window_where_no_request_retrieved_a_chunk_pages_once_reminds_and_reso
     score_reason = "no retrieval scores in the window (0 of 40 requests)"
     assert first["verdict"] == "drift" and [d["signal"] for d in first["drifted"]] == ["retrieval_coverage"]
     assert first["held"] == [{"signal": "retrieval_score", "reason": score_reason, "rows": 0, "reference_rows": 40}]
-    assert round(wilson(0, 40, 1.959964)[1], 6) == UPPER_0_OF_40
+    z = NormalDist().inv_cdf(0.975)
+    assert round(z * z / (40 + z * z), 6) == UPPER_0_OF_40  # Wilson's upper bound of 0 of n: z^2 / (n + z^2)
     (alert,) = first["alerts"]
     assert {k: v for k, v in alert.items() if k not in ("window", "report")} == {
         "signal": "retrieval_coverage", "kind": "drift", "value": UPPER_0_OF_40, "threshold": 0.5,
@@ -306,7 +308,40 @@ def test_newcombe_interval_matches_the_published_example() -> None:
 
     diff, low, high = newcombe(56, 70, 48, 80, 0.95)
     assert (round(diff, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
-    assert wilson(0, 10, 1.959964)[0] == 0.0 and round(wilson(0, 10, 1.959964)[1], 4) == 0.2775
+    assert wilson(0, 10, 0.95)[0] == 0.0 and round(wilson(0, 10, 0.95)[1], 4) == 0.2775
+    assert all(isinstance(x, float) for x in (diff, low, high, *wilson(3, 10, 0.95)))  # JSON-ready, not numpy
+
+
+def _newcombe_by_definition(k1: int, n1: int, k2: int, n2: int, confidence: float) -> tuple[float, float, float]:
+    """Newcombe's method 10 written out: Wilson score intervals of both shares, combined (Newcombe 1998)."""
+    from math import sqrt
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+    def wilson(k: int, n: int) -> tuple[float, float]:
+        p, denominator = k / n, 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    (p1, (l1, u1)), (p2, (l2, u2)) = (k1 / n1, wilson(k1, n1)), (k2 / n2, wilson(k2, n2))
+    return p1 - p2, p1 - p2 - sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), p1 - p2 + sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def test_the_library_intervals_are_newcombes_method_10_on_a_grid_with_its_edges() -> None:
+    """statsmodels' ``newcomb`` (an API it marks experimental) is still the hybrid score method, sign
+    ``p1 - p2``, including 0 and n failures on either side and one-request windows."""
+    from twin_core.monitoring.rates import newcombe, wilson
+
+    sizes = (1, 2, 7, 40)
+    cases = [(k1, n1, k2, n2) for n1 in sizes for n2 in sizes for k1 in {0, 1, n1 // 2, n1} for k2 in {0, n2 // 2, n2}]
+    for confidence in (0.9, 0.95, 0.99):
+        for k1, n1, k2, n2 in cases:
+            expected = _newcombe_by_definition(k1, n1, k2, n2, confidence)
+            assert newcombe(k1, n1, k2, n2, confidence) == pytest.approx(expected, abs=1e-12), (k1, n1, k2, n2)
+    assert newcombe(0, 40, 12, 40, 0.95)[1] < newcombe(0, 40, 12, 40, 0.95)[0] == -0.3  # current - reference
+    assert wilson(40, 40, 0.95)[1] == 1.0 and wilson(0, 1, 0.95)[0] == 0.0
 
 
 def test_outcome_of_each_logged_status() -> None:

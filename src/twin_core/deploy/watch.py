@@ -71,7 +71,7 @@ def live_quality(
     """Style distance (from the author's documents, with the bootstrap interval of the increase) and
     groundedness (in the documents each answer retrieved: per answer) of a sample of each side's answers."""
     from twin_core.evaluation.metrics import groundedness
-    from twin_core.evaluation.stylometry import style_difference_interval, style_distance
+    from twin_core.evaluation.stylometry import style_comparison
     from twin_core.stores.warehouse import open_warehouse
 
     can, prod = _sample(canary, n), _sample(production, n)
@@ -95,9 +95,7 @@ def live_quality(
     q.canary_grounded, q.production_grounded = grounded(can), grounded(prod)
     can_texts, prod_texts = [r.answer or "" for r in can], [r.answer or "" for r in prod]
     try:
-        q.canary_style = style_distance(can_texts, reference)
-        q.production_style = style_distance(prod_texts, reference)
-        q.style_interval = style_difference_interval(can_texts, prod_texts, reference)
+        q.canary_style, q.production_style, q.style_interval = style_comparison(can_texts, prod_texts, reference)
     except ValueError as exc:  # too little text to measure style (or its interval): that check holds
         q.note = f"style not measurable: {exc}"
     return q

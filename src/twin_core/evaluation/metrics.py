@@ -1,5 +1,6 @@
 """Per-answer metrics: ROUGE-L, topic similarity, retrieval rank (hit@k, MRR) and groundedness; the
-Wilson interval of a proportion (attribution shares here, success rates in the canary analysis).
+Wilson interval of a proportion as a report field (attribution shares here, success rates in the canary
+analysis), from statsmodels.
 
 All return None when there is nothing to measure (an empty answer scores 0, an absent one None), and
 averages skip None: a missing value never counts as a zero.
@@ -7,7 +8,6 @@ averages skip None: a missing value never counts as a zero.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,8 +22,6 @@ STOPWORDS = frozenset(
     the their theirs them then there these they this those through to too under until up very was we
     were what when where which while who whom why will with would you your yours yourself""".split()  # noqa: SIM905
 )
-
-Z95 = 1.959964  # two-sided 95 % normal quantile
 
 
 def mean(values: Iterable[float | None]) -> float | None:
@@ -101,17 +99,12 @@ def groundedness(answer: str | None, contexts: Sequence[str]) -> float | None:
     return sum(1 for w in words if w in support) / len(words)
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion (None without data)."""
+def wilson_ci95(successes: int, n: int) -> list[float] | None:
+    """The Wilson score 95 % interval of ``successes / n`` (statsmodels' ``proportion_confint``) as a report
+    field: [low, high] to 4 places (None without data)."""
     if n <= 0:
         return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from statsmodels.stats.proportion import proportion_confint
 
-
-def wilson_ci95(successes: int, n: int) -> list[float] | None:
-    """``wilson`` as a report field: [low, high] to 4 places (None without data)."""
-    ci = wilson(successes, n)
-    return [round(x, 4) for x in ci] if ci else None
+    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return [round(float(low), 4), round(float(high), 4)]

@@ -7,7 +7,9 @@ is the mean absolute z difference. Topic words are rare, so the measure follows 
 - ``style_distance(texts, reference)``: Delta of the pooled ``texts`` from the author profile, the
   mean of the reference documents (the population: each document a sample of the author's style).
 - ``style_difference_interval(texts, other, reference)``: the bootstrap interval of the difference of two
-  such Deltas (the canary's live-quality check: how sure an increase is, from a few sampled answers).
+  such Deltas (how sure an increase is, from a few sampled answers).
+- ``style_comparison(texts, other, reference)``: both Deltas and that interval on one profile of the
+  reference (the canary's live-quality check).
 
 Attribution among authors is ``attribution.py``'s: Delta's was checked there against the authors'
 held-out writing and found biased towards one author.
@@ -60,7 +62,10 @@ def _standardizer(population: list[list[str]]) -> tuple[list[str], Any, Any]:
     return [w for w, k in zip(vocab, keep, strict=True) if k], mean[keep], std[keep]
 
 
-def _profile(reference: list[str]) -> tuple[list[str], Any, Any]:
+Profile = tuple[list[str], Any, Any]  # the reference documents' vocabulary, and each word's mean and std
+
+
+def _profile(reference: list[str]) -> Profile:
     """The reference documents' vocabulary, mean and std; ValueError when they cannot scale a word."""
     refs = [t for t in (tokens(r) for r in reference) if t]
     if len(refs) < 2:
@@ -76,7 +81,11 @@ def style_distance(texts: list[str], reference: list[str]) -> float:
 
     ValueError when fewer than two reference documents have words, or ``texts`` has none.
     """
-    vocab, mean, std = _profile(reference)
+    return _distance(texts, _profile(reference))
+
+
+def _distance(texts: list[str], profile: Profile) -> float:
+    vocab, mean, std = profile
     pooled = [w for t in texts for w in tokens(t)]
     if not pooled:
         raise ValueError("style_distance: no words in the texts to measure")
@@ -90,10 +99,27 @@ def style_difference_interval(
     """Percentile bootstrap interval of ``style_distance(texts) - style_distance(other)``: each side's
     texts (those with words) resampled with replacement on their own, seeded (the same texts give the same
     interval). ValueError as ``style_distance``, or with fewer than two texts with words on a side."""
+    return _interval(texts, other, _profile(reference), confidence, resamples)
+
+
+def style_comparison(
+    texts: list[str], other: list[str], reference: list[str], *, confidence: float = 0.95, resamples: int = 2000
+) -> tuple[float, float, tuple[float, float]]:
+    """``style_distance`` of ``texts``, that of ``other``, and ``style_difference_interval`` of the two, on
+    one profile of ``reference`` (the canary's live-quality check): the same values, and the same first
+    ValueError, as the three calls in that order, which profiled the reference three times."""
+    profile = _profile(reference)
+    distances = _distance(texts, profile), _distance(other, profile)
+    return *distances, _interval(texts, other, profile, confidence, resamples)
+
+
+def _interval(
+    texts: list[str], other: list[str], profile: Profile, confidence: float, resamples: int
+) -> tuple[float, float]:
     import numpy as np
     from scipy.stats import bootstrap
 
-    vocab, mean, std = _profile(reference)
+    vocab, mean, std = profile
 
     def counts(side: list[str]) -> tuple[Any, Any]:
         docs = [t for t in (tokens(x) for x in side) if t]

@@ -4,7 +4,7 @@
 - ``config``: the signals, their Evidently methods, statistics and thresholds (configs/monitoring.yaml);
 - ``reference``: the training data (instruct dataset, training corpus) for the informational report;
 - ``scopes``: the rows each scope compares (window vs recent traffic, or vs the training data);
-- ``text_tools``: the injected embedder / language detector / vocabulary and the descriptors on them;
+- ``text_tools``: the injected embedder / language detector / vocabulary and the out-of-vocabulary share;
 - ``evidently_metrics``: Evidently's ValueDrift and embeddings drift (t-SNE plots only with ``plots``);
 - ``drift``: the check as plan -> run -> record, the verdict and the alerts;
 - ``evidently_reports``: writes HTML + JSON to ``monitoring/<author>/<window>/`` and keeps the alert marker.

@@ -34,7 +34,7 @@ from twin_core.domain.inference import QueryEmbedding
 from twin_core.monitoring import permutation
 from twin_core.monitoring.config import VALUE_TYPES, Signal
 from twin_core.monitoring.measures import Measure, ScopeData, measure_or_hold, scored
-from twin_core.monitoring.text_tools import TextTools, descriptors, oov_share
+from twin_core.monitoring.text_tools import TextTools, oov_share
 
 CACHE_PREFIX = "monitoring/_cache/embeddings"
 TSNE_MIN_ROWS = 30  # Evidently's t-SNE (perplexity 30) needs more rows than this
@@ -56,34 +56,36 @@ def value_measures(signals: list[Signal], data: ScopeData, minimum: int) -> dict
 def value_report(
     signals: list[Signal], data: ScopeData, tools: TextTools, minimum: int
 ) -> tuple[Any | None, dict[str, Measure]]:
-    """Evidently report of ValueDrift metrics over descriptors and plain columns of the signals that are
-    not held (None when all are); measures by signal."""
+    """Evidently report of ValueDrift metrics over the values of the signals that are not held (None when
+    all are); measures by signal. A text signal's descriptor (length, out-of-vocabulary share, language) is
+    computed once (``_sides``, as ``value_scores`` does): Evidently gets the values as a plain column, and
+    the permutation test the very same values."""
     measures = value_measures(signals, data, minimum)
     signals = [s for s in signals if not measures[s.name].held]
     if not signals:
         return None, measures
+    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    text_cols = sorted({s.column for s in signals if s.kind in ("length", "oov", "language")})
-    numeric = sorted({s.column for s in signals if s.kind == "numeric"})
-    categorical = sorted({s.column for s in signals if s.kind == "category"})
-    columns = text_cols + numeric + categorical
-    definition = DataDefinition(text_columns=text_cols, numerical_columns=numeric, categorical_columns=categorical)
-    descs = descriptors(signals, tools)
+    languages: dict[str, str] = {}
+    sides = {s.name: _sides(s, data, tools, languages) for s in signals}
+    numeric = sorted({s.feature for s in signals if sides[s.name][2] == "num"})
+    definition = DataDefinition(
+        numerical_columns=numeric, categorical_columns=sorted({s.feature for s in signals} - set(numeric))
+    )
 
-    def dataset(frame: Any) -> Any:
-        frame = frame[columns].reset_index(drop=True)
-        return Dataset.from_pandas(frame, data_definition=definition, descriptors=descs)
+    def dataset(side: int, rows: Any) -> Any:  # each signal's values on the side's rows (a missing value: NaN)
+        frame = pd.DataFrame({s.feature: sides[s.name][side] for s in signals}, index=rows)
+        return Dataset.from_pandas(frame.reset_index(drop=True), data_definition=definition)
 
     metrics = [ValueDrift(column=s.feature, method=s.method, threshold=s.threshold) for s in signals]
-    snapshot = Report(metrics).run(dataset(data.current), dataset(data.reference))
+    snapshot = Report(metrics).run(dataset(1, data.current.index), dataset(0, data.reference.index))
     by_column = {m.get("config", {}).get("column"): m.get("value") for m in snapshot.dict()["metrics"]}
-    languages: dict[str, str] = {}
     for s in signals:
         scored(measures[s.name], by_column.get(s.feature))
         if s.permuted and not measures[s.name].held:
-            with_p_value(measures[s.name], s, partial(_value_test, s, *_sides(s, data, tools, languages)))
+            with_p_value(measures[s.name], s, partial(_value_test, s, *sides[s.name]))
     return snapshot, measures
 
 

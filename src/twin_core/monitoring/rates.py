@@ -18,8 +18,6 @@ minimum hold it, and so do too few for even "none retrieved" to reach below the 
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
 from typing import Any
 
 from twin_core.monitoring.config import Signal
@@ -28,28 +26,21 @@ from twin_core.monitoring.measures import Measure, ScopeData, measure_or_hold, s
 FAILURE = "error"  # the outcome of a server failure (scopes.log_frame); "ok" the other counted outcome
 
 
-def wilson(failures: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval of the proportion ``failures / n``."""
-    p = failures / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """The Wilson score ``confidence`` interval of the share ``k / n`` (statsmodels)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+    return float(low), float(high)
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int, confidence: float) -> tuple[float, float, float]:
-    """``p1 - p2`` and its two-sided ``confidence`` interval (Newcombe's hybrid score method)."""
-    z = _z(confidence)
-    p1, p2 = k1 / n1, k2 / n2
-    (l1, u1), (l2, u2) = wilson(k1, n1, z), wilson(k2, n2, z)
-    diff = p1 - p2
-    low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
-    high = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    return diff, low, high
+    """``p1 - p2`` and its two-sided ``confidence`` interval by Newcombe's hybrid score method (statsmodels'
+    ``newcomb``: the Wilson intervals of both shares, Newcombe 1998, method 10)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
 
-
-def _z(confidence: float) -> float:
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    low, high = confint_proportions_2indep(k1, n1, k2, n2, method="newcomb", compare="diff", alpha=1 - confidence)
+    return k1 / n1 - k2 / n2, float(low), float(high)
 
 
 def _answered(frame: Any, column: str) -> Any:
@@ -66,8 +57,8 @@ def coverage_measure(signal: Signal, data: ScopeData, minimum: int) -> Measure:
     found = measure_or_hold(signal, data, len(cur), len(ref), minimum)
     if found.held:
         return found
-    n, k, z = len(cur), int((cur > 0).sum()), _z(signal.confidence)
-    low, high = wilson(k, n, z)
+    n, k = len(cur), int((cur > 0).sum())
+    low, high = wilson(k, n, signal.confidence)
     found.details.update(
         share=round(k / n, 6),
         retrieved=k,
@@ -79,7 +70,7 @@ def coverage_measure(signal: Signal, data: ScopeData, minimum: int) -> Measure:
     if len(ref):
         hits = int((ref > 0).sum())
         found.details.update(reference_share=round(hits / len(ref), 6), reference_retrieved=hits)
-    floor = wilson(0, n, z)[1]  # the lowest bound n requests can give: none retrieved
+    floor = wilson(0, n, signal.confidence)[1]  # the lowest bound n requests can give: none retrieved
     if floor >= signal.threshold:
         found.held = (
             f"{n} requests the server answered in the window: even 0 of {n} would leave the upper bound at "

@@ -1,5 +1,6 @@
 """The text tools the drift descriptors need (embedder, language detector, vocabulary), injected by the
-caller so that this package never loads a model by itself; and the Evidently descriptors built on them."""
+caller so that this package never loads a model by itself; and the out-of-vocabulary share. The descriptors
+themselves are computed once per check (``evidently_metrics._feature``) and handed to Evidently as values."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from twin_core.monitoring.config import Signal
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -58,34 +57,3 @@ def oov_share(text: Any, vocabulary: frozenset[str]) -> float:
     if not words:
         return 0.0
     return sum(1 for w in words if w not in vocabulary) / len(words)
-
-
-def descriptors(signals: list[Signal], tools: TextTools) -> list[Any]:
-    """Evidently descriptors for the text signals: length, out-of-vocabulary share, language."""
-    from evidently.core.datasets import DatasetColumn
-    from evidently.descriptors import CustomColumnDescriptor, TextLength
-    from evidently.legacy.core import ColumnType
-
-    def oov(col: Any) -> Any:
-        return DatasetColumn(type=ColumnType.Numerical, data=col.data.apply(lambda t: oov_share(t, tools.vocabulary)))
-
-    seen: dict[str, str] = {}  # repeated texts (the same question asked again) are detected once
-
-    def detect(text: Any) -> str:
-        text = str(text or "")
-        if text not in seen:
-            seen[text] = tools.language(text) or "none"
-        return seen[text]
-
-    def language(col: Any) -> Any:
-        return DatasetColumn(type=ColumnType.Categorical, data=col.data.apply(detect))
-
-    out = []
-    for s in signals:
-        if s.kind == "length":
-            out.append(TextLength(s.column, alias=s.feature))
-        elif s.kind == "oov":
-            out.append(CustomColumnDescriptor(s.column, oov, alias=s.feature))
-        elif s.kind == "language":
-            out.append(CustomColumnDescriptor(s.column, language, alias=s.feature))
-    return out
