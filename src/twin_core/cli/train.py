@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from twin_core.cli.protocol import step
@@ -55,6 +57,31 @@ def _check_refs(kind: str, dataset: str, from_ref: str | None) -> None:
             ) from None
 
 
+def _check_known(settings: Any, dataset: str, from_ref: str | None) -> None:
+    """An unknown --dataset or --from named by its option, with the versions there are, before a GPU relaunch
+    starts or a model loads (the stores' own messages name no option)."""
+    from twin_core.datasets.versions import load_dataset_version
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import open_registry, parse_ref
+
+    try:
+        load_dataset_version(settings, dataset)
+    except InputError as exc:
+        raise InputError(f"--dataset {dataset!r}: {exc}") from None
+    if from_ref is None:
+        return
+    registry = open_registry(settings)
+    try:
+        registry.get(from_ref)
+    except InputError:
+        slug, version = parse_ref(from_ref)
+        known = [mv.version for mv in registry.list(slug)]
+        there = f"model versions of {slug}: {', '.join(known)}" if known else f"no model version of {slug} yet"
+        raise InputError(
+            f"--from {from_ref!r}: unknown model version {slug}/{version} ({there}; see `twin registry list`)"
+        ) from None
+
+
 def _run(
     kind: str, dataset: str, profile: str | None, resume: bool, max_steps: int | None, from_ref: str | None = None
 ) -> dict:
@@ -62,11 +89,14 @@ def _run(
     from twin_core.progress import progress
     from twin_core.settings import get_settings, updated
     from twin_core.training.launch import maybe_relaunch, publish_result
+    from twin_core.training.profiles import load_profile
     from twin_core.training.run import run_training
 
     settings = get_settings()
     if max_steps:
         settings = updated(settings, training_max_steps=max_steps)
+    load_profile(settings, profile)  # a bad --profile first, as before
+    _check_known(settings, dataset, from_ref)
     relaunched = maybe_relaunch(settings, profile)
     if relaunched is not None:
         return relaunched

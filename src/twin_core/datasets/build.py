@@ -225,8 +225,10 @@ def build_author(
 
     vectors = open_vector_store(settings)
     try:
-        neighbours = Neighbours.open(settings, vectors, embedder)
         docs = read_cleaned(settings, author, vectors)
+        if not docs:  # before the embedding model loads
+            raise InputError(nothing_to_build_from(settings, author))
+        neighbours = Neighbours.open(settings, vectors, embedder)
         label = getattr(open_model, "label", None)
         features = {**snapshot_label(settings, neighbours), "context_tokens": settings.rag.context_tokens}
         plan = plan_build(author, docs, settings.datasets, opts, label, features, settings.rag.context_tokens)
@@ -239,6 +241,29 @@ def build_author(
     finally:
         vectors.close()
     return with_warnings(record_build(plan, built, store, AuthorBuild(author, plan.slug)), store, opts.min_held_out)
+
+
+def nothing_to_build_from(settings: Settings, author: str) -> str:
+    """Why ``author`` has no cleaned documents, and the step that gives them some: the warehouse says whether
+    there is nothing to featurize yet (crawl or import first) or it is not featurized yet."""
+    from twin_core.stores.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    try:
+        usable = len(warehouse.content_hashes(user_id(author)))
+        stored = len(warehouse.content_hashes(user_id(author), include_quarantined=True))
+    finally:
+        warehouse.close()
+    if usable:
+        why = f"; its {usable} documents in the warehouse are not featurized yet: run `twin features run`"
+    elif stored:
+        why = f"; all {stored} of its documents in the warehouse are quarantined (`twin validate raw` says why)"
+    else:
+        why = (
+            ", nor any document in the warehouse: crawl (`twin etl crawl`) or import (`twin warehouse import`) "
+            "their writing, then run `twin features run`"
+        )
+    return f"author {author!r} has no cleaned documents in the feature store{why}"
 
 
 def with_warnings(result: AuthorBuild, store: Any, min_rows: int | None) -> AuthorBuild:

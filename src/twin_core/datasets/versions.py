@@ -71,8 +71,14 @@ def load_dataset_version(settings: Settings, version_id: str) -> DatasetVersion:
 
     kind, slug, version = parse_version_id(version_id)
     store = open_artifact_store(settings)
-    if version not in store.versions(artifact_name(kind, slug)):
-        raise InputError(f"unknown dataset version {version_id} (see `twin datasets list`)")
+    known = store.versions(artifact_name(kind, slug))
+    if version not in known:
+        if known:
+            there = f"{kind} versions of {slug}: {', '.join(known)}"
+        else:
+            authors = sorted({key.split("/")[2] for key in store.list(f"{PREFIX}/{kind}/") if key.count("/") >= 4})
+            there = f"no {kind} dataset of {slug}; authors with one: {', '.join(authors) or 'none yet'}"
+        raise InputError(f"unknown dataset version {kind}/{slug}/{version} ({there}; see `twin datasets list`)")
     meta = store.get_version(artifact_name(kind, slug), version).metadata
     return DatasetVersion(f"{kind}/{slug}/{version}", kind, meta.get("author") or slug, slug, version, meta, store)
 

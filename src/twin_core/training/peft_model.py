@@ -62,10 +62,25 @@ def _dtype(profile: TrainingProfile) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[profile.precision]
 
 
-def load_for_training(settings: Settings, profile: TrainingProfile, location: str) -> tuple[Any, Any]:
-    """Model (4-bit when the profile says so) and prepared tokenizer from a resolved location."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(settings: Settings, location: str) -> Any:
+    """The prepared tokenizer of a resolved location (no weights: cheap, before the model loads)."""
+    from transformers import AutoTokenizer
 
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline(settings))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"base model {location!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    return prepare_tokenizer(tokenizer)
+
+
+def load_for_training(
+    settings: Settings, profile: TrainingProfile, location: str, tokenizer: Any = None
+) -> tuple[Any, Any]:
+    """Model (4-bit when the profile says so) and prepared tokenizer (``tokenizer``, if already loaded) from a
+    resolved location."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(settings, location)
     local_only = offline(settings)
     kwargs: dict[str, Any] = {"local_files_only": local_only, "dtype": _dtype(profile)}
     if profile.packing:  # packed rows: attention per example, not over the row through a block mask
@@ -90,12 +105,11 @@ def load_for_training(settings: Settings, profile: TrainingProfile, location: st
         # pod's CPU (it did for profiles without quantization, until the Trainer moved the model)
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"base model {location!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
     model.config.use_cache = False
-    return model, prepare_tokenizer(tokenizer)
+    return model, tokenizer
 
 
 def lora_config(profile: TrainingProfile) -> Any:

@@ -69,6 +69,8 @@ def plan_training(
             raise InputError("twin train dpo needs --from MODEL_VERSION (the SFT model, also the DPO reference)")
         parent = open_registry(settings).get(from_ref)  # unknown -> InputError
         _check_parent(parent, td)
+    else:
+        _check_not_gguf(profile)
     base_name = parent.metadata.get("base_model", parent.ref) if parent else profile.base_model
     steps = _steps(profile, kind, len(td.train), settings)
     ckpt = settings.training.checkpoint_steps or profile.checkpoint_steps
@@ -104,3 +106,31 @@ def _check_parent(parent: Any, td: data.TrainingData) -> None:
     kind = parent.metadata.get("kind")
     if kind is not None and kind != "sft":
         raise InputError(f"--from {parent.ref} is a {kind} model: DPO starts from an SFT model (twin train sft)")
+
+
+def _check_not_gguf(profile: TrainingProfile) -> None:
+    """A GGUF base (a .gguf file, a folder of them, a Hub repository named ...-GGUF) is refused before anything
+    loads, saying what to train on: Trainer refuses GGUF-quantized weights. The packaged SmolLM2 GGUF is
+    de-quantized for the run (``llm.base_model.resolve_base``)."""
+    from pathlib import Path
+
+    from twin_core.errors import ConfigError
+    from twin_core.llm.loading import PACKAGED_ID
+
+    name = profile.base_model.strip()
+    if name.lower() in (PACKAGED_ID, "packaged", ""):
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        gguf = not (path / "config.json").is_file() and any(path.glob("*.gguf"))
+    else:
+        gguf = path.suffix.lower() == ".gguf" or (not path.exists() and name.lower().endswith("gguf"))
+    if gguf:
+        raise ConfigError(
+            f"training profile {profile.source or profile.name}: base_model {name!r} is GGUF-quantized weights, "
+            "which the trainer cannot train. Train on a converted copy: set base_model to the model the GGUF was "
+            "made from (a Hub id, or a folder with config.json and safetensors), or de-quantize it once "
+            "(transformers: AutoModelForCausalLM and AutoTokenizer .from_pretrained(FOLDER, gguf_file=NAME)"
+            f".save_pretrained(OUT)) and set base_model to OUT; {PACKAGED_ID} (the packaged SmolLM2) is converted "
+            "for you"
+        )

@@ -39,6 +39,14 @@ class QuantizationSpec(_Strict):
     quant_storage: Literal["bfloat16", "float16", "float32", "uint8"] | None = None
 
 
+# transformers' SchedulerType values a profile can name: the ones that run without lr_scheduler_kwargs
+# (cosine_with_min_lr and warmup_stable_decay need them) or an eval metric every step (reduce_lr_on_plateau).
+# A name outside these was a ValueError from the Trainer after the model had loaded (exit 1).
+LrScheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+]
+
+
 class StageSpec(_Strict):
     max_steps: int = Field(0, ge=0, description="0 = run the epochs")
     epochs: float = Field(1, gt=0)
@@ -46,7 +54,9 @@ class StageSpec(_Strict):
     batch_size: int = Field(2, gt=0)
     grad_accum: int = Field(1, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: LrScheduler = Field(
+        "cosine", description="transformers' schedules that need no lr_scheduler_kwargs (a profile has none)"
+    )
     weight_decay: float = Field(0.0, ge=0)
     beta: float | None = Field(None, gt=0, description="DPO only: deviation from the reference model")
     early_stopping_patience: int = Field(

@@ -29,7 +29,7 @@ from twin_core.llm.base_model import resolve_base
 from twin_core.llm.perplexity import perplexity
 from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
-from twin_core.training import checkpoints, memory_fit
+from twin_core.training import checkpoints, lengths, memory_fit
 from twin_core.training import peft_model as models
 from twin_core.training.plan import TrainingPlan, plan_training
 from twin_core.training.record import Outcome, record
@@ -208,11 +208,13 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
 
         torch.set_num_threads(settings.llm.threads)
     base_location = _base_location(settings, plan)
+    tokenizer = models.load_tokenizer(settings, base_location)
+    lengths.check_answers_fit(tokenizer, plan)  # a max_length that cuts every answer off: before the model loads
     work = settings.home / "training" / plan.run_id
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     resume_from, tokens_before = _resume_point(settings, plan, work)
-    model, tokenizer = models.load_for_training(settings, plan.profile, base_location)
+    model, tokenizer = models.load_for_training(settings, plan.profile, base_location, tokenizer)
     plan, fit = _fit_memory(plan, model)
     heldout = _heldout(tokenizer, plan)
     max_len = plan.profile.max_length

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from twin_core.errors import ConfigError
 from twin_core.training.peft_model import lora_config
 from twin_core.training.profiles import StageSpec, TrainingProfile
 
@@ -82,16 +83,32 @@ def build_trainer(
     common = {"model": model, "args": args, "train_dataset": train_ds, "eval_dataset": eval_ds,
               "processing_class": tokenizer, "peft_config": lora_config(profile), "callbacks": callbacks}  # fmt: skip
     if kind == "sft":
-        from trl import SFTTrainer
-
-        trainer = SFTTrainer(**common)
+        from trl import SFTTrainer as trainer_class
     else:
-        from trl import DPOTrainer
+        from trl import DPOTrainer as trainer_class
 
-        trainer = DPOTrainer(ref_model=None, **common)
+        common["ref_model"] = None
+    from peft.utils.error import NoMatchingPeftModuleError
+
+    try:
+        trainer = trainer_class(**common)
+    except NoMatchingPeftModuleError:  # was peft's traceback, exit 1, after the model had loaded
+        raise ConfigError(_no_target_message(profile, model)) from None
     if profile.device == "cpu":
         _cpu_levers(trainer)
     return trainer
+
+
+def _no_target_message(profile: TrainingProfile, model: Any) -> str:
+    """lora.target_modules that name no module of the model, with the linear modules it has."""
+    import torch
+
+    names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    return (
+        f"training profile {profile.source or profile.name}: lora.target_modules {profile.lora.target_modules} "
+        f"match no module of the base model ({getattr(model.config, 'model_type', '?')}); its linear modules are "
+        f"{', '.join(names)} (or write all-linear)"
+    )
 
 
 def _cpu_levers(trainer: Any) -> None:

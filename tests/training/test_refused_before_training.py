@@ -1,0 +1,175 @@
+"""Bad input to `twin train` that used to fail deep inside the Trainer (exit 1, a traceback), or to "train" on
+nothing and register the base model as a candidate: each is now refused with its option or setting named and
+what to do, before the model loads where it can be, and nothing is registered or checkpointed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+
+def _registered(settings: Any) -> list:
+    from twin_core.stores.registry import open_registry
+
+    return open_registry(settings).list()
+
+
+def _variant(tmp_path: Path, source: Path, name: str, **changes: Any) -> Path:
+    """``source`` (a profile YAML) with top-level ``changes``; ``lora``/``sft``/``dpo`` dicts are merged."""
+    profile = yaml.safe_load(source.read_text())
+    for key, value in changes.items():
+        profile[key] = {**profile[key], **value} if isinstance(value, dict) else value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+def _prompt_tokens(base: Path, rows: list[dict]) -> list[int]:
+    """The served prompt of each row tokenized as TRL does (the chat template, generation prompt included)."""
+    from transformers import AutoTokenizer
+
+    from twin_core.llm.rows import sft_example
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return [
+        len(tokenizer.apply_chat_template(sft_example(row, "Ada Quillfeather")["prompt"], add_generation_prompt=True,
+                                          tokenize=True)["input_ids"])
+        for row in rows
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["unpacked", "packed"])
+def test_a_max_length_that_cuts_every_answer_off_is_refused_before_the_model_loads(
+    twin, train_env, tsettings, instruct_version: str, tiny_random: Path, tmp_path: Path, packing: bool
+) -> None:
+    """Unpacked, TRL dropped every row and the Trainer failed ("num_samples=0", exit 1); packed, every row kept
+    no label and the run registered a candidate trained on nothing (loss 0.0, exit 0)."""
+    from training_fixtures import sample_rows
+
+    profile = _variant(tmp_path, tiny_random, "short", max_length=20, packing=packing)
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
+    counts = _prompt_tokens(Path(yaml.safe_load(tiny_random.read_text())["base_model"]), sample_rows()[0])
+    assert min(counts) >= 20 and len(counts) == 12
+    assert (run.returncode, run.result["kind"]) == (3, "input"), run.stderr[-2000:]
+    assert run.result["error"] == (
+        f"--profile tiny-random: max_length 20 leaves no answer token in any of the 12 training rows of "
+        f"{instruct_version}: their prompts (system message and question) are {min(counts)}-{max(counts)} tokens, "
+        f"so nothing would be learned; raise max_length to more than {max(counts)} in {profile}"
+    )
+    assert _registered(tsettings) == []
+    assert not list(Path(tsettings.artifacts_location).glob("training/*/checkpoints/*/metadata.json"))
+
+
+def test_rows_cut_off_in_part_are_named_in_a_warning(tsettings, caplog: pytest.LogCaptureFixture) -> None:
+    """Some rows' prompts fill max_length (a long retrieved context): training goes on, and says how many rows
+    train nothing and what to change."""
+    from transformers import AutoTokenizer
+
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.training.lengths import check_answers_fit, prompt_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(tsettings, "packaged"))
+    rows = [{"instruction": "Why?", "answer": "Because.", "context": ctx} for ctx in ("short", "word " * 400)]
+    profile = SimpleNamespace(name="cpu-tiny", max_length=384, source="configs/training/cpu-tiny.yaml")
+    data = SimpleNamespace(train=rows, author="Ada Quillfeather", version_id="instruct/ada-quillfeather/v0001")
+    plan = SimpleNamespace(kind="sft", profile=profile, data=data)
+    short, long = prompt_tokens(tokenizer, plan)
+    assert short < 384 <= long
+    with caplog.at_level(logging.WARNING, logger="twin_core.training.lengths"):
+        check_answers_fit(tokenizer, plan)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--profile cpu-tiny: max_length 384 cuts the whole answer off 1 of the 2 training rows of "
+        "instruct/ada-quillfeather/v0001 (prompts of 384 tokens or more): they train nothing; raise max_length to "
+        f"more than {long} in configs/training/cpu-tiny.yaml, or rebuild the dataset with less retrieved context "
+        "per row (TWIN_DATASETS_CONTEXT_TOKENS, e.g. 64, then `twin datasets build`)"
+    ]
+
+
+def test_a_learning_rate_schedule_the_trainer_cannot_run_is_a_config_error(
+    twin, train_env, tsettings, instruct_version: str, tmp_path: Path
+) -> None:
+    """Was a ValueError from transformers after the model had loaded (exit 1)."""
+    tiny = Path(__file__).parent / "profiles" / "tiny-test.yaml"
+    profile = _variant(tmp_path, tiny, "sched", sft={"lr_scheduler": "cosine_annealing"})
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
+    assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
+    assert run.result["error"] == (
+        f"training profile {profile}: 1 invalid setting: sft.lr_scheduler: Input should be 'linear', 'cosine', "
+        "'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup' or 'inverse_sqrt' "
+        "(got 'cosine_annealing')"
+    )
+    assert _registered(tsettings) == []
+    from transformers.trainer_utils import SchedulerType
+
+    from twin_core.training.profiles import LrScheduler
+
+    assert set(LrScheduler.__args__) <= {s.value for s in SchedulerType}  # names the Trainer knows
+
+
+def test_lora_target_modules_that_match_nothing_name_the_models_modules(
+    twin, train_env, tsettings, instruct_version: str, tiny_random: Path, tmp_path: Path
+) -> None:
+    """Was peft's NoMatchingPeftModuleError with its traceback (exit 1)."""
+    profile = _variant(tmp_path, tiny_random, "typo", lora={"target_modules": ["q_proj_typo"]})
+    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
+    assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
+    assert run.result["error"] == (
+        f"training profile {profile}: lora.target_modules ['q_proj_typo'] match no module of the base model "
+        "(llama); its linear modules are down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj "
+        "(or write all-linear)"
+    )
+    assert _registered(tsettings) == []
+
+
+GGUF_ADVICE = (
+    "is GGUF-quantized weights, which the trainer cannot train. Train on a converted copy: set base_model to the "
+    "model the GGUF was made from (a Hub id, or a folder with config.json and safetensors), or de-quantize it once "
+    "(transformers: AutoModelForCausalLM and AutoTokenizer .from_pretrained(FOLDER, gguf_file=NAME)"
+    ".save_pretrained(OUT)) and set base_model to OUT; smollm2-135m-instruct-gguf (the packaged SmolLM2) is "
+    "converted for you"
+)
+
+
+def test_a_gguf_base_is_refused_saying_what_to_train_on(
+    twin, train_env, tsettings, instruct_version: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "gguf-only"
+    folder.mkdir()
+    (folder / "model.Q4_K_M.gguf").write_bytes(b"GGUF")
+    tiny = Path(__file__).parent / "profiles" / "tiny-test.yaml"
+    for name, base in (("file", folder / "model.Q4_K_M.gguf"), ("folder", folder), ("hub", "acme/Tiny-8B-GGUF")):
+        profile = _variant(tmp_path, tiny, name, base_model=str(base))
+        run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
+        assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
+        assert run.result["error"] == f"training profile {profile}: base_model '{base}' {GGUF_ADVICE}"
+    assert _registered(tsettings) == []
+
+
+def test_unknown_dataset_and_from_versions_name_their_option_and_the_versions_there_are(
+    twin, train_env, tsettings, instruct_version: str, preference_version: str
+) -> None:
+    run = twin("train", "sft", "--dataset", "instruct/ada-quillfeather/v0042", "--profile", "tiny-test", env=train_env)
+    assert (run.returncode, run.result["error"]) == (
+        3,
+        "--dataset 'instruct/ada-quillfeather/v0042': unknown dataset version instruct/ada-quillfeather/v0042 "
+        "(instruct versions of ada-quillfeather: v0001; see `twin datasets list`)",
+    )
+    run = twin("train", "sft", "--dataset", "instruct/ada-quilfeather/v0001", "--profile", "tiny-test", env=train_env)
+    assert (run.returncode, run.result["error"]) == (
+        3,
+        "--dataset 'instruct/ada-quilfeather/v0001': unknown dataset version instruct/ada-quilfeather/v0001 "
+        "(no instruct dataset of ada-quilfeather; authors with one: ada-quillfeather; see `twin datasets list`)",
+    )
+    args = ("train", "dpo", "--dataset", preference_version, "--profile", "tiny-test", "--from")
+    run = twin(*args, "ada-quillfeather/v0007", env=train_env)
+    assert (run.returncode, run.result["error"]) == (
+        3,
+        "--from 'ada-quillfeather/v0007': unknown model version ada-quillfeather/v0007 "
+        "(no model version of ada-quillfeather yet; see `twin registry list`)",
+    )
+    assert _registered(tsettings) == []
