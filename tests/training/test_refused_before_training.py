@@ -66,18 +66,16 @@ def test_a_max_length_that_cuts_every_answer_off_is_refused_before_the_model_loa
 
 
 def test_rows_cut_off_in_part_are_named_in_a_warning(tsettings, caplog: pytest.LogCaptureFixture) -> None:
-    """Some rows' prompts fill max_length (a long retrieved context): training goes on, and says how many rows
-    train nothing and what to change."""
+    """Some rows' prompts fill max_length (a long question: a long retrieved context is cut to fit, see
+    below): training goes on, and says how many rows train nothing and what to change."""
     from transformers import AutoTokenizer
 
     from twin_core.llm.base_model import resolve_base
     from twin_core.training.lengths import check_answers_fit, prompt_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base(tsettings, "packaged"))
-    rows = [{"instruction": "Why?", "answer": "Because.", "context": ctx} for ctx in ("short", "word " * 400)]
-    profile = SimpleNamespace(name="cpu-tiny", max_length=384, source="configs/training/cpu-tiny.yaml")
-    data = SimpleNamespace(train=rows, author="Ada Quillfeather", version_id="instruct/ada-quillfeather/v0001")
-    plan = SimpleNamespace(kind="sft", profile=profile, data=data)
+    rows = [{"instruction": q, "answer": "Because.", "context": "short"} for q in ("Why?", "Why " * 400 + "?")]
+    plan = _plan(rows, 384)
     short, long = prompt_tokens(tokenizer, plan)
     assert short < 384 <= long
     with caplog.at_level(logging.WARNING, logger="twin_core.training.lengths"):
@@ -173,3 +171,40 @@ def test_unknown_dataset_and_from_versions_name_their_option_and_the_versions_th
         "(no model version of ada-quillfeather yet; see `twin registry list`)",
     )
     assert _registered(tsettings) == []
+
+
+def _plan(rows: list[dict], max_length: int) -> SimpleNamespace:
+    profile = SimpleNamespace(name="cpu-tiny", max_length=max_length, source="configs/training/cpu-tiny.yaml")
+    data = SimpleNamespace(train=rows, author="Ada Quillfeather", version_id="instruct/ada-quillfeather/v0001")
+    return SimpleNamespace(kind="sft", profile=profile, data=data)
+
+
+def test_a_profile_too_short_for_the_served_context_trains_on_a_cut_context(
+    tsettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Datasets attach as much context as serving sends (1024 tokens): cpu-tiny's max_length 384 cut every
+    answer off, and a dataset built with the defaults could not train on a CPU profile. Now the context is cut
+    to fit (its first chunk truncated), the answers are learned, and the log says so."""
+    from transformers import AutoTokenizer
+
+    from twin_core.llm.base_model import resolve_base
+    from twin_core.llm.rows import sft_example
+    from twin_core.training.lengths import check_answers_fit, examples, prompt_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(tsettings, "packaged"))
+    rows = [{"instruction": "Why?", "answer": "Because.", "context": ["word " * 900, "other " * 100]}]
+    short, served = _plan(rows, 384), _plan(rows, 2048)
+    (cut,) = examples(short, tokenizer, rows)
+    user = cut["prompt"][1]["content"]
+    block = user.split("<context>\n", 1)[1].split("\n</context>", 1)[0]
+    assert len(tokenizer(block, add_special_tokens=False)["input_ids"]) <= 64
+    assert block.count("<source ") == 1 and "word" in block and "other" not in block
+    assert prompt_tokens(tokenizer, short)[0] < 384
+    with caplog.at_level(logging.INFO, logger="twin_core.training.lengths"):
+        check_answers_fit(tokenizer, short)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--profile cpu-tiny: max_length 384: training prompts carry at most 64 tokens of retrieved context "
+        "(serving sends up to 1024), so the answers fit"
+    ]
+    # a profile long enough for serving's context and an answer trains on the served prompt itself
+    assert examples(served, tokenizer, rows) == [sft_example(rows[0], "Ada Quillfeather")]

@@ -29,6 +29,7 @@ PERSONA = (
     "If the context does not cover the question, say so briefly instead of inventing facts."
 )
 
+SERVED_CONTEXT_TOKENS = 1024  # build_messages' default budget of retrieved context (TWIN_RAG_CONTEXT_TOKENS's)
 _TAG = re.compile(r"</?\s*(context|source)\b[^>]*>", re.IGNORECASE)
 
 
@@ -75,7 +76,7 @@ def build_messages(
     *,
     author: str,
     tokens: TokenCounter | None = None,
-    context_budget: int = 1024,
+    context_budget: int = SERVED_CONTEXT_TOKENS,
     answer: str | None = None,
 ) -> Prompt:
     """The chat messages for ``query`` with as many ``contexts`` (best first) as fit ``context_budget``.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from twin_core.errors import InputError
-from twin_core.llm.prompt import ContextChunk, build_messages, render_prompt
+from twin_core.llm.prompt import SERVED_CONTEXT_TOKENS, ContextChunk, build_messages, render_prompt
 
 Messages = list[dict[str, str]]
 
@@ -32,20 +32,30 @@ def row_contexts(row: dict[str, Any]) -> list[ContextChunk]:
     ]
 
 
-def prompt_messages(row: dict[str, Any], author: str, tokens: Any = None) -> Messages:
-    """The system + user messages serving would send for this row's instruction."""
-    return build_messages(str(row["instruction"]), row_contexts(row), author=author, tokens=tokens).messages
-
-
-def sft_example(row: dict[str, Any], author: str, tokens: Any = None) -> dict[str, Messages]:
-    messages = build_messages(
-        str(row["instruction"]), row_contexts(row), author=author, tokens=tokens, answer=str(row["answer"]).strip()
+def prompt_messages(
+    row: dict[str, Any], author: str, tokens: Any = None, context_budget: int = SERVED_CONTEXT_TOKENS
+) -> Messages:
+    """The system + user messages serving would send for this row's instruction (``context_budget``: tokens of
+    retrieved context, serving's by default)."""
+    return build_messages(
+        str(row["instruction"]), row_contexts(row), author=author, tokens=tokens, context_budget=context_budget
     ).messages
+
+
+def sft_example(
+    row: dict[str, Any], author: str, tokens: Any = None, context_budget: int = SERVED_CONTEXT_TOKENS
+) -> dict[str, Messages]:
+    messages = build_messages(
+        str(row["instruction"]), row_contexts(row), author=author, tokens=tokens, context_budget=context_budget,
+        answer=str(row["answer"]).strip(),
+    ).messages  # fmt: skip
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def dpo_example(row: dict[str, Any], author: str, tokens: Any = None) -> dict[str, Messages]:
-    prompt = prompt_messages(row, author, tokens)
+def dpo_example(
+    row: dict[str, Any], author: str, tokens: Any = None, context_budget: int = SERVED_CONTEXT_TOKENS
+) -> dict[str, Messages]:
+    prompt = prompt_messages(row, author, tokens, context_budget)
     return {
         "prompt": prompt,
         "chosen": [{"role": "assistant", "content": str(row["chosen"]).strip()}],

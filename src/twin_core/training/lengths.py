@@ -6,6 +6,11 @@ from. Unpacked SFT and DPO drop such rows, so a dataset made only of them failed
 ("num_samples=0", exit 1); packed SFT keeps them with no label, so the run "trained" with loss 0.0 and
 registered the base model as a candidate. Here a dataset none of whose rows fits is bad input (exit 3,
 nothing loaded, nothing registered) and a partial fit is a WARNING that says how many rows train nothing.
+
+The retrieved context is what fills a prompt: datasets attach as much as serving sends (1024 tokens by
+default), which the CPU profiles' ``max_length`` of 384 cannot hold. A profile too short for the served
+context plus ``ANSWER_ROOM`` trains on prompts whose context is cut to fit (``context_budget``; the first
+chunk truncated, the others dropped, as serving does past its budget), so the answer is still learned.
 """
 
 from __future__ import annotations
@@ -15,17 +20,39 @@ from typing import Any
 
 from twin_core.errors import InputError
 from twin_core.llm import rows
-from twin_core.llm.prompt import render_prompt
+from twin_core.llm.prompt import SERVED_CONTEXT_TOKENS, render_prompt
 
 log = logging.getLogger(__name__)
 
+ANSWER_ROOM = 1024  # tokens an example keeps beside its context: system message, question and answer
+MIN_CONTEXT = 64  # the least context a training prompt carries (the demo's datasets carry this much)
+
+
+def context_budget(max_length: int) -> int:
+    """Tokens of retrieved context in a training prompt: serving's, unless ``max_length`` is too short for it
+    plus ``ANSWER_ROOM`` (then what is left, at least ``MIN_CONTEXT``)."""
+    return max(MIN_CONTEXT, min(SERVED_CONTEXT_TOKENS, max_length - ANSWER_ROOM))
+
+
+def examples(plan: Any, tokenizer: Any, split: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat examples of ``split`` as the run trains on them: the served prompt, its context cut to
+    ``context_budget`` (counted with the model's tokenizer) where the profile is too short for serving's."""
+    from twin_core.llm.local import TokenizerCounter
+
+    make = rows.sft_example if plan.kind == "sft" else rows.dpo_example
+    budget = context_budget(plan.profile.max_length)
+    if budget >= SERVED_CONTEXT_TOKENS:
+        return [make(row, plan.data.author) for row in split]
+    tokens = TokenizerCounter(tokenizer)
+    return [make(row, plan.data.author, tokens, budget) for row in split]
+
 
 def prompt_tokens(tokenizer: Any, plan: Any) -> list[int]:
-    """The served prompt's token count of every training row (as TRL tokenizes it: the chat template's text)."""
-    make = rows.sft_example if plan.kind == "sft" else rows.dpo_example
+    """The prompt's token count of every training row as the run trains on it (as TRL tokenizes it: the chat
+    template's text)."""
     counts = []
-    for row in plan.data.train:
-        prompt = render_prompt(tokenizer, make(row, plan.data.author)["prompt"])
+    for example in examples(plan, tokenizer, plan.data.train):
+        prompt = render_prompt(tokenizer, example["prompt"])
         counts.append(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
     return counts
 
@@ -33,6 +60,12 @@ def prompt_tokens(tokenizer: Any, plan: Any) -> list[int]:
 def check_answers_fit(tokenizer: Any, plan: Any) -> None:
     """InputError when ``max_length`` leaves no answer token in any training row; a WARNING when in some."""
     limit = plan.profile.max_length
+    budget = context_budget(limit)
+    if budget < SERVED_CONTEXT_TOKENS and any(row.get("context") for row in plan.data.train):
+        log.info(
+            "--profile %s: max_length %d: training prompts carry at most %d tokens of retrieved context (serving "
+            "sends up to %d), so the answers fit", plan.profile.name, limit, budget, SERVED_CONTEXT_TOKENS,
+        )  # fmt: skip
     counts = prompt_tokens(tokenizer, plan)
     cut = [n for n in counts if n >= limit]
     if not cut:

@@ -74,22 +74,17 @@ def _base_location(settings: Settings, plan: TrainingPlan) -> str:
 
 
 def _heldout(tokenizer: Any, plan: TrainingPlan) -> list[tuple[str, str]]:
-    """(served prompt, author's answer) pairs of the test split, for perplexity."""
-    pairs = []
-    for row in plan.data.test[:EVAL_EXAMPLES]:
-        if plan.kind == "sft":
-            pairs.append(rows.prompt_and_answer_text(tokenizer, rows.sft_example(row, plan.data.author)))
-        else:
-            pairs.append(rows.prompt_and_answer_text(tokenizer, rows.dpo_example(row, plan.data.author), "chosen"))
-    return pairs
+    """(prompt as trained, author's answer) pairs of the test split, for perplexity."""
+    answer = "completion" if plan.kind == "sft" else "chosen"
+    held = lengths.examples(plan, tokenizer, plan.data.test[:EVAL_EXAMPLES])
+    return [rows.prompt_and_answer_text(tokenizer, example, answer) for example in held]
 
 
-def _datasets(plan: TrainingPlan) -> tuple[Any, Any | None]:
+def _datasets(plan: TrainingPlan, tokenizer: Any) -> tuple[Any, Any | None]:
     from datasets import Dataset
 
-    make = rows.sft_example if plan.kind == "sft" else rows.dpo_example
-    train = Dataset.from_list([make(row, plan.data.author) for row in plan.data.train])
-    test = Dataset.from_list([make(row, plan.data.author) for row in plan.data.test]) if plan.evaluate else None
+    train = Dataset.from_list(lengths.examples(plan, tokenizer, plan.data.train))
+    test = Dataset.from_list(lengths.examples(plan, tokenizer, plan.data.test)) if plan.evaluate else None
     return train, test
 
 
@@ -114,7 +109,7 @@ def _trainer(
         callbacks.append(profile_callback(settings.training.torch_profile / f"{kind}-{plan.run_id}"))
     args = trainer_args(plan.profile, kind, work / "trainer", plan.steps, plan.checkpoint_steps, plan.evaluate)
     set_seed(plan.profile.seed)  # the LoRA init too: a run is reproducible step for step
-    trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan), callbacks)
+    trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan, tokenizer), callbacks)
     quiet_trainer(trainer)
     return trainer, tracker
 
