@@ -35,9 +35,13 @@ def canary(
     force: bool = typer.Option(False, "--force", help="Canary an archived (rolled-back) version again."),
 ) -> dict:
     """Start (or re-weight) a canary: the version serves PERCENT % of its author's traffic."""
+    from twin_core.cli.versions import known_version
     from twin_core.deploy.rollout import start_canary
+    from twin_core.stores.registry import open_registry
 
-    return start_canary(_settings(), ref, percent, reason=reason, force=force)
+    settings = _settings()
+    known_version(open_registry(settings), ref, "ref")  # an unknown one named, with the author's versions
+    return start_canary(settings, ref, percent, reason=reason, force=force)
 
 
 @app.command("promote")

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from twin_core.cli.protocol import step
+from twin_core.cli.versions import known_version
 
 app = typer.Typer(help="List, show, promote, archive and roll back model versions.", no_args_is_help=True)
 
@@ -106,7 +107,7 @@ def show(ref: str = typer.Argument(..., help=_REF_HELP)) -> dict:
     """
     from twin_core.stores.registry import describe
 
-    return {"model": describe(_registry().get(ref))}
+    return {"model": describe(known_version(_registry(), ref, "ref"))}
 
 
 @app.command("promote")
@@ -125,7 +126,7 @@ def promote(
     """
     _check_stage(stage, percent)
     reg = _registry()
-    before = reg.get(ref)
+    before = known_version(reg, ref, "ref")
     mv = reg.set_stage(ref, stage, reason, canary_percent=percent)
     result: dict[str, Any] = {"model": _summary(mv), "from_stage": before.stage}
     if len(mv.history) == len(before.history):  # the stage it had (archived: and no rollback target)
@@ -171,7 +172,7 @@ def archive(
     Example: twin registry archive ada-quillfeather/v0001 --reason retired
     """
     reg = _registry()
-    before = reg.get(ref)
+    before = known_version(reg, ref, "ref")
     mv = reg.archive(ref, reason)
     result: dict[str, Any] = {"model": _summary(mv), "from_stage": before.stage}
     if len(mv.history) == len(before.history):  # archived and no rollback target already

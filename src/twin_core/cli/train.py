@@ -60,26 +60,17 @@ def _check_refs(kind: str, dataset: str, from_ref: str | None) -> None:
 def _check_known(settings: Any, dataset: str, from_ref: str | None) -> None:
     """An unknown --dataset or --from named by its option, with the versions there are, before a GPU relaunch
     starts or a model loads (the stores' own messages name no option)."""
+    from twin_core.cli.versions import known_version
     from twin_core.datasets.versions import load_dataset_version
     from twin_core.errors import InputError
-    from twin_core.stores.registry import open_registry, parse_ref
+    from twin_core.stores.registry import open_registry
 
     try:
         load_dataset_version(settings, dataset)
     except InputError as exc:
         raise InputError(f"--dataset {dataset!r}: {exc}") from None
-    if from_ref is None:
-        return
-    registry = open_registry(settings)
-    try:
-        registry.get(from_ref)
-    except InputError:
-        slug, version = parse_ref(from_ref)
-        known = [mv.version for mv in registry.list(slug)]
-        there = f"model versions of {slug}: {', '.join(known)}" if known else f"no model version of {slug} yet"
-        raise InputError(
-            f"--from {from_ref!r}: unknown model version {slug}/{version} ({there}; see `twin registry list`)"
-        ) from None
+    if from_ref is not None:
+        known_version(open_registry(settings), from_ref, "--from")
 
 
 def _run(
