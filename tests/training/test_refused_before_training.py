@@ -124,28 +124,8 @@ def test_lora_target_modules_that_match_nothing_name_the_models_modules(
     assert _registered(tsettings) == []
 
 
-GGUF_ADVICE = (
-    "is GGUF-quantized weights, which the trainer cannot train. Train on a converted copy: set base_model to the "
-    "model the GGUF was made from (a Hub id, or a folder with config.json and safetensors), or de-quantize it once "
-    "(transformers: AutoModelForCausalLM and AutoTokenizer .from_pretrained(FOLDER, gguf_file=NAME)"
-    ".save_pretrained(OUT)) and set base_model to OUT; smollm2-135m-instruct-gguf (the packaged SmolLM2) is "
-    "converted for you"
-)
-
-
-def test_a_gguf_base_is_refused_saying_what_to_train_on(
-    twin, train_env, tsettings, instruct_version: str, tmp_path: Path
-) -> None:
-    folder = tmp_path / "gguf-only"
-    folder.mkdir()
-    (folder / "model.Q4_K_M.gguf").write_bytes(b"GGUF")
-    tiny = Path(__file__).parent / "profiles" / "tiny-test.yaml"
-    for name, base in (("file", folder / "model.Q4_K_M.gguf"), ("folder", folder), ("hub", "acme/Tiny-8B-GGUF")):
-        profile = _variant(tmp_path, tiny, name, base_model=str(base))
-        run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
-        assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
-        assert run.result["error"] == f"training profile {profile}: base_model '{base}' {GGUF_ADVICE}"
-    assert _registered(tsettings) == []
+# GGUF bases: a local .gguf file (or a folder holding one) is de-quantized once for training, what cannot be
+# converted is refused before anything loads: test_gguf_base.py
 
 
 def test_unknown_dataset_and_from_versions_name_their_option_and_the_versions_there_are(

@@ -155,9 +155,26 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
             tmp.rename(target)
         except OSError:  # another process finished first: its copy is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "config.json").is_file():
+                raise ConfigError(f"{target} is in the way of a converted copy (no config.json): remove it") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def convert_gguf(gguf: Path, target: Path) -> str:
+    """``target``: a de-quantized safetensors copy of the GGUF file ``gguf``, converted here unless a finished
+    copy is already there (a temporary folder of a killed conversion is never one: see ``_save_converted``).
+    Training and evaluation's base models go through it (``llm.base_model.resolve_base``): Trainer refuses
+    GGUF-quantized weights."""
+    if not (target / "config.json").is_file():
+        started = time.perf_counter()
+        model, tokenizer = _load_pretrained(ModelSource(str(gguf.parent), gguf.name, gguf.stem), offline=True)
+        log.info("saving a de-quantized safetensors copy of %s to %s", gguf, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _save_converted(model, tokenizer, target)
+        log.info("%s de-quantized in %.1f s", gguf.name, time.perf_counter() - started)
+    return str(target)
 
 
 def load_tokenizer_counter(settings: Settings) -> TokenizerCounter:

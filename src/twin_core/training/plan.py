@@ -109,28 +109,15 @@ def _check_parent(parent: Any, td: data.TrainingData) -> None:
 
 
 def _check_not_gguf(profile: TrainingProfile) -> None:
-    """A GGUF base (a .gguf file, a folder of them, a Hub repository named ...-GGUF) is refused before anything
-    loads, saying what to train on: Trainer refuses GGUF-quantized weights. The packaged SmolLM2 GGUF is
-    de-quantized for the run (``llm.base_model.resolve_base``)."""
-    from pathlib import Path
-
+    """GGUF weights that ``llm.base_model.resolve_base`` cannot de-quantize (a Hub repository named ...-GGUF, a
+    folder of several .gguf files, a .gguf path that is no file) are refused before anything loads, saying what
+    to give instead. A local .gguf file (or a folder holding one and no config.json) and the packaged SmolLM2
+    GGUF are de-quantized once for the run: Trainer refuses GGUF-quantized weights."""
     from twin_core.errors import ConfigError
-    from twin_core.llm.loading import PACKAGED_ID
+    from twin_core.llm.base_model import gguf_problem
 
-    name = profile.base_model.strip()
-    if name.lower() in (PACKAGED_ID, "packaged", ""):
-        return
-    path = Path(name).expanduser()
-    if path.is_dir():
-        gguf = not (path / "config.json").is_file() and any(path.glob("*.gguf"))
-    else:
-        gguf = path.suffix.lower() == ".gguf" or (not path.exists() and name.lower().endswith("gguf"))
-    if gguf:
+    problem = gguf_problem(profile.base_model)
+    if problem:
         raise ConfigError(
-            f"training profile {profile.source or profile.name}: base_model {name!r} is GGUF-quantized weights, "
-            "which the trainer cannot train. Train on a converted copy: set base_model to the model the GGUF was "
-            "made from (a Hub id, or a folder with config.json and safetensors), or de-quantize it once "
-            "(transformers: AutoModelForCausalLM and AutoTokenizer .from_pretrained(FOLDER, gguf_file=NAME)"
-            f".save_pretrained(OUT)) and set base_model to OUT; {PACKAGED_ID} (the packaged SmolLM2) is converted "
-            "for you"
+            f"training profile {profile.source or profile.name}: base_model {profile.base_model.strip()!r} {problem}"
         )
