@@ -177,13 +177,13 @@ def test_a_profile_too_short_for_the_served_context_trains_on_a_cut_context(
     (cut,) = examples(short, tokenizer, rows)
     user = cut["prompt"][1]["content"]
     block = user.split("<context>\n", 1)[1].split("\n</context>", 1)[0]
-    assert len(tokenizer(block, add_special_tokens=False)["input_ids"]) <= 64
+    assert len(tokenizer(block, add_special_tokens=False)["input_ids"]) <= 128
     assert block.count("<source ") == 1 and "word" in block and "other" not in block
     assert prompt_tokens(tokenizer, short)[0] < 384
     with caplog.at_level(logging.INFO, logger="twin_core.training.lengths"):
         check_answers_fit(tokenizer, short)
     assert [r.getMessage() for r in caplog.records] == [
-        "--profile cpu-tiny: max_length 384: training prompts carry at most 64 tokens of retrieved context "
+        "--profile cpu-tiny: max_length 384: training prompts carry at most 128 tokens of retrieved context "
         "(serving sends up to 1024), so the answers fit"
     ]
     # a profile long enough for serving's context and an answer trains on the served prompt itself

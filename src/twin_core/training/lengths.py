@@ -25,7 +25,9 @@ from twin_core.llm.prompt import SERVED_CONTEXT_TOKENS, render_prompt
 log = logging.getLogger(__name__)
 
 ANSWER_ROOM = 1024  # tokens an example keeps beside its context: system message, question and answer
-MIN_CONTEXT = 64  # the least context a training prompt carries (the demo's datasets carry this much)
+# The least context a training prompt carries: a <source> block's tags and link take about 60 tokens, so 128 keep
+# one chunk of about 64 tokens of text whole (the demo's datasets attach this much).
+MIN_CONTEXT = 128
 
 
 def context_budget(max_length: int) -> int:
