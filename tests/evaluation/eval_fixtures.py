@@ -46,7 +46,8 @@ def _parquet(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def write_dataset(settings: Any, *, empty_test: bool = False) -> str:
+def write_dataset(settings: Any, *, empty_test: bool = False, held_out: int | None = None) -> str:
+    """An instruct version of AUTHOR: ROWS as the test split (the first ``held_out`` of them), train alike."""
     from twin_core.stores.artifacts import open_artifact_store
 
     rows = [
@@ -59,7 +60,7 @@ def write_dataset(settings: Any, *, empty_test: bool = False) -> str:
             "link": link,
             "split": "test",
         }
-        for i, q, a, d, link in ROWS
+        for i, q, a, d, link in ROWS[:held_out]
     ]
     train = [{**r, "id": "t" + r["id"], "split": "train"} for r in rows]
     files = {"train.parquet": _parquet(train)}
@@ -72,7 +73,7 @@ def write_dataset(settings: Any, *, empty_test: bool = False) -> str:
             "author": AUTHOR,
             "author_slug": SLUG,
             "kind": "instruct",
-            "counts": {"train": 3, "test": 0 if empty_test else 3},
+            "counts": {"train": len(train), "test": 0 if empty_test else len(rows)},
         },
     )
     return f"instruct/{SLUG}/{av.version}"

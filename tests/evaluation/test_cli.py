@@ -22,7 +22,10 @@ def env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def test_unknown_version_exit_3(twin: Any, env: dict[str, str]) -> None:
     run = twin("evaluate", "--model", "ada-quillfeather/v0042", env=env)
-    assert run.returncode == 3 and run.result["error"] == "unknown model version ada-quillfeather/v0042"
+    assert run.returncode == 3 and run.result["error"] == (
+        "--model 'ada-quillfeather/v0042': unknown model version ada-quillfeather/v0042 "
+        "(no model version of ada-quillfeather yet; see `twin registry list`)"
+    )
     run = twin("evaluate", "--model", "not a ref", env=env)
     assert run.returncode == 3
     expected = "--model 'not a ref': expected a model version <author_slug>/vNNNN, e.g. paul-iusztin/v0001"
@@ -37,6 +40,69 @@ def test_empty_test_split_is_a_clear_error(settings: Any, tmp_path: Path, twin: 
     assert run.result["error"].startswith(f"dataset {dataset} holds out 0 usable rows")
     store = Path(settings.artifacts_location)
     assert not (store / "evaluations").exists()  # nothing written
+
+
+def test_baselines_that_compare_nothing_exit_3_naming_the_option(
+    settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]
+) -> None:
+    """An unknown --baseline lists the author's versions; the candidate itself or another author's model is no
+    baseline. All before any model loads (the folders hold no weights) and with nothing written."""
+    from twin_core.stores.registry import open_registry
+
+    mv = register(settings, fake_model_folder(tmp_path, "c"), write_dataset(settings), "x")
+    other = open_registry(settings).register("Oskar Brennmoor", fake_model_folder(tmp_path, "o"), {"base_model": "x"})
+    args = ("evaluate", "--model", mv.ref, "--min-rows", "2", "--no-judge", "--baseline")
+    run = twin(*args, "ada-quillfeather/v0042", env=env)
+    assert run.returncode == 3 and run.result["error"] == (
+        "--baseline 'ada-quillfeather/v0042': unknown model version ada-quillfeather/v0042 "
+        "(model versions of ada-quillfeather: v0001; see `twin registry list`)"
+    )
+    run = twin(*args, mv.ref, env=env)
+    assert run.returncode == 3 and run.result["error"] == (
+        f"--baseline '{mv.ref}' is the candidate itself: compare it with production, base or another version of "
+        "ada-quillfeather"
+    )
+    run = twin(*args, other.ref, env=env)
+    assert run.returncode == 3 and run.result["error"].startswith(
+        f"--baseline '{other.ref}' is a model of Oskar Brennmoor, the candidate {mv.ref} one of Ada Quillfeather:"
+    )
+    assert not (Path(settings.artifacts_location) / "evaluations").exists()
+
+
+def test_held_out_rows_the_gate_cannot_decide_on_exit_3(
+    settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]
+) -> None:
+    """One held-out row, even with --min-rows 1: the gate needs two paired rows for an interval, so this is
+    refused before any model loads (it used to run every model, then fail the gate with every metric missing).
+    A dataset the candidate names that is gone says where the name came from."""
+    one = register(settings, fake_model_folder(tmp_path, "c"), write_dataset(settings, held_out=1), "x")
+    run = twin("evaluate", "--model", one.ref, "--min-rows", "1", "--no-judge", env=env)
+    assert run.returncode == 3 and run.result["error"] == (
+        f"dataset {one.metadata['dataset_versions'][0]} holds out 1 usable rows (an instruction and the author's "
+        "answer); the evaluation needs at least 2 (the gate's floor: an interval needs 2 paired rows; --min-rows "
+        "is 1): rebuild the dataset with more held-out documents"
+    )
+    gone = register(settings, fake_model_folder(tmp_path, "g"), "instruct/ada-quillfeather/v0009", "x")
+    run = twin("evaluate", "--model", gone.ref, "--min-rows", "1", "--no-judge", env=env)
+    assert run.returncode == 3 and run.result["error"].startswith(
+        f"{gone.ref} was trained on instruct/ada-quillfeather/v0009 (its registry metadata): unknown dataset "
+        "version instruct/ada-quillfeather/v0009 (instruct versions of ada-quillfeather: v0001;"
+    )
+    assert not (Path(settings.artifacts_location) / "evaluations").exists()
+
+
+def test_malformed_judge_url_is_a_config_error_before_any_model(
+    settings: Any, tmp_path: Path, twin: Any, env: dict[str, str]
+) -> None:
+    """A judge URL that is no URL is a setting to fix (exit 2, naming the variable), not a judge that is down:
+    it used to load and run every model, then report the judge unavailable."""
+    mv = register(settings, fake_model_folder(tmp_path, "c"), write_dataset(settings), "x")
+    run = twin("evaluate", "--model", mv.ref, "--min-rows", "2", env={**env, "TWIN_EVAL_JUDGE_BASE_URL": "not a url"})
+    assert run.returncode == 2 and run.result["kind"] == "config"
+    assert run.result["error"] == (
+        "TWIN_EVAL_JUDGE_BASE_URL 'not a url': expected an http(s) URL with a host, e.g. http://host:8000/v1"
+    )
+    assert not (Path(settings.artifacts_location) / "evaluations").exists()
 
 
 @pytest.mark.slow

@@ -290,10 +290,51 @@ def test_judge_down_is_missing_and_gate_uses_the_rest(settings: Any, setup: dict
     dead = FakeLLM("judge", fail=True)
     judge = Judge(dead, "dead endpoint", max_failures=2)
     res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=_cfg(settings))
-    # the candidate's batch (3 rows) fails, the judge is marked unavailable: no call for the baseline
-    assert res.judge["status"] == "unavailable" and dead.calls == 3
+    # an endpoint is judged one answer at a time: given up after 2 failed calls, no call for the baseline
+    assert res.judge["status"] == "unavailable" and dead.calls == 2
     assert res.metrics["candidate"]["judge_accuracy"] is None  # missing, never 0
     assert res.gate["failing"] == ["perplexity"] and "judge_style" in res.gate["missing"]
+
+
+def test_an_endpoint_judge_is_given_up_after_max_failures_not_after_a_batch() -> None:
+    """An endpoint has no batching: its answers went out a whole batch (16) at a time, each call waiting out its
+    timeout and retries, before "max_consecutive_failures: 3" was looked at. Now one at a time: 3 calls."""
+    from twin_core.evaluation.judge import Judge
+
+    dead = FakeLLM("judge", fail=True)
+    judge = Judge(dead, "dead endpoint", max_failures=3)
+    scores = judge.score_batch([("q", "an answer", "ref")] * 10, batch_size=16)
+    assert dead.calls == 3 and scores == [{"accuracy": None, "style": None}] * 10
+    summary = judge.summary()
+    assert summary["status"] == "unavailable" and summary["calls"] == 3 and summary["failures"] == 3
+    assert summary["reason"].startswith("3 failed calls in a row; last: BackendUnavailable: judge endpoint")
+
+
+def test_an_endpoint_judge_refusing_for_want_of_a_key_names_the_variable(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenAI-compatible judge without TWIN_EVAL_JUDGE_API_KEY answers 401: the judge is unavailable after
+    max_failures calls, and its reason names the variable to set."""
+    from twin_core.errors import InputError
+    from twin_core.evaluation.judge import open_judge
+    from twin_core.llm.openai import OpenAICompatibleLLM
+    from twin_core.settings import load_settings
+
+    calls = []
+
+    def refuse(self: Any, messages: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise InputError(f"LLM endpoint {self.base_url}/chat/completions refused the request: HTTP 401 no key")
+
+    monkeypatch.setattr(OpenAICompatibleLLM, "chat", refuse)
+    monkeypatch.setenv("TWIN_EVAL_JUDGE_BASE_URL", "https://api.openai.com/v1")
+    monkeypatch.delenv("TWIN_EVAL_JUDGE_API_KEY", raising=False)
+    judge = open_judge(load_settings(), max_failures=3)
+    judge.score_batch([("q", "an answer", "ref")] * 5, batch_size=16)
+    assert len(calls) == 3 and judge.summary()["reason"] == (
+        "3 failed calls in a row; last: InputError: LLM endpoint https://api.openai.com/v1/chat/completions refused "
+        "the request: HTTP 401 no key (TWIN_EVAL_JUDGE_API_KEY is not set: the endpoint wants a key)"
+    )
 
 
 def test_judge_down_fail_closed(settings: Any, setup: dict[str, Any]) -> None:
@@ -336,6 +377,30 @@ def test_report_json_html_and_comet_offline(settings: Any, setup: dict[str, Any]
     assert "ROUGE-L F1" in html and "&lt;" not in REFERENCES[ROWS[0][1]]
     archive = Path(stored["json"]).parent / report["comet"]["archive"]
     assert archive.is_file() and archive.suffix == ".zip"
+
+
+def test_report_says_why_the_gate_failed_and_what_it_decided_without(settings: Any, setup: dict[str, Any]) -> None:
+    """The judge down: its checks say so (not only "0 paired rows"), in the result and the HTML page, which lists
+    each failing metric with its paired rows, interval and reason, and the optional metrics it decided without."""
+    from twin_core.evaluation.eval_report import render_html
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.run import evaluate
+
+    judge = Judge(FakeLLM("judge", fail=True), "dead endpoint", max_failures=2)
+    res = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=_cfg(settings))
+    checks = {c["metric"]: c for c in res.gate["checks"]}
+    down = "judge unavailable: 2 failed calls in a row; last: BackendUnavailable: judge endpoint: connection refused"
+    assert checks["judge_accuracy"]["outcome"] == "skipped"
+    assert checks["judge_accuracy"]["reason"] == f"{down}; 0 paired rows, fewer than 3 (min_rows 3, set by the caller)"
+    assert checks["perplexity"]["outcome"] == "missing"  # the fake models give no perplexity: a required metric
+    html = render_html({**res.as_dict(), "created_at": "now"})
+    assert "Gate: <b>FAIL</b> on 3 held-out rows" in html
+    assert (
+        "<li><b>perplexity</b>\nmissing (required: fails closed) on 0 paired rows:\n"
+        "0 paired rows, fewer than 3 (min_rows 3, set by the caller)</li>"
+    ) in html
+    assert "Decided without these optional metrics, their data missing:" in html
+    assert f"<li><b>judge_style</b>: {down}; 0 paired rows" in html
 
 
 def test_unknown_version_and_empty_split(settings: Any, tmp_path: Path) -> None:

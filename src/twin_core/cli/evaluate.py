@@ -8,8 +8,8 @@ import typer
 
 from twin_core.cli.protocol import step
 
-# what the result line keeps of each gate check: its sample, its interval(s) and the outcome
-GATE_CHECK_KEYS = ("outcome", "rows", "diff", "low", "high", "candidate_low", "candidate_high")
+# what the result line keeps of each gate check: its sample, its interval(s), the outcome and why
+GATE_CHECK_KEYS = ("outcome", "rows", "diff", "low", "high", "candidate_low", "candidate_high", "reason")
 
 
 def _print_gate(result: dict[str, Any]) -> None:
@@ -88,6 +88,48 @@ def _check_refs(model: str, baseline: str) -> None:
             ) from None
 
 
+def _check_versions(settings: Any, model: str, baseline: str) -> None:
+    """Unknown versions named by their option, with the author's versions; a baseline that is the candidate
+    itself or another author's version is no comparison: exit 3, before any model loads."""
+    from twin_core.cli.versions import known_version
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import open_registry
+
+    registry = open_registry(settings)
+    candidate = known_version(registry, model, "--model")
+    spec = (baseline or "production").strip()
+    if spec in ("production", "base"):
+        return
+    other = known_version(registry, spec, "--baseline")
+    if other.ref == candidate.ref:
+        raise InputError(f"--baseline {spec!r} is the candidate itself: compare it with production, base or another "
+                         f"version of {candidate.author_slug}")  # fmt: skip
+    if other.author_slug != candidate.author_slug:
+        raise InputError(
+            f"--baseline {spec!r} is a model of {other.author}, the candidate {candidate.ref} one of "
+            f"{candidate.author}: the gate compares two models of the same author on that author's held-out rows"
+        )
+
+
+def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(report, where it is stored, reused): the stored report of the same inputs unless ``force``, else a
+    new evaluation that resumes from a killed run's finished models (resume.py)."""
+    import time
+
+    from twin_core.evaluation.eval_report import write_report
+    from twin_core.evaluation.resume import Checkpoints, stored_report
+    from twin_core.evaluation.run import prepare, record, run
+
+    started = time.perf_counter()
+    prepared = prepare(settings, p, tools)
+    found = None if force else stored_report(settings, p.author_slug, p.candidate.ref, prepared.inputs_hash)
+    if found is not None:
+        return found["report"], found["stored"], True
+    checkpoints = Checkpoints(settings, prepared.inputs_hash, fresh=force)
+    report = record(p, run(settings, p, tools, prepared, checkpoints), started).as_dict()
+    return report, write_report(settings, report), False
+
+
 @step("evaluate")
 def app(
     model: str = typer.Option(..., "--model", help="Model version to evaluate: <author_slug>/vNNNN."),
@@ -106,32 +148,37 @@ def app(
         "below it (default: configs/evaluation.yaml, 20).",
     ),
     require_pass: bool = typer.Option(False, "--require-pass", help="Exit 3 when the gate fails (for pipelines)."),
+    force: bool = typer.Option(
+        False, "--force", help="Evaluate again, even when a complete report of the very same inputs is stored."
+    ),
 ) -> dict:
     """Evaluate a model version against a baseline on its dataset's held-out split, then gate it.
 
     The report (JSON + HTML) goes to the artifact store and to Comet; the gate decision, the failing
-    metrics and every number are in the result line.
+    metrics and every number are in the result line. The same inputs again return the stored report
+    (`reused`: true; --force evaluates again); a killed run re-run measures only the models it had not finished.
 
     Example: twin evaluate --model ada-quillfeather/v0002 --baseline production --require-pass
     """
     _check_refs(model, baseline)
     from twin_core.evaluation.config import load_eval_config
-    from twin_core.evaluation.eval_report import write_report
-    from twin_core.evaluation.run import check_inputs, evaluate
+    from twin_core.evaluation.judge import check_judge_settings
+    from twin_core.evaluation.run import check_inputs
     from twin_core.evaluation.tools import build_tools
     from twin_core.settings import get_settings
 
     settings = get_settings()
     cfg = load_eval_config(settings).with_options(max_rows=max_rows, min_rows=min_rows)  # bad sizes: exit 2/3
-    check_inputs(settings, model, baseline, cfg)  # unknown version, too few held-out rows: exit 3, no model loaded
-    result = evaluate(settings, model, baseline, tools=build_tools(settings, judge=judge), config=cfg)
-    report = result.as_dict()
-    stored = write_report(settings, report)
+    if judge:
+        check_judge_settings(settings)  # a malformed judge URL: exit 2 naming the variable, no model loaded
+    _check_versions(settings, model, baseline)  # unknown or unfit versions, named by their option: exit 3
+    p = check_inputs(settings, model, baseline, cfg)  # too few held-out rows: exit 3, no model loaded
+    report, stored, reused = _evaluated(settings, p, build_tools(settings, judge=judge), force)
     _print_gate(report)
     summary = attribution_summary(report["stylometry"])
     if summary:
         typer.echo(summary, err=True)
-    out = _result_line(report, stored)
+    out = {**_result_line(report, stored), "reused": reused}
     if require_pass and not report["gate"]["passed"]:
         out["status"] = "gate_failed"
         out["exit_code"] = 3

@@ -45,10 +45,19 @@ pre{white-space:pre-wrap;margin:0}
 <p>Author <b>{{ r.author }}</b> &middot; dataset <code>{{ r.dataset_version }}</code> (test split,
 {{ r.rows }} rows) &middot; baseline <code>{{ r.baseline.ref }}</code>{% if r.baseline.note %}
 ({{ r.baseline.note }}){% endif %} &middot; {{ created }}</p>
-<div class="banner {{ r.gate.decision }}">Gate: <b>{{ r.gate.decision | upper }}</b>
+<div class="banner {{ r.gate.decision }}">Gate: <b>{{ r.gate.decision | upper }}</b> on {{ r.rows }} held-out rows
 {% if r.gate.failing %}&mdash; failing: {{ r.gate.failing | join(", ") }}{% endif %}
 {% if r.gate.missing %}&mdash; missing: {{ r.gate.missing | join(", ") }}
 {% endif %}</div>
+{% set failed = r.gate.checks | selectattr("outcome", "in", ["fail", "missing"]) | list %}
+{% set skipped = r.gate.checks | selectattr("outcome", "equalto", "skipped") | list %}
+{% if failed %}<p>Why the gate failed:</p><ul>{% for c in failed %}<li><b>{{ c.metric }}</b>
+{{ "failed" if c.outcome == "fail" else "missing (required: fails closed)" }} on {{ c.rows }} paired rows
+{%- if c.diff is not none %}, difference {{ fmt(c.diff) }} [{{ fmt(c.low) }}, {{ fmt(c.high) }}]{% endif %}:
+{{ c.reason }}</li>{% endfor %}</ul>
+{% elif not r.gate.passed %}<p>Why the gate failed: no metric could be measured (it fails closed).</p>{% endif %}
+{% if skipped %}<p>Decided without these optional metrics, their data missing:</p><ul>{% for c in skipped %}
+<li><b>{{ c.metric }}</b>: {{ c.reason }}</li>{% endfor %}</ul>{% endif %}
 <p>Paired rows: each metric compares candidate and baseline on the same held-out rows; the interval is a
 {{ (r.gate.confidence * 100) | round | int }} % bootstrap interval of the mean paired difference, taken in
 the good direction (positive favours the candidate; log ratio for perplexity). A gated metric's candidate and
@@ -101,7 +110,8 @@ document the instruction was written from).{% else %}<span class="missing">missi
 <h2>Samples</h2>
 {% for s in r.samples %}<details><summary>{{ s.instruction[:140] }}</summary>
 <table><tr><th>author's answer</th><td><pre>{{ s.reference }}</pre></td></tr>
-{% for role in ("candidate", "baseline") %}<tr><th>{{ role }}</th><td><pre>{{ s[role].answer or "(no answer)" }}</pre>
+{% for role in ("candidate", "baseline") %}<tr><th>{{ role }}</th><td><pre>{% set a = s[role].answer %}
+{{- "(no answer: generation failed)" if a is none else (a or "(an empty answer)") }}</pre>
 <small>ROUGE-L {{ fmt(s[role].rouge_l) }} &middot; topic {{ fmt(s[role].topic_similarity) }} &middot;
 style Delta {{ fmt(s[role].style_distance) }} &middot; perplexity {{ fmt(s[role].perplexity) }} &middot;
 grounded {{ fmt(s[role].groundedness) }} &middot;
@@ -173,10 +183,12 @@ def write_report(settings: Settings, report: dict[str, Any], *, comet: bool = Tr
     """Store report.json + report.html (+ the Comet archive) as a new artifact version; returns locations."""
     from datetime import UTC, datetime
 
+    from twin_core.evaluation.resume import complete, report_name
+
     report = {**report, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     html = render_html(report)
     store = open_artifact_store(settings)
-    name = f"evaluations/{report['author_slug']}/{report['candidate']['ref'].split('/')[-1]}"
+    name = report_name(report["author_slug"], report["candidate"]["ref"])
     files: dict[str, bytes | Path] = {}
     comet_info: dict[str, Any] = {"mode": "off"}
     with tempfile.TemporaryDirectory(prefix="twin-eval-") as tmp:
@@ -203,6 +215,8 @@ def write_report(settings: Settings, report: dict[str, Any], *, comet: bool = Tr
             "failing": report["gate"]["failing"],
             "metrics": report["metrics"],
             "comet": tracked,
+            "inputs_hash": report.get("inputs_hash") or None,  # twin evaluate returns this report for the same
+            "complete": complete(report),  # inputs, when complete (no transient failure: resume.stored_report)
         }
         av = store.put_version(name, files, meta)
     return {

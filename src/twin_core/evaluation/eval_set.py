@@ -13,6 +13,8 @@ from typing import Any
 from twin_core.errors import InputError
 from twin_core.settings import Settings
 
+GATE_FLOOR = 2  # the fewest rows any evaluation runs on (gate.min_paired: an interval needs two)
+
 
 @dataclass(frozen=True)
 class EvalSet:
@@ -24,11 +26,18 @@ class EvalSet:
         return [str(r["answer"]) for r in self.rows]
 
 
-def instruct_version(settings: Settings, author_slug: str, dataset_versions: list[str]) -> str:
-    """The instruct version the candidate was trained on, else the author's latest one (DPO candidates)."""
-    from twin_core.datasets.versions import latest_version
+def instruct_version(settings: Settings, author_slug: str, dataset_versions: list[str], model_ref: str = "") -> str:
+    """The instruct version the candidate was trained on, else the author's latest one (DPO candidates).
+    A version the candidate names that is gone is an InputError saying where the name came from."""
+    from twin_core.datasets.versions import latest_version, load_dataset_version
 
     own = [v for v in dataset_versions if str(v).startswith(f"instruct/{author_slug}/")]
+    if own:
+        try:
+            load_dataset_version(settings, str(own[0]))
+        except InputError as exc:
+            model = model_ref or "the candidate"
+            raise InputError(f"{model} was trained on {own[0]} (its registry metadata): {exc}") from None
     found = own[0] if own else latest_version(settings, "instruct", author_slug)
     if found is None:
         raise InputError(f"{author_slug} has no instruct dataset: no held-out documents to evaluate on")
@@ -54,14 +63,17 @@ def load_eval_set(
 ) -> EvalSet:
     """The held-out rows (at most ``max_rows``, 0 = all); InputError when fewer than ``min_rows`` (at least 1)
     remain after that cut: the gate never decides on fewer. ``min_from``/``max_from`` name where the two
-    numbers came from (a config key and its file, or a CLI option)."""
-    need = max(min_rows, 1)
+    numbers came from (a config key and its file, or a CLI option). Never fewer than 2 rows: the gate
+    decides on an interval of paired differences, which one row cannot give."""
+    need = max(min_rows, GATE_FLOOR)
+    if min_rows < GATE_FLOOR:
+        min_from = f"the gate's floor: an interval needs {GATE_FLOOR} paired rows; {min_from} is {min_rows}"
     rows = held_out_rows(settings, version_id)
     if len(rows) < need:
         raise InputError(
             f"dataset {version_id} holds out {len(rows)} usable rows (an instruction and the author's answer); "
             f"the evaluation needs at least {need} ({min_from}): "
-            "rebuild the dataset with more held-out documents, or lower min_rows"
+            f"rebuild the dataset with more held-out documents{', or lower min_rows' if need > GATE_FLOOR else ''}"
         )
     kept = rows[:max_rows] if max_rows > 0 else rows
     if len(kept) < need:

@@ -90,6 +90,7 @@ class Judge:
     calls: int = 0
     unavailable_reason: str | None = None
     errors: list[str] = field(default_factory=list)
+    key_setting: str | None = None  # an endpoint called without a key: the variable a refusal (401/403) names
 
     @property
     def available(self) -> bool:
@@ -105,7 +106,10 @@ class Judge:
         from twin_core.evaluation.answers import generate
 
         out: list[dict[str, int | None]] = [{"accuracy": None, "style": None} for _ in items]
-        for start in range(0, len(items), max(1, batch_size)):
+        # a backend without batching (an endpoint) is called one answer at a time, so that it is given up
+        # after max_failures calls in a row, not after a whole batch of calls that each wait out their timeout
+        batch_size = max(1, batch_size) if hasattr(self.llm, "generate_batch") else 1
+        for start in range(0, len(items), batch_size):
             todo = [i for i in range(start, min(start + batch_size, len(items))) if items[i][1] is not None]
             if not todo or not self.available:
                 continue
@@ -129,6 +133,8 @@ class Judge:
             self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
             if self.consecutive >= self.max_failures and self.unavailable_reason is None:
                 self.unavailable_reason = f"{self.consecutive} failed calls in a row; last: {self.errors[-1]}"
+                if self.key_setting and re.search(r"HTTP 40[13]\b", self.errors[-1]):
+                    self.unavailable_reason += f" ({self.key_setting} is not set: the endpoint wants a key)"
                 log.warning("judge %s marked unavailable: %s", self.name, self.unavailable_reason)
             return {"accuracy": None, "style": None}
         self.consecutive = 0
@@ -153,20 +159,34 @@ class Judge:
         }
 
 
+def check_judge_settings(settings: Settings) -> str | None:
+    """The judge endpoint's URL (None: no endpoint); a malformed one is a ConfigError (exit 2) naming
+    TWIN_EVAL_JUDGE_BASE_URL, before any model loads: a setting to fix, not an endpoint that is down."""
+    if settings.eval.judge == "off" or not settings.eval.judge_base_url:
+        return None
+    from twin_core.llm.openai import check_base_url
+
+    return check_base_url(settings.eval.judge_base_url, "TWIN_EVAL_JUDGE_BASE_URL")
+
+
 def open_judge(settings: Settings, max_new_tokens: int = 160, max_failures: int = 3) -> Judge:
     """The judge the settings select: TWIN_EVAL_JUDGE=off, an OpenAI-compatible endpoint, or the local LLM.
 
-    Opening never fails: a judge that cannot be built is returned unavailable, with the reason.
+    A malformed endpoint URL is a ConfigError (``check_judge_settings``); otherwise opening never fails: a
+    judge that cannot be built is returned unavailable, with the reason.
     """
     if settings.eval.judge == "off":
         return Judge(None, "off")
     if settings.eval.judge_base_url:
         from twin_core.llm.openai import OpenAICompatibleLLM
 
+        url = check_judge_settings(settings)
         model = settings.eval.judge_model or settings.llm.api_model or "judge"
         key = settings.eval.judge_api_key.get_secret_value() if settings.eval.judge_api_key else None
-        llm = OpenAICompatibleLLM(settings.eval.judge_base_url, model, api_key=key, timeout_s=30.0, retries=1)
-        return Judge(llm, f"{model} @ {settings.eval.judge_base_url}", max_new_tokens, max_failures)
+        llm = OpenAICompatibleLLM(url, model, api_key=key, timeout_s=30.0, retries=1)
+        judge = Judge(llm, f"{model} @ {url}", max_new_tokens, max_failures)
+        judge.key_setting = None if key else "TWIN_EVAL_JUDGE_API_KEY"
+        return judge
     try:
         from twin_core.llm import open_llm
 

@@ -5,8 +5,10 @@ Three phases:
   test split, whatever dataset trained the candidate, cut to ``max_rows``; InputError when fewer than
   ``min_rows`` remain), the other
   authors' held-out text (attribution) and production twins (perplexity specificity);
-- ``run``: retrieval once per row (shared), then per model: per-row perplexity of the author's text,
-  batched answers, per-row metrics, batched judge scores;
+- ``prepare``: retrieval once per row (shared) and the hash of every input (``resume.inputs_hash``: the
+  CLI returns a stored complete report of the same inputs instead of evaluating again);
+- ``run``: per model: per-row perplexity of the author's text, batched answers, per-row metrics, batched
+  judge scores; each model checkpointed once measured in full (``resume.Checkpoints``: a killed run resumes);
 - ``record``: the gate on paired per-row differences with bootstrap intervals, and the result.
 """
 
@@ -88,6 +90,7 @@ class Measured:
     ranks: list[int | None]
     judge: dict[str, Any]
     seconds: dict[str, float]
+    inputs_hash: str = ""
 
 
 @dataclass
@@ -107,6 +110,7 @@ class EvaluationResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    inputs_hash: str = ""  # resume.inputs_hash: the same inputs give the same stored report (twin evaluate)
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -153,7 +157,7 @@ def plan(settings: Settings, model_ref: str, baseline: str = "production", cfg: 
     cfg = cfg or load_eval_config(settings)
     registry = open_registry(settings)
     mv = registry.get(model_ref)  # unknown -> InputError
-    version = instruct_version(settings, mv.author_slug, list(mv.metadata.get("dataset_versions") or []))
+    version = instruct_version(settings, mv.author_slug, list(mv.metadata.get("dataset_versions") or []), mv.ref)
     eval_set = load_eval_set(
         settings, version, cfg.min_rows, cfg.max_rows, min_from=cfg.origin("min_rows"), max_from=cfg.origin("max_rows")
     )
@@ -247,16 +251,60 @@ def _perplexity_only(settings: Settings, p: EvalPlan, tools: Tools) -> dict[str,
     return out
 
 
-def run(settings: Settings, p: EvalPlan, tools: Tools) -> Measured:
-    seconds: dict[str, float] = {}
+@dataclass
+class Prepared:
+    """Retrieval (once per row, shared by every model) and the hash of the evaluation's inputs."""
+
+    hits: list[list[dict[str, Any]] | None]
+    rag: dict[str, Any]
+    ranks: list[int | None]
+    inputs_hash: str
+    seconds: float
+
+
+def prepare(settings: Settings, p: EvalPlan, tools: Tools) -> Prepared:
+    """The retrieved context and the inputs hash (``resume.inputs_hash``): no model loaded."""
+    from twin_core.evaluation.resume import inputs_hash
+
     t0 = time.perf_counter()
     hits, rag, ranks = retrieve_all(p, tools)
-    seconds["retrieval"] = time.perf_counter() - t0
+    judge = tools.judge or Judge(None, "off")
+    key = inputs_hash(settings, p, judge.name if judge.llm is not None else "off", tools.embed is not None, hits)
+    return Prepared(hits, rag, ranks, key, time.perf_counter() - t0)
+
+
+def _measured(
+    settings: Settings, p: EvalPlan, subject: Subject, prepared: Prepared, tools: Tools, checkpoints: Any
+) -> dict[str, Any]:
+    """One model's measurements: from its checkpoint when a killed run of these inputs finished it, else
+    measured, and checkpointed when complete (every answer, no judge failure)."""
+    judge = tools.judge or Judge(None, "off")
+    saved = checkpoints.load(subject.role) if checkpoints is not None else None
+    if saved is not None:
+        judge.calls += int(saved.get("judge_calls", 0))
+        return saved
+    calls, failures, seconds = judge.calls, judge.failures, {}
+    per_row, answers, pooled = measure(settings, p, subject, prepared.hits, tools, seconds)
+    out = {"per_row": per_row, "answers": answers, "pooled": pooled, "seconds": seconds,
+           "judge_calls": judge.calls - calls}  # fmt: skip
+    whole = all(a is not None for a in answers) and judge.failures == failures and judge.unavailable_reason is None
+    if checkpoints is not None and whole:
+        checkpoints.save(subject.role, out)
+    return out
+
+
+def run(
+    settings: Settings, p: EvalPlan, tools: Tools, prepared: Prepared | None = None, checkpoints: Any = None
+) -> Measured:
+    """Both models measured (``checkpoints``: a ``resume.Checkpoints``, or None), then the comparison models."""
+    prepared = prepared or prepare(settings, p, tools)
+    seconds: dict[str, float] = {"retrieval": prepared.seconds}
     per_row, answers, pooled = {}, {}, {}
     for subject in (p.candidate, p.baseline):
-        per_row[subject.role], answers[subject.role], pooled[subject.role] = measure(
-            settings, p, subject, hits, tools, seconds
-        )
+        got = _measured(settings, p, subject, prepared, tools, checkpoints)
+        role = subject.role
+        per_row[role], answers[role], pooled[role] = got["per_row"], got["answers"], got["pooled"]
+        seconds.update(got["seconds"])
     ppl = {role: m.mean(per_row[role]["perplexity"]) for role in ("candidate", "baseline")}
     if p.baseline.ref.startswith("base:"):
         ppl["base"] = ppl["baseline"]
@@ -264,7 +312,7 @@ def run(settings: Settings, p: EvalPlan, tools: Tools) -> Measured:
     ppl.update(_perplexity_only(settings, p, tools))
     seconds["perplexity.others"] = time.perf_counter() - t0
     judge = (tools.judge or Judge(None, "off")).summary()
-    return Measured(per_row, answers, pooled, ppl, rag, ranks, judge, seconds)
+    return Measured(per_row, answers, pooled, ppl, prepared.rag, prepared.ranks, judge, seconds, prepared.inputs_hash)
 
 
 # -- record ------------------------------------------------------------------------------------------
@@ -307,8 +355,24 @@ def _share_interval(values: list[Any]) -> list[float] | None:
     return m.wilson_ci95(int(sum(seen)), len(seen))
 
 
+def _why_missing(gate: dict[str, Any], ms: Measured) -> dict[str, Any]:
+    """A missing or skipped judge or groundedness check says why its data is missing (the judge's status and
+    reason, the retrieval's), so the report and the result line tell "judge unavailable" from "too few rows"."""
+    judge = ms.judge
+    causes = {}
+    if judge.get("status") not in ("ok", "partial"):
+        cause = f"judge {judge.get('status')}" + (f": {judge['reason']}" if judge.get("reason") else "")
+        causes |= {"judge_accuracy": cause, "judge_style": cause}
+    if ms.rag.get("status") != "ok":
+        causes["groundedness"] = f"no retrieved context ({ms.rag.get('reason')})"
+    for check in gate["checks"]:
+        if check["outcome"] in ("missing", "skipped") and check["metric"] in causes:
+            check["reason"] = f"{causes[check['metric']]}; {check['reason']}"
+    return gate
+
+
 def record(p: EvalPlan, ms: Measured, started: float) -> EvaluationResult:
-    gate = apply_gate(ms.per_row["candidate"], ms.per_row["baseline"], p.config)
+    gate = _why_missing(apply_gate(ms.per_row["candidate"], ms.per_row["baseline"], p.config).as_dict(), ms)
     metrics = {
         role: {**{k: m.mean(v) for k, v in ms.per_row[role].items()},
                "answered": sum(a is not None for a in ms.answers[role])}
@@ -319,10 +383,11 @@ def record(p: EvalPlan, ms: Measured, started: float) -> EvaluationResult:
     return EvaluationResult(
         candidate=p.candidate, baseline=p.baseline, author=p.author, author_slug=p.author_slug,
         dataset_version=p.eval_set.dataset_version, rows=len(p.eval_set.rows), metrics=metrics,
-        rag=ms.rag, judge=ms.judge, gate=gate.as_dict(), stylometry=_stylometry(p, ms), perplexity=ms.perplexity,
+        rag=ms.rag, judge=ms.judge, gate=gate, stylometry=_stylometry(p, ms), perplexity=ms.perplexity,
         samples=_samples(p, ms), seconds={k: round(v, 3) for k, v in seconds.items()},
         config={"source": cfg.source, "max_rows": cfg.max_rows, "min_rows": cfg.min_rows,
                 "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "confidence": cfg.confidence},
+        inputs_hash=ms.inputs_hash,
     )  # fmt: skip
 
 
@@ -333,8 +398,9 @@ def evaluate(
     *,
     tools: Tools | None = None,
     config: EvalConfig | None = None,
+    checkpoints: Any = None,
 ) -> EvaluationResult:
-    """plan -> run -> record."""
+    """plan -> run -> record (``checkpoints``: a ``resume.Checkpoints`` to resume a killed run, or None)."""
     started = time.perf_counter()
     p = plan(settings, model_ref, baseline, config)
-    return record(p, run(settings, p, tools or Tools()), started)
+    return record(p, run(settings, p, tools or Tools(), checkpoints=checkpoints), started)
