@@ -73,6 +73,17 @@ def test_endpoint_down_is_a_clear_error() -> None:
             llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
 
 
+def test_the_judge_endpoint_down_names_the_judges_setting(settings: Any) -> None:
+    # the judge's endpoint failing said "check TWIN_LLM_BASE_URL", the serving model's variable
+    from twin_core.evaluation.judge import open_judge
+
+    with refused_port() as port:
+        judge = open_judge(updated(settings, eval_judge_base_url=f"http://127.0.0.1:{port}/v1"))
+        with pytest.raises(BackendUnavailable) as caught:
+            judge.llm.chat([{"role": "user", "content": "x"}], max_new_tokens=2)
+    assert str(caught.value).endswith("check TWIN_EVAL_JUDGE_BASE_URL")
+
+
 def test_missing_base_url_names_the_setting(settings: Any) -> None:
     with pytest.raises(ConfigError, match="TWIN_LLM_BASE_URL"):
         OpenAICompatibleLLM.from_settings(updated(settings, llm_backend="openai"))

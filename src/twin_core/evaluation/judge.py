@@ -183,7 +183,8 @@ def open_judge(settings: Settings, max_new_tokens: int = 160, max_failures: int 
         url = check_judge_settings(settings)
         model = settings.eval.judge_model or settings.llm.api_model or "judge"
         key = settings.eval.judge_api_key.get_secret_value() if settings.eval.judge_api_key else None
-        llm = OpenAICompatibleLLM(url, model, api_key=key, timeout_s=30.0, retries=1)
+        setting = "TWIN_EVAL_JUDGE_BASE_URL"
+        llm = OpenAICompatibleLLM(url, model, api_key=key, timeout_s=30.0, retries=1, setting=setting)
         judge = Judge(llm, f"{model} @ {url}", max_new_tokens, max_failures)
         judge.key_setting = None if key else "TWIN_EVAL_JUDGE_API_KEY"
         return judge

@@ -52,8 +52,10 @@ class OpenAICompatibleLLM:
         timeout_s: float = 60.0,
         retries: int = 2,
         model_version: str | None = None,
+        setting: str = "TWIN_LLM_BASE_URL",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.setting = setting  # the variable that named this endpoint, for the messages
         self.model = model
         self.model_version = model_version or model
         self.timeout_s = timeout_s
@@ -108,7 +110,7 @@ class OpenAICompatibleLLM:
             except ValueError:
                 raise BackendUnavailable(f"LLM endpoint {url} answered with non-JSON") from None
         raise BackendUnavailable(
-            f"LLM endpoint {url} unavailable after {self.retries + 1} attempts ({last}); check TWIN_LLM_BASE_URL"
+            f"LLM endpoint {url} unavailable after {self.retries + 1} attempts ({last}); check {self.setting}"
         )
 
     def chat(
