@@ -231,6 +231,9 @@ class TrainingSettings(_Group):
     profiles_dir: Path | None = Field(None, description="Profile folder (default: the repo's configs/training).")
     max_steps: int = Field(0, ge=0, description="Cap the optimizer steps of every run (0 = the profile's).")
     checkpoint_steps: int = Field(0, ge=0, description="Checkpoint to the artifact store every N steps (0 = profile).")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Checkpoints of a run kept in the artifact store (the newest N; older ones deleted)."
+    )
     comet_project: str = Field("llm-twin", description="Comet project (online with COMET_API_KEY, else offline).")
     comet_workspace: str | None = Field(None, description="Comet workspace (online only).")
     fused_varlen: bool = Field(

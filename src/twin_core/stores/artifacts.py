@@ -17,7 +17,8 @@ API (``store = open_artifact_store(settings)``):
   ``iter_versions(name)``, ``read_version_file(name, version, fname) -> bytes`` (small files),
   ``open_version_file(name, version, fname)`` (streamed), ``download_version(name, version, dest)``
   (streams every file into ``dest/vNNNN``, which appears complete or not at all),
-  ``version_local_path(name, version)`` (the version folder on a local store, None on S3).
+  ``version_local_path(name, version)`` (the version folder on a local store, None on S3),
+  ``delete_version(name, version)``, ``prune_versions(name, keep)`` (all but the ``keep`` newest).
 
 Guarantees:
 
@@ -35,6 +36,10 @@ Guarantees:
   puts ``vNNNN.claim.<random token>`` and keeps N only if its own token is the only claim listed for N
   (S3 lists are strongly consistent, so two writers can both lose, never both win). Numbers increase
   but may have gaps (a killed writer's claimed number is never reused).
+- deleting is metadata first: ``delete_version`` removes ``metadata.json`` before the files, so a
+  half-deleted version is no version (``versions``/``latest`` never return it) and a killed delete
+  leaves files only, which ``prune_versions`` removes later. Claims are never deleted, so a deleted
+  version's number is never given again (``versions`` can go back to empty; the numbering does not).
 """
 
 from __future__ import annotations
@@ -206,6 +211,44 @@ class ArtifactStore:
                 if key.rsplit("/", 1)[-1] != METADATA_FILE:
                     self._b.delete(key)
             self._b.prune(f"{name}/{version}")
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete a version: its ``metadata.json`` first (from then on no reader lists it), then its files.
+        Killed in between, it leaves files but no version (``prune_versions`` removes them). The claim
+        stays: the number is never given to another version. Deleting a missing version does nothing."""
+        name = clean_key(name)
+        if not _VERSION_RE.match(version):
+            raise InputError(f"{name}: not a version: {version!r} (vNNNN)")
+        self._b.delete(f"{name}/{version}/{METADATA_FILE}")
+        for key in self._b.list_keys(f"{name}/{version}"):
+            self._b.delete(key)
+        self._b.prune(f"{name}/{version}")
+
+    def prune_versions(self, name: str, keep: int) -> list[str]:
+        """Keep the ``keep`` (>= 1) newest versions of ``name`` and delete the older ones, each with
+        ``delete_version`` (metadata first), together with the leftovers numbered below the oldest kept
+        version (files without metadata: a killed writer's or a killed delete's; locally also the ``.part``
+        file of a copy killed midway). Returns the deleted version folders, oldest first. Nothing newer
+        than the oldest kept version is touched, so a version being written is safe as long as ``name``
+        has one writer at a time (a training run's rank 0)."""
+        if keep < 1:
+            raise InputError(f"{name}: keep at least 1 version (got {keep})")
+        name = clean_key(name)
+        folders: dict[str, bool] = {}  # version folder -> complete (its metadata exists), from one listing
+        for key in self._b.list_keys(name):
+            parts = key[len(name) + 1 :].split("/")
+            if len(parts) >= 2 and _VERSION_RE.match(parts[0]):
+                folders[parts[0]] = folders.get(parts[0], False) or parts[1:] == [METADATA_FILE]
+        kept = sorted(int(v[1:]) for v, complete in folders.items() if complete)[-keep:]
+        if not kept:
+            return []
+        doomed = sorted([v for v in folders if int(v[1:]) < kept[0]], key=lambda v: int(v[1:]))
+        for version in doomed:
+            self.delete_version(name, version)
+        for n in self._claimed(name):  # folders holding only unlisted temporary files (a local store's)
+            if n < kept[0] and f"v{n:04d}" not in doomed:
+                self._b.prune(f"{name}/v{n:04d}")
+        return doomed
 
     def put_version_dir(self, name: str, folder: Path, metadata: dict[str, Any]) -> ArtifactVersion:
         """``put_version`` of every file under ``folder`` (relative paths kept), streamed."""

@@ -4,6 +4,12 @@ Every Trainer checkpoint (adapter, optimizer, scheduler, RNG states, trainer sta
 version of ``training/<run_id>/checkpoints`` (``metadata.json`` last: a half upload is no
 checkpoint). ``--resume`` downloads the newest one and hands it to ``Trainer.train``, which restores
 the step counter and skips the batches already seen: the same data order as an uninterrupted run.
+
+Only the newest ``TWIN_TRAINING_KEEP_CHECKPOINTS`` (default 2: the newest, and the one before as a
+spare) stay: once a checkpoint's metadata is written, the run's older versions are deleted
+(``ArtifactStore.prune_versions``: metadata first, so a killed delete leaves no half checkpoint, and the
+leftover files go at the next prune). A finished run keeps its newest checkpoint, which a ``--resume``
+after it takes as is. Runs of another run id are not touched.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from twin_core.domain import content_hash
-from twin_core.errors import InputError
+from twin_core.errors import InputError, TwinError
+from twin_core.settings import get_settings
 from twin_core.stores.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -58,9 +65,27 @@ def runs_with_checkpoints(store: ArtifactStore, **labels: Any) -> list[tuple[str
     return found
 
 
-def make_callback(store: ArtifactStore, rid: str, labels: dict[str, Any] | None = None) -> Any:
-    """The callback that uploads each checkpoint; ``labels`` (kind, dataset) go into its metadata."""
+def prune_checkpoints(store: ArtifactStore, rid: str, keep: int) -> list[str]:
+    """Delete all but the ``keep`` newest checkpoints of run ``rid`` (the deleted versions). Best effort: a
+    failure is a WARNING, never the run's (the checkpoint is saved; the next save prunes again)."""
+    try:
+        removed = store.prune_versions(checkpoints_name(rid), keep)
+    except (TwinError, OSError) as exc:
+        log.warning("run %s: could not delete its older checkpoints (kept for now): %s", rid, exc)
+        return []
+    if removed:
+        log.info("run %s: deleted older checkpoints %s (keeping the newest %d)", rid, ", ".join(removed), keep)
+    return removed
+
+
+def make_callback(store: ArtifactStore, rid: str, labels: dict[str, Any] | None = None, keep: int | None = None) -> Any:
+    """The callback that uploads each checkpoint, then deletes the run's checkpoints older than the ``keep``
+    newest (default: ``TWIN_TRAINING_KEEP_CHECKPOINTS``); ``labels`` (kind, dataset) go into its metadata."""
     from transformers import TrainerCallback
+
+    kept = get_settings().training.keep_checkpoints if keep is None else keep
+    if kept < 1:
+        raise InputError(f"keep at least 1 checkpoint (got {kept})")
 
     class ArtifactCheckpoints(TrainerCallback):
         """Upload each checkpoint the Trainer saves (every ``save_steps``) to the artifact store."""
@@ -76,6 +101,7 @@ def make_callback(store: ArtifactStore, rid: str, labels: dict[str, Any] | None 
                 checkpoints_name(rid), files, {"step": state.global_step, "run_id": rid, **(labels or {})}
             )
             log.info("checkpoint step %d -> %s", state.global_step, av.uri)
+            prune_checkpoints(store, rid, kept)  # after the new one is complete: its metadata is written
             return control
 
     return ArtifactCheckpoints()

@@ -101,8 +101,9 @@ def _trainer(
     tracker = _tracker(settings, plan, work / "comet", f"{kind}-{td.author_slug}-{plan.run_id}",
                        [kind, td.author_slug, plan.profile.name])  # fmt: skip
     labels = {"kind": kind, "dataset": td.version_id}  # what a --resume that finds no checkpoint names
-    callbacks = [checkpoints.make_callback(open_artifact_store(settings), plan.run_id, labels), tracker.callback(),
-                 progress_callback(progress, f"train {kind} {td.author_slug}")]  # fmt: skip
+    saves = checkpoints.make_callback(open_artifact_store(settings), plan.run_id, labels,
+                                      keep=settings.training.keep_checkpoints)  # fmt: skip
+    callbacks = [saves, tracker.callback(), progress_callback(progress, f"train {kind} {td.author_slug}")]
     if settings.training.torch_profile:  # where a step's time goes (slows the steps it records)
         from twin_core.training.torch_profile import profile_callback
 
