@@ -30,6 +30,7 @@ class JudgeServer:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.reply = REPLY
         self.kill_at: int | None = None
         self.victim: subprocess.Popen | None = None
         server = self
@@ -42,7 +43,7 @@ class JudgeServer:
                     os.kill(server.victim.pid, signal.SIGKILL)
                     server.victim.wait()
                     return
-                body = json.dumps({"choices": [{"message": {"content": REPLY}}], "usage": {}}).encode()
+                body = json.dumps({"choices": [{"message": {"content": server.reply}}], "usage": {}}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -109,3 +110,39 @@ def test_rerun_reuses_the_report_and_a_killed_run_resumes(
     run = twin(*args, "--force", env=env)
     assert run.returncode == 0 and run.result["reused"] is False and judge.calls == 2 * rows
     assert run.result["report"]["artifact"] == f"{reports}/v0002" and run.result["metrics"] == first["metrics"]
+
+
+@pytest.mark.slow
+def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_is_retried(
+    settings: Any, tmp_path: Path, twin: Any, judge: JudgeServer
+) -> None:
+    """A judge that answers without scores (the local 135M model does, greedily, every time) answers the same
+    way on a re-run: its report is reused (it was written again on every run). A judge that cannot be reached
+    may be back: its report is not reused, the next run tries again."""
+    from support.ports import refused_port
+
+    from twin_core.stores.artifacts import open_artifact_store
+    from twin_core.stores.registry import parse_ref
+
+    env = {"TWIN_LLM_THREADS": "1", "COMET_API_KEY": "", "TWIN_LLM_MODELS_DIR": str(MODELS_DIR)}
+    env |= {"TWIN_EVAL_JUDGE_BASE_URL": judge.url, "TWIN_EVAL_JUDGE_MODEL": "judge"}
+    ref = setup_tiny_candidate(settings, tmp_path)
+    args = ("evaluate", "--model", ref, "--baseline", "base", "--min-rows", "2")
+    store = open_artifact_store(settings)
+    reports = f"evaluations/{SLUG}/{parse_ref(ref)[1]}"
+
+    judge.reply = "What a lovely answer, truly."
+    first = twin(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.result["judge"]["status"] == "unavailable" and first.result["judge"]["unreachable"] == 0
+    calls, judge.calls = judge.calls, 0
+    assert calls == 3  # given up after max_consecutive_failures replies without scores
+    again = twin(*args, env=env)
+    assert again.result["reused"] is True and judge.calls == 0 and store.versions(reports) == ["v0001"]
+
+    with refused_port() as port:
+        down = {**env, "TWIN_EVAL_JUDGE_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        runs = [twin(*args, env=down) for _ in range(2)]
+    assert [r.result["judge"]["unreachable"] for r in runs] == [3, 3]
+    assert [r.result["reused"] for r in runs] == [False, False]
+    assert store.versions(reports) == ["v0001", "v0002", "v0003"]

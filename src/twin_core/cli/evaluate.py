@@ -66,7 +66,7 @@ def _result_line(report: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
         "perplexity": report["perplexity"],
         "stylometry": report["stylometry"],
         "rag": report["rag"],
-        "judge": {k: report["judge"][k] for k in ("name", "status", "calls", "failures", "reason")},
+        "judge": {k: report["judge"].get(k) for k in ("name", "status", "calls", "failures", "unreachable", "reason")},
         "report": stored,
     }
 

@@ -86,6 +86,7 @@ class Judge:
     max_failures: int = 3
     timeout_s: float | None = 60.0
     failures: int = 0
+    unreachable: int = 0  # failed calls (an error instead of a reply): an outage a later run may not meet
     consecutive: int = 0
     calls: int = 0
     unavailable_reason: str | None = None
@@ -123,6 +124,7 @@ class Judge:
         self.calls += 1
         try:
             if isinstance(reply, BaseException):
+                self.unreachable += 1
                 raise reply
             scores = parse_scores(reply)
             if all(v is None for v in scores.values()):
@@ -154,6 +156,7 @@ class Judge:
             "status": status,
             "calls": self.calls,
             "failures": self.failures,
+            "unreachable": self.unreachable,
             "reason": self.unavailable_reason,
             "errors": self.errors[:5],
         }

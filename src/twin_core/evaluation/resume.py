@@ -70,11 +70,15 @@ def inputs_hash(settings: Settings, p: Any, judge_name: str, embeds: bool, hits:
 
 
 def complete(report: dict[str, Any]) -> bool:
-    """No transient failure in ``report``: every answer generated, the judge ok or off, retrieval ok or absent."""
+    """No transient failure in ``report``: every answer generated, retrieval ok or absent, and the judge ok, off
+    or failing only by its replies (none unreachable). A judge that replies without scores (the local 135M
+    model, greedy) replies the same way to the same inputs: a re-run would only write the same report again."""
     answered = all(report["metrics"][role].get("answered") == report["rows"] for role in ("candidate", "baseline"))
     rag = report["rag"]
     rag_ok = rag.get("status") == "ok" or rag.get("reason") == "no vector store given"
-    return answered and report["judge"]["status"] in ("ok", "off") and rag_ok
+    judge = report["judge"]
+    judged = judge["status"] in ("ok", "off") or judge.get("unreachable", 1) == 0
+    return answered and judged and rag_ok
 
 
 def report_name(author_slug: str, candidate_ref: str) -> str:

@@ -277,17 +277,18 @@ def _measured(
     settings: Settings, p: EvalPlan, subject: Subject, prepared: Prepared, tools: Tools, checkpoints: Any
 ) -> dict[str, Any]:
     """One model's measurements: from its checkpoint when a killed run of these inputs finished it, else
-    measured, and checkpointed when complete (every answer, no judge failure)."""
+    measured, and checkpointed when complete (every answer, no judge call unreachable)."""
     judge = tools.judge or Judge(None, "off")
     saved = checkpoints.load(subject.role) if checkpoints is not None else None
     if saved is not None:
         judge.calls += int(saved.get("judge_calls", 0))
         return saved
-    calls, failures, seconds = judge.calls, judge.failures, {}
+    calls, unreachable, seconds = judge.calls, judge.unreachable, {}
     per_row, answers, pooled = measure(settings, p, subject, prepared.hits, tools, seconds)
     out = {"per_row": per_row, "answers": answers, "pooled": pooled, "seconds": seconds,
            "judge_calls": judge.calls - calls}  # fmt: skip
-    whole = all(a is not None for a in answers) and judge.failures == failures and judge.unavailable_reason is None
+    # a judge reply without scores is the same on a re-run (greedy); an unreachable judge may not be
+    whole = all(a is not None for a in answers) and judge.unreachable == unreachable
     if checkpoints is not None and whole:
         checkpoints.save(subject.role, out)
     return out
