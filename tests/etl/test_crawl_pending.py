@@ -135,3 +135,27 @@ def test_validation_settles_only_what_it_read_a_concurrent_crawl_stays_pending(
     monkeypatch.setattr(validation, "category_frame", real_frame)
     assert validation.validate_raw(settings)["documents"] == 3
     assert _pending(settings) == {}
+
+
+def test_a_pending_document_the_validation_read_missed_stays_pending(
+    settings: Any, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation reads a category page by page: a concurrent delete shifts the pages and one document is not
+    read. It was pending when validation looked at the pending list, so it was settled without being validated."""
+    user, _ = warehouse.get_or_create_user(AUTHOR)
+    fields = {"platform": "blog", "author_id": user.id, "author_full_name": user.full_name}
+    docs = [
+        ArticleDocument(link=f"https://ada.dev/{n}", content={"Title": "T", "Content": f"{TEXT} {n}."}, **fields)
+        for n in ("a", "b")
+    ]
+    for doc in docs:
+        warehouse.upsert_document(doc, pending=True)
+    real_frame = validation.category_frame
+
+    def frame_missing_one(wh: Any, category: Category) -> Any:
+        frame = real_frame(wh, category)
+        return frame[frame["id"] != docs[1].id].reset_index(drop=True) if category is Category.ARTICLES else frame
+
+    monkeypatch.setattr(validation, "category_frame", frame_missing_one)
+    assert validation.validate_raw(settings)["documents"] == 1
+    assert _pending(settings) == {"articles": [docs[1].id]}

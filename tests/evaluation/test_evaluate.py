@@ -475,3 +475,39 @@ def test_two_authors_attribution_and_other_twins_perplexity(
     assert set(res.perplexity) == {"candidate", "baseline", "base", "twin:oskar-brennmoor"}
     attribution = next(c for c in res.gate["checks"] if c["metric"] == "attribution")
     assert attribution["rows"] == 3 and attribution["outcome"] in ("pass", "fail")
+
+
+def test_a_model_the_unreachable_judge_skipped_is_not_checkpointed(settings: Any, setup: dict[str, Any]) -> None:
+    """The judge unreachable during the candidate is given up, so the baseline is never judged: checkpointing
+    the baseline then (no unreachable call of its own) let a later run with the judge back reuse a baseline
+    without judge scores, and store that report as complete."""
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.resume import Checkpoints
+    from twin_core.evaluation.run import evaluate
+
+    saved = Checkpoints(settings, "unreachable-judge")
+    judge = Judge(FakeLLM("judge", fail=True), "dead endpoint", max_failures=2)
+    evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, judge), config=_cfg(settings), checkpoints=saved)
+    assert judge.unreachable == 2 and saved.load("candidate") is None and saved.load("baseline") is None
+
+
+def test_a_resumed_model_brings_back_its_share_of_the_judge(settings: Any, setup: dict[str, Any]) -> None:
+    """A checkpointed model's judge calls, failures, errors and the judge being given up come back on resume:
+    the summary said "ok, 0 failures" for a judge that had replied without scores to the resumed model."""
+    from twin_core.evaluation.judge import Judge
+    from twin_core.evaluation.resume import Checkpoints
+    from twin_core.evaluation.run import evaluate
+
+    saved = Checkpoints(settings, "judge-without-scores")
+    first = Judge(FakeLLM("judge", default="no scores here"), "local judge", max_failures=2)
+    whole = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, first), config=_cfg(settings),
+                     checkpoints=saved)  # fmt: skip
+    assert whole.judge["status"] == "unavailable" and whole.judge["calls"] == 2
+    assert saved.load("candidate") is not None and saved.load("baseline") is not None
+    second = Judge(FakeLLM("judge", default="no scores here"), "local judge", max_failures=2)
+    resumed = evaluate(settings, setup["cand"].ref, "base", tools=_tools(setup, second), config=_cfg(settings),
+                       checkpoints=saved)  # fmt: skip
+    assert second.llm.calls == 0
+    assert {k: resumed.judge[k] for k in ("status", "calls", "failures", "unreachable", "reason", "errors")} == {
+        k: whole.judge[k] for k in ("status", "calls", "failures", "unreachable", "reason", "errors")
+    }

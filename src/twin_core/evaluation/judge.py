@@ -142,6 +142,27 @@ class Judge:
         self.consecutive = 0
         return scores
 
+    def mark(self) -> dict[str, Any]:
+        """Where the judge stands now: ``since(mark)`` gives what it did after (one model's share of a run)."""
+        return {"calls": self.calls, "failures": self.failures, "unreachable": self.unreachable,
+                "errors": len(self.errors), "reason": self.unavailable_reason}  # fmt: skip
+
+    def since(self, mark: dict[str, Any]) -> dict[str, Any]:
+        """The calls, failures, unreachable calls and errors after ``mark``, and the reason it was given up if
+        that happened after ``mark``: kept with a model's checkpoint, added back by ``resume``."""
+        counts = {k: getattr(self, k) - mark[k] for k in ("calls", "failures", "unreachable")}
+        reason = self.unavailable_reason if mark["reason"] is None else None
+        return {**counts, "errors": self.errors[mark["errors"] :], "reason": reason}
+
+    def resume(self, share: dict[str, Any]) -> None:
+        """Add back a checkpointed model's share (``since``), as if it had been judged in this run: a judge
+        given up then is given up now, as it would have been for the next model."""
+        for key in ("calls", "failures", "unreachable"):
+            setattr(self, key, getattr(self, key) + int(share.get(key, 0)))
+        self.errors += list(share.get("errors", []))
+        if share.get("reason") and self.unavailable_reason is None:
+            self.unavailable_reason = share["reason"]
+
     def summary(self) -> dict[str, Any]:
         if self.unavailable_reason:
             status = "unavailable"

@@ -76,8 +76,8 @@ def complete(report: dict[str, Any]) -> bool:
     answered = all(report["metrics"][role].get("answered") == report["rows"] for role in ("candidate", "baseline"))
     rag = report["rag"]
     rag_ok = rag.get("status") == "ok" or rag.get("reason") == "no vector store given"
-    judge = report["judge"]
-    judged = judge["status"] in ("ok", "off") or judge.get("unreachable", 1) == 0
+    judge = report["judge"]  # one that failed to open made no call: not a verdict of its replies
+    judged = judge["status"] in ("ok", "off") or (judge.get("unreachable", 1) == 0 and judge.get("calls", 0) > 0)
     return answered and judged and rag_ok
 
 

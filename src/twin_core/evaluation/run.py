@@ -269,26 +269,27 @@ def prepare(settings: Settings, p: EvalPlan, tools: Tools) -> Prepared:
     t0 = time.perf_counter()
     hits, rag, ranks = retrieve_all(p, tools)
     judge = tools.judge or Judge(None, "off")
-    key = inputs_hash(settings, p, judge.name if judge.llm is not None else "off", tools.embed is not None, hits)
+    asked = judge.llm is not None or judge.unavailable_reason is not None  # a judge that failed to open is not "off"
+    key = inputs_hash(settings, p, judge.name if asked else "off", tools.embed is not None, hits)
     return Prepared(hits, rag, ranks, key, time.perf_counter() - t0)
 
 
 def _measured(
     settings: Settings, p: EvalPlan, subject: Subject, prepared: Prepared, tools: Tools, checkpoints: Any
 ) -> dict[str, Any]:
-    """One model's measurements: from its checkpoint when a killed run of these inputs finished it, else
-    measured, and checkpointed when complete (every answer, no judge call unreachable)."""
+    """One model's measurements: from its checkpoint when a killed run of these inputs finished it (the judge's
+    share of it added back), else measured, and checkpointed when complete (every answer, and no judge call of
+    the run unreachable so far: a model the judge skipped because it was unreachable before is not complete)."""
     judge = tools.judge or Judge(None, "off")
     saved = checkpoints.load(subject.role) if checkpoints is not None else None
     if saved is not None:
-        judge.calls += int(saved.get("judge_calls", 0))
+        judge.resume(saved.get("judge", {}))
         return saved
-    calls, unreachable, seconds = judge.calls, judge.unreachable, {}
+    mark, seconds = judge.mark(), {}
     per_row, answers, pooled = measure(settings, p, subject, prepared.hits, tools, seconds)
-    out = {"per_row": per_row, "answers": answers, "pooled": pooled, "seconds": seconds,
-           "judge_calls": judge.calls - calls}  # fmt: skip
+    out = {"per_row": per_row, "answers": answers, "pooled": pooled, "seconds": seconds, "judge": judge.since(mark)}
     # a judge reply without scores is the same on a re-run (greedy); an unreachable judge may not be
-    whole = all(a is not None for a in answers) and judge.unreachable == unreachable
+    whole = all(a is not None for a in answers) and judge.unreachable == 0
     if checkpoints is not None and whole:
         checkpoints.save(subject.role, out)
     return out

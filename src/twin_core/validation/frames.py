@@ -9,6 +9,8 @@ from twin_core.domain.documents import Category, RawDocument
 from twin_core.domain.language import detect_language
 from twin_core.stores.warehouse import Warehouse
 
+SUITE_FREE = ["previous_reasons", "content_hash"]  # frame columns the expectation suites never see
+
 
 def document_row(doc: RawDocument) -> dict[str, Any]:
     text = doc.text
@@ -28,6 +30,7 @@ def document_row(doc: RawDocument) -> dict[str, Any]:
         "language": language or None,
         "was_quarantined": doc.quarantined,
         "previous_reasons": list(doc.quarantine_reasons),
+        "content_hash": doc.content_hash,  # what was validated (not a suite column: see SUITE_FREE)
     }
 
 
@@ -36,4 +39,4 @@ def category_frame(warehouse: Warehouse, category: Category) -> Any:
 
     rows = [document_row(d) for d in warehouse.iter_documents(category, include_quarantined=True)]
     columns = ["id", "link", "platform", "author_id", "text", "text_length", "content_bytes", "language"]
-    return pd.DataFrame(rows, columns=[*columns, "was_quarantined", "previous_reasons"])
+    return pd.DataFrame(rows, columns=[*columns, "was_quarantined", *SUITE_FREE])

@@ -23,7 +23,7 @@ from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.stores.artifacts import open_artifact_store
 from twin_core.stores.warehouse import open_warehouse
-from twin_core.validation.frames import category_frame
+from twin_core.validation.frames import SUITE_FREE, category_frame
 from twin_core.validation.gx_results import failing_rows, publish_data_docs, run_suite
 from twin_core.validation.suites import build_suite
 
@@ -74,15 +74,17 @@ def validate_raw(
 
     summary: dict[str, Any] = {"run_id": run_id, "categories": {}, "quarantined": [], "released": []}
     total = failed = 0
-    seen: dict[Category, dict[str, str]] = {}  # the pending documents, read before the frame: settled at the end
+    seen: dict[Category, dict[str, str]] = {}  # id -> content validated, of the pending documents: settled last
     for category in progress(list(Category), desc="validate", unit="category"):
-        seen[category] = warehouse.pending_documents(category)
+        pending = warehouse.pending_documents(category)  # before the frame: one pending only later stays pending
         frame = category_frame(warehouse, category)
+        # the rows really validated, with the content they had (a document the read missed is not settled)
+        seen[category] = {i: h for i, h in zip(frame["id"], frame["content_hash"], strict=True) if i in pending}
         if frame.empty:
             summary["categories"][category.value] = {"documents": 0, "failed": 0, "success": True}
             continue
         suite = build_suite(category, settings, known_authors)
-        result = run_suite(context, source, category.value, suite, frame.drop(columns=["previous_reasons"]))
+        result = run_suite(context, source, category.value, suite, frame.drop(columns=SUITE_FREE))
         n_failed = _apply_quarantine(warehouse, category, frame, failing_rows(result), summary)
         total += len(frame)
         failed += n_failed
