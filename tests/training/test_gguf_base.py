@@ -6,6 +6,7 @@ and a .gguf path that is no file are still refused, saying what to give instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -83,9 +84,11 @@ def test_a_local_gguf_file_or_its_folder_is_dequantized_once_like_the_packaged_o
     assert calls == [gguf] and (location / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_a_changed_gguf_file_is_converted_again_and_its_old_copy_dropped(
-    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_changed_gguf_file_is_converted_again_and_its_old_copy_kept(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The copy of the file before it changed stays (a QLoRA run still training on it reloads it to merge) and
+    is named in a log line, for deleting by hand once no run uses it."""
     from twin_core.llm.base_model import resolve_base
 
     calls = _counted(monkeypatch, _fake_convert)
@@ -94,9 +97,13 @@ def test_a_changed_gguf_file_is_converted_again_and_its_old_copy_dropped(
     first = resolve_base(settings, str(gguf))
     assert resolve_base(settings, str(gguf)) == first and len(calls) == 1
     gguf.write_bytes(b"GGUF two, longer")
-    second = resolve_base(settings, str(gguf))
+    with caplog.at_level(logging.INFO, logger="twin_core.llm.base_model"):
+        second = resolve_base(settings, str(gguf))
     assert second != first and len(calls) == 2
-    assert not Path(first).exists() and Path(second, "config.json").is_file()
+    assert Path(first, "config.json").is_file() and Path(second, "config.json").is_file()
+    assert f"{first} is the de-quantized copy of {gguf} before it changed: delete it once no run uses it" in [
+        r.getMessage() for r in caplog.records
+    ]
     other = tmp_path / "other" / gguf.name  # the same name elsewhere is another model
     other.parent.mkdir()
     other.write_bytes(b"GGUF two, longer")

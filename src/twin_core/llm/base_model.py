@@ -3,8 +3,8 @@
 Trainer refuses GGUF-quantized weights, so a GGUF base is resolved to a de-quantized safetensors copy, converted
 once by ``twin_core.llm.loading.convert_gguf``: the packaged SmolLM2 GGUF to ``models_dir/smollm2-135m-instruct``
 (the copy serving uses), any other local ``.gguf`` file (or a folder holding one and no config.json) to
-``models_dir/gguf/<stem>-<path hash>-<size+mtime hash>``, so a changed file is converted again and its older copy
-dropped. A Hub repository of GGUF files is not fetched: ``gguf_problem`` says what to give instead.
+``models_dir/gguf/<stem>-<path hash>-<size+mtime hash>``, so a changed file is converted again (its older copy is kept
+and named in the log: a run may still train on it). A Hub repository of GGUF files is not fetched: ``gguf_problem`` says what to give instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 
 from twin_core.errors import ConfigError
@@ -91,7 +90,8 @@ def converted_gguf(settings: Settings, gguf: Path) -> Path:
 
 
 def _dequantized(settings: Settings, gguf: Path) -> str:
-    """A GGUF file's safetensors copy, converted once; a copy of the file before it changed is dropped."""
+    """A GGUF file's safetensors copy, converted once. The copy of the file before it changed is kept, and
+    named in a log line: a run still training on it reloads it to merge (QLoRA), so it is never removed here."""
     from twin_core.llm.loading import convert_gguf
 
     target = converted_gguf(settings, gguf)
@@ -100,9 +100,8 @@ def _dequantized(settings: Settings, gguf: Path) -> str:
     log.info("de-quantizing %s once to %s (Trainer refuses GGUF-quantized weights)", gguf, target)
     convert_gguf(gguf, target)
     for stale in target.parent.glob(f"{target.name.rsplit('-', 1)[0]}-*"):
-        if stale != target and stale.is_dir():
-            log.info("dropping %s: the de-quantized copy of %s before it changed", stale, gguf)
-            shutil.rmtree(stale, ignore_errors=True)
+        if stale != target and stale.is_dir() and not stale.name.startswith("."):
+            log.info("%s is the de-quantized copy of %s before it changed: delete it once no run uses it", stale, gguf)
     return str(target)
 
 

@@ -41,7 +41,7 @@ def trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, ck
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": ckpt_steps,
-        "save_total_limit": 2,  # local scratch; every checkpoint is in the artifact store
+        "save_total_limit": 2,  # local scratch; the artifact store keeps the newest TWIN_TRAINING_KEEP_CHECKPOINTS
         "seed": profile.seed,
         "data_seed": profile.seed,
         "bf16": profile.precision == "bf16",
