@@ -159,3 +159,25 @@ def test_a_pending_document_the_validation_read_missed_stays_pending(
     monkeypatch.setattr(validation, "category_frame", frame_missing_one)
     assert validation.validate_raw(settings)["documents"] == 1
     assert _pending(settings) == {"articles": [docs[1].id]}
+
+
+def test_a_changed_document_is_not_said_to_be_reported_again_and_an_import_keeps_it_pending(
+    settings: Any, warehouse: Any
+) -> None:
+    """The "reported again" note is for the same content only: new content is news of its own. An import that
+    replaces a crawled document no validation has seen wrote it without its pending mark, so the next crawl
+    said "unchanged" and it was never validated."""
+    from twin_core.etl.runner import _Author, _store
+
+    user, _ = warehouse.get_or_create_user(AUTHOR)
+    fields = {"platform": "blog", "author_id": user.id, "author_full_name": user.full_name}
+
+    def article(text: str) -> ArticleDocument:
+        return ArticleDocument(link="https://ada.dev/a", content={"Title": "T", "Content": text}, **fields)
+
+    author = _Author(warehouse, AUTHOR)
+    assert _store(author, [article(TEXT)]) == ({"created": 1, "updated": 0, "unchanged": 0}, [])
+    assert _store(author, [article(TEXT + " More.")]) == ({"created": 1, "updated": 0, "unchanged": 0}, [])
+    assert _store(author, [article(TEXT + " More.")]) == ({"created": 1, "updated": 0, "unchanged": 0}, ["created"])
+    warehouse.upsert_document(article(TEXT + " Imported."))  # `twin warehouse import`: no pending mark of its own
+    assert _pending(settings) == {"articles": [article(TEXT).id]}

@@ -98,10 +98,10 @@ def _store(author: _Author, docs: list[RawDocument]) -> tuple[dict[str, int], li
     if docs:
         author.store()
     for doc in docs:
-        waiting = doc.id in author.warehouse.pending_documents(doc.category, [doc.id])
+        waiting = author.warehouse.pending_documents(doc.category, [doc.id]).get(doc.id)
         outcome = author.warehouse.upsert_document(doc, pending=True).value
         counts[outcome] += 1
-        if waiting:
+        if waiting == doc.content_hash:  # the same content again: reported only because it is not validated yet
             again.append(outcome)
     return counts, again
 

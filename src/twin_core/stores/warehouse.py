@@ -148,7 +148,8 @@ class Warehouse:
         self.ensure_indexes()
         col = self._db[doc.category.collection]
         existing = col.find_one({"_id": doc.id}, {"content_hash": 1, PENDING_FIELD: 1})
-        earlier = (existing or {}).get(PENDING_FIELD) if pending else None
+        waiting = (existing or {}).get(PENDING_FIELD)
+        earlier = waiting if pending else None
         if existing and existing.get("content_hash") == doc.content_hash:
             if touch:
                 col.update_one({"_id": doc.id}, {"$set": {"checked_at": utcnow()}})
@@ -157,6 +158,8 @@ class Warehouse:
         row = doc.to_mongo()
         if pending:
             row[PENDING_FIELD] = outcome.value
+        elif waiting:  # an import replacing a crawled document no validation has seen: it still needs one
+            row[PENDING_FIELD] = waiting
         col.replace_one({"_id": doc.id}, row, upsert=True)
         return outcome
 
