@@ -511,3 +511,18 @@ def test_a_resumed_model_brings_back_its_share_of_the_judge(settings: Any, setup
     assert {k: resumed.judge[k] for k in ("status", "calls", "failures", "unreachable", "reason", "errors")} == {
         k: whole.judge[k] for k in ("status", "calls", "failures", "unreachable", "reason", "errors")
     }
+
+
+def test_answers_on_a_gpu_are_other_inputs_than_on_a_cpu(
+    settings: Any, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same models answer in float32 on a CPU and in bf16 on a GPU, and greedy text may differ: a report or
+    a checkpoint made on one is not reused on the other."""
+    from twin_core.evaluation.run import plan, prepare
+    from twin_core.llm import loading
+
+    p = plan(settings, setup["cand"].ref, "base", _cfg(settings))
+    cpu = prepare(settings, p, _tools(setup)).inputs_hash
+    assert prepare(settings, p, _tools(setup)).inputs_hash == cpu
+    monkeypatch.setattr(loading, "placement", lambda choice="auto": ("cuda", None))
+    assert prepare(settings, p, _tools(setup)).inputs_hash != cpu

@@ -45,6 +45,7 @@ def _fingerprint(registry: Any, ref: str, location: str) -> str:
 def inputs_hash(settings: Settings, p: Any, judge_name: str, embeds: bool, hits: list[Any]) -> str:
     """What decides the report's numbers (``p`` an ``EvalPlan``), hashed; no model is loaded."""
     from twin_core import __version__
+    from twin_core.llm.loading import placement
     from twin_core.llm.prompt import PROMPT_VERSION
     from twin_core.stores.registry import open_registry
 
@@ -64,6 +65,7 @@ def inputs_hash(settings: Settings, p: Any, judge_name: str, embeds: bool, hits:
             "judge": judge_name,
             "embedding": settings.embedding_model_id if embeds else None,
             "context_tokens": settings.rag.context_tokens,
+            "device": placement(settings.llm.device)[0],  # CPU float32 and GPU bf16 answers may differ
             "hits": hits,
         }
     )
