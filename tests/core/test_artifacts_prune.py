@@ -158,3 +158,12 @@ def test_local_prune_removes_a_killed_copy_s_temporary_file(tmp_path: Path) -> N
     assert [_put(store, step) for step in (4, 6)] == ["v0003", "v0004"]
     assert store.prune_versions(NAME, 2) == ["v0001"]
     assert sorted(p.name for p in part.parent.parent.iterdir()) == ["v0003", "v0004"]
+
+
+def test_delete_folder_deletes_the_keys_under_it_and_nothing_else(store: ArtifactStore) -> None:
+    for key in ("evaluations/.resume/h1/candidate.json", "evaluations/.resume/h1/baseline.json",
+                "evaluations/.resume/h12/candidate.json"):  # fmt: skip
+        store.put_json(key, {"key": key})
+    assert store.delete_folder("evaluations/.resume/h1") == 2
+    assert store.list("evaluations/.resume") == ["evaluations/.resume/h12/candidate.json"]
+    assert store.delete_folder("evaluations/.resume/h1") == 0

@@ -88,6 +88,8 @@ def test_rerun_reuses_the_report_and_a_killed_run_resumes(
     judge.victim.communicate(timeout=600)
     assert judge.victim.returncode == -signal.SIGKILL and judge.calls == rows + 1
     assert store.versions(reports) == []
+    [kept] = store.list("evaluations/.resume")  # the candidate's measurements, for the re-run
+    assert kept.endswith("/candidate.json")
 
     # 2. the re-run measures only the baseline: the candidate's answers and judge scores were kept
     judge.kill_at, judge.calls = None, 0
@@ -98,6 +100,7 @@ def test_rerun_reuses_the_report_and_a_killed_run_resumes(
     assert first["judge"]["status"] == "ok" and first["judge"]["calls"] == 2 * rows
     assert first["metrics"]["candidate"]["judge_accuracy"] == 3.0 and first["metrics"]["baseline"]["judge_style"] == 2.0
     assert first["report"]["artifact"] == f"{reports}/v0001"
+    assert store.list("evaluations/.resume") == []  # a complete report stored: what a re-run returns now
 
     # 3. the same inputs again: the same stored report, no model call, no second version or Comet experiment
     judge.calls = 0

@@ -117,7 +117,7 @@ def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str
     import time
 
     from twin_core.evaluation.eval_report import write_report
-    from twin_core.evaluation.resume import Checkpoints, stored_report
+    from twin_core.evaluation.resume import Checkpoints, complete, stored_report
     from twin_core.evaluation.run import prepare, record, run
 
     started = time.perf_counter()
@@ -127,7 +127,10 @@ def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str
         return found["report"], found["stored"], True
     checkpoints = Checkpoints(settings, prepared.inputs_hash, fresh=force)
     report = record(p, run(settings, p, tools, prepared, checkpoints), started).as_dict()
-    return report, write_report(settings, report), False
+    stored = write_report(settings, report)
+    if complete(report):  # the stored report is what a re-run returns now
+        checkpoints.clear()
+    return report, stored, False
 
 
 @step("evaluate")

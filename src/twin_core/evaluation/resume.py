@@ -125,3 +125,8 @@ class Checkpoints:
 
     def save(self, role: str, measured: dict[str, Any]) -> None:
         self.store.put_json(self._key(role), measured)
+
+    def clear(self) -> None:
+        """Once a complete report of these inputs is stored, it is what a re-run returns: the models'
+        measurements kept for a resume are not needed any more."""
+        self.store.delete_folder(f"{RESUME_PREFIX}/{self.key}")

@@ -224,6 +224,16 @@ class ArtifactStore:
             self._b.delete(key)
         self._b.prune(f"{name}/{version}")
 
+    def delete_folder(self, prefix: str) -> int:
+        """Delete every plain key under the folder ``prefix`` (``put_json``'s and the like; a version has
+        ``delete_version``). Returns how many keys were deleted."""
+        prefix = clean_key(prefix)
+        keys = self._b.list_keys(prefix)
+        for key in keys:
+            self._b.delete(key)
+        self._b.prune(prefix)
+        return len(keys)
+
     def prune_versions(self, name: str, keep: int) -> list[str]:
         """Keep the ``keep`` (>= 1) newest versions of ``name`` and delete the older ones, each with
         ``delete_version`` (metadata first), together with the leftovers numbered below the oldest kept
