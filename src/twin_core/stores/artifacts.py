@@ -18,7 +18,8 @@ API (``store = open_artifact_store(settings)``):
   ``open_version_file(name, version, fname)`` (streamed), ``download_version(name, version, dest)``
   (streams every file into ``dest/vNNNN``, which appears complete or not at all),
   ``version_local_path(name, version)`` (the version folder on a local store, None on S3),
-  ``delete_version(name, version)``, ``prune_versions(name, keep)`` (all but the ``keep`` newest).
+  ``delete_version(name, version)``, ``prune_versions(name, keep)`` (all but the ``keep`` newest),
+  ``delete_folder(prefix)`` (plain keys).
 
 Guarantees:
 
