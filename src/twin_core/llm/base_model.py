@@ -3,8 +3,9 @@
 Trainer refuses GGUF-quantized weights, so a GGUF base is resolved to a de-quantized safetensors copy, converted
 once by ``twin_core.llm.loading.convert_gguf``: the packaged SmolLM2 GGUF to ``models_dir/smollm2-135m-instruct``
 (the copy serving uses), any other local ``.gguf`` file (or a folder holding one and no config.json) to
-``models_dir/gguf/<stem>-<path hash>-<size+mtime hash>``, so a changed file is converted again (its older copy is kept
-and named in the log: a run may still train on it). A Hub repository of GGUF files is not fetched: ``gguf_problem`` says what to give instead.
+``models_dir/gguf/<stem>-<path hash>-<size+mtime hash>``, so a changed file is converted again (its older copy
+is kept and named in the log: a run may still train on it). A Hub repository of GGUF files is not fetched:
+``gguf_problem`` says what to give instead.
 """
 
 from __future__ import annotations
