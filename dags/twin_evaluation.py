@@ -7,7 +7,8 @@ Per candidate:
 1. `evaluate` — `twin evaluate --model REF --baseline production` on the held-out split of the
    candidate's dataset: perplexity, style similarity, ROUGE-L, judge scores, RAG hit@k/MRR and
    groundedness, candidate and baseline side by side; the report (JSON + HTML) goes to the artifact
-   store and Comet. Its pod is sized from the candidate: the pod profile that trained it (the event's
+   store and Comet. A judge that cannot be reached fails the task as retryable (exit 4: retried, nothing
+   stored, no gate decision). Its pod is sized from the candidate: the pod profile that trained it (the event's
    `pod_profiles`, from `twin_training`), or the form's `pod_profile` for a manual run.
 2. `check_gate` — keeps the candidates whose gate passed (thresholds in `configs/evaluation.yaml`); the log
    names every failing metric. No candidate passes: the rest of the run is skipped.

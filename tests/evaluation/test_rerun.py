@@ -116,12 +116,13 @@ def test_rerun_reuses_the_report_and_a_killed_run_resumes(
 
 
 @pytest.mark.slow
-def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_is_retried(
+def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_fails_retryable(
     settings: Any, tmp_path: Path, twin: Any, judge: JudgeServer
 ) -> None:
     """A judge that answers without scores (the local 135M model does, greedily, every time) answers the same
     way on a re-run: its report is reused (it was written again on every run). A judge that cannot be reached
-    may be back: its report is not reused, the next run tries again."""
+    is an outage, not a verdict: the step is retryable (exit 4) and stores nothing (the gate decided without the
+    judge's optional metrics, and could pass a candidate because of an outage)."""
     from support.ports import refused_port
 
     from twin_core.stores.artifacts import open_artifact_store
@@ -144,8 +145,13 @@ def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_is_ret
     assert again.result["reused"] is True and judge.calls == 0 and store.versions(reports) == ["v0001"]
 
     with refused_port() as port:
-        down = {**env, "TWIN_EVAL_JUDGE_BASE_URL": f"http://127.0.0.1:{port}/v1"}
-        runs = [twin(*args, env=down) for _ in range(2)]
-    assert [r.result["judge"]["unreachable"] for r in runs] == [3, 3]
-    assert [r.result["reused"] for r in runs] == [False, False]
-    assert store.versions(reports) == ["v0001", "v0002", "v0003"]
+        url = f"http://127.0.0.1:{port}/v1"
+        run = twin(*args, env={**env, "TWIN_EVAL_JUDGE_BASE_URL": url})
+    # an outage is not a verdict: retryable (exit 4), nothing stored, the gate did not decide without the judge
+    assert (run.returncode, run.result["kind"]) == (4, "unavailable"), run.stderr[-3000:]
+    assert run.result["error"].startswith(f"the judge (judge @ {url}) could not be reached (3 of 3 calls; ")
+    assert run.result["error"].endswith(
+        "no report was stored and the gate did not decide; the models measured in full are kept for the retry. "
+        "Retry once the judge is back, or run with --no-judge to decide without it"
+    )
+    assert store.versions(reports) == ["v0001"]

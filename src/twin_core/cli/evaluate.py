@@ -111,6 +111,21 @@ def _check_versions(settings: Any, model: str, baseline: str) -> None:
         )
 
 
+def _judge_reached(judge: dict[str, Any]) -> None:
+    """A judge that could not be reached fails the step as retryable (exit 4), with nothing stored: the gate
+    would otherwise decide without the judge's metrics (optional by default) because of an outage. A judge
+    that replies without scores is its verdict, not an outage: the gate decides without them and says so."""
+    from twin_core.errors import BackendUnavailable
+
+    if judge.get("unreachable"):
+        raise BackendUnavailable(
+            f"the judge ({judge['name']}) could not be reached ({judge['unreachable']} of {judge['calls']} calls; "
+            f"{judge.get('reason') or (judge.get('errors') or ['?'])[-1]}): no report was stored and the gate did "
+            "not decide; the models measured in full are kept for the retry. Retry once the judge is back, or run "
+            "with --no-judge to decide without it"
+        )
+
+
 def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(report, where it is stored, reused): the stored report of the same inputs unless ``force``, else a
     new evaluation that resumes from a killed run's finished models (resume.py)."""
@@ -127,6 +142,7 @@ def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str
         return found["report"], found["stored"], True
     checkpoints = Checkpoints(settings, prepared.inputs_hash, fresh=force)
     report = record(p, run(settings, p, tools, prepared, checkpoints), started).as_dict()
+    _judge_reached(report["judge"])
     stored = write_report(settings, report)
     if complete(report):  # the stored report is what a re-run returns now
         checkpoints.clear()
