@@ -49,31 +49,33 @@ def examples(plan: Any, tokenizer: Any, split: list[dict[str, Any]]) -> list[dic
     return [make(row, plan.data.author, tokens, budget) for row in split]
 
 
-def prompt_tokens(tokenizer: Any, plan: Any) -> list[int]:
+def prompt_tokens(tokenizer: Any, plan: Any, train: list[dict[str, Any]] | None = None) -> list[int]:
     """The prompt's token count of every training row as the run trains on it (as TRL tokenizes it: the chat
-    template's text)."""
+    template's text); ``train``: those examples, when already rendered (``examples``)."""
     counts = []
-    for example in examples(plan, tokenizer, plan.data.train):
+    for example in train if train is not None else examples(plan, tokenizer, plan.data.train):
         prompt = render_prompt(tokenizer, example["prompt"])
         counts.append(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
     return counts
 
 
-def check_answers_fit(tokenizer: Any, plan: Any) -> None:
-    """InputError when ``max_length`` leaves no answer token in any training row; a WARNING when in some."""
+def check_answers_fit(tokenizer: Any, plan: Any) -> list[dict[str, Any]]:
+    """The training examples (``examples``: rendered once, for the check and the Trainer); InputError when
+    ``max_length`` leaves no answer token in any of them, a WARNING when in some."""
     limit = plan.profile.max_length
     budget = context_budget(limit)
-    if budget < SERVED_CONTEXT_TOKENS and any(row.get("context") for row in plan.data.train):
+    with_context = any(row.get("context") for row in plan.data.train)
+    if budget < SERVED_CONTEXT_TOKENS and with_context:
         log.info(
             "--profile %s: max_length %d: training prompts carry at most %d tokens of retrieved context (serving "
             "sends up to %d), so the answers fit", plan.profile.name, limit, budget, SERVED_CONTEXT_TOKENS,
         )  # fmt: skip
-    counts = prompt_tokens(tokenizer, plan)
+    train = examples(plan, tokenizer, plan.data.train)
+    counts = prompt_tokens(tokenizer, plan, train)
     cut = [n for n in counts if n >= limit]
     if not cut:
-        return
+        return train
     where = f"--profile {plan.profile.name}: max_length {limit}"
-    with_context = any(row.get("context") for row in plan.data.train)
     fix = f"raise max_length to more than {max(counts)} in {plan.profile.source or 'the profile'}"
     if with_context:
         fix += (
@@ -92,3 +94,4 @@ def check_answers_fit(tokenizer: Any, plan: Any) -> None:
         "nothing; %s",
         where, len(cut), len(counts), plan.data.version_id, limit, fix,
     )  # fmt: skip
+    return train

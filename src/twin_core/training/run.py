@@ -80,16 +80,23 @@ def _heldout(tokenizer: Any, plan: TrainingPlan) -> list[tuple[str, str]]:
     return [rows.prompt_and_answer_text(tokenizer, example, answer) for example in held]
 
 
-def _datasets(plan: TrainingPlan, tokenizer: Any) -> tuple[Any, Any | None]:
+def _datasets(plan: TrainingPlan, tokenizer: Any, train_examples: list[dict[str, Any]]) -> tuple[Any, Any | None]:
+    """The Trainer's datasets: the training examples as rendered for the length check, the test split's."""
     from datasets import Dataset
 
-    train = Dataset.from_list(lengths.examples(plan, tokenizer, plan.data.train))
+    train = Dataset.from_list(train_examples)
     test = Dataset.from_list(lengths.examples(plan, tokenizer, plan.data.test)) if plan.evaluate else None
     return train, test
 
 
 def _trainer(
-    settings: Settings, plan: TrainingPlan, model: Any, tokenizer: Any, work: Path, progress: Any
+    settings: Settings,
+    plan: TrainingPlan,
+    model: Any,
+    tokenizer: Any,
+    work: Path,
+    progress: Any,
+    train_examples: list[dict[str, Any]],
 ) -> tuple[Any, Any]:
     """(TRL trainer, Comet tracker) with the checkpoint, Comet and progress-bar callbacks."""
     from transformers import set_seed
@@ -110,7 +117,8 @@ def _trainer(
         callbacks.append(profile_callback(settings.training.torch_profile / f"{kind}-{plan.run_id}"))
     args = trainer_args(plan.profile, kind, work / "trainer", plan.steps, plan.checkpoint_steps, plan.evaluate)
     set_seed(plan.profile.seed)  # the LoRA init too: a run is reproducible step for step
-    trainer = build_trainer(kind, plan.profile, args, model, tokenizer, _datasets(plan, tokenizer), callbacks)
+    datasets = _datasets(plan, tokenizer, train_examples)
+    trainer = build_trainer(kind, plan.profile, args, model, tokenizer, datasets, callbacks)
     quiet_trainer(trainer)
     return trainer, tracker
 
@@ -205,7 +213,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
         torch.set_num_threads(settings.llm.threads)
     base_location = _base_location(settings, plan)
     tokenizer = models.load_tokenizer(settings, base_location)
-    lengths.check_answers_fit(tokenizer, plan)  # a max_length that cuts every answer off: before the model loads
+    train_examples = lengths.check_answers_fit(tokenizer, plan)  # none fitting max_length: before the model loads
     work = settings.home / "training" / plan.run_id
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -215,7 +223,7 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     heldout = _heldout(tokenizer, plan)
     max_len = plan.profile.max_length
     ppl_base = perplexity(model, tokenizer, heldout, max_length=max_len) if heldout else None
-    trainer, tracker = _trainer(settings, plan, model, tokenizer, work, progress)
+    trainer, tracker = _trainer(settings, plan, model, tokenizer, work, progress, train_examples)
     clock = step_clock()
     trainer.add_callback(clock)
     started = time.perf_counter()
