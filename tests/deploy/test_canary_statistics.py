@@ -87,8 +87,8 @@ def test_every_check_states_its_sample_and_interval_in_the_recorded_numbers() ->
     assert d.numbers()["canary"]["latencies"] == 40
 
 
-def test_live_quality_on_the_warehouse_counts_only_answers_with_context(settings: Any) -> None:
-    from twin_core.deploy.watch import live_quality
+def _ada_posts(settings: Any) -> list[str]:
+    """Three posts of Ada Quillfeather in the warehouse (the reference of the canary's style check); their texts."""
     from twin_core.domain import PostDocument
     from twin_core.stores.warehouse import open_warehouse
 
@@ -102,6 +102,13 @@ def test_live_quality_on_the_warehouse_counts_only_answers_with_context(settings
     for i, text in enumerate(texts):
         wh.upsert_document(PostDocument(link=f"https://ada.example/{i}", platform="linkedin", author_id=user.id,
                                         author_full_name=user.full_name, content={"Content": text}))  # fmt: skip
+    return texts
+
+
+def test_live_quality_on_the_warehouse_counts_only_answers_with_context(settings: Any) -> None:
+    from twin_core.deploy.watch import live_quality
+
+    texts = _ada_posts(settings)
 
     def answered(version: str, n: int, with_context: int) -> list[InferenceLog]:
         return [
@@ -122,20 +129,9 @@ def test_live_quality_profiles_the_authors_documents_once_per_analysis(settings:
     """Both sides' Delta and the interval of the increase rest on one profile of the reference documents
     (it was built three times per analysis), with the same numbers as the separate measures."""
     from twin_core.deploy.watch import live_quality
-    from twin_core.domain import PostDocument
     from twin_core.evaluation import stylometry
-    from twin_core.stores.warehouse import open_warehouse
 
-    wh = open_warehouse(settings)
-    user, _ = wh.get_or_create_user("Ada Quillfeather")
-    docs = [
-        "I think the index is the thing that we should build first, and then we can test it.",
-        "We built the cache and it was fast, but the thing is that we had to test it again.",
-        "It is the data that matters, and I think we should keep the schema simple and small.",
-    ]
-    for i, text in enumerate(docs):
-        wh.upsert_document(PostDocument(link=f"https://ada.example/{i}", platform="linkedin", author_id=user.id,
-                                        author_full_name=user.full_name, content={"Content": text}))  # fmt: skip
+    docs = _ada_posts(settings)
     answers = {"canary": [*docs, "The thing is, we test it first."], "prod": ["So it is, which is fine.", *docs[:2]]}
 
     def answered(version: str) -> list[InferenceLog]:

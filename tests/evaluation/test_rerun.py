@@ -65,10 +65,9 @@ def judge() -> Any:
     server.httpd.shutdown()
 
 
-@pytest.mark.slow
-def test_rerun_reuses_the_report_and_a_killed_run_resumes(
-    settings: Any, tmp_path: Path, twin: Any, judge: JudgeServer
-) -> None:
+def _candidate(settings: Any, tmp_path: Path, judge: JudgeServer) -> tuple[tuple[str, ...], dict[str, str], Any, str]:
+    """A tiny candidate to evaluate against the base model with ``judge``: (the `twin` arguments, the env, the
+    artifact store, the artifact name of its reports)."""
     from twin_core.stores.artifacts import open_artifact_store
     from twin_core.stores.registry import parse_ref
 
@@ -76,8 +75,14 @@ def test_rerun_reuses_the_report_and_a_killed_run_resumes(
     env |= {"TWIN_EVAL_JUDGE_BASE_URL": judge.url, "TWIN_EVAL_JUDGE_MODEL": "judge"}
     ref = setup_tiny_candidate(settings, tmp_path)
     args = ("evaluate", "--model", ref, "--baseline", "base", "--min-rows", "2")
-    store = open_artifact_store(settings)
-    reports = f"evaluations/{SLUG}/{parse_ref(ref)[1]}"
+    return args, env, open_artifact_store(settings), f"evaluations/{SLUG}/{parse_ref(ref)[1]}"
+
+
+@pytest.mark.slow
+def test_rerun_reuses_the_report_and_a_killed_run_resumes(
+    settings: Any, tmp_path: Path, twin: Any, judge: JudgeServer
+) -> None:
+    args, env, store, reports = _candidate(settings, tmp_path, judge)
     rows = len(ROWS)
 
     # 1. killed at the judge's first call for the baseline: no report at all, not even half of one
@@ -125,15 +130,7 @@ def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_fails_
     judge's optional metrics, and could pass a candidate because of an outage)."""
     from support.ports import refused_port
 
-    from twin_core.stores.artifacts import open_artifact_store
-    from twin_core.stores.registry import parse_ref
-
-    env = {"TWIN_LLM_THREADS": "1", "COMET_API_KEY": "", "TWIN_LLM_MODELS_DIR": str(MODELS_DIR)}
-    env |= {"TWIN_EVAL_JUDGE_BASE_URL": judge.url, "TWIN_EVAL_JUDGE_MODEL": "judge"}
-    ref = setup_tiny_candidate(settings, tmp_path)
-    args = ("evaluate", "--model", ref, "--baseline", "base", "--min-rows", "2")
-    store = open_artifact_store(settings)
-    reports = f"evaluations/{SLUG}/{parse_ref(ref)[1]}"
+    args, env, store, reports = _candidate(settings, tmp_path, judge)
 
     judge.reply = "What a lovely answer, truly."
     first = twin(*args, env=env)

@@ -19,6 +19,14 @@ def _registered(settings: Any) -> list:
     return open_registry(settings).list()
 
 
+def _config_error(twin: Any, env: dict[str, str], settings: Any, dataset: str, profile: Path) -> str:
+    """`twin train sft` with ``profile``: exit 2 (config), nothing registered; its error message."""
+    run = twin("train", "sft", "--dataset", dataset, "--profile", str(profile), env=env)
+    assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
+    assert _registered(settings) == []
+    return run.result["error"]
+
+
 def _variant(tmp_path: Path, source: Path, name: str, **changes: Any) -> Path:
     """``source`` (a profile YAML) with top-level ``changes``; ``lora``/``sft``/``dpo`` dicts are merged."""
     profile = yaml.safe_load(source.read_text())
@@ -94,14 +102,11 @@ def test_a_learning_rate_schedule_the_trainer_cannot_run_is_a_config_error(
     """Was a ValueError from transformers after the model had loaded (exit 1)."""
     tiny = Path(__file__).parent / "profiles" / "tiny-test.yaml"
     profile = _variant(tmp_path, tiny, "sched", sft={"lr_scheduler": "cosine_annealing"})
-    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
-    assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
-    assert run.result["error"] == (
+    assert _config_error(twin, train_env, tsettings, instruct_version, profile) == (
         f"training profile {profile}: 1 invalid setting: sft.lr_scheduler: Input should be 'linear', 'cosine', "
         "'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup' or 'inverse_sqrt' "
         "(got 'cosine_annealing')"
     )
-    assert _registered(tsettings) == []
     from transformers.trainer_utils import SchedulerType
 
     from twin_core.training.profiles import LrScheduler
@@ -114,14 +119,11 @@ def test_lora_target_modules_that_match_nothing_name_the_models_modules(
 ) -> None:
     """Was peft's NoMatchingPeftModuleError with its traceback (exit 1)."""
     profile = _variant(tmp_path, tiny_random, "typo", lora={"target_modules": ["q_proj_typo"]})
-    run = twin("train", "sft", "--dataset", instruct_version, "--profile", str(profile), env=train_env)
-    assert (run.returncode, run.result["kind"]) == (2, "config"), run.stderr[-2000:]
-    assert run.result["error"] == (
+    assert _config_error(twin, train_env, tsettings, instruct_version, profile) == (
         f"training profile {profile}: lora.target_modules ['q_proj_typo'] match no module of the base model "
         "(llama); its linear modules are down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj "
         "(or write all-linear)"
     )
-    assert _registered(tsettings) == []
 
 
 # GGUF bases: a local .gguf file (or a folder holding one) is de-quantized once for training, what cannot be
