@@ -167,3 +167,14 @@ def test_delete_folder_deletes_the_keys_under_it_and_nothing_else(store: Artifac
     assert store.delete_folder("evaluations/.resume/h1") == 2
     assert store.list("evaluations/.resume") == ["evaluations/.resume/h12/candidate.json"]
     assert store.delete_folder("evaluations/.resume/h1") == 0
+
+
+def test_prune_keeps_a_spare_version_besides_the_newest(store: ArtifactStore) -> None:
+    """Early stopping's best checkpoint is kept however old it grows; the others below the newest go."""
+    assert [_put(store, step) for step in (2, 4, 6, 8)] == ["v0001", "v0002", "v0003", "v0004"]
+    assert store.prune_versions(NAME, 1, spare=["v0002"]) == ["v0001", "v0003"]
+    assert store.versions(NAME) == ["v0002", "v0004"]
+    assert store.read_version_file(NAME, "v0002", "adapter.bin") == b"adapter 4"
+    _put(store, 10)
+    assert store.prune_versions(NAME, 1) == ["v0002", "v0004"]  # no longer the best: pruned as any
+    assert store.versions(NAME) == ["v0005"]

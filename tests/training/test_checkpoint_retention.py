@@ -4,6 +4,7 @@ Trainer's saves are played by hand (a folder per step, then ``on_save``): no mod
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,15 +25,18 @@ def store(twin_home: Path) -> ArtifactStore:
     return open_artifact_store(get_settings())
 
 
-def _save(callback: Any, output_dir: Path, step: int) -> None:
-    """What Trainer does every ``save_steps``: write checkpoint-<step>, then call the callbacks' on_save."""
+def _save(callback: Any, output_dir: Path, step: int, best: int | None = None) -> None:
+    """What Trainer does every ``save_steps``: write checkpoint-<step>, then call the callbacks' on_save;
+    ``best``: early stopping's best step so far."""
     folder = output_dir / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     (folder / "adapter_model.safetensors").write_bytes(f"adapter {step}".encode())
     (folder / "optimizer.pt").write_bytes(f"optimizer {step}".encode())
-    (folder / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
+    best_folder = str(output_dir / f"checkpoint-{best}") if best else None
+    state_json = {"global_step": step, "best_global_step": best, "best_model_checkpoint": best_folder}
+    (folder / "trainer_state.json").write_text(json.dumps(state_json))
     args = SimpleNamespace(output_dir=str(output_dir))
-    state = SimpleNamespace(global_step=step, is_world_process_zero=True)
+    state = SimpleNamespace(global_step=step, is_world_process_zero=True, best_global_step=best)
     control = object()
     assert callback.on_save(args, state, control) is control
 
@@ -138,3 +142,42 @@ def test_a_failed_prune_is_a_warning_and_the_checkpoint_is_kept(
     _save(callback, tmp_path / "trainer", 6)  # the next save prunes again
     assert store.versions(checkpoints.checkpoints_name(RID)) == ["v0003"]
     assert _on_disk(store) == ["v0003"]
+
+
+def test_the_best_checkpoint_stays_and_a_resume_in_a_fresh_folder_gets_it_back(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    callback = checkpoints.make_callback(store, RID, keep=1)
+    for step, best in ((2, 2), (4, 2), (6, 2), (8, 2)):
+        _save(callback, tmp_path / "killed-pod", step, best)
+    name = checkpoints.checkpoints_name(RID)
+    assert [v.metadata["step"] for v in store.iter_versions(name)] == [2, 8]
+    assert _on_disk(store) == ["v0001", "v0004"]
+
+    folder, step = checkpoints.latest_checkpoint(store, RID, tmp_path / "resume")
+    assert (folder, step) == (tmp_path / "resume" / "checkpoint-8", 8)
+    best = tmp_path / "resume" / "checkpoint-2"
+    assert (best / "adapter_model.safetensors").read_bytes() == b"adapter 2"
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert (state["best_global_step"], state["best_model_checkpoint"]) == (2, str(best))
+
+    _save(callback, tmp_path / "resume", 10, 10)  # a lower loss at last: the old best goes
+    assert [v.metadata["step"] for v in store.iter_versions(name)] == [10]
+
+
+def test_a_best_checkpoint_pruned_by_an_older_version_is_a_warning(
+    store: ArtifactStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = checkpoints.make_callback(store, RID, keep=1)
+    for step in (2, 4):
+        _save(callback, tmp_path / "killed-pod", step, best=2)
+    store.delete_version(checkpoints.checkpoints_name(RID), "v0001")  # as the retention before this kept it
+    with caplog.at_level(logging.WARNING, logger="twin_core.training.checkpoints"):
+        folder, _ = checkpoints.latest_checkpoint(store, RID, tmp_path / "resume")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"run {RID}: the best checkpoint so far (step 2) is no longer stored: the run ends on its last weights "
+        "unless a later evaluation is better"
+    ]
+    assert json.loads((folder / "trainer_state.json").read_text())["best_model_checkpoint"] == str(
+        tmp_path / "killed-pod" / "checkpoint-2"
+    )  # left as it was: Trainer drops a best checkpoint that is not on disk

@@ -101,24 +101,29 @@ def run_json(cmd: list[str], env: dict[str, str], timeout: float = 900) -> dict[
     return json.loads(lines[-1])
 
 
-# `twin train` that SIGKILLs itself right after uploading its first checkpoint: a spot node going away at a
-# known point (no cleanup runs), with no race between the test's poll and the training steps.
-KILLED_AFTER_FIRST_CHECKPOINT = """
+def killed_after_checkpoint(step: int) -> str:
+    """`twin train` that SIGKILLs itself right after uploading its first checkpoint at ``step`` or later: a
+    spot node going away at a known point (no cleanup runs), with no race between a poll and the steps."""
+    return f"""
 import os, signal
 from twin_core.training import checkpoints
 make = checkpoints.make_callback
 def make_callback(store, rid, *args, **kwargs):
     cb = make(store, rid, *args, **kwargs)
     upload = cb.on_save
-    def on_save(*args, **kwargs):
-        upload(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGKILL)
+    def on_save(args, state, control, **kwargs):
+        upload(args, state, control, **kwargs)
+        if state.global_step >= {step}:
+            os.kill(os.getpid(), signal.SIGKILL)
     cb.on_save = on_save
     return cb
 checkpoints.make_callback = make_callback
 from twin_core.cli.main import main
 main()
 """
+
+
+KILLED_AFTER_FIRST_CHECKPOINT = killed_after_checkpoint(1)
 
 # `twin train` whose plan takes another micro-batch split of the same step, as fit_memory does on a card with
 # more or less free memory: 1 sequence x 2 accumulation for tiny-test's 2 x 1. The run id stays the profile's.

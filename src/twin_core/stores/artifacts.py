@@ -18,7 +18,7 @@ API (``store = open_artifact_store(settings)``):
   ``open_version_file(name, version, fname)`` (streamed), ``download_version(name, version, dest)``
   (streams every file into ``dest/vNNNN``, which appears complete or not at all),
   ``version_local_path(name, version)`` (the version folder on a local store, None on S3),
-  ``delete_version(name, version)``, ``prune_versions(name, keep)`` (all but the ``keep`` newest),
+  ``delete_version(name, version)``, ``prune_versions(name, keep, spare)`` (all but the ``keep`` newest and ``spare``),
   ``delete_folder(prefix)`` (plain keys).
 
 Guarantees:
@@ -51,7 +51,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,13 +235,13 @@ class ArtifactStore:
         self._b.prune(prefix)
         return len(keys)
 
-    def prune_versions(self, name: str, keep: int) -> list[str]:
-        """Keep the ``keep`` (>= 1) newest versions of ``name`` and delete the older ones, each with
-        ``delete_version`` (metadata first), together with the leftovers numbered below the oldest kept
-        version (files without metadata: a killed writer's or a killed delete's; locally also the ``.part``
-        file of a copy killed midway). Returns the deleted version folders, oldest first. Nothing newer
-        than the oldest kept version is touched, so a version being written is safe as long as ``name``
-        has one writer at a time (a training run's rank 0)."""
+    def prune_versions(self, name: str, keep: int, spare: Collection[str] = ()) -> list[str]:
+        """Keep the ``keep`` (>= 1) newest versions of ``name``, and the versions in ``spare``, and delete
+        the older ones, each with ``delete_version`` (metadata first), together with the leftovers numbered
+        below the oldest kept version (files without metadata: a killed writer's or a killed delete's;
+        locally also the ``.part`` file of a copy killed midway). Returns the deleted version folders,
+        oldest first. Nothing newer than the oldest kept version is touched, so a version being written is
+        safe as long as ``name`` has one writer at a time (a training run's rank 0)."""
         if keep < 1:
             raise InputError(f"{name}: keep at least 1 version (got {keep})")
         name = clean_key(name)
@@ -253,11 +253,11 @@ class ArtifactStore:
         kept = sorted(int(v[1:]) for v, complete in folders.items() if complete)[-keep:]
         if not kept:
             return []
-        doomed = sorted([v for v in folders if int(v[1:]) < kept[0]], key=lambda v: int(v[1:]))
+        doomed = sorted([v for v in folders if int(v[1:]) < kept[0] and v not in spare], key=lambda v: int(v[1:]))
         for version in doomed:
             self.delete_version(name, version)
         for n in self._claimed(name):  # folders holding only unlisted temporary files (a local store's)
-            if n < kept[0] and f"v{n:04d}" not in doomed:
+            if n < kept[0] and f"v{n:04d}" not in doomed and f"v{n:04d}" not in spare:
                 self._b.prune(f"{name}/v{n:04d}")
         return doomed
 

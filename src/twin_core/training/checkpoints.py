@@ -6,14 +6,19 @@ checkpoint). ``--resume`` downloads the newest one and hands it to ``Trainer.tra
 the step counter and skips the batches already seen: the same data order as an uninterrupted run.
 
 Only the newest ``TWIN_TRAINING_KEEP_CHECKPOINTS`` (default 2: the newest, and the one before as a
-spare) stay: once a checkpoint's metadata is written, the run's older versions are deleted
-(``ArtifactStore.prune_versions``: metadata first, so a killed delete leaves no half checkpoint, and the
-leftover files go at the next prune). A finished run keeps its newest checkpoint, which a ``--resume``
-after it takes as is. Runs of another run id are not touched.
+spare) stay, and, with early stopping, the best so far (lowest held-out loss): once a checkpoint's metadata
+is written, the run's other versions are deleted (``ArtifactStore.prune_versions``: metadata first, so a
+killed delete leaves no half checkpoint, and the leftover files go at the next prune). A finished run keeps
+its newest checkpoint, which a ``--resume`` after it takes as is. Runs of another run id are not touched.
+
+A resumed run starts in an empty work folder, and Trainer forgets a best checkpoint that is not on disk: it
+would end on its last weights while an uninterrupted run ends on the best ones. So ``latest_checkpoint``
+also downloads the best checkpoint and points the newest one's trainer state at it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -44,12 +49,46 @@ def latest_checkpoint(store: ArtifactStore, rid: str, work_dir: Path) -> tuple[P
         return None
     av = store.get_version(name, versions[-1])
     step = int(av.metadata["step"])
-    target = work_dir / f"checkpoint-{step}"
+    target = _download(store, rid, av.version, work_dir / f"checkpoint-{step}")
+    _restore_best(store, rid, target)
+    return target, step
+
+
+def _download(store: ArtifactStore, rid: str, version: str, target: Path) -> Path:
     if target.exists():
         shutil.rmtree(target)
-    staging = store.download_version(name, av.version, work_dir / ".download")
-    staging.rename(target)
-    return target, step
+    store.download_version(checkpoints_name(rid), version, target.parent / ".download").rename(target)
+    return target
+
+
+def _version_at_step(store: ArtifactStore, rid: str, step: int) -> str | None:
+    """The stored checkpoint version of run ``rid`` at ``step``, newest first (None if pruned)."""
+    name = checkpoints_name(rid)
+    for version in reversed(store.versions(name)):
+        if int(store.get_version(name, version).metadata.get("step", -1)) == step:
+            return version
+    return None
+
+
+def _restore_best(store: ArtifactStore, rid: str, newest: Path) -> None:
+    """Early stopping's best checkpoint beside ``newest`` (downloaded unless it is the newest), and the
+    newest's trainer state pointing at it, so that training ends on the best weights as without a kill."""
+    state_file = newest / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    best = state.get("best_global_step")
+    if not best:
+        return  # no held-out evaluation yet
+    folder = newest.parent / f"checkpoint-{best}"
+    if not folder.exists():
+        version = _version_at_step(store, rid, int(best))
+        if version is None:  # a store pruned before the best was kept
+            log.warning("run %s: the best checkpoint so far (step %s) is no longer stored: the run ends on its "
+                        "last weights unless a later evaluation is better", rid, best)  # fmt: skip
+            return
+        _download(store, rid, version, folder)
+        log.info("run %s: best checkpoint so far (step %s) restored beside step %s", rid, best, newest.name)
+    state["best_model_checkpoint"] = str(folder)
+    state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 def runs_with_checkpoints(store: ArtifactStore, **labels: Any) -> list[tuple[str, int]]:
@@ -65,16 +104,19 @@ def runs_with_checkpoints(store: ArtifactStore, **labels: Any) -> list[tuple[str
     return found
 
 
-def prune_checkpoints(store: ArtifactStore, rid: str, keep: int) -> list[str]:
-    """Delete all but the ``keep`` newest checkpoints of run ``rid`` (the deleted versions). Best effort: a
-    failure is a WARNING, never the run's (the checkpoint is saved; the next save prunes again)."""
+def prune_checkpoints(store: ArtifactStore, rid: str, keep: int, best_step: int | None = None) -> list[str]:
+    """Delete all but the ``keep`` newest checkpoints of run ``rid`` and the one at ``best_step`` (early
+    stopping's best so far); the deleted versions. Best effort: a failure is a WARNING, never the run's (the
+    checkpoint is saved; the next save prunes again)."""
     try:
-        removed = store.prune_versions(checkpoints_name(rid), keep)
+        best = _version_at_step(store, rid, best_step) if best_step else None
+        removed = store.prune_versions(checkpoints_name(rid), keep, spare=[best] if best else [])
     except (TwinError, OSError) as exc:
         log.warning("run %s: could not delete its older checkpoints (kept for now): %s", rid, exc)
         return []
     if removed:
-        log.info("run %s: deleted older checkpoints %s (keeping the newest %d)", rid, ", ".join(removed), keep)
+        also = f" and the best, step {best_step}" if best else ""
+        log.info("run %s: deleted older checkpoints %s (keeping the newest %d%s)", rid, ", ".join(removed), keep, also)
     return removed
 
 
@@ -101,7 +143,8 @@ def make_callback(store: ArtifactStore, rid: str, labels: dict[str, Any] | None 
                 checkpoints_name(rid), files, {"step": state.global_step, "run_id": rid, **(labels or {})}
             )
             log.info("checkpoint step %d -> %s", state.global_step, av.uri)
-            prune_checkpoints(store, rid, kept)  # after the new one is complete: its metadata is written
+            # after the new one is complete (its metadata is written); Trainer has just chosen the best so far
+            prune_checkpoints(store, rid, kept, getattr(state, "best_global_step", None))
             return control
 
     return ArtifactCheckpoints()

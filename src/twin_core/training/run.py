@@ -185,9 +185,9 @@ def _train_or_take(trainer: Any, resume_from: tuple[Path, int] | None, steps: in
     process trained: after a resume the mean of the logged losses (the checkpoint's log history has the
     earlier steps, one loss per step) is taken instead, and when that history is incomplete the loss is
     Trainer's, flagged as covering the steps since the resume only."""
-    if resume_from and resume_from[1] >= steps:
-        # the run had finished (killed while saving or registering): Trainer.train would run one step
-        # past max_steps here
+    if resume_from and _finished(resume_from[0], resume_from[1], steps):
+        # killed while saving or registering: Trainer.train would run one step past max_steps here, or
+        # past early stopping's stop until its next evaluation
         _load_finished(trainer, resume_from[0])
         return _logged_mean(trainer.state.log_history), True
     output = trainer.train(resume_from_checkpoint=str(resume_from[0]) if resume_from else None)
@@ -197,6 +197,15 @@ def _train_or_take(trainer: Any, resume_from: tuple[Path, int] | None, steps: in
     if logged >= set(range(1, int(trainer.state.global_step) + 1)):
         return _logged_mean(trainer.state.log_history), True
     return float(output.training_loss), False
+
+
+def _finished(checkpoint: Path, step: int, steps: int) -> bool:
+    """Whether training had ended at this checkpoint: its last step, or early stopping had stopped it."""
+    import json
+
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    control = (state.get("stateful_callbacks") or {}).get("TrainerControl") or {}
+    return step >= steps or bool((control.get("args") or {}).get("should_training_stop"))
 
 
 def _logged_mean(log_history: list[dict[str, Any]]) -> float | None:
@@ -262,9 +271,10 @@ def _metrics(
         "global_step": int(state.global_step),
         "tokens_per_s": round(tokens_per_s, 1),
     }
-    if state.best_metric is not None:  # early stopping on the held-out split: the step kept
+    if state.best_metric is not None:  # early stopping on the held-out split
         metrics["best_eval_loss"] = round(float(state.best_metric), 4)
-        metrics["best_step"] = int(str(state.best_model_checkpoint or "-0").rsplit("-", 1)[-1])
+        # the step whose weights were kept: none when its checkpoint was lost (the last step's weights are)
+        metrics["best_step"] = int(state.best_global_step) if state.best_model_checkpoint else None
     if kind == "dpo":
         last = next((h for h in reversed(state.log_history) if "rewards/margins" in h), {})
         metrics.update({k.replace("/", "_"): round(float(v), 4) for k, v in last.items() if k.startswith("rewards/")})
@@ -272,13 +282,16 @@ def _metrics(
 
 
 def _load_finished(trainer: Any, checkpoint: Path) -> None:
-    """Adapter weights and trainer state of a checkpoint at the last step, without training."""
+    """Trainer state of a checkpoint at the last step and the weights training ends on (early stopping's
+    best checkpoint, else this one's), without training."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from transformers import TrainerState
 
-    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        checkpoint = Path(trainer.state.best_model_checkpoint)  # what Trainer loads at the end of training
+    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
 
 
 def _tracker(settings: Settings, plan: TrainingPlan, folder: Path, name: str, tags: list[str]) -> Any:

@@ -56,8 +56,10 @@ def trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, ck
         "train_sampling_strategy": "group_by_length" if profile.group_by_length else "random",
     }
     if evaluate:  # eval every checkpoint (load_best_model_at_end needs save_steps a multiple of eval_steps)
+        # restore_callback_states: a resumed run keeps early stopping's count of evaluations without a lower loss
         common.update(eval_strategy="steps", eval_steps=ckpt_steps, load_best_model_at_end=True,
-                      metric_for_best_model="eval_loss", greater_is_better=False)  # fmt: skip
+                      metric_for_best_model="eval_loss", greater_is_better=False,
+                      restore_callback_states_from_checkpoint=True)  # fmt: skip
     if kind == "sft":
         from trl import SFTConfig
 
