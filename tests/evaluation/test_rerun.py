@@ -152,3 +152,25 @@ def test_a_judge_that_replies_without_scores_is_reused_an_unreachable_one_fails_
         "Retry once the judge is back, or run with --no-judge to decide without it"
     )
     assert store.versions(reports) == ["v0001"]
+
+
+@pytest.mark.slow
+def test_the_demo_run_again_returns_the_stored_report(
+    settings: Any, tmp_path: Path, judge: JudgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`twin demo` evaluates as `twin evaluate` does: a second demo on the same stores stores no second report."""
+    from twin_core.demo import evaluation as demo_evaluation
+    from twin_core.settings import get_settings
+
+    _, env, store, reports = _candidate(settings, tmp_path, judge)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    monkeypatch.setattr(demo_evaluation, "MIN_ROWS", 2)  # the sample authors hold out >= 10 rows; these 3
+
+    [first] = demo_evaluation.stage(tmp_path)["evaluated"]
+    assert (first["reused"], judge.calls) == (False, 2 * len(ROWS))
+    judge.calls = 0
+    [again] = demo_evaluation.stage(tmp_path)["evaluated"]
+    assert (again["reused"], judge.calls) == (True, 0)
+    assert again == {**first, "reused": True} and store.versions(reports) == ["v0001"]

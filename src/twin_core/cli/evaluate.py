@@ -111,44 +111,6 @@ def _check_versions(settings: Any, model: str, baseline: str) -> None:
         )
 
 
-def _judge_reached(judge: dict[str, Any]) -> None:
-    """A judge that could not be reached fails the step as retryable (exit 4), with nothing stored: the gate
-    would otherwise decide without the judge's metrics (optional by default) because of an outage. A judge
-    that replies without scores is its verdict, not an outage: the gate decides without them and says so."""
-    from twin_core.errors import BackendUnavailable
-
-    if judge.get("unreachable"):
-        raise BackendUnavailable(
-            f"the judge ({judge['name']}) could not be reached ({judge['unreachable']} of {judge['calls']} calls; "
-            f"{judge.get('reason') or (judge.get('errors') or ['?'])[-1]}): no report was stored and the gate did "
-            "not decide; the models measured in full are kept for the retry. Retry once the judge is back, or run "
-            "with --no-judge to decide without it"
-        )
-
-
-def _evaluated(settings: Any, p: Any, tools: Any, force: bool) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """(report, where it is stored, reused): the stored report of the same inputs unless ``force``, else a
-    new evaluation that resumes from a killed run's finished models (resume.py)."""
-    import time
-
-    from twin_core.evaluation.eval_report import write_report
-    from twin_core.evaluation.resume import Checkpoints, complete, stored_report
-    from twin_core.evaluation.run import prepare, record, run
-
-    started = time.perf_counter()
-    prepared = prepare(settings, p, tools)
-    found = None if force else stored_report(settings, p.author_slug, p.candidate.ref, prepared.inputs_hash)
-    if found is not None:
-        return found["report"], found["stored"], True
-    checkpoints = Checkpoints(settings, prepared.inputs_hash, fresh=force)
-    report = record(p, run(settings, p, tools, prepared, checkpoints), started).as_dict()
-    _judge_reached(report["judge"])
-    stored = write_report(settings, report)
-    if complete(report):  # the stored report is what a re-run returns now
-        checkpoints.clear()
-    return report, stored, False
-
-
 @step("evaluate")
 def app(
     model: str = typer.Option(..., "--model", help="Model version to evaluate: <author_slug>/vNNNN."),
@@ -182,6 +144,7 @@ def app(
     _check_refs(model, baseline)
     from twin_core.evaluation.config import load_eval_config
     from twin_core.evaluation.judge import check_judge_settings
+    from twin_core.evaluation.resume import evaluate_once
     from twin_core.evaluation.run import check_inputs
     from twin_core.evaluation.tools import build_tools
     from twin_core.settings import get_settings
@@ -192,7 +155,7 @@ def app(
         check_judge_settings(settings)  # a malformed judge URL: exit 2 naming the variable, no model loaded
     _check_versions(settings, model, baseline)  # unknown or unfit versions, named by their option: exit 3
     p = check_inputs(settings, model, baseline, cfg)  # too few held-out rows: exit 3, no model loaded
-    report, stored, reused = _evaluated(settings, p, build_tools(settings, judge=judge), force)
+    report, stored, reused = evaluate_once(settings, p, build_tools(settings, judge=judge), force=force)
     _print_gate(report)
     summary = attribution_summary(report["stylometry"])
     if summary:

@@ -1,8 +1,9 @@
 """`twin demo` stage: evaluate each new candidate against the base model, gate it, start a canary.
 
-The real ``evaluate`` on a few held-out rows (the local SmolLM2 as judge, unless
-TWIN_EVAL_JUDGE_BASE_URL names an endpoint); the report (JSON + HTML) lands in the artifact store and
-a Comet offline archive. A candidate that passes the gate becomes a 10 % canary, which ``twin serve``
+The real evaluation on a few held-out rows (the local SmolLM2 as judge, unless
+TWIN_EVAL_JUDGE_BASE_URL names an endpoint), as ``twin evaluate`` runs it (``evaluate_once``: the same
+inputs again return the stored report); the report (JSON + HTML) lands in the artifact store and a Comet
+offline archive. A candidate that passes the gate becomes a 10 % canary, which ``twin serve``
 picks up. The full run is ``twin evaluate --model REF``.
 """
 
@@ -21,8 +22,8 @@ JUDGE_TOKENS = 96
 def stage(sample: Path) -> dict[str, Any]:
     from twin_core.deploy.rollout import start_canary
     from twin_core.evaluation.config import load_eval_config
-    from twin_core.evaluation.eval_report import write_report
-    from twin_core.evaluation.run import evaluate
+    from twin_core.evaluation.resume import evaluate_once
+    from twin_core.evaluation.run import plan
     from twin_core.evaluation.tools import build_tools
     from twin_core.settings import get_settings
     from twin_core.stores.registry import open_registry
@@ -38,10 +39,9 @@ def stage(sample: Path) -> dict[str, Any]:
     tools = build_tools(settings, judge_max_new_tokens=JUDGE_TOKENS)
     out = []
     for mv in latest.values():
-        result = evaluate(settings, mv.ref, "base", tools=tools, config=cfg)
-        report = result.as_dict()
-        stored = write_report(settings, report)
+        report, stored, reused = evaluate_once(settings, plan(settings, mv.ref, "base", cfg), tools)
         entry: dict[str, Any] = {
+            "reused": reused,  # a demo run again on the same stores returns the stored report
             "model": mv.ref,
             "gate": report["gate"]["decision"],
             "failing": report["gate"]["failing"],

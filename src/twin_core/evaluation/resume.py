@@ -12,6 +12,8 @@
   measured completely: a killed run (a SIGKILLed pod, Ctrl-C) re-run with the same inputs measures only
   the models it had not finished. Nothing is a report until ``write_report`` stores it, ``metadata.json``
   last, so a killed run leaves no half report.
+- ``evaluate_once``: what ``twin evaluate`` and ``twin demo`` run: the stored report of the same inputs, or a
+  new evaluation resumed from the checkpoints, stored.
 """
 
 from __future__ import annotations
@@ -130,3 +132,43 @@ class Checkpoints:
         """Once a complete report of these inputs is stored, it is what a re-run returns: the models'
         measurements kept for a resume are not needed any more."""
         self.store.delete_folder(f"{RESUME_PREFIX}/{self.key}")
+
+
+def judge_reached(judge: dict[str, Any]) -> None:
+    """A judge that could not be reached fails the step as retryable (exit 4), with nothing stored: the gate
+    would otherwise decide without the judge's metrics (optional by default) because of an outage. A judge
+    that replies without scores is its verdict, not an outage: the gate decides without them and says so."""
+    from twin_core.errors import BackendUnavailable
+
+    if judge.get("unreachable"):
+        raise BackendUnavailable(
+            f"the judge ({judge['name']}) could not be reached ({judge['unreachable']} of {judge['calls']} calls; "
+            f"{judge.get('reason') or (judge.get('errors') or ['?'])[-1]}): no report was stored and the gate did "
+            "not decide; the models measured in full are kept for the retry. Retry once the judge is back, or run "
+            "with --no-judge to decide without it"
+        )
+
+
+def evaluate_once(
+    settings: Settings, p: Any, tools: Any, *, force: bool = False
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(report, where it is stored, reused) for the plan ``p`` (an ``EvalPlan``): the stored complete report of
+    the same inputs unless ``force``, else a new evaluation that resumes from a killed run's finished models,
+    stored; its checkpoints are cleared once the report is complete."""
+    import time
+
+    from twin_core.evaluation.eval_report import write_report
+    from twin_core.evaluation.run import prepare, record, run
+
+    started = time.perf_counter()
+    prepared = prepare(settings, p, tools)
+    found = None if force else stored_report(settings, p.author_slug, p.candidate.ref, prepared.inputs_hash)
+    if found is not None:
+        return found["report"], found["stored"], True
+    checkpoints = Checkpoints(settings, prepared.inputs_hash, fresh=force)
+    report = record(p, run(settings, p, tools, prepared, checkpoints), started).as_dict()
+    judge_reached(report["judge"])
+    stored = write_report(settings, report)
+    if complete(report):  # the stored report is what a re-run returns now
+        checkpoints.clear()
+    return report, stored, False
