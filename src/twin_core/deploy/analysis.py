@@ -97,6 +97,27 @@ def _weights(data: dict[str, Any]) -> tuple[int, ...]:
     return weights
 
 
+def _metrics(raw: Any) -> dict[str, dict[str, float]]:
+    """``metrics`` on top of the defaults, each a known check with a numeric ``min`` and/or ``max``: a typo'd
+    name, an empty range or a word for a number would otherwise pass every analysis or crash in one."""
+    if raw in (None, {}):
+        return dict(DEFAULT_METRICS)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"deploy config: canary.metrics must be a mapping of check -> range (got {raw!r})")
+    unknown = sorted(set(raw) - set(DEFAULT_METRICS))
+    if unknown:
+        raise ConfigError(
+            f"deploy config: unknown canary metric {', '.join(unknown)} (known: {', '.join(DEFAULT_METRICS)})"
+        )
+    for name, rng in raw.items():
+        ok = isinstance(rng, dict) and rng and set(rng) <= {"min", "max"}
+        if not ok or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rng.values()):
+            raise ConfigError(
+                f"deploy config: canary.metrics.{name} must be {{min: N}} and/or {{max: N}} (got {rng!r})"
+            )
+    return {**DEFAULT_METRICS, **{k: {b: float(v) for b, v in r.items()} for k, r in raw.items()}}
+
+
 def canary_config(data: dict[str, Any], **overrides: Any) -> CanaryConfig:
     """The ``canary`` section of configs/deploy.yaml, with non-None ``overrides`` on top."""
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
@@ -110,7 +131,7 @@ def canary_config(data: dict[str, Any], **overrides: Any) -> CanaryConfig:
             min_requests=int(merged.get("min_requests", 20)),
             quality_sample=int(merged.get("quality_sample", 20)),
             quality_min_answers=int(merged.get("quality_min_answers", 5)),
-            metrics={**DEFAULT_METRICS, **(merged.get("metrics") or {})},
+            metrics=_metrics(merged.get("metrics")),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"deploy config: {exc}") from None
@@ -126,8 +147,21 @@ def load_canary_config(path: Path | None, **overrides: Any) -> CanaryConfig:
     if path is not None:
         if not Path(path).is_file():
             raise ConfigError(f"deploy config {path} does not exist")
-        data = (yaml.safe_load(Path(path).read_text()) or {}).get("canary") or {}
+        data = _canary_section(Path(path))
     return canary_config(data, **overrides)
+
+
+def _canary_section(path: Path) -> dict[str, Any]:
+    """The file's ``canary`` mapping; a file that is not YAML, or a section that is not a mapping, is a
+    ConfigError naming the file (exit 2), not a crash."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"deploy config {path}: not readable YAML: {str(exc).splitlines()[0]}") from None
+    section = (doc or {}).get("canary") if isinstance(doc, dict) or doc is None else doc
+    if not isinstance(section, dict) and section is not None:
+        raise ConfigError(f"deploy config {path}: `canary` must be a mapping (got {type(section).__name__})")
+    return section or {}
 
 
 def load_config(settings: Settings | None = None, path: Path | None = None, **overrides: Any) -> CanaryConfig:

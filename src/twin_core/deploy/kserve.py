@@ -194,12 +194,42 @@ def patch_canary(isvc: InferenceServiceClient, ref: str, storage_uri: str, perce
     return describe(isvc.patch(canary_patch(isvc.get(), ref, storage_uri, percent)))
 
 
-def promote(isvc: InferenceServiceClient) -> dict[str, Any]:
-    return describe(isvc.patch(promote_patch(isvc.get())))
+def promoted(isvc: dict[str, Any], ref: str) -> bool:
+    """``ref`` is already the production of ``isvc``, with no canary left: a promotion that was killed before
+    the registry recorded it (a re-run completes it without a patch, which KServe would refuse)."""
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    info = describe(isvc)
+    return annotations.get(PRODUCTION_ANNOTATION) == ref and not info["canary_ref"] and not info["canary_percent"]
 
 
-def rollback(isvc: InferenceServiceClient) -> dict[str, Any]:
-    return describe(isvc.patch(rollback_patch(isvc.get())))
+def rolled_back(isvc: dict[str, Any]) -> bool:
+    """No canary left in ``isvc`` (Knative: pinned at 0 %; Standard: no ``spec.canary``): a rollback that
+    was killed before the registry recorded it. Knative's ``canaryTrafficPercent`` absent means the latest
+    revision takes everything, which is not a rollback."""
+    spec = isvc.get("spec") or {}
+    if describe(isvc)["canary_ref"]:
+        return False
+    if deployment_mode(isvc) == "knative":
+        return spec.get("predictor", {}).get("canaryTrafficPercent") == 0
+    return not spec.get("canary")
+
+
+def promote(isvc: InferenceServiceClient, ref: str | None = None) -> dict[str, Any]:
+    """Promote the canary; when ``ref`` is already promoted there, nothing is patched (a re-run)."""
+    current = isvc.get()
+    if ref is not None and promoted(current, ref):
+        log.info("%s is already the production of %s: no patch", ref, isvc.name)
+        return describe(current)
+    return describe(isvc.patch(promote_patch(current)))
+
+
+def rollback(isvc: InferenceServiceClient, ref: str | None = None) -> dict[str, Any]:
+    """Roll the canary back; when ``ref``'s canary is gone already, nothing is patched (a re-run)."""
+    current = isvc.get()
+    if ref is not None and rolled_back(current):
+        log.info("%s: the canary %s is rolled back already: no patch", isvc.name, ref)
+        return describe(current)
+    return describe(isvc.patch(rollback_patch(current)))
 
 
 def pin(isvc: InferenceServiceClient, ref: str | None, storage_uri: str | None) -> dict[str, Any]:

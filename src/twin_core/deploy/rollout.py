@@ -112,7 +112,7 @@ def promote(
     reg = open_registry(settings)
     previous = reg.production(mv.author)
     isvc = _isvc(settings, client, mv.author)
-    cluster = kserve.promote(isvc) if isvc is not None else None
+    cluster = kserve.promote(isvc, mv.ref) if isvc is not None else None
     after = reg.set_stage(mv.ref, "production", reason, numbers)
     return {
         "action": "promote",
@@ -142,7 +142,7 @@ def rollback(
             raise
     isvc = _isvc(settings, client, canary.author if canary is not None else author)
     if canary is not None:
-        cluster = kserve.rollback(isvc) if isvc is not None else None
+        cluster = kserve.rollback(isvc, canary.ref) if isvc is not None else None
         after = reg.set_stage(canary.ref, "archived", f"{CANARY_ROLLED_BACK_REASON}{reason}", numbers)
         return {
             "action": "rollback",
@@ -154,10 +154,13 @@ def rollback(
         }
     assert author is not None
     current = reg.production(author)
-    restored = reg.rollback(author, reason)  # no previous production -> InputError, nothing changed
+    target = next((mv for mv in reg.list(author) if mv.rollback_order == 1), None)
     cluster = None
-    if isvc is not None:
-        cluster = kserve.pin(isvc, restored.ref, restored.storage_uri)
+    if isvc is not None and target is not None:
+        # the cluster first, as for a canary: a run killed before the registry write re-pins the same
+        # version on a re-run, where the registry first would have rolled back a second one
+        cluster = kserve.pin(isvc, target.ref, target.storage_uri)
+    restored = reg.rollback(author, reason)  # no previous production -> InputError, nothing changed
     return {
         "action": "rollback",
         "scope": "production",

@@ -179,6 +179,19 @@ def analyse(
     return result
 
 
+def ended_run(mv: Any) -> dict[str, Any] | None:
+    """How ``mv``'s canary run ended, once it left the canary stage (promoted, or rolled back), with the
+    numbers the deciding change recorded; None while it is a canary, or when a later change followed."""
+    last = mv.history[-1] if mv.history else None
+    if mv.stage == "canary" or last is None or last.from_stage != "canary":
+        return None
+    if last.to_stage not in ("production", "archived"):
+        return None
+    decision = "promote" if last.to_stage == "production" else "rollback"
+    ended = {"ended_at": last.at.isoformat(), "already_ended": True}
+    return {"model": mv.ref, "decision": decision, "reasons": [last.reason], **last.numbers, **ended}
+
+
 def watch(
     settings: Settings,
     *,
@@ -191,8 +204,15 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """One analysis, or with ``follow`` one every interval until promote / rollback. A ``timeout_s``
-    reached without either rolls the canary back (fail closed: it never reached a verdict)."""
+    reached without either rolls the canary back (fail closed: it never reached a verdict). Watching a
+    ``ref`` whose canary run has ended reports that end (``ended_run``): a retried watch resumes."""
+    from twin_core.stores.registry import open_registry
+
     cfg = cfg or load_config(settings)
+    ended = ended_run(open_registry(settings).get(ref)) if ref else None
+    if ended is not None:  # a re-run (a killed or retried watch): report the end, change nothing
+        log.info("canary %s already ended: %s (%s)", ref, ended["decision"], ended["reasons"][0])
+        return ended
     result = analyse(settings, author=author, ref=ref, cfg=cfg, client=client)
     analysed = result  # the last analysis with numbers (a "not-due" answer has none)
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else float("inf"))
