@@ -28,7 +28,7 @@ and emits nothing.
 recent production traffic, the alerting default; baseline: a pinned window of the same length ending
 at `baseline_end`, which it needs; training: an informational comparison with the training data that
 never alerts; it also compares the documents crawled in the window with the training corpus),
-`baseline_end` (ISO 8601 date-time, only read with `reference` baseline; empty is
+`baseline_end` (ISO 8601 date-time, only with `reference` baseline: refused with the others; empty is
 passed as `--baseline-end ""`, which `twin monitor drift` reads as not given, like `--author ""`).
 The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
 An alert is recorded as sent (`record_alerts`) only once delivered, and `check_new_drift` emits the Asset.
@@ -69,7 +69,7 @@ WINDOW = "1h"  # the schedule's data interval
             pattern=r"^$|^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}",
             title="Baseline end",
             description="End of the pinned baseline window (ISO 8601, e.g. 2026-11-01T00:00:00+00:00); "
-            "required with reference baseline, ignored otherwise.",
+            "required with reference baseline; leave it empty with the other references (refused there).",
         ),
     },
     **dag_kwargs(

@@ -160,7 +160,21 @@ def test_the_setting_and_its_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_record_alerts_writes_the_window_marker_then_the_state(twin_home: Path, twin) -> None:
+def _checked(settings: Any, *results: dict[str, Any]) -> Any:
+    """Write each result as its window's result.json (what `twin monitor drift` leaves): record-alerts records
+    only the signals of a window that was checked. The artifact store."""
+    from twin_core.monitoring.evidently_reports import ReportWriter
+    from twin_core.monitoring.windows import parse_window
+    from twin_core.stores.artifacts import open_artifact_store
+
+    artifacts = open_artifact_store(settings)
+    for result in results:
+        ReportWriter(artifacts, None, parse_window("1h", result["window"]["end"])).write_result(result)
+    return artifacts
+
+
+def test_record_alerts_writes_the_window_marker_then_the_state(settings: Any, twin_home: Path, twin) -> None:
+    _checked(settings, _result(2, {"query_length": 5.0, "retrieval_score": 5.0}), _result(3, {"query_length": 0.2}))
     args = ["monitor", "record-alerts", "--window", "1h", "--end", "2026-11-21T12:00:00Z", "--author", ""]
     run = twin(*args, "--delivered", "drift:query_length,drift:retrieval_score")
     assert run.returncode == 0, run.stderr
@@ -189,6 +203,7 @@ def test_the_check_lists_what_is_due_from_the_state_the_record_wrote(settings: A
     from twin_core.stores.artifacts import open_artifact_store
 
     artifacts = open_artifact_store(settings)
+    _checked(settings, _result(2, {"query_length": 5.0}))
 
     def writer(hour: int) -> ReportWriter:
         return ReportWriter(artifacts, None, Window(T0 + timedelta(hours=hour - 1), T0 + timedelta(hours=hour)))

@@ -55,7 +55,10 @@ def drift(
         None, "--baseline-end", help="End of the pinned baseline window (ISO 8601 UTC), for --reference baseline."
     ),
     plots: bool = typer.Option(
-        False, "--plots", help="Also draw Evidently's embedding plots (t-SNE): the costly part, off by default."
+        False,
+        "--plots",
+        help="Also write Evidently's HTML + JSON reports (one per scope, and the embeddings' t-SNE plot): "
+        "the costly part, off by default.",
     ),
     author: str = typer.Option(None, "--author", help="Only this author's requests (full name)."),
     alert: bool = typer.Option(
@@ -65,7 +68,8 @@ def drift(
         "then records them with `twin monitor record-alerts`).",
     ),
 ) -> dict:
-    """Compare one window of the inference log with a reference; write HTML + JSON reports."""
+    """Compare one window of the inference log with a reference; write its result.json (and with --plots
+    Evidently's HTML reports) to monitoring/<author|all>/<window>/ in the artifact store."""
     from twin_core.cli.authors import require_author
     from twin_core.monitoring import parse_window, run_drift_check
     from twin_core.settings import get_settings
@@ -103,7 +107,8 @@ def record_alerts(
     end: str = typer.Option(..., "--end", help="The checked window's end, ISO 8601 UTC."),
     author: str = typer.Option(None, "--author", help="The checked author (full name; empty = every author)."),
 ) -> dict:
-    """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json."""
+    """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json (only
+    signals that `twin monitor drift` reported for that window)."""
     from twin_core.errors import InputError
     from twin_core.monitoring import parse_window
     from twin_core.monitoring.alert_state import parse_delivered, record_delivered

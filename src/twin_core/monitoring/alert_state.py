@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from twin_core.errors import InputError
-from twin_core.monitoring.evidently_reports import PREFIX, ReportWriter, author_folder
+from twin_core.monitoring.evidently_reports import PREFIX, ReportWriter, author_folder, read_json_object
 from twin_core.monitoring.windows import Window
 
 STATE_FILE = "alert_state.json"
 KINDS = ("drift", "reminder", "resolved")
+_UNCERTAINTY = ("detail", "p_value", "permutations", "interval", "confidence")
 
 
 def state_key(author: str | None) -> str:
@@ -34,9 +35,19 @@ def state_key(author: str | None) -> str:
 
 
 def load_state(artifacts: Any, author: str | None) -> dict[str, Any]:
+    """The author's state; one that is not ``{as_of, signals: {name: {...}}}`` is bad input naming the file
+    (never read as empty: that would page every open signal again)."""
     key = state_key(author)
-    state = artifacts.get_json(key) if artifacts.exists(key) else {}
-    return {"as_of": state.get("as_of"), "signals": dict(state.get("signals") or {})}
+    state = read_json_object(artifacts, key) or {}
+    signals, as_of = state.get("signals") or {}, state.get("as_of")
+    try:
+        ok = isinstance(signals, dict) and all(isinstance(v, dict) for v in signals.values())
+        ok = ok and (as_of is None or datetime.fromisoformat(as_of).tzinfo is not None)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{artifacts.uri(key)}: not an alert state (as_of, signals): fix or delete it")
+    return {"as_of": as_of, "signals": dict(signals)}
 
 
 def _scored(entry: dict[str, Any] | None) -> bool:
@@ -58,8 +69,8 @@ def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: 
         "kind": "resolved",
         "value": entry["score"],
         **{k: entry.get(k) for k in keys},
-        # the counts or the permutation test in words, and a distance's p-value
-        **{k: entry[k] for k in ("detail", "p_value", "permutations") if entry.get(k) is not None},
+        # the counts or the permutation test in words, and the uncertainty: a p-value, or a rate's interval
+        **{k: entry[k] for k in _UNCERTAINTY if entry.get(k) is not None},
         "since": opened.get("since"),
         "window": result["window"],
         "report": result["report"],
@@ -111,6 +122,28 @@ def parse_delivered(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def check_delivered(writer: ReportWriter, author: str | None, delivered: list[tuple[str, str]]) -> None:
+    """Only what the window's check reported can be recorded: an alert of a window never checked, or of a
+    signal it does not have (a typo), would open a signal nothing ever resolves and move the state's
+    ``as_of`` past the windows still to page."""
+    if not delivered:
+        return
+    result = writer.result()
+    if result is None:
+        who = f"author {author!r}" if author else "every author"
+        raise InputError(
+            f"no drift check of the window {writer.window.key} ({who}) at {writer.location}: "
+            "run `twin monitor drift` with the same --window, --end and --author first; nothing recorded"
+        )
+    known = result.get("signals") or {}
+    unknown = sorted({signal for _, signal in delivered} - set(known))
+    if unknown:
+        raise InputError(
+            f"--delivered {', '.join(unknown)}: not a signal of the window's check "
+            f"({', '.join(sorted(known)) or 'none: it had not enough data'}); nothing recorded"
+        )
+
+
 def apply_delivered(state: dict[str, Any], window: Window, delivered: list[tuple[str, str]]) -> dict[str, Any]:
     """The state after ``delivered`` alerts of ``window`` (pure). Nothing delivered, or a window before the
     state's newest (its alerts were planned before a later window was recorded), changes nothing."""
@@ -132,9 +165,12 @@ def apply_delivered(state: dict[str, Any], window: Window, delivered: list[tuple
 def record_delivered(
     artifacts: Any, author: str | None, window: Window, delivered: list[tuple[str, str]]
 ) -> dict[str, Any]:
-    """Record delivered alerts: the window's alerts.json, then the author's alert state (last)."""
-    marker = ReportWriter(artifacts, author, window).mark_delivered(delivered) if delivered else None
+    """Record delivered alerts: the window's alerts.json, then the author's alert state (last). Both are read
+    and the alerts checked against the window's check before anything is written."""
+    writer = ReportWriter(artifacts, author, window)
+    check_delivered(writer, author, delivered)
     before = load_state(artifacts, author)
+    marker = writer.mark_delivered(delivered) if delivered else None
     state = apply_delivered(before, window, delivered)
     if state is not before:
         artifacts.put_json(state_key(author), state)

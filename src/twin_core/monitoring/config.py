@@ -264,6 +264,8 @@ def load_signals(settings: Settings) -> list[Signal]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{origin} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8 text: still the setting's fault
+        raise ConfigError(f"{origin} cannot be read as a UTF-8 YAML file: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin} is not valid YAML: {exc}") from None
     signals = data.get("signals") if isinstance(data, dict) else None

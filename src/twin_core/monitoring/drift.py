@@ -21,6 +21,7 @@ Verdicts: ``drift`` (a scored signal drifted), ``no_drift`` (every signal scored
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from twin_core.monitoring.text_tools import TextTools
 from twin_core.monitoring.windows import Window, parse_time
 from twin_core.settings import Settings
 
+log = logging.getLogger(__name__)
 REFERENCES = ("previous", "baseline", "training")
 _SCOPES = {"training": ("queries", "answers", "documents")}
 _TRAFFIC_SCOPES = ("queries", "answers", "operations")
@@ -84,21 +86,7 @@ def plan_drift_check(
     reference = reference or cfg.reference
     if reference not in REFERENCES:
         raise InputError(f"--reference {reference!r}: expected one of {', '.join(REFERENCES)}")
-    ref_window = None
-    if reference == "previous":
-        ref_window = window.previous(cfg.previous_windows)
-    elif reference == "baseline":
-        if baseline_end is None:
-            raise InputError("--reference baseline needs --baseline-end (the end of the pinned baseline window)")
-        end = baseline_end if isinstance(baseline_end, datetime) else parse_time(baseline_end, option="--baseline-end")
-        try:
-            ref_window = Window(end - cfg.previous_windows * window.length, end)
-        except OverflowError:
-            raise InputError(
-                f"--baseline-end {end.isoformat()}: the baseline window starts before the year 1"
-            ) from None
-        if end > window.start:
-            raise InputError(f"--baseline-end {end.isoformat()} is after the checked window's start")
+    ref_window = _reference_window(window, reference, baseline_end, cfg.previous_windows)
     scopes = _SCOPES.get(reference, _TRAFFIC_SCOPES)
     chosen = tuple(s for s in (signals or load_signals(settings)) if s.scope in scopes)
     return DriftPlan(
@@ -113,6 +101,28 @@ def plan_drift_check(
         plots,
         settings.monitor.alert_repeat_h,
     )
+
+
+def _reference_window(window: Window, reference: str, baseline_end: str | datetime | None, count: int) -> Window | None:
+    """The traffic compared with: the ``count`` windows before, or the pinned baseline (None for training).
+    A --baseline-end with another reference is refused: ignoring it would check against what the user
+    did not ask for."""
+    if isinstance(baseline_end, str) and not baseline_end.strip():
+        baseline_end = None
+    if reference != "baseline":
+        if baseline_end is not None:
+            raise InputError(f"--baseline-end is only read with --reference baseline (got --reference {reference})")
+        return window.previous(count) if reference == "previous" else None
+    if baseline_end is None:
+        raise InputError("--reference baseline needs --baseline-end (the end of the pinned baseline window)")
+    end = baseline_end if isinstance(baseline_end, datetime) else parse_time(baseline_end, option="--baseline-end")
+    try:
+        ref_window = Window(end - count * window.length, end)
+    except OverflowError:
+        raise InputError(f"--baseline-end {end.isoformat()}: the baseline window starts before the year 1") from None
+    if end > window.start:
+        raise InputError(f"--baseline-end {end.isoformat()} is after the checked window's start")
+    return ref_window
 
 
 def run_drift_check(
@@ -141,6 +151,7 @@ def run_drift_check(
             reason=f"{len(current_rows)} requests in the window (< {plan.min_rows}): no drift check",
         )
         writer.write_result(result)
+        log.info("drift check %s: %s (%s)", window.key, result["verdict"], result["reason"])
         return result
     if plan.informational:
         scopes, info = training_scopes(
@@ -280,7 +291,22 @@ def _record(
     if plan.alert:  # the alerts due (new drift, reminders, resolved signals), listed, not recorded
         result["alerts"] = due_alerts(writer, result, plan.alert_repeat_h)
     writer.write_result(result)
+    log.info("%s", summary(result, alerts_listed=plan.alert))
     return result
+
+
+def summary(result: dict[str, Any], *, alerts_listed: bool = True) -> str:
+    """One line for the task log: the window, the verdict with its counts, the alerts due, where the result is."""
+    signals = result["signals"].values()
+    scored = sum(1 for e in signals if e["status"] == "scored")
+    drifted = ", ".join(d["signal"] for d in result["drifted"] or result.get("differences") or []) or "none"
+    due = ", ".join(f"{a['kind']}:{a['signal']}" for a in result["alerts"]) or "none"
+    due = due if alerts_listed else "not listed (no --alert)"
+    return (
+        f"drift check {result['window']['key']} against {result['reference']['kind']} "
+        f"({result['rows']} requests): {result['verdict']}; {scored} of {len(result['signals'])} signals scored, "
+        f"{len(result['held'])} held, drifted: {drifted}; alerts due: {due}; {result['report']}"
+    )
 
 
 def _verdict(plan: DriftPlan, result: dict[str, Any]) -> None:
@@ -293,6 +319,8 @@ def _verdict(plan: DriftPlan, result: dict[str, Any]) -> None:
     if plan.informational:
         result["verdict"] = "informational"  # the training data is not traffic: differences, never alerts
         result["differences"], result["drifted"] = result["drifted"], []
+        if not scored:  # the verdict alone would not say that nothing was compared
+            result["reason"] = "nothing compared: " + "; ".join(sorted({e["skipped"] for e in signals.values()}))
     elif not scored:
         result["verdict"] = "not_enough_data"
         result["reason"] = "; ".join(sorted({e["skipped"] for e in signals.values()}))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from twin_core.domain.ids import slugify
+from twin_core.errors import InputError
 from twin_core.monitoring.windows import Window
 
 PREFIX = "monitoring"
@@ -25,6 +26,21 @@ ALERTS_FILE = "alerts.json"
 
 def author_folder(author: str | None) -> str:
     return slugify(author) if author else "all"
+
+
+def read_json_object(artifacts: Any, key: str) -> dict[str, Any] | None:
+    """The JSON object stored at ``key``, None when there is none. A file that is not one (hand-edited, cut
+    short by another backend) is bad input naming it: read as empty it would page every open signal again
+    or forget what was delivered."""
+    if not artifacts.exists(key):
+        return None
+    try:
+        data = artifacts.get_json(key)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InputError(f"{artifacts.uri(key)} is not valid JSON ({exc}): fix or delete it") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{artifacts.uri(key)}: expected a JSON object, not {type(data).__name__}: fix or delete it")
+    return data
 
 
 class ReportWriter:
@@ -44,10 +60,13 @@ class ReportWriter:
     def write_result(self, result: dict[str, Any]) -> str:
         return self.artifacts.put_json(f"{self.folder}/{RESULT_FILE}", result)
 
+    def result(self) -> dict[str, Any] | None:
+        """The window's last complete check (its result.json), None when it was never checked."""
+        return read_json_object(self.artifacts, f"{self.folder}/{RESULT_FILE}")
+
     def delivered(self) -> dict[str, Any]:
         """The alerts delivered for this window: signal -> {kind, at}."""
-        key = f"{self.folder}/{ALERTS_FILE}"
-        return dict(self.artifacts.get_json(key)) if self.artifacts.exists(key) else {}
+        return read_json_object(self.artifacts, f"{self.folder}/{ALERTS_FILE}") or {}
 
     def mark_delivered(self, delivered: list[tuple[str, str]]) -> str:
         """Record ``(kind, signal)`` alerts as delivered for this window (after the delivery, never before)."""

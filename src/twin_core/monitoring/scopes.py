@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twin_core.domain.inference import InferenceLog, QueryEmbedding
+from twin_core.errors import InputError
 from twin_core.monitoring.evidently_metrics import ScopeData
 from twin_core.monitoring.reference import documents, training_reference
 from twin_core.monitoring.windows import Window
@@ -35,7 +36,31 @@ def outcome(status: str) -> str | None:
 
 
 def read_logs(warehouse: Any, window: Window, author: str | None) -> list[InferenceLog]:
-    return list(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
+    """The window's request log rows in time order. A row that is not an ``InferenceLog`` fails the check
+    as bad input naming where it is: dropping it would score a sample nobody chose, and a traceback says
+    nothing of which row (nothing is written: re-run once the row is fixed or removed)."""
+    from pydantic import ValidationError
+
+    rows: list[InferenceLog] = []
+    try:
+        rows.extend(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        after = f"after the row {rows[-1].id!r}" if rows else "the first row"
+        raise InputError(
+            f"the request log has an unreadable row in {window.start.isoformat()} .. {window.end.isoformat()} "
+            f"(row {len(rows) + 1} in time order, {after}): {_why(exc)}; fix or delete it, then re-run"
+        ) from None
+    return rows
+
+
+def _why(exc: Exception) -> str:
+    """A validation error as ``field: message (got value)``, one per field, on one line."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"{type(exc).__name__}: {exc}"
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']} (got {e.get('input')!r:.60})" for e in errors()
+    )
 
 
 def log_frame(rows: Sequence[InferenceLog]) -> Any:
