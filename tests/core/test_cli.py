@@ -201,3 +201,27 @@ def test_an_unknown_author_is_an_error_naming_the_known_ones(twin, twin_home: Pa
     for author in ("ada quillfeather", "ada-quillfeather"):  # any case, or the slug
         listed = twin("registry", "list", "--author", author)
         assert (listed.returncode, listed.result["versions"]) == (0, []), listed.result
+
+
+def test_every_author_form_finds_the_authors_own_data(twin, twin_home: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """--author takes a full name in any case, a slug or an id, and each command goes on with the stored full
+    name: `registry list` and `deploy status` given the id listed nothing (the registry is keyed on the name)."""
+    from core.test_registry import make_model
+
+    from twin_core.cli.authors import require_author
+    from twin_core.settings import get_settings
+    from twin_core.stores.registry import open_registry
+    from twin_core.stores.warehouse import open_warehouse
+
+    assert twin("warehouse", "import", str(sample_dir)).returncode == 0
+    settings = get_settings()
+    (user,) = open_warehouse(settings).users()
+    ref = open_registry(settings).register(user.full_name, make_model(tmp_path, "1"), {"kind": "sft"}).ref
+    forms = ("ADA QUILLFEATHER", "ada-quillfeather", user.id)
+    assert [require_author(settings, form) for form in forms] == [user.full_name] * 3
+    assert require_author(settings, None) is None
+    for form in forms:
+        listed = twin("registry", "list", "--author", form)
+        assert [v["ref"] for v in listed.result["versions"]] == [ref], form
+        status = twin("deploy", "status", "--author", form)
+        assert list(status.result["authors"]) == ["ada-quillfeather"], (form, status.result)

@@ -6,18 +6,15 @@ from __future__ import annotations
 from twin_core.settings import Settings
 
 
-def require_author(settings: Settings, author: str | None) -> None:
-    """Nothing when ``author`` is empty or names a warehouse author (full name in any case, slug or id); else
-    ``features run``'s own error for an unknown author, naming the known ones."""
+def require_author(settings: Settings, author: str | None) -> str | None:
+    """The stored full name of the warehouse author ``author`` names (full name in any case, slug or id), None
+    when it is empty; else ``features run``'s own error for an unknown author, naming the known ones. Commands
+    pass the full name on: searches and builds key their data on it, so a slug passed through matches nothing."""
     if not author:
-        return
-    from twin_core.domain.ids import slugify
+        return None
     from twin_core.features.pipeline import resolve_author
     from twin_core.stores.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings)
-    if warehouse.find_user(author) is not None or warehouse.get_user(author) is not None:
-        return
-    if any(slugify(u.full_name) == author for u in warehouse.users()):
-        return
-    resolve_author(warehouse, author)  # finds no one: its InputError "no author named … (known: …)"
+    user = warehouse.get_user(resolve_author(warehouse, author))  # unknown: InputError "no author named …"
+    return user.full_name if user else author

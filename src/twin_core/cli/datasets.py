@@ -58,12 +58,10 @@ def build(
     )
     if opts.strategy not in ("extractive", "llm"):
         raise InputError(f"--strategy {opts.strategy!r}: expected extractive or llm")
-    users = open_warehouse(settings).users()
-    known = [u.full_name for u in users]
+    known = [u.full_name for u in open_warehouse(settings).users()]
     if not known:
         raise InputError("no author in the warehouse: crawl or import documents first")
-    require_author(settings, author)
-    author = _full_name(users, author) if author else None
+    author = require_author(settings, author)  # a slug or id as the full name the build keys on
     results, skipped = _build_each(settings, [author] if author else known, opts, skip_empty=not author)
     created = any(any(r["created"].values()) for r in results)
     out = {
@@ -76,17 +74,6 @@ def build(
     if warnings:
         out["warnings"] = warnings
     return {**out, "skipped": skipped} if skipped else out
-
-
-def _full_name(users: list[Any], author: str) -> str:
-    """The stored full name of the author ``--author`` names (full name in any case, slug or id, as
-    ``require_author`` accepts): the build keys documents, slugs and lineage on the full name."""
-    from twin_core.domain.ids import slugify, user_id
-
-    for user in users:
-        if author in (user.id, slugify(user.full_name)) or user_id(author) == user.id:
-            return user.full_name
-    return author
 
 
 def _eval_min_rows(settings: Any) -> int | None:

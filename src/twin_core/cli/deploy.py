@@ -82,8 +82,7 @@ def status(author: str = typer.Option(None, "--author", help="Only this author."
     from twin_core.deploy.rollout import status as do_status
 
     settings = _settings()
-    require_author(settings, author)
-    result = do_status(settings, author)
+    result = do_status(settings, require_author(settings, author))  # a slug or id as the full name
     table = Table("author", "production", "canary", "canary %")
     for entry in result["authors"].values():
         prod, can = entry["production"], entry["canary"]

@@ -13,7 +13,7 @@ app = typer.Typer(help="Clean, chunk and embed documents into the feature store.
 @step("features.run")
 def run(
     full: bool = typer.Option(False, "--full", help="Rebuild every document, not only new or changed ones."),
-    author: str = typer.Option(None, "--author", help="Only this author's documents (full name)."),
+    author: str = typer.Option(None, "--author", help="Only this author's documents (full name, slug or id)."),
 ) -> dict:
     """Featurize new and changed documents; remove the features of deleted or quarantined ones."""
     from twin_core.features.pipeline import run_features

@@ -39,7 +39,7 @@ def command(
     # bad input is refused before the embedding model and the LLM load (seconds), as `rag search` does
     validate_request(request, settings)
     which = check_model_choice(settings, model)
-    require_author(settings, author)
+    request.author = require_author(settings, author)  # a slug or id as the full name
     result = _answering_pipeline(settings, request, which).answer(request, transport="cli")
     print(result.answer, file=sys.stderr)  # for the reader; stdout carries the result line only
     for src in result.sources:
@@ -57,14 +57,28 @@ def _answering_pipeline(settings: Any, request: Any, which: str) -> Any:
     from twin_core.inference.pipeline import open_pipeline
     from twin_core.llm import open_llm
 
-    pipeline = open_pipeline(settings, with_llm=False)
+    pipeline = open_pipeline(settings, with_llm=False, lazy_embedder=True)  # no model before the author is known
     try:
-        who = pipeline.resolve_author(request.query, request.author, None).user.full_name
+        match = pipeline.resolve_author(request.query, request.author, None)
     except UnknownAuthor:
         raise
     except InputError:  # several authors, none named or matched
         if not settings.rag.self_query_llm or which not in ("production", "base"):
             raise
-        who = None
+        match = None
+    if match is not None:
+        _warn_if_nothing_to_retrieve(pipeline.retriever.store, match.user, request.categories)
+    who = match.user.full_name if match else None
     pipeline.use_llm(open_answering_llm(settings, who, which) if who else open_llm(settings))
     return pipeline
+
+
+def _warn_if_nothing_to_retrieve(store: Any, user: Any, categories: Any) -> None:
+    """Said before the LLM loads: an answer with no chunk to ground it is the base model's guess, not the
+    author's writing (the usual cause: `twin features run` has not run since the import)."""
+    from twin_core.features.feature_store import count_chunks
+    from twin_core.features.retrieval import why_empty
+
+    if count_chunks(store, user.id, categories) == 0:
+        reason = why_empty(store, user.full_name, categories)
+        log.warning("nothing to retrieve, the answer will cite no source: %s", reason)

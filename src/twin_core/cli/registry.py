@@ -78,8 +78,7 @@ def list_(author: str = typer.Option(None, "--author", help="Only this author's 
     from twin_core.cli.authors import require_author
     from twin_core.settings import get_settings
 
-    require_author(get_settings(), author)
-    versions = _registry().list(author)
+    versions = _registry().list(require_author(get_settings(), author))  # a slug or id as the full name
     table = Table("ref", "stage", "kind", "base model", "dataset", "registered", "rollback")
     for mv in versions:
         stage = f"canary {mv.canary_percent}%" if mv.stage == "canary" else mv.stage

@@ -172,6 +172,12 @@ def embedded_collections(store: VectorStore, categories: Iterable[Category] | No
         raise BackendUnavailable(f"vector store unavailable: {type(exc).__name__}: {exc}") from None
 
 
+def count_chunks(store: VectorStore, author_id: str | None = None, categories: Iterable[Category] | None = None) -> int:
+    """How many chunks the ``embedded_*`` collections hold (of one author, in some categories)."""
+    match = {"author_id": author_id} if author_id else {}
+    return sum(store.count(name, **match) for name in embedded_collections(store, categories))
+
+
 def check_models(
     store: VectorStore, names: Iterable[str], model_id: str, dim: int | None, checked: set[str] | None = None
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from twin_core.domain.documents import Category, RawDocument
 from twin_core.domain.features import Chunk, CleanedDocument, EmbeddedChunk
-from twin_core.domain.ids import content_hash
+from twin_core.domain.ids import content_hash, slugify
 from twin_core.errors import InputError
 from twin_core.features import feature_store as fs
 from twin_core.features.chunking import chunk_document
@@ -256,9 +256,13 @@ class FeaturePipeline:
 
 
 def resolve_author(warehouse: Warehouse, author: str | None) -> str | None:
+    """The id of the author named by full name (any case), slug or id, as every ``--author`` takes it;
+    InputError naming the known authors otherwise."""
     if not author:
         return None
-    user = warehouse.find_user(author)
+    user = warehouse.find_user(author) or warehouse.get_user(author.strip())
+    if user is None:  # the slug (ada-quillfeather), as registry and model refs write it
+        user = next((u for u in warehouse.users() if slugify(u.full_name) == author.strip()), None)
     if user is None:
         known = ", ".join(u.full_name for u in warehouse.users()) or "none"
         raise InputError(f"no author named {author!r} in the warehouse (known: {known})")

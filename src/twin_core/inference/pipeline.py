@@ -16,6 +16,7 @@ from twin_core.domain.documents import Category, UserDocument
 from twin_core.domain.inference import InferenceLog, LatencyMs, QueryEmbedding, RetrievedRef
 from twin_core.errors import InputError
 from twin_core.features.feature_store import ChunkQuery
+from twin_core.features.retrieval import check_query
 from twin_core.inference.errors import AccessDenied, UnknownAuthor
 from twin_core.inference.expansion import expand_query
 from twin_core.inference.request_log import RequestLog, failure_status
@@ -99,13 +100,7 @@ def _logged_embedding(retrieval: Retrieval | None) -> QueryEmbedding | None:
 
 def validate_request(req: RAGRequest, settings: Settings) -> int:
     """Check the request against the limits; returns the max_new_tokens to use."""
-    if not isinstance(req.query, str) or not req.query.strip():
-        raise InputError("query is empty")
-    if len(req.query) > settings.serve.max_query_chars:
-        raise InputError(
-            f"query is {len(req.query)} characters; the limit is {settings.serve.max_query_chars} "
-            "(TWIN_SERVE_MAX_QUERY_CHARS)"
-        )
+    check_query(req.query, settings.serve.max_query_chars, empty="query is empty")  # also: UTF-8 text only
     if req.author is not None and (not isinstance(req.author, str) or not req.author.strip()):
         raise InputError("author must be a non-empty string when given")
     n = settings.llm.max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
@@ -415,8 +410,10 @@ def open_pipeline(
     with_llm: bool = True,
     store: Any = None,
     llm: LLMBackend | None = None,
+    lazy_embedder: bool = False,
 ) -> RAGPipeline:
-    """Open the stores, the embedding model and (optionally) the LLM, as configured."""
+    """Open the stores, the embedding model and (optionally) the LLM, as configured. ``lazy_embedder``:
+    the embedding model loads at the first query (`twin rag query` refuses a bad author before it)."""
     from twin_core.features.embedding_model import load_embedder
     from twin_core.inference.search import VectorRetriever
     from twin_core.llm import open_llm
@@ -425,7 +422,8 @@ def open_pipeline(
 
     if llm is None and with_llm:
         llm = open_llm(settings)
-    retriever = VectorRetriever(store or open_vector_store(settings), load_embedder(settings))
+    embedder = (lambda: load_embedder(settings)) if lazy_embedder else load_embedder(settings)
+    retriever = VectorRetriever(store or open_vector_store(settings), embedder)
     return RAGPipeline(
         settings,
         warehouse=lambda: open_warehouse(settings),

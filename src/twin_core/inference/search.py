@@ -6,7 +6,7 @@ Vectors come back with the hits so the reranker can re-score without embedding t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,10 +74,16 @@ class Retriever(Protocol):
 class VectorRetriever:
     """Search the embedded collections of one vector store (kept open by the caller)."""
 
-    def __init__(self, store: Any, embedder: Embedder) -> None:
+    def __init__(self, store: Any, embedder: Embedder | Callable[[], Embedder]) -> None:
         self.store = store
-        self.embedder = embedder
+        self._embedder = embedder  # or a factory, called at the first use (the model takes seconds to load)
         self._checked: set[str] = set()
+
+    @property
+    def embedder(self) -> Embedder:
+        if callable(self._embedder) and not hasattr(self._embedder, "model_id"):  # a factory, not a model
+            self._embedder = self._embedder()  # type: ignore[operator]
+        return self._embedder  # type: ignore[return-value]
 
     @property
     def model_id(self) -> str:
