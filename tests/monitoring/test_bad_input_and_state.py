@@ -75,13 +75,17 @@ class _Warehouse:
             yield InferenceLog.from_mongo(row)
 
 
-def test_an_unreadable_request_log_row_is_bad_input_naming_where_it_is() -> None:
-    """It used to exit 1 with pydantic's multi-line dump and no hint of which row."""
+def test_an_unreadable_request_log_row_is_bad_input_naming_it_and_where_it_is() -> None:
+    """It used to exit 1 with pydantic's multi-line dump and no hint of which row; then it named only the
+    row before it (the parser did not say which row it failed on)."""
     from twin_core.errors import InputError
     from twin_core.monitoring.scopes import read_logs
     from twin_core.monitoring.windows import parse_window
 
-    with pytest.raises(InputError, match=r"row 3 in time order, after the row 'r1'\): query: Input should be"):
+    with pytest.raises(
+        InputError,
+        match=r"unreadable row 'r2' in .* \(row 3 in time order, after the row 'r1'\): query: Input should be",
+    ):
         read_logs(_Warehouse(), parse_window("1h", END), None)
 
 

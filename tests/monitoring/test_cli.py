@@ -16,7 +16,10 @@ def test_empty_window_is_not_enough_data(twin_home: Path, twin) -> None:
     assert r["rows"] == 0 and r["drifted"] == [] and r["alerts"] == []
     assert "0 requests in the window" in r["reason"]
     assert Path(r["report"], "result.json").is_file()
-    assert not list(Path(r["report"]).glob("*.html"))
+    # the check's own page, named in the JSON line; no Evidently report without --plots
+    assert r["html"] == str(Path(r["report"], "report.html"))
+    assert [p.name for p in Path(r["report"]).glob("*.html")] == ["report.html"]
+    assert "Verdict: <b>not_enough_data</b>" in Path(r["html"]).read_text()
 
 
 def test_tiny_window_is_not_enough_data_never_an_alert(settings, twin) -> None:

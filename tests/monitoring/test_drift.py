@@ -70,7 +70,7 @@ def test_shifted_hour_alerts_once_with_statistic_and_sample_sizes(
     alert = first["alerts"][0]
     assert set(alert) == {
         "signal", "kind", "threshold", "value", "method", "drift_when", "statistic", "rows", "reference_rows",
-        "reference", "window", "report", "p_value", "interval", "confidence", "permutations", "permuted_rows",
+        "reference", "window", "report", "html", "p_value", "interval", "confidence", "permutations", "permuted_rows",
         "detail",
     }  # fmt: skip
     assert {a["kind"] for a in first["alerts"]} == {"drift"}  # planned against the alert state: all new
@@ -129,12 +129,14 @@ def test_plots_are_optional_and_give_the_same_scores(monitored_home: dict[str, A
     result = check(SHIFTED_HOUR)
     folder = Path(result["report"])
     assert folder == monitored_home["home"] / "artifacts" / "monitoring" / "all" / "20261123T110000Z-1h"
-    assert result["reports"] == {} and not list(folder.glob("*.html"))
+    assert result["reports"] == {} and [p.name for p in folder.glob("*.html")] == ["report.html"]
     with_plots = check(SHIFTED_HOUR, plots=True)
     names = {p.name for p in folder.iterdir()}
     for scope in ("queries", "answers", "operations", "query_embedding"):
         assert {f"{scope}.html", f"{scope}.json"} <= names, scope
     assert "<html" in (folder / "queries.html").read_text()[:2000].lower()
+    page = (folder / "report.html").read_text()  # the check's own page links Evidently's reports beside it
+    assert all(f'<a href="{name}.html">' in page for name in with_plots["reports"]), with_plots["reports"]
     assert "EmbeddingsDrift" in (folder / "query_embedding.json").read_text()
     assert {n: s["score"] for n, s in with_plots["signals"].items()} == {
         n: s["score"] for n, s in result["signals"].items()

@@ -126,7 +126,7 @@ def test_a_window_where_no_request_retrieved_a_chunk_pages_once_reminds_and_reso
     z = NormalDist().inv_cdf(0.975)
     assert round(z * z / (40 + z * z), 6) == UPPER_0_OF_40  # Wilson's upper bound of 0 of n: z^2 / (n + z^2)
     (alert,) = first["alerts"]
-    assert {k: v for k, v in alert.items() if k not in ("window", "report")} == {
+    assert {k: v for k, v in alert.items() if k not in ("window", "report", "html")} == {
         "signal": "retrieval_coverage", "kind": "drift", "value": UPPER_0_OF_40, "threshold": 0.5,
         "method": "wilson", "drift_when": "below", "statistic": COVERAGE_STATISTIC, "rows": 40,
         "reference_rows": 40, "reference": "previous", "p_value": None, "interval": [0.0, UPPER_0_OF_40],
@@ -134,6 +134,7 @@ def test_a_window_where_no_request_retrieved_a_chunk_pages_once_reminds_and_reso
         "detail": "0 of 40 requests retrieved a chunk (95% interval of the share: 0.0000 to 0.0876)",
     }  # fmt: skip
     assert alert["window"]["end"] == (T0 + timedelta(hours=2)).isoformat()
+    assert alert["html"] == str(Path(first["report"]) / "report.html")  # the check's readable page
     stored = json.loads((Path(first["report"]) / "result.json").read_text())
     assert stored["verdict"] == "drift" and stored["alerts"] == first["alerts"] and stored["held"] == first["held"]
     _deliver(first)

@@ -68,8 +68,10 @@ def drift(
         "then records them with `twin monitor record-alerts`).",
     ),
 ) -> dict:
-    """Compare one window of the inference log with a reference; write its result.json (and with --plots
-    Evidently's HTML reports) to monitoring/<author|all>/<window>/ in the artifact store."""
+    """Compare one window of the inference log with a reference; write a readable report.html and result.json.
+
+    Both go to monitoring/<author|all>/<window>/ in the artifact store (report.html first, result.json last:
+    the result's 'html' is the page); --plots adds Evidently's HTML reports."""
     from twin_core.cli.authors import require_author
     from twin_core.monitoring import parse_window, run_drift_check
     from twin_core.settings import get_settings
@@ -78,7 +80,7 @@ def drift(
 
     settings = get_settings()
     author = (author or "").strip() or None  # the DAG passes "" for every author
-    require_author(settings, author)
+    author = require_author(settings, author)  # a slug or id as the full name the request log is keyed on
     reference = (reference or "").strip() or None
     win = parse_window(window_length(settings, window), end)
     warehouse = open_warehouse(settings)
@@ -107,8 +109,9 @@ def record_alerts(
     end: str = typer.Option(..., "--end", help="The checked window's end, ISO 8601 UTC."),
     author: str = typer.Option(None, "--author", help="The checked author (full name; empty = every author)."),
 ) -> dict:
-    """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json (only
-    signals that `twin monitor drift` reported for that window)."""
+    """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json.
+
+    Only the signals that `twin monitor drift` reported for that window can be recorded."""
     from twin_core.errors import InputError
     from twin_core.monitoring import parse_window
     from twin_core.monitoring.alert_state import parse_delivered, record_delivered

@@ -3,7 +3,8 @@
 Written by the RAG pipeline for every request, successful or not; read by monitoring (drift),
 evaluation/deploy (watch windows by ``model_version``) and serving. Everything is optional except
 ``id``, ``time`` and ``status``; keys this model does not know are ignored on read, so rows written
-by an older or newer version stay readable.
+by an older or newer version stay readable. A stored row that is not one (``from_mongo``) raises
+``UnreadableLogRow`` naming its ``_id``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 INFERENCE_LOGS_COLLECTION = "inference_logs"
+
+
+class UnreadableLogRow(ValueError):
+    """A stored request-log row that is not an ``InferenceLog``: ``row_id`` is its ``_id`` (None when it
+    has none), ``errors()`` what is wrong, one entry per field as pydantic gives them (``loc``, ``msg``,
+    ``input``). A ``ValueError``, as pydantic's ``ValidationError`` is: callers catching that still do."""
+
+    def __init__(self, row_id: Any, errors: list[dict[str, Any]]) -> None:
+        self.row_id = row_id
+        self._errors = errors
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in errors)
+        super().__init__(f"request log row {row_id!r} is not readable: {why}")
+
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self._errors)
 
 
 class RetrievedRef(BaseModel):
@@ -92,6 +108,17 @@ class InferenceLog(BaseModel):
 
     @classmethod
     def from_mongo(cls, row: dict[str, Any]) -> InferenceLog:
+        """The stored ``row``; one that is not a request log row raises ``UnreadableLogRow`` naming its ``_id``."""
+        if not isinstance(row, dict) or "_id" not in row:
+            row_id = row.get("id") if isinstance(row, dict) else None
+            what = "a row without _id" if isinstance(row, dict) else f"not a document ({type(row).__name__})"
+            raise UnreadableLogRow(row_id, [{"loc": ("_id",), "msg": what, "input": row_id}])
         data = {k: v for k, v in row.items() if k != "_id"}
         data["id"] = str(row["_id"])
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False)
+            raise UnreadableLogRow(
+                row["_id"], [{k: e[k] for k in ("loc", "msg", "input") if k in e} for e in errors]
+            ) from exc

@@ -74,6 +74,7 @@ def _resolved(name: str, entry: dict[str, Any], opened: dict[str, Any], result: 
         "since": opened.get("since"),
         "window": result["window"],
         "report": result["report"],
+        **({"html": result["html"]} if result.get("html") else {}),  # the readable page (older results: none)
     }
 
 

@@ -150,8 +150,8 @@ def run_drift_check(
             verdict="not_enough_data",
             reason=f"{len(current_rows)} requests in the window (< {plan.min_rows}): no drift check",
         )
-        writer.write_result(result)
-        log.info("drift check %s: %s (%s)", window.key, result["verdict"], result["reason"])
+        writer.write_check(result)  # report.html, then result.json
+        log.info("drift check %s: %s (%s); %s", window.key, result["verdict"], result["reason"], result["html"])
         return result
     if plan.informational:
         scopes, info = training_scopes(
@@ -174,6 +174,7 @@ def _result_head(plan: DriftPlan, writer: ReportWriter, rows: int) -> dict[str, 
         "rows": rows,
         "reference": plan.describe(),
         "report": writer.location,
+        "html": writer.html_location,  # the readable page (report.html), written with result.json
         "signals": {},
         "drifted": [],
         "held": [],
@@ -268,7 +269,8 @@ def _record(
     measures: dict[str, Measure],
     reports: dict[str, str],
 ) -> dict[str, Any]:
-    """Signals, verdict and (for a traffic check with ``alert``) the new alerts; result.json last."""
+    """Signals, verdict and (for a traffic check with ``alert``) the new alerts; report.html, then result.json
+    last."""
     for s in plan.signals:
         data = scopes[s.scope]
         found = None if data.skipped and not s.absolute else measures.get(s.name)
@@ -290,7 +292,7 @@ def _record(
     _verdict(plan, result)
     if plan.alert:  # the alerts due (new drift, reminders, resolved signals), listed, not recorded
         result["alerts"] = due_alerts(writer, result, plan.alert_repeat_h)
-    writer.write_result(result)
+    writer.write_check(result)
     log.info("%s", summary(result, alerts_listed=plan.alert))
     return result
 
@@ -305,7 +307,7 @@ def summary(result: dict[str, Any], *, alerts_listed: bool = True) -> str:
     return (
         f"drift check {result['window']['key']} against {result['reference']['kind']} "
         f"({result['rows']} requests): {result['verdict']}; {scored} of {len(result['signals'])} signals scored, "
-        f"{len(result['held'])} held, drifted: {drifted}; alerts due: {due}; {result['report']}"
+        f"{len(result['held'])} held, drifted: {drifted}; alerts due: {due}; {result.get('html') or result['report']}"
     )
 
 

@@ -1,8 +1,12 @@
 """Where a drift check's Evidently reports live: ``monitoring/<author_slug|all>/<window key>/`` in the
 artifact store (the informational comparison with the training data in its ``training/`` subfolder).
 
-- ``<scope>.html`` / ``<scope>.json``: Evidently's report and its JSON snapshot, per scope or embedding signal;
-- ``result.json``: the check's result (written last: its presence marks a complete check);
+- ``<scope>.html`` / ``<scope>.json``: Evidently's report and its JSON snapshot, per scope or embedding signal
+  (only with ``--plots``);
+- ``report.html``: the check's own readable page (``html_report``), every check, whatever its verdict;
+  written just before ``result.json``;
+- ``result.json``: the check's result (written last: its presence marks a complete check; a check killed
+  before it may leave a ``report.html`` and no result: the window counts as never checked);
 - ``alerts.json``: the alerts delivered for this window (signal -> kind, when), written only after the
   delivery (`twin monitor record-alerts`, after the DAG's `check_drift`), so an alert a channel outage kept
   from anyone is still due on the next try; a re-run never sends one twice.
@@ -17,10 +21,12 @@ from typing import Any
 
 from twin_core.domain.ids import slugify
 from twin_core.errors import InputError
+from twin_core.monitoring.html_report import render_report
 from twin_core.monitoring.windows import Window
 
 PREFIX = "monitoring"
 RESULT_FILE = "result.json"
+HTML_FILE = "report.html"
 ALERTS_FILE = "alerts.json"
 
 
@@ -57,6 +63,20 @@ class ReportWriter:
         self.artifacts.put_text(f"{self.folder}/{name}.json", snapshot.json())
         return self.artifacts.put_text(f"{self.folder}/{name}.html", snapshot.get_html_str(as_iframe=False))
 
+    @property
+    def html_location(self) -> str:
+        """Where the check's ``report.html`` is (the result's ``html``, each alert's)."""
+        return self.artifacts.uri(f"{self.folder}/{HTML_FILE}")
+
+    def write_check(self, result: dict[str, Any]) -> str:
+        """The check's ``report.html``, then its ``result.json``, last: a check killed between the two leaves
+        a page and no result (never checked: a re-run rewrites both). Returns where result.json is."""
+        at = self.artifacts.uri(f"{self.folder}/{RESULT_FILE}")
+        self.artifacts.put_text(
+            f"{self.folder}/{HTML_FILE}", render_report(result, result_name=RESULT_FILE, result_at=at)
+        )
+        return self.write_result(result)
+
     def write_result(self, result: dict[str, Any]) -> str:
         return self.artifacts.put_json(f"{self.folder}/{RESULT_FILE}", result)
 
@@ -90,6 +110,7 @@ class ReportWriter:
                 "drift_when": d.get("drift_when", "above"),
                 "window": self.window.as_dict(),
                 "report": self.location,
+                "html": self.html_location,
             }
             for d in fresh
         ]

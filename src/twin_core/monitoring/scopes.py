@@ -37,17 +37,20 @@ def outcome(status: str) -> str | None:
 
 def read_logs(warehouse: Any, window: Window, author: str | None) -> list[InferenceLog]:
     """The window's request log rows in time order. A row that is not an ``InferenceLog`` fails the check
-    as bad input naming where it is: dropping it would score a sample nobody chose, and a traceback says
-    nothing of which row (nothing is written: re-run once the row is fixed or removed)."""
+    as bad input naming it (its ``_id``, from the warehouse's ``UnreadableLogRow``) and where it is: dropping
+    it would score a sample nobody chose, and a traceback says nothing of which row (nothing is written:
+    re-run once the row is fixed or removed)."""
     from pydantic import ValidationError
 
     rows: list[InferenceLog] = []
     try:
         rows.extend(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:  # UnreadableLogRow is a ValueError
+        row_id = getattr(exc, "row_id", None)
+        which = f"row {row_id!r}" if row_id is not None else "row"
         after = f"after the row {rows[-1].id!r}" if rows else "the first row"
         raise InputError(
-            f"the request log has an unreadable row in {window.start.isoformat()} .. {window.end.isoformat()} "
+            f"the request log has an unreadable {which} in {window.start.isoformat()} .. {window.end.isoformat()} "
             f"(row {len(rows) + 1} in time order, {after}): {_why(exc)}; fix or delete it, then re-run"
         ) from None
     return rows

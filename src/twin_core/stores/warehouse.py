@@ -315,7 +315,8 @@ class Warehouse:
         batch_size: int = 500,
     ) -> Iterator[InferenceLog]:
         """Request log rows in time order: ``start <= time < end``; ``author`` is a full name or an
-        author id; ``model_version`` an exact match. Fetched page by page."""
+        author id; ``model_version`` an exact match. Fetched page by page. A stored row that is not an
+        ``InferenceLog`` raises ``UnreadableLogRow`` (a ``ValueError``) naming its ``_id`` (``row_id``)."""
         query: dict[str, Any] = {}
         if start is not None or end is not None:
             query["time"] = {
