@@ -30,7 +30,8 @@ at `baseline_end`, which it needs; training: an informational comparison with th
 never alerts; it also compares the documents crawled in the window with the training corpus),
 `baseline_end` (ISO 8601 date-time, only with `reference` baseline: refused with the others; empty is
 passed as `--baseline-end ""`, which `twin monitor drift` reads as not given, like `--author ""`).
-The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports).
+The hourly run draws no plots (`twin monitor drift --plots` adds Evidently's HTML reports); every run writes
+the check's readable `report.html`, which each alert links.
 An alert is recorded as sent (`record_alerts`) only once delivered, and `check_new_drift` emits the Asset.
 """
 

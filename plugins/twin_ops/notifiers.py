@@ -195,7 +195,7 @@ def drift_message(alert: dict[str, Any]) -> str:
     return (
         f"{head}{who}: {alert['signal']} = {alert['value']} {where} threshold {alert['threshold']} "
         f"({alert.get('method', '?')}){detail}, window {window.get('start')} .. {window.get('end')}{since}; "
-        f"report: {alert.get('report')}"
+        f"report: {alert.get('html') or alert.get('report')}"  # the readable page (older results: the folder)
     )
 
 

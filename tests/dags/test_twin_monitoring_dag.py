@@ -337,12 +337,14 @@ def test_a_retrieval_coverage_page_states_its_counts(dag, monkeypatch: pytest.Mo
     checked = _checked(("drift", "retrieval_coverage"))
     detail = "0 of 412 requests retrieved a chunk (95% interval of the share: 0.0000 to 0.0092)"
     checked["alerts"][0].update(value=0.0092, threshold=0.5, method="wilson", drift_when="below", detail=detail)
+    checked["alerts"][0]["html"] = "/a/monitoring/all/20261121T110000Z-1h/report.html"  # the page: what it links
     sent = dag.get_task("check_drift").python_callable(checked)
     assert sent["delivered"] == ["drift:retrieval_coverage"]
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DRIFT ALERT")]
     assert logged == [
         f"DRIFT ALERT: LLM Twin drift: retrieval_coverage = 0.0092 below threshold 0.5 (wilson); {detail}, "
-        "window 2026-11-21T11:00:00+00:00 .. 2026-11-21T12:00:00+00:00; report: /a/monitoring/all/20261121T110000Z-1h"
+        "window 2026-11-21T11:00:00+00:00 .. 2026-11-21T12:00:00+00:00; "
+        "report: /a/monitoring/all/20261121T110000Z-1h/report.html"
     ]
 
 
