@@ -54,3 +54,20 @@ def test_an_offline_experiment_logs_no_misleading_warning(tmp_path: Path) -> Non
     assert "import comet_ml before" not in err
     assert "Failed to log ip" not in err
     assert "comet upload" in err
+
+
+def test_importing_trl_without_a_comet_key_asks_for_none(tmp_path: Path) -> None:
+    # transformers said "comet_ml is installed but the Comet API Key is not configured. Please set ... to enable
+    # Comet logging" in every training log: without a key Comet logs to an offline archive, as meant
+    err = _stderr(
+        tmp_path,
+        "import logging\n"
+        "from twin_core.cli.logs import setup_logging\n"
+        "from twin_core.llm.comet import quiet_comet\n"
+        "setup_logging('INFO')\n"
+        "quiet_comet()\n"
+        "import trl.trainer.utils\n"
+        "logging.getLogger('transformers.integrations.integration_utils').warning('another probe warning stays')\n",
+    )
+    assert "Comet API Key is not configured" not in err
+    assert "another probe warning stays" in err

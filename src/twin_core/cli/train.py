@@ -26,7 +26,9 @@ def _report(result: dict) -> None:
         f"{result['model']} ({result['stage']}): loss {m['first_loss']} -> {m['last_loss']} "
         f"in {m['global_step']} steps; "
         f"held-out perplexity base {m['perplexity_base']} -> trained {m['perplexity_trained']}; "
-        f"{m['tokens_per_s']} tokens/s",
+        f"{m['tokens_per_s']} tokens/s"
+        if m["tokens_per_s"] is not None
+        else "taken from its last checkpoint as is",
         file=sys.stderr,
     )
 

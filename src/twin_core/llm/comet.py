@@ -9,14 +9,25 @@ from typing import Any
 
 # comet_ml's console warnings that mislead a reader of a task log: we log the metrics ourselves (auto-logging
 # is off on purpose, so the import order does not matter), and an offline run has no route for the host's IP.
-MISLEADING = ("To get all data logged automatically, import comet_ml before", "Failed to log ip")
+# transformers' (printed when TRL is imported) asks for COMET_API_KEY "to enable Comet logging": without one
+# we log to an offline archive, whose upload hint comet_ml prints.
+MISLEADING = (
+    "To get all data logged automatically, import comet_ml before",
+    "Failed to log ip",
+    "comet_ml is installed but the Comet API Key is not configured",
+)
+TRANSFORMERS_PROBE = "transformers.integrations.integration_utils"
 
 
 def quiet_comet() -> None:
     """Read by comet_ml when first imported: no crash reports to Comet's Sentry (no network here, and
-    none wanted), no framework auto-logging (we log the Trainer's metrics ourselves)."""
+    none wanted), no framework auto-logging (we log the Trainer's metrics ourselves); and transformers'
+    misleading probe message is dropped."""
     os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
     os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+    probe = logging.getLogger(TRANSFORMERS_PROBE)  # the same logger transformers takes at its import
+    if _not_misleading not in probe.filters:
+        probe.addFilter(_not_misleading)
 
 
 def _not_misleading(record: logging.LogRecord) -> bool:

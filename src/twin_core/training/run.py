@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,9 @@ def _logged_mean(log_history: list[dict[str, Any]]) -> float | None:
 def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = silent) -> Outcome:
     """The run: base model, perplexity before, training, perplexity after."""
     models.check_device(plan.profile)
+    # TRL and peft read transformers' deprecated `is_gradient_checkpointing`: a FutureWarning per run that no
+    # setting of ours can avoid
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if settings.llm.threads:
         import torch
 
@@ -241,7 +245,8 @@ def execute(settings: Settings, plan: TrainingPlan, progress: ProgressFactory = 
     tokens = int(trainer.state.num_input_tokens_seen or 0) - tokens_before
     ppl_trained = perplexity(trainer.model, tokenizer, heldout, max_length=max_len) if heldout else None
     curve = _loss_curve(trainer.state.log_history)
-    metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), tokens / seconds)
+    throughput = tokens / seconds if tokens else None  # a finished run taken as is trained nothing here
+    metrics = _metrics(trainer, plan.kind, curve, train_loss, (ppl_base, ppl_trained), throughput)
     metrics.update(clock.summary())
     if plan.profile.device == "gpu":  # the fitted plan (fit_memory is GPU-only), its estimate, the measured peak
         metrics.update({**(fit.metrics() if fit else {}), "peak_memory_gib": memory_fit.peak_gib()})
@@ -256,7 +261,7 @@ def _loss_curve(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 def _metrics(
     trainer: Any, kind: Kind, curve: list[tuple[int, float]], train_loss: tuple[float | None, bool],
-    ppl: tuple[float | None, float | None], tokens_per_s: float,
+    ppl: tuple[float | None, float | None], tokens_per_s: float | None,
 ) -> dict[str, Any]:  # fmt: skip
     """The run's numbers; ``train_loss`` is the mean over every step, ``train_loss_since_resume`` instead
     when a resumed run's history lacks the earlier steps' losses."""
@@ -269,7 +274,7 @@ def _metrics(
         "perplexity_base": round(ppl[0], 3) if ppl[0] else None,
         "perplexity_trained": round(ppl[1], 3) if ppl[1] else None,
         "global_step": int(state.global_step),
-        "tokens_per_s": round(tokens_per_s, 1),
+        "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s is not None else None,
     }
     if state.best_metric is not None:  # early stopping on the held-out split
         metrics["best_eval_loss"] = round(float(state.best_metric), 4)

@@ -46,7 +46,7 @@ def trainer_args(profile: TrainingProfile, kind: Kind, out: Path, steps: int, ck
         "data_seed": profile.seed,
         "bf16": profile.precision == "bf16",
         "fp16": profile.precision == "fp16",
-        "gradient_checkpointing": profile.gradient_checkpointing,
+        "activation_checkpointing": profile.gradient_checkpointing,  # transformers 5: gradient_* is a deprecated alias
         "use_cpu": profile.device == "cpu",
         "report_to": "none",  # Comet is driven by tracking.Tracker (offline or online)
         "include_num_input_tokens_seen": "non_padding",
