@@ -54,15 +54,16 @@ test: setup ## run every test suite
 
 # Most tests hold one core (one torch thread, one server), so two workers keep a 2-core machine busy; a test
 # file stays on one worker (its module fixtures are built once). TEST_WORKERS=0 runs in one process.
+# --durations lists the slowest tests: what to trim when CI nears its 25 minutes.
 TEST_WORKERS ?= 2
 test-core: ## twin_core unit, integration, chart and end-to-end tests (twin env)
-	$(VENV)/bin/python -m pytest tests --ignore=tests/dags $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(VENV)/bin/python -m pytest tests --ignore=tests/dags --durations=15 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test-chart: ## chart, images, compose and airflow.cfg tests only (twin env + .venv-tools checkov)
 	$(VENV)/bin/python -m pytest tests/chart
 
 test-dags: ## DAG tests in the Airflow env
-	$(AF_VENV)/bin/python -m pytest tests/dags
+	$(AF_VENV)/bin/python -m pytest tests/dags --durations=10
 
 lint: ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests dags plugins benchmarks
