@@ -126,3 +126,77 @@ def test_empty_warehouse_is_valid(settings):
     assert result["documents"] == 0
     assert result.get("status", "ok") == "ok"
     assert result["data_docs"] is None
+
+
+def test_failing_gate_states_n_and_interval_and_logs_why(settings, planted, caplog):
+    from twin_core.validation.raw import validate_raw
+
+    good, bad = planted
+    n = len(good) + len(bad)
+    with caplog.at_level("INFO", logger="twin_core.validation.raw"):
+        result = validate_raw(settings, max_failure_ratio=0.1)
+    gate = result["gate"]
+    assert (gate["decision"], gate["n"], gate["failed"], gate["max_failure_ratio"]) == ("fail", n, len(bad), 0.1)
+    low, high = gate["ci95"]
+    assert low < len(bad) / n < high
+    assert result["error"] == gate["reason"]
+    assert f"{len(bad)}/{n} documents failed validation" in gate["reason"] and "95% CI" in gate["reason"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and gate["reason"] in errors[0] and result["data_docs"] in errors[0]  # the task log says why
+    quarantined = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(bad["short"].link in m and "text length" in m for m in quarantined)
+
+
+def test_nothing_to_validate_holds(settings):
+    """No document: the gate decides nothing (no ratio of 0 claimed, no category called a success)."""
+    from twin_core.validation.raw import validate_raw
+
+    result = validate_raw(settings, max_failure_ratio=0.0)
+    assert result.get("status", "ok") == "ok"
+    assert result["failure_ratio"] is None
+    assert result["gate"] == {
+        "sample": "documents",
+        "n": 0,
+        "failed": 0,
+        "failure_ratio": None,
+        "ci95": None,
+        "max_failure_ratio": 0.0,
+        "decision": "hold",
+        "reason": "no documents to validate",
+    }
+    assert {c["success"] for c in result["categories"].values()} == {None}
+
+
+def test_the_gate_judges_what_the_crawls_brought(settings, warehouse, planted):
+    """Documents quarantined by earlier validations no longer fail every later one: the gate judges the pending
+    documents (new or changed since the last validation), and settles them when they pass."""
+    from twin_core.validation.raw import validate_raw
+
+    assert validate_raw(settings, max_failure_ratio=0.2)["status"] == "failed"  # 6 of 13 are bad
+    user = warehouse.find_user("Ada Quillfeather")
+    fresh = [_article(user, f"https://ada.dev/fresh-{i}", GOOD_TEXT + f" Fresh {i}.") for i in range(3)]
+    for doc in fresh:
+        warehouse.upsert_document(doc, pending=True)  # as a crawl stores them
+    result = validate_raw(settings, max_failure_ratio=0.2)
+    assert result.get("status", "ok") == "ok", result.get("error")
+    gate = result["gate"]
+    assert (gate["sample"], gate["n"], gate["failed"], gate["decision"]) == ("new or changed documents", 3, 0, "pass")
+    assert (result["documents"], result["failed"]) == (16, 6)  # the warehouse as a whole, for the record
+    assert all(not warehouse.pending_documents(c) for c in Category)
+
+
+def test_a_broken_crawl_is_not_diluted_by_the_warehouse(settings, warehouse):
+    from twin_core.validation.raw import validate_raw
+
+    user, _ = warehouse.get_or_create_user("Ada Quillfeather")
+    for i in range(20):
+        warehouse.upsert_document(_article(user, f"https://ada.dev/old-{i}", GOOD_TEXT + f" Old {i}."))
+    assert validate_raw(settings)["failed"] == 0
+    warehouse.upsert_document(_article(user, "https://ada.dev/new-0", "Just a moment... " + GOOD_TEXT), pending=True)
+    warehouse.upsert_document(
+        _article(user, "https://ada.dev/new-1", "Verify you are human. " + GOOD_TEXT), pending=True
+    )
+    result = validate_raw(settings)  # 2 of 22 documents fail, both of the 2 just crawled
+    assert result["status"] == "failed"
+    assert result["error"].startswith("2/2 new or changed documents failed validation")
+    assert len([c for c in Category if warehouse.pending_documents(c)]) == 1  # not settled: validation reruns

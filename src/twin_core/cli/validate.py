@@ -16,7 +16,11 @@ def raw(
         None, "--max-failure-ratio", min=0.0, max=1.0, help="Fail above this share (default from settings)."
     ),
 ) -> dict:
-    """Validate raw documents per category; quarantine failures; write Data Docs to the artifact store."""
+    """Validate raw documents per category; quarantine failures; write Data Docs to the artifact store.
+
+    The result links the Data Docs (data_docs) and states the gate (gate: documents, failures, their
+    share with its 95 % interval, the decision). Exit 3 when the share exceeds the maximum; nothing to
+    validate holds (exit 0, no verdict)."""
     from twin_core.progress import progress
     from twin_core.settings import get_settings
     from twin_core.validation.raw import validate_raw

@@ -3,7 +3,9 @@
 One JSON list per class: ``UserDocument.json``, ``ArticleDocument.json``, ``PostDocument.json`` and
 ``RepositoryDocument.json``. Our export writes the same files with a few extra fields (timestamps,
 quarantine flags), and our import reads both. Ids are re-derived (users from the full name,
-documents from the link), so importing the same file twice changes nothing.
+documents from the link), so importing the same file twice changes nothing. A link is one document: a
+later row for a link this import already wrote with other content (or in another class file), or a link
+stored in another category, is rejected with the row it conflicts with (the first one given wins).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CLASS_FILES: dict[str, Category | None] = {
     "PostDocument.json": Category.POSTS,
     "RepositoryDocument.json": Category.REPOSITORIES,
 }
+MAX_CONTENT_BYTES = 15_000_000  # a document's content, below MongoDB's 16 MB document limit
 _EXTRA_FIELDS = ("crawled_at", "checked_at", "published_at", "quarantined", "quarantine_reasons")
 
 
@@ -65,13 +68,17 @@ def resolve_import_files(paths: Iterable[Path]) -> list[Path]:
             files.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
-    # users first, so that documents can resolve author ids
-    return sorted(set(files), key=lambda p: (CLASS_FILES[p.name] is not None, p.name))
+    # one each (the same file named twice), in the order given: of two backups, the first given wins
+    unique: dict[Path, Path] = {}
+    for path in files:
+        unique.setdefault(path.resolve(), path)
+    # users first, so that documents can resolve author ids (a stable sort: the given order within a name)
+    return sorted(unique.values(), key=lambda p: (CLASS_FILES[p.name] is not None, p.name))
 
 
 def _load_list(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is fine
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -81,12 +88,37 @@ def _load_list(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+class _Links:
+    """Which document each link (document id) is in this import: a row must not contradict an earlier row
+    of the import (same link, other content or category), nor a document stored in another category."""
+
+    def __init__(self, stored: dict[str, tuple[Category, str]]) -> None:
+        self.stored = stored  # id -> (category, content hash) of the warehouse before the import
+        self.written: dict[str, tuple[Category, str, str]] = {}  # id -> (category, content hash, row)
+
+    def check(self, doc: RawDocument) -> None:
+        earlier = self.written.get(doc.id)
+        if earlier is not None:
+            if earlier[:2] != (doc.category, doc.content_hash):
+                other = "in another category" if earlier[0] is not doc.category else "with other content"
+                raise InputError(f"{doc.link}: same link as {earlier[2]}, {other} ({earlier[2]} was kept)")
+            return
+        stored = self.stored.get(doc.id)
+        if stored is not None and stored[0] is not doc.category:
+            raise InputError(f"{doc.link}: already stored as one of the {stored[0].value} (one category per link)")
+
+    def wrote(self, doc: RawDocument, where: str) -> None:
+        self.written.setdefault(doc.id, (doc.category, doc.content_hash, where))
+
+
 def import_paths(warehouse: Warehouse, paths: Iterable[Path], *, progress: ProgressFactory = silent) -> ImportReport:
-    """Import every file; a malformed file fails before anything is written."""
+    """Import every file; a malformed file fails before anything is written, a bad row is rejected with its
+    reason and the rest imported."""
     files = resolve_import_files(paths)
     loaded = [(f, _load_list(f)) for f in files]  # parse all first: a bad file writes nothing
     report = ImportReport(files=[str(f) for f in files])
     author_names: dict[str, str] = {}  # source user _id -> full name
+    links = _Links(warehouse.content_hashes(include_quarantined=True))
     for path, rows in loaded:
         category = CLASS_FILES[path.name]
         for index, row in enumerate(progress(rows, desc=f"import {path.name}", unit="doc")):
@@ -97,8 +129,10 @@ def import_paths(warehouse: Warehouse, paths: Iterable[Path], *, progress: Progr
                     report.add("users", warehouse.upsert_user(user))
                 else:
                     doc = _document_from_row(category, row, author_names)
+                    links.check(doc)
                     warehouse.get_or_create_user(doc.author_full_name)
                     report.add(category.value, warehouse.upsert_document(doc, touch=False))
+                    links.wrote(doc, f"{path.name}[{index}]")
             except (ValidationError, InputError, KeyError, TypeError, ValueError) as exc:
                 reason = _reason(exc)
                 report.rejected.append({"file": path.name, "index": str(index), "reason": reason})
@@ -109,14 +143,18 @@ def import_paths(warehouse: Warehouse, paths: Iterable[Path], *, progress: Progr
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        where, msg = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+        return f"{where}: {msg}" if where else msg
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
     return str(exc)
 
 
 def _user_from_row(row: dict[str, Any]) -> UserDocument:
-    full = " ".join(str(row.get(k) or "") for k in ("first_name", "last_name")).strip()
+    names = [row.get(k) for k in ("first_name", "last_name")]
+    if any(n is not None and not isinstance(n, str) for n in names):
+        raise InputError("first_name/last_name must be text")
+    full = " ".join(n or "" for n in names).strip()
     if not full:
         raise InputError("user has no first_name/last_name")
     return UserDocument.from_full_name(full)
@@ -128,6 +166,9 @@ def _document_from_row(category: Category, row: dict[str, Any], author_names: di
         raise InputError("document has no author_full_name and an unknown author_id")
     if not isinstance(row.get("content"), dict) or not row["content"]:
         raise InputError("content must be a non-empty object")
+    size = len(json.dumps(row["content"], ensure_ascii=False).encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONTENT_BYTES:
+        raise InputError(f"content is {size:,} bytes, over the {MAX_CONTENT_BYTES:,}-byte limit of a document")
     author = UserDocument.from_full_name(name)
     fields: dict[str, Any] = {
         "link": row["link"],
