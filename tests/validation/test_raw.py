@@ -163,6 +163,7 @@ def test_nothing_to_validate_holds(settings):
         "max_failure_ratio": 0.0,
         "decision": "hold",
         "reason": "no documents to validate",
+        "known_failures": 0,
     }
     assert {c["success"] for c in result["categories"].values()} == {None}
 
@@ -200,3 +201,25 @@ def test_a_broken_crawl_is_not_diluted_by_the_warehouse(settings, warehouse):
     assert result["status"] == "failed"
     assert result["error"].startswith("2/2 new or changed documents failed validation")
     assert len([c for c in Category if warehouse.pending_documents(c)]) == 1  # not settled: validation reruns
+
+
+def test_a_failure_reported_once_does_not_fail_every_later_validation(settings, warehouse):
+    """A document crawled alone and quarantined fails the gate (1 of 1) and stays pending; the next validation
+    (the next crawl reports it again) knows that failure: it is left out of the new documents, so the gate
+    judges every document and settles it, where it failed again (1 of 1) on every later crawl."""
+    from twin_core.validation.raw import validate_raw
+
+    user, _ = warehouse.get_or_create_user("Ada Quillfeather")
+    for i in range(9):
+        warehouse.upsert_document(_article(user, f"https://ada.dev/old-{i}", GOOD_TEXT + f" Old {i}."))
+    assert validate_raw(settings)["gate"]["decision"] == "pass"
+    warehouse.upsert_document(_article(user, "https://ada.dev/wall", "Just a moment... " + GOOD_TEXT), pending=True)
+    first = validate_raw(settings)
+    assert (first["status"], first["gate"]["n"], first["gate"]["known_failures"]) == ("failed", 1, 0)
+    again = validate_raw(settings)
+    gate = again["gate"]
+    assert again.get("status", "ok") == "ok", again.get("error")
+    # left out of the new documents, none is left: every document is judged, 1 of 10 failing
+    assert (gate["sample"], gate["n"], gate["failed"], gate["known_failures"]) == ("documents", 10, 1, 1)
+    assert all(not warehouse.pending_documents(c) for c in Category)  # settled: a re-crawl finds it unchanged
+    assert [d["link"] for d in again["quarantined"]] == [] and again["quarantined_total"] == 1  # still quarantined

@@ -5,8 +5,11 @@ default queries). A quarantined document that passes again is released. The step
 the share of failing documents exceeds ``TWIN_VALIDATE_MAX_FAILURE_RATIO``: of the documents crawls created
 or changed since the last validation (pending) when there are any, which is what this validation decides
 about (documents quarantined long ago neither fail every later validation nor dilute a broken crawl), else
-of all documents. The result's ``gate`` states that decision with its sample, its size and the share's
-Wilson 95 % interval, and holds (decides nothing, ratio null) when there is no document to judge.
+of all documents. Pending documents failing as an earlier validation found them (quarantined, the same reasons)
+are left out of the pending sample: reported once, a document crawled alone would otherwise fail every later
+validation. The result's ``gate`` states that decision with its sample, its size, the share's Wilson 95 %
+interval and the known failures left out, and holds (decides nothing, ratio null) when there is no document
+to judge.
 
 A crawled document stays pending (every crawl reports it created or updated) until a validation has
 seen it: the last write of a validation that did not fail settles exactly the documents that were
@@ -96,7 +99,8 @@ def _validate_category(
     warehouse: Any, category: Category, settings: Settings, known_authors: list[str], gx: tuple[Any, Any], summary: dict
 ) -> tuple[dict[str, str], Counter[str]]:
     """Validate one category: its quarantine flags written, its summary entry. Returns the pending documents it
-    validated (id -> the content hash read) and its counts (documents, failed, pending, pending_failed)."""
+    validated (id -> the content hash read) and its counts (documents, failed, pending, pending failed, pending
+    known failures)."""
     pending = warehouse.pending_documents(category)  # before the frame: one pending only later stays pending
     frame = category_frame(warehouse, category)
     # the rows really validated, with the content they had (a document the read missed is not settled)
@@ -114,8 +118,35 @@ def _validate_category(
         "success": bool(result.success),
     }
     log.info("validate %s: %d documents, %d failing", category.value, len(frame), n_failed)
-    pending_failed = sum(1 for doc_id in seen if reasons.get(doc_id))
-    return seen, Counter(documents=len(frame), failed=n_failed, pending=len(seen), pending_failed=pending_failed)
+    known = _known_failures(frame, reasons) & seen.keys()
+    counts = Counter(documents=len(frame), failed=n_failed, pending=len(seen), pending_known=len(known))
+    counts.update(pending_failed=sum(1 for i in seen if reasons.get(i)))
+    return seen, counts
+
+
+def _known_failures(frame: Any, reasons: dict[str, list[str]]) -> set[str]:
+    """The documents failing as an earlier validation already found them (quarantined, the same reasons): no
+    new evidence, and a failure that was reported once. Counted in the gate, a document crawled alone and
+    quarantined would fail every later validation (it stays pending while validation fails)."""
+    return {
+        row.id
+        for row in frame.itertuples(index=False)
+        if reasons.get(row.id) and row.was_quarantined and list(row.previous_reasons) == reasons[row.id]
+    }
+
+
+def _gate(counts: Counter[str], threshold: float) -> dict[str, Any]:
+    """The gate over what the crawls brought since the last validation (pending) when any, else over every
+    document. Pending documents failing as an earlier validation found them are left out of the pending sample
+    (``known_failures``): with none left, every document is judged, where one document crawled alone and
+    quarantined failed every later validation."""
+    fresh = counts["pending"] - counts["pending_known"]
+    if fresh:  # what this validation decides about
+        failed = counts["pending_failed"] - counts["pending_known"]
+        gate = failure_gate(failed, fresh, threshold, "new or changed documents")
+    else:
+        gate = failure_gate(counts["failed"], counts["documents"], threshold)
+    return {**gate, "known_failures": counts["pending_known"]}
 
 
 def validate_raw(
@@ -137,10 +168,7 @@ def validate_raw(
         counts.update(n)
 
     total, failed = counts["documents"], counts["failed"]
-    if counts["pending"]:  # what the crawls brought since the last validation: what this one decides about
-        gate = failure_gate(counts["pending_failed"], counts["pending"], threshold, "new or changed documents")
-    else:
-        gate = failure_gate(failed, total, threshold)
+    gate = _gate(counts, threshold)
     summary.update(
         documents=total,
         failed=failed,
