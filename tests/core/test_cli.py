@@ -225,3 +225,7 @@ def test_every_author_form_finds_the_authors_own_data(twin, twin_home: Path, sam
         assert [v["ref"] for v in listed.result["versions"]] == [ref], form
         status = twin("deploy", "status", "--author", form)
         assert list(status.result["authors"]) == ["ada-quillfeather"], (form, status.result)
+        # record-alerts looks for the window's check where `monitor drift` wrote it: under the full name
+        end = "2026-11-21T12:00:00+00:00"
+        recorded = twin("monitor", "record-alerts", "--delivered", "drift:query_length", "--end", end, "--author", form)
+        assert recorded.returncode == 3 and "(author 'Ada Quillfeather')" in recorded.result["error"], recorded.result

@@ -117,6 +117,34 @@ def test_promote_or_rollback_killed_after_the_patch_completes_on_rerun(
     assert out["kubernetes"]["canary_ref"] is None
 
 
+@pytest.mark.parametrize("mode", ["Standard", "Knative"])
+def test_a_rollback_after_a_promotion_killed_before_the_registry_is_refused(
+    k8s: Any,  # noqa: F811
+    versions: tuple[Any, Any],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """The cluster serves the promoted canary; the registry still says canary (the watch's fail-closed rollback,
+    or a hand-run rollback, comes next). Archiving it would leave the cluster serving a version the registry
+    calls rolled back: refused, nothing changed, and the promotion can still be finished."""
+    from twin_core.deploy import rollout
+    from twin_core.errors import InputError
+    from twin_core.stores.registry import open_registry
+
+    fake = k8s(mode)
+    _, v2 = versions
+    rollout.start_canary(_settings(), v2.ref, 10)
+    _killed_once(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        rollout.promote(_settings(), ref=v2.ref)
+    cluster = json.dumps(fake.get(ADA), sort_keys=True)
+    with pytest.raises(InputError, match=rf"^{v2.ref} is already the production of .* in the cluster"):
+        rollout.rollback(_settings(), ref=v2.ref)
+    assert open_registry(_settings()).get(v2.ref).stage == "canary"
+    assert json.dumps(fake.get(ADA), sort_keys=True) == cluster
+    assert rollout.promote(_settings(), ref=v2.ref)["model"]["stage"] == "production"
+
+
 def test_production_rollback_killed_between_its_writes_rolls_back_once_on_rerun(
     k8s: Any,  # noqa: F811
     settings: Any,

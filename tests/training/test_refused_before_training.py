@@ -190,3 +190,18 @@ def test_a_profile_too_short_for_the_served_context_trains_on_a_cut_context(
     ]
     # a profile long enough for serving's context and an answer trains on the served prompt itself
     assert examples(served, tokenizer, rows) == [sft_example(rows[0], "Ada Quillfeather")]
+
+
+def test_the_summary_line_of_a_run_taken_as_is_keeps_its_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    """A finished run resumed is taken from its checkpoint: no throughput, the rest of the line as always."""
+    from twin_core.cli.train import _report
+
+    metrics = {"first_loss": 3.5, "last_loss": 1.7, "global_step": 6, "perplexity_base": 48.9,
+               "perplexity_trained": 47.2, "tokens_per_s": None}  # fmt: skip
+    _report({"model": "ada-quillfeather/v0001", "stage": "candidate", "metrics": metrics})
+    _report({"model": "ada-quillfeather/v0001", "stage": "candidate", "metrics": {**metrics, "tokens_per_s": 152.2}})
+    head = "ada-quillfeather/v0001 (candidate): loss 3.5 -> 1.7 in 6 steps; held-out perplexity base 48.9 -> trained 47.2"
+    assert capsys.readouterr().err.splitlines() == [
+        f"{head}; taken from its last checkpoint as is",
+        f"{head}; 152.2 tokens/s",
+    ]

@@ -19,7 +19,9 @@ _VERSION_HELP = "Dataset version: instruct|preference/<author_slug>/vNNNN (see `
 @app.command("build")
 @step("datasets.build")
 def build(
-    author: str = typer.Option(None, "--author", help="Only this author (full name); default: every author."),
+    author: str = typer.Option(
+        None, "--author", help="Only this author (full name, slug or id); default: every author."
+    ),
     strategy: str = typer.Option(None, "--strategy", help="extractive (default, no LLM) or llm."),
     seed: int = typer.Option(None, "--seed", help="Seed of instruction forms and sampling (TWIN_DATASETS_SEED)."),
     max_extracts: int = typer.Option(None, "--max-extracts", min=0, help="Extracts per author (0 = all)."),

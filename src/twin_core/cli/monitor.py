@@ -60,7 +60,7 @@ def drift(
         help="Also write Evidently's HTML + JSON reports (one per scope, and the embeddings' t-SNE plot): "
         "the costly part, off by default.",
     ),
-    author: str = typer.Option(None, "--author", help="Only this author's requests (full name)."),
+    author: str = typer.Option(None, "--author", help="Only this author's requests (full name, slug or id)."),
     alert: bool = typer.Option(
         False,
         "--alert",
@@ -107,11 +107,14 @@ def record_alerts(
     ),
     window: str = typer.Option(None, "--window", help="The checked window's length (as for `twin monitor drift`)."),
     end: str = typer.Option(..., "--end", help="The checked window's end, ISO 8601 UTC."),
-    author: str = typer.Option(None, "--author", help="The checked author (full name; empty = every author)."),
+    author: str = typer.Option(
+        None, "--author", help="The checked author (full name, slug or id; empty = every author)."
+    ),
 ) -> dict:
     """Record delivered drift alerts: the window's alerts.json, then the author's alert_state.json.
 
     Only the signals that `twin monitor drift` reported for that window can be recorded."""
+    from twin_core.cli.authors import require_author
     from twin_core.errors import InputError
     from twin_core.monitoring import parse_window
     from twin_core.monitoring.alert_state import parse_delivered, record_delivered
@@ -123,4 +126,5 @@ def record_alerts(
     if not (end or "").strip():
         raise InputError("--end: the checked window's end is required")
     win = parse_window(window_length(settings, window), end)
-    return record_delivered(open_artifact_store(settings), (author or "").strip() or None, win, alerts)
+    who = require_author(settings, (author or "").strip() or None)  # as `drift` names it: the same folder
+    return record_delivered(open_artifact_store(settings), who, win, alerts)

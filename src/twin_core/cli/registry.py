@@ -70,7 +70,9 @@ def _registry() -> Any:
 
 @app.command("list")
 @step("registry.list")
-def list_(author: str = typer.Option(None, "--author", help="Only this author's versions (full name).")) -> dict:
+def list_(
+    author: str = typer.Option(None, "--author", help="Only this author's versions (full name, slug or id)."),
+) -> dict:
     """Every model version with its stage, which rollback restores it and, rolled back, why (a table on stderr)."""
     from rich.console import Console
     from rich.table import Table

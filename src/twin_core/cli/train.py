@@ -22,13 +22,12 @@ def _report(result: dict) -> None:
     import sys
 
     m = result["metrics"]
+    # a finished run taken from its checkpoint trained nothing in this process: no throughput
+    speed = f"{m['tokens_per_s']} tokens/s" if m["tokens_per_s"] is not None else "taken from its last checkpoint as is"
     print(
         f"{result['model']} ({result['stage']}): loss {m['first_loss']} -> {m['last_loss']} "
         f"in {m['global_step']} steps; "
-        f"held-out perplexity base {m['perplexity_base']} -> trained {m['perplexity_trained']}; "
-        f"{m['tokens_per_s']} tokens/s"
-        if m["tokens_per_s"] is not None
-        else "taken from its last checkpoint as is",
+        f"held-out perplexity base {m['perplexity_base']} -> trained {m['perplexity_trained']}; {speed}",
         file=sys.stderr,
     )
 

@@ -224,8 +224,16 @@ def promote(isvc: InferenceServiceClient, ref: str | None = None) -> dict[str, A
 
 
 def rollback(isvc: InferenceServiceClient, ref: str | None = None) -> dict[str, Any]:
-    """Roll the canary back; when ``ref``'s canary is gone already, nothing is patched (a re-run)."""
+    """Roll the canary back; when ``ref``'s canary is gone already, nothing is patched (a re-run). A ``ref`` the
+    cluster already serves as production (a promotion killed before the registry recorded it) is refused:
+    archiving it would leave the cluster serving a version the registry calls rolled back."""
     current = isvc.get()
+    if ref is not None and promoted(current, ref):
+        raise InputError(
+            f"{ref} is already the production of {isvc.name} in the cluster (a promotion that did not reach the "
+            f"registry): finish it with `twin deploy promote {ref}`, then roll production back if needed; "
+            "nothing changed"
+        )
     if ref is not None and rolled_back(current):
         log.info("%s: the canary %s is rolled back already: no patch", isvc.name, ref)
         return describe(current)

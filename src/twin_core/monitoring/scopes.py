@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from twin_core.domain.inference import InferenceLog, QueryEmbedding
+from twin_core.domain.inference import InferenceLog, QueryEmbedding, UnreadableLogRow
 from twin_core.errors import InputError
 from twin_core.monitoring.evidently_metrics import ScopeData
 from twin_core.monitoring.reference import documents, training_reference
@@ -45,7 +45,7 @@ def read_logs(warehouse: Any, window: Window, author: str | None) -> list[Infere
     rows: list[InferenceLog] = []
     try:
         rows.extend(warehouse.inference_logs(window.start, window.end, author, batch_size=READ_BATCH))
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:  # UnreadableLogRow is a ValueError
+    except (UnreadableLogRow, ValidationError) as exc:  # a bug elsewhere stays a traceback, not "unreadable"
         row_id = getattr(exc, "row_id", None)
         which = f"row {row_id!r}" if row_id is not None else "row"
         after = f"after the row {rows[-1].id!r}" if rows else "the first row"

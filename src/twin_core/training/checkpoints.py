@@ -84,10 +84,11 @@ def _restore_best(store: ArtifactStore, rid: str, newest: Path) -> None:
         if version is None:  # a store pruned before the best was kept
             log.warning("run %s: the best checkpoint so far (step %s) is no longer stored: the run ends on its "
                         "last weights unless a later evaluation is better", rid, best)  # fmt: skip
-            return
-        _download(store, rid, version, folder)
-        log.info("run %s: best checkpoint so far (step %s) restored beside step %s", rid, best, newest.name)
-    state["best_model_checkpoint"] = str(folder)
+            folder = None  # as Trainer drops a best checkpoint that is not on disk (so does a run taken as is)
+        else:
+            _download(store, rid, version, folder)
+            log.info("run %s: best checkpoint so far (step %s) restored beside %s", rid, best, newest.name)
+    state["best_model_checkpoint"] = str(folder) if folder else None
     state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
