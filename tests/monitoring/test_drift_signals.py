@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.synthetic_traffic import PER_HOUR, T0, request_logs
+from support.synthetic_traffic import T0, log_hours
 
 Mutate = Callable[[list[Any]], None]
 
@@ -41,13 +41,7 @@ def hours(settings: Any, warehouse: Any, tools: Any) -> Any:
     artifacts = open_artifact_store(settings)
 
     def seed(*mutations: Mutate | None) -> Callable[[int], dict[str, Any]]:
-        for i, mutate in enumerate(mutations):
-            begin = T0 + timedelta(hours=i)
-            rows = request_logs(begin, begin + timedelta(hours=1), PER_HOUR)
-            if mutate is not None:
-                mutate(rows)
-            for row in rows:
-                warehouse.append_inference_log(row)
+        log_hours(warehouse, *mutations)
         return lambda hour: run_drift_check(
             get_settings(),
             parse_window("1h", T0 + timedelta(hours=hour + 1)),

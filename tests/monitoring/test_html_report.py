@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.synthetic_traffic import PER_HOUR, T0, request_logs
+from support.synthetic_traffic import T0, log_hours, request_logs
 
 from twin_core.monitoring.html_report import render_report
 
@@ -77,13 +77,7 @@ def hours(settings: Any, warehouse: Any) -> Any:
     tools = TextTools(embed=lambda texts: np.ones((len(texts), 8)), language=lambda _: "en", vocabulary=frozenset())
 
     def seed(*mutations: Mutate | None) -> Callable[..., dict[str, Any]]:
-        for i, mutate in enumerate(mutations):
-            begin = T0 + timedelta(hours=i)
-            rows = request_logs(begin, begin + timedelta(hours=1), PER_HOUR)
-            if mutate is not None:
-                mutate(rows)
-            for row in rows:
-                warehouse.append_inference_log(row)
+        log_hours(warehouse, *mutations)
         return lambda hour, artifacts=None, **kwargs: run_drift_check(
             settings,
             parse_window("1h", T0 + timedelta(hours=hour + 1)),

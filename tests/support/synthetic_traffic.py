@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,6 +106,18 @@ def request_logs(
             )
         )
     return rows
+
+
+def log_hours(warehouse: Any, *mutations: Callable[[list[InferenceLog]], None] | None) -> None:
+    """Hour i from T0 holds PER_HOUR requests, changed in place by ``mutations[i]`` (None: as generated), appended
+    to the warehouse's request log."""
+    for i, mutate in enumerate(mutations):
+        begin = T0 + timedelta(hours=i)
+        rows = request_logs(begin, begin + timedelta(hours=1), PER_HOUR)
+        if mutate is not None:
+            mutate(rows)
+        for row in rows:
+            warehouse.append_inference_log(row)
 
 
 def instruct_rows(count: int, *, seed: int = 1) -> list[dict[str, Any]]:
