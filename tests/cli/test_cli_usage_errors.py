@@ -4,6 +4,7 @@ step's own name), with the protocol's exit code; and the logs and bars stay read
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,24 @@ def test_twin_progress_0_turns_the_libraries_bars_off_too(tmp_path: Path, twin_p
     )
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == hub_bars_off
+
+
+def test_a_native_abort_at_teardown_leaves_the_exit_code_as_the_command_set_it(tmp_path: Path) -> None:
+    # a native thread pool torn down at interpreter finalization (Arrow's, apache/arrow#34314) aborted finished
+    # steps: exit -6 instead of the command's code, seen in CI for `twin train` and `twin evaluate`
+    code = (
+        "import os, sys\n"
+        "class NativePool:\n"
+        "    def __del__(self):\n"
+        "        os.abort()\n"
+        "pool = NativePool()  # finalized at interpreter teardown, after every atexit hook\n"
+        "sys.argv = ['twin', 'registry', 'show', 'nobody/v0001']\n"
+        "from twin_core.cli.main import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "TWIN_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1])["kind"] == "input"

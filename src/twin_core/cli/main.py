@@ -173,6 +173,14 @@ def _usage_error(exc: Exception) -> None:
 
 
 def main() -> None:
+    """The ``twin`` entry point; the process ends with the command's exit code, whatever native thread pools do
+    at teardown (``process_exit``)."""
+    from twin_core.cli.process_exit import run_then_leave
+
+    run_then_leave(_main)
+
+
+def _main() -> None:
     # transformers' integrations import comet_ml before our tracking code runs, and comet_ml reads its
     # settings on import: never send crash reports to Comet's Sentry from a pipeline step, no auto-logging.
     quiet_comet()

@@ -204,9 +204,11 @@ def _finished(checkpoint: Path, step: int, steps: int) -> bool:
     """Whether training had ended at this checkpoint: its last step, or early stopping had stopped it."""
     import json
 
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    control = (state.get("stateful_callbacks") or {}).get("TrainerControl") or {}
-    return step >= steps or bool((control.get("args") or {}).get("should_training_stop"))
+    state_file = checkpoint / "trainer_state.json"
+    if step >= steps or not state_file.is_file():
+        return step >= steps
+    control = (json.loads(state_file.read_text()).get("stateful_callbacks") or {}).get("TrainerControl") or {}
+    return bool((control.get("args") or {}).get("should_training_stop"))
 
 
 def _logged_mean(log_history: list[dict[str, Any]]) -> float | None:
