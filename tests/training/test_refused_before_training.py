@@ -200,7 +200,9 @@ def test_the_summary_line_of_a_run_taken_as_is_keeps_its_numbers(capsys: pytest.
                "perplexity_trained": 47.2, "tokens_per_s": None}  # fmt: skip
     _report({"model": "ada-quillfeather/v0001", "stage": "candidate", "metrics": metrics})
     _report({"model": "ada-quillfeather/v0001", "stage": "candidate", "metrics": {**metrics, "tokens_per_s": 152.2}})
-    head = "ada-quillfeather/v0001 (candidate): loss 3.5 -> 1.7 in 6 steps; held-out perplexity base 48.9 -> trained 47.2"
+    head = (
+        "ada-quillfeather/v0001 (candidate): loss 3.5 -> 1.7 in 6 steps; held-out perplexity base 48.9 -> trained 47.2"
+    )
     assert capsys.readouterr().err.splitlines() == [
         f"{head}; taken from its last checkpoint as is",
         f"{head}; 152.2 tokens/s",
