@@ -105,7 +105,6 @@ def test_the_demo_training_stage_draws_the_cli_progress_bar(twin_home: Path, mon
                 "comet_archive": None}  # fmt: skip
 
     monkeypatch.setattr(run, "run_training", fake_run_training)
-    monkeypatch.setattr(training, "_has_checkpoints", lambda *args: False)  # no dataset stored to plan from
     result = training.stage(Path("unused"))
     assert result["candidates"] == ["ada/v0002"]
     assert [(c["kind"], c.get("progress")) for c in calls] == [("sft", progress), ("dpo", progress)]

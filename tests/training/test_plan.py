@@ -87,6 +87,16 @@ def test_resume_without_checkpoint_warns_and_names_the_runs_that_have_one(
         "runs of this dataset with checkpoints: 0123456789abcdef (step 2) "
         "(another profile, --max-steps, checkpoint interval or --from)"
     ]
+    # `twin demo` runs its steps again with resume "if-any": a first run is no warning
+    caplog.clear()
+    quiet = plan_training(tsettings, "sft", instruct_version, profile_name="tiny-test", resume="if-any")
+    with caplog.at_level("INFO", logger="twin_core.training.run"):
+        assert _resume_point(tsettings, quiet, tmp_path / "work") == (None, 0)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"no checkpoint of run {plan.run_id} (sft {instruct_version}) yet: training starts from step 0; "
+         "runs of this dataset with checkpoints: 0123456789abcdef (step 2) "
+         "(another profile, --max-steps, checkpoint interval or --from)")
+    ]  # fmt: skip
 
 
 def _register(settings, author: str, tag: str, kind: str | None, tmp_path: Path) -> str:  # noqa: ANN001

@@ -2,9 +2,9 @@
 
 The real pipeline (``run_training``) with the step count capped: the loss goes down a little, the
 held-out perplexity of base and trained model is printed, and each run ends as a registered
-candidate with its Comet offline archive. A demo run again resumes each run from its checkpoints (a
-finished one is taken as is: nothing is trained twice, nothing registered twice). A full cpu-tiny run
-is ``twin train sft --dataset ...``.
+candidate with its Comet offline archive. A demo run again resumes each run from its checkpoints
+(``resume="if-any"``; a finished one is taken as is: nothing is trained twice, nothing registered
+twice). A full cpu-tiny run is ``twin train sft --dataset ...``.
 """
 
 from __future__ import annotations
@@ -33,30 +33,17 @@ def stage(sample: Path) -> dict[str, Any]:
     for version in instruct:
         slug = version.split("/")[1]
         sft_settings = updated(settings, training_max_steps=SFT_STEPS, training_checkpoint_steps=SFT_STEPS // 2)
-        resume = _has_checkpoints(sft_settings, "sft", version)
-        sft = run_training(sft_settings, "sft", version, profile_name=PROFILE, resume=resume, progress=progress)
+        sft = run_training(sft_settings, "sft", version, profile_name=PROFILE, resume="if-any", progress=progress)
         run = {"sft": _summary(sft)}
         if slug in preference:
             dpo_settings = updated(settings, training_max_steps=DPO_STEPS, training_checkpoint_steps=DPO_STEPS)
             dpo = run_training(
                 dpo_settings, "dpo", preference[slug], profile_name=PROFILE, from_ref=sft["model"],
-                resume=_has_checkpoints(dpo_settings, "dpo", preference[slug], sft["model"]), progress=progress,
+                resume="if-any", progress=progress,
             )  # fmt: skip
             run["dpo"] = _summary(dpo)
         runs.append(run)
     return {"runs": runs, "candidates": [r.get("dpo", r["sft"])["model"] for r in runs]}
-
-
-def _has_checkpoints(settings: Any, kind: Any, dataset: str, from_ref: str | None = None) -> bool:
-    """Whether this very run (its run id: kind, data, base, profile, steps) left checkpoints (a killed or
-    finished demo): a demo run again resumes it, or takes a finished run as is, instead of training again; a
-    first demo starts without the WARNING that --resume with nothing to resume gives."""
-    from twin_core.stores.artifacts import open_artifact_store
-    from twin_core.training.checkpoints import checkpoints_name
-    from twin_core.training.plan import plan_training
-
-    plan = plan_training(settings, kind, dataset, profile_name=PROFILE, from_ref=from_ref)
-    return bool(open_artifact_store(settings).versions(checkpoints_name(plan.run_id)))
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

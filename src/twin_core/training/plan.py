@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from twin_core.errors import InputError
 from twin_core.settings import Settings
 from twin_core.training import checkpoints, data
 from twin_core.training.profiles import TrainingProfile, load_profile
 from twin_core.training.trainers import Kind, stage_of
+
+# --resume: True (asked: no checkpoint is a WARNING), False, or "if-any" (a caller that runs the same steps again,
+# as `twin demo`: a run with checkpoints resumes, a first run starts quietly)
+Resume = bool | Literal["if-any"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class TrainingPlan:
     steps: int
     checkpoint_steps: int
     run_id: str
-    resume: bool
+    resume: Resume
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,7 +60,7 @@ def plan_training(
     *,
     profile_name: str | None = None,
     from_ref: str | None = None,
-    resume: bool = False,
+    resume: Resume = False,
 ) -> TrainingPlan:
     """Profile, rows, base, steps and the run id; unknown/empty data or a DPO without --from -> InputError."""
     from twin_core.stores.registry import open_registry

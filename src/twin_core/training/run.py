@@ -32,7 +32,7 @@ from twin_core.progress import ProgressFactory, silent
 from twin_core.settings import Settings
 from twin_core.training import checkpoints, lengths, memory_fit
 from twin_core.training import peft_model as models
-from twin_core.training.plan import TrainingPlan, plan_training
+from twin_core.training.plan import Resume, TrainingPlan, plan_training
 from twin_core.training.record import Outcome, record
 from twin_core.training.step_clock import step_clock
 from twin_core.training.trainers import Kind, build_trainer, trainer_args
@@ -49,7 +49,7 @@ def run_training(
     *,
     profile_name: str | None = None,
     from_ref: str | None = None,
-    resume: bool = False,
+    resume: Resume = False,
     progress: ProgressFactory = silent,
 ) -> dict[str, Any]:
     """Plan, train, register a candidate, and return the step result (see the module doc)."""
@@ -153,7 +153,8 @@ def _resume_point(settings: Settings, plan: TrainingPlan, work: Path) -> tuple[t
 
 def _warn_no_checkpoint(store: Any, plan: TrainingPlan) -> None:
     """--resume with no checkpoint for this run id: a WARNING (training starts over), naming the runs of
-    the same kind and dataset that do have checkpoints (another profile, step cap or base)."""
+    the same kind and dataset that do have checkpoints (another profile, step cap or base); with resume
+    "if-any" a first run, said at INFO."""
     others = checkpoints.runs_with_checkpoints(store, kind=plan.kind, dataset=plan.data.version_id)
     others = [(rid, step) for rid, step in others if rid != plan.run_id]
     hint = (
@@ -163,6 +164,10 @@ def _warn_no_checkpoint(store: Any, plan: TrainingPlan) -> None:
         if others
         else ""
     )
+    if plan.resume == "if-any":
+        log.info("no checkpoint of run %s (%s %s) yet: training starts from step 0%s",
+                 plan.run_id, plan.kind, plan.data.version_id, hint)  # fmt: skip
+        return
     log.warning("--resume: no checkpoint for run %s (%s %s): training starts from step 0%s",
                 plan.run_id, plan.kind, plan.data.version_id, hint)  # fmt: skip
 
